@@ -1,0 +1,97 @@
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlmodel import select
+
+from api import presenters
+from api.deps import Admin, CurrentTechnician, SessionDep, Staff
+from dispatch import technicians as techs
+from dispatch.models import Certification, TrainingRecord
+from dispatch.pagination import page_of, paginate
+from dispatch.schemas import (
+    CertificationCreate, CertificationPublic, Decision, Page, TechnicianPublic, TechnicianUpdate,
+    TrainingRecordCreate, TrainingRecordPublic,
+)
+
+router = APIRouter(tags=["technicians"])
+
+
+@router.get("/v1/technicians/me")
+async def me(technician: CurrentTechnician, session: SessionDep) -> TechnicianPublic:
+    return presenters.technician(technician, await techs.certifications_of(session, technician.id))
+
+
+@router.patch("/v1/technicians/me")
+async def update_me(body: TechnicianUpdate, technician: CurrentTechnician, session: SessionDep) -> TechnicianPublic:
+    for field, value in body.model_dump(exclude_unset=True).items():
+        setattr(technician, field, value)
+    session.add(technician)
+    await session.flush()
+    return presenters.technician(technician, await techs.certifications_of(session, technician.id))
+
+
+@router.get("/v1/technicians/me/certifications")
+async def my_certifications(technician: CurrentTechnician, session: SessionDep) -> Page[CertificationPublic]:
+    return Page(data=[presenters.certification(c) for c in await techs.certifications_of(session, technician.id)])
+
+
+@router.post("/v1/technicians/me/certifications", status_code=status.HTTP_201_CREATED)
+async def submit_certification(body: CertificationCreate, technician: CurrentTechnician, session: SessionDep) -> CertificationPublic:
+    """A certificate the technician already holds, submitted for the utility to verify."""
+    cert = await techs.add_certification(session, technician_id=technician.id, **body.model_dump())
+    return presenters.certification(cert)
+
+
+@router.get("/v1/technicians/{technician_id}")
+async def get_technician(technician_id: uuid.UUID, _: Staff, session: SessionDep) -> TechnicianPublic:
+    technician = await techs.get_technician(session, technician_id)
+    return presenters.technician(technician, await techs.certifications_of(session, technician.id))
+
+
+@router.post("/v1/technicians/{technician_id}/training-records", status_code=status.HTTP_201_CREATED)
+async def record_training(technician_id: uuid.UUID, body: TrainingRecordCreate, admin: Admin, session: SessionDep) -> TrainingRecordPublic:
+    record = await techs.record_training(
+        session, technician_id=technician_id, issuer="gas utility", recorded_by=admin.account_id, **body.model_dump())
+    return TrainingRecordPublic.model_validate(record, from_attributes=True)
+
+
+@router.get("/v1/technicians/{technician_id}/training-records")
+async def training_records(technician_id: uuid.UUID, _: Staff, session: SessionDep) -> Page[TrainingRecordPublic]:
+    rows = (await session.exec(select(TrainingRecord).where(TrainingRecord.technician_id == technician_id)
+                               .order_by(TrainingRecord.held_at))).all()
+    return Page(data=[TrainingRecordPublic.model_validate(r, from_attributes=True) for r in rows])
+
+
+@router.get("/v1/certifications")
+async def list_certifications(
+    _: Staff, session: SessionDep,
+    status_filter: Annotated[str | None, Query(alias="status", pattern="^(pending|verified|rejected|revoked)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[CertificationPublic]:
+    statement = select(Certification)
+    if status_filter:
+        statement = statement.where(Certification.status == status_filter)
+    rows, next_cursor = page_of(list((await session.exec(paginate(statement, Certification, limit, cursor))).all()), limit)
+    return Page(data=[presenters.certification(c) for c in rows], next_cursor=next_cursor)
+
+
+async def _decide(certification_id: uuid.UUID, decision: str, body: Decision, admin: Admin, session: SessionDep) -> CertificationPublic:
+    cert = await techs.decide_certification(
+        session, certification_id=certification_id, decision=decision, admin_id=admin.account_id, reason=body.reason)
+    return presenters.certification(cert)
+
+
+@router.post("/v1/certifications/{certification_id}/verify")
+async def verify_certification(certification_id: uuid.UUID, body: Decision, admin: Admin, session: SessionDep) -> CertificationPublic:
+    return await _decide(certification_id, "verify", body, admin, session)
+
+
+@router.post("/v1/certifications/{certification_id}/reject")
+async def reject_certification(certification_id: uuid.UUID, body: Decision, admin: Admin, session: SessionDep) -> CertificationPublic:
+    return await _decide(certification_id, "reject", body, admin, session)
+
+
+@router.post("/v1/certifications/{certification_id}/revoke")
+async def revoke_certification(certification_id: uuid.UUID, body: Decision, admin: Admin, session: SessionDep) -> CertificationPublic:
+    return await _decide(certification_id, "revoke", body, admin, session)

@@ -1,0 +1,81 @@
+"""The `gasdispatch` command: the building blocks of the two set-up commands and the tools."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="gasdispatch: a dispatch marketplace for city gas utilities.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+console = Console(stderr=True)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def alembic_config():  # noqa: ANN201
+    from alembic.config import Config
+
+    return Config(str(ROOT / "alembic.ini"))
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Bring the database schema to REVISION (default: head) with Alembic."""
+    from alembic import command
+
+    command.upgrade(alembic_config(), revision)
+    console.print(f"[green]database migrated to {revision}[/]")
+
+
+@app.command()
+def seed(city: str = typer.Option("demo", help="Which demo city to seed.")) -> None:
+    """Seed a demo city: stations, certified technicians, customers with addresses (idempotent)."""
+    from dispatch.db import get_engine, session_scope
+    from dispatch.seed import CITIES, seed_city
+
+    if city not in CITIES:
+        console.print(f"[red]unknown city {city!r}; known: {', '.join(CITIES)}[/]")
+        raise typer.Exit(2)
+
+    async def run() -> dict:
+        async with session_scope() as session:
+            result = await seed_city(session, city)
+        await get_engine().dispose()
+        return result
+
+    console.print(json.dumps(asyncio.run(run()), ensure_ascii=False))
+
+
+@app.command("create-staff")
+def create_staff(
+    role: str = typer.Option(..., help="auditor or admin"),
+    email: str = typer.Option(...),
+    name: str = typer.Option(...),
+    password: str = typer.Option(..., prompt=True, hide_input=True),
+) -> None:
+    """Create an auditor or admin account (staff are never self-registered)."""
+    from dispatch import accounts
+    from dispatch.db import get_engine, session_scope
+
+    if role not in ("auditor", "admin"):
+        console.print("[red]role must be auditor or admin[/]")
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        async with session_scope() as session:
+            await accounts.create_staff(session, role=role, email=email, password=password, name=name)
+        await get_engine().dispose()
+
+    asyncio.run(run())
+    console.print(f"[green]{role} {email} created[/]")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000), workers: int = typer.Option(1),
+) -> None:
+    """Serve the API (and websockets) with uvicorn."""
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")

@@ -1,0 +1,268 @@
+"""Tables of the marketplace core. Geometry is geography(…,4326), lon/lat order."""
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from geoalchemy2 import Geography
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+import dispatch.db  # noqa: F401  (naming convention must be set before tables are declared)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ts(nullable: bool = False, **kw: Any) -> Any:
+    return Field(sa_type=DateTime(timezone=True), nullable=nullable, **kw)
+
+
+ROLES = ("customer", "technician", "auditor", "admin")
+CERTIFICATION_KINDS = ("repair", "inspection", "installation", "emergency")
+PRIORITIES = ("emergency", "urgent", "routine")
+ORDER_SOURCES = ("customer", "meter", "alarm", "followup")
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "dispatch_account"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES}", name="role"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    role: str = Field(max_length=16)
+    email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
+    password_hash: str = Field(max_length=255)
+    display_name: str = Field(max_length=100)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "dispatch_customer"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", unique=True)
+    name: str = Field(max_length=100)
+    phone: str = Field(max_length=32)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class CustomerBlock(SQLModel, table=True):
+    """A technician the customer does not want sent again."""
+
+    __tablename__ = "dispatch_customer_block"
+
+    customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id", primary_key=True)
+    technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", primary_key=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Address(SQLModel, table=True):
+    __tablename__ = "dispatch_address"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id", index=True)
+    label: str = Field(max_length=60)
+    line: str = Field(max_length=200)
+    location: Any = Field(
+        sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=False)
+    )
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ServiceStation(SQLModel, table=True):
+    __tablename__ = "dispatch_service_station"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=100)
+    city: str = Field(max_length=60, index=True)
+    location: Any = Field(
+        sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=False)
+    )
+    service_area: Any = Field(
+        sa_column=Column(Geography("POLYGON", srid=4326, spatial_index=True), nullable=False)
+    )
+    daily_capacity: int = Field(default=40, ge=0)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Technician(SQLModel, table=True):
+    __tablename__ = "dispatch_technician"
+    __table_args__ = (
+        CheckConstraint("status IN ('offline','online','busy','suspended')", name="status"),
+        CheckConstraint("onboarding IN ('applicant','active')", name="onboarding"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", unique=True)
+    station_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_service_station.id", index=True)
+    name: str = Field(max_length=100)
+    phone: str = Field(max_length=32)
+    photo_ref: str | None = Field(default=None, max_length=300)
+    status: str = Field(default="offline", max_length=16)
+    onboarding: str = Field(default="applicant", max_length=16)
+    max_jobs: int = Field(default=1, ge=1)
+    # Last known position, persisted at a lower rate than Redis gets it: rebuilds the live index.
+    last_location: Any = Field(
+        default=None, sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=True)
+    )
+    last_seen_at: datetime | None = _ts(nullable=True, default=None)
+    idle_since: datetime | None = _ts(nullable=True, default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Certification(SQLModel, table=True):
+    __tablename__ = "dispatch_certification"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {CERTIFICATION_KINDS}", name="kind"),
+        CheckConstraint("status IN ('pending','verified','rejected','revoked')", name="status"),
+        CheckConstraint("valid_until > valid_from", name="validity"),
+        UniqueConstraint("issuer", "number"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
+    kind: str = Field(max_length=16)
+    number: str = Field(max_length=64)
+    issuer: str = Field(max_length=100)
+    valid_from: datetime = _ts()
+    valid_until: datetime = _ts()
+    status: str = Field(default="pending", max_length=16)
+    decided_by: uuid.UUID | None = Field(default=None, foreign_key="dispatch_account.id")
+    decided_at: datetime | None = _ts(nullable=True, default=None)
+    decision_reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class TrainingRecord(SQLModel, table=True):
+    """Onboarding: training sessions attended and exams taken; a passed exam issues a certification."""
+
+    __tablename__ = "dispatch_training_record"
+    __table_args__ = (
+        CheckConstraint("record_type IN ('training','exam')", name="record_type"),
+        CheckConstraint(f"kind IN {CERTIFICATION_KINDS}", name="kind"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
+    record_type: str = Field(max_length=16)
+    kind: str = Field(max_length=16)
+    held_at: datetime = _ts()
+    score: int | None = Field(default=None, ge=0, le=100)
+    passed: bool | None = None
+    certification_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_certification.id")
+    recorded_by: uuid.UUID = Field(foreign_key="dispatch_account.id")
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class ServiceKind(SQLModel, table=True):
+    """The service catalogue; admins extend it through the API, no code change."""
+
+    __tablename__ = "dispatch_service_kind"
+    __table_args__ = (CheckConstraint(f"required_certification IN {CERTIFICATION_KINDS}", name="cert"),)
+
+    code: str = Field(primary_key=True, max_length=40)
+    name: str = Field(max_length=100)
+    name_zh: str = Field(max_length=100)
+    required_certification: str = Field(max_length=16)
+    default_priority: str = Field(default="routine", max_length=16)
+    base_price_minor: int = Field(ge=0)
+    currency: str = Field(max_length=3)
+    typical_duration_min: int = Field(ge=1)
+    # Per-priority SLA minutes overriding the global defaults, e.g. {"urgent": 120}.
+    sla_minutes: dict[str, int] = Field(default_factory=dict, sa_type=JSONB)
+    active: bool = True
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "dispatch_order"
+    __table_args__ = (
+        CheckConstraint(f"priority IN {PRIORITIES}", name="priority"),
+        CheckConstraint(f"source IN {ORDER_SOURCES}", name="source"),
+        CheckConstraint("price_estimate_minor >= 0", name="price"),
+        Index("ix_dispatch_order_open", "status", "priority", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id", index=True)
+    address_id: uuid.UUID = Field(foreign_key="dispatch_address.id")
+    location: Any = Field(
+        sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=False)
+    )
+    kind: str = Field(foreign_key="dispatch_service_kind.code", max_length=40)
+    required_certification: str = Field(max_length=16)
+    priority: str = Field(max_length=16)
+    source: str = Field(default="customer", max_length=16)
+    status: str = Field(default="created", max_length=16)
+    description: str = Field(default="", max_length=2000)
+    sla_deadline: datetime = _ts()
+    preferred_technician_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_technician.id")
+    technician_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_technician.id", index=True)
+    price_estimate_minor: int = Field(ge=0)
+    currency: str = Field(max_length=3)
+    status_reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class OrderEvent(SQLModel, table=True):
+    """Append-only: one row per transition, written with the state change."""
+
+    __tablename__ = "dispatch_order_event"
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    order_id: uuid.UUID = Field(foreign_key="dispatch_order.id", index=True)
+    action: str = Field(max_length=32)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str = Field(max_length=16)
+    actor_role: str = Field(max_length=16)
+    actor_id: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=500)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Events for other packages, committed with the change that caused them; a relay delivers."""
+
+    __tablename__ = "dispatch_outbox"
+    __table_args__ = (
+        Index("ix_dispatch_outbox_pending", "id", postgresql_where=text("delivered_at IS NULL")),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
+    )
+    topic: str = Field(max_length=80)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    created_at: datetime = _ts(default_factory=utcnow)
+    delivered_at: datetime | None = _ts(nullable=True, default=None)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(String(1000), nullable=True))
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """First response to a POST with an Idempotency-Key, replayed for the same key and body."""
+
+    __tablename__ = "dispatch_idempotency_record"
+
+    account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", primary_key=True)
+    key: str = Field(max_length=255, primary_key=True)
+    route: str = Field(max_length=200)
+    request_hash: str = Field(max_length=64)
+    response_status: int
+    response_body: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    created_at: datetime = _ts(default_factory=utcnow)

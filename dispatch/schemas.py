@@ -1,0 +1,314 @@
+"""API shapes: validated inputs (…Create/…Update) and outputs (…Public)."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
+
+from dispatch.geo import is_valid_polygon
+
+CertificationKind = Literal["repair", "inspection", "installation", "emergency"]
+Priority = Literal["emergency", "urgent", "routine"]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 -]{4,30}$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+T = TypeVar("T")
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None = None
+
+
+class GeoPoint(Input):
+    type: Literal["Point"]
+    coordinates: tuple[float, float]
+
+    @field_validator("coordinates")
+    @classmethod
+    def _in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lon, lat = value
+        if not -180.0 <= lon <= 180.0:
+            raise ValueError("longitude must be within [-180, 180]")
+        if not -90.0 <= lat <= 90.0:
+            raise ValueError("latitude must be within [-90, 90]")
+        return value
+
+    @property
+    def lon(self) -> float:
+        return self.coordinates[0]
+
+    @property
+    def lat(self) -> float:
+        return self.coordinates[1]
+
+
+class GeoPolygon(Input):
+    type: Literal["Polygon"]
+    coordinates: list[list[tuple[float, float]]] = Field(min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _valid(self) -> "GeoPolygon":
+        for ring in self.coordinates:
+            if len(ring) < 4 or len(ring) > 5000:
+                raise ValueError("each ring needs 4 to 5000 positions")
+            for lon, lat in ring:
+                if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+                    raise ValueError("coordinates out of range")
+        if not is_valid_polygon(self.model_dump()):
+            raise ValueError("polygon is not valid (closed, non-self-intersecting ring)")
+        return self
+
+
+class Money(BaseModel):
+    amount_minor: int
+    currency: str
+
+
+# Accounts
+class CustomerRegister(Input):
+    email: EmailStr
+    password: Password
+    name: Name
+    phone: Phone
+
+
+class TechnicianRegister(CustomerRegister):
+    station_id: uuid.UUID | None = None
+
+
+class Login(Input):
+    email: Annotated[str, StringConstraints(max_length=254)]
+    password: Annotated[str, StringConstraints(max_length=128)]
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    role: str
+
+
+class CustomerPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    phone: str
+    email: str
+
+
+# Addresses
+class AddressCreate(Input):
+    label: Name
+    line: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    location: GeoPoint
+
+
+class AddressUpdate(Input):
+    label: Name | None = None
+    line: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    location: GeoPoint | None = None
+
+
+class AddressPublic(BaseModel):
+    id: uuid.UUID
+    label: str
+    line: str
+    location: dict[str, Any]
+    created_at: datetime
+
+
+# Stations
+class StationCreate(Input):
+    name: Name
+    city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+    location: GeoPoint
+    service_area: GeoPolygon
+    daily_capacity: int = Field(default=40, ge=0, le=10_000)
+
+
+class StationUpdate(Input):
+    name: Name | None = None
+    service_area: GeoPolygon | None = None
+    daily_capacity: int | None = Field(default=None, ge=0, le=10_000)
+
+
+class StationPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    city: str
+    location: dict[str, Any]
+    service_area: dict[str, Any]
+    daily_capacity: int
+
+
+# Technicians and certifications
+class TechnicianUpdate(Input):
+    name: Name | None = None
+    phone: Phone | None = None
+    photo_ref: Annotated[str, StringConstraints(max_length=300)] | None = None
+
+
+class CertificationCreate(Input):
+    kind: CertificationKind
+    number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    issuer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    valid_from: datetime
+    valid_until: datetime
+
+    @model_validator(mode="after")
+    def _period(self) -> "CertificationCreate":
+        if self.valid_from.tzinfo is None or self.valid_until.tzinfo is None:
+            raise ValueError("times need a timezone (RFC 3339)")
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        return self
+
+
+class CertificationPublic(BaseModel):
+    id: uuid.UUID
+    technician_id: uuid.UUID
+    kind: str
+    number: str
+    issuer: str
+    valid_from: datetime
+    valid_until: datetime
+    status: str
+    usable: bool
+    renewal_due: bool
+    decision_reason: str | None
+
+
+class Decision(Input):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+
+class TrainingRecordCreate(Input):
+    record_type: Literal["training", "exam"]
+    kind: CertificationKind
+    held_at: datetime
+    score: int | None = Field(default=None, ge=0, le=100)
+    passed: bool | None = None
+    # For a passed exam: the number and validity of the certification it issues.
+    certificate_number: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    valid_years: int = Field(default=3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _exam_has_result(self) -> "TrainingRecordCreate":
+        if self.record_type == "exam" and self.passed is None:
+            raise ValueError("an exam record needs passed")
+        if self.record_type == "exam" and self.passed and not self.certificate_number:
+            raise ValueError("a passed exam needs certificate_number")
+        return self
+
+
+class TrainingRecordPublic(BaseModel):
+    id: uuid.UUID
+    technician_id: uuid.UUID
+    record_type: str
+    kind: str
+    held_at: datetime
+    score: int | None
+    passed: bool | None
+    certification_id: uuid.UUID | None
+
+
+class TechnicianPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    phone: str
+    photo_ref: str | None
+    station_id: uuid.UUID | None
+    status: str
+    onboarding: str
+    max_jobs: int
+    certifications: list[CertificationPublic]
+
+
+# Service catalogue
+class ServiceKindCreate(Input):
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+    name: Name
+    name_zh: Name
+    required_certification: CertificationKind
+    default_priority: Priority = "routine"
+    base_price: Money
+    typical_duration_min: int = Field(ge=1, le=24 * 60)
+    sla_minutes: dict[Priority, int] = Field(default_factory=dict)
+
+    @field_validator("base_price")
+    @classmethod
+    def _price(cls, value: Money) -> Money:
+        if value.amount_minor < 0 or len(value.currency) != 3 or not value.currency.isupper():
+            raise ValueError("amount_minor must be >= 0 and currency ISO 4217")
+        return value
+
+
+class ServiceKindUpdate(Input):
+    name: Name | None = None
+    name_zh: Name | None = None
+    base_price: Money | None = None
+    typical_duration_min: int | None = Field(default=None, ge=1, le=24 * 60)
+    sla_minutes: dict[Priority, int] | None = None
+    active: bool | None = None
+
+
+class ServiceKindPublic(BaseModel):
+    code: str
+    name: str
+    name_zh: str
+    required_certification: str
+    default_priority: str
+    base_price: Money
+    typical_duration_min: int
+    sla_minutes: dict[str, int]
+    active: bool
+
+
+# Orders
+class OrderCreate(Input):
+    kind: Annotated[str, StringConstraints(max_length=40)]
+    address_id: uuid.UUID
+    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+    priority: Priority | None = None
+    preferred_technician_id: uuid.UUID | None = None
+
+
+class OrderCancel(Input):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class OrderPublic(BaseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    address_id: uuid.UUID
+    location: dict[str, Any]
+    kind: str
+    required_certification: str
+    priority: str
+    source: str
+    status: str
+    status_reason: str | None
+    description: str
+    sla_deadline: datetime
+    preferred_technician_id: uuid.UUID | None
+    technician_id: uuid.UUID | None
+    price_estimate: Money
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderEventPublic(BaseModel):
+    id: int
+    action: str
+    from_status: str | None
+    to_status: str
+    actor_role: str
+    reason: str | None
+    payload: dict[str, Any]
+    created_at: datetime

@@ -1,0 +1,163 @@
+"""Orders: creation, the state machine applied with an event row and an outbox row, queries.
+
+Services flush, never commit: the request or worker boundary commits.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.config import get_settings
+from dispatch.errors import Conflict, Forbidden, InvalidInput, NotFound
+from dispatch.events import publish
+from dispatch.models import Address, Order, OrderEvent, Technician
+from dispatch.pagination import page_of, paginate
+from dispatch.states import next_state
+from dispatch.stations import get_service_kind
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who causes a change: a role and, for people, their account id."""
+
+    role: str
+    id: str | None = None
+
+    @classmethod
+    def system(cls, name: str = "system") -> "Actor":
+        return cls("system", name)
+
+
+async def create_order(
+    session: AsyncSession, *, customer_id: uuid.UUID, address_id: uuid.UUID, kind: str,
+    actor: Actor, description: str = "", priority: str | None = None,
+    preferred_technician_id: uuid.UUID | None = None, source: str = "customer",
+    now: datetime | None = None,
+) -> Order:
+    now = now or datetime.now(timezone.utc)
+    service_kind = await get_service_kind(session, kind)
+    address = await session.get(Address, address_id)
+    if address is None or address.customer_id != customer_id:
+        raise NotFound("no such address")
+    if preferred_technician_id is not None:
+        technician = await session.get(Technician, preferred_technician_id)
+        if technician is None or technician.status == "suspended" or technician.onboarding != "active":
+            raise InvalidInput("the chosen technician cannot take orders")
+    priority = priority or service_kind.default_priority
+    sla_min = service_kind.sla_minutes.get(priority) or get_settings().sla_minutes(priority)
+    order = Order(
+        customer_id=customer_id, address_id=address_id, location=address.location, kind=kind,
+        required_certification=service_kind.required_certification, priority=priority, source=source,
+        description=description, sla_deadline=now + timedelta(minutes=sla_min),
+        preferred_technician_id=preferred_technician_id,
+        price_estimate_minor=service_kind.base_price_minor, currency=service_kind.currency,
+        created_at=now, updated_at=now,
+    )
+    session.add(order)
+    await session.flush()
+    session.add(OrderEvent(
+        order_id=order.id, action="create", from_status=None, to_status="created",
+        actor_role=actor.role, actor_id=actor.id, payload={"source": source, "priority": priority},
+        created_at=now,
+    ))
+    await publish(session, "dispatch.order_created", {
+        "order_id": str(order.id), "priority": priority, "kind": kind, "source": source,
+        "required_certification": order.required_certification,
+    })
+    return order
+
+
+async def transition(
+    session: AsyncSession, order_id: uuid.UUID, action: str, actor: Actor, *,
+    reason: str | None = None, payload: dict[str, Any] | None = None,
+    expected_status: str | None = None, set_values: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Order:
+    """Apply one state-machine action as a single conditional UPDATE.
+
+    The UPDATE only matches while the order is still in the state we read, so of two
+    concurrent actors exactly one wins; the loser gets Conflict.
+    """
+    now = now or datetime.now(timezone.utc)
+    current = await session.get(Order, order_id, populate_existing=True)
+    if current is None:
+        raise NotFound("no such order")
+    from_status = current.status
+    if expected_status is not None and from_status != expected_status:
+        raise Conflict(f"order is {from_status}, not {expected_status}")
+    step = next_state(from_status, action, actor.role, reason)
+    values: dict[str, Any] = {"status": step.to_status, "updated_at": now, **(set_values or {})}
+    if reason is not None:
+        values["status_reason"] = reason
+    result = await session.exec(
+        update(Order).where(Order.id == order_id, Order.status == from_status).values(**values)
+    )
+    if result.rowcount != 1:
+        raise Conflict("the order changed meanwhile; reload and retry")
+    session.add(OrderEvent(
+        order_id=order_id, action=action, from_status=from_status, to_status=step.to_status,
+        actor_role=actor.role, actor_id=actor.id, reason=reason, payload=payload or {}, created_at=now,
+    ))
+    await publish(session, "dispatch.order_status_changed", {
+        "order_id": str(order_id), "action": action, "from": from_status, "to": step.to_status,
+        "technician_id": str(values.get("technician_id") or current.technician_id or "") or None,
+        "reason": reason, "payload": payload or {},
+    })
+    await session.flush()
+    order = await session.get(Order, order_id, populate_existing=True)
+    assert order is not None
+    return order
+
+
+async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise NotFound("no such order")
+    return order
+
+
+async def get_order_for(
+    session: AsyncSession, order_id: uuid.UUID, *, role: str,
+    customer_id: uuid.UUID | None = None, technician_id: uuid.UUID | None = None,
+) -> Order:
+    """An order as the caller may see it; another user's order is 'not found', never leaked."""
+    order = await get_order(session, order_id)
+    if role in ("admin", "auditor"):
+        return order
+    if role == "customer" and order.customer_id == customer_id:
+        return order
+    if role == "technician" and technician_id is not None and order.technician_id == technician_id:
+        return order
+    raise NotFound("no such order")
+
+
+async def list_orders(
+    session: AsyncSession, *, limit: int, cursor: str | None, customer_id: uuid.UUID | None = None,
+    technician_id: uuid.UUID | None = None, status: str | None = None,
+) -> tuple[list[Order], str | None]:
+    statement = select(Order)
+    if customer_id is not None:
+        statement = statement.where(Order.customer_id == customer_id)
+    if technician_id is not None:
+        statement = statement.where(Order.technician_id == technician_id)
+    if status is not None:
+        statement = statement.where(Order.status == status)
+    rows = list((await session.exec(paginate(statement, Order, limit, cursor))).all())
+    return page_of(rows, limit)
+
+
+async def order_events(session: AsyncSession, order_id: uuid.UUID) -> list[OrderEvent]:
+    return list((await session.exec(
+        select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
+    )).all())
+
+
+async def cancel_order(session: AsyncSession, order_id: uuid.UUID, actor: Actor, reason: str) -> Order:
+    if actor.role not in ("customer", "admin", "system"):
+        raise Forbidden("only the customer or operations can cancel an order")
+    return await transition(session, order_id, "cancel", actor, reason=reason)

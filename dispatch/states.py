@@ -1,0 +1,70 @@
+"""The order state machine, pure: (state, action, actor role) -> next state, or IllegalTransition."""
+
+from dataclasses import dataclass
+
+from dispatch.errors import IllegalTransition
+
+STATES = (
+    "created", "matching", "offered", "accepted", "en_route", "arrived",
+    "in_service", "completed", "reviewed", "settled", "cancelled", "unfulfilled",
+)
+TERMINAL = frozenset({"settled", "cancelled", "unfulfilled"})
+
+# action -> {from_state: to_state}
+_TRANSITIONS: dict[str, dict[str, str]] = {
+    "start_matching": {"created": "matching"},
+    "offer": {"matching": "offered"},
+    # A declined or expired offer sends the order back to matching for the next candidate.
+    "offer_lapsed": {"offered": "matching"},
+    "accept": {"offered": "accepted"},
+    "depart": {"accepted": "en_route"},
+    "arrive": {"en_route": "arrived"},
+    "start_service": {"arrived": "in_service"},
+    "complete": {"in_service": "completed"},
+    "review": {"completed": "reviewed"},
+    "settle": {"reviewed": "settled"},
+    "mark_unfulfilled": {"created": "unfulfilled", "matching": "unfulfilled", "offered": "unfulfilled"},
+    # An emergency pre-empting a routine job not yet started returns it to matching.
+    "preempt": {"accepted": "matching"},
+    "cancel": {s: "cancelled" for s in ("created", "matching", "offered", "accepted", "en_route", "arrived", "in_service")},
+}
+
+# Who may cancel in which state: once the technician is at the door, only operations may.
+_CANCEL_ROLES: dict[str, frozenset[str]] = {
+    "created": frozenset({"customer", "admin", "system"}),
+    "matching": frozenset({"customer", "admin", "system"}),
+    "offered": frozenset({"customer", "admin", "system"}),
+    "accepted": frozenset({"customer", "admin", "system"}),
+    "en_route": frozenset({"customer", "admin", "system"}),
+    "arrived": frozenset({"admin", "system"}),
+    "in_service": frozenset({"admin", "system"}),
+}
+
+ACTIONS = tuple(_TRANSITIONS)
+REASON_REQUIRED = frozenset({"cancel", "mark_unfulfilled", "preempt"})
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: str
+    from_status: str
+    to_status: str
+
+
+def next_state(state: str, action: str, actor_role: str = "system", reason: str | None = None) -> Transition:
+    if state not in STATES:
+        raise IllegalTransition(f"unknown state {state!r}")
+    targets = _TRANSITIONS.get(action)
+    if targets is None:
+        raise IllegalTransition(f"unknown action {action!r}")
+    if state not in targets:
+        raise IllegalTransition(f"cannot {action} an order that is {state}")
+    if action == "cancel" and actor_role not in _CANCEL_ROLES[state]:
+        raise IllegalTransition(f"a {actor_role} cannot cancel an order that is {state}")
+    if action in REASON_REQUIRED and not (reason and reason.strip()):
+        raise IllegalTransition(f"{action} needs a reason")
+    return Transition(action, state, targets[state])
+
+
+def legal_actions(state: str) -> list[str]:
+    return [a for a, t in _TRANSITIONS.items() if state in t]

@@ -1,0 +1,122 @@
+"""Technician profiles, certifications and onboarding (training, exam, verification)."""
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.config import get_settings
+from dispatch.errors import Conflict, IllegalTransition, NotFound
+from dispatch.events import publish
+from dispatch.models import Certification, Technician, TrainingRecord
+
+
+def certification_usable(cert: Certification, now: datetime | None = None) -> bool:
+    """Only a verified certification inside its validity period qualifies a technician."""
+    now = now or datetime.now(timezone.utc)
+    return cert.status == "verified" and cert.valid_from <= now < cert.valid_until
+
+
+def renewal_due(cert: Certification, now: datetime | None = None) -> bool:
+    now = now or datetime.now(timezone.utc)
+    notice = timedelta(days=get_settings().certification_renewal_notice_days)
+    return cert.status == "verified" and now < cert.valid_until <= now + notice
+
+
+def usable_kinds(certs: list[Certification], now: datetime | None = None) -> set[str]:
+    return {c.kind for c in certs if certification_usable(c, now)}
+
+
+async def certifications_of(session: AsyncSession, technician_id: uuid.UUID) -> list[Certification]:
+    return list(
+        (await session.exec(
+            select(Certification).where(Certification.technician_id == technician_id).order_by(Certification.created_at)
+        )).all()
+    )
+
+
+async def get_technician(session: AsyncSession, technician_id: uuid.UUID) -> Technician:
+    technician = await session.get(Technician, technician_id)
+    if technician is None:
+        raise NotFound("no such technician")
+    return technician
+
+
+async def add_certification(
+    session: AsyncSession, *, technician_id: uuid.UUID, kind: str, number: str, issuer: str,
+    valid_from: datetime, valid_until: datetime,
+) -> Certification:
+    cert = Certification(
+        technician_id=technician_id, kind=kind, number=number, issuer=issuer,
+        valid_from=valid_from, valid_until=valid_until,
+    )
+    session.add(cert)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("this issuer's certificate number is already registered") from exc
+    return cert
+
+
+_DECISIONS = {
+    "verify": ({"pending"}, "verified"),
+    "reject": ({"pending"}, "rejected"),
+    "revoke": ({"verified"}, "revoked"),
+}
+
+
+async def decide_certification(
+    session: AsyncSession, *, certification_id: uuid.UUID, decision: str, admin_id: uuid.UUID, reason: str | None
+) -> Certification:
+    cert = await session.get(Certification, certification_id, with_for_update=True)
+    if cert is None:
+        raise NotFound("no such certification")
+    allowed_from, target = _DECISIONS[decision]
+    if cert.status not in allowed_from:
+        raise IllegalTransition(f"cannot {decision} a certification that is {cert.status}")
+    if decision in ("reject", "revoke") and not reason:
+        raise IllegalTransition(f"{decision} needs a reason")
+    cert.status = target
+    cert.decided_by = admin_id
+    cert.decided_at = datetime.now(timezone.utc)
+    cert.decision_reason = reason
+    session.add(cert)
+    technician = await get_technician(session, cert.technician_id)
+    if target == "verified" and technician.onboarding == "applicant":
+        technician.onboarding = "active"
+        session.add(technician)
+    await session.flush()
+    await publish(session, f"dispatch.certification_{target}", {
+        "certification_id": str(cert.id), "technician_id": str(cert.technician_id), "kind": cert.kind,
+    })
+    return cert
+
+
+async def record_training(
+    session: AsyncSession, *, technician_id: uuid.UUID, record_type: str, kind: str, held_at: datetime,
+    score: int | None, passed: bool | None, certificate_number: str | None, valid_years: int,
+    issuer: str, recorded_by: uuid.UUID,
+) -> TrainingRecord:
+    """A passed exam issues a certification, pending until an admin verifies it."""
+    await get_technician(session, technician_id)
+    record = TrainingRecord(
+        technician_id=technician_id, record_type=record_type, kind=kind, held_at=held_at,
+        score=score, passed=passed, recorded_by=recorded_by,
+    )
+    if record_type == "exam" and passed:
+        trained = (await session.exec(select(TrainingRecord.id).where(
+            TrainingRecord.technician_id == technician_id, TrainingRecord.kind == kind,
+            TrainingRecord.record_type == "training"))).first()
+        if trained is None:
+            raise IllegalTransition("an exam pass needs a recorded training session for that kind first")
+        cert = await add_certification(
+            session, technician_id=technician_id, kind=kind, number=certificate_number or "",
+            issuer=issuer, valid_from=held_at, valid_until=held_at + timedelta(days=365 * valid_years),
+        )
+        record.certification_id = cert.id
+    session.add(record)
+    await session.flush()
+    return record

@@ -1,0 +1,12 @@
+"""Imports every package's tables so Alembic sees the whole schema."""
+
+import importlib
+
+MODEL_MODULES = (
+    "dispatch.models",
+)
+
+
+def import_all_models() -> None:
+    for name in MODEL_MODULES:
+        importlib.import_module(name)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Command 2: the whole test suite against its own PostgreSQL+PostGIS, Redis and
+# Stripe-compatible server (localstripe + Connect plugin), all on loopback; stopped afterwards.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+PG_PORT="${GASDISPATCH_TEST_PG_PORT:-55442}"
+REDIS_PORT="${GASDISPATCH_TEST_REDIS_PORT:-56389}"
+STRIPE_PORT="${GASDISPATCH_TEST_STRIPE_PORT:-58420}"
+PG_PASSWORD=gasdispatch-test
+
+ensure_debian_packages
+ensure_venv
+
+stripe_pid=""
+cleanup() {
+  [ -n "$stripe_pid" ] && kill "$stripe_pid" 2>/dev/null || true
+  stop_redis "$REDIS_PORT"
+  stop_postgres pg-test
+}
+trap cleanup EXIT INT TERM
+
+# The test cluster holds nothing worth keeping: skip fsync for speed.
+PG_FSYNC=off start_postgres pg-test "$PG_PORT" "$PG_PASSWORD" gasdispatch_test
+start_redis redis-test "$REDIS_PORT"
+
+mkdir -p var/test
+python tests/support/stripe_server.py --host 127.0.0.1 --port "$STRIPE_PORT" > var/test/stripe.log 2>&1 &
+stripe_pid=$!
+for _ in $(seq 100); do
+  curl -s "http://127.0.0.1:$STRIPE_PORT/v1/customers" >/dev/null 2>&1 && break; sleep 0.1
+done
+
+export GASDISPATCH_DATABASE_URL="postgresql+asyncpg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/gasdispatch_test"
+export GASDISPATCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export GASDISPATCH_TEST_REDIS_PORT="$REDIS_PORT"
+export GASDISPATCH_STRIPE_API_BASE="http://127.0.0.1:$STRIPE_PORT"
+export GASDISPATCH_JWT_SECRET="test-secret-not-for-production-0123456789"
+
+python -m pytest "$@"

@@ -1,0 +1,87 @@
+"""Test infrastructure: real PostgreSQL/PostGIS and Redis started by scripts/test.sh.
+
+The schema is built by `alembic upgrade head` once per run; each test runs inside a
+transaction rolled back at the end (the API's commits become savepoints); Redis is flushed
+between tests.
+"""
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+if "GASDISPATCH_DATABASE_URL" not in os.environ:
+    pytest.exit("run the suite with scripts/test.sh (it starts PostgreSQL, Redis and the Stripe server)", 2)
+os.environ.setdefault("GASDISPATCH_ENVIRONMENT", "test")
+
+
+@pytest.fixture(scope="session")
+def migrated_database() -> str:
+    from alembic import command
+
+    from dispatch.cli import alembic_config
+
+    command.upgrade(alembic_config(), "head")
+    return os.environ["GASDISPATCH_DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+async def engine(migrated_database: str):  # noqa: ANN201
+    from dispatch.db import get_engine
+
+    yield get_engine()
+    await get_engine().dispose()
+
+
+@pytest.fixture
+async def connection(engine) -> AsyncIterator[AsyncConnection]:  # noqa: ANN001
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        yield conn
+        if outer.is_active:
+            await outer.rollback()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as s:
+        yield s
+
+
+@pytest.fixture
+async def redis():  # noqa: ANN201
+    from dispatch.redis import get_redis
+
+    client = get_redis()
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+
+
+@pytest.fixture
+async def app(session: AsyncSession, redis):  # noqa: ANN001, ANN201
+    from api.app import create_app
+    from api.deps import get_session
+
+    application = create_app()
+
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+    application.dependency_overrides[get_session] = test_session
+    return application
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[AsyncClient]:  # noqa: ANN001
+    async with AsyncClient(transport=ASGITransport(app=app, raise_app_exceptions=False),
+                           base_url="http://testserver") as c:
+        yield c
