@@ -9,7 +9,6 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_LATENCY = Histogram(
@@ -34,11 +33,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def _route_template(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return getattr(route, "path", request.url.path)
-    return "unmatched"
+    """The matched route's template (`/v1/orders/{order_id}`): bounded label cardinality."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
 
 
 async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -68,12 +68,15 @@ async def app(session: AsyncSession, redis):  # noqa: ANN001, ANN201
 
     application = create_app()
 
+    # Each request runs in a savepoint: an error rolls back only that request's changes and
+    # leaves the test's own objects loaded.
     async def test_session() -> AsyncIterator[AsyncSession]:
+        nested = await session.begin_nested()
         try:
             yield session
-            await session.commit()
+            await nested.commit()
         except BaseException:
-            await session.rollback()
+            await nested.rollback()
             raise
 
     application.dependency_overrides[get_session] = test_session

@@ -1,0 +1,3 @@
+from dispatch.cli import app
+
+app(prog_name="gasdispatch")

@@ -1,0 +1,107 @@
+"""Every role against every route. The route list comes from the app's OpenAPI document, so a
+new route without an entry in ALLOWED fails this test until its access rule is declared."""
+
+import re
+import uuid
+
+import pytest
+from httpx import AsyncClient
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.app import create_app
+from tests.factories import make_customer, make_staff, make_technician
+
+ROLES = ("anonymous", "customer", "technician", "auditor", "admin")
+EVERYONE = set(ROLES)
+SIGNED_IN = EVERYONE - {"anonymous"}
+
+# (method, path template) -> roles that may reach it.
+ALLOWED: dict[tuple[str, str], set[str]] = {
+    ("GET", "/v1/health/live"): EVERYONE,
+    ("GET", "/v1/health"): EVERYONE,
+    ("POST", "/v1/auth/register/customer"): EVERYONE,
+    ("POST", "/v1/auth/register/technician"): EVERYONE,
+    ("POST", "/v1/auth/login"): EVERYONE,
+    ("GET", "/v1/service-kinds"): EVERYONE,
+    ("POST", "/v1/service-kinds"): {"admin"},
+    ("PATCH", "/v1/service-kinds/{code}"): {"admin"},
+    ("GET", "/v1/customers/me"): {"customer"},
+    ("GET", "/v1/customers/me/addresses"): {"customer"},
+    ("POST", "/v1/customers/me/addresses"): {"customer"},
+    ("GET", "/v1/customers/me/addresses/{address_id}"): {"customer"},
+    ("PATCH", "/v1/customers/me/addresses/{address_id}"): {"customer"},
+    ("DELETE", "/v1/customers/me/addresses/{address_id}"): {"customer"},
+    ("POST", "/v1/orders"): {"customer"},
+    ("GET", "/v1/orders"): SIGNED_IN,
+    ("GET", "/v1/orders/{order_id}"): SIGNED_IN,
+    ("GET", "/v1/orders/{order_id}/events"): SIGNED_IN,
+    ("POST", "/v1/orders/{order_id}/cancel"): {"customer", "admin"},
+    ("GET", "/v1/technicians/me"): {"technician"},
+    ("PATCH", "/v1/technicians/me"): {"technician"},
+    ("GET", "/v1/technicians/me/certifications"): {"technician"},
+    ("POST", "/v1/technicians/me/certifications"): {"technician"},
+    ("GET", "/v1/technicians/{technician_id}"): {"admin", "auditor"},
+    ("GET", "/v1/technicians/{technician_id}/training-records"): {"admin", "auditor"},
+    ("POST", "/v1/technicians/{technician_id}/training-records"): {"admin"},
+    ("GET", "/v1/certifications"): {"admin", "auditor"},
+    ("POST", "/v1/certifications/{certification_id}/verify"): {"admin"},
+    ("POST", "/v1/certifications/{certification_id}/reject"): {"admin"},
+    ("POST", "/v1/certifications/{certification_id}/revoke"): {"admin"},
+    ("GET", "/v1/stations"): SIGNED_IN,
+    ("POST", "/v1/stations"): {"admin"},
+    ("GET", "/v1/stations/{station_id}"): SIGNED_IN,
+    ("PATCH", "/v1/stations/{station_id}"): {"admin"},
+}
+
+
+def app_routes() -> list[tuple[str, str]]:
+    spec = create_app().openapi()
+    return sorted((method.upper(), path) for path, ops in spec["paths"].items() for method in ops)
+
+
+def test_every_route_has_a_declared_access_rule() -> None:
+    undeclared = set(app_routes()) - set(ALLOWED)
+    assert not undeclared, f"routes without an access rule in ALLOWED: {sorted(undeclared)}"
+
+
+@pytest.fixture
+async def headers_by_role(session: AsyncSession) -> dict[str, dict[str, str]]:
+    customer = await make_customer(session)
+    technician = await make_technician(session)
+    _, auditor = await make_staff(session, "auditor")
+    _, admin = await make_staff(session, "admin")
+    return {"anonymous": {}, "customer": customer.headers, "technician": technician.headers,
+            "auditor": auditor, "admin": admin}
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{code\}", "repair", re.sub(r"\{[a-z_]+\}", str(uuid.uuid4()), path))
+
+
+@pytest.mark.parametrize("method,path", app_routes())
+async def test_roles_outside_the_rule_are_refused(
+    client: AsyncClient, headers_by_role: dict[str, dict[str, str]], method: str, path: str
+) -> None:
+    for role in ROLES:
+        if role in ALLOWED[(method, path)]:
+            continue
+        response = await client.request(method, _concrete(path), headers=headers_by_role[role], json={})
+        expected = {401} if role == "anonymous" else {403, 404}
+        assert response.status_code in expected, (role, method, path, response.status_code, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_customer_never_sees_another_customers_order_or_address(client: AsyncClient, session: AsyncSession) -> None:
+    owner = await make_customer(session)
+    stranger = await make_customer(session)
+    technician = await make_technician(session)
+    order = (await client.post("/v1/orders", headers=owner.headers,
+                               json={"kind": "repair", "address_id": str(owner.address.id)})).json()
+    for headers in (stranger.headers, technician.headers):
+        assert (await client.get(f"/v1/orders/{order['id']}", headers=headers)).status_code == 404
+        assert (await client.get(f"/v1/orders/{order['id']}/events", headers=headers)).status_code == 404
+        assert (await client.get("/v1/orders", headers=headers)).json()["data"] == []
+    assert (await client.post(f"/v1/orders/{order['id']}/cancel", headers=stranger.headers,
+                              json={"reason": "x"})).status_code == 404
+    assert (await client.get(f"/v1/customers/me/addresses/{owner.address.id}", headers=stranger.headers)).status_code == 404
+    assert (await client.delete(f"/v1/customers/me/addresses/{owner.address.id}", headers=stranger.headers)).status_code == 404

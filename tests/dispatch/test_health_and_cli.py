@@ -1,0 +1,42 @@
+import subprocess
+import sys
+
+import pytest
+from httpx import AsyncClient
+
+
+async def test_health_checks_database_and_redis(client: AsyncClient) -> None:
+    response = await client.get("/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert (await client.get("/v1/health/live")).status_code == 200
+
+
+async def test_metrics_expose_route_latency_and_orders_by_state(client: AsyncClient) -> None:
+    await client.get("/v1/health/live")
+    text = (await client.get("/metrics")).text
+    assert 'gasdispatch_http_request_duration_seconds_count{method="GET",route="/v1/health/live",status="200"}' in text
+    assert "gasdispatch_orders" in text
+
+
+async def test_request_id_is_echoed(client: AsyncClient) -> None:
+    response = await client.get("/v1/health/live", headers={"x-request-id": "abc123"})
+    assert response.headers["x-request-id"] == "abc123"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dispatch", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_cli_help_lists_the_commands() -> None:
+    result = _cli("--help")
+    assert result.returncode == 0
+    for command in ("migrate", "seed", "serve", "create-staff"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", ["migrate", "seed", "serve", "create-staff"])
+def test_each_command_has_help(command: str) -> None:
+    result = _cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
