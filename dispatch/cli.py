@@ -79,3 +79,12 @@ def serve(
     import uvicorn
 
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
+def _mount_subcommands() -> None:
+    from meters.cli import app as meters_app
+
+    app.add_typer(meters_app, name="meters")
+
+
+_mount_subcommands()

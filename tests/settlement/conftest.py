@@ -1,0 +1,105 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from settlement.stripe_gateway import StripeGateway
+
+SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "stripe_server.py"
+LOCAL_API_KEY = "sk_test_gasdispatch_contract"
+WEBHOOK_SECRET = "whsec_gasdispatch_contract"
+WEBHOOK_TOLERANCE_S = 300
+STRIPE_API_BASE = "https://api.stripe.com"
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_serving(base: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"stripe test server exited:\n{log.read_text()}")
+        try:
+            httpx.get(f"{base}/v1/balance", auth=(LOCAL_API_KEY, ""), timeout=1).raise_for_status()
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    pytest.fail(f"stripe test server did not answer on {base}:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def stripe_api_base(tmp_path_factory) -> Iterator[str]:
+    configured = os.environ.get("GASDISPATCH_STRIPE_API_BASE")
+    if configured:
+        yield configured.rstrip("/")
+        return
+    port = _free_loopback_port()
+    log = tmp_path_factory.mktemp("stripe_server") / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, str(SERVER_SCRIPT), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(base, server, log)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def webhook_secret() -> str:
+    return WEBHOOK_SECRET
+
+
+@pytest.fixture(scope="session")
+def webhook_tolerance_s() -> int:
+    return WEBHOOK_TOLERANCE_S
+
+
+@pytest.fixture(scope="session", params=["localstripe", "stripe-test-mode"])
+def backend(request) -> str:
+    if request.param == "stripe-test-mode":
+        key = os.environ.get("STRIPE_TEST_SECRET_KEY", "")
+        if not key:
+            pytest.skip("STRIPE_TEST_SECRET_KEY not set: contract tests against Stripe test mode skipped")
+        if not key.startswith(("sk_test_", "rk_test_")):
+            pytest.fail("STRIPE_TEST_SECRET_KEY must be a test-mode key")
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def gateway(backend, request) -> StripeGateway:
+    if backend == "stripe-test-mode":
+        return StripeGateway(
+            os.environ["STRIPE_TEST_SECRET_KEY"], STRIPE_API_BASE, WEBHOOK_SECRET, WEBHOOK_TOLERANCE_S
+        )
+    return StripeGateway(
+        LOCAL_API_KEY,
+        request.getfixturevalue("stripe_api_base"),
+        WEBHOOK_SECRET,
+        WEBHOOK_TOLERANCE_S,
+    )
+
+
+@pytest.fixture
+def local_api(backend, request) -> Iterator[httpx.Client]:
+    """Raw access to the test server, for what the gateway cannot set up on its own."""
+    if backend != "localstripe":
+        pytest.skip("needs the local Stripe test server")
+    base = request.getfixturevalue("stripe_api_base")
+    with httpx.Client(base_url=base, auth=(LOCAL_API_KEY, "")) as client:
+        yield client
