@@ -20,8 +20,8 @@ def alembic_config():  # noqa: ANN201
 
 
 @app.command()
-def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
-    """Bring the database schema to REVISION (default: head) with Alembic."""
+def migrate(revision: str = typer.Argument("heads", help="Target revision (each package has its own branch).")) -> None:
+    """Bring the database schema to REVISION (default: every package branch head) with Alembic."""
     from alembic import command
 
     command.upgrade(alembic_config(), revision)

@@ -24,7 +24,7 @@ def migrated_database() -> str:
 
     from dispatch.cli import alembic_config
 
-    command.upgrade(alembic_config(), "head")
+    command.upgrade(alembic_config(), "heads")
     return os.environ["GASDISPATCH_DATABASE_URL"]
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 revision: str = '0001'
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("dispatch",)
 depends_on: str | Sequence[str] | None = None
 
 
