@@ -1,0 +1,140 @@
+"""Batch assignment time at city scale, and greedy vs batch in the simulator.
+
+    .venv/bin/python bench/matching_assign.py [--runs 7] [--seeds 5]
+
+Part 1 times one batch round as the live matcher runs it: 2,000 open orders, 20,000 online
+technicians, candidate search (k nearest within the radius) plus `assign.batch`; the
+median of several runs. Target: under 250 ms. Part 2 runs the scarce generated day
+(40 technicians, 400 orders in 12 hours) through both policies for a few seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import scipy
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from matching.assign import batch
+from matching.model import CertificationView, MatchingConfig, OrderView, TechnicianView
+from matching.scenario import generate
+from matching.simulate import simulate
+from matching.spatial import TechnicianIndex
+
+N_ORDERS, N_TECHS, K = 2_000, 20_000, 16
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+console = Console()
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"numpy {np.__version__}, scipy {scipy.__version__}")
+
+
+def city(seed: int) -> tuple[list[OrderView], list[TechnicianView]]:
+    rng = np.random.default_rng(seed)
+    lon = lambda n: 116.40 + rng.uniform(-0.152, 0.152, n)  # noqa: E731
+    lat = lambda n: 39.90 + rng.uniform(-0.117, 0.117, n)  # noqa: E731
+    techs = []
+    for i, (x, y) in enumerate(zip(lon(N_TECHS), lat(N_TECHS), strict=True)):
+        kinds = ["repair", "inspection"] + (["installation"] if rng.random() < 0.4 else [])
+        kinds += ["emergency"] if rng.random() < 0.35 else []
+        max_jobs = int(rng.integers(1, 3))
+        techs.append(TechnicianView(
+            f"t{i}", float(x), float(y), "online",
+            tuple(CertificationView(k, True) for k in kinds),
+            int(rng.integers(0, max_jobs)), max_jobs, float(rng.uniform(3.8, 5.0)),
+            NOW - timedelta(seconds=float(rng.uniform(0, 30))),
+            NOW - timedelta(minutes=float(rng.uniform(0, 90))), None,
+        ))
+    skills = rng.choice(["repair", "inspection", "installation", "emergency"], N_ORDERS,
+                        p=[0.45, 0.35, 0.12, 0.08])
+    orders = [
+        OrderView(f"o{j}", float(x), float(y), str(s), "routine",
+                  NOW - timedelta(minutes=float(rng.uniform(0, 60))), NOW + timedelta(hours=3))
+        for j, (x, y, s) in enumerate(zip(lon(N_ORDERS), lat(N_ORDERS), skills, strict=True))
+    ]
+    return orders, techs
+
+
+def bench_assignment(runs: int) -> None:
+    config = MatchingConfig()
+    orders, techs = city(seed=1)
+    index = TechnicianIndex(techs)
+    search_ms, assign_ms, assigned = [], [], 0
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("batch rounds", total=runs)
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            candidates = index.candidates(orders, K, config.default_radius_m)
+            t1 = time.perf_counter()
+            result = batch(orders, candidates, NOW, config)
+            t2 = time.perf_counter()
+            search_ms.append((t1 - t0) * 1000)
+            assign_ms.append((t2 - t1) * 1000)
+            assigned = len(result)
+            progress.advance(task)
+    load = Counter(a.technician_id for a in result)
+    by_id = {t.id: t for t in techs}
+    assert all(n <= by_id[t].free_slots for t, n in load.items())
+    total = [s + a for s, a in zip(search_ms, assign_ms, strict=True)]
+    console.print(f"[bold]batch round[/bold]: {N_ORDERS:,} orders x {N_TECHS:,} technicians, "
+                  f"k={K} candidates each, median of {runs} runs")
+    console.print(f"  candidate search {statistics.median(search_ms):7.1f} ms")
+    console.print(f"  assignment       {statistics.median(assign_ms):7.1f} ms")
+    console.print(f"  total            {statistics.median(total):7.1f} ms  (target < 250 ms; "
+                  f"{assigned:,} orders assigned)")
+
+
+def bench_simulator(seeds: int) -> None:
+    table = Table(title="scarce day: 40 technicians, 400 orders, 12 h (batch window 60 s)")
+    for col in ("seed", "policy", "utilization", "mean wait min", "p90 wait min",
+                "within SLA", "unfulfilled", "travel km"):
+        table.add_column(col, justify="right")
+    gains = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("simulating", total=2 * seeds)
+        for seed in range(1, seeds + 1):
+            day = generate(40, 400, 12, seed)
+            rows = []
+            for policy in ("greedy", "batch"):
+                rows.append(simulate(day, policy, window_s=60))
+                progress.advance(task)
+            gains.append(1 - rows[1]["mean_wait_min"] / rows[0]["mean_wait_min"])
+            for r in rows:
+                table.add_row(str(seed), r["policy"], f"{r['utilization']:.2f}",
+                              f"{r['mean_wait_min']:.1f}", f"{r['p90_wait_min']:.1f}",
+                              str(r["served_within_sla"]), str(r["unfulfilled"]),
+                              f"{r['travel_km']:.0f}")
+    console.print(table)
+    console.print(f"batch mean wait vs greedy: {-100 * statistics.mean(gains):.0f}% on average "
+                  f"(range {-100 * max(gains):.0f}% to {-100 * min(gains):.0f}%)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    console.print(f"machine: {machine()}")
+    bench_assignment(args.runs)
+    bench_simulator(args.seeds)
+
+
+if __name__ == "__main__":
+    main()

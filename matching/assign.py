@@ -1,0 +1,182 @@
+"""Who goes where: the immediate offer, the greedy baseline and the optimal batch.
+
+All three take `candidates_by_order: {order_id: [TechnicianView, ...]}` from a spatial
+search (Redis GEO live, matching.spatial in the simulator) and check eligibility themselves,
+so a stale or over-wide candidate list is harmless. They return one Assignment per assigned
+order; an order without one stays open. None of them mutates its inputs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+from matching.eligibility import certified_kinds, is_eligible, technician_reason
+from matching.model import Assignment, MatchingConfig, OrderView, TechnicianView
+from matching.scoring import cost, costs_np, eta_s, haversine_m, haversine_m_np
+
+Candidates = Mapping[str, Sequence[TechnicianView]]
+
+
+def _eligible(
+    order: OrderView, techs: Iterable[TechnicianView], now: datetime, config: MatchingConfig
+) -> list[TechnicianView]:
+    seen: set[str] = set()
+    out = []
+    for tech in techs:
+        if tech.id not in seen and is_eligible(order, tech, now, config):
+            seen.add(tech.id)
+            out.append(tech)
+    return out
+
+
+def _assignment(
+    order: OrderView, tech: TechnicianView, now: datetime, config: MatchingConfig
+) -> Assignment:
+    distance = haversine_m(tech.lon, tech.lat, order.lon, order.lat)
+    return Assignment(
+        order.id, tech.id, cost(order, tech, now, config), eta_s(distance, config), distance
+    )
+
+
+def best_candidate(
+    order: OrderView,
+    candidates: Sequence[TechnicianView],
+    now: datetime,
+    config: MatchingConfig,
+) -> Assignment | None:
+    """The lowest-cost eligible technician, for an offer that cannot wait for a batch."""
+    options = [_assignment(order, t, now, config) for t in _eligible(order, candidates, now, config)]
+    return min(options, key=lambda a: (a.cost, a.technician_id), default=None)
+
+
+def greedy(
+    orders: Sequence[OrderView],
+    candidates_by_order: Candidates,
+    now: datetime,
+    config: MatchingConfig,
+) -> list[Assignment]:
+    """Baseline: emergencies first, then first come first served; each order takes the
+    nearest eligible technician that still has a free slot."""
+    used: dict[str, int] = defaultdict(int)
+    out = []
+    for order in sorted(orders, key=lambda o: (o.priority != "emergency", o.created_at, o.id)):
+        free = [
+            t
+            for t in _eligible(order, candidates_by_order.get(order.id, ()), now, config)
+            if used[t.id] < t.free_slots
+        ]
+        if not free:
+            continue
+        tech = min(free, key=lambda t: (haversine_m(t.lon, t.lat, order.lon, order.lat), t.id))
+        used[tech.id] += 1
+        out.append(_assignment(order, tech, now, config))
+    return out
+
+
+def order_boost_s(order: OrderView, now: datetime, config: MatchingConfig) -> float:
+    """What serving this order now is worth in seconds of ETA: grows with waiting, so no
+    order starves behind a stream of closer ones."""
+    waited = max(0.0, (now - order.created_at).total_seconds())
+    sla = max(1.0, (order.sla_deadline - order.created_at).total_seconds())
+    boost = config.wait_boost * waited + config.sla_boost_s * min(waited / sla, 2.0)
+    if order.priority == "emergency":
+        boost += config.emergency_boost_s
+    elif order.priority == "urgent":
+        boost += config.urgent_boost_s
+    return boost
+
+
+def _eligible_pairs(
+    orders: Sequence[OrderView], candidates_by_order: Candidates, now: datetime,
+    config: MatchingConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[TechnicianView]]:
+    """Every eligible (order index, technician index) pair with its distance, and the
+    technicians indexed. Same rules as `is_eligible`, with the order-independent checks done
+    once per technician and the range check vectorised: a batch has tens of thousands of pairs.
+    """
+    techs: list[TechnicianView] = []
+    index: dict[str, int] = {}
+    kinds: list[frozenset[str]] = []  # empty when busy, offline, stale or full
+    order_idx, tech_idx = [], []
+    for i, order in enumerate(orders):
+        seen: set[int] = set()
+        for tech in candidates_by_order.get(order.id, ()):
+            j = index.get(tech.id)
+            if j is None:
+                j = index[tech.id] = len(techs)
+                techs.append(tech)
+                available = technician_reason(tech, now, config) is None and tech.free_slots > 0
+                kinds.append(certified_kinds(tech, now) if available else frozenset())
+            if order.skill in kinds[j] and j not in seen and tech.id not in order.excluded_technicians:
+                seen.add(j)
+                order_idx.append(i)
+                tech_idx.append(j)
+    oi, ti = np.asarray(order_idx, dtype=np.intp), np.asarray(tech_idx, dtype=np.intp)
+    tlon, tlat, tradius = (np.array([getattr(t, f) for t in techs], dtype=float).reshape(-1)
+                           for f in ("lon", "lat", "service_radius_m"))
+    olon, olat, oradius = (np.array([getattr(o, f) for o in orders], dtype=float)
+                           for f in ("lon", "lat", "service_radius_m"))
+    distance = haversine_m_np(tlon[ti], tlat[ti], olon[oi], olat[oi])
+    # None became NaN: the order's radius, else the station's, else the default.
+    radius = np.where(np.isnan(oradius[oi]),
+                      np.where(np.isnan(tradius[ti]), config.default_radius_m, tradius[ti]),
+                      oradius[oi])
+    keep = distance <= radius
+    return oi[keep], ti[keep], distance[keep], techs
+
+
+def batch(
+    orders: Sequence[OrderView],
+    candidates_by_order: Candidates,
+    now: datetime,
+    config: MatchingConfig,
+) -> list[Assignment]:
+    """Minimum-cost assignment over the sparse order x technician-slot graph.
+
+    A technician with c free slots becomes c columns (the k-th costs k more jobs of load),
+    so he never gets more than c orders. Every order also has a private "unassigned" column
+    so a full matching always exists; its cost exceeds any gain from a real edge, so the
+    matching assigns as many orders as possible and, among those, minimises
+    sum(cost - order_boost_s).
+    """
+    if not orders:
+        return []
+    oi, ti, distance, techs = _eligible_pairs(orders, candidates_by_order, now, config)
+    pair_cost = costs_np(list(orders), techs, oi, ti, distance, now, config)
+
+    # A technician cannot use more slots than orders list him.
+    degree = np.bincount(ti, minlength=len(techs))
+    slots = np.minimum(np.array([t.free_slots for t in techs], dtype=np.intp), degree)
+    first_col = np.cumsum(slots) - slots
+    n_slots = int(slots.sum())
+    reps = slots[ti]
+    edge = np.repeat(np.arange(ti.size), reps)
+    k = np.arange(edge.size) - np.repeat(np.cumsum(reps) - reps, reps)  # slot number
+    rows, cols = oi[edge], first_col[ti[edge]] + k
+    boost = np.array([order_boost_s(o, now, config) for o in orders])
+    w = pair_cost[edge] + k * config.load_penalty_s - boost[rows]
+
+    n = len(orders)
+    if w.size:
+        w -= w.min()
+    spread = float(w.max()) if w.size else 0.0
+    # One more assigned order saves at least `unassigned - (n + 1) * spread` > 0.
+    unassigned = (n + 1) * spread + 1.0
+    data = np.concatenate([w + 1.0, np.full(n, unassigned + 1.0)])  # > 0: zeros are not edges
+    row_ind = np.concatenate([rows, np.arange(n)])
+    col_ind = np.concatenate([cols, n_slots + np.arange(n)])
+    graph = csr_matrix((data, (row_ind, col_ind)), shape=(n, n_slots + n))
+    matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)
+
+    tech_of_col = np.repeat(np.arange(len(techs)), slots)
+    return [
+        _assignment(orders[i], techs[tech_of_col[j]], now, config)
+        for i, j in sorted(zip(matched_rows.tolist(), matched_cols.tolist()))
+        if j < n_slots
+    ]

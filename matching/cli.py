@@ -1,0 +1,66 @@
+"""`gasdispatch simulate`: run a scenario through greedy or batch matching, or write one."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from matching.scenario import ScenarioError, generate, load
+from matching.simulate import simulate as run_simulation
+
+app = typer.Typer(add_completion=False)
+stderr = Console(stderr=True)
+
+
+class PolicyName(str, Enum):
+    greedy = "greedy"
+    batch = "batch"
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Optional[Path], typer.Option(help="Scenario JSON to run.")] = None,
+    policy: Annotated[PolicyName, typer.Option(help="Matching policy.")] = PolicyName.batch,
+    window_s: Annotated[float, typer.Option(min=1, help="Batch window in seconds.")] = 60.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    generate_to: Annotated[
+        Optional[Path], typer.Option("--generate", help="Write a generated scenario here and exit.")
+    ] = None,
+    technicians: Annotated[int, typer.Option(min=1, help="Generator: technicians.")] = 40,
+    orders: Annotated[int, typer.Option(min=0, help="Generator: orders.")] = 400,
+    hours: Annotated[float, typer.Option(min=0.1, help="Generator: hours of demand.")] = 12.0,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 1,
+) -> None:
+    """Simulate dispatching a scenario (--scenario, or one generated from the generator
+    options) and print its figures; with --generate, only write the generated scenario."""
+    if generate_to is not None:
+        generated = generate(technicians, orders, hours, seed)
+        generate_to.write_text(json.dumps(generated.to_dict(), indent=1) + "\n", encoding="utf-8")
+        stderr.print(f"wrote {generate_to}: {technicians} technicians, {orders} orders")
+        return
+    try:
+        chosen = load(scenario) if scenario is not None else generate(technicians, orders, hours, seed)
+    except ScenarioError as exc:
+        stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from exc
+
+    with Progress(
+        TextColumn(f"simulating {policy.value}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=stderr, transient=True, disable=not stderr.is_terminal,
+    ) as progress:
+        task = progress.add_task("", total=len(chosen.orders))
+        result = run_simulation(
+            chosen, policy.value, window_s,
+            on_progress=lambda done, total: progress.update(task, completed=done),
+        )
+    if json_out:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:>18}: {value}")
