@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dispatch.config import get_settings
 from dispatch.errors import Conflict, IllegalTransition, NotFound
 from dispatch.events import publish
+from dispatch.geo import point
 from dispatch.models import Certification, Technician, TrainingRecord
 
 
@@ -120,3 +121,13 @@ async def record_training(
     session.add(record)
     await session.flush()
     return record
+
+
+async def record_last_position(session: AsyncSession, technician_id: uuid.UUID, *, lon: float, lat: float,
+                               at: datetime) -> None:
+    """The durable copy of a technician's position, written at a lower rate than Redis gets it."""
+    technician = await get_technician(session, technician_id)
+    technician.last_location = point(lon, lat)
+    technician.last_seen_at = at
+    session.add(technician)
+    await session.flush()

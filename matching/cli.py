@@ -64,3 +64,34 @@ def simulate(
         return
     for key, value in result.items():
         typer.echo(f"{key:>18}: {value}")
+
+
+engine_app = typer.Typer(no_args_is_help=True, help="The live matching engine.")
+
+
+@engine_app.command("run")
+def run_engine() -> None:
+    """Run the matching loop (one active matcher per city holds a Redis lease)."""
+    import asyncio
+
+    from matching.worker import run_forever
+
+    asyncio.run(run_forever())
+
+
+@engine_app.command("rebuild-index")
+def rebuild_index_command() -> None:
+    """Refill the Redis geo index from positions persisted in PostgreSQL."""
+    import asyncio
+
+    from dispatch.db import get_engine, session_scope
+    from dispatch.redis import get_redis
+    from matching.service import geo_index, rebuild_index
+
+    async def run() -> int:
+        async with session_scope() as session:
+            count = await rebuild_index(session, geo_index(get_redis()))
+        await get_engine().dispose()
+        return count
+
+    stderr.print(f"[green]{asyncio.run(run())} technicians back in the index[/]")

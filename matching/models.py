@@ -1,0 +1,34 @@
+"""Offers: the matching handshake (派单 -> 接单/拒单), durable in PostgreSQL."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Index, text
+from sqlmodel import Field, SQLModel
+
+from dispatch.models import _ts, utcnow
+
+OFFER_STATUSES = ("offered", "accepted", "declined", "expired", "withdrawn")
+
+
+class Offer(SQLModel, table=True):
+    __tablename__ = "matching_offer"
+    __table_args__ = (
+        CheckConstraint(f"status IN {OFFER_STATUSES}", name="status"),
+        # One open offer per order: an order is never offered to two technicians at once.
+        Index("uq_matching_offer_open_order", "order_id", unique=True, postgresql_where=text("status = 'offered'")),
+        Index("ix_matching_offer_open_expiry", "expires_at", postgresql_where=text("status = 'offered'")),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    order_id: uuid.UUID = Field(foreign_key="dispatch_order.id", index=True)
+    technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
+    status: str = Field(default="offered", max_length=16)
+    policy: str = Field(max_length=16)  # emergency | batch | direct | greedy
+    attempt: int = Field(ge=1)
+    distance_m: float
+    eta_s: float
+    created_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+    decided_at: datetime | None = _ts(nullable=True, default=None)
+    decline_reason: str | None = Field(default=None, max_length=200)

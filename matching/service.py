@@ -1,0 +1,411 @@
+"""The live matching engine: builds pure views from PostgreSQL and the Redis index, runs the
+pure eligibility/scoring/assignment code, and turns assignments into offers.
+
+Services flush, never commit; the caller (request or worker tick) commits.
+"""
+
+import uuid
+from functools import lru_cache
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, timezone
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.config import Settings, get_settings
+from dispatch.errors import Conflict, IllegalTransition, InvalidInput, NotFound
+from dispatch.events import publish, subscribe
+from dispatch.geo import lonlat
+from dispatch.models import Certification, CustomerBlock, Order, Technician
+from dispatch.redis import get_redis
+from dispatch.service import Actor, transition
+from dispatch.technicians import record_last_position, usable_kinds
+from matching.assign import batch, best_candidate
+from matching.index import GeoIndex, LiveTechnician
+from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
+from matching.models import Offer
+
+log = structlog.get_logger(__name__)
+MATCHER = Actor.system("matching")
+ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
+CANDIDATES_PER_ORDER = 16
+
+# Reputation per technician id, in [1, 5]; the ratings package plugs its lookup in here.
+ReputationLookup = Callable[[AsyncSession, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, float]]]
+
+
+async def neutral_reputation(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, float]:
+    return {}
+
+
+_reputation_lookup: ReputationLookup = neutral_reputation
+
+
+def use_reputation(lookup: ReputationLookup) -> None:
+    global _reputation_lookup
+    _reputation_lookup = lookup
+
+
+class OfferNotAcceptable(Conflict):
+    """The offer is not open for you any more (expired, withdrawn or taken)."""
+
+    slug = "offer-not-acceptable"
+
+
+class TechnicianAtCapacity(Conflict):
+    """You already hold as many jobs as you may."""
+
+    slug = "technician-at-capacity"
+
+
+class CannotGoOnline(IllegalTransition):
+    """Only an active technician with a usable certification can go online."""
+
+    slug = "cannot-go-online"
+
+
+class ImplausiblePosition(InvalidInput):
+    """The position fix was rejected (in the future, or an impossible jump)."""
+
+    slug = "implausible-position"
+
+
+def matching_config(settings: Settings | None = None) -> MatchingConfig:
+    settings = settings or get_settings()
+    return MatchingConfig(
+        detour_factor=settings.detour_factor, speed_kmh=settings.speed_kmh,
+        stale_after_s=settings.stale_after_s, default_radius_m=settings.default_service_radius_m,
+    )
+
+
+@lru_cache(maxsize=8)
+def geo_index(redis: Redis) -> GeoIndex:
+    """One index per Redis client, so concurrent position fixes share pipelines."""
+    settings = get_settings()
+    return GeoIndex(redis, max_speed_kmh=settings.max_speed_kmh, persist_every_s=settings.position_persist_every_s)
+
+
+# Views -------------------------------------------------------------------------------------
+
+async def _loads(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Jobs in hand plus open offers: an offer reserves a slot until it is answered."""
+    jobs = await session.exec(
+        select(Order.technician_id, func.count()).where(
+            col(Order.technician_id).in_(ids), col(Order.status).in_(ACTIVE_JOB_STATES)
+        ).group_by(Order.technician_id))
+    offers = await session.exec(
+        select(Offer.technician_id, func.count()).where(
+            col(Offer.technician_id).in_(ids), Offer.status == "offered").group_by(Offer.technician_id))
+    load: dict[uuid.UUID, int] = {}
+    for tid, n in [*jobs.all(), *offers.all()]:
+        load[tid] = load.get(tid, 0) + n
+    return load
+
+
+async def technician_views(
+    session: AsyncSession, live: Sequence[LiveTechnician], now: datetime,
+) -> list[TechnicianView]:
+    ids = [uuid.UUID(t.id) for t in live]
+    if not ids:
+        return []
+    techs = {t.id: t for t in (await session.exec(select(Technician).where(col(Technician.id).in_(ids)))).all()}
+    certs: dict[uuid.UUID, list[Certification]] = {}
+    for cert in (await session.exec(select(Certification).where(col(Certification.technician_id).in_(ids)))).all():
+        certs.setdefault(cert.technician_id, []).append(cert)
+    load = await _loads(session, ids)
+    reputation = await _reputation_lookup(session, ids)
+    views = []
+    for item in live:
+        tid = uuid.UUID(item.id)
+        tech = techs.get(tid)
+        if tech is None:
+            continue
+        active = load.get(tid, 0)
+        status = tech.status if tech.status in ("offline", "suspended") else ("busy" if active >= tech.max_jobs else "online")
+        views.append(TechnicianView(
+            id=item.id, lon=item.lon, lat=item.lat, status=status,
+            certifications=tuple(
+                CertificationView(c.kind, c.status == "verified", c.valid_from, c.valid_until)
+                for c in certs.get(tid, ())),
+            active_jobs=active, max_jobs=tech.max_jobs, rating=reputation.get(tid, 0.0),
+            last_seen_at=item.seen_at, idle_since=tech.idle_since,
+        ))
+    return views
+
+
+async def _excluded(session: AsyncSession, order: Order) -> frozenset[str]:
+    """Technicians the customer blocked, and those who already let this order go."""
+    blocked = (await session.exec(select(CustomerBlock.technician_id).where(CustomerBlock.customer_id == order.customer_id))).all()
+    tried = (await session.exec(select(Offer.technician_id).where(
+        Offer.order_id == order.id, col(Offer.status).in_(("declined", "expired", "withdrawn"))))).all()
+    return frozenset(str(t) for t in (*blocked, *tried))
+
+
+async def order_view(session: AsyncSession, order: Order) -> OrderView:
+    lon, lat = lonlat(order.location) or (0.0, 0.0)
+    return OrderView(
+        id=str(order.id), lon=lon, lat=lat, skill=order.required_certification, priority=order.priority,  # type: ignore[arg-type]
+        created_at=order.created_at, sla_deadline=order.sla_deadline,
+        excluded_technicians=await _excluded(session, order),
+    )
+
+
+async def _candidates(session: AsyncSession, index: GeoIndex, order: OrderView, now: datetime,
+                      config: MatchingConfig) -> list[TechnicianView]:
+    live = await index.nearby(get_settings().city, order.lon, order.lat, k=CANDIDATES_PER_ORDER,
+                              max_radius_m=config.default_radius_m)
+    return await technician_views(session, live, now)
+
+
+# Offers ------------------------------------------------------------------------------------
+
+async def _make_offer(session: AsyncSession, order_id: uuid.UUID, assignment: Assignment, policy: str,
+                      priority: str, now: datetime) -> Offer:
+    settings = get_settings()
+    attempt = 1 + (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
+    timeout = settings.emergency_offer_timeout_s if priority == "emergency" else settings.offer_timeout_s
+    offer = Offer(
+        order_id=order_id, technician_id=uuid.UUID(assignment.technician_id), policy=policy, attempt=attempt,
+        distance_m=assignment.distance_m, eta_s=assignment.eta_s, created_at=now,
+        expires_at=now + timedelta(seconds=timeout),
+    )
+    session.add(offer)
+    await session.flush()
+    await transition(session, order_id, "offer", MATCHER, now=now,
+                     payload={"offer_id": str(offer.id), "technician_id": assignment.technician_id, "policy": policy})
+    await publish(session, "matching.offer_created", {
+        "offer_id": str(offer.id), "order_id": str(order_id), "technician_id": assignment.technician_id,
+        "expires_at": offer.expires_at.isoformat(), "eta_s": assignment.eta_s, "distance_m": assignment.distance_m,
+    })
+    return offer
+
+
+async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime | None = None) -> Offer | None:
+    """Offer one order at once to its best candidate (emergencies, direct picks, retries)."""
+    now = now or datetime.now(timezone.utc)
+    config = matching_config()
+    order = await session.get(Order, order_id, populate_existing=True)
+    if order is None or order.status != "matching":
+        return None
+    view = await order_view(session, order)
+    preferred = order.preferred_technician_id
+    if preferred is not None and str(preferred) not in view.excluded_technicians:
+        live = await index.get(str(preferred))
+        views = await technician_views(session, [live], now) if live else []
+        choice = best_candidate(view, views, now, config)
+        if choice is not None:
+            return await _make_offer(session, order.id, choice, "direct", order.priority, now)
+        # The chosen technician cannot take it now: fall back to matching.
+    choice = best_candidate(view, await _candidates(session, index, view, now, config), now, config)
+    if choice is None:
+        return None
+    return await _make_offer(session, order.id, choice, "emergency" if order.priority == "emergency" else "direct", order.priority, now)
+
+
+async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> list[Offer]:
+    """One matching round: emergencies first, one by one; then routine and urgent orders
+    together through the optimal assignment."""
+    now = now or datetime.now(timezone.utc)
+    config = matching_config()
+    waiting = (await session.exec(
+        select(Order).where(Order.status == "matching").order_by(Order.created_at))).all()
+    offers: list[Offer] = []
+    for order in [o for o in waiting if o.priority == "emergency" or o.preferred_technician_id is not None]:
+        offer = await dispatch_now(session, index, order.id, now)
+        if offer is not None:
+            offers.append(offer)
+    pooled = [o for o in waiting if o.priority != "emergency" and o.preferred_technician_id is None]
+    if not pooled:
+        return offers
+    views = [await order_view(session, o) for o in pooled]
+    live = await index.nearby_many(get_settings().city, [(v.lon, v.lat) for v in views],
+                                   k=CANDIDATES_PER_ORDER, max_radius_m=config.default_radius_m)
+    unique = {t.id: t for group in live for t in group}
+    tech_views = {t.id: t for t in await technician_views(session, list(unique.values()), now)}
+    candidates = {v.id: [tech_views[t.id] for t in group if t.id in tech_views] for v, group in zip(views, live)}
+    by_id = {str(o.id): o for o in pooled}
+    for assignment in batch(views, candidates, now, config):
+        order = by_id[assignment.order_id]
+        offers.append(await _make_offer(session, order.id, assignment, "batch", order.priority, now))
+    return offers
+
+
+async def _after_lapse(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime) -> None:
+    order = await session.get(Order, order_id, populate_existing=True)
+    if order is None or order.status != "matching":
+        return
+    attempts = (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
+    if attempts >= get_settings().max_offer_attempts:
+        await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
+                         reason=f"no technician accepted after {attempts} offers")
+    elif now >= order.sla_deadline:
+        await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
+                         reason="no technician before the SLA deadline")
+    elif order.priority == "emergency":
+        await dispatch_now(session, index, order_id, now)
+
+
+async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> int:
+    """Lapse offers past their expiry and move their orders on to the next candidate."""
+    now = now or datetime.now(timezone.utc)
+    expired = (await session.exec(
+        update(Offer).where(Offer.status == "offered", Offer.expires_at <= now)
+        .values(status="expired", decided_at=now).returning(Offer.id, Offer.order_id, Offer.technician_id))).all()
+    for offer_id, order_id, technician_id in expired:
+        await transition(session, order_id, "offer_lapsed", MATCHER, now=now, expected_status="offered",
+                         reason="offer expired", payload={"offer_id": str(offer_id), "technician_id": str(technician_id)})
+        await publish(session, "matching.offer_withdrawn", {
+            "offer_id": str(offer_id), "order_id": str(order_id), "technician_id": str(technician_id), "reason": "expired"})
+        await _after_lapse(session, index, order_id, now)
+    return len(expired)
+
+
+async def decline_offer(session: AsyncSession, index: GeoIndex, offer_id: uuid.UUID, technician_id: uuid.UUID,
+                        reason: str | None = None, now: datetime | None = None) -> Offer:
+    now = now or datetime.now(timezone.utc)
+    row = (await session.exec(
+        update(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id, Offer.status == "offered")
+        .values(status="declined", decided_at=now, decline_reason=reason).returning(Offer.order_id))).first()
+    if row is None:
+        raise OfferNotAcceptable()
+    await transition(session, row[0], "offer_lapsed", Actor("technician", str(technician_id)), now=now,
+                     expected_status="offered", reason=reason or "declined", payload={"offer_id": str(offer_id)})
+    await _after_lapse(session, index, row[0], now)
+    offer = await session.get(Offer, offer_id, populate_existing=True)
+    assert offer is not None
+    return offer
+
+
+async def accept_offer(session: AsyncSession, offer_id: uuid.UUID, technician_id: uuid.UUID,
+                       now: datetime | None = None) -> Order:
+    """Exactly one technician wins an order: the offer and the order both move by conditional
+    UPDATEs, and the technician row is locked so two accepts cannot exceed his capacity."""
+    now = now or datetime.now(timezone.utc)
+    technician = (await session.exec(
+        select(Technician).where(Technician.id == technician_id).with_for_update())).first()
+    if technician is None:
+        raise NotFound("no such technician")
+    row = (await session.exec(
+        update(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id,
+                            Offer.status == "offered", Offer.expires_at > now)
+        .values(status="accepted", decided_at=now).returning(Offer.order_id))).first()
+    if row is None:
+        raise OfferNotAcceptable()
+    jobs = (await session.exec(select(func.count()).select_from(Order).where(
+        Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).one()
+    if jobs >= technician.max_jobs:
+        raise TechnicianAtCapacity()
+    try:
+        order = await transition(session, row[0], "accept", Actor("technician", str(technician_id)), now=now,
+                                 expected_status="offered", set_values={"technician_id": technician_id},
+                                 payload={"offer_id": str(offer_id)})
+    except Conflict as exc:
+        raise OfferNotAcceptable("somebody else took this order") from exc
+    technician.status = "busy" if jobs + 1 >= technician.max_jobs else "online"
+    technician.idle_since = None
+    session.add(technician)
+    await session.flush()
+    return order
+
+
+async def sweep_unfulfilled(session: AsyncSession, now: datetime | None = None) -> int:
+    now = now or datetime.now(timezone.utc)
+    overdue = (await session.exec(select(Order.id).where(
+        col(Order.status).in_(("created", "matching")), Order.sla_deadline <= now))).all()
+    for order_id in overdue:
+        await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
+                         reason="no technician before the SLA deadline")
+    return len(overdue)
+
+
+# Technicians -------------------------------------------------------------------------------
+
+async def go_online(session: AsyncSession, index: GeoIndex, technician: Technician, now: datetime | None = None) -> Technician:
+    now = now or datetime.now(timezone.utc)
+    certs = (await session.exec(select(Certification).where(Certification.technician_id == technician.id))).all()
+    if technician.status == "suspended" or technician.onboarding != "active" or not usable_kinds(list(certs), now):
+        raise CannotGoOnline()
+    load = (await _loads(session, [technician.id])).get(technician.id, 0)
+    technician.status = "busy" if load >= technician.max_jobs else "online"
+    technician.idle_since = technician.idle_since or now
+    session.add(technician)
+    await session.flush()
+    await index.set_availability(technician_id=str(technician.id), city=get_settings().city,
+                                 status=technician.status, active_jobs=load, max_jobs=technician.max_jobs)
+    return technician
+
+
+async def go_offline(session: AsyncSession, index: GeoIndex, technician: Technician, now: datetime | None = None) -> Technician:
+    """Offline now: open offers lapse at once so their orders move on."""
+    now = now or datetime.now(timezone.utc)
+    technician.status = "offline"
+    session.add(technician)
+    await session.flush()
+    await session.exec(update(Offer).where(Offer.technician_id == technician.id, Offer.status == "offered")
+                       .values(expires_at=now))
+    await index.set_availability(technician_id=str(technician.id), city=get_settings().city, status="offline",
+                                 active_jobs=0, max_jobs=technician.max_jobs)
+    await expire_offers(session, index, now)
+    return technician
+
+
+async def record_position(session: AsyncSession, index: GeoIndex, technician: Technician, *, lon: float, lat: float,
+                          at: datetime, now: datetime | None = None) -> str:
+    """The one path for position fixes (REST now, the websocket later)."""
+    fix = await index.update_position(technician_id=str(technician.id), city=get_settings().city,
+                                      lon=lon, lat=lat, at=at, now=now)
+    if fix.outcome in ("future", "implausible_jump"):
+        log.info("position.rejected", technician_id=str(technician.id), outcome=fix.outcome)
+        raise ImplausiblePosition(f"position rejected: {fix.outcome.replace('_', ' ')}")
+    if fix.persist:
+        await record_last_position(session, technician.id, lon=lon, lat=lat, at=at)
+    return fix.outcome
+
+
+async def rebuild_index(session: AsyncSession, index: GeoIndex) -> int:
+    """Refill Redis from the positions persisted in PostgreSQL (after Redis lost its data)."""
+    rows = (await session.exec(select(Technician).where(
+        col(Technician.status).in_(("online", "busy")), col(Technician.last_location).is_not(None)))).all()
+    load = await _loads(session, [t.id for t in rows])
+    for tech in rows:
+        lon, lat = lonlat(tech.last_location) or (0.0, 0.0)
+        await index.set_availability(
+            technician_id=str(tech.id), city=get_settings().city, status=tech.status,
+            active_jobs=load.get(tech.id, 0), max_jobs=tech.max_jobs,
+            position=(lon, lat, tech.last_seen_at or datetime.now(timezone.utc)))
+    return len(rows)
+
+
+async def on_order_status_changed(session: AsyncSession, payload: dict) -> None:
+    """Withdraw open offers of orders that left matching, and free technicians whose job ended."""
+    if payload["to"] in ("cancelled", "unfulfilled"):
+        await session.exec(update(Offer).where(Offer.order_id == uuid.UUID(payload["order_id"]), Offer.status == "offered")
+                           .values(status="withdrawn", decided_at=datetime.now(timezone.utc)))
+    if payload["to"] in ("completed", "cancelled", "matching") and payload.get("technician_id") and payload["from"] in ACTIVE_JOB_STATES:
+        technician = await session.get(Technician, uuid.UUID(payload["technician_id"]))
+        if technician is not None and technician.status == "busy":
+            load = (await _loads(session, [technician.id])).get(technician.id, 0)
+            if load < technician.max_jobs:
+                technician.status = "online"
+                technician.idle_since = datetime.now(timezone.utc)
+                session.add(technician)
+                await session.flush()
+
+
+async def on_order_created(session: AsyncSession, payload: dict) -> None:
+    """Every new order enters matching; an emergency or a direct pick is offered at once."""
+    order_id = uuid.UUID(payload["order_id"])
+    order = await session.get(Order, order_id)
+    if order is None or order.status != "created":
+        return
+    await transition(session, order_id, "start_matching", MATCHER)
+    if order.priority == "emergency" or order.preferred_technician_id is not None:
+        await dispatch_now(session, geo_index(get_redis()), order_id)
+
+
+def register() -> None:
+    subscribe("dispatch.order_created", on_order_created)
+    subscribe("dispatch.order_status_changed", on_order_status_changed)
