@@ -1,0 +1,150 @@
+"""Meters throughput: frames decoded per second, and end-to-end ingestion over TCP
+(frames -> reassembly -> decode -> stored readings -> rules -> Redis latest state).
+
+Needs GASDISPATCH_DATABASE_URL (migrated) and GASDISPATCH_REDIS_URL. The end-to-end run
+registers its own customer and meters, and deletes them (and their readings) at the end.
+
+Run: .venv/bin/python bench/meters.py [--meters 2000] [--readings 200000] [--connections 4]
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console  # noqa: E402
+from rich.progress import Progress  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from bench.meters_decode import _corpus, _rate  # noqa: E402
+from dispatch.db import get_engine, session_scope  # noqa: E402
+from dispatch.redis import get_redis  # noqa: E402
+from meters.ingest import LATEST_KEY  # noqa: E402
+from meters.listener import ConcentratorServer  # noqa: E402
+from meters.protocols import cjt188  # noqa: E402
+
+
+async def _setup(meters: int) -> tuple[uuid.UUID, list[tuple[uuid.UUID, str]]]:
+    from dispatch.geo import point
+    from dispatch.models import Account, Address, Customer
+
+    async with session_scope() as session:
+        account = Account(role="customer", email=f"bench-{uuid.uuid4().hex[:8]}@bench.local", password_hash="-", display_name="bench")
+        session.add(account)
+        await session.flush()
+        customer = Customer(account_id=account.id, name="bench", phone="-")
+        session.add(customer)
+        await session.flush()
+        address = Address(customer_id=customer.id, label="bench", line="bench", location=point(120.1, 30.2))
+        session.add(address)
+        await session.flush()
+        prefix = uuid.uuid4().int % 10**6
+        devices = [(uuid.uuid4(), f"{prefix:06d}{i:08d}") for i in range(meters)]
+        await session.execute(text("""
+            INSERT INTO meters_device (id, kind, protocol, external_id, customer_id, address_id, has_valve, meter_type,
+                                       appliances, report_interval_s, installed_at, created_at)
+            SELECT id, 'meter', 'cjt188', ext, :c, :a, false, 48, '[]', 3600, now(), now()
+            FROM unnest(CAST(:ids AS uuid[]), CAST(:exts AS varchar[])) AS t(id, ext)
+        """), {"c": customer.id, "a": address.id, "ids": [d[0] for d in devices], "exts": [d[1] for d in devices]})
+    return account.id, devices
+
+
+async def _teardown(account_id: uuid.UUID, devices: list[tuple[uuid.UUID, str]]) -> None:
+    ids = [d[0] for d in devices]
+    async with session_scope() as session:
+        await session.execute(text("DELETE FROM meters_reading WHERE device_id = ANY(:ids)"), {"ids": ids})
+        await session.execute(text("DELETE FROM meters_device WHERE id = ANY(:ids)"), {"ids": ids})
+        await session.execute(text("DELETE FROM dispatch_address WHERE customer_id IN "
+                                   "(SELECT id FROM dispatch_customer WHERE account_id = :a)"), {"a": account_id})
+        await session.execute(text("DELETE FROM dispatch_customer WHERE account_id = :a"), {"a": account_id})
+        await session.execute(text("DELETE FROM dispatch_account WHERE id = :a"), {"a": account_id})
+    redis = get_redis()
+    for start in range(0, len(ids), 1000):
+        await redis.delete(*[LATEST_KEY.format(i) for i in ids[start:start + 1000]])
+
+
+def _frames(devices: list[tuple[uuid.UUID, str]], readings: int) -> list[bytes]:
+    """Hourly read replies, meter by meter, distinct (device, clock) pairs."""
+    base = datetime(2026, 11, 1)
+    out = []
+    per_meter = readings // len(devices)
+    for hour in range(per_meter):
+        clock = base + timedelta(hours=hour)
+        stamp = bytes.fromhex(f"{clock.second:02d}{clock.minute:02d}{clock.hour:02d}{clock.day:02d}"
+                              f"{clock.month:02d}{clock.year % 100:02d}{clock.year // 100:02d}")
+        for n, (_, ext) in enumerate(devices):
+            volume = bytes.fromhex(f"{(n * 1000 + hour) % 10**8:08d}")[::-1]
+            body = volume + b"\x2c" + volume + b"\x2c" + stamp + b"\x00\x00"
+            out.append(cjt188.encode(meter_type=0x30, address=ext, control=0x81, di=cjt188.DI_READ_DATA, data=body))
+    return out
+
+
+async def _end_to_end(devices, readings: int, connections: int, console: Console) -> tuple[float, int]:  # noqa: ANN001
+    server = ConcentratorServer(session_factory=session_scope, redis=get_redis(), tz=ZoneInfo("Asia/Shanghai"),
+                                plain_allowed=frozenset({"127.0.0.1"}))
+    tcp = await server.start("127.0.0.1", 0, ssl_context=None)
+    port = tcp.sockets[0].getsockname()[1]
+    frames = _frames(devices, readings)
+    shards = [b"".join(frames[i::connections]) for i in range(connections)]
+    ids = [d[0] for d in devices]
+
+    async def stored() -> int:
+        async with session_scope() as session:
+            return (await session.execute(text("SELECT count(*) FROM meters_reading WHERE device_id = ANY(:ids)"),
+                                          {"ids": ids})).scalar()
+
+    async def send(shard: bytes) -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for start in range(0, len(shard), 1 << 16):
+            writer.write(shard[start:start + (1 << 16)])
+            await writer.drain()
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(send(s) for s in shards))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("stored", total=len(frames))
+        while (done := await stored()) < len(frames) and time.perf_counter() - started < 300:
+            progress.update(task, completed=done)
+            await asyncio.sleep(0.2)
+    elapsed = time.perf_counter() - started
+    tcp.close()
+    return done / elapsed, done
+
+
+async def main_async(args: argparse.Namespace, console: Console) -> None:
+    account_id, devices = await _setup(args.meters)
+    try:
+        rate, done = await _end_to_end(devices, args.readings, args.connections, console)
+        console.print(f"end to end (TCP -> stored -> rules -> Redis): {rate:,.0f} readings/s "
+                      f"({done:,} readings, {args.meters:,} meters, {args.connections} connections)")
+    finally:
+        await _teardown(account_id, devices)
+        await get_redis().aclose()
+        await get_engine().dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--meters", type=int, default=2000)
+    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+    console = Console()
+    console.print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+                  f"{os.cpu_count()} cpus, Python {platform.python_version()}")
+    for name, (decode, frames) in _corpus().items():
+        console.print(f"decode {name}: {_rate(decode, frames, 1.0):,.0f} frames/s")
+    asyncio.run(main_async(args, console))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The concentrator TCP server (asyncio).
+
+Handshake, on TLS: the concentrator's first line is `AUTH <code> <token>\\n` (ASCII, at most
+256 bytes, within 10 s). The server answers `OK\\n` and from then on the stream carries
+CJ/T 188 or M-Bus frames both ways, or `ERR auth\\n` and closes. The token was issued once at
+registration (`POST /v1/concentrators`) and is stored hashed.
+
+Legacy concentrators that cannot do TLS connect to a separate plain port, only when
+`meters_plain_tcp_enabled` is set and only from `meters_plain_tcp_allowed` addresses; they
+may send the AUTH line, otherwise the meter addresses in their frames identify them.
+
+Each read is one batch: frames reassembled (split and concatenated frames, garbage skipped
+and counted), decoded, ingested and committed in one session, then queued valve commands are
+written to the connection that last carried the target meter's frames.
+"""
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.errors import AuthenticationFailed
+from meters import ingest
+from meters.models import Device, ValveCommand
+from meters.protocols import FrameError
+from meters.protocols.stream import FrameReassembler
+from meters.service import authenticate_concentrator
+
+log = structlog.get_logger(__name__)
+
+SessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+HANDSHAKE_TIMEOUT_S = 10.0
+MAX_AUTH_LINE = 256
+READ_SIZE = 1 << 16
+_AUTH = b"AUTH "
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+class ConcentratorServer:
+    def __init__(
+        self, *, session_factory: SessionFactory, redis: Redis, tz: ZoneInfo,
+        ingestor: ingest.Ingestor | None = None, plain_allowed: frozenset[str] = frozenset(),
+    ) -> None:
+        self.session_factory = session_factory
+        self.redis = redis
+        self.tz = tz
+        self.ingestor = ingestor or ingest.Ingestor()
+        self.plain_allowed = plain_allowed
+        # meter external id -> the connection that last carried its frames
+        self.routes: dict[str, asyncio.StreamWriter] = {}
+        self.garbage_bytes = 0
+
+    async def start(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None) -> asyncio.Server:
+        """TLS when a context is given; a plain server only serves `plain_allowed` addresses."""
+        return await asyncio.start_server(self._handle, host, port, ssl=ssl_context)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = (writer.get_extra_info("peername") or ("?",))[0]
+        try:
+            identified = await asyncio.wait_for(self._identify(reader, writer, peer), HANDSHAKE_TIMEOUT_S)
+            if identified is None:
+                return
+            source, first_bytes = identified
+            reassembler = FrameReassembler()
+            data = first_bytes or await reader.read(READ_SIZE)
+            while data:
+                if not await self._process(reassembler, data, writer, source):
+                    return
+                data = await reader.read(READ_SIZE)
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
+            log.info("meters.connection_dropped", peer=peer, error=type(exc).__name__)
+        finally:
+            for external_id in [k for k, w in self.routes.items() if w is writer]:
+                del self.routes[external_id]
+            writer.close()
+
+    async def _identify(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str,
+    ) -> tuple[str, bytes] | None:
+        """(source label, bytes already read that belong to the frame stream), or None."""
+        plain = writer.get_extra_info("ssl_object") is None
+        if plain and peer not in self.plain_allowed:
+            ingest.REJECTED.labels("tcp", "address not allowed").inc()
+            log.warning("meters.plain_tcp_refused", peer=peer)
+            return None
+        head = await reader.read(len(_AUTH))
+        while head and len(head) < len(_AUTH) and _AUTH.startswith(head):
+            more = await reader.read(len(_AUTH) - len(head))
+            if not more:
+                break
+            head += more
+        if not head.startswith(_AUTH):
+            if plain:
+                return f"legacy:{peer}", head
+            return await self._refuse(writer, "auth required")
+        line = await reader.readuntil(b"\n") if len(head) == len(_AUTH) else b""
+        parts = line[:MAX_AUTH_LINE].decode("ascii", "replace").split()
+        if len(parts) != 2:
+            return await self._refuse(writer, "malformed auth")
+        try:
+            async with self.session_factory() as session:
+                concentrator = await authenticate_concentrator(session, parts[0], parts[1])
+        except AuthenticationFailed:
+            return await self._refuse(writer, "bad credentials")
+        writer.write(b"OK\n")
+        await writer.drain()
+        return f"concentrator:{concentrator.code}", b""
+
+    @staticmethod
+    async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
+        ingest.REJECTED.labels("tcp", reason).inc()
+        writer.write(b"ERR auth\n")
+        await writer.drain()
+        return None
+
+    async def _process(self, reassembler: FrameReassembler, data: bytes, writer: asyncio.StreamWriter, source: str) -> bool:
+        garbage_before = reassembler.garbage_bytes
+        frames = reassembler.feed(data)
+        skipped = reassembler.garbage_bytes - garbage_before
+        if skipped:
+            self.garbage_bytes += skipped
+            ingest.GARBAGE_BYTES.inc(skipped)
+        if not frames:
+            return True
+        ingest.FRAMES.labels("tcp").inc(len(frames))
+        now = datetime.now(timezone.utc)
+        reports = []
+        for frame in frames:
+            try:
+                report = ingest.telemetry_from_frame(frame, now, self.tz)
+            except FrameError as exc:
+                ingest.REJECTED.labels("tcp", exc.reason).inc()
+                continue
+            if report is not None:
+                reports.append(report)
+                self.routes[report.external_id] = writer
+        if not reports:
+            return True
+        try:
+            async with self.session_factory() as session:
+                result = await self.ingestor.ingest(session, self.redis, reports, channel="tcp", source=source, now=now)
+        except Exception:
+            # Nothing was acknowledged: dropping the connection makes the concentrator resend.
+            log.exception("meters.ingest_failed", source=source, reports=len(reports))
+            return False
+        if result.commands:
+            await self.send_commands(result.commands)
+        return True
+
+    async def send_commands(self, commands: list[tuple[str, str, object]]) -> int:
+        """Write commands to connected concentrators and mark them sent; others stay queued."""
+        sent = []
+        for external_id, frame_hex, command_id in commands:
+            writer = self.routes.get(external_id)
+            if writer is None or writer.is_closing():
+                continue
+            writer.write(bytes.fromhex(frame_hex))
+            sent.append(command_id)
+        if not sent:
+            return 0
+        async with self.session_factory() as session:
+            await session.execute(update(ValveCommand).where(ValveCommand.id.in_(sent), ValveCommand.status == "queued")
+                                  .values(status="sent", sent_at=datetime.now(timezone.utc)))
+        return len(sent)
+
+    async def pump_commands(self) -> int:
+        """Commands queued elsewhere (e.g. a webhook detector alarm) for meters connected here."""
+        if not self.routes:
+            return 0
+        async with self.session_factory() as session:
+            rows = (await session.execute(
+                select(Device.external_id, ValveCommand.frame_hex, ValveCommand.id)
+                .join(Device, Device.id == ValveCommand.device_id)
+                .where(ValveCommand.status == "queued", Device.external_id.in_(list(self.routes)))
+            )).all()
+        return await self.send_commands([tuple(r) for r in rows])
+
+    async def pump_forever(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.pump_commands()
+            except Exception:  # the pump must outlive a database hiccup
+                log.exception("meters.command_pump_failed")

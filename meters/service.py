@@ -1,0 +1,104 @@
+"""Devices and concentrators: registration, lookup, concentrator authentication."""
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.errors import AuthenticationFailed, Conflict, NotFound
+from dispatch.events import subscribe
+from dispatch.pagination import page_of, paginate
+from meters.models import Concentrator, Device, Quarantine
+
+
+class DeviceAlreadyRegistered(Conflict):
+    """A device with this address or IMEI is already registered."""
+
+    slug = "device-already-registered"
+
+
+class ConcentratorRejected(AuthenticationFailed):
+    """Unknown concentrator or wrong token."""
+
+    slug = "concentrator-rejected"
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough; argon2 would only slow reconnects.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def register_concentrator(session: AsyncSession, *, code: str, description: str = "") -> tuple[Concentrator, str]:
+    """Returns the concentrator and its token; the token is shown once and stored hashed."""
+    token = secrets.token_urlsafe(32)
+    concentrator = Concentrator(code=code, token_hash=hash_token(token), description=description)
+    session.add(concentrator)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("a concentrator with this code exists") from exc
+    return concentrator, token
+
+
+async def authenticate_concentrator(session: AsyncSession, code: str, token: str) -> Concentrator:
+    concentrator = (await session.exec(select(Concentrator).where(Concentrator.code == code))).first()
+    expected = concentrator.token_hash if concentrator else hash_token(secrets.token_urlsafe(32))
+    if not hmac.compare_digest(expected, hash_token(token)) or concentrator is None:
+        raise ConcentratorRejected()
+    return concentrator
+
+
+async def register_device(
+    session: AsyncSession, *, kind: str, protocol: str, external_id: str, customer_id: uuid.UUID,
+    address_id: uuid.UUID, installed_at: datetime, report_interval_s: int, has_valve: bool = False,
+    meter_type: int = 0x30, product: str | None = None, appliances: list[str] | None = None,
+    concentrator_id: uuid.UUID | None = None,
+) -> Device:
+    from dispatch.models import Address  # the address must belong to the customer
+
+    address = await session.get(Address, address_id)
+    if address is None or address.customer_id != customer_id:
+        raise NotFound("no such address for this customer")
+    device = Device(
+        kind=kind, protocol=protocol, external_id=external_id.upper() if protocol != "nbiot" else external_id,
+        customer_id=customer_id, address_id=address_id, installed_at=installed_at,
+        report_interval_s=report_interval_s, has_valve=has_valve, meter_type=meter_type, product=product,
+        appliances=appliances or [], concentrator_id=concentrator_id,
+    )
+    session.add(device)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise DeviceAlreadyRegistered() from exc
+    return device
+
+
+async def get_device(session: AsyncSession, device_id: uuid.UUID) -> Device:
+    device = await session.get(Device, device_id)
+    if device is None:
+        raise NotFound("no such device")
+    return device
+
+
+async def list_devices(session: AsyncSession, *, limit: int, cursor: str | None) -> tuple[list[Device], str | None]:
+    rows = list((await session.exec(paginate(select(Device), Device, limit, cursor))).all())
+    return page_of(rows, limit)
+
+
+async def list_quarantine(session: AsyncSession, *, limit: int) -> list[Quarantine]:
+    return list((await session.exec(select(Quarantine).order_by(Quarantine.id.desc()).limit(limit))).all())
+
+
+def register() -> None:
+    """The meters package's reactions to other packages' events."""
+    from meters import reminders, rules
+
+    subscribe("dispatch.order_status_changed", rules.on_order_status_changed)
+    subscribe("dispatch.order_status_changed", reminders.on_order_status_changed)
