@@ -1,5 +1,6 @@
 """The composition root: settings, logging, middleware, routers, error mapping."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,17 +9,42 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
 from api.observability import BodySizeLimit, configure_logging, request_context
-from api.routers import auth, customers, health, orders, stations, technicians
+from api.routers import (
+    auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians, telemetry,
+)
+from api.ws import customer as customer_ws
+from api.ws import technician as technician_ws
+from dispatch import handlers as dispatch_handlers
 from dispatch.config import get_settings
 from dispatch.db import get_engine
 from dispatch.redis import get_redis
+from matching import service as matching_service
+from matching import worker as matching_worker
+from meters import service as meters_service
+from ratings import service as ratings_service
+from settlement import handlers as settlement_handlers
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    worker = asyncio.create_task(matching_worker.run_forever(stop)) if get_settings().embedded_worker else None
     yield
+    stop.set()
+    if worker is not None:
+        await worker
     await get_redis().aclose()
     await get_engine().dispose()
+
+
+def register_handlers() -> None:
+    """Every package's reactions to events, subscribed once per process, and the ports
+    one package offers another (reputation for matching)."""
+    matching_service.use_reputation(ratings_service.reputations)
+    dispatch_handlers.register()
+    matching_service.register()
+    meters_service.register()
+    settlement_handlers.register()
 
 
 def create_app() -> FastAPI:
@@ -31,6 +57,7 @@ def create_app() -> FastAPI:
         "inspections, meter alarms and settlement. Errors are application/problem+json.",
         lifespan=lifespan,
     )
+    register_handlers()
     errors.install(app)
     app.middleware("http")(request_context)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -39,6 +66,8 @@ def create_app() -> FastAPI:
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
-    for module in (health, auth, customers, orders, technicians, stations):
+    # matching before technicians: /v1/technicians/nearby must win over /v1/technicians/{id}.
+    for module in (health, auth, customers, orders, matching, ratings, field, technicians, stations, telemetry, settlement,
+                   notifications, technician_ws, customer_ws):
         app.include_router(module.router)
     return app

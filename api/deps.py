@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from dispatch import after_commit
 from dispatch.accounts import customer_for_account, technician_for_account
 from dispatch.db import get_sessionmaker
 from dispatch.errors import AuthenticationFailed, Conflict, Forbidden, IdempotencyConflict
@@ -28,7 +29,9 @@ async def get_session() -> AsyncIterator[AsyncSession]:
             await session.commit()
         except BaseException:
             await session.rollback()
+            after_commit.discard(session)
             raise
+        await after_commit.run(session)
 
 
 # scope="function": the commit happens before the response is sent, so a 2xx means durable.

@@ -82,9 +82,21 @@ def serve(
 
 
 def _mount_subcommands() -> None:
+    from matching.cli import simulate
     from meters.cli import app as meters_app
+    from ratings.cli import app as ratings_app
 
     app.add_typer(meters_app, name="meters")
+    app.add_typer(ratings_app, name="ratings")
+    app.command("simulate")(simulate)
+    from settlement.cli import app as settlement_app
+    from settlement.cli import audit_app
+
+    app.add_typer(settlement_app, name="settlement")
+    app.add_typer(audit_app, name="audit")
+    from dispatch.field.cli import app as field_app
+
+    app.add_typer(field_app, name="field")
 
 
 _mount_subcommands()

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from dispatch import after_commit
 from dispatch.config import get_settings
 
 SQLModel.metadata.naming_convention = {
@@ -43,4 +44,6 @@ async def session_scope() -> AsyncIterator[AsyncSession]:
             await session.commit()
         except BaseException:
             await session.rollback()
+            after_commit.discard(session)
             raise
+        await after_commit.run(session)

@@ -33,7 +33,7 @@ def _ts(nullable: bool = False, **kw: Any) -> Any:
 ROLES = ("customer", "technician", "auditor", "admin")
 CERTIFICATION_KINDS = ("repair", "inspection", "installation", "emergency")
 PRIORITIES = ("emergency", "urgent", "routine")
-ORDER_SOURCES = ("customer", "meter", "alarm", "followup")
+ORDER_SOURCES = ("customer", "meter", "alarm", "followup", "campaign")
 
 
 class Account(SQLModel, table=True):
@@ -266,3 +266,22 @@ class IdempotencyRecord(SQLModel, table=True):
     response_status: int
     response_body: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Notification(SQLModel, table=True):
+    __tablename__ = "dispatch_notification"
+    __table_args__ = (
+        UniqueConstraint("account_id", "dedupe_key"),
+        Index("ix_dispatch_notification_unread", "account_id", "created_at", postgresql_where=text("read_at IS NULL")),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", index=True)
+    kind: str = Field(max_length=40)
+    title: str = Field(max_length=200)
+    body: str = Field(max_length=2000)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    # The event that caused it, so a redelivered event does not notify twice.
+    dedupe_key: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _ts(default_factory=utcnow)
+    read_at: datetime | None = _ts(nullable=True, default=None)

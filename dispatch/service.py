@@ -13,7 +13,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.config import get_settings
-from dispatch.errors import Conflict, Forbidden, InvalidInput, NotFound
+from dispatch.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
 from dispatch.events import publish
 from dispatch.models import Address, Order, OrderEvent, Technician
 from dispatch.pagination import page_of, paginate
@@ -37,8 +37,9 @@ async def create_order(
     session: AsyncSession, *, customer_id: uuid.UUID, address_id: uuid.UUID, kind: str,
     actor: Actor, description: str = "", priority: str | None = None,
     preferred_technician_id: uuid.UUID | None = None, source: str = "customer",
-    now: datetime | None = None,
+    sla_deadline: datetime | None = None, now: datetime | None = None,
 ) -> Order:
+    """sla_deadline overrides the catalogue's SLA (a hazard's rectification deadline)."""
     now = now or datetime.now(timezone.utc)
     service_kind = await get_service_kind(session, kind)
     address = await session.get(Address, address_id)
@@ -53,7 +54,7 @@ async def create_order(
     order = Order(
         customer_id=customer_id, address_id=address_id, location=address.location, kind=kind,
         required_certification=service_kind.required_certification, priority=priority, source=source,
-        description=description, sla_deadline=now + timedelta(minutes=sla_min),
+        description=description, sla_deadline=sla_deadline or now + timedelta(minutes=sla_min),
         preferred_technician_id=preferred_technician_id,
         price_estimate_minor=service_kind.base_price_minor, currency=service_kind.currency,
         created_at=now, updated_at=now,
@@ -91,6 +92,8 @@ async def transition(
     if expected_status is not None and from_status != expected_status:
         raise Conflict(f"order is {from_status}, not {expected_status}")
     step = next_state(from_status, action, actor.role, reason)
+    if action == "complete" and not (payload or {}).get("report_id"):
+        raise IllegalTransition("completion needs a work report")
     values: dict[str, Any] = {"status": step.to_status, "updated_at": now, **(set_values or {})}
     if reason is not None:
         values["status_reason"] = reason

@@ -35,7 +35,8 @@ if prev[3] then
   local dlat, dlon = (lat - plat) * rad, (lon - plon) * rad
   local a = math.sin(dlat / 2) ^ 2 + math.cos(plat * rad) * math.cos(lat * rad) * math.sin(dlon / 2) ^ 2
   local d = 2 * 6371008.8 * math.asin(math.min(1, math.sqrt(a)))
-  if d / (ts - pts) > max_mps then return {'implausible_jump', 0} end
+  -- GPS noise of a few tens of metres is not travel: only the excess counts as speed.
+  if (d - 30) / (ts - pts) > max_mps then return {'implausible_jump', 0} end
 end
 redis.call('HSET', key, 'lon', ARGV[1], 'lat', ARGV[2], 'ts', ARGV[3], 'city', city)
 local status = prev[5]

@@ -1,5 +1,6 @@
-"""`gasdispatch meters ...`: decode meter frames from the command line."""
+"""`gasdispatch meters ...`: decode frames, run the concentrator listener and the periodic checks."""
 
+import asyncio
 import json
 from enum import Enum
 from typing import Annotated, NoReturn
@@ -22,7 +23,7 @@ class ProtocolChoice(str, Enum):
 
 @app.callback()
 def meters() -> None:
-    """Meter protocol tools (CJ/T 188, M-Bus)."""
+    """Meter tools: decoding (CJ/T 188, M-Bus), the concentrator listener, periodic checks."""
 
 
 @app.command()
@@ -56,3 +57,95 @@ def decode(
 def _fail(reason: str) -> NoReturn:
     typer.echo(f"error: {reason}", err=True)
     raise typer.Exit(EXIT_BAD_FRAME)
+
+
+@app.command()
+def listen(
+    port: Annotated[int, typer.Option(help="TLS port for concentrators.")] = 9188,
+    host: Annotated[str, typer.Option()] = "0.0.0.0",
+    legacy_port: Annotated[int | None, typer.Option(help="Plain TCP port for legacy concentrators "
+                                                    "(needs GASDISPATCH_METERS_PLAIN_TCP_ENABLED).")] = None,
+) -> None:
+    """Serve concentrators: TLS with per-concentrator tokens; plain TCP only where enabled."""
+    from zoneinfo import ZoneInfo
+
+    from dispatch.config import get_settings
+    from dispatch.db import session_scope
+    from dispatch.redis import get_redis
+    from meters.listener import ConcentratorServer, tls_context
+
+    settings = get_settings()
+    if not (settings.meters_tls_cert_file and settings.meters_tls_key_file):
+        typer.echo("error: set GASDISPATCH_METERS_TLS_CERT_FILE and GASDISPATCH_METERS_TLS_KEY_FILE", err=True)
+        raise typer.Exit(2)
+    if legacy_port is not None and not settings.meters_plain_tcp_enabled:
+        typer.echo("error: plain TCP is disabled (GASDISPATCH_METERS_PLAIN_TCP_ENABLED)", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        server = ConcentratorServer(session_factory=session_scope, redis=get_redis(),
+                                    tz=ZoneInfo(settings.meters_device_timezone),
+                                    plain_allowed=frozenset(settings.meters_plain_tcp_allowed))
+        servers = [await server.start(host, port, ssl_context=tls_context(settings.meters_tls_cert_file,
+                                                                           settings.meters_tls_key_file))]
+        if legacy_port is not None:
+            servers.append(await server.start(host, legacy_port, ssl_context=None))
+        typer.echo(f"listening: TLS {host}:{port}" + (f", plain {host}:{legacy_port}" if legacy_port else ""))
+        await asyncio.gather(server.pump_forever(), *(s.serve_forever() for s in servers))
+
+    asyncio.run(run())
+
+
+@app.command("check-comm-lost")
+def check_comm_lost() -> None:
+    """Open comm_lost faults (and orders) for devices silent past their interval x the factor."""
+    from datetime import datetime, timezone
+
+    from dispatch.config import get_settings
+    from dispatch.db import get_engine, session_scope
+    from dispatch.redis import get_redis
+    from meters import rules
+
+    async def run() -> int:
+        async with session_scope() as session:
+            orders = await rules.check_comm_lost(session, get_redis(), now=datetime.now(timezone.utc),
+                                                 factor=get_settings().meters_comm_lost_factor)
+        await get_engine().dispose()
+        return len(orders)
+
+    typer.echo(f"comm_lost orders created: {asyncio.run(run())}")
+
+
+@app.command()
+def reminders() -> None:
+    """Publish maintenance reminders that are due (at most one per appliance per period)."""
+    from datetime import datetime, timezone
+
+    from dispatch.config import get_settings
+    from dispatch.db import get_engine, session_scope
+    from meters.reminders import due_reminders
+
+    async def run() -> int:
+        async with session_scope() as session:
+            issued = await due_reminders(session, settings=get_settings(), now=datetime.now(timezone.utc))
+        await get_engine().dispose()
+        return len(issued)
+
+    typer.echo(f"reminders issued: {asyncio.run(run())}")
+
+
+@app.command()
+def partitions(months: Annotated[int, typer.Option(min=1, max=36, help="Months ahead to create.")] = 3) -> None:
+    """Create the monthly reading partitions for this month and the next MONTHS."""
+    from sqlalchemy import text
+
+    from dispatch.db import get_engine, session_scope
+
+    async def run() -> int:
+        async with session_scope() as session:
+            created = (await session.execute(text(
+                "SELECT meters_ensure_reading_partitions(date_trunc('month', now())::date, :n)"), {"n": months + 1})).scalar()
+        await get_engine().dispose()
+        return int(created or 0)
+
+    typer.echo(f"partitions created: {asyncio.run(run())}")

@@ -4,6 +4,11 @@ import importlib
 
 MODEL_MODULES = (
     "dispatch.models",
+    "settlement.models",
+    "matching.models",
+    "ratings.models",
+    "meters.models",
+    "dispatch.field.models",
 )
 
 

@@ -36,5 +36,6 @@ export GASDISPATCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export GASDISPATCH_TEST_REDIS_PORT="$REDIS_PORT"
 export GASDISPATCH_STRIPE_API_BASE="http://127.0.0.1:$STRIPE_PORT"
 export GASDISPATCH_JWT_SECRET="test-secret-not-for-production-0123456789"
+export GASDISPATCH_EMBEDDED_WORKER=false
 
 python -m pytest "$@"

@@ -28,6 +28,14 @@ def migrated_database() -> str:
     return os.environ["GASDISPATCH_DATABASE_URL"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def event_handlers() -> None:
+    """The same event subscriptions the app makes, for tests that drain the outbox directly."""
+    from api.app import register_handlers
+
+    register_handlers()
+
+
 @pytest.fixture(scope="session")
 async def engine(migrated_database: str):  # noqa: ANN201
     from dispatch.db import get_engine
@@ -88,3 +96,17 @@ async def client(app) -> AsyncIterator[AsyncClient]:  # noqa: ANN001
     async with AsyncClient(transport=ASGITransport(app=app, raise_app_exceptions=False),
                            base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture
+async def committed_sessions(engine):  # noqa: ANN001, ANN201
+    """For tests that need real commits (races, several connections, worker processes):
+    a session factory on the test database, emptied of marketplace rows afterwards."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    factory = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    yield factory
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "TRUNCATE dispatch_account, dispatch_service_station, dispatch_outbox RESTART IDENTITY CASCADE"))

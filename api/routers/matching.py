@@ -9,6 +9,7 @@ from sqlmodel import col, select
 from api.deps import CurrentCustomer, CurrentTechnician, RedisDep, SessionDep
 from dispatch.config import get_settings
 from dispatch.errors import NotFound
+from dispatch.fanout import publish_position
 from dispatch.geo import lonlat
 from dispatch.models import CustomerBlock, Order, ServiceStation, Technician
 from dispatch.schemas import CertificationKind, GeoPoint, Input, Page
@@ -74,6 +75,8 @@ def _round_point(lon: float, lat: float) -> dict:
 async def post_location(body: LocationFix, technician: CurrentTechnician, session: SessionDep, redis: RedisDep) -> dict[str, str]:
     outcome = await matching.record_position(
         session, geo_index(redis), technician, lon=body.position.lon, lat=body.position.lat, at=body.at())
+    if outcome == "accepted":
+        await publish_position(redis, technician.id, body.position.lon, body.position.lat, body.at().isoformat())
     return {"outcome": outcome}
 
 
@@ -87,7 +90,7 @@ async def go_offline(technician: CurrentTechnician, session: SessionDep, redis: 
     return Availability(status=(await matching.go_offline(session, geo_index(redis), technician)).status)
 
 
-async def _offer_public(session: SessionDep, offer: Offer) -> OfferPublic:
+async def offer_public(session: SessionDep, offer: Offer) -> OfferPublic:
     order = await session.get(Order, offer.order_id)
     assert order is not None
     lon, lat = lonlat(order.location) or (0.0, 0.0)
@@ -102,7 +105,7 @@ async def my_offers(technician: CurrentTechnician, session: SessionDep) -> Page[
     rows = (await session.exec(select(Offer).where(
         Offer.technician_id == technician.id, Offer.status == "offered",
         Offer.expires_at > datetime.now(timezone.utc)).order_by(Offer.created_at))).all()
-    return Page(data=[await _offer_public(session, o) for o in rows])
+    return Page(data=[await offer_public(session, o) for o in rows])
 
 
 @router.post("/v1/offers/{offer_id}/accept")
@@ -115,7 +118,7 @@ async def accept(offer_id: uuid.UUID, technician: CurrentTechnician, session: Se
 async def decline(offer_id: uuid.UUID, body: DeclineBody, technician: CurrentTechnician, session: SessionDep,
                   redis: RedisDep) -> OfferPublic:
     offer = await matching.decline_offer(session, geo_index(redis), offer_id, technician.id, body.reason)
-    return await _offer_public(session, offer)
+    return await offer_public(session, offer)
 
 
 @router.get("/v1/technicians/nearby")

@@ -23,7 +23,8 @@ async def completed_order(
     steps = ["start_matching", "offer", "accept", "depart", "arrive", "start_service", "complete"]
     for step in steps[: steps.index(until) + 1]:
         order = await transition(session, order.id, step, SYSTEM, now=completed_at,
-                                 set_values={"technician_id": technician.technician.id} if step == "accept" else None)
+                                 set_values={"technician_id": technician.technician.id} if step == "accept" else None,
+                                 payload={"report_id": "factory-report"} if step == "complete" else None)
     return order
 
 

@@ -103,3 +103,35 @@ def local_api(backend, request) -> Iterator[httpx.Client]:
     base = request.getfixturevalue("stripe_api_base")
     with httpx.Client(base_url=base, auth=(LOCAL_API_KEY, "")) as client:
         yield client
+
+
+@pytest.fixture
+def committed_db():
+    """A scratch database migrated to every head, dropped afterwards; its data is committed."""
+    import asyncio
+    import uuid
+
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from dispatch.cli import alembic_config
+    from tests.settlement.support import CommittedDatabase
+
+    base = make_url(os.environ["GASDISPATCH_DATABASE_URL"])
+    name = f"gasdispatch_settlement_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        engine = create_async_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+        await engine.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    config = alembic_config()
+    config.attributes["database_url"] = url
+    command.upgrade(config, "heads")
+    yield CommittedDatabase(url)
+    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))

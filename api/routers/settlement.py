@@ -1,0 +1,185 @@
+"""Settlement: rules, refunds, held settlements, technician payout accounts, the provider's
+webhooks, and the auditor's read-only surface (every read is logged)."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.deps import (
+    Admin, CurrentTechnician, IdempotencyKey, SessionDep, Staff, get_session, remember_idempotent, replay_idempotent,
+)
+from dispatch.errors import InvalidInput
+from dispatch.schemas import Page
+from dispatch.security import Principal
+from settlement import audit, service, webhooks
+from settlement.models import SETTLEMENT_STATUSES, RuleSet, Settlement
+
+router = APIRouter(tags=["settlement"])
+# CSV exports stream after the handler returns, so their session lives until the response is sent.
+StreamSessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+class RuleSetCreate(BaseModel):
+    platform_fee_bps: int = Field(ge=0, le=10_000)
+    platform_fee_fixed_minor: int = Field(ge=0)
+    adjustment_bps_by_stars: dict[Literal["1", "2", "3", "4", "5"], int | None]
+    minimum_payout_minor: int = Field(ge=0)
+    payout_schedule: Literal["immediate", "daily"]
+    cancellation_fee_minor: int = Field(ge=0)
+
+
+class RefundCreate(BaseModel):
+    amount_minor: int = Field(gt=0)
+
+
+class HeldDecision(BaseModel):
+    adjustment_bps: int = Field(ge=-10_000, le=10_000)
+
+
+class SettlementPublic(BaseModel):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    technician_id: uuid.UUID
+    station_id: uuid.UUID | None
+    status: str
+    stars: int
+    rule_version: int
+    currency: str
+    base_minor: int
+    adjustment_minor: int
+    fee_minor: int
+    payout_minor: int
+    clawback_minor: int
+    arithmetic: dict[str, Any]
+    transfer_id: str | None
+    created_at: datetime
+    transferred_at: datetime | None
+
+
+def _public(s: Settlement) -> SettlementPublic:
+    return SettlementPublic.model_validate(s, from_attributes=True)
+
+
+async def _logged(session: AsyncSession, principal: Principal, action: str, target: str | None = None,
+                  **params: Any) -> None:
+    await audit.log_access(session, account_id=principal.account_id, role=principal.role, action=action,
+                           target=target, params=params)
+
+
+# -- operations (admin) -----------------------------------------------------------------------
+
+
+@router.get("/v1/settlement-rules")
+async def list_rules(principal: Staff, session: SessionDep) -> Page[RuleSet]:
+    await _logged(session, principal, "list_rules")
+    return Page(data=await service.list_rules(session))
+
+
+@router.post("/v1/settlement-rules", status_code=status.HTTP_201_CREATED)
+async def publish_rules(body: RuleSetCreate, principal: Admin, session: SessionDep) -> RuleSet:
+    return await service.publish_rules(session, created_by=str(principal.account_id), **body.model_dump())
+
+
+@router.post("/v1/orders/{order_id}/refunds", status_code=status.HTTP_201_CREATED,
+             responses={409: {"description": "Idempotency-Key reused with another body"}})
+async def refund_order(order_id: uuid.UUID, body: RefundCreate, principal: Admin, session: SessionDep,
+                       idempotency_key: IdempotencyKey = None) -> Any:
+    if idempotency_key is None:
+        raise InvalidInput("a refund needs an Idempotency-Key header")
+    route = f"POST /v1/orders/{order_id}/refunds"
+    request_hash, replay = await replay_idempotent(session, principal, idempotency_key, route, body)
+    if replay is not None:
+        return replay
+    refund_id = await service.refund_order(session, order_id, amount_minor=body.amount_minor,
+                                           request_key=idempotency_key, gateway=service.get_gateway())
+    result = {"refund_id": refund_id, "order_id": str(order_id), "amount_minor": body.amount_minor}
+    await remember_idempotent(session, principal, idempotency_key, route, request_hash, 201, result)
+    return result
+
+
+@router.post("/v1/settlements/{settlement_id}/release")
+async def release_held(settlement_id: uuid.UUID, body: HeldDecision, principal: Admin,
+                       session: SessionDep) -> SettlementPublic:
+    return _public(await service.release_held(session, settlement_id, adjustment_bps=body.adjustment_bps,
+                                              decided_by=str(principal.account_id)))
+
+
+@router.post("/v1/technicians/me/payout-account", status_code=status.HTTP_201_CREATED)
+async def create_payout_account(technician: CurrentTechnician, session: SessionDep) -> dict[str, str]:
+    account = await service.ensure_connected_account(session, technician.id, service.get_gateway())
+    return {"provider_account_id": account.provider_account_id}
+
+
+@router.post("/v1/webhooks/stripe", status_code=status.HTTP_200_OK)
+async def stripe_webhook(request: Request, session: SessionDep,
+                         stripe_signature: Annotated[str, Header(alias="Stripe-Signature", max_length=1000)] = "",
+                         ) -> dict[str, bool]:
+    created = await webhooks.receive(session, service.get_gateway(), await request.body(), stripe_signature)
+    return {"received": True, "duplicate": not created}
+
+
+# -- the auditor's read side ------------------------------------------------------------------
+
+
+@router.get("/v1/settlements")
+async def list_settlements(
+    principal: Staff, session: SessionDep,
+    created_from: Annotated[datetime | None, Query(alias="from")] = None,
+    created_to: Annotated[datetime | None, Query(alias="to")] = None,
+    station_id: uuid.UUID | None = None, technician_id: uuid.UUID | None = None,
+    status_filter: Annotated[str | None, Query(alias="status", pattern="^(" + "|".join(SETTLEMENT_STATUSES) + ")$")] = None,
+    adjusted: bool | None = None, held: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[SettlementPublic]:
+    f = audit.SettlementFilter(created_from, created_to, station_id, technician_id, status_filter, adjusted, held)
+    await _logged(session, principal, "list_settlements", **vars(f))
+    rows, next_cursor = await audit.list_settlements(session, f, limit=limit, cursor=cursor)
+    return Page(data=[_public(s) for s in rows], next_cursor=next_cursor)
+
+
+@router.get("/v1/settlements/{settlement_id}")
+async def get_settlement(settlement_id: uuid.UUID, principal: Staff, session: SessionDep) -> SettlementPublic:
+    await _logged(session, principal, "get_settlement", str(settlement_id))
+    return _public(await audit.get_settlement(session, settlement_id))
+
+
+@router.get("/v1/settlements/{settlement_id}/evidence")
+async def settlement_evidence(settlement_id: uuid.UUID, principal: Staff, session: SessionDep) -> dict[str, Any]:
+    await _logged(session, principal, "evidence", str(settlement_id))
+    return await audit.evidence(session, settlement_id)
+
+
+def _period(start: datetime, end: datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise InvalidInput("from and to must be timezone-aware with from < to")
+
+
+@router.get("/v1/audit/ledger.csv", response_class=StreamingResponse)
+async def export_ledger(principal: Staff, session: StreamSessionDep,
+                        start: Annotated[datetime, Query(alias="from")], end: Annotated[datetime, Query(alias="to")]) -> Any:
+    _period(start, end)
+    await _logged(session, principal, "export_ledger", **{"from": start, "to": end})
+    return StreamingResponse(audit.ledger_csv(session, start, end), media_type="text/csv",
+                             headers={"Content-Disposition": 'attachment; filename="ledger.csv"'})
+
+
+@router.get("/v1/audit/settlements.csv", response_class=StreamingResponse)
+async def export_settlements(principal: Staff, session: StreamSessionDep,
+                             start: Annotated[datetime, Query(alias="from")],
+                             end: Annotated[datetime, Query(alias="to")]) -> Any:
+    _period(start, end)
+    await _logged(session, principal, "export_settlements", **{"from": start, "to": end})
+    return StreamingResponse(audit.settlements_csv(session, start, end), media_type="text/csv",
+                             headers={"Content-Disposition": 'attachment; filename="settlements.csv"'})
+
+
+@router.get("/v1/audit/ledger/verify")
+async def verify_ledger(principal: Staff, session: SessionDep) -> dict[str, Any]:
+    await _logged(session, principal, "verify_ledger")
+    report = await audit.verify_chain(session)
+    return {"ok": report.ok, "checked": report.checked, "broken": report.broken}

@@ -1,0 +1,74 @@
+"""WS /v1/ws/orders/{order_id}: the customer follows his order — status changes, and the
+technician's position only from acceptance until completion."""
+
+import asyncio
+import json
+import uuid
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from api.ws.common import CLOSE_FORBIDDEN, WS_CONNECTIONS, Sender, authenticate, forward, subscribe
+from dispatch.accounts import customer_for_account
+from dispatch.db import session_scope
+from dispatch.errors import NotFound
+from dispatch.fanout import order_channel
+from dispatch.redis import get_redis
+from dispatch.service import get_order_for
+
+router = APIRouter()
+POSITION_VISIBLE = frozenset({"accepted", "en_route", "arrived", "in_service"})
+
+
+def _answer(text: str | None) -> dict:
+    """This socket only listens; a client may ping it."""
+    try:
+        message = json.loads(text or "")
+    except ValueError:
+        return {"v": 1, "type": "error", "id": None, "detail": "malformed JSON"}
+    message_id = message.get("id") if isinstance(message, dict) else None
+    if isinstance(message, dict) and message.get("type") == "ping":
+        return {"v": 1, "type": "pong", "id": message_id}
+    return {"v": 1, "type": "error", "id": message_id, "detail": "this socket only accepts ping"}
+
+
+@router.websocket("/v1/ws/orders/{order_id}")
+async def order_socket(websocket: WebSocket, order_id: str) -> None:
+    principal = await authenticate(websocket, "customer", "admin")
+    if principal is None:
+        return
+    try:
+        async with session_scope() as session:
+            customer_id = (await customer_for_account(session, principal.account_id)).id if principal.role == "customer" else None
+            order = await get_order_for(session, uuid.UUID(order_id), role=principal.role, customer_id=customer_id)
+    except (NotFound, ValueError):
+        await websocket.close(CLOSE_FORBIDDEN, "not your order")
+        return
+    sender = Sender(websocket)
+    status = {"current": order.status}
+
+    def visible(message: dict) -> bool:
+        # The order's own status stream decides when positions may be shown.
+        if message.get("type") == "status":
+            status["current"] = message.get("status")
+            return True
+        return message.get("type") != "position" or status["current"] in POSITION_VISIBLE
+
+    redis = get_redis()
+    pubsub = await subscribe(redis, order_channel(order.id))
+    relay = asyncio.create_task(forward(pubsub, sender, visible))
+    WS_CONNECTIONS.labels("order").inc()
+    try:
+        await sender.send({"v": 1, "type": "status", "id": uuid.uuid4().hex, "order_id": str(order.id),
+                           "status": order.status, "technician_id": str(order.technician_id) if order.technician_id else None})
+        while True:
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            await sender.send(_answer(frame.get("text")))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        WS_CONNECTIONS.labels("order").dec()
+        relay.cancel()
+        await pubsub.aclose()

@@ -1,0 +1,79 @@
+"""The websocket message schema (version 1), exported as JSON Schema at /v1/ws/schema.
+
+Every client message carries `v`, `type` and `id`; the server answers each one with `ack`
+or `error` carrying the same `id`. Server pushes: `offer`, `offer_withdrawn`, `job_updated`,
+`order_cancelled`, `notification`, `status`, `position`, `pong`.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+MessageId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ClientMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    v: Literal[1] = 1
+    id: MessageId
+
+
+class Location(ClientMessage):
+    type: Literal["location"]
+    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90)
+    accuracy: float | None = Field(default=None, ge=0, le=10_000)
+    heading: float | None = Field(default=None, ge=0, lt=360)
+    speed: float | None = Field(default=None, ge=0, le=100)
+    ts: datetime
+
+
+class GoOnline(ClientMessage):
+    type: Literal["go_online"]
+
+
+class GoOffline(ClientMessage):
+    type: Literal["go_offline"]
+
+
+class Ping(ClientMessage):
+    type: Literal["ping"]
+
+
+class AcceptOffer(ClientMessage):
+    type: Literal["accept_offer"]
+    offer_id: str = Field(max_length=64)
+
+
+class DeclineOffer(ClientMessage):
+    type: Literal["decline_offer"]
+    offer_id: str = Field(max_length=64)
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class JobStatus(ClientMessage):
+    """en_route, arrived, started, completed; `data` carries what each needs (the work
+    report for completed, as in POST /v1/jobs/{order_id}/complete)."""
+
+    type: Literal["status"]
+    order_id: str = Field(max_length=64)
+    status: Literal["en_route", "arrived", "started", "completed"]
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+TechnicianMessage = Annotated[
+    Union[Location, GoOnline, GoOffline, Ping, AcceptOffer, DeclineOffer, JobStatus], Field(discriminator="type")]
+technician_message = TypeAdapter(TechnicianMessage)
+
+
+class ServerMessage(BaseModel):
+    v: Literal[1] = 1
+    type: Literal["ack", "error", "offer", "offer_withdrawn", "job_updated", "order_cancelled", "notification",
+                  "status", "position", "pong"]
+    id: str
+    detail: str | None = None
+
+
+def json_schema() -> dict[str, Any]:
+    return {"technician_to_server": technician_message.json_schema(), "server_to_client": ServerMessage.model_json_schema()}

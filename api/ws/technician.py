@@ -1,0 +1,183 @@
+"""WS /v1/ws/technician: the technician's phone — positions in; offers and job updates out.
+
+Phones retry on flaky networks, so a message id seen before is answered again with the
+reply it got the first time, without acting twice. Malformed, oversized or too frequent
+messages get an `error` and are counted; they never close the socket or touch others.
+"""
+
+import asyncio
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.websockets import WebSocketDisconnect
+
+from api.routers.matching import offer_public
+from api.ws import protocol
+from api.ws.common import WS_CONNECTIONS, WS_MESSAGES, WS_REJECTED, Sender, Throttle, authenticate, forward, subscribe
+from dispatch.accounts import technician_for_account
+from dispatch.config import get_settings
+from dispatch.db import session_scope
+from dispatch.errors import DomainError
+from dispatch.field import reports, visits
+from dispatch.fanout import account_channel, publish_position
+from dispatch.models import Order
+from dispatch.redis import get_redis
+from matching import service as matching
+from matching.models import Offer
+
+router = APIRouter()
+log = structlog.get_logger(__name__)
+REPLAY_TTL_S = 600
+ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
+
+
+def presence_key(technician_id: uuid.UUID | str) -> str:
+    return f"realtime:presence:{technician_id}"
+
+
+async def _resume(sender: Sender, technician_id: uuid.UUID) -> None:
+    """After a (re)connect: every offer still open and the state of every current job."""
+    now = datetime.now(timezone.utc)
+    async with session_scope() as session:
+        offers = (await session.exec(select(Offer).where(
+            Offer.technician_id == technician_id, Offer.status == "offered", Offer.expires_at > now))).all()
+        jobs = (await session.exec(select(Order).where(
+            Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).all()
+        for offer in offers:
+            summary = (await offer_public(session, offer)).model_dump(mode="json")
+            summary["offer_id"] = summary.pop("id")
+            await sender.send({"v": 1, "type": "offer", "id": uuid.uuid4().hex, "offer": summary})
+        for job in jobs:
+            await sender.send({"v": 1, "type": "job_updated", "id": uuid.uuid4().hex, "order_id": str(job.id),
+                               "status": job.status})
+
+
+async def _act(message: Any, account_id: uuid.UUID) -> dict[str, Any]:
+    """Run one message in its own unit of work; returns the ack's extra fields."""
+    redis = get_redis()
+    index = matching.geo_index(redis)
+    async with session_scope() as session:
+        technician = await technician_for_account(session, account_id)
+        if isinstance(message, protocol.Location):
+            at = message.ts if message.ts.tzinfo else message.ts.replace(tzinfo=timezone.utc)
+            outcome = await matching.record_position(session, index, technician, lon=message.lon, lat=message.lat, at=at)
+            if outcome == "accepted":
+                await publish_position(redis, technician.id, message.lon, message.lat, at.isoformat())
+            return {"outcome": outcome}
+        if isinstance(message, protocol.GoOnline):
+            return {"status": (await matching.go_online(session, index, technician)).status}
+        if isinstance(message, protocol.GoOffline):
+            return {"status": (await matching.go_offline(session, index, technician)).status}
+        if isinstance(message, protocol.AcceptOffer):
+            order = await matching.accept_offer(session, uuid.UUID(message.offer_id), technician.id)
+            return {"order_id": str(order.id), "status": order.status}
+        if isinstance(message, protocol.DeclineOffer):
+            await matching.decline_offer(session, index, uuid.UUID(message.offer_id), technician.id, message.reason)
+            return {}
+        if isinstance(message, protocol.JobStatus):
+            return await _job_status(session, redis, technician.id, uuid.UUID(message.order_id), message)
+    raise AssertionError(f"unhandled message {type(message).__name__}")
+
+
+async def _job_status(session: AsyncSession, redis: Redis, technician_id: uuid.UUID, order_id: uuid.UUID,
+                      message: protocol.JobStatus) -> dict[str, Any]:
+    """The same field services as POST /v1/jobs/{order_id}/..., one per status."""
+    now = datetime.now(timezone.utc)
+    if message.status == "en_route":
+        order = await visits.depart(session, redis, order_id, technician_id, now)
+    elif message.status == "arrived":
+        order = await visits.arrive(session, redis, order_id, technician_id, now)
+    elif message.status == "started":
+        order = await visits.start(session, order_id, technician_id, now)
+    else:
+        done = await reports.complete(session, order_id, technician_id, reports.WorkReportIn.model_validate(message.data), now)
+        if done.price_change is not None:
+            return {"order_id": str(order_id), "status": done.order.status, "price_change": "awaiting_customer"}
+        order = done.order
+    return {"order_id": str(order.id), "status": order.status}
+
+
+async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        WS_REJECTED.labels("malformed").inc()
+        return {"v": 1, "type": "error", "id": None, "detail": "malformed JSON"}
+    message_id = data.get("id") if isinstance(data, dict) else None
+    try:
+        message = protocol.technician_message.validate_python(data)
+    except ValidationError as exc:
+        WS_REJECTED.labels("invalid").inc()
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        return {"v": 1, "type": "error", "id": message_id if isinstance(message_id, str) else None, "detail": problems}
+    WS_MESSAGES.labels(message.type).inc()
+    redis = get_redis()
+    await redis.set(presence_key(technician_id), "1", ex=get_settings().stale_after_s)
+    if isinstance(message, protocol.Ping):
+        return {"v": 1, "type": "pong", "id": message.id}
+    replay_key = f"realtime:reply:{account_id}:{message.id}"
+    if not await redis.set(replay_key, "", nx=True, ex=REPLAY_TTL_S):
+        stored = await redis.get(replay_key)
+        if stored:
+            return json.loads(stored)
+        return {"v": 1, "type": "ack", "id": message.id, "duplicate": True}  # first delivery still running
+    try:
+        reply: dict[str, Any] = {"v": 1, "type": "ack", "id": message.id, **await _act(message, account_id)}
+    except DomainError as exc:
+        reply = {"v": 1, "type": "error", "id": message.id, "code": exc.slug, "detail": exc.detail}
+    except (ValueError, ValidationError) as exc:  # a malformed uuid or work report in a well-typed message
+        reply = {"v": 1, "type": "error", "id": message.id, "code": "invalid-input", "detail": str(exc)}
+    await redis.set(replay_key, json.dumps(reply, default=str), ex=REPLAY_TTL_S)
+    return reply
+
+
+@router.websocket("/v1/ws/technician")
+async def technician_socket(websocket: WebSocket) -> None:
+    principal = await authenticate(websocket, "technician")
+    if principal is None:
+        return
+    settings = get_settings()
+    async with session_scope() as session:
+        technician = await technician_for_account(session, principal.account_id)
+    sender = Sender(websocket)
+    redis = get_redis()
+    pubsub = await subscribe(redis, account_channel(principal.account_id))
+    relay = asyncio.create_task(forward(pubsub, sender))
+    throttle = Throttle(settings.ws_rate_per_s, settings.ws_burst)
+    WS_CONNECTIONS.labels("technician").inc()
+    try:
+        await _resume(sender, technician.id)
+        while True:
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            raw = frame.get("text")
+            if raw is None:
+                WS_REJECTED.labels("binary").inc()
+                await sender.send({"v": 1, "type": "error", "id": None, "detail": "text frames only"})
+                continue
+            if len(raw) > settings.ws_max_message_bytes:
+                WS_REJECTED.labels("too_large").inc()
+                await sender.send({"v": 1, "type": "error", "id": None, "detail": "message too large"})
+                continue
+            if not throttle.allow():
+                WS_REJECTED.labels("throttled").inc()
+                await sender.send({"v": 1, "type": "error", "id": None, "code": "throttled",
+                                   "detail": f"more than {settings.ws_rate_per_s:g} messages a second"})
+                continue
+            await sender.send(await _handle(raw, principal.account_id, technician.id))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        WS_CONNECTIONS.labels("technician").dec()
+        relay.cancel()
+        await pubsub.aclose()
+        await redis.delete(presence_key(technician.id))

@@ -1,0 +1,203 @@
+"""Completion: the work report, a final price above the authorised amount, hazards and their
+follow-up orders. Completion reaches settlement through the `complete` transition's payload."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.config import get_settings
+from dispatch.errors import Conflict, InvalidInput, NotFound
+from dispatch.events import publish
+from dispatch.field import campaigns
+from dispatch.field.identity import ensure_visit
+from dispatch.field.models import HAZARD_CATEGORIES, HAZARD_SEVERITIES, Hazard, PriceChange, WorkReport
+from dispatch.field.visits import held_order
+from dispatch.models import Address, Order
+from dispatch.schemas import Currency, Input
+from dispatch.service import Actor, create_order, transition
+
+FOLLOWUP_KIND = "repair"
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class PartIn(Input):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    quantity: int = Field(ge=1, le=1000)
+    unit_price_minor: int = Field(ge=0, le=10_000_000)
+
+
+class HazardIn(Input):
+    category: Annotated[str, StringConstraints(pattern="^(" + "|".join(HAZARD_CATEGORIES) + ")$")]
+    severity: Annotated[str, StringConstraints(pattern="^(" + "|".join(HAZARD_SEVERITIES) + ")$")]
+    description: str = Field(default="", max_length=1000)
+    photo_refs: list[Ref] = Field(default_factory=list, max_length=20)
+    deadline_at: datetime | None = None  # by severity from the settings when not given
+
+
+class WorkReportIn(Input):
+    work_done: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    parts: list[PartIn] = Field(default_factory=list, max_length=100)
+    final_price_minor: int = Field(ge=0, le=100_000_000)
+    currency: Currency
+    photo_refs: list[Ref] = Field(default_factory=list, max_length=20)
+    hazards: list[HazardIn] = Field(default_factory=list, max_length=30)
+    fixed_hazard_ids: list[uuid.UUID] = Field(default_factory=list, max_length=30)
+    valve_closed: bool = False
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Either the completed order, or the price change the customer must approve first."""
+
+    order: Order
+    report: WorkReport | None = None
+    price_change: PriceChange | None = None
+
+
+def followup_priority(deadline_at: datetime, now: datetime) -> str:
+    """The least urgent priority whose SLA still meets the hazard's deadline."""
+    settings = get_settings()
+    for priority in ("routine", "urgent"):
+        if now + timedelta(minutes=settings.sla_minutes(priority)) <= deadline_at:
+            return priority
+    return "emergency"
+
+
+async def _price_allowed(session: AsyncSession, order: Order, body: WorkReportIn, now: datetime) -> PriceChange | None:
+    """None when the price may be charged; otherwise the pending request to the customer."""
+    if body.final_price_minor <= order.price_estimate_minor:
+        return None
+    changes = (await session.exec(select(PriceChange).where(
+        PriceChange.order_id == order.id, col(PriceChange.status).in_(("pending", "approved")))
+        .with_for_update())).all()
+    if any(c.status == "approved" and c.amount_minor >= body.final_price_minor for c in changes):
+        return None
+    pending = next((c for c in changes if c.status == "pending"), None)
+    if pending is not None and pending.amount_minor == body.final_price_minor:
+        return pending
+    if pending is not None:
+        pending.status, pending.decided_at = "superseded", now
+        session.add(pending)
+        await session.flush()
+    change = PriceChange(order_id=order.id, amount_minor=body.final_price_minor,
+                         authorised_minor=order.price_estimate_minor, currency=order.currency, requested_at=now)
+    session.add(change)
+    await session.flush()
+    await publish(session, "field.price_change_requested", {
+        "order_id": str(order.id), "customer_id": str(order.customer_id),
+        "amount_minor": change.amount_minor, "currency": change.currency})
+    return change
+
+
+async def _open_hazards_at(session: AsyncSession, address_id: uuid.UUID, ids: list[uuid.UUID]) -> list[Hazard]:
+    if not ids:
+        return []
+    found = (await session.exec(select(Hazard).where(
+        col(Hazard.id).in_(ids), Hazard.address_id == address_id, Hazard.status == "open").with_for_update())).all()
+    if len(found) != len(set(ids)):
+        raise InvalidInput("fixed_hazard_ids must name open hazards at this address")
+    return list(found)
+
+
+async def _record_hazard(session: AsyncSession, order: Order, station_id: uuid.UUID | None, item: HazardIn,
+                         now: datetime) -> Hazard:
+    deadline = item.deadline_at or now + timedelta(days=get_settings().field_hazard_deadline_days[item.severity])
+    followup = await create_order(
+        session, customer_id=order.customer_id, address_id=order.address_id, kind=FOLLOWUP_KIND,
+        actor=Actor.system("field"), source="followup", priority=followup_priority(deadline, now), now=now,
+        sla_deadline=deadline,
+        description=f"rectify hazard {item.category} ({item.severity}) by {deadline.isoformat()}")
+    hazard = Hazard(order_id=order.id, customer_id=order.customer_id, address_id=order.address_id,
+                    station_id=station_id, category=item.category, severity=item.severity,
+                    description=item.description, photo_refs=list(item.photo_refs), deadline_at=deadline,
+                    followup_order_id=followup.id, found_at=now)
+    session.add(hazard)
+    await session.flush()
+    await publish(session, "field.hazard_found", {
+        "order_id": str(order.id), "hazard_id": str(hazard.id), "customer_id": str(order.customer_id),
+        "category": hazard.category, "severity": hazard.severity, "deadline_at": deadline.isoformat(),
+        "followup_order_id": str(followup.id)})
+    return hazard
+
+
+async def complete(session: AsyncSession, order_id: uuid.UUID, technician_id: uuid.UUID, body: WorkReportIn,
+                   now: datetime) -> Completion:
+    order = await held_order(session, order_id, technician_id)
+    if order.status != "in_service":
+        raise Conflict(f"order is {order.status}, not in_service")
+    if body.currency != order.currency:
+        raise InvalidInput(f"the order is priced in {order.currency}")
+    if any(h.severity == "critical" for h in body.hazards) and not body.valve_closed:
+        raise InvalidInput("a critical hazard shuts the supply: close the valve and report valve_closed")
+    if any(h.deadline_at is not None and h.deadline_at <= now for h in body.hazards):
+        raise InvalidInput("a hazard deadline must be in the future")
+    pending = await _price_allowed(session, order, body, now)
+    if pending is not None:
+        return Completion(order=order, price_change=pending)
+    fixed = await _open_hazards_at(session, order.address_id, body.fixed_hazard_ids)
+    report = WorkReport(order_id=order.id, technician_id=technician_id, work_done=body.work_done,
+                        parts=[p.model_dump() for p in body.parts], final_price_minor=body.final_price_minor,
+                        currency=body.currency, photo_refs=list(body.photo_refs), valve_closed=body.valve_closed,
+                        created_at=now)
+    session.add(report)
+    for hazard in fixed:
+        hazard.status, hazard.fixed_at, hazard.fixed_order_id = "fixed", now, order.id
+        session.add(hazard)
+    await session.flush()
+    address = await session.get(Address, order.address_id)
+    assert address is not None
+    station_id = await campaigns.station_covering(session, address.location) if body.hazards else None
+    hazards = [await _record_hazard(session, order, station_id, item, now) for item in body.hazards]
+    visit = await ensure_visit(session, order, now)
+    visit.checked_out_at, visit.outcome = now, "done"
+    session.add(visit)
+    order = await transition(session, order_id, "complete", Actor("technician", str(technician_id)),
+                             expected_status="in_service", now=now, payload={
+                                 "final_price_minor": body.final_price_minor, "currency": body.currency,
+                                 "report_id": str(report.id), "valve_closed": body.valve_closed,
+                                 "hazard_ids": [str(h.id) for h in hazards]})
+    await campaigns.record_outcome(session, order_id, "done", now)
+    return Completion(order=order, report=report)
+
+
+async def decide_price_change(session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID, approve: bool,
+                              now: datetime) -> PriceChange:
+    order = await session.get(Order, order_id)
+    if order is None or order.customer_id != customer_id:
+        raise NotFound("no such order")
+    result = (await session.exec(update(PriceChange).where(
+        PriceChange.order_id == order_id, PriceChange.status == "pending",
+    ).values(status="approved" if approve else "rejected", decided_at=now).returning(PriceChange.id))).first()
+    if result is None:
+        raise NotFound("no price change is waiting for your decision")
+    change = await session.get(PriceChange, result[0], populate_existing=True)
+    assert change is not None
+    return change
+
+
+async def report_of(session: AsyncSession, order_id: uuid.UUID) -> WorkReport | None:
+    return (await session.exec(select(WorkReport).where(WorkReport.order_id == order_id))).first()
+
+
+async def hazards_of(session: AsyncSession, order_id: uuid.UUID) -> list[Hazard]:
+    return list((await session.exec(select(Hazard).where(Hazard.order_id == order_id).order_by(Hazard.found_at))).all())
+
+
+async def pending_price_change(session: AsyncSession, order_id: uuid.UUID) -> PriceChange | None:
+    return (await session.exec(select(PriceChange).where(
+        PriceChange.order_id == order_id, PriceChange.status == "pending"))).first()
+
+
+async def open_hazards(session: AsyncSession, *, now: datetime, station_id: uuid.UUID | None = None,
+                       min_age_days: int = 0, limit: int = 100) -> list[Hazard]:
+    """Open hazards, oldest first: what operations must chase."""
+    statement = select(Hazard).where(Hazard.status == "open", col(Hazard.found_at) <= now - timedelta(days=min_age_days))
+    if station_id is not None:
+        statement = statement.where(Hazard.station_id == station_id)
+    return list((await session.exec(statement.order_by(Hazard.found_at, Hazard.id).limit(limit))).all())

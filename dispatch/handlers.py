@@ -1,0 +1,144 @@
+"""Reactions to events that people must hear about: socket pushes and notifications.
+
+Each runs in the outbox relay's transaction; pushes go out after its commit. Handlers are
+idempotent: notifications carry the event's dedupe key.
+"""
+
+import uuid
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch import after_commit
+from dispatch.events import subscribe
+from dispatch.geo import lonlat
+from dispatch.fanout import account_channel, active_orders_key, order_channel, push_after_commit
+from dispatch.models import Customer, Order, Technician
+from dispatch.notifications import notify
+from dispatch.redis import get_redis
+
+ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
+
+_STATUS_TEXT = {
+    "accepted": ("技术员已接单 / Technician on the way soon", "{name} accepted your order."),
+    "en_route": ("技术员已出发 / Technician en route", "{name} is on the way."),
+    "arrived": ("技术员已到达 / Technician arrived", "{name} has arrived. Verify him before opening the door."),
+    "completed": ("服务已完成 / Service completed", "Your order is complete. Please rate the service."),
+    "unfulfilled": ("暂无可用技术员 / No technician available", "We could not find a technician in time: {reason}"),
+    "cancelled": ("订单已取消 / Order cancelled", "Order cancelled: {reason}"),
+}
+
+
+async def _account_of_customer(session: AsyncSession, customer_id: uuid.UUID) -> uuid.UUID | None:
+    customer = await session.get(Customer, customer_id)
+    return customer.account_id if customer else None
+
+
+async def _technician(session: AsyncSession, technician_id: str | None) -> Technician | None:
+    return await session.get(Technician, uuid.UUID(technician_id)) if technician_id else None
+
+
+async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]) -> None:
+    order = await session.get(Order, uuid.UUID(payload["order_id"]))
+    if order is None:
+        return
+    to, technician_id = payload["to"], payload.get("technician_id")
+    technician = await _technician(session, technician_id)
+    # Track first: once the customer sees "accepted", the technician's fixes already reach him.
+    await _track_active_order(session, str(order.id), technician_id, payload["from"], to)
+    push_after_commit(session, order_channel(order.id), "status", order_id=str(order.id), status=to,
+                      action=payload["action"], technician_id=technician_id, reason=payload.get("reason"))
+    if technician is not None:
+        kind = "order_cancelled" if to == "cancelled" else "job_updated"
+        push_after_commit(session, account_channel(technician.account_id), kind, order_id=str(order.id),
+                          status=to, reason=payload.get("reason"))
+    if to in _STATUS_TEXT:
+        account_id = await _account_of_customer(session, order.customer_id)
+        title, body = _STATUS_TEXT[to]
+        if account_id is not None:
+            await notify(session, account_id, f"order_{to}", title,
+                         body.format(name=technician.name if technician else "", reason=payload.get("reason") or ""),
+                         {"order_id": str(order.id)}, dedupe_key=f"order:{order.id}:{to}:{payload['action']}")
+
+
+async def _track_active_order(session: AsyncSession, order_id: str, technician_id: str | None, from_: str, to: str) -> None:
+    """Positions reach the customer only between acceptance and completion."""
+    if not technician_id:
+        return
+    key = active_orders_key(technician_id)
+    if to in ACTIVE_JOB_STATES:
+        async def add() -> None:
+            await get_redis().sadd(key, order_id)
+        after_commit.defer(session, add)
+    elif from_ in ACTIVE_JOB_STATES:
+        async def remove() -> None:
+            await get_redis().srem(key, order_id)
+        after_commit.defer(session, remove)
+
+
+async def on_offer_created(session: AsyncSession, payload: dict[str, Any]) -> None:
+    technician = await _technician(session, payload["technician_id"])
+    order = await session.get(Order, uuid.UUID(payload["order_id"]))
+    if technician is None or order is None:
+        return
+    lon, lat = lonlat(order.location) or (0.0, 0.0)
+    offer = {
+        "offer_id": payload["offer_id"], "order_id": payload["order_id"], "kind": order.kind,
+        "priority": order.priority, "description": order.description,
+        "area": {"type": "Point", "coordinates": [round(lon, 3), round(lat, 3)]},
+        "distance_m": round(payload["distance_m"]), "eta_min": max(1, round(payload["eta_s"] / 60)),
+        "expires_at": payload["expires_at"],
+    }
+    push_after_commit(session, account_channel(technician.account_id), "offer", offer=offer)
+    await notify(session, technician.account_id, "offer", "新派单 / New job offer",
+                 f"{order.kind} · {offer['distance_m']} m · {offer['eta_min']} min", offer,
+                 dedupe_key=f"offer:{payload['offer_id']}")
+
+
+async def on_offer_withdrawn(session: AsyncSession, payload: dict[str, Any]) -> None:
+    technician = await _technician(session, payload["technician_id"])
+    if technician is not None:
+        push_after_commit(session, account_channel(technician.account_id), "offer_withdrawn",
+                          offer_id=payload["offer_id"], order_id=payload["order_id"], reason=payload.get("reason"))
+
+
+async def _notify_customer(session: AsyncSession, customer_id: str, kind: str, title: str, body: str,
+                           payload: dict[str, Any], dedupe_key: str) -> None:
+    account_id = await _account_of_customer(session, uuid.UUID(customer_id))
+    if account_id is not None:
+        await notify(session, account_id, kind, title, body, payload, dedupe_key=dedupe_key)
+
+
+async def on_safety_advice(session: AsyncSession, payload: dict[str, Any]) -> None:
+    text = payload["text"]
+    await _notify_customer(session, payload["customer_id"], "alarm_safety_advice", "燃气报警 / Gas alarm",
+                           f"{text['zh']}\n{text['en']}", payload, f"safety:{payload['order_id']}")
+
+
+async def on_hazard_found(session: AsyncSession, payload: dict[str, Any]) -> None:
+    await _notify_customer(session, payload["customer_id"], "hazard_found", "发现安全隐患 / Hazard found",
+                           f"{payload['category']} ({payload['severity']}), to fix by {payload['deadline_at']}",
+                           payload, f"hazard:{payload['hazard_id']}")
+
+
+async def on_price_change_requested(session: AsyncSession, payload: dict[str, Any]) -> None:
+    await _notify_customer(session, payload["customer_id"], "price_change", "价格变更待确认 / Price change to approve",
+                           f"New price: {payload['amount_minor'] / 100:.2f} {payload['currency']}", payload,
+                           f"price:{payload['order_id']}:{payload['amount_minor']}")
+
+
+async def on_maintenance_reminder(session: AsyncSession, payload: dict[str, Any]) -> None:
+    await _notify_customer(session, payload["customer_id"], "maintenance_reminder", "保养提醒 / Service reminder",
+                           f"{payload['appliance_kind']}: {payload['used_m3']} m³ / {payload['days_since_service']} days "
+                           f"since the last service. One tap to order: {payload['order_kind']}", payload,
+                           f"reminder:{payload['address_id']}:{payload['appliance_kind']}:{payload['days_since_service']}")
+
+
+def register() -> None:
+    subscribe("dispatch.order_status_changed", on_order_status_changed)
+    subscribe("matching.offer_created", on_offer_created)
+    subscribe("matching.offer_withdrawn", on_offer_withdrawn)
+    subscribe("meters.safety_advice_issued", on_safety_advice)
+    subscribe("meters.maintenance_reminder_due", on_maintenance_reminder)
+    subscribe("field.hazard_found", on_hazard_found)
+    subscribe("field.price_change_requested", on_price_change_requested)

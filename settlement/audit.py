@@ -1,0 +1,169 @@
+"""The auditor's read side: settlements with filters, evidence bundles, CSV exports, the
+hash-chain check, and the log of every such read."""
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch import service as dispatch
+from dispatch.errors import NotFound
+from dispatch.pagination import page_of, paginate
+from settlement import ledger
+from settlement.models import AuditAccess, LedgerEntry, LedgerPosting, Payment, RuleSet, Settlement
+
+
+async def log_access(session: AsyncSession, *, account_id: uuid.UUID, role: str, action: str,
+                     target: str | None = None, params: dict[str, Any] | None = None) -> None:
+    session.add(AuditAccess(account_id=account_id, role=role, action=action, target=target,
+                            params={k: str(v) for k, v in (params or {}).items() if v is not None}))
+    await session.flush()
+
+
+@dataclass
+class SettlementFilter:
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    station_id: uuid.UUID | None = None
+    technician_id: uuid.UUID | None = None
+    status: str | None = None
+    adjusted: bool | None = None
+    held: bool | None = None
+
+
+def _filtered(f: SettlementFilter) -> Any:
+    statement = select(Settlement)
+    if f.created_from is not None:
+        statement = statement.where(Settlement.created_at >= f.created_from)
+    if f.created_to is not None:
+        statement = statement.where(Settlement.created_at < f.created_to)
+    if f.station_id is not None:
+        statement = statement.where(Settlement.station_id == f.station_id)
+    if f.technician_id is not None:
+        statement = statement.where(Settlement.technician_id == f.technician_id)
+    if f.status is not None:
+        statement = statement.where(Settlement.status == f.status)
+    if f.adjusted is not None:
+        statement = statement.where((Settlement.adjustment_minor != 0) if f.adjusted else (Settlement.adjustment_minor == 0))
+    if f.held is not None:
+        statement = statement.where((Settlement.status == "held") if f.held else (Settlement.status != "held"))
+    return statement
+
+
+async def list_settlements(session: AsyncSession, f: SettlementFilter, *, limit: int,
+                           cursor: str | None) -> tuple[list[Settlement], str | None]:
+    rows = list((await session.exec(paginate(_filtered(f), Settlement, limit, cursor))).all())
+    return page_of(rows, limit)
+
+
+async def get_settlement(session: AsyncSession, settlement_id: uuid.UUID) -> Settlement:
+    s = await session.get(Settlement, settlement_id)
+    if s is None:
+        raise NotFound("no such settlement")
+    return s
+
+
+async def evidence(session: AsyncSession, settlement_id: uuid.UUID) -> dict[str, Any]:
+    """Everything an auditor needs to re-check one settlement, as plain data."""
+    s = await get_settlement(session, settlement_id)
+    order = await dispatch.get_order(session, s.order_id)
+    events = await dispatch.order_events(session, s.order_id)
+    payment = await session.get(Payment, s.order_id)
+    rules = await session.get(RuleSet, s.rule_version)
+    entries = await ledger.entries_for_order(session, s.order_id)
+    return {
+        "settlement": s.model_dump(mode="json"),
+        "order": {"id": str(order.id), "kind": order.kind, "status": order.status, "customer_id": str(order.customer_id),
+                  "technician_id": str(order.technician_id) if order.technician_id else None,
+                  "price_estimate_minor": order.price_estimate_minor, "currency": order.currency},
+        # Check-in, identity verification and the work report travel in the events' payloads.
+        "timeline": [{"action": e.action, "from": e.from_status, "to": e.to_status, "actor_role": e.actor_role,
+                      "reason": e.reason, "payload": e.payload, "at": e.created_at.isoformat()} for e in events],
+        "review": {"review_id": s.review_id, "stars": s.stars},
+        "rules": rules.model_dump(mode="json") if rules else None,
+        "arithmetic": s.arithmetic,
+        "payment": payment.model_dump(mode="json") if payment else None,
+        "provider_ids": {"hold": payment.hold_id if payment else None, "charge": payment.charge_id if payment else None,
+                         "connected_account": s.connected_account_id, "transfer": s.transfer_id},
+        "ledger": [{"id": str(e.id), "seq": e.seq, "kind": e.kind, "business_key": e.business_key,
+                    "provider_object_id": e.provider_object_id, "created_at": e.created_at.isoformat(),
+                    "content_hash": e.content_hash,
+                    "postings": [{"account": p.account, "amount_minor": p.amount_minor, "currency": p.currency}
+                                 for p in postings]} for e, postings in entries],
+    }
+
+
+@dataclass
+class ChainReport:
+    checked: int = 0
+    broken: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken
+
+
+async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
+    """Recompute every entry's hash from its rows; name each entry whose content or link differs."""
+    report = ChainReport()
+    prev_hash, last_seq = ledger.GENESIS_HASH, 0
+    while True:
+        entries = (await session.exec(select(LedgerEntry).where(LedgerEntry.seq > last_seq)
+                                      .order_by(LedgerEntry.seq).limit(batch)
+                                      .execution_options(populate_existing=True))).all()
+        if not entries:
+            return report
+        postings_by_entry: dict[uuid.UUID, list[ledger.Posting]] = {e.id: [] for e in entries}
+        for p in (await session.exec(select(LedgerPosting).where(LedgerPosting.entry_id.in_(list(postings_by_entry)))
+                                     .execution_options(populate_existing=True))).all():
+            postings_by_entry[p.entry_id].append(ledger.Posting(p.account, p.amount_minor, p.currency))
+        for e in entries:
+            postings = postings_by_entry[e.id]
+            problems = []
+            if e.prev_hash != prev_hash:
+                problems.append("link to the previous entry is broken")
+            if ledger.chain_hash(e.prev_hash, ledger.canonical_content(e, postings)) != e.content_hash:
+                problems.append("content does not match its hash")
+            if sum(p.amount_minor for p in postings) != 0 or e.id != ledger.entry_id_for(e.business_key):
+                problems.append("postings or id are not what was appended")
+            if problems:
+                report.broken.append({"entry_id": str(e.id), "seq": e.seq, "business_key": e.business_key,
+                                      "problems": problems})
+            prev_hash, last_seq = e.content_hash, e.seq or last_seq
+            report.checked += 1
+
+
+def _csv_line(values: list[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+async def ledger_csv(session: AsyncSession, start: datetime, end: datetime) -> AsyncIterator[str]:
+    yield _csv_line(["entry_id", "seq", "created_at", "kind", "business_key", "order_id", "settlement_id",
+                     "provider_object_id", "account", "amount_minor", "currency", "content_hash"])
+    result = await session.stream(
+        select(LedgerEntry, LedgerPosting).join(LedgerPosting, LedgerPosting.entry_id == LedgerEntry.id)
+        .where(LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
+        .order_by(LedgerEntry.seq, LedgerPosting.id))
+    async for e, p in result:
+        yield _csv_line([e.id, e.seq, e.created_at.isoformat(), e.kind, e.business_key, e.order_id or "",
+                         e.settlement_id or "", e.provider_object_id or "", p.account, p.amount_minor, p.currency,
+                         e.content_hash])
+
+
+async def settlements_csv(session: AsyncSession, start: datetime, end: datetime) -> AsyncIterator[str]:
+    columns = ["id", "order_id", "technician_id", "station_id", "status", "stars", "rule_version", "currency",
+               "base_minor", "adjustment_minor", "fee_minor", "payout_minor", "clawback_minor", "transfer_id",
+               "created_at", "transferred_at"]
+    yield _csv_line(columns)
+    result = await session.stream(_filtered(SettlementFilter(created_from=start, created_to=end))
+                                  .order_by(Settlement.created_at, Settlement.id))
+    async for (s,) in result:
+        yield _csv_line([getattr(s, c) if getattr(s, c) is not None else "" for c in columns])

@@ -1,0 +1,203 @@
+"""Settlement tables: payments per order, rules, settlements, the ledger, the webhook inbox,
+the audit-access log and the sandbox provider's own tables."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, Identity, Index, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from dispatch.models import _ts, utcnow
+
+SETTLEMENT_STATUSES = ("held", "accrued", "transfer_pending", "transferred")
+PAYMENT_STATUSES = ("authorised", "captured", "cancelled")
+
+
+class Payment(SQLModel, table=True):
+    """The customer's side of one order at the provider: hold, capture, refunds."""
+
+    __tablename__ = "settlement_payment"
+    __table_args__ = (
+        CheckConstraint(f"status IN {PAYMENT_STATUSES}", name="status"),
+        CheckConstraint("captured_minor <= held_minor AND refunded_minor <= captured_minor", name="amounts"),
+    )
+
+    order_id: uuid.UUID = Field(primary_key=True)
+    customer_id: uuid.UUID
+    currency: str = Field(max_length=3)
+    hold_id: str = Field(max_length=100, unique=True)
+    charge_id: str = Field(max_length=100)
+    held_minor: int = Field(sa_type=BigInteger)
+    captured_minor: int = Field(default=0, sa_type=BigInteger)
+    refunded_minor: int = Field(default=0, sa_type=BigInteger)
+    status: str = Field(default="authorised", max_length=16)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class RuleSet(SQLModel, table=True):
+    """One version of the settlement rules; a new version is a new row, never an edit."""
+
+    __tablename__ = "settlement_rule_set"
+    __table_args__ = (
+        CheckConstraint("payout_schedule IN ('immediate','daily')", name="schedule"),
+        CheckConstraint("platform_fee_bps BETWEEN 0 AND 10000 AND platform_fee_fixed_minor >= 0"
+                        " AND minimum_payout_minor >= 0 AND cancellation_fee_minor >= 0", name="ranges"),
+    )
+
+    version: int = Field(primary_key=True)
+    platform_fee_bps: int
+    platform_fee_fixed_minor: int = Field(sa_type=BigInteger)
+    # Quality adjustment in basis points of the base, by finalized stars; None means "hold for ops".
+    adjustment_bps_by_stars: dict[str, int | None] = Field(sa_type=JSONB)
+    minimum_payout_minor: int = Field(sa_type=BigInteger)
+    payout_schedule: str = Field(max_length=16)
+    cancellation_fee_minor: int = Field(sa_type=BigInteger)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Settlement(SQLModel, table=True):
+    __tablename__ = "settlement_settlement"
+    __table_args__ = (
+        CheckConstraint(f"status IN {SETTLEMENT_STATUSES}", name="status"),
+        CheckConstraint("payout_minor >= 0", name="payout"),
+        Index("ix_settlement_settlement_status", "status", "created_at"),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    order_id: uuid.UUID = Field(unique=True)
+    review_id: str = Field(max_length=64)
+    technician_id: uuid.UUID = Field(index=True)
+    station_id: uuid.UUID | None = Field(default=None, index=True)
+    stars: int
+    rule_version: int = Field(foreign_key="settlement_rule_set.version")
+    currency: str = Field(max_length=3)
+    base_minor: int = Field(sa_type=BigInteger)
+    adjustment_minor: int = Field(sa_type=BigInteger)
+    fee_minor: int = Field(sa_type=BigInteger)
+    payout_minor: int = Field(sa_type=BigInteger)
+    # The inputs and each step, so an auditor can recompute the payout by hand.
+    arithmetic: dict[str, Any] = Field(sa_type=JSONB)
+    status: str = Field(max_length=20)
+    connected_account_id: str | None = Field(default=None, max_length=100)
+    transfer_id: str | None = Field(default=None, max_length=100, unique=True)
+    clawback_minor: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime = _ts(default_factory=utcnow)
+    transferred_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class ConnectedAccount(SQLModel, table=True):
+    __tablename__ = "settlement_connected_account"
+
+    technician_id: uuid.UUID = Field(primary_key=True)
+    provider_account_id: str = Field(max_length=100, unique=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Append-only (a trigger refuses UPDATE and DELETE); hash-chained in `seq` order."""
+
+    __tablename__ = "settlement_ledger_entry"
+
+    id: uuid.UUID = Field(primary_key=True)
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), unique=True, nullable=False))
+    business_key: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=32)
+    order_id: uuid.UUID | None = Field(default=None, index=True)
+    settlement_id: uuid.UUID | None = Field(default=None, index=True)
+    provider_object_id: str | None = Field(default=None, max_length=100, unique=True)
+    memo: str = Field(default="", max_length=300)
+    created_at: datetime = _ts(default_factory=utcnow, index=True)
+    content_hash: str = Field(max_length=64)
+    prev_hash: str = Field(max_length=64)
+
+
+class LedgerPosting(SQLModel, table=True):
+    """Signed amounts: debits positive, credits negative; an entry's postings sum to zero per currency."""
+
+    __tablename__ = "settlement_ledger_posting"
+    __table_args__ = (CheckConstraint("amount_minor <> 0", name="nonzero"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    entry_id: uuid.UUID = Field(foreign_key="settlement_ledger_entry.id", index=True)
+    account: str = Field(max_length=80, index=True)
+    amount_minor: int = Field(sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+
+
+class WebhookInbox(SQLModel, table=True):
+    __tablename__ = "settlement_webhook_inbox"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    source: str = Field(max_length=20)
+    event_id: str = Field(max_length=100)
+    type: str = Field(max_length=80)
+    payload: dict[str, Any] = Field(sa_type=JSONB)
+    received_at: datetime = _ts(default_factory=utcnow)
+    processed_at: datetime | None = _ts(nullable=True, default=None)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+
+
+class AuditAccess(SQLModel, table=True):
+    """Every read by staff through the audit surface, itself auditable."""
+
+    __tablename__ = "settlement_audit_access"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    account_id: uuid.UUID = Field(index=True)
+    role: str = Field(max_length=16)
+    action: str = Field(max_length=40)
+    target: str | None = Field(default=None, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    at: datetime = _ts(default_factory=utcnow)
+
+
+# -- the sandbox provider's own tables (the provider's side, committed independently) -------------
+
+
+class SandboxRequest(SQLModel, table=True):
+    __tablename__ = "settlement_sandbox_request"
+
+    idempotency_key: str = Field(primary_key=True, max_length=200)
+    operation: str = Field(max_length=40)
+    params_hash: str = Field(max_length=64)
+    result: dict[str, Any] = Field(sa_type=JSONB)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class SandboxObject(SQLModel, table=True):
+    """Holds, refunds, disputes, accounts, transfers and reversals as JSON documents by id."""
+
+    __tablename__ = "settlement_sandbox_object"
+
+    id: str = Field(primary_key=True, max_length=100)
+    kind: str = Field(max_length=20, index=True)
+    data: dict[str, Any] = Field(sa_type=JSONB)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class SandboxBalanceTransaction(SQLModel, table=True):
+    __tablename__ = "settlement_sandbox_balance_transaction"
+
+    id: str = Field(primary_key=True, max_length=100)
+    type: str = Field(max_length=30)
+    amount_minor: int = Field(sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+    source_id: str = Field(max_length=100)
+    created_at: datetime = _ts(default_factory=utcnow, index=True)
+
+
+class SandboxEvent(SQLModel, table=True):
+    """Webhook events the sandbox would send, in creation order."""
+
+    __tablename__ = "settlement_sandbox_event"
+
+    id: str = Field(primary_key=True, max_length=100)
+    type: str = Field(max_length=80)
+    body: dict[str, Any] = Field(sa_type=JSONB)
+    created_at: datetime = _ts(default_factory=utcnow, index=True)

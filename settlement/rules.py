@@ -1,0 +1,63 @@
+"""Settlement arithmetic, pure and in integers.
+
+Rounding rule: a percentage is held in basis points and applied as amount * bps / 10000
+rounded half away from zero to the minor unit. The platform fee (percentage of the base plus
+a fixed part) is never more than base + adjustment, so a payout is never negative. The quality
+adjustment is a percentage of the base chosen by the finalized review's stars; a star count
+without a percentage (None) holds the settlement for an operations review.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ROUNDING_RULE = "bps applied as amount*bps/10000, rounded half away from zero to the minor unit"
+
+
+@dataclass(frozen=True)
+class Rules:
+    version: int
+    platform_fee_bps: int
+    platform_fee_fixed_minor: int
+    adjustment_bps_by_stars: Mapping[str, int | None]
+    minimum_payout_minor: int
+    payout_schedule: str
+    cancellation_fee_minor: int
+
+
+@dataclass(frozen=True)
+class Computation:
+    base_minor: int
+    adjustment_minor: int
+    fee_minor: int
+    payout_minor: int
+    held: bool
+    arithmetic: dict[str, Any]
+
+
+def apply_bps(amount_minor: int, bps: int) -> int:
+    product = amount_minor * bps
+    quotient, remainder = divmod(abs(product), 10_000)
+    if 2 * remainder >= 10_000:
+        quotient += 1
+    return quotient if product >= 0 else -quotient
+
+
+def compute(rules: Rules, *, base_minor: int, stars: int, adjustment_bps: int | None = None) -> Computation:
+    """Payout for one order. ``adjustment_bps`` overrides the star table (an ops decision)."""
+    if base_minor < 0:
+        raise ValueError("base must not be negative")
+    bps = adjustment_bps if adjustment_bps is not None else rules.adjustment_bps_by_stars.get(str(stars))
+    inputs = {"rule_version": rules.version, "base_minor": base_minor, "stars": stars, "rounding": ROUNDING_RULE}
+    if bps is None:
+        return Computation(base_minor, 0, 0, 0, True, {**inputs, "held_for_review": True})
+    adjustment = apply_bps(base_minor, bps)
+    fee_percent = apply_bps(base_minor, rules.platform_fee_bps)
+    fee = min(fee_percent + rules.platform_fee_fixed_minor, base_minor + adjustment)
+    payout = base_minor + adjustment - fee
+    return Computation(base_minor, adjustment, fee, payout, False, {
+        **inputs, "adjustment_bps": bps, "adjustment_minor": adjustment,
+        "platform_fee_bps": rules.platform_fee_bps, "platform_fee_percent_minor": fee_percent,
+        "platform_fee_fixed_minor": rules.platform_fee_fixed_minor, "fee_minor": fee,
+        "payout_minor": payout, "formula": "payout = base + adjustment - min(fee% + fixed, base + adjustment)",
+    })

@@ -1,0 +1,452 @@
+"""The money flow of an order: hold on accept, capture on completion, settlement on the
+finalized review, a crash-safe transfer, refunds and disputes after settlement.
+
+Every provider call carries a deterministic idempotency key and every ledger entry a
+deterministic business key, so any step can be retried. The transfer is split across
+transactions: the settlement row (`transfer_pending`) is committed first, the provider is
+called with `settlement:{id}:transfer:v1`, and the ledger entry and the new state are written
+together; `resume_pending` completes rows left behind by a crash.
+"""
+
+import asyncio
+import os
+import signal
+import uuid
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch import service as dispatch
+from dispatch.config import get_settings
+from dispatch.errors import Conflict, InvalidInput, NotFound
+from dispatch.models import Account, Technician
+from settlement import ledger
+from settlement.gateway import PaymentGateway, PaymentRequestRejected
+from settlement.ledger import Posting
+from settlement.models import ConnectedAccount, Payment, RuleSet, Settlement
+from settlement.rules import Rules, compute
+
+log = structlog.get_logger(__name__)
+SYSTEM = dispatch.Actor.system("settlement")
+_FEE_STATES = frozenset({"en_route", "arrived", "in_service"})  # a technician was already dispatched
+
+
+class SettlementNotReady(Conflict):
+    """The payment for this order is not captured yet; the event is retried later."""
+
+    slug = "settlement-not-ready"
+
+
+@lru_cache
+def get_gateway() -> PaymentGateway:
+    settings = get_settings()
+    if settings.payment_gateway == "stripe":
+        from settlement.stripe_gateway import StripeGateway
+
+        return StripeGateway(settings.stripe_api_key, settings.stripe_api_base or "https://api.stripe.com",
+                             settings.stripe_webhook_secret)
+    from settlement.sandbox_gateway import SandboxGateway
+
+    return SandboxGateway(settings.database_url, settings.stripe_webhook_secret)
+
+
+async def _call(method: Any, **kwargs: Any) -> Any:
+    # The port is synchronous (HTTP for Stripe, its own connection for the sandbox).
+    return await asyncio.to_thread(method, **kwargs)
+
+
+def _fault(point: str) -> None:
+    if get_settings().fault == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+
+def as_rules(row: RuleSet) -> Rules:
+    return Rules(row.version, row.platform_fee_bps, row.platform_fee_fixed_minor, row.adjustment_bps_by_stars,
+                 row.minimum_payout_minor, row.payout_schedule, row.cancellation_fee_minor)
+
+
+async def current_rules(session: AsyncSession) -> RuleSet:
+    row = (await session.exec(select(RuleSet).order_by(RuleSet.version.desc()).limit(1))).first()
+    if row is None:
+        raise NotFound("no settlement rules are defined")
+    return row
+
+
+async def list_rules(session: AsyncSession) -> list[RuleSet]:
+    return list((await session.exec(select(RuleSet).order_by(RuleSet.version))).all())
+
+
+async def publish_rules(session: AsyncSession, *, created_by: str, **values: Any) -> RuleSet:
+    """A new version; settlements already made keep the version they used."""
+    stars = values["adjustment_bps_by_stars"]
+    if set(stars) != {"1", "2", "3", "4", "5"}:
+        raise InvalidInput("adjustment_bps_by_stars needs an entry for each of 1..5 stars")
+    latest = (await session.exec(select(func.max(RuleSet.version)))).one() or 0
+    row = RuleSet(version=latest + 1, created_by=created_by, **values)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+# -- customer side --------------------------------------------------------------------------
+
+
+async def place_hold(session: AsyncSession, order_id: uuid.UUID, gateway: PaymentGateway) -> Payment | None:
+    existing = await session.get(Payment, order_id)
+    if existing is not None:
+        return existing
+    order = await dispatch.get_order(session, order_id)
+    if order.price_estimate_minor == 0:
+        return None  # free services (inspections, emergencies) take no payment
+    hold = await _call(gateway.authorise, order_id=str(order_id), amount_minor=order.price_estimate_minor,
+                       currency=order.currency, customer_ref=None,
+                       payment_method_ref=get_settings().settlement_payment_method_ref,
+                       idempotency_key=f"settlement:{order_id}:hold:v1")
+    payment = Payment(order_id=order_id, customer_id=order.customer_id, currency=hold.currency, hold_id=hold.id,
+                      charge_id=hold.charge_id, held_minor=hold.amount_minor)
+    session.add(payment)
+    await ledger.post(session, business_key=f"order:{order_id}:hold", kind="hold", order_id=order_id,
+                      provider_object_id=hold.id, postings=[
+                          Posting(ledger.CUSTOMER_HOLDS, hold.amount_minor, hold.currency),
+                          Posting(ledger.ORDER_LIABILITY, -hold.amount_minor, hold.currency)])
+    return payment
+
+
+async def _capture(session: AsyncSession, payment: Payment, amount: int, gateway: PaymentGateway, memo: str) -> None:
+    capture = await _call(gateway.capture, hold_id=payment.hold_id, amount_minor=amount,
+                          idempotency_key=f"settlement:{payment.order_id}:capture:v1")
+    held = payment.held_minor
+    await ledger.post(session, business_key=f"order:{payment.order_id}:capture", kind="capture",
+                      order_id=payment.order_id, provider_object_id=capture.charge_id, memo=memo, postings=[
+                          Posting(ledger.PROVIDER_BALANCE, capture.amount_minor, payment.currency),
+                          Posting(ledger.ORDER_LIABILITY, held - capture.amount_minor, payment.currency),
+                          Posting(ledger.CUSTOMER_HOLDS, -held, payment.currency)])
+    payment.captured_minor, payment.charge_id = capture.amount_minor, capture.charge_id
+    payment.status, payment.updated_at = "captured", _now()
+    session.add(payment)
+    await session.flush()
+
+
+async def capture_order(session: AsyncSession, order_id: uuid.UUID, final_price_minor: int | None,
+                        gateway: PaymentGateway) -> Payment | None:
+    """Capture the final price; what is left of the hold is released by capturing less."""
+    payment = await session.get(Payment, order_id, with_for_update=True)
+    if payment is None or payment.status != "authorised":
+        return payment
+    order = await dispatch.get_order(session, order_id)
+    price = order.price_estimate_minor if final_price_minor is None else int(final_price_minor)
+    if price <= 0:
+        await _cancel_hold(session, payment, gateway)
+        return payment
+    amount = min(price, payment.held_minor)
+    memo = "" if amount == price else f"final price {price} above the hold; captured the hold"
+    await _capture(session, payment, amount, gateway, memo)
+    return payment
+
+
+async def _cancel_hold(session: AsyncSession, payment: Payment, gateway: PaymentGateway) -> None:
+    await _call(gateway.cancel_hold, hold_id=payment.hold_id, idempotency_key=f"settlement:{payment.order_id}:cancel:v1")
+    await ledger.post(session, business_key=f"order:{payment.order_id}:hold_released", kind="hold_released",
+                      order_id=payment.order_id, postings=[
+                          Posting(ledger.ORDER_LIABILITY, payment.held_minor, payment.currency),
+                          Posting(ledger.CUSTOMER_HOLDS, -payment.held_minor, payment.currency)])
+    payment.status, payment.updated_at = "cancelled", _now()
+    session.add(payment)
+    await session.flush()
+
+
+async def cancel_order_payment(session: AsyncSession, order_id: uuid.UUID, from_status: str,
+                               gateway: PaymentGateway) -> Payment | None:
+    """Release the hold, keeping the cancellation fee when a technician was already on his way."""
+    payment = await session.get(Payment, order_id, with_for_update=True)
+    if payment is None or payment.status != "authorised":
+        return payment
+    fee = min((await current_rules(session)).cancellation_fee_minor, payment.held_minor)
+    if fee == 0 or from_status not in _FEE_STATES:
+        await _cancel_hold(session, payment, gateway)
+        return payment
+    await _capture(session, payment, fee, gateway, "cancellation fee")
+    await ledger.post(session, business_key=f"order:{order_id}:cancellation_fee", kind="cancellation_fee",
+                      order_id=order_id, postings=[Posting(ledger.ORDER_LIABILITY, fee, payment.currency),
+                                                   Posting(ledger.PLATFORM_REVENUE, -fee, payment.currency)])
+    return payment
+
+
+# -- settlement -----------------------------------------------------------------------------
+
+
+def settlement_id_for(order_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"gasdispatch:settlement:{order_id}")
+
+
+async def compute_settlement(
+    session: AsyncSession, *, order_id: uuid.UUID, review_id: str, stars: int,
+) -> Settlement:
+    """One settlement per order (unique order_id): a second computation returns the first."""
+    existing = (await session.exec(select(Settlement).where(Settlement.order_id == order_id))).first()
+    if existing is not None:
+        return existing
+    if not 1 <= stars <= 5:
+        raise InvalidInput("stars must be 1..5")
+    order = await dispatch.get_order(session, order_id)
+    if order.technician_id is None or order.status not in ("completed", "reviewed"):
+        raise SettlementNotReady(f"order is {order.status}")
+    payment = await session.get(Payment, order_id)
+    if payment is not None and payment.status != "captured":
+        raise SettlementNotReady("the payment is not captured yet")
+    base = 0 if payment is None else payment.captured_minor - payment.refunded_minor
+    rule_row = await current_rules(session)
+    result = compute(as_rules(rule_row), base_minor=base, stars=stars)
+    technician = await session.get(Technician, order.technician_id)
+    settlement_id = settlement_id_for(order_id)
+    inserted = (await session.exec(insert(Settlement).values(
+        id=settlement_id, order_id=order_id, review_id=review_id, technician_id=order.technician_id,
+        station_id=technician.station_id if technician else None, stars=stars, rule_version=rule_row.version,
+        currency=order.currency, base_minor=result.base_minor, adjustment_minor=result.adjustment_minor,
+        fee_minor=result.fee_minor, payout_minor=result.payout_minor, arithmetic=result.arithmetic,
+        status="held" if result.held else "accrued", clawback_minor=0, created_at=_now(),
+    ).on_conflict_do_nothing(index_elements=["order_id"]).returning(Settlement.id))).first()
+    settlement = (await session.exec(
+        select(Settlement).where(Settlement.order_id == order_id).execution_options(populate_existing=True))).one()
+    if inserted is None:
+        return settlement  # a concurrent worker computed it first
+    if not result.held:
+        await _book_settlement(session, settlement)
+    return settlement
+
+
+async def _book_settlement(session: AsyncSession, s: Settlement) -> None:
+    await ledger.post(session, business_key=f"settlement:{s.id}:computed", kind="settlement",
+                      order_id=s.order_id, settlement_id=s.id, postings=[
+                          Posting(ledger.ORDER_LIABILITY, s.base_minor, s.currency),
+                          Posting(ledger.QUALITY_BONUS_POOL, s.adjustment_minor, s.currency),
+                          Posting(ledger.PLATFORM_REVENUE, -s.fee_minor, s.currency),
+                          Posting(ledger.technician_payable(s.technician_id), -s.payout_minor, s.currency)])
+    if s.payout_minor == 0:
+        await _mark_settled(session, s, status_from="accrued")
+        return
+    await release_accrued(session, technician_id=s.technician_id)
+
+
+async def release_accrued(session: AsyncSession, *, technician_id: uuid.UUID | None = None,
+                          daily_batch: bool = False) -> int:
+    """Move accrued settlements to transfer_pending once the technician's total reaches the minimum.
+
+    Under the daily schedule only the batch run releases them.
+    """
+    rules = await current_rules(session)
+    if rules.payout_schedule == "daily" and not daily_batch:
+        return 0
+    statement = (select(Settlement.technician_id, func.sum(Settlement.payout_minor))
+                 .where(Settlement.status == "accrued").group_by(Settlement.technician_id))
+    if technician_id is not None:
+        statement = statement.where(Settlement.technician_id == technician_id)
+    ready = [t for t, total in (await session.exec(statement)).all() if total >= rules.minimum_payout_minor]
+    if not ready:
+        return 0
+    result = await session.exec(update(Settlement).where(
+        Settlement.status == "accrued", Settlement.technician_id.in_(ready)).values(status="transfer_pending"))
+    await session.flush()
+    return result.rowcount
+
+
+async def release_held(session: AsyncSession, settlement_id: uuid.UUID, *, adjustment_bps: int,
+                       decided_by: str) -> Settlement:
+    """Operations decide a held (low-rated) settlement: the adjustment they chose, recorded with it."""
+    s = await session.get(Settlement, settlement_id, with_for_update=True)
+    if s is None:
+        raise NotFound("no such settlement")
+    if s.status != "held":
+        raise Conflict(f"settlement is {s.status}, not held")
+    if not -10_000 <= adjustment_bps <= 10_000:
+        raise InvalidInput("adjustment_bps must be between -10000 and 10000")
+    payment = await session.get(Payment, s.order_id)
+    base = 0 if payment is None else payment.captured_minor - payment.refunded_minor
+    result = compute(as_rules(await session.get(RuleSet, s.rule_version)), base_minor=base, stars=s.stars,
+                     adjustment_bps=adjustment_bps)
+    s.base_minor, s.adjustment_minor, s.fee_minor, s.payout_minor = (
+        result.base_minor, result.adjustment_minor, result.fee_minor, result.payout_minor)
+    s.arithmetic = {**result.arithmetic, "released_by": decided_by, "released_at": _now().isoformat()}
+    s.status = "accrued"
+    session.add(s)
+    await session.flush()
+    await _book_settlement(session, s)
+    return s
+
+
+async def ensure_connected_account(session: AsyncSession, technician_id: uuid.UUID,
+                                   gateway: PaymentGateway) -> ConnectedAccount:
+    row = await session.get(ConnectedAccount, technician_id)
+    if row is not None:
+        return row
+    technician = await session.get(Technician, technician_id)
+    if technician is None:
+        raise NotFound("no such technician")
+    account = await session.get(Account, technician.account_id)
+    created = await _call(gateway.create_connected_account, technician_id=str(technician_id),
+                          email=account.email if account else f"{technician_id}@technicians.invalid",
+                          idempotency_key=f"settlement:technician:{technician_id}:account:v1")
+    await session.exec(insert(ConnectedAccount).values(
+        technician_id=technician_id, provider_account_id=created.id, created_at=_now(),
+    ).on_conflict_do_nothing())
+    return (await session.exec(select(ConnectedAccount).where(ConnectedAccount.technician_id == technician_id)
+                               .execution_options(populate_existing=True))).one()
+
+
+async def transfer_settlement(session: AsyncSession, settlement_id: uuid.UUID, gateway: PaymentGateway) -> bool:
+    """Pay one transfer_pending settlement; False if another worker holds it or it is done.
+
+    The caller commits. The row lock (SKIP LOCKED) keeps a second worker away meanwhile; the
+    idempotency key keeps a retry after a crash from paying twice.
+    """
+    s = (await session.exec(select(Settlement).where(
+        Settlement.id == settlement_id, Settlement.status == "transfer_pending",
+    ).with_for_update(skip_locked=True).execution_options(populate_existing=True))).first()
+    if s is None:
+        return False
+    payment = await session.get(Payment, s.order_id)
+    if payment is None:
+        raise SettlementNotReady("no captured payment to transfer from")
+    account = await ensure_connected_account(session, s.technician_id, gateway)
+    key = f"settlement:{s.id}:transfer:v1"
+    found = await _call(gateway.find_transfer, transfer_group=str(s.order_id), idempotency_key=key)
+    transfer = found or await _call(
+        gateway.transfer, account_id=account.provider_account_id, amount_minor=s.payout_minor, currency=s.currency,
+        transfer_group=str(s.order_id), source_charge_id=payment.charge_id, idempotency_key=key)
+    _fault("after_provider_call")
+    await ledger.post(session, business_key=f"settlement:{s.id}:transfer", kind="transfer", order_id=s.order_id,
+                      settlement_id=s.id, provider_object_id=transfer.id, postings=[
+                          Posting(ledger.technician_payable(s.technician_id), transfer.amount_minor, s.currency),
+                          Posting(ledger.PROVIDER_BALANCE, -transfer.amount_minor, s.currency)])
+    _fault("after_ledger_write")
+    s.connected_account_id, s.transfer_id = account.provider_account_id, transfer.id
+    session.add(s)
+    await _mark_settled(session, s, status_from="transfer_pending")
+    return True
+
+
+async def _mark_settled(session: AsyncSession, s: Settlement, *, status_from: str) -> None:
+    result = await session.exec(update(Settlement).where(Settlement.id == s.id, Settlement.status == status_from)
+                                .values(status="transferred", transferred_at=_now(), transfer_id=s.transfer_id,
+                                        connected_account_id=s.connected_account_id))
+    if result.rowcount != 1:
+        raise Conflict("the settlement changed meanwhile")
+    order = await dispatch.get_order(session, s.order_id)
+    if order.status == "completed":  # the review event may arrive before ratings moved the order
+        await dispatch.transition(session, s.order_id, "review", SYSTEM)
+    await dispatch.transition(session, s.order_id, "settle", SYSTEM, payload={
+        "settlement_id": str(s.id), "payout_minor": s.payout_minor, "transfer_id": s.transfer_id})
+    await session.refresh(s)
+
+
+async def pending_transfer_ids(session: AsyncSession) -> list[uuid.UUID]:
+    return list((await session.exec(select(Settlement.id).where(Settlement.status == "transfer_pending")
+                                    .order_by(Settlement.created_at))).all())
+
+
+# -- refunds and disputes -------------------------------------------------------------------
+
+
+async def refund_order(session: AsyncSession, order_id: uuid.UUID, *, amount_minor: int, request_key: str,
+                       gateway: PaymentGateway) -> str:
+    payment = await session.get(Payment, order_id, with_for_update=True)
+    if payment is None or payment.status != "captured":
+        raise InvalidInput("only a captured payment can be refunded")
+    if not 0 < amount_minor <= payment.captured_minor - payment.refunded_minor:
+        raise InvalidInput(f"refund must be 1..{payment.captured_minor - payment.refunded_minor}")
+    refund = await _call(gateway.refund, charge_or_hold_id=payment.charge_id, amount_minor=amount_minor,
+                         idempotency_key=f"settlement:{order_id}:refund:{request_key}:v1")
+    await record_money_back(session, payment, provider_object_id=refund.id, amount_minor=refund.amount_minor,
+                            kind="refund", gateway=gateway)
+    return refund.id
+
+
+async def record_money_back(session: AsyncSession, payment: Payment, *, provider_object_id: str, amount_minor: int,
+                            kind: str, gateway: PaymentGateway) -> bool:
+    """A refund or dispute. Before settlement it lowers the base; after, the technician bears it
+    up to his payout: reversed from his transfer as far as the provider allows, the rest a receivable.
+    """
+    if await ledger.has_provider_object(session, provider_object_id):
+        return False
+    s = (await session.exec(select(Settlement).where(Settlement.order_id == payment.order_id)
+                            .with_for_update())).first()
+    booked = s is not None and s.status != "held"
+    debit = ledger.REFUNDS if booked else ledger.ORDER_LIABILITY
+    _, created = await ledger.post(
+        session, business_key=f"provider:{provider_object_id}", kind=kind, order_id=payment.order_id,
+        provider_object_id=provider_object_id, postings=[
+            Posting(debit, amount_minor, payment.currency),
+            Posting(ledger.PROVIDER_BALANCE, -amount_minor, payment.currency)])
+    if not created:
+        return False
+    payment.refunded_minor += amount_minor
+    payment.updated_at = _now()
+    session.add(payment)
+    await session.flush()
+    if booked:
+        await _claw_back(session, s, provider_object_id, amount_minor, gateway)
+    return True
+
+
+async def _claw_back(session: AsyncSession, s: Settlement, cause_id: str, amount_minor: int,
+                     gateway: PaymentGateway) -> None:
+    clawback = min(amount_minor, s.payout_minor - s.clawback_minor)
+    if clawback <= 0:
+        return
+    receivable = ledger.technician_receivable(s.technician_id)
+    await ledger.post(session, business_key=f"settlement:{s.id}:clawback:{cause_id}", kind="clawback",
+                      order_id=s.order_id, settlement_id=s.id, postings=[
+                          Posting(receivable, clawback, s.currency), Posting(ledger.REFUNDS, -clawback, s.currency)])
+    s.clawback_minor += clawback
+    session.add(s)
+    await session.flush()
+    if s.transfer_id is None:
+        return  # not paid yet: the receivable is settled against later payouts
+    transfer = await _call(gateway.find_transfer, transfer_group=str(s.order_id),
+                           idempotency_key=f"settlement:{s.id}:transfer:v1")
+    reversible = min(clawback, transfer.amount_minor - transfer.amount_reversed_minor) if transfer else 0
+    if reversible <= 0:
+        return
+    try:
+        reversal = await _call(gateway.reverse_transfer, transfer_id=s.transfer_id, amount_minor=reversible,
+                               idempotency_key=f"settlement:{s.id}:reversal:{cause_id}:v1")
+    except PaymentRequestRejected as exc:  # his balance is gone: the receivable stays
+        log.info("settlement.reversal_refused", settlement_id=str(s.id), error=str(exc))
+        return
+    await ledger.post(session, business_key=f"provider:{reversal.id}", kind="reversal", order_id=s.order_id,
+                      settlement_id=s.id, provider_object_id=reversal.id, postings=[
+                          Posting(ledger.PROVIDER_BALANCE, reversal.amount_minor, s.currency),
+                          Posting(receivable, -reversal.amount_minor, s.currency)])
+
+
+async def record_external_reversal(session: AsyncSession, *, transfer_id: str, reversal_id: str,
+                                   amount_minor: int) -> bool:
+    """A reversal made outside gasdispatch (e.g. in the provider's dashboard): we owe it back."""
+    if await ledger.has_provider_object(session, reversal_id):
+        return False
+    s = (await session.exec(select(Settlement).where(Settlement.transfer_id == transfer_id))).first()
+    if s is None:
+        raise SettlementNotReady(f"transfer {transfer_id} is not recorded yet")
+    _, created = await ledger.post(
+        session, business_key=f"provider:{reversal_id}", kind="reversal", order_id=s.order_id, settlement_id=s.id,
+        provider_object_id=reversal_id, postings=[
+            Posting(ledger.PROVIDER_BALANCE, amount_minor, s.currency),
+            Posting(ledger.technician_payable(s.technician_id), -amount_minor, s.currency)])
+    return created
+
+
+async def payment_by_charge(session: AsyncSession, charge_id: str) -> Payment | None:
+    return (await session.exec(select(Payment).where(Payment.charge_id == charge_id))).first()

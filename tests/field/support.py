@@ -1,0 +1,79 @@
+"""Field test helpers: a station around the test address, and a job accepted by a technician
+whose position the test controls."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.events import drain
+from dispatch.geo import point, polygon_from_geojson
+from dispatch.models import Order, ServiceStation
+from dispatch.service import Actor, create_order, transition
+from matching import service as engine
+from tests.factories import CustomerCtx, TechnicianCtx, make_customer, make_technician
+
+CENTER = (120.155, 30.274)
+# Degrees of longitude per metre at the test latitude (about 96.2 km per degree).
+LON_PER_M = 1 / 96_200
+
+
+async def make_station(session: AsyncSession, *, capacity: int = 40, name: str = "东城服务站",
+                       half_side_deg: float = 0.05) -> ServiceStation:
+    lon, lat = CENTER
+    d = half_side_deg
+    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d], [lon - d, lat - d]]
+    station = ServiceStation(name=name, city="demo", location=point(lon, lat), daily_capacity=capacity,
+                             service_area=polygon_from_geojson({"type": "Polygon", "coordinates": [ring]}))
+    session.add(station)
+    await session.flush()
+    return station
+
+
+@dataclass
+class Job:
+    customer: CustomerCtx
+    technician: TechnicianCtx
+    order: Order
+    t0: datetime
+
+
+async def place(session: AsyncSession, redis, job: Job, metres_east: float, at: datetime) -> None:  # noqa: ANN001
+    """Put the technician's live position `metres_east` of the address, seen at `at`."""
+    await engine.record_position(session, engine.geo_index(redis), job.technician.technician,
+                                 lon=CENTER[0] + metres_east * LON_PER_M, lat=CENTER[1], at=at, now=at)
+
+
+async def accepted_job(session: AsyncSession, redis, now: datetime, *, kind: str = "repair",  # noqa: ANN001
+                       station: ServiceStation | None = None, start_m: float = 2000, order: Order | None = None,
+                       customer: CustomerCtx | None = None) -> Job:
+    """A new order (or the given one) offered to and accepted by a new technician `start_m` away."""
+    index = engine.geo_index(redis)
+    customer = customer or await make_customer(session, lon=CENTER[0], lat=CENTER[1])
+    technician = await make_technician(session, station=station)
+    await engine.go_online(session, index, technician.technician, now)
+    job = Job(customer, technician, order, now)  # type: ignore[arg-type]
+    await place(session, redis, job, start_m, now)
+    if order is None:
+        order = await create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
+                                   kind=kind, actor=Actor("customer", str(customer.account.id)), now=now)
+        await drain(session)
+    offers = [o for o in await engine.run_batch(session, index, now) if o.order_id == order.id]
+    assert len(offers) == 1
+    job.order = await engine.accept_offer(session, offers[0].id, technician.technician.id, now)
+    return job
+
+
+async def advance(session: AsyncSession, order_id: uuid.UUID, actions: list[str], now: datetime,
+                  technician_id: uuid.UUID | None = None) -> Order:
+    """Drive an order through plain state-machine steps (KPI seeding, not the field rules)."""
+    order = None
+    for action in actions:
+        values = {"technician_id": technician_id} if action == "accept" else None
+        order = await transition(session, order_id, action, Actor.system("test"), set_values=values, now=now,
+                                 reason="test" if action in ("cancel", "mark_unfulfilled") else None,
+                                 payload={"report_id": "seeded"} if action == "complete" else None)
+        now += timedelta(seconds=1)
+    assert order is not None
+    return order
