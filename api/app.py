@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import errors, worker
 from api.observability import BodySizeLimit, configure_logging, request_context
 from api.routers import (
     auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians, telemetry,
@@ -19,7 +19,6 @@ from dispatch.config import get_settings
 from dispatch.db import get_engine
 from dispatch.redis import get_redis
 from matching import service as matching_service
-from matching import worker as matching_worker
 from meters import service as meters_service
 from ratings import service as ratings_service
 from settlement import handlers as settlement_handlers
@@ -28,11 +27,11 @@ from settlement import handlers as settlement_handlers
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    worker = asyncio.create_task(matching_worker.run_forever(stop)) if get_settings().embedded_worker else None
+    periodic = asyncio.create_task(worker.run_forever(stop)) if get_settings().embedded_worker else None
     yield
     stop.set()
-    if worker is not None:
-        await worker
+    if periodic is not None:
+        await periodic
     await get_redis().aclose()
     await get_engine().dispose()
 

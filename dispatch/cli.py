@@ -72,6 +72,16 @@ def create_staff(
 
 
 @app.command()
+def worker() -> None:
+    """Run the periodic work (events, matching, review finalization, payouts) without serving."""
+    import asyncio
+
+    from api.worker import run_forever
+
+    asyncio.run(run_forever())
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000), workers: int = typer.Option(1),
 ) -> None:

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = 65_536
     ws_rate_per_s: float = 10.0
     ws_burst: int = 30
-    # Run the matching loop inside the API process (the demo); production runs `gasdispatch matching run`.
+    # Run the periodic work inside the API process (the demo); otherwise run `gasdispatch worker`.
     embedded_worker: bool = True
     stale_after_s: int = 60
     max_speed_kmh: float = 150.0
@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     field_inspection_period_days: int = Field(730, ge=1)
     field_campaign_horizon_days: int = Field(14, ge=1)
     field_campaign_max_tries: int = Field(3, ge=1)
+
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> "Settings":

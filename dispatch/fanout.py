@@ -30,6 +30,11 @@ def active_orders_key(technician_id: uuid.UUID | str) -> str:
     return f"realtime:active_orders:{technician_id}"
 
 
+def presence_key(technician_id: uuid.UUID | str) -> str:
+    """Set while the technician's socket is open (refreshed by every message)."""
+    return f"realtime:presence:{technician_id}"
+
+
 def message(kind: str, **fields: Any) -> str:
     return json.dumps({"v": PROTOCOL_VERSION, "type": kind, "id": uuid.uuid4().hex, **fields}, default=str,
                       ensure_ascii=False)

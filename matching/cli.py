@@ -69,16 +69,6 @@ def simulate(
 engine_app = typer.Typer(no_args_is_help=True, help="The live matching engine.")
 
 
-@engine_app.command("run")
-def run_engine() -> None:
-    """Run the matching loop (one active matcher per city holds a Redis lease)."""
-    import asyncio
-
-    from matching.worker import run_forever
-
-    asyncio.run(run_forever())
-
-
 @engine_app.command("rebuild-index")
 def rebuild_index_command() -> None:
     """Refill the Redis geo index from positions persisted in PostgreSQL."""

@@ -6,11 +6,13 @@ max_jobs, city, persisted_at (when the position was last written to PostgreSQL).
 """
 
 import asyncio
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 POSITION_UPDATES = Counter("gasdispatch_position_updates_total", "Technician position fixes by outcome", ["outcome"])
 
@@ -112,6 +114,20 @@ end
 return {per, hashes}
 """
 _HASH_FIELDS = ("lon", "lat", "ts", "status", "active_jobs", "max_jobs")
+
+# Every technician of the GEO set inside a box, each packed into one string: a batch round
+# takes its supply snapshot in one call and searches it locally.
+_SNAPSHOT = """
+local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2], 'BYBOX', ARGV[3], ARGV[4], 'm')
+local out = {}
+for i, id in ipairs(found) do
+  local h = redis.call('HMGET', 'matching:tech:' .. id, 'lon', 'lat', 'ts', 'status', 'active_jobs', 'max_jobs')
+  if h[1] and h[3] then
+    out[#out + 1] = id .. '|' .. h[1] .. '|' .. h[2] .. '|' .. h[3] .. '|' .. (h[4] or 'offline') .. '|' .. (h[5] or '0') .. '|' .. (h[6] or '1')
+  end
+end
+return out
+"""
 # Points per script call: bounds how long one call holds Redis (a batch round is split).
 _POINTS_PER_CALL = 100
 
@@ -125,6 +141,8 @@ class GeoIndex:
         self.future_skew_s = future_skew_s
         self._update = redis.register_script(_UPDATE_POSITION)
         self._nearby_many = redis.register_script(_NEARBY_MANY)
+        self._snapshot = redis.register_script(_SNAPSHOT)
+        self._loaded: set[str] = set()
         self._pending: list[tuple[list[str], list[object], asyncio.Future]] = []
         self._flush_scheduled = False
 
@@ -156,10 +174,15 @@ class GeoIndex:
     async def _flush(self) -> None:
         batch, self._pending, self._flush_scheduled = self._pending, [], False
         try:
+            if self._update.sha not in self._loaded:
+                await self.redis.script_load(_UPDATE_POSITION)
+                self._loaded.add(self._update.sha)
             async with self.redis.pipeline(transaction=False) as pipe:
                 for keys, args, _ in batch:
-                    await self._update(keys=keys, args=args, client=pipe)
+                    pipe.evalsha(self._update.sha, 2, *keys, *args)
                 results = await pipe.execute(raise_on_error=False)
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted and lost its scripts
+                self._loaded.discard(self._update.sha)
         except Exception as exc:  # the callers see the failure; the index stays usable
             results = [exc] * len(batch)
         for (_, _, future), result in zip(batch, results):
@@ -216,6 +239,21 @@ class GeoIndex:
             for flat in per_point:
                 items = (_live(flat[j], hashes[flat[j]], float(flat[j + 1])) for j in range(0, len(flat), 2))
                 out.append([item for item in items if item is not None])
+        return out
+
+    async def snapshot(self, city: str, west: float, south: float, east: float, north: float) -> list[LiveTechnician]:
+        """Every technician of the city's GEO set inside the box (lon/lat bounds)."""
+        lon, lat = (west + east) / 2, (south + north) / 2
+        # Measured at the latitude nearest the equator, where the box is widest, plus 1 %.
+        equatorward = 0.0 if south <= 0 <= north else min(abs(south), abs(north))
+        width = 1.01 * EARTH_RADIUS_M * math.radians(east - west) * math.cos(math.radians(equatorward))
+        height = 1.01 * EARTH_RADIUS_M * math.radians(north - south)
+        packed = await self._snapshot(keys=[geo_key(city)], args=[repr(lon), repr(lat), max(width, 1.0), max(height, 1.0)])
+        out = []
+        for item in packed:
+            tid, tlon, tlat, ts, status, active, most = item.split("|")
+            out.append(LiveTechnician(tid, float(tlon), float(tlat), datetime.fromtimestamp(float(ts), timezone.utc),
+                                      status, int(active), int(most), 0.0))
         return out
 
     async def remove(self, technician_id: str, city: str) -> None:

@@ -4,11 +4,13 @@ pure eligibility/scoring/assignment code, and turns assignments into offers.
 Services flush, never commit; the caller (request or worker tick) commits.
 """
 
+import math
 import uuid
 from functools import lru_cache
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import structlog
 from redis.asyncio import Redis
 from sqlalchemy import func, update
@@ -18,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dispatch.config import Settings, get_settings
 from dispatch.errors import Conflict, IllegalTransition, InvalidInput, NotFound
 from dispatch.events import publish, subscribe
+from dispatch.fanout import presence_key
 from dispatch.geo import lonlat
 from dispatch.models import Certification, CustomerBlock, Order, Technician
 from dispatch.redis import get_redis
@@ -27,6 +30,7 @@ from matching.assign import batch, best_candidate
 from matching.index import GeoIndex, LiveTechnician
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.models import Offer
+from matching.spatial import PointIndex
 
 log = structlog.get_logger(__name__)
 MATCHER = Actor.system("matching")
@@ -221,8 +225,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     if not pooled:
         return offers
     views = [await order_view(session, o) for o in pooled]
-    live = await index.nearby_many(get_settings().city, [(v.lon, v.lat) for v in views],
-                                   k=CANDIDATES_PER_ORDER, max_radius_m=config.default_radius_m)
+    live = await supply_near(index, get_settings().city, views, config)
     unique = {t.id: t for group in live for t in group}
     tech_views = {t.id: t for t in await technician_views(session, list(unique.values()), now)}
     candidates = {v.id: [tech_views[t.id] for t in group if t.id in tech_views] for v, group in zip(views, live)}
@@ -231,6 +234,21 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
         order = by_id[assignment.order_id]
         offers.append(await _make_offer(session, order.id, assignment, "batch", order.priority, now))
     return offers
+
+
+async def supply_near(index: GeoIndex, city: str, orders: Sequence[OrderView],
+                      config: MatchingConfig) -> list[list[LiveTechnician]]:
+    """The k nearest technicians of each order: one snapshot of the supply around the whole
+    batch from Redis, then a local k-d tree search (one round trip instead of one per order)."""
+    margin_deg = config.default_radius_m / 111_000
+    lat_margin = margin_deg
+    lon_margin = margin_deg / max(0.1, math.cos(math.radians(max(abs(o.lat) for o in orders))))
+    supply = await index.snapshot(
+        city, min(o.lon for o in orders) - lon_margin, min(o.lat for o in orders) - lat_margin,
+        max(o.lon for o in orders) + lon_margin, max(o.lat for o in orders) + lat_margin)
+    points = PointIndex(np.array([t.lon for t in supply]), np.array([t.lat for t in supply]))
+    nearest = points.nearest_many([(o.lon, o.lat) for o in orders], CANDIDATES_PER_ORDER, config.default_radius_m)
+    return [[supply[j] for j in row] for row in nearest]
 
 
 async def _after_lapse(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime) -> None:
@@ -261,6 +279,24 @@ async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | 
             "offer_id": str(offer_id), "order_id": str(order_id), "technician_id": str(technician_id), "reason": "expired"})
         await _after_lapse(session, index, order_id, now)
     return len(expired)
+
+
+async def lapse_offers_of_absent(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> int:
+    """A technician whose socket is gone and who has sent no position for the stale timeout
+    cannot answer: his open offers lapse now, so their orders move on."""
+    now = now or datetime.now(timezone.utc)
+    stale_after = timedelta(seconds=get_settings().stale_after_s)
+    open_offers = (await session.exec(select(Offer.id, Offer.technician_id).where(Offer.status == "offered"))).all()
+    absent = []
+    for offer_id, technician_id in open_offers:
+        if await index.redis.exists(presence_key(technician_id)):
+            continue
+        live = await index.get(str(technician_id))
+        if live is None or now - live.seen_at > stale_after:
+            absent.append(offer_id)
+    if absent:
+        await session.exec(update(Offer).where(col(Offer.id).in_(absent), Offer.status == "offered").values(expires_at=now))
+    return len(absent)
 
 
 async def decline_offer(session: AsyncSession, index: GeoIndex, offer_id: uuid.UUID, technician_id: uuid.UUID,

@@ -27,7 +27,7 @@ from dispatch.config import get_settings
 from dispatch.db import session_scope
 from dispatch.errors import DomainError
 from dispatch.field import reports, visits
-from dispatch.fanout import account_channel, publish_position
+from dispatch.fanout import account_channel, presence_key, publish_position
 from dispatch.models import Order
 from dispatch.redis import get_redis
 from matching import service as matching
@@ -37,10 +37,6 @@ router = APIRouter()
 log = structlog.get_logger(__name__)
 REPLAY_TTL_S = 600
 ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
-
-
-def presence_key(technician_id: uuid.UUID | str) -> str:
-    return f"realtime:presence:{technician_id}"
 
 
 async def _resume(sender: Sender, technician_id: uuid.UUID) -> None:

@@ -212,3 +212,27 @@ async def test_overdue_orders_become_unfulfilled(session: AsyncSession, index) -
     assert await engine.sweep_unfulfilled(session, order.sla_deadline + timedelta(seconds=1)) == 1
     order = await session.get(Order, order.id, populate_existing=True)
     assert order.status == "unfulfilled" and "SLA" in order.status_reason
+
+
+async def test_offers_of_a_silent_technician_move_on_but_a_connected_one_keeps_them(session: AsyncSession, index) -> None:  # noqa: ANN001
+    from dispatch.fanout import presence_key
+
+    silent = await online_technician(session, index, CENTER[0] + 0.001, CENTER[1])
+    other = await online_technician(session, index, CENTER[0] + 0.01, CENTER[1])
+    order = await new_order(session)
+    await engine.run_batch(session, index)
+    assert (await open_offer(session, order.id)).technician_id == silent.technician.id
+    soon = datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert await engine.lapse_offers_of_absent(session, index, soon) == 0  # his last fix is fresh
+
+    later = datetime.now(timezone.utc) + timedelta(seconds=61)
+    await index.redis.set(presence_key(silent.technician.id), "1")
+    assert await engine.lapse_offers_of_absent(session, index, later) == 0  # socket still open
+
+    await index.redis.delete(presence_key(silent.technician.id))
+    assert await engine.lapse_offers_of_absent(session, index, later) == 1
+    await engine.expire_offers(session, index, later)
+    # The other technician's fix is as old: give him a fresh one at the new time.
+    await engine.record_position(session, index, other.technician, lon=CENTER[0] + 0.01, lat=CENTER[1], at=later, now=later)
+    await engine.run_batch(session, index, later)
+    assert (await open_offer(session, order.id)).technician_id == other.technician.id

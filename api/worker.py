@@ -1,0 +1,98 @@
+"""The platform's periodic work, one loop: events, matching, review finalization, payouts.
+
+One active worker per city holds a lease in Redis, so several API processes (or a separate
+`gasdispatch worker`) can run it safely; a crashed holder's lease runs out within seconds.
+Each job runs in its own transaction so one failure does not block the others.
+"""
+
+import asyncio
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+
+import structlog
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.config import get_settings
+from dispatch.db import session_scope
+from dispatch.events import relay_once
+from dispatch.redis import get_redis
+from matching import service as matching
+from ratings.jobs import finalize_due
+from settlement import service as settlement
+from settlement import webhooks as settlement_webhooks
+
+log = structlog.get_logger(__name__)
+LEASE_MS = 5000
+
+
+async def hold_lease(city: str, holder: str) -> bool:
+    redis = get_redis()
+    key = f"worker:lease:{city}"
+    if await redis.set(key, holder, nx=True, px=LEASE_MS):
+        return True
+    if await redis.get(key) == holder:
+        await redis.pexpire(key, LEASE_MS)
+        return True
+    return False
+
+
+async def tick(now: datetime | None = None) -> dict[str, int]:
+    now = now or datetime.now(timezone.utc)
+    index = matching.geo_index(get_redis())
+    counts: dict[str, int] = {}
+
+    async def step(name: str, job: Callable[[AsyncSession], Awaitable[int | None]]) -> None:
+        try:
+            async with session_scope() as session:
+                counts[name] = counts.get(name, 0) + (await job(session) or 0)
+        except Exception:  # logged; the next tick retries
+            log.exception("worker.step_failed", step=name)
+
+    await step("events", relay_once)
+    await step("absent", lambda s: matching.lapse_offers_of_absent(s, index, now))
+    await step("expired", lambda s: matching.expire_offers(s, index, now))
+    await step("offers", lambda s: _count(matching.run_batch(s, index, now)))
+    await step("unfulfilled", lambda s: matching.sweep_unfulfilled(s, now))
+    await step("reviews", lambda s: finalize_due(s, now))
+    await step("events", relay_once)
+    try:
+        counts["payouts"] = await _pay_pending()
+    except Exception:
+        log.exception("worker.step_failed", step="payouts")
+    await step("webhooks", lambda s: settlement_webhooks.process_pending(s, settlement.get_gateway()))
+    return counts
+
+
+async def _count(offers: Awaitable[list]) -> int:
+    return len(await offers)
+
+
+async def _pay_pending() -> int:
+    """Immediate-schedule payouts, one transaction per transfer so a crash leaves the others
+    done; each transfer is idempotent on its settlement's key."""
+    gateway = settlement.get_gateway()
+    async with session_scope() as session:
+        await settlement.release_accrued(session, daily_batch=False)
+        pending = await settlement.pending_transfer_ids(session)
+    done = 0
+    for settlement_id in pending:
+        async with session_scope() as session:
+            done += await settlement.transfer_settlement(session, settlement_id, gateway)
+    return done
+
+
+async def run_forever(stop: asyncio.Event | None = None) -> None:
+    settings = get_settings()
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
+        if await hold_lease(settings.city, holder):
+            counts = await tick()
+            if any(counts.values()):
+                log.info("worker.tick", **counts)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=settings.batch_window_s)
+        except TimeoutError:
+            pass
