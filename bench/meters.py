@@ -4,13 +4,20 @@
 Needs GASDISPATCH_DATABASE_URL (migrated) and GASDISPATCH_REDIS_URL. The end-to-end run
 registers its own customer and meters, and deletes them (and their readings) at the end.
 
-Run: .venv/bin/python bench/meters.py [--meters 2000] [--readings 200000] [--connections 4]
+The end-to-end figure counts a reading once it is committed in `meters_reading` by a batch
+that also ran the rules on it and wrote the device's latest state to Redis (one transaction
+per batch), from the first byte sent until the database shows them all. One listener process,
+in this process (the senders share its event loop); CPU is this process's CPU per reading.
+Each run uses fresh meters, so no run is a replay of another.
+
+Run: .venv/bin/python bench/meters.py [--meters 2000] [--readings 100000] [--connections 4] [--runs 3]
 """
 
 import argparse
 import asyncio
 import os
 import platform
+import statistics
 import sys
 import time
 import uuid
@@ -87,7 +94,7 @@ def _frames(devices: list[tuple[uuid.UUID, str]], readings: int) -> list[bytes]:
     return out
 
 
-async def _end_to_end(devices, readings: int, connections: int, console: Console) -> tuple[float, int]:  # noqa: ANN001
+async def _end_to_end(devices, readings: int, connections: int, console: Console) -> tuple[float, int, float]:  # noqa: ANN001
     server = ConcentratorServer(session_factory=session_scope, redis=get_redis(), tz=ZoneInfo("Asia/Shanghai"),
                                 plain_allowed=frozenset({"127.0.0.1"}))
     tcp = await server.start("127.0.0.1", 0, ssl_context=None)
@@ -108,39 +115,58 @@ async def _end_to_end(devices, readings: int, connections: int, console: Console
             await writer.drain()
         writer.close()
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(send(s) for s in shards))
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("stored", total=len(frames))
         while (done := await stored()) < len(frames) and time.perf_counter() - started < 300:
             progress.update(task, completed=done)
             await asyncio.sleep(0.2)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     tcp.close()
-    return done / elapsed, done
+    return done / elapsed, done, cpu / max(done, 1)
 
 
 async def main_async(args: argparse.Namespace, console: Console) -> None:
-    account_id, devices = await _setup(args.meters)
+    rates = []
     try:
-        rate, done = await _end_to_end(devices, args.readings, args.connections, console)
-        console.print(f"end to end (TCP -> stored -> rules -> Redis): {rate:,.0f} readings/s "
-                      f"({done:,} readings, {args.meters:,} meters, {args.connections} connections)")
+        for run in range(args.runs):
+            account_id, devices = await _setup(args.meters)
+            try:
+                rate, done, cpu = await _end_to_end(devices, args.readings, args.connections, console)
+            finally:
+                await _teardown(account_id, devices)
+            rates.append(rate)
+            console.print(f"run {run + 1}: {rate:,.0f} readings/s, {cpu * 1e6:.0f} µs CPU per reading "
+                          f"({done:,} of {args.readings:,} stored)")
     finally:
-        await _teardown(account_id, devices)
         await get_redis().aclose()
         await get_engine().dispose()
+    console.print(f"end to end (TCP -> decode -> stored -> rules -> Redis, committed): median {statistics.median(rates):,.0f} "
+                  f"readings/s, min {min(rates):,.0f}, max {max(rates):,.0f} over {len(rates)} runs "
+                  f"({args.meters:,} meters, {args.connections} connections, 1 listener process)")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--meters", type=int, default=2000)
-    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--readings", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     console = Console()
-    console.print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-                  f"{os.cpu_count()} cpus, Python {platform.python_version()}")
+    console.print(f"machine: {_cpu_model()}, {os.cpu_count()} cpus, {platform.platform()}, "
+                  f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f} (shared machine)")
     for name, (decode, frames) in _corpus().items():
         console.print(f"decode {name}: {_rate(decode, frames, 1.0):,.0f} frames/s")
     asyncio.run(main_async(args, console))

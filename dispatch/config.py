@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"
+DEV_QR_KEY = "dev-only-qr-key-change-me"
 
 
 class Settings(BaseSettings):
@@ -50,6 +51,8 @@ class Settings(BaseSettings):
     emergency_offer_timeout_s: int = 15
     batch_window_s: float = 2.0
     max_offer_attempts: int = 5
+    # An emergency with no free technician may take one from a routine job not yet started.
+    emergency_preempt: bool = True
     position_persist_every_s: int = 30
 
     # Ratings: windows, reputation (Bayesian, time-decayed), abuse and retraining thresholds.
@@ -103,7 +106,7 @@ class Settings(BaseSettings):
 
     # Field execution. QR payloads are signed with the active key; any listed key id verifies,
     # so a key is rotated by adding the new one, switching the active id, then dropping the old.
-    qr_signing_keys: dict[str, str] = Field(default_factory=lambda: {"dev": "dev-only-qr-key-change-me"})
+    qr_signing_keys: dict[str, str] = Field(default_factory=lambda: {"dev": DEV_QR_KEY})
     qr_active_key_id: str = "dev"
     qr_ttl_s: int = Field(300, ge=30)
     field_code_ttl_s: int = Field(4 * 3600, ge=60)
@@ -123,6 +126,10 @@ class Settings(BaseSettings):
             self.jwt_secret == DEFAULT_JWT_SECRET or len(self.jwt_secret) < 32
         ):
             raise ValueError("GASDISPATCH_JWT_SECRET must be set to a strong secret in production")
+        if self.environment == "production" and (
+            DEV_QR_KEY in self.qr_signing_keys.values() or any(len(k) < 32 for k in self.qr_signing_keys.values())
+        ):
+            raise ValueError("GASDISPATCH_QR_SIGNING_KEYS must hold strong keys of your own in production")
         return self
 
     def sla_minutes(self, priority: str) -> int:

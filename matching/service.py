@@ -6,6 +6,7 @@ Services flush, never commit; the caller (request or worker tick) commits.
 
 import math
 import uuid
+from dataclasses import replace
 from functools import lru_cache
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -27,9 +28,11 @@ from dispatch.redis import get_redis
 from dispatch.service import Actor, transition
 from dispatch.technicians import record_last_position, usable_kinds
 from matching.assign import batch, best_candidate
+from matching.eligibility import ineligibility_reason
 from matching.index import GeoIndex, LiveTechnician
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.models import Offer
+from matching.scoring import haversine_m
 from matching.spatial import PointIndex
 
 log = structlog.get_logger(__name__)
@@ -203,10 +206,35 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
         if choice is not None:
             return await _make_offer(session, order.id, choice, "direct", order.priority, now)
         # The chosen technician cannot take it now: fall back to matching.
-    choice = best_candidate(view, await _candidates(session, index, view, now, config), now, config)
+    candidates = await _candidates(session, index, view, now, config)
+    choice = best_candidate(view, candidates, now, config)
     if choice is None:
+        if order.priority == "emergency" and get_settings().emergency_preempt:
+            return await _preempt_for(session, order, view, candidates, now, config)
         return None
     return await _make_offer(session, order.id, choice, "emergency" if order.priority == "emergency" else "direct", order.priority, now)
+
+
+async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, candidates: Sequence[TechnicianView],
+                       now: datetime, config: MatchingConfig) -> Offer | None:
+    """No free technician for an emergency: take the nearest one who would qualify but for a
+    routine job he accepted and has not set out for; that job goes back to matching."""
+    for tech in sorted(candidates, key=lambda t: haversine_m(t.lon, t.lat, view.lon, view.lat)):
+        freed = replace(tech, active_jobs=tech.active_jobs - 1, status="online")
+        if ineligibility_reason(view, freed, now, config) is not None:
+            continue
+        job = (await session.exec(select(Order).where(
+            Order.technician_id == uuid.UUID(tech.id), Order.status == "accepted", Order.priority == "routine",
+        ).order_by(col(Order.created_at).desc()).limit(1))).first()
+        if job is None:
+            continue
+        await transition(session, job.id, "preempt", MATCHER, now=now, set_values={"technician_id": None},
+                         reason=f"technician taken by emergency order {order.id}",
+                         payload={"technician_id": tech.id, "emergency_order_id": str(order.id)})
+        choice = best_candidate(view, [freed], now, config)
+        assert choice is not None
+        return await _make_offer(session, order.id, choice, "preempt", order.priority, now)
+    return None
 
 
 async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> list[Offer]:

@@ -81,6 +81,12 @@ def telemetry_from_frame(frame: StreamFrame, received_at: datetime, tz: ZoneInfo
     """A reassembled frame as telemetry; None for frames that carry no report (ACKs,
     requests). Raises FrameError for frames that do not decode."""
     if frame.protocol == "cjt188":
+        fields = cjt188.read_reply(frame.data)
+        if fields is not None:  # nearly every frame: a 901F read reply, decoded without a frame object
+            address, volume, clock, valve, battery_low = fields
+            read_at = clock.replace(tzinfo=tz).astimezone(timezone.utc) if clock else _second(received_at)
+            return Telemetry(address, "cjt188", read_at, received_at, volume, None, valve, battery_low,
+                             raw={"hex": frame.data.hex()})
         decoded = cjt188.decode(frame.data)
         if decoded.direction != "reply":
             return None
@@ -163,46 +169,61 @@ class Ingestor:
         result = IngestResult()
         if not items:
             return result
-        devices = await self.registry.resolve(session, (t.external_id for t in items))
-        unknown = [t for t in items if t.external_id not in devices]
+        devices = await self.registry.resolve(session, {t.external_id for t in items})
+        known: list[tuple[DeviceInfo, Telemetry]] = []
+        unknown: list[Telemetry] = []
+        replies: list[tuple[DeviceInfo, Telemetry]] = []
+        for t in items:
+            device = devices.get(t.external_id)
+            if device is None:
+                unknown.append(t)
+            elif t.valve_reply:
+                replies.append((device, t))
+            else:
+                known.append((device, t))
         if unknown:
             await self._quarantine(session, unknown, channel=channel, source=source, reason="unknown device")
             result.quarantined = len(unknown)
-        replies = [t for t in items if t.valve_reply and t.external_id in devices]
-        for reply in replies:
-            await _acknowledge_valve_command(session, devices[reply.external_id], reply)
-        known = [t for t in items if t.external_id in devices and not t.valve_reply]
+        for device, reply in replies:
+            await _acknowledge_valve_command(session, device, reply)
         if not known:
             return result
-        new = await self._store(session, known, devices)
+        new = await self._store(session, known)
         result.stored, result.duplicates = len(new), len(known) - len(new)
         STORED.inc(len(new))
-        previous = await _latest_states(redis, {devices[t.external_id].id for t in new})
-        outcome = await rules.evaluate(
-            session, [(devices[t.external_id], t) for t in new], previous, settings=self.settings, now=now)
+        previous = await _latest_states(redis, {device.id for device, _ in new})
+        outcome = await rules.evaluate(session, new, previous, settings=self.settings, now=now)
         result.order_ids, result.commands = outcome.order_ids, outcome.commands
-        await _save_latest(redis, new, devices, previous, outcome.active)
+        await _save_latest(redis, new, previous, outcome.active)
         return result
 
-    async def _store(self, session: AsyncSession, items: list[Telemetry], devices: dict[str, DeviceInfo]) -> list[Telemetry]:
+    async def _store(
+        self, session: AsyncSession, items: list[tuple[DeviceInfo, Telemetry]],
+    ) -> list[tuple[DeviceInfo, Telemetry]]:
+        """The readings the database did not have, sorted by read_at."""
         # Within a batch the first report for a (device, second) wins, as the database would.
-        unique: dict[tuple[uuid.UUID, datetime], Telemetry] = {}
-        for t in items:
-            unique.setdefault((devices[t.external_id].id, t.read_at), t)
-        rows = list(unique.items())
+        # Keyed by external id (one per device) since a str caches its hash and a UUID does not.
+        unique: dict[tuple[str, datetime], tuple[DeviceInfo, Telemetry]] = {}
+        for item in items:
+            unique.setdefault((item[1].external_id, item[1].read_at), item)
+        rows = list(unique.values())
+        reports = [t for _, t in rows]
         inserted = (await session.execute(_INSERT_READINGS, {
-            "device_id": [key[0] for key, _ in rows],
-            "read_at": [key[1] for key, _ in rows],
-            "received_at": [t.received_at for _, t in rows],
-            "volume_m3": [t.volume_m3 for _, t in rows],
-            "lel_pct": [t.lel_pct for _, t in rows],
-            "valve": [t.valve for _, t in rows],
-            "battery_low": [t.battery_low for _, t in rows],
-            "alarm": [t.alarm for _, t in rows],
-            "tamper": [t.tamper for _, t in rows],
+            "device_id": [device.id for device, _ in rows],
+            "read_at": [t.read_at for t in reports],
+            "received_at": [t.received_at for t in reports],
+            "volume_m3": [t.volume_m3 for t in reports],
+            "lel_pct": [t.lel_pct for t in reports],
+            "valve": [t.valve for t in reports],
+            "battery_low": [t.battery_low for t in reports],
+            "alarm": [t.alarm for t in reports],
+            "tamper": [t.tamper for t in reports],
         })).all()
-        keys = {(row[0], row[1]) for row in inserted}
-        return sorted((t for key, t in rows if key in keys), key=lambda t: t.read_at)
+        if len(inserted) < len(rows):  # some were stored before: keep only what went in now
+            keys = {(row[0], row[1]) for row in inserted}
+            rows = [item for item in rows if (item[0].id, item[1].read_at) in keys]
+        rows.sort(key=_read_at)
+        return rows
 
     @staticmethod
     async def _quarantine(session: AsyncSession, items: list[Telemetry], *, channel: str, source: str, reason: str) -> None:
@@ -250,19 +271,26 @@ async def latest_state(redis: Redis, device_id: uuid.UUID) -> dict[str, Any] | N
 
 
 async def _save_latest(
-    redis: Redis, new: list[Telemetry], devices: dict[str, DeviceInfo], previous: dict[uuid.UUID, dict[str, Any]],
+    redis: Redis, new: list[tuple[DeviceInfo, Telemetry]], previous: dict[uuid.UUID, dict[str, Any]],
     active: dict[uuid.UUID, list[str]],
 ) -> None:
+    last: dict[uuid.UUID, Telemetry] = {}
+    for device, t in new:  # sorted by read_at: the last one per device wins
+        last[device.id] = t
     latest: dict[str, str] = {}
-    for t in new:  # sorted by read_at: the last one per device wins
-        device_id = devices[t.external_id].id
+    for device_id, t in last.items():
+        read_at = t.read_at.isoformat()
         before = previous.get(device_id)
-        if before is not None and before["read_at"] > t.read_at.isoformat():
+        if before is not None and before["read_at"] > read_at:
             continue  # a late report does not overwrite a newer state
         latest[LATEST_KEY.format(device_id)] = json.dumps({
-            "read_at": t.read_at.isoformat(), "received_at": t.received_at.isoformat(), "volume_m3": t.volume_m3,
+            "read_at": read_at, "received_at": t.received_at.isoformat(), "volume_m3": t.volume_m3,
             "lel_pct": t.lel_pct, "valve": t.valve, "battery_low": t.battery_low, "alarm": t.alarm,
             "tamper": t.tamper, "active": active.get(device_id, []),
         })
     if latest:
         await redis.mset(latest)
+
+
+def _read_at(item: tuple[DeviceInfo, Telemetry]) -> datetime:
+    return item[1].read_at

@@ -92,6 +92,10 @@ async def evaluate(
     newest = {device_id: state["read_at"] for device_id, state in previous.items()}
     for device, t in readings:
         found = conditions(device, t, settings)
+        if not found and not active.get(device.id):
+            # Nothing to raise or clear: most readings. Readings are sorted, so not noting this
+            # one in `newest` changes no later comparison.
+            continue
         for kind in found:
             await raise_fault(session, device, kind, now=now, outcome=outcome,
                               evidence={"read_at": t.read_at.isoformat(), "lel_pct": t.lel_pct, "valve": t.valve})

@@ -30,6 +30,11 @@ _UNIT_M3 = {
 }
 _VALVE = {0b00: "open", 0b01: "closed", 0b10: "abnormal", 0b11: "abnormal"}
 _READ_REPLY_LEN = 19  # volume 4+1, settlement 4+1, clock 7, status 2
+_READ_REPLY_FRAME_LEN = HEADER_LEN + 3 + _READ_REPLY_LEN + 2
+_READ_DI_BYTES = (b"\x1f\x90", b"\x90\x1f")
+# Unit code -> divisor of the BCD count (2 implied decimals included); int / int is
+# correctly rounded, so this equals float(Decimal(count) / 100 * _UNIT_M3[unit]).
+_UNIT_DIVISOR = {0x29: 100_000, 0x2A: 10_000, 0x2B: 1_000, 0x2C: 100, 0x2D: 10, 0x2E: 1}
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,45 @@ def decode(data: bytes, profile: VendorProfile = STANDARD) -> CJT188Frame:
             raise FrameError("bad valve command")
         return replace(base, valve_command=command)
     return base
+
+
+def read_reply(
+    frame: bytes, profile: VendorProfile = STANDARD,
+) -> tuple[str, float, datetime | None, str, bool] | None:
+    """(address, current volume m3, clock, valve, battery low) of a well-formed 901F read
+    reply, preamble stripped; None for anything else, which `decode` then handles.
+
+    The ingestion hot path: the same values as `decode` without building a frame object.
+    """
+    if (
+        len(frame) != _READ_REPLY_FRAME_LEN
+        or frame[0] != START
+        or frame[9] & (_DIRECTION_BIT | _EXCEPTION_BIT) != _DIRECTION_BIT
+        or frame[11:13] not in _READ_DI_BYTES
+        or frame[-1] != STOP
+        or frame[10] != 3 + _READ_REPLY_LEN
+    ):
+        return None
+    summed = frame[HEADER_LEN:-2] if profile.checksum == "data" else frame[:-2]
+    divisor = _UNIT_DIVISOR.get(frame[18])
+    volume = frame[17:13:-1].hex()
+    if (sum(summed) & 0xFF != frame[-2] or divisor is None or not volume.isdigit()
+            # `decode` rejects a bad settlement volume too
+            or frame[23] not in _UNIT_DIVISOR or not frame[22:18:-1].hex().isdigit()):
+        return None
+    stamp = frame[30:23:-1].hex()  # CC YY MM DD hh mm ss, from the reversed wire order
+    if stamp == "00000000000000":
+        clock = None
+    elif profile.clock_order == "forward" or not stamp.isdigit() or stamp[:2] not in ("19", "20"):
+        return None
+    else:
+        try:
+            clock = datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]),
+                             int(stamp[8:10]), int(stamp[10:12]), int(stamp[12:]))
+        except ValueError:
+            return None
+    valve, battery = _status(frame[31:33], profile)
+    return frame[8:1:-1].hex().upper(), int(volume) / divisor, clock, valve, battery
 
 
 def _logical_di(first: int, second: int, profile: VendorProfile) -> int:

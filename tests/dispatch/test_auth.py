@@ -61,4 +61,7 @@ def test_production_refuses_the_default_secret(monkeypatch) -> None:  # noqa: AN
     monkeypatch.delenv("GASDISPATCH_JWT_SECRET", raising=False)
     with pytest.raises(ValidationError, match="JWT_SECRET"):
         Settings(environment="production")
-    assert Settings(environment="production", jwt_secret="x" * 40).environment == "production"
+    with pytest.raises(ValidationError, match="QR_SIGNING_KEYS"):
+        Settings(environment="production", jwt_secret="x" * 40)
+    strong = Settings(environment="production", jwt_secret="x" * 40, qr_signing_keys={"2026-11": "q" * 40})
+    assert strong.environment == "production"

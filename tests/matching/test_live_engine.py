@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.events import drain
 from dispatch.models import Order
-from dispatch.service import create_order, Actor
+from dispatch.service import Actor, create_order, transition
 from matching import service as engine
 from matching.models import Offer
 from tests.factories import make_customer, make_technician
@@ -236,3 +236,33 @@ async def test_offers_of_a_silent_technician_move_on_but_a_connected_one_keeps_t
     await engine.record_position(session, index, other.technician, lon=CENTER[0] + 0.01, lat=CENTER[1], at=later, now=later)
     await engine.run_batch(session, index, later)
     assert (await open_offer(session, order.id)).technician_id == other.technician.id
+
+
+async def test_emergency_preempts_a_routine_job_not_yet_started(session: AsyncSession, index) -> None:  # noqa: ANN001
+    tech = await online_technician(session, index, CENTER[0] + 0.002, CENTER[1], kinds=("repair", "emergency"))
+    routine = await new_order(session)
+    await engine.run_batch(session, index)
+    offer = await open_offer(session, routine.id)
+    await engine.accept_offer(session, offer.id, tech.technician.id)
+    emergency = await new_order(session, kind="emergency_leak")
+    assert (await open_offer(session, emergency.id)).technician_id == tech.technician.id
+    routine = await session.get(Order, routine.id, populate_existing=True)
+    assert (routine.status, routine.technician_id) == ("matching", None)
+    assert str(emergency.id) in routine.status_reason
+
+
+async def test_emergency_does_not_preempt_when_disabled_or_job_started(session: AsyncSession, index, monkeypatch) -> None:  # noqa: ANN001
+    from dispatch.config import get_settings
+
+    tech = await online_technician(session, index, CENTER[0] + 0.002, CENTER[1], kinds=("repair", "emergency"))
+    routine = await new_order(session)
+    await engine.run_batch(session, index)
+    await engine.accept_offer(session, (await open_offer(session, routine.id)).id, tech.technician.id)
+    monkeypatch.setattr(get_settings(), "emergency_preempt", False)
+    first = await new_order(session, kind="emergency_leak")
+    assert first.status == "matching"
+    monkeypatch.setattr(get_settings(), "emergency_preempt", True)
+    await transition(session, routine.id, "depart", Actor("technician", str(tech.technician.id)))
+    second = await new_order(session, kind="emergency_leak")
+    assert second.status == "matching"
+    assert (await session.get(Order, routine.id, populate_existing=True)).technician_id == tech.technician.id

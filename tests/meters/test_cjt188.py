@@ -1,3 +1,5 @@
+from datetime import datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -146,3 +148,41 @@ def test_any_request_round_trips(address, meter_type, ser, order, checksum):
     raw = cjt188.read_data_request(address, meter_type=meter_type, ser=ser, profile=profile)
     frame = cjt188.decode(raw, profile)
     assert (frame.address, frame.meter_type, frame.ser, frame.di) == (address, meter_type, ser, "901F")
+
+
+def _fast_path_agrees_with_decode(frame: bytes, profile: cjt188.VendorProfile = cjt188.STANDARD) -> bool:
+    fast = cjt188.read_reply(frame, profile)
+    if fast is None:
+        return True  # the caller falls back to decode
+    full = cjt188.decode(frame, profile)
+    assert (full.direction, full.di) == ("reply", "901F")
+    assert fast == (full.address, full.current_volume_m3, full.clock, full.valve, full.battery_low)
+    return True
+
+
+def test_read_reply_fast_path_takes_the_standard_reply():
+    assert cjt188.read_reply(READ_REPLY) == (ADDRESS, 556677.0, datetime(2015, 5, 11, 22, 1, 31), "closed", False)
+
+
+@given(
+    body=st.binary(min_size=19, max_size=19),
+    unit=st.sampled_from([0x29, 0x2A, 0x2B, 0x2C, 0x2D, 0x2E, 0x2F]),
+    control=st.sampled_from([0x81, 0xC1, 0x01]),
+    order=st.sampled_from(["low_first", "high_first"]),
+    clock_order=st.sampled_from(["auto", "reversed", "forward"]),
+    bcd=st.lists(st.integers(0, 99), min_size=11, max_size=11),
+)
+def test_read_reply_fast_path_agrees_with_decode(body, unit, control, order, clock_order, bcd):
+    # Mostly valid BCD volumes and clocks, so the fast path is exercised, not just refused.
+    digits = bytes(int(str(n), 16) for n in bcd)
+    body = digits[:4] + bytes([unit]) + digits[:4] + bytes([unit]) + digits[4:11] + body[17:]
+    profile = cjt188.VendorProfile(di_order=order, clock_order=clock_order)
+    frame = cjt188.encode(meter_type=0x30, address=ADDRESS, control=control, di=cjt188.DI_READ_DATA, data=body,
+                          profile=profile)
+    assert _fast_path_agrees_with_decode(frame[profile.preamble:], profile)
+
+
+@given(body=st.binary(min_size=19, max_size=19))
+def test_read_reply_fast_path_agrees_with_decode_on_any_body(body):
+    frame = cjt188.encode(meter_type=0x30, address=ADDRESS, control=0x81, di=cjt188.DI_READ_DATA, data=body)
+    assert _fast_path_agrees_with_decode(frame[2:])

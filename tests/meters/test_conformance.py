@@ -49,6 +49,16 @@ def test_cjt188_negative_frame_is_rejected_for_its_checksum(entry):
     assert err.value.reason == "bad checksum"
 
 
+@pytest.mark.parametrize("entry", CJT, ids=lambda e: e["id"])
+def test_cjt188_ingestion_fast_path_agrees_with_the_decoder_or_declines(entry):
+    frame = raw(entry).lstrip(b"\xfe")
+    fast = cjt188.read_reply(frame)
+    if fast is None:
+        return
+    decoded = cjt188.decode(frame)
+    assert fast == (decoded.address, decoded.current_volume_m3, decoded.clock, decoded.valve, decoded.battery_low)
+
+
 # ---------------------------------------------------------------- M-Bus: libmbus
 
 LIBMBUS = [e for e in MBUS if "expected" in e]
