@@ -8,6 +8,7 @@ Each job runs in its own transaction so one failure does not block the others.
 import asyncio
 import os
 import socket
+from zoneinfo import ZoneInfo
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
@@ -16,9 +17,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.config import get_settings
 from dispatch.db import session_scope
+from dispatch.field import campaigns
 from dispatch.events import relay_once
 from dispatch.redis import get_redis
 from matching import service as matching
+from meters import rules as meters_rules
+from meters.consumption import check_consumption
+from meters.reminders import due_reminders
 from ratings.jobs import finalize_due
 from settlement import service as settlement
 from settlement import webhooks as settlement_webhooks
@@ -62,7 +67,27 @@ async def tick(now: datetime | None = None) -> dict[str, int]:
     except Exception:
         log.exception("worker.step_failed", step="payouts")
     await step("webhooks", lambda s: settlement_webhooks.process_pending(s, settlement.get_gateway()))
+    settings = get_settings()
+    if await _due("comm_lost", 300):
+        await step("comm_lost", lambda s: _count(meters_rules.check_comm_lost(
+            s, get_redis(), now=now, factor=settings.meters_comm_lost_factor)))
+    if await _due("consumption", 86_400):
+        await step("consumption", lambda s: _count(check_consumption(
+            s, now=now, tz=ZoneInfo(settings.meters_device_timezone))))
+    if await _due("reminders", 86_400):
+        await step("reminders", lambda s: _count(due_reminders(s, settings=settings, now=now)))
+    if await _due("campaign", 86_400):
+        await step("campaign", lambda s: _planned(campaigns.run_daily(s, now)))
     return counts
+
+
+async def _planned(run: Awaitable[campaigns.CampaignRun]) -> int:
+    return (await run).ordered
+
+
+async def _due(job: str, every_s: int) -> bool:
+    """True once per period across all workers (Redis SET NX with the period as expiry)."""
+    return bool(await get_redis().set(f"worker:due:{job}", "1", nx=True, ex=every_s))
 
 
 async def _count(offers: Awaitable[list]) -> int:

@@ -116,6 +116,27 @@ def check_comm_lost() -> None:
     typer.echo(f"comm_lost orders created: {asyncio.run(run())}")
 
 
+@app.command("check-consumption")
+def check_consumption_command() -> None:
+    """The daily leak / stopped-meter check over every meter's consumption history."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from dispatch.config import get_settings
+    from dispatch.db import get_engine, session_scope
+    from meters.consumption import check_consumption
+
+    async def run() -> list:
+        async with session_scope() as session:
+            raised = await check_consumption(session, now=datetime.now(timezone.utc),
+                                             tz=ZoneInfo(get_settings().meters_device_timezone))
+        await get_engine().dispose()
+        return raised
+
+    for item in asyncio.run(run()):
+        typer.echo(json.dumps(item))
+
+
 @app.command()
 def reminders() -> None:
     """Publish maintenance reminders that are due (at most one per appliance per period)."""
