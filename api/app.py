@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import errors, worker
 from api.observability import BodySizeLimit, configure_logging, request_context
 from api.routers import (
-    auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians, telemetry,
+    auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians, telemetry, web,
 )
 from api.ws import customer as customer_ws
 from api.ws import technician as technician_ws
@@ -67,6 +67,6 @@ def create_app() -> FastAPI:
         )
     # matching before technicians: /v1/technicians/nearby must win over /v1/technicians/{id}.
     for module in (health, auth, customers, orders, matching, ratings, field, technicians, stations, telemetry, settlement,
-                   notifications, technician_ws, customer_ws):
+                   notifications, technician_ws, customer_ws, web):
         app.include_router(module.router)
     return app

@@ -30,6 +30,7 @@ from settlement import webhooks as settlement_webhooks
 
 log = structlog.get_logger(__name__)
 LEASE_MS = 5000
+RELAY_INTERVAL_S = 0.1
 
 
 async def hold_lease(city: str, holder: str) -> bool:
@@ -108,10 +109,28 @@ async def _pay_pending() -> int:
     return done
 
 
+async def relay_forever(stop: asyncio.Event) -> None:
+    """Deliver outbox events every RELAY_INTERVAL_S, so statuses and notifications reach
+    sockets promptly; relays on several processes share the work (SKIP LOCKED)."""
+    while not stop.is_set():
+        try:
+            async with session_scope() as session:
+                handled = await relay_once(session)
+        except Exception:
+            log.exception("worker.relay_failed")
+            handled = 0
+        if handled == 0:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=RELAY_INTERVAL_S)
+            except TimeoutError:
+                pass
+
+
 async def run_forever(stop: asyncio.Event | None = None) -> None:
     settings = get_settings()
     holder = f"{socket.gethostname()}:{os.getpid()}"
     stop = stop or asyncio.Event()
+    relay = asyncio.create_task(relay_forever(stop))
     while not stop.is_set():
         if await hold_lease(settings.city, holder):
             counts = await tick()
@@ -121,3 +140,4 @@ async def run_forever(stop: asyncio.Event | None = None) -> None:
             await asyncio.wait_for(stop.wait(), timeout=settings.batch_window_s)
         except TimeoutError:
             pass
+    await relay

@@ -107,6 +107,9 @@ def _mount_subcommands() -> None:
     from dispatch.field.cli import app as field_app
 
     app.add_typer(field_app, name="field")
+    from dispatch.tech_client import command as tech_client
+
+    app.command("tech-client")(tech_client)
 
 
 _mount_subcommands()

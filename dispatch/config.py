@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     field_campaign_horizon_days: int = Field(14, ge=1)
     field_campaign_max_tries: int = Field(3, ge=1)
 
+    # Web clients: maps draw vector layers on a plain background; a tile server is optional
+    # (e.g. "https://tiles.example/{z}/{x}/{y}.png"), since the deployment may be offline.
+    map_tile_url: str | None = None
+    map_tile_attribution: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> "Settings":

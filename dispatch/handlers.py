@@ -76,20 +76,23 @@ async def _track_active_order(session: AsyncSession, order_id: str, technician_i
         after_commit.defer(session, remove)
 
 
+def offer_summary(order: Order, offer_id: str, distance_m: float, eta_s: float, expires_at: str) -> dict[str, Any]:
+    """What a technician sees of an offer: the area rounded to ~100 m, never the address."""
+    lon, lat = lonlat(order.location) or (0.0, 0.0)
+    return {
+        "offer_id": offer_id, "order_id": str(order.id), "kind": order.kind, "priority": order.priority,
+        "description": order.description, "area": {"type": "Point", "coordinates": [round(lon, 3), round(lat, 3)]},
+        "distance_m": round(distance_m), "eta_min": max(1, round(eta_s / 60)), "expires_at": expires_at,
+    }
+
+
 async def on_offer_created(session: AsyncSession, payload: dict[str, Any]) -> None:
     technician = await _technician(session, payload["technician_id"])
     order = await session.get(Order, uuid.UUID(payload["order_id"]))
     if technician is None or order is None:
         return
-    lon, lat = lonlat(order.location) or (0.0, 0.0)
-    offer = {
-        "offer_id": payload["offer_id"], "order_id": payload["order_id"], "kind": order.kind,
-        "priority": order.priority, "description": order.description,
-        "area": {"type": "Point", "coordinates": [round(lon, 3), round(lat, 3)]},
-        "distance_m": round(payload["distance_m"]), "eta_min": max(1, round(payload["eta_s"] / 60)),
-        "expires_at": payload["expires_at"],
-    }
-    push_after_commit(session, account_channel(technician.account_id), "offer", offer=offer)
+    offer = offer_summary(order, payload["offer_id"], payload["distance_m"], payload["eta_s"], payload["expires_at"])
+    # The offer itself reached the socket when matching committed it; this is the record.
     await notify(session, technician.account_id, "offer", "新派单 / New job offer",
                  f"{order.kind} · {offer['distance_m']} m · {offer['eta_min']} min", offer,
                  dedupe_key=f"offer:{payload['offer_id']}")

@@ -21,7 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dispatch.config import Settings, get_settings
 from dispatch.errors import Conflict, IllegalTransition, InvalidInput, NotFound
 from dispatch.events import publish, subscribe
-from dispatch.fanout import presence_key
+from dispatch.fanout import account_channel, presence_key, push_after_commit
+from dispatch.handlers import offer_summary
 from dispatch.geo import lonlat
 from dispatch.models import Certification, CustomerBlock, Order, Technician
 from dispatch.redis import get_redis
@@ -183,6 +184,13 @@ async def _make_offer(session: AsyncSession, order_id: uuid.UUID, assignment: As
     await session.flush()
     await transition(session, order_id, "offer", MATCHER, now=now,
                      payload={"offer_id": str(offer.id), "technician_id": assignment.technician_id, "policy": policy})
+    technician = await session.get(Technician, offer.technician_id)
+    order = await session.get(Order, order_id)
+    if technician is not None and order is not None:
+        # Straight to the phone once this transaction commits; the outbox event that follows
+        # records the notification.
+        push_after_commit(session, account_channel(technician.account_id), "offer", offer=offer_summary(
+            order, str(offer.id), assignment.distance_m, assignment.eta_s, offer.expires_at.isoformat()))
     await publish(session, "matching.offer_created", {
         "offer_id": str(offer.id), "order_id": str(order_id), "technician_id": assignment.technician_id,
         "expires_at": offer.expires_at.isoformat(), "eta_s": assignment.eta_s, "distance_m": assignment.distance_m,

@@ -9,7 +9,7 @@ REDIS_PORT="${GASDISPATCH_TEST_REDIS_PORT:-56389}"
 STRIPE_PORT="${GASDISPATCH_TEST_STRIPE_PORT:-58420}"
 PG_PASSWORD=gasdispatch-test
 
-ensure_debian_packages
+NEED_CHROMIUM=1 ensure_debian_packages
 ensure_venv
 
 stripe_pid=""

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
+import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -13,6 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from dispatch.errors import AuthenticationFailed
 from dispatch.security import Principal, decode_token
 
+log = structlog.get_logger(__name__)
 WS_CONNECTIONS = Gauge("gasdispatch_ws_connections", "Open websockets by kind", ["kind"])
 WS_MESSAGES = Counter("gasdispatch_ws_messages_total", "Websocket client messages by type", ["type"])
 WS_REJECTED = Counter("gasdispatch_ws_rejected_total", "Websocket client messages rejected, by reason", ["reason"])
@@ -71,21 +73,77 @@ class Throttle:
         return False
 
 
-async def forward(pubsub: PubSub, sender: Sender, accept: Callable[[dict], bool] | None = None) -> None:
-    """Relay Redis pub/sub messages to the socket until the socket or the subscription ends."""
-    try:
-        async for item in pubsub.listen():
-            if item.get("type") != "message":
+class Hub:
+    """One Redis pub/sub connection per process, shared by every socket it serves.
+
+    A connection per socket would exhaust the Redis pool (and Redis) at a few hundred
+    phones; here each channel is subscribed once, with a count of local listeners, and one
+    reader task hands messages to the sockets' queues.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task | None = None
+        self._listeners: dict[str, set[asyncio.Queue[str]]] = {}
+        self._lock = asyncio.Lock()
+
+    async def join(self, channel: str) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
+        async with self._lock:
+            if self._pubsub is None:
+                self._pubsub = self.redis.pubsub()
+            if channel not in self._listeners:
+                self._listeners[channel] = set()
+                await self._pubsub.subscribe(channel)
+            self._listeners[channel].add(queue)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read())
+        return queue
+
+    async def leave(self, channel: str, queue: asyncio.Queue[str]) -> None:
+        async with self._lock:
+            listeners = self._listeners.get(channel)
+            if listeners is None:
+                return
+            listeners.discard(queue)
+            if not listeners:
+                del self._listeners[channel]
+                if self._pubsub is not None:
+                    await self._pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        assert self._pubsub is not None
+        while self._listeners:
+            try:
+                item = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except (ConnectionError, RuntimeError) as exc:  # Redis went away: resubscribe and go on
+                log.warning("ws.hub_reconnect", error=str(exc))
+                await asyncio.sleep(0.5)
                 continue
-            data = item["data"]
+            if item is None:
+                continue
+            for queue in list(self._listeners.get(item["channel"], ())):
+                if queue.full():  # a stuck socket loses pushes, never the others; reconnect resends state
+                    WS_REJECTED.labels("slow_consumer").inc()
+                    continue
+                queue.put_nowait(item["data"])
+
+
+_hubs: dict[int, Hub] = {}
+
+
+def hub(redis: Redis) -> Hub:
+    return _hubs.setdefault(id(redis), Hub(redis))
+
+
+async def forward(queue: asyncio.Queue[str], sender: Sender, accept: Callable[[dict], bool] | None = None) -> None:
+    """Relay a socket's share of the hub's messages until the socket ends."""
+    try:
+        while True:
+            data = await queue.get()
             if accept is not None and not accept(json.loads(data)):
                 continue
             await sender.send(data)
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         return
-
-
-async def subscribe(redis: Redis, *channels: str) -> PubSub:
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(*channels)
-    return pubsub

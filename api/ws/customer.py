@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from api.ws.common import CLOSE_FORBIDDEN, WS_CONNECTIONS, Sender, authenticate, forward, subscribe
+from api.ws.common import CLOSE_FORBIDDEN, WS_CONNECTIONS, Sender, authenticate, forward, hub
 from dispatch.accounts import customer_for_account
 from dispatch.db import session_scope
 from dispatch.errors import NotFound
@@ -55,8 +55,9 @@ async def order_socket(websocket: WebSocket, order_id: str) -> None:
         return message.get("type") != "position" or status["current"] in POSITION_VISIBLE
 
     redis = get_redis()
-    pubsub = await subscribe(redis, order_channel(order.id))
-    relay = asyncio.create_task(forward(pubsub, sender, visible))
+    channel = order_channel(order.id)
+    queue = await hub(redis).join(channel)
+    relay = asyncio.create_task(forward(queue, sender, visible))
     WS_CONNECTIONS.labels("order").inc()
     try:
         await sender.send({"v": 1, "type": "status", "id": uuid.uuid4().hex, "order_id": str(order.id),
@@ -71,4 +72,4 @@ async def order_socket(websocket: WebSocket, order_id: str) -> None:
     finally:
         WS_CONNECTIONS.labels("order").dec()
         relay.cancel()
-        await pubsub.aclose()
+        await hub(redis).leave(channel, queue)

@@ -19,14 +19,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.websockets import WebSocketDisconnect
 
-from api.routers.matching import offer_public
 from api.ws import protocol
-from api.ws.common import WS_CONNECTIONS, WS_MESSAGES, WS_REJECTED, Sender, Throttle, authenticate, forward, subscribe
+from api.ws.common import WS_CONNECTIONS, WS_MESSAGES, WS_REJECTED, Sender, Throttle, authenticate, forward, hub
 from dispatch.accounts import technician_for_account
 from dispatch.config import get_settings
 from dispatch.db import session_scope
 from dispatch.errors import DomainError
 from dispatch.field import reports, visits
+from dispatch.handlers import offer_summary
 from dispatch.fanout import account_channel, presence_key, publish_position
 from dispatch.models import Order
 from dispatch.redis import get_redis
@@ -48,8 +48,8 @@ async def _resume(sender: Sender, technician_id: uuid.UUID) -> None:
         jobs = (await session.exec(select(Order).where(
             Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).all()
         for offer in offers:
-            summary = (await offer_public(session, offer)).model_dump(mode="json")
-            summary["offer_id"] = summary.pop("id")
+            order = await session.get(Order, offer.order_id)
+            summary = offer_summary(order, str(offer.id), offer.distance_m, offer.eta_s, offer.expires_at.isoformat())
             await sender.send({"v": 1, "type": "offer", "id": uuid.uuid4().hex, "offer": summary})
         for job in jobs:
             await sender.send({"v": 1, "type": "job_updated", "id": uuid.uuid4().hex, "order_id": str(job.id),
@@ -145,8 +145,9 @@ async def technician_socket(websocket: WebSocket) -> None:
         technician = await technician_for_account(session, principal.account_id)
     sender = Sender(websocket)
     redis = get_redis()
-    pubsub = await subscribe(redis, account_channel(principal.account_id))
-    relay = asyncio.create_task(forward(pubsub, sender))
+    channel = account_channel(principal.account_id)
+    queue = await hub(redis).join(channel)
+    relay = asyncio.create_task(forward(queue, sender))
     throttle = Throttle(settings.ws_rate_per_s, settings.ws_burst)
     WS_CONNECTIONS.labels("technician").inc()
     try:
@@ -175,5 +176,5 @@ async def technician_socket(websocket: WebSocket) -> None:
     finally:
         WS_CONNECTIONS.labels("technician").dec()
         relay.cancel()
-        await pubsub.aclose()
+        await hub(redis).leave(channel, queue)
         await redis.delete(presence_key(technician.id))

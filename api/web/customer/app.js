@@ -1,0 +1,326 @@
+// The customer's app: addresses, technicians nearby, placing an order, following it live,
+// checking the technician at the door, approving a price change, rating, hazards found.
+import { t } from "../shared/i18n.js";
+import { COLORS, createMap, distanceM, dot, fit, line, stationLayer } from "../shared/map.js";
+import { startApp } from "../shared/shell.js";
+import { LiveSocket } from "../shared/socket.js";
+import { act, field, fill, h, kindText, money, statusText, toast, when } from "../shared/ui.js";
+
+const STEPS = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service", "completed", "reviewed", "settled"];
+const ON_JOB = ["accepted", "en_route", "arrived", "in_service"];
+const REVIEW_TAGS = ["on_time", "polite", "clean_work", "explained_hazard", "fixed_first_time", "showed_credentials",
+  "late", "rude", "messy", "left_unresolved"];
+const main = document.getElementById("main");
+const state = { addresses: [], kinds: [], stations: [], selected: null, nearby: [], orders: [] };
+let api;
+let view = null;  // the open order view, closed when leaving it
+
+startApp("customer", ["customer"], {
+  boot: async (client) => {
+    api = client;
+    const [kinds, stations] = await Promise.all([api.get("/v1/service-kinds"), api.get("/v1/stations")]);
+    state.kinds = kinds.data.filter((k) => k.active);
+    state.stations = stations.data;
+    window.addEventListener("hashchange", route);
+    await route();
+  },
+  rerender: () => route(),
+});
+
+async function route() {
+  view?.close();
+  view = null;
+  const match = location.hash.match(/^#order\/([0-9a-f-]{36})$/);
+  if (match) view = await openOrder(match[1]);
+  else await renderHome();
+}
+
+// -- home: addresses, map of technicians nearby, new order, my orders ----------------------
+
+async function renderHome() {
+  const [addresses, orders] = await Promise.all([api.all("/v1/customers/me/addresses"), api.get("/v1/orders?limit=20")]);
+  state.addresses = addresses;
+  state.orders = orders.data;
+  if (!state.addresses.some((a) => a.id === state.selected)) state.selected = state.addresses[0]?.id ?? null;
+
+  const mapEl = h("div", { class: "map", id: "home-map", role: "img", "aria-label": t("customer.mapLabel") });
+  const nearbyList = h("ul", { class: "plain", id: "nearby-list" });
+  fill(main, 
+    h("div", { class: "grid-2" }, addressCard(), h("section", { class: "card", "aria-labelledby": "nearby-h" },
+      h("h2", { id: "nearby-h" }, t("customer.nearby")), mapEl, h("p", { class: "muted" }, t("customer.nearbyHint")), nearbyList)),
+    h("div", { class: "grid-2" }, orderForm(), ordersCard()));
+
+  const map = createMap(mapEl);
+  const stations = stationLayer(state.stations).addTo(map);
+  const techLayer = window.L.layerGroup().addTo(map);
+  let addressDot = null;
+  const address = () => state.addresses.find((a) => a.id === state.selected);
+  const drawAddress = () => {
+    addressDot?.remove();
+    addressDot = address() ? dot(address().location, { label: address().label }).addTo(map) : null;
+    fit(map, addressDot ? [addressDot] : [stations], 15);
+  };
+  drawAddress();
+  // Clicking the map fills the coordinates of the address being added.
+  map.on("click", (event) => {
+    document.getElementById("addr-lon").value = event.latlng.lng.toFixed(6);
+    document.getElementById("addr-lat").value = event.latlng.lat.toFixed(6);
+  });
+
+  async function refreshNearby() {
+    const a = address();
+    if (!a) return;
+    const [lon, lat] = a.location.coordinates;
+    const found = await api.get(`/v1/technicians/nearby?lon=${lon}&lat=${lat}`).catch(() => ({ data: [] }));
+    state.nearby = found.data;
+    techLayer.clearLayers();
+    for (const tech of state.nearby) dot(tech.position, { color: COLORS.technician, radius: 7, label: tech.name }).addTo(techLayer);
+    fill(nearbyList, ...(state.nearby.length ? state.nearby.map((tech) => h("li", {},
+      h("strong", {}, tech.name), " ", h("span", { class: `pill ${tech.status}` }, t(`tech.${tech.status}`)),
+      h("div", { class: "muted" }, [tech.station, `${t("customer.about")} ${tech.distance_m} m`,
+        tech.certifications.map((c) => t(`cert.${c}`)).join("、")].filter(Boolean).join(" · ")))) :
+      [h("li", { class: "muted" }, t("customer.noneNearby"))]));
+    const chosen = document.getElementById("order-technician");
+    if (chosen) {
+      const keep = chosen.value;
+      fill(chosen, new Option(t("customer.anyTechnician"), ""),
+        ...state.nearby.map((tech) => new Option(`${tech.name} · ${tech.distance_m} m`, tech.id, false, tech.id === keep)));
+    }
+  }
+  document.getElementById("address-select")?.addEventListener("change", (event) => {
+    state.selected = event.target.value;
+    drawAddress();
+    refreshNearby();
+  });
+  await refreshNearby();
+  const timer = setInterval(refreshNearby, 10000);
+  view = { close: () => clearInterval(timer) };
+}
+
+function addressCard() {
+  const select = h("select", {}, state.addresses.map((a) => new Option(`${a.label} · ${a.line}`, a.id, false, a.id === state.selected)));
+  const error = h("p", { class: "error", role: "alert" });
+  const label = h("input", { required: true, maxlength: 60 });
+  const lineInput = h("input", { required: true, maxlength: 200 });
+  const lon = h("input", { type: "number", step: "any", min: -180, max: 180, required: true, inputmode: "decimal" });
+  const lat = h("input", { type: "number", step: "any", min: -90, max: 90, required: true, inputmode: "decimal" });
+  const save = h("button", { type: "submit", class: "primary" }, t("customer.addAddress"));
+  const form = h("form", { id: "address-form" },
+    h("h3", {}, t("customer.newAddress")),
+    field("addr-label", "customer.addressLabel", label), field("addr-line", "customer.addressLine", lineInput),
+    h("p", { class: "muted" }, t("customer.pickOnMap")),
+    h("div", { class: "row" }, h("div", {}, field("addr-lon", "customer.lon", lon)), h("div", {}, field("addr-lat", "customer.lat", lat))),
+    error, h("div", { class: "actions" }, save));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const created = await act(save, error, () => api.post("/v1/customers/me/addresses", {
+      label: label.value, line: lineInput.value,
+      location: { type: "Point", coordinates: [Number(lon.value), Number(lat.value)] } }));
+    if (created) { state.selected = created.id; toast(t("customer.addressSaved")); renderHome(); }
+  });
+  return h("section", { class: "card", "aria-labelledby": "addr-h" }, h("h2", { id: "addr-h" }, t("customer.addresses")),
+    state.addresses.length ? field("address-select", "customer.serviceAddress", select) : h("p", { class: "notice" }, t("customer.noAddress")),
+    form);
+}
+
+function kindName(kind) {
+  return document.documentElement.lang === "en" ? kind.name : kind.name_zh;
+}
+
+function orderForm() {
+  const kind = h("select", { required: true }, state.kinds.map((k) => new Option(`${kindName(k)} · ${money(k.base_price)}`, k.code)));
+  const description = h("textarea", { maxlength: 2000 });
+  const technician = h("select", {}, new Option(t("customer.anyTechnician"), ""));
+  const estimate = h("p", { id: "estimate", "aria-live": "polite" });
+  const showEstimate = () => {
+    const k = state.kinds.find((x) => x.code === kind.value);
+    estimate.textContent = k ? `${t("customer.estimate")}: ${money(k.base_price)} · ${t("customer.typical", { min: k.typical_duration_min })}` : "";
+  };
+  kind.addEventListener("change", showEstimate);
+  showEstimate();
+  const error = h("p", { class: "error", role: "alert" });
+  const submit = h("button", { type: "submit", class: "primary", id: "place-order" }, t("customer.placeOrder"));
+  const form = h("form", { class: "card", id: "order-form", "aria-labelledby": "order-h" },
+    h("h2", { id: "order-h" }, t("customer.newOrder")),
+    field("order-kind", "customer.kind", kind), field("order-description", "customer.description", description),
+    field("order-technician", "customer.chooseTechnician", technician), estimate, error,
+    h("div", { class: "actions" }, submit));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!state.selected) { error.textContent = t("customer.noAddress"); return; }
+    const body = { kind: kind.value, address_id: state.selected, description: description.value };
+    if (technician.value) body.preferred_technician_id = technician.value;
+    const order = await act(submit, error, () => api.post("/v1/orders", body));
+    if (order) location.hash = `#order/${order.id}`;
+  });
+  return form;
+}
+
+function ordersCard() {
+  return h("section", { class: "card", "aria-labelledby": "orders-h" }, h("h2", { id: "orders-h" }, t("customer.myOrders")),
+    state.orders.length ? h("ul", { class: "plain" }, state.orders.map((o) => h("li", {},
+      h("a", { href: `#order/${o.id}` }, `${kindText(o.kind)} · ${when(o.created_at)}`), " ",
+      h("span", { class: "pill" }, statusText(o.status))))) : h("p", { class: "muted" }, t("customer.noOrders")));
+}
+
+// -- one order, live ------------------------------------------------------------------------
+
+async function openOrder(orderId) {
+  const sections = {
+    status: h("section", { class: "card", id: "order-status", "aria-live": "polite" }),
+    identity: h("section", { class: "card", id: "identity" }),
+    price: h("section", { class: "card hidden", id: "price-change" }),
+    report: h("section", { class: "card hidden", id: "report" }),
+    review: h("section", { class: "card hidden", id: "review" }),
+  };
+  const mapEl = h("div", { class: "map", id: "order-map", role: "img", "aria-label": t("customer.orderMapLabel") });
+  const distance = h("p", { id: "tech-distance", class: "muted", "aria-live": "polite" });
+  fill(main, h("p", {}, h("a", { href: "#" }, `← ${t("customer.back")}`)),
+    h("div", { class: "grid-2" }, sections.status,
+      h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, distance)),
+    h("div", { class: "grid-2" }, sections.identity, sections.price), h("div", { class: "grid-2" }, sections.report, sections.review));
+
+  let order = await api.get(`/v1/orders/${orderId}`);
+  const map = createMap(mapEl);
+  stationLayer(state.stations).addTo(map);
+  const home = dot(order.location, { label: t("customer.yourAddress") }).addTo(map);
+  fit(map, [home], 15);
+  let techDot = null;
+  let route = null;
+
+  function showTechnician(position) {
+    techDot?.remove();
+    route?.remove();
+    techDot = dot(position, { color: COLORS.technician, label: t("customer.technician") }).addTo(map);
+    route = line([position, order.location]).addTo(map);
+    fit(map, [home, techDot], 17);
+    distance.textContent = t("customer.techDistance", { m: Math.round(distanceM(position, order.location)) });
+  }
+
+  async function refresh() {
+    order = await api.get(`/v1/orders/${orderId}`);
+    const [events, visit] = await Promise.all([api.get(`/v1/orders/${orderId}/events`),
+      order.technician_id ? api.get(`/v1/orders/${orderId}/visit`) : null]);
+    renderStatus(sections.status, order, events.data);
+    if (order.technician_id && ON_JOB.includes(order.status)) {
+      await renderIdentity(sections.identity, order);
+    } else if (visit?.verification) {
+      fill(sections.identity, h("h2", {}, t("customer.atTheDoor")),
+        h("p", {}, h("span", { class: "pill ok", id: "verification" }, `${t("customer.verified")} (${t(`verify.${visit.verification}`)})`)));
+    } else {
+      fill(sections.identity, h("h2", {}, t("customer.technician")), h("p", { class: "muted" }, t("customer.waitingMatch")));
+    }
+    renderPriceChange(sections.price, order, visit, refresh);
+    renderReport(sections.report, visit);
+    await renderReview(sections.review, order, refresh);
+    if (!ON_JOB.includes(order.status)) { techDot?.remove(); route?.remove(); }
+  }
+
+  await refresh();
+  const socket = new LiveSocket(() => api.socketUrl(`/v1/ws/orders/${orderId}`), {
+    onMessage: (message) => {
+      if (message.type === "status") refresh().catch((error) => toast(error.message));
+      if (message.type === "position") showTechnician(message.position);
+    },
+  });
+  // A price change or a work report does not change the status: poll while the technician is inside.
+  const poll = setInterval(() => {
+    if (["arrived", "in_service"].includes(order.status)) refresh().catch((error) => toast(error.message));
+  }, 4000);
+  return { close: () => { socket.close(); clearInterval(poll); } };
+}
+
+function renderStatus(section, order, events) {
+  const reached = new Map(events.map((e) => [e.to_status, e.created_at]));
+  const steps = ["cancelled", "unfulfilled"].includes(order.status) ? [...reached.keys()] : STEPS;
+  fill(section, 
+    h("h2", {}, `${kindText(order.kind)} `, h("span", { class: `pill ${order.priority}`, id: "order-status-pill" }, statusText(order.status))),
+    h("p", {}, `${t("customer.estimate")}: `, h("strong", { id: "order-estimate" }, money(order.price_estimate))),
+    order.description ? h("p", { class: "muted" }, order.description) : null,
+    h("ol", { class: "timeline", id: "timeline" }, steps.map((s) => h("li", {
+      class: s === order.status ? "current" : "", "aria-current": s === order.status ? "step" : null },
+      `${reached.has(s) ? "✓" : "○"} ${statusText(s)}`, reached.has(s) ? h("span", { class: "muted" }, ` ${when(reached.get(s))}`) : ""))),
+    order.status_reason ? h("p", { class: "notice" }, order.status_reason) : null);
+}
+
+async function renderIdentity(section, order) {
+  const card = await api.get(`/v1/orders/${order.id}/technician`);
+  const verified = card.verification;
+  fill(section, 
+    h("h2", {}, t("customer.atTheDoor")),
+    h("p", {}, h("strong", { id: "tech-name" }, card.name), card.station ? ` · ${card.station}` : ""),
+    h("p", { id: "tech-certificate" }, card.certification_kind
+      ? `${t("customer.certificate")}: ${t(`cert.${card.certification_kind}`)} · ${card.certification_number}`
+      : h("span", { class: "pill bad" }, t("customer.noCertificate"))),
+    verified
+      ? h("p", {}, h("span", { class: "pill ok", id: "verification" }, `${t("customer.verified")} (${t(`verify.${verified}`)})`))
+      : card.code
+        ? [h("p", {}, t("customer.codeHint")), h("p", { class: "big-code", id: "door-code" }, card.code),
+           h("p", { class: "muted" }, `${t("customer.codeValidUntil")} ${when(card.code_expires_at)}`)]
+        : h("p", { class: "notice" }, t("customer.codeLocked")));
+}
+
+function renderPriceChange(section, order, visit, refresh) {
+  const change = visit?.pending_price_change;
+  section.classList.toggle("hidden", !change);
+  if (!change) return;
+  const error = h("p", { class: "error", role: "alert" });
+  const approve = h("button", { class: "primary", id: "approve-price", type: "button" }, t("customer.approvePrice"));
+  const reject = h("button", { class: "danger", id: "reject-price", type: "button" }, t("customer.rejectPrice"));
+  approve.addEventListener("click", () => act(approve, error, () => api.post(`/v1/orders/${order.id}/price-change/approve`)).then(refresh));
+  reject.addEventListener("click", () => act(reject, error, () => api.post(`/v1/orders/${order.id}/price-change/reject`)).then(refresh));
+  fill(section, h("h2", {}, t("customer.priceChange")),
+    h("p", {}, t("customer.priceChangeText", { amount: money(change.amount), authorised: money(change.authorised) })),
+    error, h("div", { class: "actions" }, approve, reject));
+}
+
+function renderReport(section, visit) {
+  const report = visit?.report;
+  const hazards = visit?.hazards ?? [];
+  section.classList.toggle("hidden", !report && !hazards.length);
+  if (!report && !hazards.length) return;
+  fill(section, h("h2", {}, t("customer.workReport")),
+    report ? [h("p", {}, report.work_done),
+      report.parts?.length ? h("ul", {}, report.parts.map((p) => h("li", {}, `${p.name} × ${p.quantity} · ${money({ amount_minor: p.unit_price_minor, currency: report.currency })}`))) : null,
+      h("p", {}, `${t("customer.finalPrice")}: `, h("strong", {}, money({ amount_minor: report.final_price_minor, currency: report.currency })))] : null,
+    h("h3", {}, t("customer.hazards")),
+    hazards.length ? h("ul", { class: "plain", id: "hazards" }, hazards.map((z) => h("li", {},
+      h("strong", {}, t(`hazard.${z.category}`)), " ", h("span", { class: `pill ${z.severity === "critical" ? "bad" : "warn"}` }, t(`severity.${z.severity}`)),
+      " ", h("span", { class: "pill" }, t(`hazardStatus.${z.status}`)),
+      z.description ? h("div", {}, z.description) : null,
+      h("div", { class: "muted" }, `${t("customer.fixBy")} ${when(z.deadline_at)}`,
+        z.followup_order_id ? [" · ", h("a", { href: `#order/${z.followup_order_id}` }, t("customer.followup"))] : "")))) :
+      h("p", { class: "muted" }, t("customer.noHazards")));
+}
+
+async function renderReview(section, order, refresh) {
+  const reviewable = ["completed", "reviewed", "settled"].includes(order.status);
+  section.classList.toggle("hidden", !reviewable);
+  if (!reviewable) return;
+  const existing = await api.get(`/v1/orders/${order.id}/review`).catch(() => null);
+  if (existing) {
+    fill(section, h("h2", {}, t("customer.review")),
+      h("p", { id: "review-done" }, `${"★".repeat(existing.stars)}${"☆".repeat(5 - existing.stars)} · ${t("customer.thanks")}`),
+      existing.tags.length ? h("p", { class: "muted" }, existing.tags.map((tag) => t(`tag.${tag}`)).join("、")) : null);
+    return;
+  }
+  const error = h("p", { class: "error", role: "alert" });
+  const submit = h("button", { type: "submit", class: "primary", id: "submit-review" }, t("customer.submitReview"));
+  const comment = h("textarea", { maxlength: 1000 });
+  const form = h("form", {},
+    h("h2", {}, t("customer.review")),
+    h("fieldset", { class: "stars" }, h("legend", {}, t("customer.stars")),
+      [1, 2, 3, 4, 5].map((n) => h("label", { class: "inline" },
+        h("input", { type: "radio", name: "stars", value: String(n), required: true, checked: n === 5 }), `${n} ★`))),
+    h("fieldset", {}, h("legend", {}, t("customer.tags")),
+      REVIEW_TAGS.map((tag) => h("label", { class: "inline" }, h("input", { type: "checkbox", name: "tags", value: tag }), t(`tag.${tag}`)))),
+    field("review-comment", "customer.comment", comment), error, h("div", { class: "actions" }, submit));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const body = { stars: Number(data.get("stars")), tags: data.getAll("tags") };
+    if (comment.value.trim()) body.comment = comment.value.trim();
+    if (await act(submit, error, () => api.post(`/v1/orders/${order.id}/review`, body))) refresh();
+  });
+  fill(section, form);
+}

@@ -1,0 +1,4 @@
+import { languageSwitch, translatePage } from "./i18n.js";
+
+languageSwitch(document.getElementById("lang"));
+translatePage();

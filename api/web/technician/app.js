@@ -1,0 +1,307 @@
+// The technician's phone app: online/offline, the phone's position streamed over the socket,
+// offers with a countdown, the current job step by step, completed jobs.
+import { t } from "../shared/i18n.js";
+import { startApp } from "../shared/shell.js";
+import { LiveSocket } from "../shared/socket.js";
+import { act, field, fill, h, kindText, minor, money, statusText, toast, when } from "../shared/ui.js";
+
+const ACTIVE = ["accepted", "en_route", "arrived", "in_service"];
+const DONE = ["completed", "reviewed", "settled"];
+const HAZARD_CATEGORIES = ["leaking_connector", "aged_hose", "illegal_modification", "no_alarm", "ventilation",
+  "corroded_pipe", "appliance_fault", "other"];
+const SEVERITIES = ["minor", "major", "critical"];
+const main = document.getElementById("main");
+const statusSlot = document.getElementById("status-slot");
+const state = { me: null, offers: new Map(), jobs: [], done: [], connection: "connecting", lastFix: null, lastSent: null, geoError: null };
+const drafts = new Map();  // order id -> work report being written, kept across re-renders
+let api;
+let socket;
+
+if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js").catch(() => {});
+
+startApp("technician", ["technician"], {
+  boot: async (client) => {
+    api = client;
+    state.me = await api.get("/v1/technicians/me");
+    socket = new LiveSocket(() => api.socketUrl("/v1/ws/technician"), {
+      onMessage,
+      onState: (s) => { state.connection = s; renderHeader(); },
+      onOpen: sendFix,
+    });
+    watchPosition();
+    await loadJobs();
+    setInterval(renderOffers, 1000);  // the countdowns
+  },
+  rerender: render,
+});
+
+// -- position ---------------------------------------------------------------------------------
+
+function watchPosition() {
+  if (!("geolocation" in navigator)) { state.geoError = t("technician.noGeolocation"); render(); return; }
+  navigator.geolocation.watchPosition((position) => {
+    state.lastFix = position;
+    state.geoError = null;
+    sendFix();
+    renderHeader();
+  }, (error) => { state.geoError = error.message || t("technician.noGeolocation"); renderHeader(); },
+  { enableHighAccuracy: true, maximumAge: 5000 });
+}
+
+function sendFix() {
+  const fix = state.lastFix;
+  if (!fix || !socket) return;
+  const { longitude, latitude, accuracy, heading, speed } = fix.coords;
+  const message = { type: "location", lon: longitude, lat: latitude, ts: new Date(fix.timestamp).toISOString() };
+  if (Number.isFinite(accuracy)) message.accuracy = Math.min(accuracy, 10000);
+  if (Number.isFinite(heading) && heading >= 0 && heading < 360) message.heading = heading;
+  if (Number.isFinite(speed) && speed >= 0 && speed <= 100) message.speed = speed;
+  socket.request(message).then(() => {
+    state.lastSent = { at: new Date(), lat: latitude, lon: longitude };
+    renderHeader();
+  }).catch((error) => toast(error.message));
+}
+
+// -- socket pushes ------------------------------------------------------------------------------
+
+function onMessage(message) {
+  if (message.type === "offer") {
+    state.offers.set(message.offer.offer_id, message.offer);
+    renderOffers();
+  } else if (message.type === "offer_withdrawn") {
+    state.offers.delete(message.offer_id);
+    renderOffers();
+  } else if (message.type === "job_updated" || message.type === "order_cancelled") {
+    if (message.type === "order_cancelled") toast(t("technician.cancelled"));
+    loadJobs();
+  } else if (message.type === "notification" && message.title) {
+    toast(message.title);
+  }
+}
+
+async function loadJobs() {
+  const [orders, me] = await Promise.all([api.get("/v1/orders?limit=50"), api.get("/v1/technicians/me")]);
+  state.me = me;
+  state.jobs = orders.data.filter((o) => ACTIVE.includes(o.status));
+  state.done = orders.data.filter((o) => DONE.includes(o.status));
+  render();
+}
+
+// -- rendering ------------------------------------------------------------------------------------
+
+function render() {
+  renderHeader();
+  if (!document.getElementById("offers")) {
+    fill(main, 
+      h("section", { class: "card", id: "availability" }),
+      h("section", { class: "card", id: "offers", "aria-live": "assertive" }),
+      h("section", { id: "jobs" }),
+      h("section", { class: "card", id: "done" }));
+  }
+  renderAvailability();
+  renderOffers();
+  renderJobs();
+  renderDone();
+}
+
+function renderHeader() {
+  const status = state.me?.status ?? "offline";
+  fill(statusSlot, 
+    h("span", { class: `pill ${status}`, id: "tech-status" }, t(`tech.${status}`)), " ",
+    h("span", { class: `pill ${state.connection === "open" ? "ok" : "warn"}`, id: "connection" },
+      t(`technician.connection.${state.connection}`)));
+  const gps = document.getElementById("gps");
+  if (!gps) return;
+  gps.textContent = state.geoError ? state.geoError
+    : state.lastFix ? t("technician.gpsOk", { acc: Math.round(state.lastFix.coords.accuracy || 0) }) : t("technician.gpsWaiting");
+  if (state.lastSent) {
+    gps.textContent += ` · ${t("technician.gpsSent", { time: state.lastSent.at.toLocaleTimeString() })}`;
+    gps.dataset.sent = `${state.lastSent.lat.toFixed(5)},${state.lastSent.lon.toFixed(5)}`;
+  }
+}
+
+function renderAvailability() {
+  const section = document.getElementById("availability");
+  const online = state.me.status !== "offline";
+  const error = h("p", { class: "error", role: "alert" });
+  const toggle = h("button", { type: "button", class: online ? "danger" : "primary", id: "toggle-online" },
+    t(online ? "technician.goOffline" : "technician.goOnline"));
+  toggle.addEventListener("click", async () => {
+    const reply = await act(toggle, error, () => socket.request({ type: online ? "go_offline" : "go_online" }));
+    if (reply) { state.me.status = reply.status; sendFix(); render(); }
+  });
+  fill(section, h("h2", {}, state.me.name), h("p", { class: "muted", id: "gps", "aria-live": "polite" }),
+    error, h("div", { class: "actions" }, toggle));
+  renderHeader();
+}
+
+function renderOffers() {
+  const section = document.getElementById("offers");
+  if (!section) return;
+  const now = Date.now();
+  for (const [id, offer] of state.offers) if (Date.parse(offer.expires_at) <= now) state.offers.delete(id);
+  section.classList.toggle("hidden", state.offers.size === 0);
+  // Rebuilding the buttons every second would steal focus: only the countdowns tick.
+  const shown = [...section.querySelectorAll("[data-offer]")].map((el) => el.dataset.offer).join();
+  if (shown === [...state.offers.keys()].join()) {
+    for (const el of section.querySelectorAll("[data-countdown]")) {
+      el.textContent = t("technician.countdown", { s: Math.max(0, Math.round((Date.parse(el.dataset.countdown) - now) / 1000)) });
+    }
+    return;
+  }
+  fill(section, h("h2", {}, t("technician.newOffer")), [...state.offers.values()].map((offer) => {
+    const error = h("p", { class: "error", role: "alert" });
+    const accept = h("button", { type: "button", class: "ok", id: `accept-${offer.offer_id}` }, t("technician.accept"));
+    const decline = h("button", { type: "button", id: `decline-${offer.offer_id}` }, t("technician.decline"));
+    accept.addEventListener("click", async () => {
+      const reply = await act(accept, error, () => socket.request({ type: "accept_offer", offer_id: offer.offer_id }));
+      if (reply) { state.offers.delete(offer.offer_id); toast(t("technician.accepted")); loadJobs(); }
+    });
+    decline.addEventListener("click", async () => {
+      const reply = await act(decline, error, () => socket.request({ type: "decline_offer", offer_id: offer.offer_id }));
+      if (reply) { state.offers.delete(offer.offer_id); renderOffers(); }
+    });
+    const [lon, lat] = offer.area.coordinates;
+    return h("article", { class: "offer", dataset: { offer: offer.offer_id } },
+      h("h3", {}, kindText(offer.kind), " ", h("span", { class: `pill ${offer.priority}` }, t(`priority.${offer.priority}`))),
+      h("p", { class: "offer-facts" }, `${t("technician.distance")} ${(offer.distance_m / 1000).toFixed(1)} km · ${t("technician.eta")} ${offer.eta_min} min`),
+      h("p", { class: "muted" }, `${t("technician.area")}: ${lat.toFixed(3)}, ${lon.toFixed(3)}`),
+      offer.description ? h("p", {}, offer.description) : null,
+      h("p", { class: "pill warn", dataset: { countdown: offer.expires_at } },
+        t("technician.countdown", { s: Math.max(0, Math.round((Date.parse(offer.expires_at) - now) / 1000)) })),
+      error, h("div", { class: "actions" }, accept, decline));
+  }));
+}
+
+const cards = new Map();  // order id -> {status, lang, element}: a card is rebuilt only when its job moves on
+
+function renderJobs() {
+  const lang = document.documentElement.lang;
+  fill(document.getElementById("jobs"), state.jobs.map((order) => {
+    const kept = cards.get(order.id);
+    if (kept && kept.status === order.status && kept.lang === lang) return kept.element;
+    const element = jobCard(order);
+    cards.set(order.id, { status: order.status, lang, element });
+    return element;
+  }));
+}
+
+function jobCard(order) {
+  const [lon, lat] = order.location.coordinates;
+  const error = h("p", { class: "error", role: "alert" });
+  const step = (label, path, id, cls = "primary") => {
+    const button = h("button", { type: "button", class: cls, id }, t(label));
+    button.addEventListener("click", async () => {
+      if (await act(button, error, () => api.post(`/v1/jobs/${order.id}/${path}`))) loadJobs();
+    });
+    return button;
+  };
+  const body = [];
+  if (order.status === "accepted") body.push(h("div", { class: "actions" }, step("technician.depart", "depart", "job-depart")));
+  if (order.status === "en_route") body.push(verifyForm(order), h("div", { class: "actions" }, step("technician.arrive", "arrive", "job-arrive")));
+  if (order.status === "arrived") body.push(h("div", { class: "actions" }, step("technician.start", "start", "job-start")));
+  if (order.status === "in_service") body.push(reportForm(order));
+  return h("article", { class: "card job", dataset: { order: order.id } },
+    h("h2", {}, `${t("technician.currentJob")}: ${kindText(order.kind)} `, h("span", { class: "pill", id: "job-status" }, statusText(order.status))),
+    order.description ? h("p", {}, order.description) : null,
+    h("p", { class: "muted" }, `${t("technician.address")}: ${lat.toFixed(5)}, ${lon.toFixed(5)} · ${t("customer.estimate")} ${money(order.price_estimate)}`),
+    // geo: opens the phone's map app for navigation; nothing is fetched from here.
+    h("p", {}, h("a", { class: "button", id: "navigate", href: `geo:${lat},${lon}?q=${lat},${lon}` }, t("technician.navigate"))),
+    body, error);
+}
+
+function verifyForm(order) {
+  const code = h("input", { inputmode: "numeric", pattern: "[0-9]{6}", maxlength: 6, autocomplete: "one-time-code", required: true });
+  const error = h("p", { class: "error", role: "alert" });
+  const submit = h("button", { type: "submit", class: "primary", id: "verify-code" }, t("technician.verify"));
+  const form = h("form", { id: "verify-form" }, h("h3", {}, t("technician.doorCheck")),
+    h("p", { class: "muted" }, t("technician.doorCheckHint")), field("door-code-input", "technician.customerCode", code),
+    error, h("div", { class: "actions" }, submit));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (await act(submit, error, () => api.post(`/v1/jobs/${order.id}/verify-code`, { code: code.value.trim() }))) {
+      fill(form, h("p", { class: "pill ok", id: "verify-ok" }, t("technician.verified")));
+    }
+  });
+  return form;
+}
+
+function reportForm(order) {
+  const draft = drafts.get(order.id) ?? { parts: [], hazards: [] };
+  drafts.set(order.id, draft);
+  const workDone = h("textarea", { required: true, maxlength: 2000, value: draft.workDone ?? "",
+    oninput: (event) => { draft.workDone = event.target.value; } });
+  const price = h("input", { type: "number", min: 0, step: "0.01", inputmode: "decimal", required: true,
+    value: draft.price ?? (order.price_estimate.amount_minor / 100).toFixed(2),
+    oninput: (event) => { draft.price = event.target.value; } });
+  const valve = h("input", { type: "checkbox", id: "valve-closed" });
+  const partsList = h("ul", { id: "parts-list" });
+  const hazardsList = h("ul", { id: "hazards-list" });
+  const drawLists = () => {
+    fill(partsList, ...draft.parts.map((p) => h("li", {}, `${p.name} × ${p.quantity} · ${money({ amount_minor: p.unit_price_minor, currency: order.price_estimate.currency })}`)));
+    fill(hazardsList, ...draft.hazards.map((z) => h("li", {}, `${t(`hazard.${z.category}`)} · ${t(`severity.${z.severity}`)}${z.description ? ` · ${z.description}` : ""}`)));
+  };
+  drawLists();
+
+  const partName = h("input", { maxlength: 100 });
+  const partQty = h("input", { type: "number", min: 1, value: "1", inputmode: "numeric" });
+  const partPrice = h("input", { type: "number", min: 0, step: "0.01", inputmode: "decimal" });
+  const addPart = h("button", { type: "button", id: "add-part" }, t("technician.addPart"));
+  addPart.addEventListener("click", () => {
+    if (!partName.value.trim()) return;
+    draft.parts.push({ name: partName.value.trim(), quantity: Number(partQty.value) || 1, unit_price_minor: minor(partPrice.value || 0) });
+    partName.value = ""; partPrice.value = "";
+    drawLists();
+  });
+
+  const category = h("select", {}, HAZARD_CATEGORIES.map((c) => new Option(t(`hazard.${c}`), c)));
+  const severity = h("select", {}, SEVERITIES.map((s) => new Option(t(`severity.${s}`), s)));
+  const hazardText = h("input", { maxlength: 1000 });
+  const addHazard = h("button", { type: "button", id: "add-hazard" }, t("technician.addHazard"));
+  addHazard.addEventListener("click", () => {
+    draft.hazards.push({ category: category.value, severity: severity.value, description: hazardText.value.trim() });
+    hazardText.value = "";
+    drawLists();
+  });
+
+  const error = h("p", { class: "error", role: "alert" }, draft.awaitingPrice ? t("technician.awaitingPrice") : "");
+  const submit = h("button", { type: "submit", class: "primary", id: "job-complete" }, t("technician.complete"));
+  const form = h("form", { id: "report-form" }, h("h3", {}, t("technician.report")),
+    field("work-done", "technician.workDone", workDone),
+    h("fieldset", {}, h("legend", {}, t("technician.parts")), partsList,
+      h("div", { class: "row" }, h("div", {}, field("part-name", "technician.partName", partName)),
+        h("div", {}, field("part-qty", "technician.quantity", partQty)), h("div", {}, field("part-price", "technician.unitPrice", partPrice))),
+      h("div", { class: "actions" }, addPart)),
+    h("fieldset", {}, h("legend", {}, t("customer.hazards")), hazardsList,
+      h("div", { class: "row" }, h("div", {}, field("hazard-category", "technician.hazardCategory", category)),
+        h("div", {}, field("hazard-severity", "technician.severity", severity))),
+      field("hazard-text", "technician.hazardText", hazardText), h("div", { class: "actions" }, addHazard)),
+    field("final-price", "technician.finalPrice", price),
+    h("label", { class: "inline", for: "valve-closed" }, valve, t("technician.valveClosed")),
+    error, h("div", { class: "actions" }, submit));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = await act(submit, error, () => api.post(`/v1/jobs/${order.id}/complete`, {
+      work_done: workDone.value, parts: draft.parts, hazards: draft.hazards, final_price_minor: minor(price.value),
+      currency: order.price_estimate.currency, valve_closed: valve.checked }));
+    if (!result) return;
+    if (result.http_status === 202) {
+      draft.awaitingPrice = true;  // submitted again once the customer approves
+      error.textContent = t("technician.awaitingPrice");
+    } else {
+      drafts.delete(order.id);
+      toast(t("technician.completedToast"));
+      loadJobs();
+    }
+  });
+  return form;
+}
+
+function renderDone() {
+  const section = document.getElementById("done");
+  fill(section, h("h2", {}, t("technician.doneJobs")),
+    h("p", { class: "muted" }, t("technician.earningsNote")),
+    state.done.length ? h("ul", { class: "plain", id: "done-list" }, state.done.map((o) => h("li", {},
+      `${kindText(o.kind)} · ${when(o.updated_at)} · ${money(o.price_estimate)} `, h("span", { class: "pill" }, statusText(o.status)))))
+      : h("p", { class: "muted" }, t("technician.noDoneJobs")));
+}

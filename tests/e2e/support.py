@@ -1,0 +1,42 @@
+"""Shared by the browser tests: viewports, and the accessibility basics checked in the page
+(labels, contrast of the main buttons, no horizontal scroll)."""
+
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 900}
+
+# Runs in the page: every visible form control has an accessible name from a <label>,
+# aria-label or aria-labelledby; main buttons (.primary, .ok, .danger) reach 4.5:1.
+_AUDIT = """
+() => {
+  const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  const unlabelled = [...document.querySelectorAll("input, select, textarea")]
+    .filter((el) => el.type !== "hidden" && visible(el))
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
+    .map((el) => el.outerHTML.slice(0, 120));
+  const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 4).map(Number);
+  const luminance = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const buttons = [...document.querySelectorAll("button.primary, button.ok, button.danger, a.button.primary")]
+    .filter(visible).map((el) => {
+      const style = getComputedStyle(el);
+      const [l1, l2] = [luminance(rgb(style.color)), luminance(rgb(style.backgroundColor))].sort((a, b) => b - a);
+      return { button: el.textContent.trim(), ratio: (l1 + 0.05) / (l2 + 0.05) };
+    });
+  const root = document.documentElement;
+  return { unlabelled, buttons, scrollWidth: root.scrollWidth, clientWidth: root.clientWidth };
+}
+"""
+
+
+async def assert_accessible(page: Any, where: str) -> None:
+    report = await page.evaluate(_AUDIT)
+    assert not report["unlabelled"], f"{where}: controls without a label: {report['unlabelled']}"
+    low = [b for b in report["buttons"] if b["ratio"] < 4.5]
+    assert not low, f"{where}: main buttons under 4.5:1 contrast: {low}"
+    assert report["scrollWidth"] <= report["clientWidth"], f"{where}: scrolls sideways ({report['scrollWidth']} > {report['clientWidth']} px)"
