@@ -125,6 +125,9 @@ async def on_hazard_found(session: AsyncSession, payload: dict[str, Any]) -> Non
 
 
 async def on_price_change_requested(session: AsyncSession, payload: dict[str, Any]) -> None:
+    # The customer's open order page asks for the approval at once.
+    push_after_commit(session, order_channel(payload["order_id"]), "price_change", order_id=payload["order_id"],
+                      amount_minor=payload["amount_minor"], currency=payload["currency"])
     await _notify_customer(session, payload["customer_id"], "price_change", "价格变更待确认 / Price change to approve",
                            f"New price: {payload['amount_minor'] / 100:.2f} {payload['currency']}", payload,
                            f"price:{payload['order_id']}:{payload['amount_minor']}")

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from api.deps import CurrentCustomer, CurrentTechnician, RedisDep, SessionDep
+from api.deps import CurrentCustomer, CurrentTechnician, RedisDep, SessionDep, Staff
 from dispatch.config import get_settings
 from dispatch.errors import NotFound
 from dispatch.fanout import publish_position
@@ -145,6 +145,34 @@ async def nearby(
             id=tech.id, name=tech.name, station=stations.get(tech.station_id) if tech.station_id else None,
             status=tech.status, certifications=kinds, distance_m=int(round(item.distance_m / 100) * 100),
             position=_round_point(item.lon, item.lat)))
+    return Page(data=out)
+
+
+class OnDutyTechnician(BaseModel):
+    id: uuid.UUID
+    name: str
+    station_id: uuid.UUID | None
+    status: str
+    active_jobs: int
+    max_jobs: int
+    position: dict | None
+    seen_at: datetime | None
+
+
+@router.get("/v1/operations/technicians")
+async def on_duty_technicians(_: Staff, session: SessionDep, redis: RedisDep) -> Page[OnDutyTechnician]:
+    """Operations' live view: every technician on duty with his last position and load."""
+    techs = (await session.exec(select(Technician).where(col(Technician.status).in_(("online", "busy")))
+                                .order_by(Technician.name))).all()
+    index = geo_index(redis)
+    out = []
+    for tech in techs:
+        live = await index.get(str(tech.id))
+        out.append(OnDutyTechnician(
+            id=tech.id, name=tech.name, station_id=tech.station_id, status=tech.status,
+            active_jobs=live.active_jobs if live else 0, max_jobs=tech.max_jobs,
+            position={"type": "Point", "coordinates": [live.lon, live.lat]} if live else None,
+            seen_at=live.seen_at if live else None))
     return Page(data=out)
 
 

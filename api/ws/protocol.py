@@ -2,7 +2,7 @@
 
 Every client message carries `v`, `type` and `id`; the server answers each one with `ack`
 or `error` carrying the same `id`. Server pushes: `offer`, `offer_withdrawn`, `job_updated`,
-`order_cancelled`, `notification`, `status`, `position`, `pong`.
+`order_cancelled`, `notification`, `status`, `position`, `price_change`, `pong`.
 """
 
 from datetime import datetime
@@ -69,7 +69,7 @@ technician_message = TypeAdapter(TechnicianMessage)
 
 class ServerMessage(BaseModel):
     v: Literal[1] = 1
-    type: Literal["ack", "error", "offer", "offer_withdrawn", "job_updated", "order_cancelled", "notification",
+    type: Literal["ack", "error", "offer", "offer_withdrawn", "job_updated", "order_cancelled", "notification", "price_change",
                   "status", "position", "pong"]
     id: str
     detail: str | None = None

@@ -219,15 +219,11 @@ async function openOrder(orderId) {
   await refresh();
   const socket = new LiveSocket(() => api.socketUrl(`/v1/ws/orders/${orderId}`), {
     onMessage: (message) => {
-      if (message.type === "status") refresh().catch((error) => toast(error.message));
+      if (message.type === "status" || message.type === "price_change") refresh().catch((error) => toast(error.message));
       if (message.type === "position") showTechnician(message.position);
     },
   });
-  // A price change or a work report does not change the status: poll while the technician is inside.
-  const poll = setInterval(() => {
-    if (["arrived", "in_service"].includes(order.status)) refresh().catch((error) => toast(error.message));
-  }, 4000);
-  return { close: () => { socket.close(); clearInterval(poll); } };
+  return { close: () => socket.close() };
 }
 
 function renderStatus(section, order, events) {

@@ -10,7 +10,7 @@ const OPEN = ["created", "matching", "offered", "accepted", "en_route", "arrived
 const TRACKED = ["accepted", "en_route", "arrived", "in_service"];
 const PRIORITY_RANK = { emergency: 0, urgent: 1, routine: 2 };
 const main = document.getElementById("main");
-const state = { stations: [], open: [], unfulfilled: [], certs: [], hazards: [], positions: new Map() };
+const state = { stations: [], open: [], unfulfilled: [], certs: [], hazards: [], onDuty: [], positions: new Map() };
 let api;
 let map;
 let orderLayer;
@@ -49,12 +49,14 @@ function render() {
 }
 
 async function refresh() {
-  const [open, unfulfilled, certs, hazards] = await Promise.all([
+  const [open, unfulfilled, certs, hazards, onDuty] = await Promise.all([
     Promise.all(OPEN.map((s) => api.all(`/v1/orders?status=${s}&limit=200`, 500))).then((lists) => lists.flat()),
     api.get("/v1/orders?status=unfulfilled&limit=50"),
     api.get("/v1/certifications?status=pending&limit=100"),
     api.get("/v1/hazards?limit=200"),
+    api.get("/v1/operations/technicians"),
   ]);
+  state.onDuty = onDuty.data;
   state.open = open.sort((a, b) => PRIORITY_RANK[a.priority] - PRIORITY_RANK[b.priority] || a.sla_deadline.localeCompare(b.sla_deadline));
   state.unfulfilled = unfulfilled.data;
   state.certs = certs.data;
@@ -106,6 +108,9 @@ function drawMap() {
   if (!orderLayer) return;
   orderLayer.clearLayers();
   techLayer.clearLayers();
+  for (const tech of state.onDuty) {
+    if (tech.position) dot(tech.position, { color: COLORS.technician, radius: 5, label: `${tech.name} · ${t(`tech.${tech.status}`)}` }).addTo(techLayer);
+  }
   for (const o of state.open) {
     dot(o.location, { color: COLORS[o.priority], radius: o.priority === "emergency" ? 11 : 8,
       label: `${t(`priority.${o.priority}`)} · ${kindText(o.kind)} · ${statusText(o.status)}` }).addTo(orderLayer);

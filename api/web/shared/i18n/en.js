@@ -244,7 +244,7 @@ export default {
   "ops.title": "Operations console",
   "ops.map": "Orders and technicians",
   "ops.mapLabel": "Map: station areas, open orders and technicians on the road",
-  "ops.techNote": "Green: live positions of technicians on a job.",
+  "ops.techNote": "Green: technicians on duty (small dots) and those on a job, with a line to the address.",
   "ops.openOrders": "Open orders (emergencies first)",
   "ops.lateUnfulfilled": "Unfulfilled and late orders",
   "ops.priority": "Priority",

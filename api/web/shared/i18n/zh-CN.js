@@ -244,7 +244,7 @@ export default {
   "ops.title": "运营控制台",
   "ops.map": "工单与维修员",
   "ops.mapLabel": "地图：服务站范围、未完成工单和在途维修员",
-  "ops.techNote": "绿色为正在执行工单的维修员实时位置。",
+  "ops.techNote": "绿色：在岗维修员（小圆点）与正在执行工单的维修员（连线指向地址）。",
   "ops.openOrders": "未完成工单（抢险优先）",
   "ops.lateUnfulfilled": "未能派单与超时工单",
   "ops.priority": "优先级",
