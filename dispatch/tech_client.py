@@ -230,7 +230,7 @@ class TechnicianClient:
         elif kind == "job_updated" and message.get("status") in ("accepted", "en_route", "arrived", "in_service"):
             self._take_job(message["order_id"])  # a job held before a restart: carry on with it
         elif kind == "notification":
-            self._say(f"[dim]notification: {message.get('title', '')}[/]")
+            self._say(f"[dim]notification: {message['notification']['title']}[/]")
 
     async def _on_offer(self, offer: dict) -> None:
         if offer["offer_id"] in self._seen_offers:

@@ -23,9 +23,19 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Literal
 
-import meterbus
+import logging
+
 from Crypto.Cipher import AES
-from meterbus.core_objects import DataEncoding, FunctionType, MeasureUnit
+
+# pyMeterBus calls logging.basicConfig(level=INFO) when imported (meterbus/serial.py); the
+# application owns its logging, so the root logger is put back as it was.
+_root = logging.getLogger()
+_root_level, _root_handlers = _root.level, list(_root.handlers)
+import meterbus  # noqa: E402
+from meterbus.core_objects import DataEncoding, FunctionType, MeasureUnit  # noqa: E402
+
+_root.setLevel(_root_level)
+_root.handlers[:] = _root_handlers
 
 from meters.protocols import FrameError
 
