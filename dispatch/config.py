@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+asyncpg://postgres:gasdispatch-local@127.0.0.1:55432/gasdispatch"
     redis_url: str = "redis://127.0.0.1:56379/0"
     db_pool_size: int = 10
+    redis_max_connections: int = 200
 
     jwt_secret: str = DEFAULT_JWT_SECRET
     jwt_ttl_s: int = 3600

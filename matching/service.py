@@ -30,7 +30,7 @@ from dispatch.service import Actor, transition
 from dispatch.technicians import record_last_position, usable_kinds
 from matching.assign import batch, best_candidate
 from matching.eligibility import ineligibility_reason
-from matching.index import GeoIndex, LiveTechnician
+from matching.index import Fix, GeoIndex, LiveTechnician
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.models import Offer
 from matching.scoring import haversine_m
@@ -424,14 +424,21 @@ async def go_offline(session: AsyncSession, index: GeoIndex, technician: Technic
     return technician
 
 
-async def record_position(session: AsyncSession, index: GeoIndex, technician: Technician, *, lon: float, lat: float,
-                          at: datetime, now: datetime | None = None) -> str:
-    """The one path for position fixes (REST now, the websocket later)."""
-    fix = await index.update_position(technician_id=str(technician.id), city=get_settings().city,
+async def record_fix(index: GeoIndex, technician_id: uuid.UUID, *, lon: float, lat: float, at: datetime,
+                     now: datetime | None = None) -> Fix:
+    """The one path for position fixes (REST and websocket): validated and stored in Redis;
+    `persist` says whether PostgreSQL is due a copy, which the caller writes."""
+    fix = await index.update_position(technician_id=str(technician_id), city=get_settings().city,
                                       lon=lon, lat=lat, at=at, now=now)
     if fix.outcome in ("future", "implausible_jump"):
-        log.info("position.rejected", technician_id=str(technician.id), outcome=fix.outcome)
+        log.info("position.rejected", technician_id=str(technician_id), outcome=fix.outcome)
         raise ImplausiblePosition(f"position rejected: {fix.outcome.replace('_', ' ')}")
+    return fix
+
+
+async def record_position(session: AsyncSession, index: GeoIndex, technician: Technician, *, lon: float, lat: float,
+                          at: datetime, now: datetime | None = None) -> str:
+    fix = await record_fix(index, technician.id, lon=lon, lat=lat, at=at, now=now)
     if fix.persist:
         await record_last_position(session, technician.id, lon=lon, lat=lat, at=at)
     return fix.outcome

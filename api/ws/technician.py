@@ -30,6 +30,7 @@ from dispatch.handlers import offer_summary
 from dispatch.fanout import account_channel, presence_key, publish_position
 from dispatch.models import Order
 from dispatch.redis import get_redis
+from dispatch.technicians import record_last_position
 from matching import service as matching
 from matching.models import Offer
 
@@ -56,18 +57,28 @@ async def _resume(sender: Sender, technician_id: uuid.UUID) -> None:
                                "status": job.status})
 
 
-async def _act(message: Any, account_id: uuid.UUID) -> dict[str, Any]:
+async def _locate(message: protocol.Location, technician_id: uuid.UUID) -> dict[str, Any]:
+    """The hot path (a fix every few seconds per phone): Redis only, and PostgreSQL only when
+    its lower-rate copy is due."""
+    redis = get_redis()
+    at = message.ts if message.ts.tzinfo else message.ts.replace(tzinfo=timezone.utc)
+    fix = await matching.record_fix(matching.geo_index(redis), technician_id, lon=message.lon, lat=message.lat, at=at)
+    if fix.persist:
+        async with session_scope() as session:
+            await record_last_position(session, technician_id, lon=message.lon, lat=message.lat, at=at)
+    if fix.outcome == "accepted":
+        await publish_position(redis, technician_id, message.lon, message.lat, at.isoformat())
+    return {"outcome": fix.outcome}
+
+
+async def _act(message: Any, account_id: uuid.UUID, technician_id: uuid.UUID) -> dict[str, Any]:
     """Run one message in its own unit of work; returns the ack's extra fields."""
+    if isinstance(message, protocol.Location):
+        return await _locate(message, technician_id)
     redis = get_redis()
     index = matching.geo_index(redis)
     async with session_scope() as session:
         technician = await technician_for_account(session, account_id)
-        if isinstance(message, protocol.Location):
-            at = message.ts if message.ts.tzinfo else message.ts.replace(tzinfo=timezone.utc)
-            outcome = await matching.record_position(session, index, technician, lon=message.lon, lat=message.lat, at=at)
-            if outcome == "accepted":
-                await publish_position(redis, technician.id, message.lon, message.lat, at.isoformat())
-            return {"outcome": outcome}
         if isinstance(message, protocol.GoOnline):
             return {"status": (await matching.go_online(session, index, technician)).status}
         if isinstance(message, protocol.GoOffline):
@@ -116,21 +127,31 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID) -> 
         return {"v": 1, "type": "error", "id": message_id if isinstance(message_id, str) else None, "detail": problems}
     WS_MESSAGES.labels(message.type).inc()
     redis = get_redis()
-    await redis.set(presence_key(technician_id), "1", ex=get_settings().stale_after_s)
+    replay_key = f"realtime:reply:{account_id}:{message.id}"
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(presence_key(technician_id), "1", ex=get_settings().stale_after_s)
+        if not isinstance(message, protocol.Ping):
+            pipe.set(replay_key, "", nx=True, ex=REPLAY_TTL_S)
+        first_delivery = (await pipe.execute())[-1]
     if isinstance(message, protocol.Ping):
         return {"v": 1, "type": "pong", "id": message.id}
-    replay_key = f"realtime:reply:{account_id}:{message.id}"
-    if not await redis.set(replay_key, "", nx=True, ex=REPLAY_TTL_S):
+    if not first_delivery:
         stored = await redis.get(replay_key)
         if stored:
             return json.loads(stored)
         return {"v": 1, "type": "ack", "id": message.id, "duplicate": True}  # first delivery still running
     try:
-        reply: dict[str, Any] = {"v": 1, "type": "ack", "id": message.id, **await _act(message, account_id)}
+        reply: dict[str, Any] = {"v": 1, "type": "ack", "id": message.id, **await _act(message, account_id, technician_id)}
     except DomainError as exc:
         reply = {"v": 1, "type": "error", "id": message.id, "code": exc.slug, "detail": exc.detail}
     except (ValueError, ValidationError) as exc:  # a malformed uuid or work report in a well-typed message
         reply = {"v": 1, "type": "error", "id": message.id, "code": "invalid-input", "detail": str(exc)}
+    except Exception:  # counted and answered; the socket and its neighbours carry on
+        log.exception("ws.message_failed", type=message.type)
+        WS_REJECTED.labels("internal").inc()
+        reply = {"v": 1, "type": "error", "id": message.id, "code": "internal-error", "detail": "try again"}
+        await redis.delete(replay_key)  # let the phone's retry act
+        return reply
     await redis.set(replay_key, json.dumps(reply, default=str), ex=REPLAY_TTL_S)
     return reply
 
