@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 POSITION_UPDATES = Counter("gasdispatch_position_updates_total", "Technician position fixes by outcome", ["outcome"])
 
@@ -21,36 +20,46 @@ EARTH_RADIUS_M = 6_371_008.8
 # follows the local density of technicians, not the size of the city.
 SEARCH_RADII_M = (1_000.0, 3_000.0, 8_000.0, 20_000.0, 50_000.0)
 
-# One round trip per fix. Validates against the previous fix (ordering, speed), stores it,
-# and says whether PostgreSQL should get a copy (at a lower rate than Redis).
-_UPDATE_POSITION = """
-local key = KEYS[1]
-local geo = KEYS[2]
-local lon, lat, ts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_mps, persist_every = tonumber(ARGV[4]), tonumber(ARGV[5])
-local id, city = ARGV[6], ARGV[7]
-local prev = redis.call('HMGET', key, 'lon', 'lat', 'ts', 'persisted_at', 'status')
-if prev[3] then
-  local plon, plat, pts = tonumber(prev[1]), tonumber(prev[2]), tonumber(prev[3])
-  if ts <= pts then return {'stale', 0} end
-  local rad = math.pi / 180
-  local dlat, dlon = (lat - plat) * rad, (lon - plon) * rad
-  local a = math.sin(dlat / 2) ^ 2 + math.cos(plat * rad) * math.cos(lat * rad) * math.sin(dlon / 2) ^ 2
-  local d = 2 * 6371008.8 * math.asin(math.min(1, math.sqrt(a)))
-  -- GPS noise of a few tens of metres is not travel: only the excess counts as speed.
-  if (d - 30) / (ts - pts) > max_mps then return {'implausible_jump', 0} end
+# Many fixes in one call (ARGV: max m/s, persist period, city, then one "id lon lat ts" string
+# per fix): validates each against the previous fix (ordering, speed), stores it, and says
+# whether PostgreSQL should get a copy (at a lower rate than Redis). Returns outcome, persist
+# pairs. Keys derive from the ids, so this runs on one Redis (Cluster would need hash tags).
+_UPDATE_POSITIONS = """
+local max_mps, persist_every, city = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local geo = 'matching:geo:' .. city
+local rad = math.pi / 180
+local out = {}
+for i = 4, #ARGV do
+  local id, slon, slat, sts = string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+)$')
+  local lon, lat, ts = tonumber(slon), tonumber(slat), tonumber(sts)
+  local key = 'matching:tech:' .. id
+  local prev = redis.call('HMGET', key, 'lon', 'lat', 'ts', 'persisted_at', 'status')
+  local outcome = 'accepted'
+  if prev[3] then
+    local plon, plat, pts = tonumber(prev[1]), tonumber(prev[2]), tonumber(prev[3])
+    if ts <= pts then
+      outcome = 'stale'
+    else
+      local dlat, dlon = (lat - plat) * rad, (lon - plon) * rad
+      local a = math.sin(dlat / 2) ^ 2 + math.cos(plat * rad) * math.cos(lat * rad) * math.sin(dlon / 2) ^ 2
+      local d = 2 * 6371008.8 * math.asin(math.min(1, math.sqrt(a)))
+      -- GPS noise of a few tens of metres is not travel: only the excess counts as speed.
+      if (d - 30) / (ts - pts) > max_mps then outcome = 'implausible_jump' end
+    end
+  end
+  local persist = 0
+  if outcome == 'accepted' then
+    redis.call('HSET', key, 'lon', slon, 'lat', slat, 'ts', sts, 'city', city)
+    if prev[5] == 'online' or prev[5] == 'busy' then redis.call('GEOADD', geo, lon, lat, id) end
+    if ts - tonumber(prev[4] or '0') >= persist_every then
+      redis.call('HSET', key, 'persisted_at', sts)
+      persist = 1
+    end
+  end
+  out[#out + 1] = outcome
+  out[#out + 1] = persist
 end
-redis.call('HSET', key, 'lon', ARGV[1], 'lat', ARGV[2], 'ts', ARGV[3], 'city', city)
-local status = prev[5]
-if status == 'online' or status == 'busy' then
-  redis.call('GEOADD', geo, lon, lat, id)
-end
-local persisted = tonumber(prev[4] or '0')
-if ts - persisted >= persist_every then
-  redis.call('HSET', key, 'persisted_at', ARGV[3])
-  return {'accepted', 1}
-end
-return {'accepted', 0}
+return out
 """
 
 
@@ -130,6 +139,8 @@ return out
 """
 # Points per script call: bounds how long one call holds Redis (a batch round is split).
 _POINTS_PER_CALL = 100
+# Fixes per script call: bounds how long one call holds Redis.
+_FIXES_PER_CALL = 500
 
 
 class GeoIndex:
@@ -139,11 +150,10 @@ class GeoIndex:
         self.max_mps = max_speed_kmh / 3.6
         self.persist_every_s = persist_every_s
         self.future_skew_s = future_skew_s
-        self._update = redis.register_script(_UPDATE_POSITION)
+        self._update = redis.register_script(_UPDATE_POSITIONS)
         self._nearby_many = redis.register_script(_NEARBY_MANY)
         self._snapshot = redis.register_script(_SNAPSHOT)
-        self._loaded: set[str] = set()
-        self._pending: list[tuple[list[str], list[object], asyncio.Future]] = []
+        self._pending: list[tuple[str, str, asyncio.Future]] = []
         self._flush_scheduled = False
 
     async def update_position(
@@ -159,11 +169,7 @@ class GeoIndex:
             POSITION_UPDATES.labels("future").inc()
             return Fix("future")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((
-            [tech_key(technician_id), geo_key(city)],
-            [repr(lon), repr(lat), repr(at.timestamp()), self.max_mps, self.persist_every_s, technician_id, city],
-            future,
-        ))
+        self._pending.append((city, f"{technician_id} {lon!r} {lat!r} {at.timestamp()!r}", future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
@@ -173,25 +179,22 @@ class GeoIndex:
 
     async def _flush(self) -> None:
         batch, self._pending, self._flush_scheduled = self._pending, [], False
-        try:
-            if self._update.sha not in self._loaded:
-                await self.redis.script_load(_UPDATE_POSITION)
-                self._loaded.add(self._update.sha)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args, _ in batch:
-                    pipe.evalsha(self._update.sha, 2, *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted and lost its scripts
-                self._loaded.discard(self._update.sha)
-        except Exception as exc:  # the callers see the failure; the index stays usable
-            results = [exc] * len(batch)
-        for (_, _, future), result in zip(batch, results):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        by_city: dict[str, list[tuple[str, asyncio.Future]]] = {}
+        for city, fix, future in batch:
+            by_city.setdefault(city, []).append((fix, future))
+        for city, items in by_city.items():
+            for start in range(0, len(items), _FIXES_PER_CALL):
+                chunk = items[start:start + _FIXES_PER_CALL]
+                try:
+                    flat = await self._update(args=[self.max_mps, self.persist_every_s, city, *(f for f, _ in chunk)])
+                except Exception as exc:  # the callers see the failure; the index stays usable
+                    for _, future in chunk:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for i, (_, future) in enumerate(chunk):
+                    if not future.done():
+                        future.set_result((flat[2 * i], flat[2 * i + 1]))
 
     async def set_availability(
         self, *, technician_id: str, city: str, status: str, active_jobs: int, max_jobs: int,
