@@ -176,6 +176,10 @@ class PaymentGateway(Protocol):
         """The transfer an earlier ``transfer`` with this key created, if any."""
         ...
 
+    def available_balance(self, *, account_id: str, currency: str) -> int:
+        """What a connected account has available: the most a reversal can take back."""
+        ...
+
     def reverse_transfer(self, *, transfer_id: str, amount_minor: int, idempotency_key: str) -> Reversal: ...
 
     def list_balance_transactions(

@@ -22,6 +22,11 @@ async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]
         await service.cancel_order_payment(session, order_id, payload["from"], gateway)
 
 
+async def on_price_change_approved(session: AsyncSession, payload: dict[str, Any]) -> None:
+    await service.raise_hold(session, uuid.UUID(payload["order_id"]), int(payload["amount_minor"]),
+                             service.get_gateway())
+
+
 async def on_review_finalized(session: AsyncSession, payload: dict[str, Any]) -> None:
     await service.compute_settlement(session, order_id=uuid.UUID(payload["order_id"]),
                                      review_id=str(payload["review_id"]), stars=int(payload["stars"]))
@@ -30,4 +35,5 @@ async def on_review_finalized(session: AsyncSession, payload: dict[str, Any]) ->
 def register() -> None:
     """Subscribe settlement to its events; the app lifespan, the workers and the tests call this."""
     subscribe("dispatch.order_status_changed", on_order_status_changed)
+    subscribe("field.price_change_approved", on_price_change_approved)
     subscribe("ratings.review_finalized", on_review_finalized)

@@ -64,6 +64,7 @@ class Settlement(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(f"status IN {SETTLEMENT_STATUSES}", name="status"),
         CheckConstraint("payout_minor >= 0", name="payout"),
+        CheckConstraint("receivable_offset_minor BETWEEN 0 AND payout_minor", name="receivable_offset"),
         Index("ix_settlement_settlement_status", "status", "created_at"),
     )
 
@@ -85,6 +86,8 @@ class Settlement(SQLModel, table=True):
     connected_account_id: str | None = Field(default=None, max_length=100)
     transfer_id: str | None = Field(default=None, max_length=100, unique=True)
     clawback_minor: int = Field(default=0, sa_type=BigInteger)
+    # What this payout kept back to settle the technician's receivable (earlier clawbacks).
+    receivable_offset_minor: int = Field(default=0, sa_type=BigInteger)
     created_at: datetime = _ts(default_factory=utcnow)
     transferred_at: datetime | None = _ts(nullable=True, default=None)
 

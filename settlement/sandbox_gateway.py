@@ -279,6 +279,12 @@ class SandboxGateway:
         found = self._run(work)
         return None if found is None else self._transfer(found)
 
+    def available_balance(self, *, account_id: str, currency: str) -> int:
+        async def work(conn: asyncpg.Connection) -> int:
+            return int((await self._get(conn, "account", account_id))["balance"])
+
+        return self._run(work)  # one currency per sandbox account
+
     def reverse_transfer(self, *, transfer_id: str, amount_minor: int, idempotency_key: str) -> Reversal:
         async def work(conn: asyncpg.Connection) -> dict[str, Any]:
             transfer = await self._get(conn, "transfer", transfer_id)

@@ -1,5 +1,6 @@
-"""The money flow of an order: hold on accept, capture on completion, settlement on the
-finalized review, a crash-safe transfer, refunds and disputes after settlement.
+"""The money flow of an order: hold on accept, a larger hold once the customer approves a
+higher price, capture on completion, settlement on the finalized review, a crash-safe
+transfer netting what the technician owes, refunds and disputes after settlement.
 
 Every provider call carries a deterministic idempotency key and every ledger entry a
 deterministic business key, so any step can be retried. The transfer is split across
@@ -27,7 +28,7 @@ from dispatch.config import get_settings
 from dispatch.errors import Conflict, InvalidInput, NotFound
 from dispatch.models import Account, Technician
 from settlement import ledger
-from settlement.gateway import PaymentGateway, PaymentRequestRejected
+from settlement.gateway import CardDeclined, PaymentGateway, PaymentRequestRejected
 from settlement.ledger import Posting
 from settlement.models import ConnectedAccount, Payment, RuleSet, Settlement
 from settlement.rules import Rules, compute
@@ -140,9 +141,53 @@ async def _capture(session: AsyncSession, payment: Payment, amount: int, gateway
     await session.flush()
 
 
+async def raise_hold(session: AsyncSession, order_id: uuid.UUID, amount_minor: int,
+                     gateway: PaymentGateway) -> Payment | None:
+    """The customer approved a price above the hold: hold the full amount instead.
+
+    A new authorisation for the full price replaces the old one (cancelled only once the new
+    one succeeded), rather than a second hold for the difference: one charge per order keeps
+    the transfer's source charge, refunds, disputes and their webhooks on a single object.
+    A declined card keeps the old hold; capture then charges what is held.
+    """
+    payment = await session.get(Payment, order_id, with_for_update=True)
+    if payment is None or payment.status != "authorised" or amount_minor <= payment.held_minor:
+        return payment
+    await _raise_hold(session, payment, amount_minor, gateway)
+    return payment
+
+
+async def _raise_hold(session: AsyncSession, payment: Payment, amount: int, gateway: PaymentGateway) -> None:
+    order_id, old_hold_id, old_amount = payment.order_id, payment.hold_id, payment.held_minor
+    try:
+        hold = await _call(gateway.authorise, order_id=str(order_id), amount_minor=amount, currency=payment.currency,
+                           customer_ref=None, payment_method_ref=get_settings().settlement_payment_method_ref,
+                           idempotency_key=f"settlement:{order_id}:hold:{amount}:v1")
+    except (CardDeclined, PaymentRequestRejected) as exc:
+        log.info("settlement.raise_hold_refused", order_id=str(order_id), amount_minor=amount, error=str(exc))
+        return
+    await _call(gateway.cancel_hold, hold_id=old_hold_id, idempotency_key=f"settlement:{order_id}:cancel:{old_hold_id}:v1")
+    await ledger.post(session, business_key=f"order:{order_id}:hold:{amount}", kind="hold", order_id=order_id,
+                      provider_object_id=hold.id, memo=f"approved price; replaces hold {old_hold_id}", postings=[
+                          Posting(ledger.CUSTOMER_HOLDS, hold.amount_minor, hold.currency),
+                          Posting(ledger.ORDER_LIABILITY, -hold.amount_minor, hold.currency)])
+    await ledger.post(session, business_key=f"order:{order_id}:hold_replaced:{old_hold_id}", kind="hold_released",
+                      order_id=order_id, memo=f"replaced by hold {hold.id}", postings=[
+                          Posting(ledger.ORDER_LIABILITY, old_amount, payment.currency),
+                          Posting(ledger.CUSTOMER_HOLDS, -old_amount, payment.currency)])
+    payment.hold_id, payment.charge_id, payment.held_minor = hold.id, hold.charge_id, hold.amount_minor
+    payment.updated_at = _now()
+    session.add(payment)
+    await session.flush()
+
+
 async def capture_order(session: AsyncSession, order_id: uuid.UUID, final_price_minor: int | None,
                         gateway: PaymentGateway) -> Payment | None:
-    """Capture the final price; what is left of the hold is released by capturing less."""
+    """Capture the final price; what is left of the hold is released by capturing less.
+
+    Dispatch completes above the estimate only with the customer's approval, so a price above
+    the hold raises it here too when the approval event has not been handled yet.
+    """
     payment = await session.get(Payment, order_id, with_for_update=True)
     if payment is None or payment.status != "authorised":
         return payment
@@ -151,6 +196,8 @@ async def capture_order(session: AsyncSession, order_id: uuid.UUID, final_price_
     if price <= 0:
         await _cancel_hold(session, payment, gateway)
         return payment
+    if price > payment.held_minor:
+        await _raise_hold(session, payment, price, gateway)
     amount = min(price, payment.held_minor)
     memo = "" if amount == price else f"final price {price} above the hold; captured the hold"
     await _capture(session, payment, amount, gateway, memo)
@@ -217,7 +264,7 @@ async def compute_settlement(
         station_id=technician.station_id if technician else None, stars=stars, rule_version=rule_row.version,
         currency=order.currency, base_minor=result.base_minor, adjustment_minor=result.adjustment_minor,
         fee_minor=result.fee_minor, payout_minor=result.payout_minor, arithmetic=result.arithmetic,
-        status="held" if result.held else "accrued", clawback_minor=0, created_at=_now(),
+        status="held" if result.held else "accrued", clawback_minor=0, receivable_offset_minor=0, created_at=_now(),
     ).on_conflict_do_nothing(index_elements=["order_id"]).returning(Settlement.id))).first()
     settlement = (await session.exec(
         select(Settlement).where(Settlement.order_id == order_id).execution_options(populate_existing=True))).one()
@@ -321,18 +368,35 @@ async def transfer_settlement(session: AsyncSession, settlement_id: uuid.UUID, g
     if payment is None:
         raise SettlementNotReady("no captured payment to transfer from")
     account = await ensure_connected_account(session, s.technician_id, gateway)
+    # Serialises this technician's payouts, so two of them never net the same receivable.
+    await session.exec(select(ConnectedAccount).where(ConnectedAccount.technician_id == s.technician_id)
+                       .with_for_update())
     key = f"settlement:{s.id}:transfer:v1"
     found = await _call(gateway.find_transfer, transfer_group=str(s.order_id), idempotency_key=key)
-    transfer = found or await _call(
-        gateway.transfer, account_id=account.provider_account_id, amount_minor=s.payout_minor, currency=s.currency,
-        transfer_group=str(s.order_id), source_charge_id=payment.charge_id, idempotency_key=key)
-    _fault("after_provider_call")
-    await ledger.post(session, business_key=f"settlement:{s.id}:transfer", kind="transfer", order_id=s.order_id,
-                      settlement_id=s.id, provider_object_id=transfer.id, postings=[
-                          Posting(ledger.technician_payable(s.technician_id), transfer.amount_minor, s.currency),
-                          Posting(ledger.PROVIDER_BALANCE, -transfer.amount_minor, s.currency)])
-    _fault("after_ledger_write")
-    s.connected_account_id, s.transfer_id = account.provider_account_id, transfer.id
+    if found is not None:  # a retry nets what the first attempt netted
+        offset = s.payout_minor - found.amount_minor
+    else:
+        owed = await ledger.balance(session, ledger.technician_receivable(s.technician_id), s.currency)
+        offset = min(max(owed, 0), s.payout_minor)
+    if offset > 0:
+        await ledger.post(session, business_key=f"settlement:{s.id}:receivable_offset", kind="receivable_offset",
+                          order_id=s.order_id, settlement_id=s.id, memo="receivable collected from this payout",
+                          postings=[Posting(ledger.technician_payable(s.technician_id), offset, s.currency),
+                                    Posting(ledger.technician_receivable(s.technician_id), -offset, s.currency)])
+    s.receivable_offset_minor = offset
+    if s.payout_minor - offset > 0:
+        transfer = found or await _call(
+            gateway.transfer, account_id=account.provider_account_id, amount_minor=s.payout_minor - offset,
+            currency=s.currency, transfer_group=str(s.order_id), source_charge_id=payment.charge_id,
+            idempotency_key=key)
+        _fault("after_provider_call")
+        await ledger.post(session, business_key=f"settlement:{s.id}:transfer", kind="transfer", order_id=s.order_id,
+                          settlement_id=s.id, provider_object_id=transfer.id, postings=[
+                              Posting(ledger.technician_payable(s.technician_id), transfer.amount_minor, s.currency),
+                              Posting(ledger.PROVIDER_BALANCE, -transfer.amount_minor, s.currency)])
+        _fault("after_ledger_write")
+        s.transfer_id = transfer.id
+    s.connected_account_id = account.provider_account_id
     session.add(s)
     await _mark_settled(session, s, status_from="transfer_pending")
     return True
@@ -341,7 +405,8 @@ async def transfer_settlement(session: AsyncSession, settlement_id: uuid.UUID, g
 async def _mark_settled(session: AsyncSession, s: Settlement, *, status_from: str) -> None:
     result = await session.exec(update(Settlement).where(Settlement.id == s.id, Settlement.status == status_from)
                                 .values(status="transferred", transferred_at=_now(), transfer_id=s.transfer_id,
-                                        connected_account_id=s.connected_account_id))
+                                        connected_account_id=s.connected_account_id,
+                                        receivable_offset_minor=s.receivable_offset_minor))
     if result.rowcount != 1:
         raise Conflict("the settlement changed meanwhile")
     order = await dispatch.get_order(session, s.order_id)
@@ -414,18 +479,23 @@ async def _claw_back(session: AsyncSession, s: Settlement, cause_id: str, amount
     session.add(s)
     await session.flush()
     if s.transfer_id is None:
-        return  # not paid yet: the receivable is settled against later payouts
+        return  # not paid out: netted from this or a later payout
     transfer = await _call(gateway.find_transfer, transfer_group=str(s.order_id),
                            idempotency_key=f"settlement:{s.id}:transfer:v1")
-    reversible = min(clawback, transfer.amount_minor - transfer.amount_reversed_minor) if transfer else 0
+    if transfer is None:
+        return
+    available = await _call(gateway.available_balance, account_id=transfer.account_id, currency=s.currency)
+    reversible = min(clawback, transfer.amount_minor - transfer.amount_reversed_minor, available)
     if reversible <= 0:
+        log.info("settlement.reversal_skipped", settlement_id=str(s.id), balance_minor=available)
         return
     try:
         reversal = await _call(gateway.reverse_transfer, transfer_id=s.transfer_id, amount_minor=reversible,
                                idempotency_key=f"settlement:{s.id}:reversal:{cause_id}:v1")
-    except PaymentRequestRejected as exc:  # his balance is gone: the receivable stays
+    except PaymentRequestRejected as exc:  # his balance moved since we read it: the receivable stays
         log.info("settlement.reversal_refused", settlement_id=str(s.id), error=str(exc))
         return
+    # What is not reversed stays a receivable, netted from his later payouts.
     await ledger.post(session, business_key=f"provider:{reversal.id}", kind="reversal", order_id=s.order_id,
                       settlement_id=s.id, provider_object_id=reversal.id, postings=[
                           Posting(ledger.PROVIDER_BALANCE, reversal.amount_minor, s.currency),

@@ -228,6 +228,11 @@ class StripeGateway:
                     return self._transfer(found)
         return None
 
+    def available_balance(self, *, account_id: str, currency: str) -> int:
+        with _translated_errors():
+            balance = self._client.v1.balance.retrieve(options={"stripe_account": account_id}).to_dict()
+        return sum(b["amount"] for b in balance.get("available", []) if b["currency"] == currency.lower())
+
     def reverse_transfer(self, *, transfer_id: str, amount_minor: int, idempotency_key: str) -> Reversal:
         with _translated_errors():
             reversal = self._client.v1.transfers.reversals.create(

@@ -1,7 +1,8 @@
-"""Settlement: rules, refunds, held settlements, technician payout accounts, the provider's
-webhooks, and the auditor's read-only surface (every read is logged)."""
+"""Settlement: rules, refunds, held settlements, technician payout accounts and settlements,
+the provider's webhooks, and the auditor's read-only surface (every read is logged)."""
 
 import uuid
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ from dispatch.errors import InvalidInput
 from dispatch.schemas import Page
 from dispatch.security import Principal
 from settlement import audit, service, webhooks
+from settlement.reconcile import reconcile
 from settlement.models import SETTLEMENT_STATUSES, RuleSet, Settlement
 
 router = APIRouter(tags=["settlement"])
@@ -55,6 +57,7 @@ class SettlementPublic(BaseModel):
     fee_minor: int
     payout_minor: int
     clawback_minor: int
+    receivable_offset_minor: int
     arithmetic: dict[str, Any]
     transfer_id: str | None
     created_at: datetime
@@ -113,6 +116,16 @@ async def release_held(settlement_id: uuid.UUID, body: HeldDecision, principal: 
 async def create_payout_account(technician: CurrentTechnician, session: SessionDep) -> dict[str, str]:
     account = await service.ensure_connected_account(session, technician.id, service.get_gateway())
     return {"provider_account_id": account.provider_account_id}
+
+
+@router.get("/v1/technicians/me/settlements")
+async def my_settlements(
+    technician: CurrentTechnician, session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[SettlementPublic]:
+    f = audit.SettlementFilter(technician_id=technician.id)
+    rows, next_cursor = await audit.list_settlements(session, f, limit=limit, cursor=cursor)
+    return Page(data=[_public(s) for s in rows], next_cursor=next_cursor)
 
 
 @router.post("/v1/webhooks/stripe", status_code=status.HTTP_200_OK)
@@ -183,3 +196,13 @@ async def verify_ledger(principal: Staff, session: SessionDep) -> dict[str, Any]
     await _logged(session, principal, "verify_ledger")
     report = await audit.verify_chain(session)
     return {"ok": report.ok, "checked": report.checked, "broken": report.broken}
+
+
+@router.get("/v1/audit/reconcile")
+async def reconcile_ledger(principal: Staff, session: SessionDep, start: Annotated[datetime, Query(alias="from")],
+                           end: Annotated[datetime, Query(alias="to")]) -> dict[str, Any]:
+    """The ledger against the provider's balance transactions for the period; reads both, changes neither."""
+    _period(start, end)
+    await _logged(session, principal, "reconcile", **{"from": start, "to": end})
+    mismatches = await reconcile(session, service.get_gateway(), start, end)
+    return {"ok": not mismatches, "from": start, "to": end, "mismatches": [asdict(m) for m in mismatches]}

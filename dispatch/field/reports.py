@@ -178,6 +178,10 @@ async def decide_price_change(session: AsyncSession, order_id: uuid.UUID, custom
         raise NotFound("no price change is waiting for your decision")
     change = await session.get(PriceChange, result[0], populate_existing=True)
     assert change is not None
+    if approve:  # settlement raises the customer's hold to the approved price
+        await publish(session, "field.price_change_approved", {
+            "order_id": str(order_id), "customer_id": str(customer_id), "amount_minor": change.amount_minor,
+            "currency": change.currency, "price_change_id": str(change.id)})
     return change
 
 

@@ -68,6 +68,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/orders/{order_id}/refunds"): {"admin"},
     ("POST", "/v1/settlements/{settlement_id}/release"): {"admin"},
     ("POST", "/v1/technicians/me/payout-account"): {"technician"},
+    ("GET", "/v1/technicians/me/settlements"): {"technician"},
     ("POST", "/v1/webhooks/stripe"): EVERYONE,  # authenticated by the provider's signature
     ("GET", "/v1/settlements"): {"admin", "auditor"},
     ("GET", "/v1/settlements/{settlement_id}"): {"admin", "auditor"},
@@ -75,6 +76,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/audit/ledger.csv"): {"admin", "auditor"},
     ("GET", "/v1/audit/settlements.csv"): {"admin", "auditor"},
     ("GET", "/v1/audit/ledger/verify"): {"admin", "auditor"},
+    ("GET", "/v1/audit/reconcile"): {"admin", "auditor"},
     ("POST", "/v1/telemetry/{platform}"): EVERYONE,  # HMAC-signed by the platform, no bearer token
     ("POST", "/v1/devices"): {"admin"},
     ("GET", "/v1/devices"): {"admin", "auditor"},

@@ -106,6 +106,19 @@ def local_api(backend, request) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
+def settlement_handlers() -> Iterator[None]:
+    """Settlement subscribed to its events for one test, as the app lifespan does."""
+    from dispatch.events import unsubscribe
+    from settlement import handlers
+
+    handlers.register()
+    yield
+    unsubscribe("dispatch.order_status_changed", handlers.on_order_status_changed)
+    unsubscribe("field.price_change_approved", handlers.on_price_change_approved)
+    unsubscribe("ratings.review_finalized", handlers.on_review_finalized)
+
+
+@pytest.fixture
 def committed_db():
     """A scratch database migrated to every head, dropped afterwards; its data is committed."""
     import asyncio

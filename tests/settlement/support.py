@@ -18,10 +18,10 @@ from tests.factories import CustomerCtx, TechnicianCtx, make_customer, make_tech
 OPS = dispatch.Actor("admin", "ops")
 
 
-async def new_order(client: AsyncClient, session: AsyncSession, kind: str = "repair"
-                    ) -> tuple[Order, CustomerCtx, TechnicianCtx]:
+async def new_order(client: AsyncClient, session: AsyncSession, kind: str = "repair",
+                    technician: TechnicianCtx | None = None) -> tuple[Order, CustomerCtx, TechnicianCtx]:
     customer = await make_customer(session)
-    technician = await make_technician(session)
+    technician = technician or await make_technician(session)
     response = await client.post("/v1/orders", headers=customer.headers,
                                  json={"kind": kind, "address_id": str(customer.address.id)})
     assert response.status_code == 201, response.text

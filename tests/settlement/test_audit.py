@@ -10,7 +10,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.app import create_app
-from settlement import handlers, service
+from settlement import service
 from settlement.models import AuditAccess
 from tests.factories import make_staff
 from tests.settlement.support import accept, complete, finalize_review, new_order
@@ -24,14 +24,7 @@ def _bearer_write_routes() -> list[tuple[str, str]]:
                   if method.upper() in WRITE_METHODS and op.get("security"))
 
 
-@pytest.fixture(autouse=True)
-def settlement_handlers():
-    from dispatch.events import unsubscribe
-
-    handlers.register()
-    yield
-    unsubscribe("dispatch.order_status_changed", handlers.on_order_status_changed)
-    unsubscribe("ratings.review_finalized", handlers.on_review_finalized)
+pytestmark = pytest.mark.usefixtures("settlement_handlers")
 
 
 def test_the_write_routes_include_settlements_own() -> None:

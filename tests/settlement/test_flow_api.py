@@ -4,28 +4,25 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from httpx import AsyncClient
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
+from dispatch.config import get_settings
 from dispatch.events import drain
 from dispatch.models import Order
 from settlement import handlers, ledger, service
-from settlement.models import Payment, Settlement
+from settlement.gateway import PaymentRequestRejected
+from settlement.models import AuditAccess, LedgerEntry, Payment, Settlement
 from settlement.reconcile import reconcile
-from tests.factories import make_staff
+from settlement.stripe_gateway import StripeGateway
+from tests.factories import make_customer, make_staff, make_technician
 from tests.settlement.support import (
     OPS, accept, assert_ledger_balances, complete, entries_of, finalize_review, new_order,
 )
 
 
-@pytest.fixture(autouse=True)
-def settlement_handlers():
-    handlers.register()
-    yield
-    from dispatch.events import unsubscribe
-
-    unsubscribe("dispatch.order_status_changed", handlers.on_order_status_changed)
-    unsubscribe("ratings.review_finalized", handlers.on_review_finalized)
+pytestmark = pytest.mark.usefixtures("settlement_handlers")
 
 
 async def _pay_pending(session: AsyncSession) -> None:
@@ -153,9 +150,177 @@ async def test_refund_after_settlement_reverses_the_transfer_and_records_the_res
                                json={"amount_minor": 3000})
     assert replay.json() == response.json()
     receivable = ledger.technician_receivable(technician.technician.id)
-    # 3000 clawed back; the provider refused to reverse more than his 800 balance, so none was reversed
+    # 3000 clawed back: his 800 balance reversed, the other 2200 owed by him
+    assert await ledger.balance(session, receivable) == 2200
+    assert await entries_of(session, order.id) == [
+        "hold", "capture", "settlement", "transfer", "refund", "clawback", "reversal"]
+    assert gateway.available_balance(account_id=s.connected_account_id, currency="CNY") == 0
+    await assert_ledger_balances(session)
+
+
+async def test_receivable_is_collected_from_the_technicians_next_payout(client: AsyncClient, session: AsyncSession) -> None:
+    started = datetime.now(timezone.utc)  # the provider keeps earlier tests' rows
+    first, _, technician = await new_order(client, session)
+    await accept(session, first, technician)
+    await complete(session, first)
+    await finalize_review(session, first, stars=4)
+    await _pay_pending(session)
+    s1 = await service.compute_settlement(session, order_id=first.id, review_id="x", stars=4)
+    gateway = service.get_gateway()
+    gateway.withdraw(account_id=s1.connected_account_id, amount_minor=6800)  # nothing left to reverse
+    await service.refund_order(session, first.id, amount_minor=3000, request_key="r", gateway=gateway)
+    receivable = ledger.technician_receivable(technician.technician.id)
     assert await ledger.balance(session, receivable) == 3000
-    assert await entries_of(session, order.id) == ["hold", "capture", "settlement", "transfer", "refund", "clawback"]
+
+    second, _, _ = await new_order(client, session, technician=technician)
+    await accept(session, second, technician)
+    await complete(session, second)
+    await finalize_review(session, second, stars=4)
+    await _pay_pending(session)
+    s2 = await service.compute_settlement(session, order_id=second.id, review_id="y", stars=4)
+    assert (s2.status, s2.payout_minor, s2.receivable_offset_minor) == ("transferred", 6800, 3000)
+    assert await entries_of(session, second.id) == ["hold", "capture", "settlement", "receivable_offset", "transfer"]
+    transfer = (await session.exec(select(LedgerEntry).where(LedgerEntry.settlement_id == s2.id,
+                                                             LedgerEntry.kind == "transfer"))).one()
+    assert ledger.Posting(ledger.PROVIDER_BALANCE, -3800, "CNY") in await ledger.postings_of(session, transfer.id)
+    assert gateway.available_balance(account_id=s2.connected_account_id, currency="CNY") == 3800
+    assert await ledger.balance(session, receivable) == 0
+    assert await ledger.balance(session, ledger.technician_payable(technician.technician.id)) == 0
+    await assert_ledger_balances(session)
+    assert await reconcile(session, gateway, started, datetime.now(timezone.utc) + timedelta(seconds=1)) == []
+
+    mine = await client.get("/v1/technicians/me/settlements", headers=technician.headers, params={"limit": 1})
+    assert mine.status_code == 200, mine.text
+    assert [(x["order_id"], x["receivable_offset_minor"]) for x in mine.json()["data"]] == [(str(second.id), 3000)]
+    rest = await client.get("/v1/technicians/me/settlements", headers=technician.headers,
+                            params={"limit": 1, "cursor": mine.json()["next_cursor"]})
+    older = rest.json()["data"][0]
+    assert (older["order_id"], older["clawback_minor"], older["status"]) == (str(first.id), 3000, "transferred")
+    assert older["arithmetic"]["payout_minor"] == 6800 and rest.json()["next_cursor"] is None
+
+
+async def test_payout_smaller_than_the_receivable_is_kept_whole_and_nothing_is_transferred(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    first, _, technician = await new_order(client, session)
+    await accept(session, first, technician)
+    await complete(session, first)
+    await finalize_review(session, first, stars=4)
+    await _pay_pending(session)
+    s1 = await service.compute_settlement(session, order_id=first.id, review_id="x", stars=4)
+    gateway = service.get_gateway()
+    gateway.withdraw(account_id=s1.connected_account_id, amount_minor=6800)
+    await service.refund_order(session, first.id, amount_minor=8000, request_key="all", gateway=gateway)
+    receivable = ledger.technician_receivable(technician.technician.id)
+    assert await ledger.balance(session, receivable) == 6800  # he bears at most his payout
+
+    second, _, _ = await new_order(client, session, technician=technician)
+    await accept(session, second, technician)
+    await complete(session, second, final_price_minor=5000)
+    await finalize_review(session, second, stars=4)
+    await _pay_pending(session)
+    s2 = await service.compute_settlement(session, order_id=second.id, review_id="y", stars=4)
+    assert (s2.status, s2.payout_minor, s2.receivable_offset_minor, s2.transfer_id) == ("transferred", 4250, 4250, None)
+    assert await entries_of(session, second.id) == ["hold", "capture", "settlement", "receivable_offset"]
+    assert await ledger.balance(session, receivable) == 6800 - 4250
+    assert (await session.get(Order, second.id, populate_existing=True)).status == "settled"
+    await assert_ledger_balances(session)
+
+
+async def test_approved_price_above_the_hold_is_charged_in_full_and_settled_on(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    started = datetime.now(timezone.utc)  # the provider keeps earlier tests' rows
+    order, customer, technician = await new_order(client, session)
+    await accept(session, order, technician)
+    for action in ("depart", "arrive", "start_service"):
+        await dispatch.transition(session, order.id, action, OPS)
+    report = {"work_done": "replaced the regulator", "final_price_minor": 9500, "currency": "CNY"}
+    url = f"/v1/jobs/{order.id}/complete"
+    asked = await client.post(url, headers=technician.headers, json=report)
+    assert asked.status_code == 202, asked.text
+    approved = await client.post(f"/v1/orders/{order.id}/price-change/approve", headers=customer.headers)
+    assert approved.status_code == 200, approved.text
+    await drain(session)
+    payment = await session.get(Payment, order.id, populate_existing=True)
+    assert (payment.status, payment.held_minor) == ("authorised", 9500)
+
+    done = await client.post(url, headers=technician.headers, json=report)
+    assert done.status_code == 200, done.text
+    await drain(session)
+    await session.refresh(payment)
+    assert (payment.status, payment.captured_minor) == ("captured", 9500)
+    await finalize_review(session, order, stars=5)
+    await _pay_pending(session)
+    s = await service.compute_settlement(session, order_id=order.id, review_id="x", stars=5)
+    # 9500 base, +5 % = 475, fee 15 % = 1425 -> 8550, paid out of the one 9500 charge
+    assert (s.base_minor, s.payout_minor, s.status) == (9500, 8550, "transferred")
+    assert await entries_of(session, order.id) == [
+        "hold", "hold", "hold_released", "capture", "settlement", "transfer"]
+    assert await ledger.balance(session, ledger.technician_payable(technician.technician.id)) == 0
+    await assert_ledger_balances(session)
+
+    account, auditor = await make_staff(session, "auditor")
+    period = {"from": started.isoformat(), "to": (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()}
+    checked = await client.get("/v1/audit/reconcile", headers=auditor, params=period)
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["ok"] and checked.json()["mismatches"] == []
+    logged = (await session.exec(select(AuditAccess.action).where(AuditAccess.account_id == account.id))).all()
+    assert logged == ["reconcile"]
+
+
+async def test_declined_card_for_the_approved_price_keeps_the_hold_and_captures_it(
+    client: AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order, _, technician = await new_order(client, session)
+    await accept(session, order, technician)
+    monkeypatch.setattr(get_settings(), "settlement_payment_method_ref", "pm_card_chargeDeclined")
+    await complete(session, order, final_price_minor=9500)
+    payment = await session.get(Payment, order.id, populate_existing=True)
+    assert (payment.status, payment.held_minor, payment.captured_minor) == ("captured", 8000, 8000)
+    assert await entries_of(session, order.id) == ["hold", "capture"]
+    await assert_ledger_balances(session)
+
+
+async def test_reconcile_route_reports_a_provider_movement_missing_from_the_ledger(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    started = datetime.now(timezone.utc)  # the provider keeps earlier tests' rows
+    order, _, technician = await new_order(client, session)
+    await accept(session, order, technician)
+    await complete(session, order)
+    payment = await session.get(Payment, order.id)
+    dispute_id = service.get_gateway().open_dispute(charge_id=payment.charge_id, amount_minor=1000)  # webhook not in
+    _, admin = await make_staff(session, "admin")
+    period = {"from": started.isoformat(), "to": (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()}
+    found = (await client.get("/v1/audit/reconcile", headers=admin, params=period)).json()
+    assert not found["ok"]
+    assert found["mismatches"] == [{"provider_object_id": dispute_id, "problem": "missing_in_ledger",
+                                    "ledger_minor": None, "provider_minor": -1000, "currency": "CNY"}]
+    reversed_period = await client.get("/v1/audit/reconcile", headers=admin,
+                                       params={"from": period["to"], "to": period["from"]})
+    assert reversed_period.status_code == 422
+
+
+async def test_raised_hold_through_stripe_captures_the_approved_price_from_one_charge(
+    session: AsyncSession, gateway: StripeGateway
+) -> None:
+    customer = await make_customer(session)
+    technician = await make_technician(session)
+    order = await dispatch.create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
+                                        kind="repair", actor=OPS)
+    for action in ("start_matching", "offer"):
+        await dispatch.transition(session, order.id, action, OPS)
+    await dispatch.transition(session, order.id, "accept", OPS, set_values={"technician_id": technician.technician.id})
+    first = await service.place_hold(session, order.id, gateway)
+    first_hold = first.hold_id
+    await service.raise_hold(session, order.id, 9500, gateway)
+    await service.raise_hold(session, order.id, 9500, gateway)  # a redelivered approval
+    payment = await service.capture_order(session, order.id, 9500, gateway)
+    assert (payment.captured_minor, payment.status) == (9500, "captured") and payment.hold_id != first_hold
+    with pytest.raises(PaymentRequestRejected):  # the replaced hold was released
+        gateway.capture(hold_id=first_hold, amount_minor=100, idempotency_key=f"test:{first_hold}")
+    assert await entries_of(session, order.id) == ["hold", "hold", "hold_released", "capture"]
     await assert_ledger_balances(session)
 
 

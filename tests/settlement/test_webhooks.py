@@ -5,19 +5,12 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from settlement import handlers, ledger, service
+from settlement import ledger, service
 from settlement.models import Payment, WebhookInbox
 from tests.settlement.support import accept, assert_ledger_balances, complete, entries_of, finalize_review, new_order
 
 
-@pytest.fixture(autouse=True)
-def settlement_handlers():
-    from dispatch.events import unsubscribe
-
-    handlers.register()
-    yield
-    unsubscribe("dispatch.order_status_changed", handlers.on_order_status_changed)
-    unsubscribe("ratings.review_finalized", handlers.on_review_finalized)
+pytestmark = pytest.mark.usefixtures("settlement_handlers")
 
 
 async def _deliver(client: AsyncClient, event: dict) -> dict:
