@@ -11,6 +11,8 @@ detection delay; and the false alarm rate on the clean series per meter-year.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 import json
 import os
 import platform
@@ -23,6 +25,8 @@ from importlib import metadata, resources
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not this folder's namesakes
 
 from meters.anomaly import AnomalyConfig, detect_anomalies
 

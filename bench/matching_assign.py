@@ -11,6 +11,8 @@ median of several runs. Target: under 250 ms. Part 2 runs the scarce generated d
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 import os
 import platform
 import statistics
@@ -23,6 +25,8 @@ import scipy
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not this folder's namesakes
 
 from matching.assign import batch
 from matching.model import CertificationView, MatchingConfig, OrderView, TechnicianView

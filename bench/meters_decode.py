@@ -4,6 +4,7 @@ Run: .venv/bin/python bench/meters_decode.py [--seconds-per-run 1.0] [--runs 5]
 """
 
 import argparse
+import sys
 import json
 import os
 import platform
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not this folder's namesakes
 
 from meters.protocols import cjt188, mbus
 
