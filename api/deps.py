@@ -13,9 +13,8 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import after_commit
 from dispatch.accounts import customer_for_account, technician_for_account
-from dispatch.db import get_sessionmaker
+from dispatch.db import session_scope
 from dispatch.errors import AuthenticationFailed, Conflict, Forbidden, IdempotencyConflict
 from dispatch.models import Customer, IdempotencyRecord, Technician
 from dispatch.redis import get_redis
@@ -23,15 +22,8 @@ from dispatch.security import Principal, decode_token
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
-    async with get_sessionmaker()() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            after_commit.discard(session)
-            raise
-        await after_commit.run(session)
+    async with session_scope() as session:
+        yield session
 
 
 # scope="function": the commit happens before the response is sent, so a 2xx means durable.

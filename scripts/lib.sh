@@ -14,7 +14,10 @@ ensure_debian_packages() {
   [ -f /usr/share/postgresql/15/extension/postgis.control ] || missing+=(postgresql-15-postgis-3)
   command -v redis-server >/dev/null || missing+=(redis-server)
   # The browser tests drive Debian's Chromium (with a CJK font for the screenshots).
-  if [ "${NEED_CHROMIUM:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium fonts-wqy-microhei); fi
+  if [ "${NEED_CHROMIUM:-0}" = 1 ]; then
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -27,9 +27,15 @@ start_redis redis-test "$REDIS_PORT"
 mkdir -p var/test
 python tests/support/stripe_server.py --host 127.0.0.1 --port "$STRIPE_PORT" > var/test/stripe.log 2>&1 &
 stripe_pid=$!
-for _ in $(seq 100); do
-  curl -s "http://127.0.0.1:$STRIPE_PORT/v1/customers" >/dev/null 2>&1 && break; sleep 0.1
-done
+python - "$STRIPE_PORT" <<'PY'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+PY
 
 export GASDISPATCH_DATABASE_URL="postgresql+asyncpg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/gasdispatch_test"
 export GASDISPATCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"

@@ -4,16 +4,10 @@ work with nothing but the API process."""
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from tests.e2e.support import ROOT
@@ -26,46 +20,6 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (scripts/test.sh installs Debian's chromium)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def api_worker(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """start(**env) -> base URL of a fresh uvicorn worker on loopback; stopped at the end.
-    (The same fixture as tests/realtime/conftest.py, which this package cannot import.)"""
-    processes: list[subprocess.Popen] = []
-
-    def start(**env: str) -> str:
-        port = _free_port()
-        environment = {**os.environ, "GASDISPATCH_EMBEDDED_WORKER": "false", **env}
-        log = open(tmp_path / f"worker-{port}.log", "w")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT))
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/v1/health/live", timeout=1).status_code == 200:
-                    return base
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"worker on {port} did not start: {(tmp_path / f'worker-{port}.log').read_text()}")
-
-    yield start
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture
