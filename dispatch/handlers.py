@@ -52,6 +52,13 @@ async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]
         kind = "order_cancelled" if to == "cancelled" else "job_updated"
         push_after_commit(session, account_channel(technician.account_id), kind, order_id=str(order.id),
                           status=to, reason=payload.get("reason"))
+    if to == "settled" and technician is not None:
+        amount = payload.get("payload", {}).get("payout_minor")
+        if amount is not None:
+            await notify(session, technician.account_id, "payout", "结算到账 / Payout sent",
+                         f"{amount / 100:.2f} {order.currency} for order {str(order.id)[:8]}",
+                         {"order_id": str(order.id), "amount_minor": amount, "currency": order.currency},
+                         dedupe_key=f"payout:{order.id}")
     if to in _STATUS_TEXT:
         account_id = await _account_of_customer(session, order.customer_id)
         title, body = _STATUS_TEXT[to]

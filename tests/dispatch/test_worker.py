@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from sqlmodel import select
 
 from api.worker import tick
-from dispatch.models import Order
+from dispatch.models import Notification, Order
 from dispatch.redis import get_redis
 from dispatch.service import Actor, create_order, transition
 from matching import service as engine
@@ -49,3 +49,8 @@ async def test_worker_offers_finalizes_the_review_and_pays_the_technician(commit
         assert (await session.get(Order, order.id)).status == "settled"
         settlement = (await session.exec(select(Settlement).where(Settlement.order_id == order.id))).one()
         assert settlement.status == "transferred"
+    await tick()  # relays the settlement's events
+    async with committed_sessions() as session:
+        payout = (await session.exec(select(Notification).where(
+            Notification.account_id == tech.account.id, Notification.kind == "payout"))).one()
+        assert payout.payload["amount_minor"] == settlement.payout_minor
