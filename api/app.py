@@ -10,18 +10,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import errors, worker
 from api.observability import BodySizeLimit, configure_logging, request_context
 from api.routers import (
-    auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians, telemetry, web,
+    auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians,
+    telemetry, web,
 )
 from api.ws import customer as customer_ws
+from api.wiring import register_handlers
 from api.ws import technician as technician_ws
-from dispatch import handlers as dispatch_handlers
 from dispatch.config import get_settings
 from dispatch.db import get_engine
 from dispatch.redis import get_redis
-from matching import service as matching_service
-from meters import service as meters_service
-from ratings import service as ratings_service
-from settlement import handlers as settlement_handlers
 
 
 @asynccontextmanager
@@ -34,16 +31,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await periodic
     await get_redis().aclose()
     await get_engine().dispose()
-
-
-def register_handlers() -> None:
-    """Every package's reactions to events, subscribed once per process, and the ports
-    one package offers another (reputation for matching)."""
-    matching_service.use_reputation(ratings_service.reputations)
-    dispatch_handlers.register()
-    matching_service.register()
-    meters_service.register()
-    settlement_handlers.register()
 
 
 def create_app() -> FastAPI:

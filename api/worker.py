@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import structlog
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.wiring import register_handlers
 from dispatch.config import get_settings
 from dispatch.db import session_scope
 from dispatch.field import campaigns
@@ -127,6 +128,7 @@ async def relay_forever(stop: asyncio.Event) -> None:
 
 
 async def run_forever(stop: asyncio.Event | None = None) -> None:
+    register_handlers()
     settings = get_settings()
     holder = f"{socket.gethostname()}:{os.getpid()}"
     stop = stop or asyncio.Event()

@@ -8,8 +8,9 @@ GASDISPATCH_REDIS_URL (run `gasdispatch migrate` first). The bench inserts its o
 technicians and customers (committed, emails under @bench.local) and deletes them, with the
 orders, offers and other rows that reference them, at the end.
 
-It starts `--workers` uvicorn processes on free loopback ports (the first runs the embedded
-worker: outbox relay and matching), connects N technician sockets spread over them, goes
+It starts `--workers` uvicorn processes on free loopback ports and one `gasdispatch worker`
+process (outbox relay and matching; `--embedded-worker` runs it inside the first API process
+instead), connects N technician sockets spread over them, goes
 online, and sends a position every `--interval-s` (jittered start) for `--duration-s`.
 Meanwhile customers place orders over HTTP at `--orders-per-s`, each next to a random
 technician; nobody accepts, so offers also lapse and move on, as they would.
@@ -83,11 +84,19 @@ def _raise_fd_limit(needed: int) -> int:
     return soft
 
 
-def start_workers(count: int, fd_limit: int, log_dir: Path) -> list[tuple[subprocess.Popen, str]]:
+def start_periodic_worker(log_dir: Path) -> subprocess.Popen:
+    """`gasdispatch worker` in its own process, as production runs it: its loop is not
+    shared with thousands of sockets."""
+    return subprocess.Popen([sys.executable, "-m", "dispatch", "worker"], cwd=ROOT,
+                            env={**os.environ, "GASDISPATCH_DB_POOL_SIZE": "5"},
+                            stdout=open(log_dir / "periodic-worker.log", "w"), stderr=subprocess.STDOUT)
+
+
+def start_workers(count: int, fd_limit: int, log_dir: Path, embedded: bool) -> list[tuple[subprocess.Popen, str]]:
     started = []
     for i in range(count):
         port = _free_port()
-        env = {**os.environ, "GASDISPATCH_EMBEDDED_WORKER": "true" if i == 0 else "false",
+        env = {**os.environ, "GASDISPATCH_EMBEDDED_WORKER": "true" if embedded and i == 0 else "false",
                # Enough pooled connections for the socket load; the default suits a small demo.
                "GASDISPATCH_DB_POOL_SIZE": os.environ.get("GASDISPATCH_DB_POOL_SIZE", "20")}
         log = open(log_dir / f"worker-{port}.log", "w")
@@ -304,11 +313,13 @@ async def main(args: argparse.Namespace, console: Console) -> dict:
                     "duration_s": args.duration_s, "interval_s": args.interval_s, "orders_per_s": args.orders_per_s}
     console.print(f"[bold]realtime bench[/] on {result['machine']}; fd limit {fd_limit}; logs in {log_dir}")
     people = await create_people(args.sockets, order_count, run, rng)
-    workers = start_workers(args.workers, fd_limit, log_dir)
+    workers = start_workers(args.workers, fd_limit, log_dir, embedded=args.embedded_worker)
+    if not args.embedded_worker:
+        workers.append((start_periodic_worker(log_dir), ""))
     technicians = []
     try:
-        bases = [base for _, base in workers]
-        before = [_rss_kib(p.pid) for p, _ in workers]
+        bases = [base for _, base in workers if base]
+        before = [_rss_kib(p.pid) for p, base in workers if base]
         for i, (token, _, home) in enumerate(people["technicians"]):
             url = bases[i % len(bases)].replace("http://", "ws://") + f"/v1/ws/technician?access_token={token}"
             technicians.append(Technician(url, home, figures, args.interval_s))
@@ -331,7 +342,7 @@ async def main(args: argparse.Namespace, console: Console) -> dict:
             await asyncio.sleep(2)
             # Opened and still open: a worker may accept the handshake and then fail the socket.
             open_sockets = [t for t in technicians if t.ws is not None and t.ws.state is websockets.State.OPEN]
-            after = [_rss_kib(p.pid) for p, _ in workers]
+            after = [_rss_kib(p.pid) for p, base in workers if base]
             result["open_sockets"] = len(open_sockets)
             result["rss_mib_before"] = [round(k / 1024, 1) for k in before]
             result["rss_mib_after_connect"] = [round(k / 1024, 1) for k in after]
@@ -355,7 +366,7 @@ async def main(args: argparse.Namespace, console: Console) -> dict:
             figures.ack_window_s = time.monotonic() - window_start
             await asyncio.gather(*streams, orders)
             await asyncio.sleep(2 * args.interval_s)  # the last offers and acks in flight
-            result["rss_mib_end"] = [round(_rss_kib(p.pid) / 1024, 1) for p, _ in workers]
+            result["rss_mib_end"] = [round(_rss_kib(p.pid) / 1024, 1) for p, base in workers if base]
             unanswered = sum(len(t.sent) for t in open_sockets)
 
         rows = await offer_rows(list(figures.offers))
@@ -423,6 +434,9 @@ if __name__ == "__main__":
     parser.add_argument("--orders-per-s", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--embedded-worker", action="store_true",
+                        help="run the periodic worker inside the first API process (the demo's set-up) "
+                             "instead of as its own `gasdispatch worker` process")
     arguments = parser.parse_args()
     out = Console(stderr=arguments.json)
     figures = asyncio.run(main(arguments, out))

@@ -39,7 +39,7 @@ def migrated_database() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def event_handlers() -> None:
     """The same event subscriptions the app makes, for tests that drain the outbox directly."""
-    from api.app import register_handlers
+    from api.wiring import register_handlers
 
     register_handlers()
 

@@ -54,3 +54,36 @@ async def test_worker_offers_finalizes_the_review_and_pays_the_technician(commit
         payout = (await session.exec(select(Notification).where(
             Notification.account_id == tech.account.id, Notification.kind == "payout"))).one()
         assert payout.payload["amount_minor"] == settlement.payout_minor
+
+
+async def test_the_standalone_worker_process_matches_orders(committed_sessions, redis) -> None:  # noqa: ANN001
+    """`gasdispatch worker` wires its own event handlers: an order made elsewhere gets offered."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    index = engine.geo_index(get_redis())
+    async with committed_sessions() as session:
+        customer = await make_customer(session, *CENTER)
+        tech = await make_technician(session)
+        await engine.go_online(session, index, tech.technician)
+        await engine.record_position(session, index, tech.technician, lon=CENTER[0] + 0.002, lat=CENTER[1],
+                                     at=datetime.now(timezone.utc))
+        order = await create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
+                                   kind="repair", actor=Actor("customer", str(customer.account.id)))
+        await session.commit()
+    process = subprocess.Popen([sys.executable, "-m", "dispatch", "worker"],
+                               env={**os.environ, "GASDISPATCH_BATCH_WINDOW_S": "0.2"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(150):
+            async with committed_sessions() as session:
+                offered = (await session.exec(select(Offer).where(Offer.order_id == order.id))).first()
+            if offered is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert offered is not None and offered.technician_id == tech.technician.id
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
