@@ -92,24 +92,23 @@ def serve(
 
 
 def _mount_subcommands() -> None:
-    from matching.cli import simulate
+    """Each package owns its commands; they are mounted here so `gasdispatch --help` lists all."""
+    from dispatch.field.cli import app as field_app
+    from dispatch.tech_client import command as tech_client
+    from matching.cli import engine_app, simulate
     from meters.cli import app as meters_app
     from ratings.cli import app as ratings_app
-
-    app.add_typer(meters_app, name="meters")
-    app.add_typer(ratings_app, name="ratings")
-    app.command("simulate")(simulate)
     from settlement.cli import app as settlement_app
     from settlement.cli import audit_app
 
+    app.command("simulate")(simulate)
+    app.command("tech-client")(tech_client)
+    app.add_typer(engine_app, name="matching")
+    app.add_typer(meters_app, name="meters")
+    app.add_typer(ratings_app, name="ratings")
+    app.add_typer(field_app, name="field")
     app.add_typer(settlement_app, name="settlement")
     app.add_typer(audit_app, name="audit")
-    from dispatch.field.cli import app as field_app
-
-    app.add_typer(field_app, name="field")
-    from dispatch.tech_client import command as tech_client
-
-    app.command("tech-client")(tech_client)
 
 
 _mount_subcommands()
