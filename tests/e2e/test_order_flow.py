@@ -62,6 +62,8 @@ async def sign_in(page: Page, base: str, app: str, email: str) -> None:
 
 async def shot(page: Page, artifacts: Path, name: str) -> None:
     await assert_accessible(page, name)
+    # From the top, or the sticky header is captured where the page happened to be scrolled.
+    await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
