@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.async_api import expect
 
 from tests.e2e.support import ROOT
 
@@ -17,6 +18,9 @@ CHROMIUM = os.environ.get("GASDISPATCH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+# CI machines are shared and slow at times: a step may take longer than Playwright's 5 s default.
+expect.set_options(timeout=15_000)
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (scripts/test.sh installs Debian's chromium)", allow_module_level=True)

@@ -74,8 +74,8 @@ function onMessage(message) {
   } else if (message.type === "job_updated" || message.type === "order_cancelled") {
     if (message.type === "order_cancelled") toast(t("technician.cancelled"));
     loadJobs();
-  } else if (message.type === "notification" && message.title) {
-    toast(message.title);
+  } else if (message.type === "notification" && message.notification?.title) {
+    toast(message.notification.title);
   }
 }
 
@@ -287,7 +287,8 @@ function reportForm(order) {
     if (!result) return;
     if (result.http_status === 202) {
       draft.awaitingPrice = true;  // submitted again once the customer approves
-      error.textContent = t("technician.awaitingPrice");
+      // The job view may have been redrawn while the request was out: write to the live form.
+      (document.querySelector("#report-form .error") || error).textContent = t("technician.awaitingPrice");
     } else {
       drafts.delete(order.id);
       toast(t("technician.completedToast"));
