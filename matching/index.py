@@ -18,7 +18,7 @@ POSITION_UPDATES = Counter("gasdispatch_position_updates_total", "Technician pos
 EARTH_RADIUS_M = 6_371_008.8
 # Radii tried in turn: the search stops as soon as enough candidates are found, so its cost
 # follows the local density of technicians, not the size of the city.
-SEARCH_RADII_M = (1_000.0, 3_000.0, 8_000.0, 20_000.0, 50_000.0)
+SEARCH_RADII_M = (250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0, 50_000.0)
 
 # Many fixes in one call (ARGV: max m/s, persist period, city, then one "id lon lat ts" string
 # per fix): validates each against the previous fix (ordering, speed), stores it, and says
