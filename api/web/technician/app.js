@@ -177,13 +177,18 @@ const cards = new Map();  // order id -> {status, lang, element}: a card is rebu
 
 function renderJobs() {
   const lang = document.documentElement.lang;
-  fill(document.getElementById("jobs"), state.jobs.map((order) => {
+  const elements = state.jobs.map((order) => {
     const kept = cards.get(order.id);
     if (kept && kept.status === order.status && kept.lang === lang) return kept.element;
     const element = jobCard(order);
     cards.set(order.id, { status: order.status, lang, element });
     return element;
-  }));
+  });
+  // Re-inserting an unchanged card detaches it for a moment: a tap or a submit in flight
+  // on it is lost, so the list is only touched when it changed.
+  const container = document.getElementById("jobs");
+  const current = Array.from(container.children);
+  if (current.length !== elements.length || current.some((el, i) => el !== elements[i])) fill(container, elements);
 }
 
 function jobCard(order) {
