@@ -16,8 +16,8 @@ from dispatch.fanout import account_channel, active_orders_key, order_channel, p
 from dispatch.models import Customer, Order, Technician
 from dispatch.notifications import notify
 from dispatch.redis import get_redis
+from dispatch.states import ACTIVE_JOB_STATES
 
-ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
 
 _STATUS_TEXT = {
     "accepted": ("技术员已接单 / Technician on the way soon", "{name} accepted your order."),

@@ -9,6 +9,9 @@ STATES = (
     "in_service", "completed", "reviewed", "settled", "cancelled", "unfulfilled",
 )
 TERMINAL = frozenset({"settled", "cancelled", "unfulfilled"})
+# A technician holds the order: from acceptance until completion (his load, his position on
+# the customer's map, the identity card at the door).
+ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
 
 # action -> {from_state: to_state}
 _TRANSITIONS: dict[str, dict[str, str]] = {

@@ -31,6 +31,8 @@ import websockets
 from rich.console import Console
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from dispatch.states import ACTIVE_JOB_STATES
+
 EARTH_M_PER_DEG = 111_320.0
 KNOCK_WITHIN_M = 100.0
 MAX_BACKOFF_S = 10.0
@@ -227,7 +229,7 @@ class TechnicianClient:
                 job.cancel()
                 self.target = None
                 self._say(f"[red]order {message['order_id'][:8]} taken away ({message.get('status')})[/]")
-        elif kind == "job_updated" and message.get("status") in ("accepted", "en_route", "arrived", "in_service"):
+        elif kind == "job_updated" and message.get("status") in ACTIVE_JOB_STATES:
             self._take_job(message["order_id"])  # a job held before a restart: carry on with it
         elif kind == "notification":
             self._say(f"[dim]notification: {message['notification']['title']}[/]")

@@ -27,6 +27,7 @@ from dispatch.geo import lonlat
 from dispatch.models import Certification, CustomerBlock, Order, Technician
 from dispatch.redis import get_redis
 from dispatch.service import Actor, transition
+from dispatch.states import ACTIVE_JOB_STATES
 from dispatch.technicians import record_last_position, usable_kinds
 from matching.assign import batch, best_candidate
 from matching.eligibility import ineligibility_reason
@@ -38,7 +39,6 @@ from matching.spatial import PointIndex
 
 log = structlog.get_logger(__name__)
 MATCHER = Actor.system("matching")
-ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
 CANDIDATES_PER_ORDER = 16
 
 # Reputation per technician id, in [1, 5]; the ratings package plugs its lookup in here.

@@ -22,7 +22,7 @@ from sqlalchemy import insert, select, text, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from meters.models import Device, Quarantine, ValveCommand
-from meters.protocols import FrameError, cjt188, mbus
+from meters.protocols import cjt188, mbus
 from meters.protocols.stream import StreamFrame
 
 log = structlog.get_logger(__name__)

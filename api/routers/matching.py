@@ -10,7 +10,7 @@ from api.deps import CurrentCustomer, CurrentTechnician, RedisDep, SessionDep, S
 from dispatch.config import get_settings
 from dispatch.errors import NotFound
 from dispatch.fanout import publish_position
-from dispatch.geo import lonlat
+from dispatch.handlers import offer_summary
 from dispatch.models import CustomerBlock, Order, ServiceStation, Technician
 from dispatch.schemas import CertificationKind, GeoPoint, Input, Page
 from dispatch.technicians import certifications_of, usable_kinds
@@ -93,11 +93,9 @@ async def go_offline(technician: CurrentTechnician, session: SessionDep, redis: 
 async def offer_public(session: SessionDep, offer: Offer) -> OfferPublic:
     order = await session.get(Order, offer.order_id)
     assert order is not None
-    lon, lat = lonlat(order.location) or (0.0, 0.0)
-    return OfferPublic(
-        id=offer.id, order_id=offer.order_id, status=offer.status, kind=order.kind, priority=order.priority,
-        description=order.description, area=_round_point(lon, lat), distance_m=round(offer.distance_m),
-        eta_min=max(1, round(offer.eta_s / 60)), expires_at=offer.expires_at)
+    # The same summary the socket pushes, so REST and the phone never disagree.
+    summary = offer_summary(order, str(offer.id), offer.distance_m, offer.eta_s, offer.expires_at.isoformat())
+    return OfferPublic(id=summary.pop("offer_id"), status=offer.status, **summary)
 
 
 @router.get("/v1/offers")

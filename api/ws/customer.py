@@ -15,9 +15,9 @@ from dispatch.errors import NotFound
 from dispatch.fanout import order_channel
 from dispatch.redis import get_redis
 from dispatch.service import get_order_for
+from dispatch.states import ACTIVE_JOB_STATES
 
 router = APIRouter()
-POSITION_VISIBLE = frozenset({"accepted", "en_route", "arrived", "in_service"})
 
 
 def _answer(text: str | None) -> dict:
@@ -52,7 +52,7 @@ async def order_socket(websocket: WebSocket, order_id: str) -> None:
         if message.get("type") == "status":
             status["current"] = message.get("status")
             return True
-        return message.get("type") != "position" or status["current"] in POSITION_VISIBLE
+        return message.get("type") != "position" or status["current"] in ACTIVE_JOB_STATES
 
     redis = get_redis()
     channel = order_channel(order.id)

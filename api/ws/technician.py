@@ -30,6 +30,7 @@ from dispatch.handlers import offer_summary
 from dispatch.fanout import account_channel, presence_key, publish_position
 from dispatch.models import Order
 from dispatch.redis import get_redis
+from dispatch.states import ACTIVE_JOB_STATES
 from dispatch.technicians import record_last_position
 from matching import service as matching
 from matching.models import Offer
@@ -37,7 +38,6 @@ from matching.models import Offer
 router = APIRouter()
 log = structlog.get_logger(__name__)
 REPLAY_TTL_S = 600
-ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
 
 
 async def _resume(sender: Sender, technician_id: uuid.UUID) -> None:

@@ -23,10 +23,10 @@ from dispatch.events import publish
 from dispatch.field.models import Verification, Visit
 from dispatch.models import Certification, Order, ServiceStation, Technician
 from dispatch.service import Actor
+from dispatch.states import ACTIVE_JOB_STATES
 from dispatch.technicians import certification_usable
 
 # From acceptance until completion the customer may see who is coming.
-VISIT_STATES = ("accepted", "en_route", "arrived", "in_service")
 
 
 class InvalidQrToken(InvalidInput):
@@ -130,7 +130,7 @@ def _new_code() -> str:
 async def ensure_visit(session: AsyncSession, order: Order, now: datetime) -> Visit:
     """The visit of the order's current technician; a new technician (after a pre-emption)
     starts a fresh visit, and an expired code is replaced unless the code is locked."""
-    if order.status not in VISIT_STATES or order.technician_id is None:
+    if order.status not in ACTIVE_JOB_STATES or order.technician_id is None:
         raise NoVisitInProgress()
     visit = await session.get(Visit, order.id, with_for_update=True)
     ttl = timedelta(seconds=get_settings().field_code_ttl_s)

@@ -6,7 +6,6 @@ Create Date: 2026-11-25 22:40:41.985273
 """
 from collections.abc import Sequence
 
-import geoalchemy2
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op

@@ -12,7 +12,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -1,4 +1,3 @@
-import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 

@@ -13,7 +13,7 @@ from dispatch.events import drain
 from dispatch.models import Order
 from settlement import handlers, ledger, service
 from settlement.gateway import PaymentRequestRejected
-from settlement.models import AuditAccess, LedgerEntry, Payment, Settlement
+from settlement.models import AuditAccess, LedgerEntry, Payment
 from settlement.reconcile import reconcile
 from settlement.stripe_gateway import StripeGateway
 from tests.factories import make_customer, make_staff, make_technician

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
 from dispatch.config import get_settings
-from settlement import ledger, service, webhooks
+from settlement import service, webhooks
 from settlement.audit import verify_chain
 from settlement.models import LedgerEntry, Payment, Settlement
 from settlement.reconcile import reconcile
