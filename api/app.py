@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors, worker
-from api.observability import BodySizeLimit, configure_logging, request_context
+from api import errors, openapi, worker
+from api.observability import BodySizeLimit, request_context
 from api.routers import (
     auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians,
     telemetry, web,
@@ -18,6 +18,7 @@ from api.wiring import register_handlers
 from api.ws import technician as technician_ws
 from dispatch.config import get_settings
 from dispatch.db import get_engine
+from dispatch.logs import configure_logging
 from dispatch.redis import get_redis
 
 
@@ -45,6 +46,7 @@ def create_app() -> FastAPI:
     )
     register_handlers()
     errors.install(app)
+    openapi.install(app)
     app.middleware("http")(request_context)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

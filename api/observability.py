@@ -1,6 +1,5 @@
 """Structured JSON logs with a request id, Prometheus metrics, and a request body size limit."""
 
-import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,20 +15,6 @@ REQUEST_LATENCY = Histogram(
 )
 ORDERS_BY_STATE = Gauge("gasdispatch_orders", "Orders by state", ["status"])
 REJECTED_INPUT = Counter("gasdispatch_rejected_input_total", "Rejected inputs by channel and reason", ["channel", "reason"])
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        cache_logger_on_first_use=True,
-    )
 
 
 def _route_template(request: Request) -> str:

@@ -32,6 +32,7 @@ from settlement import webhooks as settlement_webhooks
 log = structlog.get_logger(__name__)
 LEASE_MS = 5000
 RELAY_INTERVAL_S = 0.1
+RELAY_MAX_BACKOFF_S = 10.0
 
 
 async def hold_lease(city: str, holder: str) -> bool:
@@ -112,17 +113,21 @@ async def _pay_pending() -> int:
 
 async def relay_forever(stop: asyncio.Event) -> None:
     """Deliver outbox events every RELAY_INTERVAL_S, so statuses and notifications reach
-    sockets promptly; relays on several processes share the work (SKIP LOCKED)."""
+    sockets promptly; relays on several processes share the work (SKIP LOCKED). While the
+    database is unreachable it backs off, up to RELAY_MAX_BACKOFF_S between tries."""
+    failures = 0
     while not stop.is_set():
         try:
             async with session_scope() as session:
                 handled = await relay_once(session)
+            failures = 0
         except Exception:
-            log.exception("worker.relay_failed")
+            log.exception("worker.relay_failed", consecutive_failures=failures + 1)
             handled = 0
+            failures += 1
         if handled == 0:
             try:
-                await asyncio.wait_for(stop.wait(), timeout=RELAY_INTERVAL_S)
+                await asyncio.wait_for(stop.wait(), timeout=min(RELAY_INTERVAL_S * 2 ** failures, RELAY_MAX_BACKOFF_S))
             except TimeoutError:
                 pass
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -11,6 +12,38 @@ app = typer.Typer(help="gasdispatch: a dispatch marketplace for city gas utiliti
                   pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 ROOT = Path(__file__).resolve().parent.parent
+secrets_app = typer.Typer(help="This install's secrets (JWT, QR, webhooks, metrics).", no_args_is_help=True)
+
+
+@app.callback()
+def main(ctx: typer.Context) -> None:
+    """Every command logs through the redacting JSON chain; settings are checked up front."""
+    from pydantic import ValidationError
+
+    from dispatch.logs import configure_logging
+
+    if ctx.invoked_subcommand == "secrets" or "--help" in sys.argv[1:]:
+        return
+    try:
+        configure_logging()
+    except ValidationError as exc:
+        console.print(f"[red]{exc.errors()[0]['msg']}[/]")
+        raise typer.Exit(2) from None
+
+
+@secrets_app.command("init")
+def secrets_init(
+    file: Path = typer.Option(None, help="Where to write them (default: var/secrets.env, read by every command)."),
+) -> None:
+    """Generate the secrets this install lacks (0600 file); existing values are kept."""
+    from dispatch.config import SECRETS_FILE
+    from dispatch.secrets import ensure_secrets
+    from meters.nbiot import load_profiles
+
+    legacy = ROOT / "var" / "jwt-secret"  # written by earlier versions of run.sh
+    added = ensure_secrets(file or SECRETS_FILE, sorted({platform for platform, _ in load_profiles()}),
+                           legacy_jwt_secret=legacy.read_text().strip() if legacy.exists() else None)
+    console.print(f"[green]generated {', '.join(added)}[/]" if added else "secrets already present")
 
 
 def alembic_config():  # noqa: ANN201
@@ -88,7 +121,8 @@ def serve(
     """Serve the API (and websockets) with uvicorn."""
     import uvicorn
 
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning",
+                ws_max_size=get_settings().ws_max_message_bytes)
 
 
 def _mount_subcommands() -> None:
@@ -109,6 +143,7 @@ def _mount_subcommands() -> None:
     app.add_typer(field_app, name="field")
     app.add_typer(settlement_app, name="settlement")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(secrets_app, name="secrets")
 
 
 _mount_subcommands()

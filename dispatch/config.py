@@ -1,13 +1,24 @@
-"""Settings from the environment (prefix GASDISPATCH_), one object for the whole process."""
+"""Settings from the environment (prefix GASDISPATCH_), one object for the whole process.
 
+Secrets have development values only so that tests run without set-up; outside the test
+environment each must be set to a strong value of the install's own (`gasdispatch secrets init`
+writes them to var/secrets.env, which is read when present).
+"""
+
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"
 DEV_QR_KEY = "dev-only-qr-key-change-me"
+DEV_STRIPE_API_KEY = "sk_test_localstripe"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_local"
+MIN_SECRET_LENGTH = 32
+SECRETS_FILE = Path(__file__).resolve().parent.parent / "var" / "secrets.env"
 
 
 class Settings(BaseSettings):
@@ -20,13 +31,23 @@ class Settings(BaseSettings):
     redis_max_connections: int = 200
 
     jwt_secret: str = DEFAULT_JWT_SECRET
-    jwt_ttl_s: int = 3600
+    jwt_ttl_s: int = 900
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 1_000_000
+    # Bearer token for GET /metrics; unset outside tests means /metrics answers 404.
+    metrics_token: str | None = None
 
-    # Login throttling: failures allowed per window, per account and per client address.
+    # Login: failures back off per (account, client address) in a moving window, so failures
+    # elsewhere never lock the owner out; an address failing across many accounts is slowed as a
+    # whole. X-Forwarded-For is believed only from these proxies (addresses or CIDR networks).
     login_max_failures: int = 5
     login_window_s: int = 900
+    login_address_max_failures: int = 50
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    # Registrations per client address per hour: a 409 on a taken email must not enumerate users.
+    register_max_per_hour: int = 20
+    # Access tokens (jwt_ttl_s) are short; a refresh token renews them and is rotated on each use.
+    refresh_ttl_s: int = 30 * 86400
 
     currency: str = "CNY"
     # SLA by priority, minutes from creation to technician arrival.
@@ -34,6 +55,11 @@ class Settings(BaseSettings):
     sla_urgent_min: int = 240
     sla_routine_min: int = 2880
     certification_renewal_notice_days: int = 30
+    # Orders a customer places himself: open at once (409 above), and created per moving window
+    # (429 above; `limits` notation, several separated by ";"). Meters, follow-ups and campaigns
+    # are not counted.
+    customer_max_open_orders: int = Field(5, ge=1)
+    customer_order_rate: str = "5/minute;30/day"
 
     # Matching
     city: str = "demo"
@@ -75,9 +101,9 @@ class Settings(BaseSettings):
     abuse_burst_min_count: int = Field(5, ge=1)
     abuse_new_account_days: float = Field(7.0, ge=0)
 
-    stripe_api_key: str = "sk_test_localstripe"
+    stripe_api_key: str = DEV_STRIPE_API_KEY
     stripe_api_base: str | None = None
-    stripe_webhook_secret: str = "whsec_local"
+    stripe_webhook_secret: str = DEV_STRIPE_WEBHOOK_SECRET
     payment_gateway: Literal["sandbox", "stripe"] = "sandbox"
     # Settlement: the card used for holds until customers store their own payment methods;
     # GASDISPATCH_FAULT kills the settlement worker at a named point (crash tests only).
@@ -104,6 +130,19 @@ class Settings(BaseSettings):
         "hose": {"m3": 1500.0, "days": 540.0},
     })
     meters_reminder_period_days: int = 30
+    # A report without the device's own clock (M-Bus, clockless CJ/T 188) that repeats an
+    # earlier one byte for byte within this window is a retransmission.
+    meters_retransmit_window_s: int = Field(600, ge=1)
+    # Binding: source -> other sources that may also carry its devices (a standby
+    # concentrator), e.g. {"concentrator:dtu-7": ["concentrator:dtu-7b"]}.
+    meters_binding_alternates: dict[str, list[str]] = Field(default_factory=dict)
+    # The listener's Prometheus endpoint (`gasdispatch meters listen`); 0 turns it off.
+    meters_metrics_port: int = Field(9190, ge=0, le=65535)
+    # Platform valve commands: platform -> the adapter's command URL (HTTP POST, signed with
+    # the platform's webhook secret); a platform without one gets the recording adapter.
+    meters_platform_command_urls: dict[str, str] = Field(default_factory=dict)
+    meters_command_max_attempts: int = Field(5, ge=1)
+    meters_command_backoff_s: float = Field(2.0, gt=0)  # doubles per attempt
 
     # Field execution. QR payloads are signed with the active key; any listed key id verifies,
     # so a key is rotated by adding the new one, switching the active id, then dropping the old.
@@ -116,6 +155,9 @@ class Settings(BaseSettings):
     # Days to fix a hazard by severity when the technician gives no deadline.
     field_hazard_deadline_days: dict[str, int] = Field(
         default_factory=lambda: {"critical": 1, "major": 7, "minor": 30})
+    # The latest deadline a technician may give, by severity: a critical hazard cannot wait a year.
+    field_hazard_max_deadline_days: dict[str, int] = Field(
+        default_factory=lambda: {"critical": 3, "major": 30, "minor": 180})
     field_inspection_period_days: int = Field(730, ge=1)
     field_campaign_horizon_days: int = Field(14, ge=1)
     field_campaign_max_tries: int = Field(3, ge=1)
@@ -126,16 +168,32 @@ class Settings(BaseSettings):
     map_tile_attribution: str = ""
 
     @model_validator(mode="after")
-    def _refuse_default_secret_in_production(self) -> "Settings":
-        if self.environment == "production" and (
-            self.jwt_secret == DEFAULT_JWT_SECRET or len(self.jwt_secret) < 32
-        ):
-            raise ValueError("GASDISPATCH_JWT_SECRET must be set to a strong secret in production")
-        if self.environment == "production" and (
-            DEV_QR_KEY in self.qr_signing_keys.values() or any(len(k) < 32 for k in self.qr_signing_keys.values())
-        ):
-            raise ValueError("GASDISPATCH_QR_SIGNING_KEYS must hold strong keys of your own in production")
+    def _refuse_default_secrets_outside_tests(self) -> "Settings":
+        problems = self.weak_secrets()
+        if self.environment != "test" and problems:
+            raise ValueError("refusing to start with development or weak secrets: " + "; ".join(problems)
+                             + " (run `gasdispatch secrets init` or set them in the environment)")
         return self
+
+    def weak_secrets(self) -> list[str]:
+        """Every secret setting still at a development value or too short to resist guessing."""
+        def weak(value: str | None, *defaults: str) -> bool:
+            return value is not None and (value in defaults or len(value) < MIN_SECRET_LENGTH)
+
+        problems = []
+        if weak(self.jwt_secret, DEFAULT_JWT_SECRET):
+            problems.append("GASDISPATCH_JWT_SECRET")
+        if any(weak(key, DEV_QR_KEY) for key in self.qr_signing_keys.values()):
+            problems.append("GASDISPATCH_QR_SIGNING_KEYS")
+        if weak(self.stripe_webhook_secret, DEV_STRIPE_WEBHOOK_SECRET):
+            problems.append("GASDISPATCH_STRIPE_WEBHOOK_SECRET")
+        if self.payment_gateway == "stripe" and self.stripe_api_key == DEV_STRIPE_API_KEY:
+            problems.append("GASDISPATCH_STRIPE_API_KEY")
+        if any(weak(secret) for secret in self.meters_webhook_secrets.values()):
+            problems.append("GASDISPATCH_METERS_WEBHOOK_SECRETS")
+        if weak(self.metrics_token):
+            problems.append("GASDISPATCH_METRICS_TOKEN")
+        return problems
 
     def sla_minutes(self, priority: str) -> int:
         return {
@@ -147,4 +205,8 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
+    # The install's generated secrets; the environment still wins over the file. Tests never
+    # read it, so a developer's local file cannot change what the suite sees.
+    if os.environ.get("GASDISPATCH_ENVIRONMENT") != "test" and SECRETS_FILE.is_file():
+        return Settings(_env_file=(".env", SECRETS_FILE))
     return Settings()

@@ -26,13 +26,16 @@ start_redis redis "$REDIS_PORT"
 
 export GASDISPATCH_DATABASE_URL="${GASDISPATCH_DATABASE_URL:-postgresql+asyncpg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/gasdispatch}"
 export GASDISPATCH_REDIS_URL="${GASDISPATCH_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
-# A local demo key, so the dev server starts; production mode refuses defaults.
-export GASDISPATCH_JWT_SECRET="${GASDISPATCH_JWT_SECRET:-$(cat var/jwt-secret 2>/dev/null || (head -c 32 /dev/urandom | base64 | tee var/jwt-secret))}"
+# This install's own secrets (JWT, QR, Stripe webhook, metrics, one per IoT platform), generated
+# once into var/secrets.env (0600) and read by every command; development values are refused.
+gasdispatch secrets init
 
 gasdispatch migrate
 gasdispatch seed --city demo
 log "API:      http://127.0.0.1:8000/v1"
 log "docs:     http://127.0.0.1:8000/docs"
 log "health:   http://127.0.0.1:8000/v1/health"
-log "metrics:  http://127.0.0.1:8000/metrics"
+log "metrics:  http://127.0.0.1:8000/metrics (Authorization: Bearer \$GASDISPATCH_METRICS_TOKEN from var/secrets.env)"
+log "IoT platforms push to http://127.0.0.1:8000/v1/telemetry/<platform>, signed with that platform's"
+log "          secret in GASDISPATCH_METERS_WEBHOOK_SECRETS (var/secrets.env); see the README, Meters"
 gasdispatch serve --host 127.0.0.1 --port 8000

@@ -1,9 +1,13 @@
-from fastapi import APIRouter
+import hmac
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from api.deps import RedisDep, SessionDep
 from api.observability import ORDERS_BY_STATE, metrics_response
+from dispatch.config import get_settings
+from dispatch.errors import AuthenticationFailed, NotFound
 
 router = APIRouter(tags=["health"])
 
@@ -31,7 +35,14 @@ async def ready(session: SessionDep, redis: RedisDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(session: SessionDep) -> Response:
+async def metrics(request: Request, session: SessionDep) -> Response:
+    """Prometheus scrape, behind GASDISPATCH_METRICS_TOKEN (absent when no token is set)."""
+    token = get_settings().metrics_token
+    if token is None:
+        raise NotFound("metrics are not enabled on this install")
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise AuthenticationFailed("the metrics token is required")
     ORDERS_BY_STATE.clear()
     for status, count in (await session.exec(text("SELECT status, count(*) FROM dispatch_order GROUP BY status"))).all():
         ORDERS_BY_STATE.labels(status).set(count)

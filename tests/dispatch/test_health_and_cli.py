@@ -12,9 +12,12 @@ async def test_health_checks_database_and_redis(client: AsyncClient) -> None:
     assert (await client.get("/v1/health/live")).status_code == 200
 
 
-async def test_metrics_expose_route_latency_and_orders_by_state(client: AsyncClient) -> None:
+async def test_metrics_expose_route_latency_and_orders_by_state(client: AsyncClient, monkeypatch) -> None:  # noqa: ANN001
+    from dispatch.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "metrics_token", "m" * 40)
     await client.get("/v1/health/live")
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 40})).text
     assert 'gasdispatch_http_request_duration_seconds_count{method="GET",route="/v1/health/live",status="200"}' in text
     assert "gasdispatch_orders" in text
 
