@@ -10,6 +10,10 @@ export const COLORS = { station: "#0b5cad", address: "#b42318", technician: "#14
 /** GeoJSON Point -> Leaflet [lat, lon]. */
 export const latLng = (point) => [point.coordinates[1], point.coordinates[0]];
 
+/** Tooltip content that Leaflet shows as plain text: it puts a string tooltip into innerHTML, and
+ * labels carry names users typed (or stored before names were restricted). A fresh node per opening. */
+const asText = (text) => () => document.createTextNode(String(text));
+
 export function createMap(element, { center = [30.274, 120.155], zoom = 14 } = {}) {
   const map = L.map(element, { attributionControl: Boolean(config.tileUrl), zoomSnap: 0.5 });
   if (config.tileUrl) L.tileLayer(config.tileUrl, { maxZoom: 19, attribution: config.tileAttribution }).addTo(map);
@@ -21,13 +25,13 @@ export function stationLayer(stations) {
   return L.geoJSON({ type: "FeatureCollection", features: stations.map((s) => ({
     type: "Feature", geometry: s.service_area, properties: { name: s.name } })) }, {
     style: { color: COLORS.station, weight: 1.5, fillOpacity: 0.06, dashArray: "4 4" },
-    onEachFeature: (feature, layer) => layer.bindTooltip(feature.properties.name),
+    onEachFeature: (feature, layer) => layer.bindTooltip(asText(feature.properties.name)),
   });
 }
 
 export function dot(point, { color = COLORS.address, radius = 8, label, fill = 0.9 } = {}) {
   const marker = L.circleMarker(latLng(point), { color: "#fff", weight: 2, fillColor: color, fillOpacity: fill, radius });
-  if (label) marker.bindTooltip(label);
+  if (label) marker.bindTooltip(asText(label));
   return marker;
 }
 
