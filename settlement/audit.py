@@ -69,8 +69,20 @@ async def get_settlement(session: AsyncSession, settlement_id: uuid.UUID) -> Set
     return s
 
 
+# What an audit of the money needs from an order event's payload; anything else (a customer's
+# phone or address, a photo) stays out of the auditor's view.
+_AUDIT_PAYLOAD_KEYS = frozenset({
+    "source", "priority", "offer_id", "policy", "technician_id", "emergency_order_id", "distance_m", "verification",
+    "report_id", "final_price_minor", "currency", "valve_closed", "hazard_ids", "review_id", "automatic",
+    "settlement_id", "payout_minor", "transfer_id"})
+
+
+def _audit_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k in _AUDIT_PAYLOAD_KEYS}
+
+
 async def evidence(session: AsyncSession, settlement_id: uuid.UUID) -> dict[str, Any]:
-    """Everything an auditor needs to re-check one settlement, as plain data."""
+    """Everything an auditor needs to re-check one settlement, as plain data, and nothing more."""
     s = await get_settlement(session, settlement_id)
     order = await dispatch.get_order(session, s.order_id)
     events = await dispatch.order_events(session, s.order_id)
@@ -84,7 +96,8 @@ async def evidence(session: AsyncSession, settlement_id: uuid.UUID) -> dict[str,
                   "price_estimate_minor": order.price_estimate_minor, "currency": order.currency},
         # Check-in, identity verification and the work report travel in the events' payloads.
         "timeline": [{"action": e.action, "from": e.from_status, "to": e.to_status, "actor_role": e.actor_role,
-                      "reason": e.reason, "payload": e.payload, "at": e.created_at.isoformat()} for e in events],
+                      "reason": e.reason, "payload": _audit_payload(e.payload), "at": e.created_at.isoformat()}
+                     for e in events],
         "review": {"review_id": s.review_id, "stars": s.stars},
         "rules": rules.model_dump(mode="json") if rules else None,
         "arithmetic": s.arithmetic,
@@ -139,9 +152,20 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
             report.checked += 1
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """Text that a spreadsheet would read as a formula gets a leading apostrophe; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_line(values: list[Any]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(values)
+    csv.writer(buffer).writerow([csv_cell(v) for v in values])
     return buffer.getvalue()
 
 

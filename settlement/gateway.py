@@ -4,6 +4,9 @@ Money is integer minor units with an upper-case ISO 4217 code. Every call that m
 money takes a caller-chosen idempotency key (e.g. ``settlement:{id}:transfer:v1``) so
 a retry after a crash cannot move money twice; providers forget keys after about 24 h,
 so a late retry must first look the object up (``find_hold`` / ``find_transfer``).
+
+A webhook only says that something happened: what to book is read back from the provider
+(``retrieve_charge`` / ``retrieve_dispute`` / ``retrieve_transfer``), never taken from the event.
 """
 
 from __future__ import annotations
@@ -48,11 +51,37 @@ class Refund:
 
 
 @dataclass(frozen=True, slots=True)
+class Charge:
+    """A charge as the provider has it now, with every refund made on it."""
+
+    id: str
+    captured_minor: int
+    currency: str
+    refunds: tuple[Refund, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dispute:
+    id: str
+    charge_id: str
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectedAccount:
     id: str
     technician_id: str
     transfers_enabled: bool
     payouts_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reversal:
+    id: str
+    transfer_id: str
+    amount_minor: int
+    currency: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +93,8 @@ class Transfer:
     currency: str
     transfer_group: str
     source_charge_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Reversal:
-    id: str
-    transfer_id: str
-    amount_minor: int
-    currency: str
+    # Filled by ``retrieve_transfer``; other calls leave it empty.
+    reversals: tuple[Reversal, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +176,12 @@ class PaymentGateway(Protocol):
 
     def refund(self, *, charge_or_hold_id: str, amount_minor: int, idempotency_key: str) -> Refund: ...
 
+    def retrieve_charge(self, charge_id: str) -> Charge:
+        """The charge and its refunds as the provider has them; PaymentObjectNotFound if unknown."""
+        ...
+
+    def retrieve_dispute(self, dispute_id: str) -> Dispute: ...
+
     def create_connected_account(
         self, *, technician_id: str, email: str, idempotency_key: str
     ) -> ConnectedAccount: ...
@@ -174,6 +203,10 @@ class PaymentGateway(Protocol):
 
     def find_transfer(self, *, transfer_group: str, idempotency_key: str) -> Transfer | None:
         """The transfer an earlier ``transfer`` with this key created, if any."""
+        ...
+
+    def retrieve_transfer(self, transfer_id: str) -> Transfer:
+        """The transfer with every reversal made on it."""
         ...
 
     def available_balance(self, *, account_id: str, currency: str) -> int:

@@ -64,6 +64,8 @@ class Settlement(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(f"status IN {SETTLEMENT_STATUSES}", name="status"),
         CheckConstraint("payout_minor >= 0", name="payout"),
+        # Paid out of the customer's capture: never more than the base it was computed from.
+        CheckConstraint("payout_minor <= base_minor", name="payout_within_base"),
         CheckConstraint("receivable_offset_minor BETWEEN 0 AND payout_minor", name="receivable_offset"),
         Index("ix_settlement_settlement_status", "status", "created_at"),
     )
@@ -132,6 +134,9 @@ class LedgerPosting(SQLModel, table=True):
 
 
 class WebhookInbox(SQLModel, table=True):
+    """Pending until processed; a failure waits ``next_attempt_at`` (exponential backoff), and
+    after the last allowed attempt the row is dead-lettered for operations."""
+
     __tablename__ = "settlement_webhook_inbox"
     __table_args__ = (UniqueConstraint("source", "event_id"),)
 
@@ -144,6 +149,8 @@ class WebhookInbox(SQLModel, table=True):
     processed_at: datetime | None = _ts(nullable=True, default=None)
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    next_attempt_at: datetime | None = _ts(nullable=True, default=None)
+    dead_lettered_at: datetime | None = _ts(nullable=True, default=None)
 
 
 class AuditAccess(SQLModel, table=True):

@@ -5,11 +5,17 @@ rounded half away from zero to the minor unit. The platform fee (percentage of t
 a fixed part) is never more than base + adjustment, so a payout is never negative. The quality
 adjustment is a percentage of the base chosen by the finalized review's stars; a star count
 without a percentage (None) holds the settlement for an operations review.
+
+The payout is paid out of the customer's capture, so it can never exceed the base: an
+adjustment is bounded by -100 % below and by the platform fee's percentage above (then
+adjustment <= percentage fee <= fee), and ``compute`` refuses any result above the base.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from settlement.errors import PayoutExceedsCapture, RulesOutOfBounds
 
 ROUNDING_RULE = "bps applied as amount*bps/10000, rounded half away from zero to the minor unit"
 
@@ -43,6 +49,15 @@ def apply_bps(amount_minor: int, bps: int) -> int:
     return quotient if product >= 0 else -quotient
 
 
+MIN_ADJUSTMENT_BPS = -10_000
+
+
+def check_adjustment(platform_fee_bps: int, adjustment_bps: int | None) -> None:
+    if adjustment_bps is not None and not MIN_ADJUSTMENT_BPS <= adjustment_bps <= platform_fee_bps:
+        raise RulesOutOfBounds(
+            f"adjustment {adjustment_bps} bps is outside {MIN_ADJUSTMENT_BPS}..{platform_fee_bps} (the platform fee)")
+
+
 def compute(rules: Rules, *, base_minor: int, stars: int, adjustment_bps: int | None = None) -> Computation:
     """Payout for one order. ``adjustment_bps`` overrides the star table (an ops decision)."""
     if base_minor < 0:
@@ -55,6 +70,8 @@ def compute(rules: Rules, *, base_minor: int, stars: int, adjustment_bps: int | 
     fee_percent = apply_bps(base_minor, rules.platform_fee_bps)
     fee = min(fee_percent + rules.platform_fee_fixed_minor, base_minor + adjustment)
     payout = base_minor + adjustment - fee
+    if not 0 <= payout <= base_minor:
+        raise PayoutExceedsCapture(f"payout {payout} is outside 0..{base_minor} (rule version {rules.version})")
     return Computation(base_minor, adjustment, fee, payout, False, {
         **inputs, "adjustment_bps": bps, "adjustment_minor": adjustment,
         "platform_fee_bps": rules.platform_fee_bps, "platform_fee_percent_minor": fee_percent,

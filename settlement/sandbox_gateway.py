@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,9 @@ from settlement.gateway import (
     BalanceTransaction,
     Capture,
     CardDeclined,
+    Charge,
     ConnectedAccount,
+    Dispute,
     Hold,
     HoldStatus,
     IdempotencyConflict,
@@ -216,6 +219,25 @@ class SandboxGateway:
         return Refund(id=refund["id"], charge_id=refund["charge_id"], amount_minor=refund["amount"],
                       currency=refund["currency"])
 
+    def retrieve_charge(self, charge_id: str) -> Charge:
+        async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+            return await self._hold_by_charge(conn, charge_id)
+
+        hold = self._run(work)
+        if hold["charge_id"] != charge_id:  # a hold id is not a charge id
+            raise PaymentObjectNotFound(f"no such charge: {charge_id}")
+        return Charge(id=charge_id, captured_minor=hold["captured"], currency=hold["currency"],
+                      refunds=tuple(Refund(id=r["id"], charge_id=charge_id, amount_minor=r["amount"],
+                                           currency=r["currency"]) for r in hold.get("refunds", [])))
+
+    def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+            return await self._get(conn, "dispute", dispute_id)
+
+        dispute = self._run(work)
+        return Dispute(id=dispute["id"], charge_id=dispute["charge"], amount_minor=dispute["amount"],
+                       currency=dispute["currency"].upper())
+
     async def _hold_by_charge(self, conn: asyncpg.Connection, charge_or_hold_id: str) -> dict[str, Any]:
         if charge_or_hold_id.startswith("pi_"):
             return await self._live_hold(conn, charge_or_hold_id)
@@ -278,6 +300,15 @@ class SandboxGateway:
 
         found = self._run(work)
         return None if found is None else self._transfer(found)
+
+    def retrieve_transfer(self, transfer_id: str) -> Transfer:
+        async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+            return await self._get(conn, "transfer", transfer_id)
+
+        transfer = self._run(work)
+        reversals = tuple(Reversal(id=r["id"], transfer_id=transfer_id, amount_minor=r["amount"], currency=r["currency"])
+                          for r in transfer.get("reversals", []))
+        return replace(self._transfer(transfer), reversals=reversals)
 
     def available_balance(self, *, account_id: str, currency: str) -> int:
         async def work(conn: asyncpg.Connection) -> int:

@@ -28,10 +28,11 @@ from dispatch.config import get_settings
 from dispatch.errors import Conflict, InvalidInput, NotFound
 from dispatch.models import Account, Technician
 from settlement import ledger
+from settlement.errors import RefundExceedsCapture
 from settlement.gateway import CardDeclined, PaymentGateway, PaymentRequestRejected
 from settlement.ledger import Posting
 from settlement.models import ConnectedAccount, Payment, RuleSet, Settlement
-from settlement.rules import Rules, compute
+from settlement.rules import Rules, check_adjustment, compute
 
 log = structlog.get_logger(__name__)
 SYSTEM = dispatch.Actor.system("settlement")
@@ -95,6 +96,8 @@ async def publish_rules(session: AsyncSession, *, created_by: str, **values: Any
     stars = values["adjustment_bps_by_stars"]
     if set(stars) != {"1", "2", "3", "4", "5"}:
         raise InvalidInput("adjustment_bps_by_stars needs an entry for each of 1..5 stars")
+    for bps in stars.values():
+        check_adjustment(values["platform_fee_bps"], bps)
     latest = (await session.exec(select(func.max(RuleSet.version)))).one() or 0
     row = RuleSet(version=latest + 1, created_by=created_by, **values)
     session.add(row)
@@ -318,12 +321,11 @@ async def release_held(session: AsyncSession, settlement_id: uuid.UUID, *, adjus
         raise NotFound("no such settlement")
     if s.status != "held":
         raise Conflict(f"settlement is {s.status}, not held")
-    if not -10_000 <= adjustment_bps <= 10_000:
-        raise InvalidInput("adjustment_bps must be between -10000 and 10000")
+    rules = as_rules(await session.get(RuleSet, s.rule_version))
+    check_adjustment(rules.platform_fee_bps, adjustment_bps)
     payment = await session.get(Payment, s.order_id)
     base = 0 if payment is None else payment.captured_minor - payment.refunded_minor
-    result = compute(as_rules(await session.get(RuleSet, s.rule_version)), base_minor=base, stars=s.stars,
-                     adjustment_bps=adjustment_bps)
+    result = compute(rules, base_minor=base, stars=s.stars, adjustment_bps=adjustment_bps)
     s.base_minor, s.adjustment_minor, s.fee_minor, s.payout_minor = (
         result.base_minor, result.adjustment_minor, result.fee_minor, result.payout_minor)
     s.arithmetic = {**result.arithmetic, "released_by": decided_by, "released_at": _now().isoformat()}
@@ -441,11 +443,16 @@ async def refund_order(session: AsyncSession, order_id: uuid.UUID, *, amount_min
 
 async def record_money_back(session: AsyncSession, payment: Payment, *, provider_object_id: str, amount_minor: int,
                             kind: str, gateway: PaymentGateway) -> bool:
-    """A refund or dispute. Before settlement it lowers the base; after, the technician bears it
-    up to his payout: reversed from his transfer as far as the provider allows, the rest a receivable.
+    """A refund or dispute, never more than is left of the capture. Before settlement it lowers the
+    base; after, the technician bears it up to his payout: reversed from his transfer as far as the
+    provider allows, the rest a receivable.
     """
     if await ledger.has_provider_object(session, provider_object_id):
         return False
+    left = payment.captured_minor - payment.refunded_minor
+    if not 0 < amount_minor <= left:
+        raise RefundExceedsCapture(
+            f"{kind} {provider_object_id} of {amount_minor} is outside 1..{left} left of the capture")
     s = (await session.exec(select(Settlement).where(Settlement.order_id == payment.order_id)
                             .with_for_update())).first()
     booked = s is not None and s.status != "held"

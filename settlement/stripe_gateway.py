@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,9 @@ from settlement.gateway import (
     BalanceTransaction,
     Capture,
     CardDeclined,
+    Charge,
     ConnectedAccount,
+    Dispute,
     GatewayError,
     GatewayUnavailable,
     Hold,
@@ -164,11 +167,37 @@ class StripeGateway:
                 params={target: charge_or_hold_id, "amount": amount_minor},
                 options={"idempotency_key": idempotency_key},
             ).to_dict()
-        return Refund(
-            id=refund["id"],
-            charge_id=_id(refund["charge"]),
-            amount_minor=refund["amount"],
-            currency=refund["currency"].upper(),
+        return self._refund(refund)
+
+    def retrieve_charge(self, charge_id: str) -> Charge:
+        with _translated_errors():
+            charge = self._client.v1.charges.retrieve(charge_id).to_dict()
+            refunds = [
+                item.to_dict()
+                for item in self._client.v1.refunds.list(
+                    params={"charge": charge_id, "limit": _PAGE}
+                ).auto_paging_iter()
+            ]
+        return Charge(
+            id=charge["id"],
+            captured_minor=charge["amount_captured"] if charge.get("captured") else 0,
+            currency=charge["currency"].upper(),
+            # Failed and cancelled refunds gave nothing back.
+            refunds=tuple(
+                self._refund(r)
+                for r in sorted(refunds, key=lambda r: r["created"])
+                if r.get("status") in ("succeeded", "pending")
+            ),
+        )
+
+    def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        with _translated_errors():
+            dispute = self._client.v1.disputes.retrieve(dispute_id).to_dict()
+        return Dispute(
+            id=dispute["id"],
+            charge_id=_id(dispute["charge"]),
+            amount_minor=dispute["amount"],
+            currency=dispute["currency"].upper(),
         )
 
     # -- technician side -------------------------------------------------------
@@ -228,6 +257,22 @@ class StripeGateway:
                     return self._transfer(found)
         return None
 
+    def retrieve_transfer(self, transfer_id: str) -> Transfer:
+        with _translated_errors():
+            transfer = self._client.v1.transfers.retrieve(transfer_id).to_dict()
+            reversals = [
+                item.to_dict()
+                for item in self._client.v1.transfers.reversals.list(
+                    transfer_id, params={"limit": _PAGE}
+                ).auto_paging_iter()
+            ]
+        return replace(
+            self._transfer(transfer),
+            reversals=tuple(
+                self._reversal(r) for r in sorted(reversals, key=lambda r: r["created"])
+            ),
+        )
+
     def available_balance(self, *, account_id: str, currency: str) -> int:
         with _translated_errors():
             balance = self._client.v1.balance.retrieve(options={"stripe_account": account_id}).to_dict()
@@ -240,12 +285,7 @@ class StripeGateway:
                 params={"amount": amount_minor},
                 options={"idempotency_key": idempotency_key},
             ).to_dict()
-        return Reversal(
-            id=reversal["id"],
-            transfer_id=_id(reversal["transfer"]),
-            amount_minor=reversal["amount"],
-            currency=reversal["currency"].upper(),
-        )
+        return self._reversal(reversal)
 
     # -- reconciliation and webhooks ------------------------------------------
 
@@ -306,6 +346,24 @@ class StripeGateway:
             currency=intent["currency"].upper(),
             status=status,
             charge_id=_id(intent["latest_charge"]),
+        )
+
+    @staticmethod
+    def _refund(refund: dict[str, Any]) -> Refund:
+        return Refund(
+            id=refund["id"],
+            charge_id=_id(refund["charge"]),
+            amount_minor=refund["amount"],
+            currency=refund["currency"].upper(),
+        )
+
+    @staticmethod
+    def _reversal(reversal: dict[str, Any]) -> Reversal:
+        return Reversal(
+            id=reversal["id"],
+            transfer_id=_id(reversal["transfer"]),
+            amount_minor=reversal["amount"],
+            currency=reversal["currency"].upper(),
         )
 
     @staticmethod

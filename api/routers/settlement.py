@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import (
-    Admin, CurrentTechnician, IdempotencyKey, SessionDep, Staff, get_session, remember_idempotent, replay_idempotent,
+    Admin, CurrentTechnician, IdempotencyKey, SessionDep, Staff, get_session, log_read, remember_idempotent,
+    replay_idempotent,
 )
 from dispatch.errors import InvalidInput
 from dispatch.schemas import Page
@@ -26,17 +27,22 @@ router = APIRouter(tags=["settlement"])
 StreamSessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
+# Bounds keep every amount far inside a BIGINT; the service bounds adjustments by the fee.
+Bps = Annotated[int, Field(ge=-10_000, le=10_000)]
+Minor = Annotated[int, Field(ge=0, le=10**12)]
+
+
 class RuleSetCreate(BaseModel):
     platform_fee_bps: int = Field(ge=0, le=10_000)
-    platform_fee_fixed_minor: int = Field(ge=0)
-    adjustment_bps_by_stars: dict[Literal["1", "2", "3", "4", "5"], int | None]
-    minimum_payout_minor: int = Field(ge=0)
+    platform_fee_fixed_minor: Minor
+    adjustment_bps_by_stars: dict[Literal["1", "2", "3", "4", "5"], Bps | None]
+    minimum_payout_minor: Minor
     payout_schedule: Literal["immediate", "daily"]
-    cancellation_fee_minor: int = Field(ge=0)
+    cancellation_fee_minor: Minor
 
 
 class RefundCreate(BaseModel):
-    amount_minor: int = Field(gt=0)
+    amount_minor: int = Field(gt=0, le=10**12)
 
 
 class HeldDecision(BaseModel):
@@ -68,18 +74,21 @@ def _public(s: Settlement) -> SettlementPublic:
     return SettlementPublic.model_validate(s, from_attributes=True)
 
 
-async def _logged(session: AsyncSession, principal: Principal, action: str, target: str | None = None,
-                  **params: Any) -> None:
-    await audit.log_access(session, account_id=principal.account_id, role=principal.role, action=action,
-                           target=target, params=params)
+async def _audit_reader(principal: Staff, request: Request, session: SessionDep) -> Principal:
+    """The audit surface logs admins' reads too; an auditor's reads are logged on every route (api.deps)."""
+    if principal.role != "auditor":
+        await log_read(session, principal, request)
+    return principal
+
+
+AuditReader = Annotated[Principal, Depends(_audit_reader)]
 
 
 # -- operations (admin) -----------------------------------------------------------------------
 
 
 @router.get("/v1/settlement-rules")
-async def list_rules(principal: Staff, session: SessionDep) -> Page[RuleSet]:
-    await _logged(session, principal, "list_rules")
+async def list_rules(_: AuditReader, session: SessionDep) -> Page[RuleSet]:
     return Page(data=await service.list_rules(session))
 
 
@@ -141,7 +150,7 @@ async def stripe_webhook(request: Request, session: SessionDep,
 
 @router.get("/v1/settlements")
 async def list_settlements(
-    principal: Staff, session: SessionDep,
+    _: AuditReader, session: SessionDep,
     created_from: Annotated[datetime | None, Query(alias="from")] = None,
     created_to: Annotated[datetime | None, Query(alias="to")] = None,
     station_id: uuid.UUID | None = None, technician_id: uuid.UUID | None = None,
@@ -150,20 +159,17 @@ async def list_settlements(
     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[SettlementPublic]:
     f = audit.SettlementFilter(created_from, created_to, station_id, technician_id, status_filter, adjusted, held)
-    await _logged(session, principal, "list_settlements", **vars(f))
     rows, next_cursor = await audit.list_settlements(session, f, limit=limit, cursor=cursor)
     return Page(data=[_public(s) for s in rows], next_cursor=next_cursor)
 
 
 @router.get("/v1/settlements/{settlement_id}")
-async def get_settlement(settlement_id: uuid.UUID, principal: Staff, session: SessionDep) -> SettlementPublic:
-    await _logged(session, principal, "get_settlement", str(settlement_id))
+async def get_settlement(settlement_id: uuid.UUID, _: AuditReader, session: SessionDep) -> SettlementPublic:
     return _public(await audit.get_settlement(session, settlement_id))
 
 
-@router.get("/v1/settlements/{settlement_id}/evidence")
-async def settlement_evidence(settlement_id: uuid.UUID, principal: Staff, session: SessionDep) -> dict[str, Any]:
-    await _logged(session, principal, "evidence", str(settlement_id))
+@router.get("/v1/settlements/{settlement_id}/evidence", name="evidence")
+async def settlement_evidence(settlement_id: uuid.UUID, _: AuditReader, session: SessionDep) -> dict[str, Any]:
     return await audit.evidence(session, settlement_id)
 
 
@@ -173,36 +179,32 @@ def _period(start: datetime, end: datetime) -> None:
 
 
 @router.get("/v1/audit/ledger.csv", response_class=StreamingResponse)
-async def export_ledger(principal: Staff, session: StreamSessionDep,
+async def export_ledger(_: AuditReader, session: StreamSessionDep,
                         start: Annotated[datetime, Query(alias="from")], end: Annotated[datetime, Query(alias="to")]) -> Any:
     _period(start, end)
-    await _logged(session, principal, "export_ledger", **{"from": start, "to": end})
     return StreamingResponse(audit.ledger_csv(session, start, end), media_type="text/csv",
                              headers={"Content-Disposition": 'attachment; filename="ledger.csv"'})
 
 
 @router.get("/v1/audit/settlements.csv", response_class=StreamingResponse)
-async def export_settlements(principal: Staff, session: StreamSessionDep,
+async def export_settlements(_: AuditReader, session: StreamSessionDep,
                              start: Annotated[datetime, Query(alias="from")],
                              end: Annotated[datetime, Query(alias="to")]) -> Any:
     _period(start, end)
-    await _logged(session, principal, "export_settlements", **{"from": start, "to": end})
     return StreamingResponse(audit.settlements_csv(session, start, end), media_type="text/csv",
                              headers={"Content-Disposition": 'attachment; filename="settlements.csv"'})
 
 
 @router.get("/v1/audit/ledger/verify")
-async def verify_ledger(principal: Staff, session: SessionDep) -> dict[str, Any]:
-    await _logged(session, principal, "verify_ledger")
+async def verify_ledger(_: AuditReader, session: SessionDep) -> dict[str, Any]:
     report = await audit.verify_chain(session)
     return {"ok": report.ok, "checked": report.checked, "broken": report.broken}
 
 
-@router.get("/v1/audit/reconcile")
-async def reconcile_ledger(principal: Staff, session: SessionDep, start: Annotated[datetime, Query(alias="from")],
+@router.get("/v1/audit/reconcile", name="reconcile")
+async def reconcile_ledger(_: AuditReader, session: SessionDep, start: Annotated[datetime, Query(alias="from")],
                            end: Annotated[datetime, Query(alias="to")]) -> dict[str, Any]:
     """The ledger against the provider's balance transactions for the period; reads both, changes neither."""
     _period(start, end)
-    await _logged(session, principal, "reconcile", **{"from": start, "to": end})
     mismatches = await reconcile(session, service.get_gateway(), start, end)
     return {"ok": not mismatches, "from": start, "to": end, "mismatches": [asdict(m) for m in mismatches]}

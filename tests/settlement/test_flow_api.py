@@ -239,7 +239,8 @@ async def test_approved_price_above_the_hold_is_charged_in_full_and_settled_on(
     url = f"/v1/jobs/{order.id}/complete"
     asked = await client.post(url, headers=technician.headers, json=report)
     assert asked.status_code == 202, asked.text
-    approved = await client.post(f"/v1/orders/{order.id}/price-change/approve", headers=customer.headers)
+    approved = await client.post(f"/v1/orders/{order.id}/price-change/approve", headers=customer.headers,
+                                 json={"price_change_id": asked.json()["price_change"]["id"]})
     assert approved.status_code == 200, approved.text
     await drain(session)
     payment = await session.get(Payment, order.id, populate_existing=True)

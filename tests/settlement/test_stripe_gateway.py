@@ -19,6 +19,7 @@ from settlement.gateway import (
     HoldStatus,
     IdempotencyConflict,
     InvalidWebhook,
+    PaymentObjectNotFound,
     PaymentRequestRejected,
 )
 from settlement.stripe_gateway import StripeGateway
@@ -135,6 +136,22 @@ def test_partial_refunds_stop_at_the_captured_amount(gateway):
     assert (rest.charge_id, rest.amount_minor) == (capture.charge_id, 400)
 
 
+def test_retrieved_charge_has_the_captured_amount_and_every_refund(gateway):
+    hold, capture = _captured(gateway, held=1000, captured=600)
+    first = gateway.refund(charge_or_hold_id=capture.charge_id, amount_minor=150, idempotency_key=_key("refund"))
+    second = gateway.refund(charge_or_hold_id=capture.charge_id, amount_minor=50, idempotency_key=_key("refund"))
+
+    charge = gateway.retrieve_charge(capture.charge_id)
+
+    assert (charge.id, charge.captured_minor, charge.currency) == (capture.charge_id, 600, CURRENCY)
+    assert {(r.id, r.amount_minor) for r in charge.refunds} == {(first.id, 150), (second.id, 50)}
+
+
+def test_retrieving_an_unknown_charge_is_not_found(gateway):
+    with pytest.raises(PaymentObjectNotFound):
+        gateway.retrieve_charge("ch_doesnotexist0000")
+
+
 # -- connected accounts, transfers, reversals ---------------------------------------------
 
 
@@ -192,6 +209,18 @@ def test_partial_reversals_stop_at_the_transferred_amount(gateway, account_id):
     assert (first.transfer_id, first.amount_minor, first.currency) == (transfer.id, 200, CURRENCY)
     found = gateway.find_transfer(transfer_group=hold.order_id, idempotency_key=key)
     assert found is not None and found.amount_reversed_minor == 500
+
+
+def test_retrieved_transfer_lists_every_reversal(gateway, account_id):
+    hold, capture = _captured(gateway)
+    transfer = _transfer(gateway, account_id, capture.charge_id, 500, hold.order_id)
+    first = gateway.reverse_transfer(transfer_id=transfer.id, amount_minor=120, idempotency_key=_key("rev"))
+    second = gateway.reverse_transfer(transfer_id=transfer.id, amount_minor=80, idempotency_key=_key("rev"))
+
+    retrieved = gateway.retrieve_transfer(transfer.id)
+
+    assert (retrieved.id, retrieved.amount_minor, retrieved.amount_reversed_minor) == (transfer.id, 500, 200)
+    assert {(r.id, r.amount_minor) for r in retrieved.reversals} == {(first.id, 120), (second.id, 80)}
 
 
 # -- idempotency and late retries -------------------------------------------------------
