@@ -16,6 +16,7 @@ from dispatch.fanout import account_channel, active_orders_key, order_channel, p
 from dispatch.models import Customer, Order, Technician
 from dispatch.notifications import notify
 from dispatch.redis import get_redis
+from dispatch.service import shared_event_reason
 from dispatch.states import ACTIVE_JOB_STATES
 
 
@@ -46,8 +47,10 @@ async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]
     technician = await _technician(session, technician_id)
     # Track first: once the customer sees "accepted", the technician's fixes already reach him.
     await _track_active_order(session, str(order.id), technician_id, payload["from"], to)
+    # The order's socket reaches the customer: only the reasons he may read.
     push_after_commit(session, order_channel(order.id), "status", order_id=str(order.id), status=to,
-                      action=payload["action"], technician_id=technician_id, reason=payload.get("reason"))
+                      action=payload["action"], technician_id=technician_id,
+                      reason=shared_event_reason(payload["action"], payload.get("reason")))
     if technician is not None:
         kind = "order_cancelled" if to == "cancelled" else "job_updated"
         push_after_commit(session, account_channel(technician.account_id), kind, order_id=str(order.id),

@@ -3,22 +3,35 @@
 Services flush, never commit: the request or worker boundary commits.
 """
 
+import math
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import select
+from limits import parse_many
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+from sqlalchemy import func, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.config import get_settings
-from dispatch.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
+from dispatch.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, TooManyAttempts
 from dispatch.events import publish
-from dispatch.models import Address, Order, OrderEvent, Technician
+from dispatch.models import Address, Customer, Order, OrderEvent, Technician
 from dispatch.pagination import page_of, paginate
-from dispatch.states import next_state
+from dispatch.states import OPEN_STATES, next_state
 from dispatch.stations import get_service_kind
+
+
+class TooManyOpenOrders(Conflict):
+    """You have as many open orders as allowed; wait for one to finish or cancel one."""
+
+    slug = "too-many-open-orders"
 
 
 @dataclass(frozen=True)
@@ -37,14 +50,20 @@ async def create_order(
     session: AsyncSession, *, customer_id: uuid.UUID, address_id: uuid.UUID, kind: str,
     actor: Actor, description: str = "", priority: str | None = None,
     preferred_technician_id: uuid.UUID | None = None, source: str = "customer",
-    sla_deadline: datetime | None = None, now: datetime | None = None,
+    sla_deadline: datetime | None = None, needs_consent: bool = False, now: datetime | None = None,
 ) -> Order:
-    """sla_deadline overrides the catalogue's SLA (a hazard's rectification deadline)."""
+    """sla_deadline overrides the catalogue's SLA (a hazard's rectification deadline).
+    priority overrides the catalogue's: for staff and meter alarms, never from a customer's input.
+    needs_consent: the order waits in awaiting_consent, unmatched and uncharged, until the
+    customer (or operations) agrees."""
     now = now or datetime.now(timezone.utc)
     service_kind = await get_service_kind(session, kind)
     address = await session.get(Address, address_id)
     if address is None or address.customer_id != customer_id:
         raise NotFound("no such address")
+    # A gas-leak report is never refused for other open orders (the rate limit still holds).
+    if source == "customer" and service_kind.default_priority != "emergency":
+        await _check_open_orders(session, customer_id)
     if preferred_technician_id is not None:
         technician = await session.get(Technician, preferred_technician_id)
         if technician is None or technician.status == "suspended" or technician.onboarding != "active":
@@ -57,12 +76,12 @@ async def create_order(
         description=description, sla_deadline=sla_deadline or now + timedelta(minutes=sla_min),
         preferred_technician_id=preferred_technician_id,
         price_estimate_minor=service_kind.base_price_minor, currency=service_kind.currency,
-        created_at=now, updated_at=now,
+        status="awaiting_consent" if needs_consent else "created", created_at=now, updated_at=now,
     )
     session.add(order)
     await session.flush()
     session.add(OrderEvent(
-        order_id=order.id, action="create", from_status=None, to_status="created",
+        order_id=order.id, action="create", from_status=None, to_status=order.status,
         actor_role=actor.role, actor_id=actor.id, payload={"source": source, "priority": priority},
         created_at=now,
     ))
@@ -71,6 +90,37 @@ async def create_order(
         "required_certification": order.required_certification,
     })
     return order
+
+
+async def _check_open_orders(session: AsyncSession, customer_id: uuid.UUID) -> None:
+    """The customer's row is locked first, so concurrent orders of one customer count one by one."""
+    await session.exec(select(Customer.id).where(Customer.id == customer_id).with_for_update())
+    open_orders = (await session.exec(select(func.count()).select_from(Order).where(
+        Order.customer_id == customer_id, Order.source == "customer", col(Order.status).in_(OPEN_STATES)))).one()
+    if open_orders >= get_settings().customer_max_open_orders:
+        raise TooManyOpenOrders()
+
+
+@lru_cache(maxsize=8)
+def _order_rate_limiter(redis: Redis) -> MovingWindowRateLimiter:
+    storage = RedisStorage(f"async+{get_settings().redis_url}", implementation="redispy",
+                           connection_pool=redis.connection_pool, key_prefix="dispatch:order_rate")
+    return MovingWindowRateLimiter(storage)
+
+
+async def throttle_order_creation(redis: Redis, customer_id: uuid.UUID) -> None:
+    """Counts one order the customer places; TooManyAttempts once a window is full."""
+    limiter = _order_rate_limiter(redis)
+    for limit in parse_many(get_settings().customer_order_rate):
+        if not await limiter.hit(limit, str(customer_id)):
+            stats = await limiter.get_window_stats(limit, str(customer_id))
+            raise TooManyAttempts("too many orders placed; try again later",
+                                  retry_after_s=max(1, math.ceil(stats.reset_time - time.time())))
+
+
+async def consent_order(session: AsyncSession, order_id: uuid.UUID, actor: Actor) -> Order:
+    """The customer (or operations) agrees to a priced follow-up: it enters matching."""
+    return await transition(session, order_id, "consent", actor, expected_status="awaiting_consent")
 
 
 async def transition(
@@ -152,6 +202,28 @@ async def list_orders(
         statement = statement.where(Order.status == status)
     rows = list((await session.exec(paginate(statement, Order, limit, cursor))).all())
     return page_of(rows, limit)
+
+
+# What customers and technicians see of an order's history. Reasons only where they explain the
+# order's end (a cancellation, no technician found): a decline reason is the technician's private
+# note and a pre-emption names another customer's order. Payload keys by allow-list.
+_SHARED_REASON_ACTIONS = frozenset({"cancel", "mark_unfulfilled"})
+_SHARED_REASON_STATUSES = frozenset({"cancelled", "unfulfilled"})
+_SHARED_PAYLOAD_KEYS = frozenset({
+    "source", "priority", "final_price_minor", "currency", "report_id", "valve_closed", "hazard_ids"})
+
+
+def shared_event_reason(action: str, reason: str | None) -> str | None:
+    return reason if action in _SHARED_REASON_ACTIONS else None
+
+
+def shared_event_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k in _SHARED_PAYLOAD_KEYS}
+
+
+def shared_status_reason(status: str, reason: str | None) -> str | None:
+    """An order's status_reason outlives the transition that set it: shown only once it ended."""
+    return reason if status in _SHARED_REASON_STATUSES else None
 
 
 async def order_events(session: AsyncSession, order_id: uuid.UUID) -> list[OrderEvent]:

@@ -5,16 +5,20 @@ from dataclasses import dataclass
 from dispatch.errors import IllegalTransition
 
 STATES = (
-    "created", "matching", "offered", "accepted", "en_route", "arrived",
+    "awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "arrived",
     "in_service", "completed", "reviewed", "settled", "cancelled", "unfulfilled",
 )
 TERMINAL = frozenset({"settled", "cancelled", "unfulfilled"})
 # A technician holds the order: from acceptance until completion (his load, his position on
 # the customer's map, the identity card at the door).
 ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
+# Still to be served: what counts against a customer's cap of open orders.
+OPEN_STATES = ("created", "matching", "offered", *ACTIVE_JOB_STATES)
 
 # action -> {from_state: to_state}
 _TRANSITIONS: dict[str, dict[str, str]] = {
+    # A priced follow-up waits for the customer (or operations) to agree before it is matched.
+    "consent": {"awaiting_consent": "matching"},
     "start_matching": {"created": "matching"},
     "offer": {"matching": "offered"},
     # A declined or expired offer sends the order back to matching for the next candidate.
@@ -29,11 +33,12 @@ _TRANSITIONS: dict[str, dict[str, str]] = {
     "mark_unfulfilled": {"created": "unfulfilled", "matching": "unfulfilled", "offered": "unfulfilled"},
     # An emergency pre-empting a routine job not yet started returns it to matching.
     "preempt": {"accepted": "matching"},
-    "cancel": {s: "cancelled" for s in ("created", "matching", "offered", "accepted", "en_route", "arrived", "in_service")},
+    "cancel": {s: "cancelled" for s in ("awaiting_consent", *OPEN_STATES)},
 }
 
 # Who may cancel in which state: once the technician is at the door, only operations may.
 _CANCEL_ROLES: dict[str, frozenset[str]] = {
+    "awaiting_consent": frozenset({"customer", "admin", "system"}),
     "created": frozenset({"customer", "admin", "system"}),
     "matching": frozenset({"customer", "admin", "system"}),
     "offered": frozenset({"customer", "admin", "system"}),
@@ -42,6 +47,9 @@ _CANCEL_ROLES: dict[str, frozenset[str]] = {
     "arrived": frozenset({"admin", "system"}),
     "in_service": frozenset({"admin", "system"}),
 }
+
+# The customer pays, so only he or operations may agree to a follow-up.
+_CONSENT_ROLES = frozenset({"customer", "admin"})
 
 ACTIONS = tuple(_TRANSITIONS)
 REASON_REQUIRED = frozenset({"cancel", "mark_unfulfilled", "preempt"})
@@ -64,6 +72,8 @@ def next_state(state: str, action: str, actor_role: str = "system", reason: str 
         raise IllegalTransition(f"cannot {action} an order that is {state}")
     if action == "cancel" and actor_role not in _CANCEL_ROLES[state]:
         raise IllegalTransition(f"a {actor_role} cannot cancel an order that is {state}")
+    if action == "consent" and actor_role not in _CONSENT_ROLES:
+        raise IllegalTransition(f"a {actor_role} cannot consent to an order")
     if action in REASON_REQUIRED and not (reason and reason.strip()):
         raise IllegalTransition(f"{action} needs a reason")
     return Transition(action, state, targets[state])

@@ -56,6 +56,12 @@ class NoAccessBody(Input):
     photo_ref: Annotated[str, StringConstraints(min_length=1, max_length=300)]
 
 
+class PriceChangeDecision(Input):
+    """The change the customer was shown: deciding fails with 409 once it is no longer pending."""
+
+    price_change_id: uuid.UUID
+
+
 class PriceChangePublic(BaseModel):
     id: uuid.UUID
     order_id: uuid.UUID
@@ -247,14 +253,18 @@ async def waive_verification(order_id: uuid.UUID, body: WaiveBody, customer: Cur
     return {"order_id": str(order.id), "verification": "waived"}
 
 
-@router.post("/v1/orders/{order_id}/price-change/approve")
-async def approve_price_change(order_id: uuid.UUID, customer: CurrentCustomer, session: SessionDep) -> PriceChangePublic:
-    return _price_change(await reports.decide_price_change(session, order_id, customer.id, True, _now()))
+@router.post("/v1/orders/{order_id}/price-change/approve", responses={409: {}})
+async def approve_price_change(order_id: uuid.UUID, body: PriceChangeDecision, customer: CurrentCustomer,
+                               session: SessionDep) -> PriceChangePublic:
+    return _price_change(await reports.decide_price_change(
+        session, order_id, customer.id, body.price_change_id, True, _now()))
 
 
-@router.post("/v1/orders/{order_id}/price-change/reject")
-async def reject_price_change(order_id: uuid.UUID, customer: CurrentCustomer, session: SessionDep) -> PriceChangePublic:
-    return _price_change(await reports.decide_price_change(session, order_id, customer.id, False, _now()))
+@router.post("/v1/orders/{order_id}/price-change/reject", responses={409: {}})
+async def reject_price_change(order_id: uuid.UUID, body: PriceChangeDecision, customer: CurrentCustomer,
+                              session: SessionDep) -> PriceChangePublic:
+    return _price_change(await reports.decide_price_change(
+        session, order_id, customer.id, body.price_change_id, False, _now()))
 
 
 async def _visible(session: SessionDep, principal: Principal, order_id: uuid.UUID) -> Order:
@@ -273,7 +283,7 @@ async def order_visit(order_id: uuid.UUID, principal: CurrentPrincipal, session:
     order = await _visible(session, principal, order_id)
     visit = await visits.visit_of(session, order.id)
     report = await reports.report_of(session, order.id)
-    pending = await reports.pending_price_change(session, order.id)
+    pending = await reports.pending_price_change(session, order)
     on_site = (int((visit.checked_out_at - visit.checked_in_at).total_seconds())
                if visit and visit.checked_in_at and visit.checked_out_at else None)
     return VisitPublic(

@@ -5,12 +5,12 @@ from fastapi import APIRouter, Query, status
 
 from api import presenters
 from api.deps import (
-    CurrentPrincipal, CustomerOrAdmin, CustomerPrincipal, IdempotencyKey, SessionDep, remember_idempotent,
+    CurrentPrincipal, CustomerOrAdmin, CustomerPrincipal, IdempotencyKey, RedisDep, SessionDep, remember_idempotent,
     replay_idempotent,
 )
 from dispatch import service
 from dispatch.accounts import customer_for_account, technician_for_account
-from dispatch.models import Order
+from dispatch.models import Order, OrderEvent
 from dispatch.schemas import OrderCancel, OrderCreate, OrderEventPublic, OrderPublic, Page
 from dispatch.security import Principal
 from dispatch.states import STATES
@@ -18,6 +18,22 @@ from dispatch.states import STATES
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 StatusFilter = Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$")]
+STAFF = ("admin", "auditor")
+
+
+def _order_for(principal: Principal, order: Order) -> OrderPublic:
+    public = presenters.order(order)
+    if principal.role in STAFF:
+        return public
+    return public.model_copy(update={"status_reason": service.shared_status_reason(order.status, order.status_reason)})
+
+
+def _event_for(principal: Principal, event: OrderEvent) -> OrderEventPublic:
+    public = presenters.order_event(event)
+    if principal.role in STAFF:
+        return public
+    return public.model_copy(update={"reason": service.shared_event_reason(event.action, event.reason),
+                                     "payload": service.shared_event_payload(event.payload)})
 
 
 async def _visible_order(session: SessionDep, principal: Principal, order_id: uuid.UUID) -> Order:
@@ -29,10 +45,11 @@ async def _visible_order(session: SessionDep, principal: Principal, order_id: uu
     return await service.get_order_for(session, order_id, role=principal.role, **kwargs)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderPublic,
-             responses={409: {"description": "Idempotency-Key reused with another body"}})
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderPublic, responses={
+    409: {"description": "Idempotency-Key reused with another body, or too many open orders"},
+    429: {"description": "Too many orders placed in a short time"}})
 async def create_order(
-    body: OrderCreate, session: SessionDep,
+    body: OrderCreate, session: SessionDep, redis: RedisDep,
     principal: CustomerPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
@@ -40,13 +57,13 @@ async def create_order(
     if replay is not None:
         return replay
     customer = await customer_for_account(session, principal.account_id)
+    await service.throttle_order_creation(redis, customer.id)
     order = await service.create_order(
         session, customer_id=customer.id, address_id=body.address_id, kind=body.kind,
-        description=body.description, priority=body.priority,
-        preferred_technician_id=body.preferred_technician_id,
+        description=body.description, preferred_technician_id=body.preferred_technician_id,
         actor=service.Actor("customer", str(principal.account_id)),
     )
-    public = presenters.order(order)
+    public = _order_for(principal, order)
     await remember_idempotent(session, principal, idempotency_key, "POST /v1/orders", request_hash, 201, public)
     return public
 
@@ -63,18 +80,18 @@ async def list_orders(
     elif principal.role == "technician":
         scope["technician_id"] = (await technician_for_account(session, principal.account_id)).id
     rows, next_cursor = await service.list_orders(session, limit=limit, cursor=cursor, status=status_filter, **scope)
-    return Page(data=[presenters.order(o) for o in rows], next_cursor=next_cursor)
+    return Page(data=[_order_for(principal, o) for o in rows], next_cursor=next_cursor)
 
 
 @router.get("/{order_id}")
 async def get_order(order_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> OrderPublic:
-    return presenters.order(await _visible_order(session, principal, order_id))
+    return _order_for(principal, await _visible_order(session, principal, order_id))
 
 
 @router.get("/{order_id}/events")
 async def order_events(order_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> Page[OrderEventPublic]:
     order = await _visible_order(session, principal, order_id)
-    return Page(data=[presenters.order_event(e) for e in await service.order_events(session, order.id)])
+    return Page(data=[_event_for(principal, e) for e in await service.order_events(session, order.id)])
 
 
 @router.post("/{order_id}/cancel")
@@ -84,5 +101,14 @@ async def cancel_order(
 ) -> OrderPublic:
     order = await _visible_order(session, principal, order_id)
     cancelled = await service.cancel_order(session, order.id, service.Actor(principal.role, str(principal.account_id)), body.reason)
-    return presenters.order(cancelled)
+    return _order_for(principal, cancelled)
+
+
+@router.post("/{order_id}/consent")
+async def consent_to_order(order_id: uuid.UUID, session: SessionDep, principal: CustomerOrAdmin) -> OrderPublic:
+    """Agree to a priced follow-up (operations may approve it for the customer): it is matched.
+    Declining is cancelling it."""
+    order = await _visible_order(session, principal, order_id)
+    agreed = await service.consent_order(session, order.id, service.Actor(principal.role, str(principal.account_id)))
+    return _order_for(principal, agreed)
 

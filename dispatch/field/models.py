@@ -19,6 +19,7 @@ HAZARD_CATEGORIES = (
 )
 HAZARD_SEVERITIES = ("minor", "major", "critical")
 TIME_SLOTS = ("morning", "afternoon", "evening")
+PRICE_CHANGE_STATUSES = ("pending", "approved", "rejected", "superseded", "withdrawn")
 
 
 class Visit(SQLModel, table=True):
@@ -89,7 +90,8 @@ class PriceChange(SQLModel, table=True):
 
     __tablename__ = "field_price_change"
     __table_args__ = (
-        CheckConstraint("status IN ('pending','approved','rejected','superseded')", name="status"),
+        # superseded: the technician asked another price; withdrawn: the job ended without it.
+        CheckConstraint(f"status IN {PRICE_CHANGE_STATUSES}", name="status"),
         CheckConstraint("amount_minor > authorised_minor", name="above_authorised"),
         Index("uq_field_price_change_pending", "order_id", unique=True,
               postgresql_where=text("status = 'pending'")),
@@ -113,6 +115,7 @@ class Hazard(SQLModel, table=True):
         CheckConstraint(f"category IN {HAZARD_CATEGORIES}", name="category"),
         CheckConstraint(f"severity IN {HAZARD_SEVERITIES}", name="severity"),
         CheckConstraint("status IN ('open','fixed')", name="status"),
+        CheckConstraint("deadline_at > found_at", name="deadline"),
         Index("ix_field_hazard_open", "station_id", "found_at", postgresql_where=text("status = 'open'")),
     )
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,9 +21,16 @@ from dispatch.field.visits import held_order
 from dispatch.models import Address, Order
 from dispatch.schemas import Currency, Input
 from dispatch.service import Actor, create_order, transition
+from dispatch.stations import get_service_kind
 
 FOLLOWUP_KIND = "repair"
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class PriceChangeNotPending(Conflict):
+    """This price change is no longer the one waiting for your decision; reload and decide again."""
+
+    slug = "price-change-not-pending"
 
 
 class PartIn(Input):
@@ -37,7 +44,8 @@ class HazardIn(Input):
     severity: Annotated[str, StringConstraints(pattern="^(" + "|".join(HAZARD_SEVERITIES) + ")$")]
     description: str = Field(default="", max_length=1000)
     photo_refs: list[Ref] = Field(default_factory=list, max_length=20)
-    deadline_at: datetime | None = None  # by severity from the settings when not given
+    # By severity from the settings when not given; with a time zone, at most the severity's limit.
+    deadline_at: AwareDatetime | None = None
 
 
 class WorkReportIn(Input):
@@ -46,7 +54,7 @@ class WorkReportIn(Input):
     final_price_minor: int = Field(ge=0, le=100_000_000)
     currency: Currency
     photo_refs: list[Ref] = Field(default_factory=list, max_length=20)
-    hazards: list[HazardIn] = Field(default_factory=list, max_length=30)
+    hazards: list[HazardIn] = Field(default_factory=list, max_length=10)
     fixed_hazard_ids: list[uuid.UUID] = Field(default_factory=list, max_length=30)
     valve_closed: bool = False
 
@@ -95,6 +103,23 @@ async def _price_allowed(session: AsyncSession, order: Order, body: WorkReportIn
     return change
 
 
+async def _withdraw_pending(session: AsyncSession, order_id: uuid.UUID, now: datetime) -> None:
+    """The job is finished without them: no pending price can be approved afterwards."""
+    await session.exec(update(PriceChange).where(PriceChange.order_id == order_id, PriceChange.status == "pending")
+                       .values(status="withdrawn", decided_at=now))
+
+
+def _check_deadlines(hazards: list[HazardIn], now: datetime) -> None:
+    limits = get_settings().field_hazard_max_deadline_days
+    for hazard in hazards:
+        if hazard.deadline_at is None:
+            continue
+        if hazard.deadline_at <= now:
+            raise InvalidInput("a hazard deadline must be in the future")
+        if hazard.deadline_at > now + timedelta(days=limits[hazard.severity]):
+            raise InvalidInput(f"a {hazard.severity} hazard must be fixed within {limits[hazard.severity]} days")
+
+
 async def _open_hazards_at(session: AsyncSession, address_id: uuid.UUID, ids: list[uuid.UUID]) -> list[Hazard]:
     if not ids:
         return []
@@ -108,10 +133,12 @@ async def _open_hazards_at(session: AsyncSession, address_id: uuid.UUID, ids: li
 async def _record_hazard(session: AsyncSession, order: Order, station_id: uuid.UUID | None, item: HazardIn,
                          now: datetime) -> Hazard:
     deadline = item.deadline_at or now + timedelta(days=get_settings().field_hazard_deadline_days[item.severity])
+    # The customer pays for the follow-up, so it waits for his consent unless the catalogue makes it free.
+    priced = (await get_service_kind(session, FOLLOWUP_KIND)).base_price_minor > 0
     followup = await create_order(
         session, customer_id=order.customer_id, address_id=order.address_id, kind=FOLLOWUP_KIND,
         actor=Actor.system("field"), source="followup", priority=followup_priority(deadline, now), now=now,
-        sla_deadline=deadline,
+        sla_deadline=deadline, needs_consent=priced,
         description=f"rectify hazard {item.category} ({item.severity}) by {deadline.isoformat()}")
     hazard = Hazard(order_id=order.id, customer_id=order.customer_id, address_id=order.address_id,
                     station_id=station_id, category=item.category, severity=item.severity,
@@ -135,11 +162,11 @@ async def complete(session: AsyncSession, order_id: uuid.UUID, technician_id: uu
         raise InvalidInput(f"the order is priced in {order.currency}")
     if any(h.severity == "critical" for h in body.hazards) and not body.valve_closed:
         raise InvalidInput("a critical hazard shuts the supply: close the valve and report valve_closed")
-    if any(h.deadline_at is not None and h.deadline_at <= now for h in body.hazards):
-        raise InvalidInput("a hazard deadline must be in the future")
+    _check_deadlines(body.hazards, now)
     pending = await _price_allowed(session, order, body, now)
     if pending is not None:
         return Completion(order=order, price_change=pending)
+    await _withdraw_pending(session, order.id, now)
     fixed = await _open_hazards_at(session, order.address_id, body.fixed_hazard_ids)
     report = WorkReport(order_id=order.id, technician_id=technician_id, work_done=body.work_done,
                         parts=[p.model_dump() for p in body.parts], final_price_minor=body.final_price_minor,
@@ -166,16 +193,23 @@ async def complete(session: AsyncSession, order_id: uuid.UUID, technician_id: uu
     return Completion(order=order, report=report)
 
 
-async def decide_price_change(session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID, approve: bool,
-                              now: datetime) -> PriceChange:
+async def decide_price_change(session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID,
+                              price_change_id: uuid.UUID, approve: bool, now: datetime) -> PriceChange:
+    """Decides exactly the change the customer saw: one conditional UPDATE that matches only while
+    it is still the pending one and the job is still in service."""
     order = await session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
         raise NotFound("no such order")
+    in_service = select(Order.id).where(Order.id == order_id, Order.status == "in_service")
     result = (await session.exec(update(PriceChange).where(
-        PriceChange.order_id == order_id, PriceChange.status == "pending",
+        PriceChange.id == price_change_id, PriceChange.order_id == order_id, PriceChange.status == "pending",
+        col(PriceChange.order_id).in_(in_service),
     ).values(status="approved" if approve else "rejected", decided_at=now).returning(PriceChange.id))).first()
     if result is None:
-        raise NotFound("no price change is waiting for your decision")
+        seen = await session.get(PriceChange, price_change_id)
+        if seen is None or seen.order_id != order_id:
+            raise NotFound("no such price change on this order")
+        raise PriceChangeNotPending()
     change = await session.get(PriceChange, result[0], populate_existing=True)
     assert change is not None
     if approve:  # settlement raises the customer's hold to the approved price
@@ -193,9 +227,12 @@ async def hazards_of(session: AsyncSession, order_id: uuid.UUID) -> list[Hazard]
     return list((await session.exec(select(Hazard).where(Hazard.order_id == order_id).order_by(Hazard.found_at))).all())
 
 
-async def pending_price_change(session: AsyncSession, order_id: uuid.UUID) -> PriceChange | None:
+async def pending_price_change(session: AsyncSession, order: Order) -> PriceChange | None:
+    """Only an order still in service has a price to decide (a cancelled one keeps its row)."""
+    if order.status != "in_service":
+        return None
     return (await session.exec(select(PriceChange).where(
-        PriceChange.order_id == order_id, PriceChange.status == "pending"))).first()
+        PriceChange.order_id == order.id, PriceChange.status == "pending"))).first()
 
 
 async def open_hazards(session: AsyncSession, *, now: datetime, station_id: uuid.UUID | None = None,

@@ -112,3 +112,21 @@ async def test_admin_sees_every_order_and_can_cancel_after_arrival(client: Async
     ok = await client.post(f"/v1/orders/{oid}/cancel", headers=admin, json={"reason": "supply shut by ops"})
     assert ok.status_code == 200
     assert (await client.get("/v1/orders", headers=admin)).json()["data"][0]["id"] == str(oid)
+
+
+async def test_operations_may_approve_a_followup_for_the_customer_and_the_timeline_shows_it(
+    client: AsyncClient, session: AsyncSession,
+) -> None:
+    from dispatch.service import Actor, create_order
+
+    c = await make_customer(session)
+    _, admin = await make_staff(session, "admin")
+    followup = await create_order(session, customer_id=c.customer.id, address_id=c.address.id, kind="repair",
+                                  actor=Actor.system("field"), source="followup", needs_consent=True)
+    listed = (await client.get("/v1/orders", headers=c.headers, params={"status": "awaiting_consent"})).json()["data"]
+    assert [o["id"] for o in listed] == [str(followup.id)]
+    approved = await client.post(f"/v1/orders/{followup.id}/consent", headers=admin)
+    assert (approved.status_code, approved.json()["status"]) == (200, "matching")
+    events = (await client.get(f"/v1/orders/{followup.id}/events", headers=c.headers)).json()["data"]
+    assert [(e["action"], e["to_status"], e["actor_role"]) for e in events] == [
+        ("create", "awaiting_consent", "system"), ("consent", "matching", "admin")]

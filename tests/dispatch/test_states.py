@@ -6,6 +6,7 @@ from dispatch.errors import IllegalTransition
 from dispatch.states import ACTIONS, STATES, TERMINAL, legal_actions, next_state
 
 LEGAL = {
+    ("awaiting_consent", "consent"): "matching",
     ("created", "start_matching"): "matching",
     ("matching", "offer"): "offered",
     ("offered", "offer_lapsed"): "matching",
@@ -21,7 +22,7 @@ LEGAL = {
     ("offered", "mark_unfulfilled"): "unfulfilled",
     ("accepted", "preempt"): "matching",
     **{(s, "cancel"): "cancelled" for s in
-       ("created", "matching", "offered", "accepted", "en_route", "arrived", "in_service")},
+       ("awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "arrived", "in_service")},
 }
 
 

@@ -3,11 +3,13 @@ whose position the test controls."""
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.events import drain
+from dispatch.field import visits
+from dispatch.field.identity import waive
 from dispatch.geo import point, polygon_from_geojson
 from dispatch.models import Order, ServiceStation
 from dispatch.service import Actor, create_order, transition
@@ -63,6 +65,23 @@ async def accepted_job(session: AsyncSession, redis, now: datetime, *, kind: str
     assert len(offers) == 1
     job.order = await engine.accept_offer(session, offers[0].id, technician.technician.id, now)
     return job
+
+
+async def in_service_job(session: AsyncSession, redis, **kw) -> Job:  # noqa: ANN001, ANN003
+    """A job whose technician is at the door, identity settled, service started."""
+    now = datetime.now(timezone.utc)
+    job = await accepted_job(session, redis, now, start_m=20, **kw)
+    tech_id = job.technician.technician.id
+    await visits.depart(session, redis, job.order.id, tech_id, now)
+    await waive(session, job.order, Actor("customer", str(job.customer.account.id)), None, now)
+    await visits.arrive(session, redis, job.order.id, tech_id, now)
+    job.order = await visits.start(session, job.order.id, tech_id, now)
+    return job
+
+
+def report(price: int, **extra) -> dict:  # noqa: ANN003
+    return {"work_done": "replaced the hose", "parts": [{"name": "hose 1.5 m", "quantity": 1, "unit_price_minor": 3500}],
+            "final_price_minor": price, "currency": "CNY", "photo_refs": ["s3://photos/a.jpg"], **extra}
 
 
 async def advance(session: AsyncSession, order_id: uuid.UUID, actions: list[str], now: datetime,

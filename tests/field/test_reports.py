@@ -9,29 +9,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.errors import InvalidInput
 from dispatch.events import drain
-from dispatch.field import visits
-from dispatch.field.identity import waive
 from dispatch.field.models import Hazard, PriceChange
 from dispatch.models import Order, OrderEvent, OutboxMessage
-from dispatch.service import Actor
+from dispatch.service import Actor, consent_order
 from matching import service as engine
-from tests.field.support import accepted_job, make_station
-
-
-async def in_service_job(session: AsyncSession, redis, **kw):  # noqa: ANN001, ANN003, ANN201
-    now = datetime.now(timezone.utc)
-    job = await accepted_job(session, redis, now, start_m=20, **kw)
-    tech_id = job.technician.technician.id
-    await visits.depart(session, redis, job.order.id, tech_id, now)
-    await waive(session, job.order, Actor("customer", str(job.customer.account.id)), None, now)
-    await visits.arrive(session, redis, job.order.id, tech_id, now)
-    job.order = await visits.start(session, job.order.id, tech_id, now)
-    return job
-
-
-def report(price: int, **extra) -> dict:  # noqa: ANN003
-    return {"work_done": "replaced the hose", "parts": [{"name": "hose 1.5 m", "quantity": 1, "unit_price_minor": 3500}],
-            "final_price_minor": price, "currency": "CNY", "photo_refs": ["s3://photos/a.jpg"], **extra}
+from tests.field.support import in_service_job, make_station, report
 
 
 async def status_of(session: AsyncSession, order_id) -> str:  # noqa: ANN001
@@ -68,13 +50,16 @@ async def test_final_price_above_the_authorisation_needs_the_customers_approval(
     requests = (await session.exec(select(OutboxMessage).where(OutboxMessage.topic == "field.price_change_requested"))).all()
     assert [r.payload for r in requests] == [{"order_id": str(job.order.id), "customer_id": str(job.customer.customer.id),
                                                "amount_minor": 9500, "currency": "CNY"}]
+    seen = {"price_change_id": asked.json()["price_change"]["id"]}
     assert (await client.post(f"/v1/orders/{job.order.id}/price-change/approve",
-                              headers=job.technician.headers)).status_code == 403
-    approved = await client.post(f"/v1/orders/{job.order.id}/price-change/approve", headers=job.customer.headers)
+                              headers=job.technician.headers, json=seen)).status_code == 403
+    approved = await client.post(f"/v1/orders/{job.order.id}/price-change/approve", headers=job.customer.headers,
+                                 json=seen)
     assert approved.status_code == 200 and approved.json()["status"] == "approved"
     above_approval = await client.post(url, headers=job.technician.headers, json=report(9600))
     assert above_approval.status_code == 202  # more than the customer approved asks again
-    await client.post(f"/v1/orders/{job.order.id}/price-change/reject", headers=job.customer.headers)
+    await client.post(f"/v1/orders/{job.order.id}/price-change/reject", headers=job.customer.headers,
+                      json={"price_change_id": above_approval.json()["price_change"]["id"]})
     done = await client.post(url, headers=job.technician.headers, json=report(9500))
     assert done.status_code == 200, done.text
     event = (await session.exec(select(OrderEvent).where(OrderEvent.order_id == job.order.id,
@@ -98,8 +83,8 @@ async def test_critical_hazard_closes_the_valve_and_creates_a_followup_order_wit
     found = (await session.exec(select(Hazard).where(Hazard.order_id == job.order.id))).one()
     assert (found.status, found.station_id, found.deadline_at) == ("open", station.id, deadline)
     followup = await session.get(Order, found.followup_order_id)
-    assert (followup.source, followup.kind, followup.customer_id, followup.address_id) == (
-        "followup", "repair", job.order.customer_id, job.order.address_id)
+    assert (followup.source, followup.kind, followup.customer_id, followup.address_id, followup.status) == (
+        "followup", "repair", job.order.customer_id, job.order.address_id, "awaiting_consent")
     assert followup.sla_deadline == deadline
     event = (await session.exec(select(OutboxMessage).where(OutboxMessage.topic == "field.hazard_found"))).one()
     assert event.payload == {"order_id": str(job.order.id), "hazard_id": str(found.id),
@@ -120,6 +105,7 @@ async def test_the_followup_visit_records_the_hazard_fixed(session: AsyncSession
         report(8000, hazards=[{"category": "aged_hose", "severity": "minor"}])), now)
     hazard = (await session.exec(select(Hazard).where(Hazard.order_id == job.order.id))).one()
     assert hazard.deadline_at == now + timedelta(days=30)
+    await consent_order(session, hazard.followup_order_id, Actor("customer", str(job.customer.account.id)))
     await drain(session)
     await engine.go_offline(session, engine.geo_index(redis), job.technician.technician, now)
     followup = await session.get(Order, hazard.followup_order_id, populate_existing=True)
