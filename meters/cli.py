@@ -66,13 +66,14 @@ def listen(
     legacy_port: Annotated[int | None, typer.Option(help="Plain TCP port for legacy concentrators "
                                                     "(needs GASDISPATCH_METERS_PLAIN_TCP_ENABLED).")] = None,
 ) -> None:
-    """Serve concentrators: TLS with per-concentrator tokens; plain TCP only where enabled."""
+    """Serve concentrators: TLS with per-concentrator tokens; plain TCP only where enabled;
+    Prometheus metrics on GASDISPATCH_METERS_METRICS_PORT."""
     from zoneinfo import ZoneInfo
 
     from dispatch.config import get_settings
     from dispatch.db import session_scope
     from dispatch.redis import get_redis
-    from meters.listener import ConcentratorServer, tls_context
+    from meters.listener import ConcentratorServer, start_metrics_server, tls_context
 
     settings = get_settings()
     if not (settings.meters_tls_cert_file and settings.meters_tls_key_file):
@@ -90,7 +91,11 @@ def listen(
                                                                            settings.meters_tls_key_file))]
         if legacy_port is not None:
             servers.append(await server.start(host, legacy_port, ssl_context=None))
-        typer.echo(f"listening: TLS {host}:{port}" + (f", plain {host}:{legacy_port}" if legacy_port else ""))
+        if settings.meters_metrics_port:
+            start_metrics_server(host, settings.meters_metrics_port)
+        typer.echo(f"listening: TLS {host}:{port}" + (f", plain {host}:{legacy_port}" if legacy_port else "")
+                   + (f", metrics http://{host}:{settings.meters_metrics_port}/metrics"
+                      if settings.meters_metrics_port else ""))
         await asyncio.gather(server.pump_forever(), *(s.serve_forever() for s in servers))
 
     asyncio.run(run())

@@ -1,11 +1,15 @@
-"""Telemetry in: device lookup, quarantine of unknown devices, batched idempotent reading
-inserts, rules on the new readings, latest state per device in Redis.
+"""Telemetry in: device lookup, binding check, quarantine, batched idempotent reading
+inserts, rules on the new readings, latest state and last frames per device in Redis.
 
 One `ingest` call is one batch in the caller's session; the caller commits. Readings go in
-with one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING`, so a
-retransmitted report is stored once and evaluated once.
+with one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING` keyed by
+(device, read_at, digest of what the device said): a retransmission is stored and evaluated
+once, while a different report in the same instant (a heartbeat and an alarm) is a new
+reading. Reports timed by their arrival (no device clock) are retransmissions when the same
+bytes came within `meters_retransmit_window_s`.
 """
 
+import hashlib
 import json
 import time
 import uuid
@@ -21,7 +25,7 @@ from redis.asyncio import Redis
 from sqlalchemy import insert, select, text, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from meters.models import Device, Quarantine, ValveCommand
+from meters.models import Concentrator, Device, Quarantine, ValveCommand
 from meters.protocols import cjt188, mbus
 from meters.protocols.stream import StreamFrame
 
@@ -31,7 +35,11 @@ FRAMES = Counter("gasdispatch_meters_frames_total", "Frames received", ["channel
 REJECTED = Counter("gasdispatch_meters_rejected_total", "Telemetry rejected", ["channel", "reason"])
 GARBAGE_BYTES = Counter("gasdispatch_meters_garbage_bytes_total", "Bytes skipped between frames")
 STORED = Counter("gasdispatch_meters_readings_stored_total", "Readings stored (duplicates excluded)")
-QUARANTINED = Counter("gasdispatch_meters_quarantined_total", "Reports from unknown devices", ["channel"])
+DUPLICATES = Counter("gasdispatch_meters_readings_duplicate_total", "Retransmitted readings not stored again")
+QUARANTINED = Counter("gasdispatch_meters_quarantined_total", "Reports kept aside, never acted on",
+                      ["channel", "reason"])
+COMMANDS = Counter("gasdispatch_meters_commands_total", "Valve commands by channel and state",
+                   ["channel", "state"])
 
 LATEST_KEY = "meters:latest:{}"
 
@@ -52,7 +60,38 @@ class Telemetry:
     tamper: bool | None = None
     # A reply to a valve command, not a reading.
     valve_reply: bool = False
+    # {"hex": frame} or {"envelope": platform message}; the reading keeps it as text.
     raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # Hash of what the device said (frame bytes, or the platform's report); None: of the values.
+    digest: int | None = None
+    # False when read_at is the arrival time: a retransmission then arrives with another read_at.
+    device_clock: bool = True
+
+
+def digest_of(content: bytes) -> int:
+    """A signed 64-bit content hash (the bigint `meters_reading.digest`)."""
+    return int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "little", signed=True)
+
+
+def reading_digest(t: Telemetry) -> int:
+    if t.digest is not None:
+        return t.digest
+    return digest_of(repr((t.volume_m3, t.lel_pct, t.valve, t.battery_low, t.alarm, t.tamper)).encode())
+
+
+async def last_frames(session: AsyncSession, device_id: uuid.UUID, external_id: str, *, limit: int = 20,
+                      ) -> list[dict[str, Any]]:
+    """What the device last sent, newest first: stored readings' frames and the reports kept
+    in quarantine under its id (e.g. through a concentrator it is not bound to)."""
+    rows = (await session.execute(text("""
+        (SELECT received_at, read_at, raw, 'stored' AS outcome, NULL AS source FROM meters_reading
+          WHERE device_id = :device_id ORDER BY read_at DESC LIMIT :limit)
+        UNION ALL
+        (SELECT received_at, NULL, raw::text, 'quarantined: ' || reason, source FROM meters_quarantine
+          WHERE external_id = :external_id ORDER BY id DESC LIMIT :limit)
+        ORDER BY received_at DESC LIMIT :limit
+    """), {"device_id": device_id, "external_id": external_id, "limit": limit})).all()
+    return [{"received_at": r[0], "read_at": r[1], "raw": r[2], "outcome": r[3], "source": r[4]} for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +104,20 @@ class DeviceInfo:
     has_valve: bool
     meter_type: int
     report_interval_s: int
+    protocol: str = ""
+    # The one source it may report through: "concentrator:<code>", "platform:<name>", or None
+    # for a wired device without a concentrator (legacy plain TCP only).
+    bound_source: str | None = None
+
+
+def binding_violation(device: DeviceInfo, source: str, alternates: dict[str, list[str]]) -> str | None:
+    """Why `source` may not report for the device (a quarantine reason), or None."""
+    expected = device.bound_source
+    if expected is None:
+        return None if source.startswith("legacy:") else "device not bound to a concentrator"
+    if source == expected or source in alternates.get(expected, ()):
+        return None
+    return "wrong platform" if expected.startswith("platform:") else "wrong concentrator"
 
 
 @dataclass
@@ -72,6 +125,10 @@ class IngestResult:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    # quarantine reason -> reports
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    # external ids of known devices that reported through their bound source
+    accepted: set[str] = field(default_factory=set)
     order_ids: list[uuid.UUID] = field(default_factory=list)
     # (device external id, frame hex, command id) to write to a connected concentrator.
     commands: list[tuple[str, str, uuid.UUID]] = field(default_factory=list)
@@ -81,34 +138,38 @@ def telemetry_from_frame(frame: StreamFrame, received_at: datetime, tz: ZoneInfo
     """A reassembled frame as telemetry; None for frames that carry no report (ACKs,
     requests). Raises FrameError for frames that do not decode."""
     if frame.protocol == "cjt188":
+        # The frame's bytes (sequence number SER included) are the report's identity.
         fields = cjt188.read_reply(frame.data)
         if fields is not None:  # nearly every frame: a 901F read reply, decoded without a frame object
             address, volume, clock, valve, battery_low = fields
-            read_at = clock.replace(tzinfo=tz).astimezone(timezone.utc) if clock else _second(received_at)
-            return Telemetry(address, "cjt188", read_at, received_at, volume, None, valve, battery_low,
-                             raw={"hex": frame.data.hex()})
+            return Telemetry(address, "cjt188", _meter_time(clock, tz) or received_at, received_at, volume, None,
+                             valve, battery_low, raw={"hex": frame.data.hex()}, digest=digest_of(frame.data),
+                             device_clock=clock is not None)
         decoded = cjt188.decode(frame.data)
         if decoded.direction != "reply":
             return None
         raw = {"hex": frame.data.hex()}
         if decoded.di == f"{cjt188.DI_VALVE:04X}":
-            return Telemetry(decoded.address, "cjt188", _second(received_at), received_at, valve=decoded.valve,
-                             battery_low=decoded.battery_low, valve_reply=True, raw=raw)
+            return Telemetry(decoded.address, "cjt188", received_at, received_at, valve=decoded.valve,
+                             battery_low=decoded.battery_low, valve_reply=True, raw=raw,
+                             digest=digest_of(frame.data), device_clock=False)
         if decoded.di != f"{cjt188.DI_READ_DATA:04X}":
             return None
-        # The meter's clock is local time; without one the arrival second stands in.
-        read_at = decoded.clock.replace(tzinfo=tz).astimezone(timezone.utc) if decoded.clock else _second(received_at)
-        return Telemetry(decoded.address, "cjt188", read_at, received_at, volume_m3=decoded.current_volume_m3,
-                         valve=decoded.valve, battery_low=decoded.battery_low, raw=raw)
+        # The meter's clock is local time; without one the arrival time stands in.
+        return Telemetry(decoded.address, "cjt188", _meter_time(decoded.clock, tz) or received_at, received_at,
+                         volume_m3=decoded.current_volume_m3, valve=decoded.valve, battery_low=decoded.battery_low,
+                         raw=raw, digest=digest_of(frame.data), device_clock=decoded.clock is not None)
     if len(frame.data) < 6:  # ACK and short frames are link control
         return None
+    # M-Bus: the access number and the status byte are in the frame, so its bytes are the identity.
     reading = mbus.decode(frame.data)
-    return Telemetry(reading.id, "mbus", _second(received_at), received_at, volume_m3=reading.volume_m3,
-                     battery_low=reading.power_low, alarm=reading.alarm, raw={"hex": frame.data.hex()})
+    return Telemetry(reading.id, "mbus", received_at, received_at, volume_m3=reading.volume_m3,
+                     battery_low=reading.power_low, alarm=reading.alarm, raw={"hex": frame.data.hex()},
+                     digest=digest_of(frame.data), device_clock=False)
 
 
-def _second(moment: datetime) -> datetime:
-    return moment.replace(microsecond=0)
+def _meter_time(clock: datetime | None, tz: ZoneInfo) -> datetime | None:
+    return clock.replace(tzinfo=tz).astimezone(timezone.utc) if clock else None
 
 
 class DeviceRegistry:
@@ -132,23 +193,36 @@ class DeviceRegistry:
         if missing:
             rows = (await session.execute(select(
                 Device.id, Device.kind, Device.external_id, Device.customer_id, Device.address_id,
-                Device.has_valve, Device.meter_type, Device.report_interval_s,
-            ).where(Device.external_id.in_(missing)))).all()
-            for row in rows:
-                info = DeviceInfo(*row)
+                Device.has_valve, Device.meter_type, Device.report_interval_s, Device.protocol,
+                Concentrator.code, Device.platform,
+            ).outerjoin(Concentrator, Concentrator.id == Device.concentrator_id)
+             .where(Device.external_id.in_(missing)))).all()
+            for *row, concentrator_code, platform in rows:
+                bound = (f"concentrator:{concentrator_code}" if concentrator_code
+                         else f"platform:{platform}" if platform else None)
+                info = DeviceInfo(*row, bound_source=bound)
                 self._cache[info.external_id] = (now, info)
                 found[info.external_id] = info
         return found
 
 
 _INSERT_READINGS = text("""
-INSERT INTO meters_reading (device_id, read_at, received_at, volume_m3, lel_pct, valve, battery_low, alarm, tamper)
+INSERT INTO meters_reading (device_id, read_at, digest, received_at, volume_m3, lel_pct, valve, battery_low, alarm,
+                            tamper, raw)
 SELECT * FROM unnest(
-    CAST(:device_id AS uuid[]), CAST(:read_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
-    CAST(:volume_m3 AS float8[]), CAST(:lel_pct AS float8[]), CAST(:valve AS varchar[]),
-    CAST(:battery_low AS boolean[]), CAST(:alarm AS boolean[]), CAST(:tamper AS boolean[]))
+    CAST(:device_id AS uuid[]), CAST(:read_at AS timestamptz[]), CAST(:digest AS int8[]),
+    CAST(:received_at AS timestamptz[]), CAST(:volume_m3 AS float8[]), CAST(:lel_pct AS float8[]),
+    CAST(:valve AS varchar[]), CAST(:battery_low AS boolean[]), CAST(:alarm AS boolean[]), CAST(:tamper AS boolean[]),
+    CAST(:raw AS text[]))
 ON CONFLICT DO NOTHING
-RETURNING device_id, read_at
+RETURNING device_id, read_at, digest
+""")
+# Reports timed by arrival: the same bytes already stored within the window.
+_RECENT_DIGESTS = text("""
+SELECT r.device_id, r.digest FROM meters_reading r
+JOIN unnest(CAST(:device_id AS uuid[]), CAST(:digest AS int8[]), CAST(:read_at AS timestamptz[])) AS u(device_id, digest, read_at)
+  ON r.device_id = u.device_id AND r.digest = u.digest
+ AND r.read_at >= u.read_at - make_interval(secs => :window) AND r.read_at < u.read_at
 """)
 
 
@@ -163,6 +237,8 @@ class Ingestor:
         self, session: AsyncSession, redis: Redis, items: list[Telemetry], *, channel: str, source: str,
         now: datetime | None = None,
     ) -> IngestResult:
+        """`source` is who delivered the batch: "concentrator:<code>", "legacy:<address>" or
+        "platform:<name>"; a device reports only through the source it is bound to."""
         from meters import rules
 
         now = now or datetime.now(timezone.utc)
@@ -171,26 +247,35 @@ class Ingestor:
             return result
         devices = await self.registry.resolve(session, {t.external_id for t in items})
         known: list[tuple[DeviceInfo, Telemetry]] = []
-        unknown: list[Telemetry] = []
+        refused: dict[str, list[Telemetry]] = {}
         replies: list[tuple[DeviceInfo, Telemetry]] = []
+        alternates = self.settings.meters_binding_alternates
         for t in items:
             device = devices.get(t.external_id)
-            if device is None:
-                unknown.append(t)
+            reason = "unknown device" if device is None else binding_violation(device, source, alternates)
+            if reason is not None:
+                refused.setdefault(reason, []).append(t)
             elif t.valve_reply:
                 replies.append((device, t))
+                result.accepted.add(t.external_id)
             else:
                 known.append((device, t))
-        if unknown:
-            await self._quarantine(session, unknown, channel=channel, source=source, reason="unknown device")
-            result.quarantined = len(unknown)
+                result.accepted.add(t.external_id)
+        for reason, reports in refused.items():
+            expected = devices[reports[0].external_id].bound_source if reason != "unknown device" else None
+            await self._quarantine(session, reports, channel=channel, source=source, reason=reason,
+                                   expected_source=expected)
+            result.quarantined += len(reports)
+            result.quarantine_reasons[reason] = len(reports)
         for device, reply in replies:
-            await _acknowledge_valve_command(session, device, reply)
-        if not known:
-            return result
-        new = await self._store(session, known)
+            await acknowledge_command(session, device.id, reply_hex=reply.raw.get("hex"), at=reply.received_at,
+                                      channel="tcp")
+        new = await self._store(session, known) if known else []
         result.stored, result.duplicates = len(new), len(known) - len(new)
         STORED.inc(len(new))
+        DUPLICATES.inc(result.duplicates)
+        if not new:
+            return result
         previous = await _latest_states(redis, {device.id for device, _ in new})
         outcome = await rules.evaluate(session, new, previous, settings=self.settings, now=now)
         result.order_ids, result.commands = outcome.order_ids, outcome.commands
@@ -200,17 +285,32 @@ class Ingestor:
     async def _store(
         self, session: AsyncSession, items: list[tuple[DeviceInfo, Telemetry]],
     ) -> list[tuple[DeviceInfo, Telemetry]]:
-        """The readings the database did not have, sorted by read_at."""
-        # Within a batch the first report for a (device, second) wins, as the database would.
+        """The readings the database did not have, sorted by read_at (stable: the order of
+        arrival within one instant)."""
+        # Within a batch the first copy of a report wins, as the database would.
         # Keyed by external id (one per device) since a str caches its hash and a UUID does not.
-        unique: dict[tuple[str, datetime], tuple[DeviceInfo, Telemetry]] = {}
-        for item in items:
-            unique.setdefault((item[1].external_id, item[1].read_at), item)
+        unique: dict[tuple[str, datetime, int], tuple[DeviceInfo, Telemetry, int]] = {}
+        for device, t in items:
+            digest = reading_digest(t)
+            unique.setdefault((t.external_id, t.read_at, digest), (device, t, digest))
         rows = list(unique.values())
-        reports = [t for _, t in rows]
+        arrival_timed = [row for row in rows if not row[1].device_clock]
+        if arrival_timed:
+            seen = set((await session.execute(_RECENT_DIGESTS, {
+                "device_id": [device.id for device, _, _ in arrival_timed],
+                "digest": [digest for _, _, digest in arrival_timed],
+                "read_at": [t.read_at for _, t, _ in arrival_timed],
+                "window": float(self.settings.meters_retransmit_window_s),
+            })).all())
+            if seen:
+                rows = [row for row in rows if row[1].device_clock or (row[0].id, row[2]) not in seen]
+        if not rows:
+            return []
+        reports = [t for _, t, _ in rows]
         inserted = (await session.execute(_INSERT_READINGS, {
-            "device_id": [device.id for device, _ in rows],
+            "device_id": [device.id for device, _, _ in rows],
             "read_at": [t.read_at for t in reports],
+            "digest": [digest for _, _, digest in rows],
             "received_at": [t.received_at for t in reports],
             "volume_m3": [t.volume_m3 for t in reports],
             "lel_pct": [t.lel_pct for t in reports],
@@ -218,22 +318,30 @@ class Ingestor:
             "battery_low": [t.battery_low for t in reports],
             "alarm": [t.alarm for t in reports],
             "tamper": [t.tamper for t in reports],
+            "raw": [_raw_text(t) for t in reports],
         })).all()
         if len(inserted) < len(rows):  # some were stored before: keep only what went in now
-            keys = {(row[0], row[1]) for row in inserted}
-            rows = [item for item in rows if (item[0].id, item[1].read_at) in keys]
-        rows.sort(key=_read_at)
-        return rows
+            keys = {(row[0], row[1], row[2]) for row in inserted}
+            rows = [row for row in rows if (row[0].id, row[1].read_at, row[2]) in keys]
+        stored = [(device, t) for device, t, _ in rows]
+        stored.sort(key=_read_at)
+        return stored
 
     @staticmethod
-    async def _quarantine(session: AsyncSession, items: list[Telemetry], *, channel: str, source: str, reason: str) -> None:
+    async def _quarantine(
+        session: AsyncSession, items: list[Telemetry], *, channel: str, source: str, reason: str,
+        expected_source: str | None = None,
+    ) -> None:
+        bound = {"expected_source": expected_source} if expected_source else {}
         await session.execute(insert(Quarantine), [
             {"channel": channel, "source": source[:100], "external_id": t.external_id[:64], "protocol": t.protocol,
-             "reason": reason, "raw": {**t.raw, "read_at": t.read_at.isoformat()}, "received_at": t.received_at}
+             "reason": reason, "raw": {**t.raw, **bound, "read_at": t.read_at.isoformat()},
+             "received_at": t.received_at}
             for t in items
         ])
-        QUARANTINED.labels(channel).inc(len(items))
-        log.info("meters.quarantined", channel=channel, source=source, count=len(items))
+        QUARANTINED.labels(channel, reason).inc(len(items))
+        log.info("meters.quarantined", channel=channel, source=source, reason=reason, count=len(items),
+                 expected_source=expected_source)
 
 
 async def quarantine_raw(session: AsyncSession, *, channel: str, source: str, reason: str, raw: dict[str, Any],
@@ -241,21 +349,27 @@ async def quarantine_raw(session: AsyncSession, *, channel: str, source: str, re
     """Keep a report we could not attribute or map (unknown product, unknown device)."""
     session.add(Quarantine(channel=channel, source=source[:100], external_id=external_id, protocol=protocol,
                            reason=reason[:64], raw=raw))
-    QUARANTINED.labels(channel).inc()
+    QUARANTINED.labels(channel, reason[:64]).inc()
     await session.flush()
 
 
-async def _acknowledge_valve_command(session: AsyncSession, device: DeviceInfo, reply: Telemetry) -> None:
-    """The newest sent (or still queued) command of the device gets the reply."""
-    command_id = (await session.execute(
-        select(ValveCommand.id).where(ValveCommand.device_id == device.id, ValveCommand.status.in_(("sent", "queued")))
-        .order_by(ValveCommand.created_at.desc()).limit(1)
-    )).scalar_one_or_none()
-    if command_id is None:
-        log.info("meters.valve_reply_unsolicited", device=device.external_id)
-        return
-    await session.execute(update(ValveCommand).where(ValveCommand.id == command_id).values(
-        status="acknowledged", reply_hex=reply.raw.get("hex"), replied_at=reply.received_at))
+async def acknowledge_command(
+    session: AsyncSession, device_id: uuid.UUID, *, reply_hex: str | None, at: datetime, channel: str,
+    command_id: uuid.UUID | None = None,
+) -> bool:
+    """The named command, or the device's newest sent (or still queued) one, gets the reply."""
+    query = select(ValveCommand.id).where(ValveCommand.device_id == device_id,
+                                          ValveCommand.status.in_(("sent", "queued")))
+    if command_id is not None:
+        query = query.where(ValveCommand.id == command_id)
+    found = (await session.execute(query.order_by(ValveCommand.created_at.desc()).limit(1))).scalar_one_or_none()
+    if found is None:
+        log.info("meters.valve_reply_unsolicited", device_id=str(device_id), channel=channel)
+        return False
+    await session.execute(update(ValveCommand).where(ValveCommand.id == found).values(
+        status="acknowledged", reply_hex=reply_hex, replied_at=at))
+    COMMANDS.labels(channel, "acknowledged").inc()
+    return True
 
 
 async def _latest_states(redis: Redis, device_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
@@ -290,6 +404,12 @@ async def _save_latest(
         })
     if latest:
         await redis.mset(latest)
+
+
+def _raw_text(t: Telemetry) -> str | None:
+    if "hex" in t.raw:
+        return t.raw["hex"]
+    return json.dumps(t.raw["envelope"], ensure_ascii=False) if "envelope" in t.raw else None
 
 
 def _read_at(item: tuple[DeviceInfo, Telemetry]) -> datetime:

@@ -21,6 +21,8 @@ FAULT_KINDS = (
     "methane_alarm", "valve_abnormal", "battery_low", "tamper", "meter_stopped", "comm_lost", "suspected_leak",
 )
 COMMAND_STATUSES = ("queued", "sent", "acknowledged", "failed")
+# tcp: written to the concentrator's connection; platform: through the IoT platform's API.
+COMMAND_CHANNELS = ("tcp", "platform")
 APPLIANCE_KINDS = ("boiler", "stove", "hose")
 
 
@@ -42,6 +44,7 @@ class Device(SQLModel, table=True):
         CheckConstraint(f"kind IN {DEVICE_KINDS}", name="kind"),
         CheckConstraint(f"protocol IN {PROTOCOLS}", name="protocol"),
         CheckConstraint("report_interval_s > 0", name="interval"),
+        CheckConstraint("(protocol = 'nbiot') = (platform IS NOT NULL)", name="platform"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -52,7 +55,10 @@ class Device(SQLModel, table=True):
     product: str | None = Field(default=None, max_length=64)
     customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id", index=True)
     address_id: uuid.UUID = Field(foreign_key="dispatch_address.id", index=True)
+    # The only channel the device may report through (binding): its concentrator (none: only
+    # legacy plain TCP), or for NB-IoT the IoT platform it is registered with.
     concentrator_id: uuid.UUID | None = Field(default=None, foreign_key="meters_concentrator.id")
+    platform: str | None = Field(default=None, max_length=32)
     has_valve: bool = False
     meter_type: int = 0x30
     # Appliances this meter feeds, for maintenance reminders.
@@ -63,7 +69,9 @@ class Device(SQLModel, table=True):
 
 
 class Reading(SQLModel, table=True):
-    """One report; the primary key makes a retransmitted report a no-op."""
+    """One report. `digest` hashes what the device said (frame bytes with its sequence number,
+    or the platform report), so the primary key makes only a retransmission a no-op; two
+    different reports at the same instant are both kept."""
 
     __tablename__ = "meters_reading"
 
@@ -71,6 +79,7 @@ class Reading(SQLModel, table=True):
     # per-row check would cost the hot path; devices are never deleted.
     device_id: uuid.UUID = Field(primary_key=True)
     read_at: datetime = Field(sa_type=DateTime(timezone=True), primary_key=True)
+    digest: int = Field(sa_column=Column(BigInteger, primary_key=True, server_default=text("0")))
     received_at: datetime = _ts()
     volume_m3: float | None = None
     lel_pct: float | None = None
@@ -78,6 +87,8 @@ class Reading(SQLModel, table=True):
     battery_low: bool | None = None
     alarm: bool | None = None
     tamper: bool | None = None
+    # What the device sent: the frame as hex, or the platform's message as JSON.
+    raw: str | None = None
 
 
 class Quarantine(SQLModel, table=True):
@@ -132,15 +143,24 @@ class ValveCommand(SQLModel, table=True):
     __tablename__ = "meters_valve_command"
     __table_args__ = (
         CheckConstraint(f"status IN {COMMAND_STATUSES}", name="status"),
+        CheckConstraint(f"channel IN {COMMAND_CHANNELS}", name="channel"),
         Index("ix_meters_valve_command_queued", "device_id", postgresql_where=text("status = 'queued'")),
+        Index("ix_meters_valve_command_due", "next_attempt_at",
+              postgresql_where=text("status = 'queued' AND channel = 'platform'")),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     device_id: uuid.UUID = Field(foreign_key="meters_device.id", index=True)
     fault_id: uuid.UUID | None = Field(default=None, foreign_key="meters_fault.id")
     command: str = Field(max_length=16)
+    channel: str = Field(default="tcp", max_length=16)
+    # The CJ/T 188 frame for tcp; empty for platform commands (the adapter builds the request).
     frame_hex: str = Field(max_length=200)
     status: str = Field(default="queued", max_length=16)
+    # Platform delivery: attempts so far, when to try next, why the last one failed.
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(nullable=True, default=None)
+    last_error: str | None = Field(default=None, max_length=200)
     reply_hex: str | None = Field(default=None, sa_column=Column(String(600), nullable=True))
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(nullable=True, default=None)

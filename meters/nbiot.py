@@ -4,13 +4,21 @@ Each product's thing model differs, so the mapping from `payload.serviceData` to
 is a YAML profile per product (meters/profiles/*.yaml), not code.
 
 Webhook authentication (our contract with each platform's push adapter): headers
-`X-Timestamp` (unix seconds), `X-Message-Id`, and `X-Signature` = hex HMAC-SHA256 over
-`"{timestamp}." + raw body` with the platform's secret. A timestamp outside the tolerance
-or a message id already seen is refused.
+`X-Timestamp` (unix seconds) and `X-Signature` = hex HMAC-SHA256 over `"{timestamp}." + raw
+body` with the platform's secret. A timestamp outside the tolerance is refused, and so is a
+second delivery of the same signed material: the replay key is the hash of timestamp and
+body, both covered by the signature (an `X-Message-Id` header is not, so it is not trusted).
+A platform that retries re-signs with a new timestamp; the reading is then deduplicated on
+its content (`Telemetry.digest`).
+
+A report's identity is the device, the platform's timestamp (milliseconds, kept), the
+upstream packet sequence number when the platform gives one (`upPacketSN`) and the
+serviceData: a retransmission is a no-op, a different report at the same instant is new.
 """
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -20,7 +28,7 @@ from typing import Any
 import yaml
 
 from dispatch.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
-from meters.ingest import Telemetry
+from meters.ingest import Telemetry, digest_of
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 _FIELDS = ("volume_m3", "lel_pct", "valve", "battery_low", "alarm", "tamper")
@@ -33,7 +41,7 @@ class WebhookSignatureInvalid(AuthenticationFailed):
 
 
 class WebhookReplayed(Conflict):
-    """This message id was already received."""
+    """This signed message was already received."""
 
     slug = "webhook-replayed"
 
@@ -89,9 +97,37 @@ def verify_signature(
         raise WebhookSignatureInvalid("timestamp outside the tolerance")
 
 
+def replay_key(timestamp: str, body: bytes) -> str:
+    """The inbox key of a verified message: only what the signature covers."""
+    return hashlib.sha256(timestamp.encode() + b"." + body).hexdigest()
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """What a platform adapter sends in X-Signature (used by tests and the bench)."""
     return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class CommandResponse:
+    """The platform's answer to a command we sent (`taskId` is our command id)."""
+
+    external_id: str
+    command_id: str
+    succeeded: bool
+    detail: dict[str, Any]
+
+
+def map_command_response(platform: str, envelope: Any) -> CommandResponse | None:
+    """A CTWing `commandResponse`, or None for other messages."""
+    if not isinstance(envelope, dict) or envelope.get("messageType") != "commandResponse":
+        return None
+    profile = load_profiles().get((platform, str(envelope.get("productId", ""))))
+    external_id = envelope.get(profile.device_id_field if profile else "IMEI")
+    task_id = envelope.get("taskId")
+    result = envelope.get("result")
+    if not isinstance(external_id, str) or not isinstance(task_id, str | int) or not isinstance(result, dict):
+        raise MalformedReport("IMEI, taskId and result are required in a commandResponse")
+    return CommandResponse(external_id, str(task_id), result.get("resultCode") in ("SUCCESS", 0, "0"), result)
 
 
 def map_data_report(platform: str, envelope: Any, received_at: datetime) -> Telemetry | None:
@@ -110,14 +146,18 @@ def map_data_report(platform: str, envelope: Any, received_at: datetime) -> Tele
     if not isinstance(external_id, str) or not external_id or not isinstance(service_data, dict):
         raise MalformedReport(f"{profile.device_id_field} and payload.serviceData are required")
     try:
-        read_at = datetime.fromtimestamp(int(envelope["timestamp"]) / 1000, timezone.utc).replace(microsecond=0)
+        millis = int(envelope["timestamp"])
+        read_at = datetime.fromtimestamp(millis // 1000, timezone.utc).replace(microsecond=millis % 1000 * 1000)
     except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
         raise MalformedReport("timestamp (ms since epoch) is required") from exc
     values: dict[str, Any] = {}
     for name, rule in profile.fields.items():
         if rule["path"] in service_data:
             values[name] = _convert(name, rule, service_data[rule["path"]])
-    return Telemetry(external_id, "nbiot", read_at, received_at, raw={"envelope": envelope}, **values)
+    identity = json.dumps([external_id, millis, envelope.get("upPacketSN"), service_data], sort_keys=True, default=str)
+    return Telemetry(external_id, "nbiot", read_at, received_at,
+                     raw={"envelope": envelope},
+                     digest=digest_of(identity.encode()), **values)
 
 
 def _convert(name: str, rule: dict[str, Any], value: Any) -> Any:

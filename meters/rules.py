@@ -4,6 +4,11 @@ At most one open fault per device and kind, enforced by the partial unique index
 `meters_fault`: the rule inserts with ON CONFLICT DO NOTHING, and only the insert that wins
 creates an order; a repeat annotates the open fault. A condition that clears is noted on the
 fault, which stays open until its order ends (`on_order_status_changed`).
+
+Methane alarms are per home: under a transaction-level advisory lock on the address, a new
+alarm fault joins the address's open emergency order (another detector's, or the customer's
+own "I smell gas" order) instead of opening one. The safety notice goes out with the first
+alarm of an order, and each valve at the address gets one close command per order.
 """
 
 import json
@@ -114,7 +119,8 @@ async def raise_fault(
     session: AsyncSession, device: DeviceInfo, kind: str, *, now: datetime, outcome: Outcome | None = None,
     evidence: dict[str, Any] | None = None,
 ) -> uuid.UUID | None:
-    """Open a fault and its order, or annotate the one already open. Returns a new order id."""
+    """Open a fault and its order (or join the home's open emergency), or annotate the fault
+    already open. Returns a new order id."""
     note = {"at": now.isoformat(), "event": "raised", **(evidence or {})}
     fault_id = (await session.execute(text("""
         INSERT INTO meters_fault (id, device_id, fault_kind, occurrences, notes, opened_at, last_seen_at)
@@ -129,37 +135,89 @@ async def raise_fault(
             WHERE device_id = :device_id AND fault_kind = :kind AND closed_at IS NULL
         """), {"now": now, "device_id": device.id, "kind": kind, "note": _json([{**note, "event": "repeated"}])})
         return None
+    if kind == "methane_alarm":
+        return await _methane_alarm(session, device, fault_id, now=now, outcome=outcome)
+    return await _open_order(session, device, kind, fault_id, now=now, outcome=outcome)
+
+
+async def _open_order(
+    session: AsyncSession, device: DeviceInfo, kind: str, fault_id: uuid.UUID, *, now: datetime,
+    outcome: Outcome | None,
+) -> uuid.UUID:
     order_kind, priority, source = ORDER_FOR_FAULT[kind]
     order = await dispatch_service.create_order(
         session, customer_id=device.customer_id, address_id=device.address_id, kind=order_kind, actor=ACTOR,
         description=f"{_DESCRIPTION[kind]} ({device.external_id})", priority=priority, source=source, now=now)
     await session.execute(update(Fault).where(Fault.id == fault_id).values(order_id=order.id))
-    await publish(session, "meters.fault_detected", {
-        "fault_id": str(fault_id), "fault_kind": kind, "device_id": str(device.id), "order_id": str(order.id),
-        "customer_id": str(device.customer_id), "address_id": str(device.address_id),
-    })
-    log.info("meters.fault_opened", device=device.external_id, kind=kind, order_id=str(order.id))
+    await _fault_detected(session, device, kind, fault_id, order.id, joined=False)
     if outcome is not None:
         outcome.order_ids.append(order.id)
-    if kind == "methane_alarm":
+    return order.id
+
+
+async def _fault_detected(
+    session: AsyncSession, device: DeviceInfo, kind: str, fault_id: uuid.UUID, order_id: uuid.UUID, *, joined: bool,
+) -> None:
+    await publish(session, "meters.fault_detected", {
+        "fault_id": str(fault_id), "fault_kind": kind, "device_id": str(device.id), "order_id": str(order_id),
+        "customer_id": str(device.customer_id), "address_id": str(device.address_id), "joined": joined,
+    })
+    log.info("meters.fault_opened", device=device.external_id, kind=kind, order_id=str(order_id), joined=joined)
+
+
+async def _methane_alarm(
+    session: AsyncSession, device: DeviceInfo, fault_id: uuid.UUID, *, now: datetime, outcome: Outcome | None,
+) -> uuid.UUID | None:
+    """One emergency per home: join the address's open emergency order or open one. Returns
+    the order id when it is new."""
+    # Serialises alarms of one home across connections and processes until the commit.
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                          {"key": f"meters:emergency:{device.address_id}"})
+    order_id = (await session.execute(text("""
+        SELECT id FROM dispatch_order
+        WHERE address_id = :address_id AND kind = :kind AND status <> ALL(:ended)
+        ORDER BY created_at LIMIT 1
+    """), {"address_id": device.address_id, "kind": ORDER_FOR_FAULT["methane_alarm"][0],
+           "ended": list(_ORDER_ENDED)})).scalar()
+    new_order = None
+    if order_id is None:
+        order_id = new_order = await _open_order(session, device, "methane_alarm", fault_id, now=now, outcome=outcome)
+    else:
+        await session.execute(update(Fault).where(Fault.id == fault_id).values(order_id=order_id))
+        await _fault_detected(session, device, "methane_alarm", fault_id, order_id, joined=True)
+    earlier_alarm = (await session.execute(select(Fault.id).where(
+        Fault.order_id == order_id, Fault.fault_kind == "methane_alarm", Fault.id != fault_id).limit(1))).scalar()
+    if earlier_alarm is None:  # the first alarm of this emergency: the household is told once
         await publish(session, "meters.safety_advice_issued", {
             "customer_id": str(device.customer_id), "address_id": str(device.address_id),
-            "device_id": str(device.id), "order_id": str(order.id), "text": SAFETY_ADVICE,
+            "device_id": str(device.id), "order_id": str(order_id), "text": SAFETY_ADVICE,
         })
-        commands = await close_valves(session, device.address_id, fault_id=fault_id, now=now)
-        if outcome is not None:
-            outcome.commands.extend(commands)
-    return order.id
+    commands = await close_valves(session, device.address_id, fault_id=fault_id, order_id=order_id, now=now)
+    if outcome is not None:
+        outcome.commands.extend(commands)
+    return new_order
 
 
 async def close_valves(
     session: AsyncSession, address_id: uuid.UUID, *, fault_id: uuid.UUID | None, now: datetime,
+    order_id: uuid.UUID | None = None,
 ) -> list[tuple[str, str, uuid.UUID]]:
-    """Queue a CJ/T 188 A017 close command for every valve meter at the address."""
-    meters = (await session.execute(select(Device.id, Device.external_id, Device.meter_type).where(
-        Device.address_id == address_id, Device.has_valve.is_(True), Device.protocol == "cjt188"))).all()
+    """Queue a close for every valve at the address not yet closed for this order: a CJ/T 188
+    A017 frame for its concentrator, or a platform command for an NB-IoT valve. Returns the
+    concentrator commands (external id, frame hex, command id) to write at once."""
+    query = select(Device.id, Device.external_id, Device.meter_type, Device.protocol).where(
+        Device.address_id == address_id, Device.has_valve.is_(True), Device.protocol.in_(("cjt188", "nbiot")))
+    if order_id is not None:
+        commanded = (select(ValveCommand.id).join(Fault, Fault.id == ValveCommand.fault_id)
+                     .where(ValveCommand.device_id == Device.id, ValveCommand.command == "close",
+                            Fault.order_id == order_id))
+        query = query.where(~commanded.exists())
     queued = []
-    for device_id, external_id, meter_type in meters:
+    for device_id, external_id, meter_type, protocol in (await session.execute(query)).all():
+        if protocol == "nbiot":
+            session.add(ValveCommand(device_id=device_id, fault_id=fault_id, command="close", channel="platform",
+                                     frame_hex="", next_attempt_at=now, created_at=now))
+            continue
         frame = cjt188.valve_request(external_id, open_valve=False, meter_type=meter_type).hex()
         command = ValveCommand(device_id=device_id, fault_id=fault_id, command="close", frame_hex=frame, created_at=now)
         session.add(command)

@@ -6,14 +6,15 @@ import secrets
 import uuid
 from datetime import datetime
 
+from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import AuthenticationFailed, Conflict, NotFound
+from dispatch.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from dispatch.events import subscribe
-from dispatch.pagination import page_of, paginate
-from meters.models import Concentrator, Device, Quarantine
+from dispatch.pagination import decode_cursor, encode_cursor, page_of, paginate
+from meters.models import Concentrator, Device, Fault, Quarantine, Reading, ValveCommand
 
 
 class DeviceAlreadyRegistered(Conflict):
@@ -58,18 +59,24 @@ async def register_device(
     session: AsyncSession, *, kind: str, protocol: str, external_id: str, customer_id: uuid.UUID,
     address_id: uuid.UUID, installed_at: datetime, report_interval_s: int, has_valve: bool = False,
     meter_type: int = 0x30, product: str | None = None, appliances: list[str] | None = None,
-    concentrator_id: uuid.UUID | None = None,
+    concentrator_id: uuid.UUID | None = None, platform: str | None = None,
 ) -> Device:
+    """A wired device is bound to its concentrator (none: legacy plain TCP only); an NB-IoT
+    device to its IoT platform, which it must name."""
     from dispatch.models import Address  # the address must belong to the customer
 
     address = await session.get(Address, address_id)
     if address is None or address.customer_id != customer_id:
         raise NotFound("no such address for this customer")
+    if (protocol == "nbiot") != (platform is not None) or (protocol == "nbiot" and concentrator_id is not None):
+        raise InvalidInput("an NB-IoT device names its platform and no concentrator; a wired device no platform")
+    if concentrator_id is not None and await session.get(Concentrator, concentrator_id) is None:
+        raise NotFound("no such concentrator")
     device = Device(
         kind=kind, protocol=protocol, external_id=external_id.upper() if protocol != "nbiot" else external_id,
         customer_id=customer_id, address_id=address_id, installed_at=installed_at,
         report_interval_s=report_interval_s, has_valve=has_valve, meter_type=meter_type, product=product,
-        appliances=appliances or [], concentrator_id=concentrator_id,
+        appliances=appliances or [], concentrator_id=concentrator_id, platform=platform,
     )
     session.add(device)
     try:
@@ -92,8 +99,59 @@ async def list_devices(session: AsyncSession, *, limit: int, cursor: str | None)
     return page_of(rows, limit)
 
 
-async def list_quarantine(session: AsyncSession, *, limit: int) -> list[Quarantine]:
-    return list((await session.exec(select(Quarantine).order_by(Quarantine.id.desc()).limit(limit))).all())
+async def list_quarantine(
+    session: AsyncSession, *, limit: int, cursor: str | None = None,
+) -> tuple[list[Quarantine], str | None]:
+    """Newest first; the cursor carries the last id seen."""
+    query = select(Quarantine)
+    if cursor:
+        query = query.where(Quarantine.id < _int_key(cursor))
+    rows = list((await session.exec(query.order_by(Quarantine.id.desc()).limit(limit + 1))).all())
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1].received_at, rows[limit - 1].id)
+    return rows, None
+
+
+async def device_readings(
+    session: AsyncSession, device_id: uuid.UUID, *, limit: int, cursor: str | None,
+) -> tuple[list[Reading], str | None]:
+    """A device's readings, newest first, by (read_at, digest)."""
+    query = select(Reading).where(Reading.device_id == device_id)
+    if cursor:
+        read_at, _ = decode_cursor(cursor)
+        key = _int_key(cursor)
+        query = query.where(or_(Reading.read_at < read_at, and_(Reading.read_at == read_at, Reading.digest < key)))
+    rows = list((await session.exec(
+        query.order_by(Reading.read_at.desc(), Reading.digest.desc()).limit(limit + 1))).all())
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1].read_at, rows[limit - 1].digest)
+    return rows, None
+
+
+async def list_commands(
+    session: AsyncSession, *, status: str | None, limit: int,
+) -> list[tuple[ValveCommand, str]]:
+    """Valve commands with their device's external id, newest first; `failed` ones gave up."""
+    query = select(ValveCommand, Device.external_id).join(Device, Device.id == ValveCommand.device_id)
+    if status is not None:
+        query = query.where(ValveCommand.status == status)
+    rows = (await session.exec(query.order_by(ValveCommand.created_at.desc()).limit(limit))).all()
+    return [(command, external_id) for command, external_id in rows]
+
+
+async def order_evidence(session: AsyncSession, order_id: uuid.UUID) -> list[tuple[Fault, str]]:
+    """Every device fault attached to an order (one emergency per home), with the device id."""
+    rows = (await session.exec(select(Fault, Device.external_id).join(Device, Device.id == Fault.device_id)
+                               .where(Fault.order_id == order_id).order_by(Fault.opened_at))).all()
+    return [(fault, external_id) for fault, external_id in rows]
+
+
+def _int_key(cursor: str) -> int:
+    _, key = decode_cursor(cursor)
+    try:
+        return int(key)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("malformed cursor") from exc
 
 
 def register() -> None:

@@ -1,5 +1,8 @@
 """Devices and frames for the meters tests."""
 
+import asyncio
+import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,10 +41,24 @@ async def make_device(
     session: AsyncSession, *, kind: str = "meter", protocol: str = "cjt188", external_id: str = "00000000000001",
     customer: CustomerCtx | None = None, has_valve: bool = False, interval_s: int = 3600,
     installed_at: datetime | None = None, appliances: list[str] | None = None,
+    concentrator_id: uuid.UUID | None = None, address_id: uuid.UUID | None = None,
 ) -> tuple[Device, CustomerCtx]:
+    """NB-IoT devices are registered under the "ctwing" platform."""
     customer = customer or await make_customer(session)
     device = await service.register_device(
         session, kind=kind, protocol=protocol, external_id=external_id, customer_id=customer.customer.id,
-        address_id=customer.address.id, installed_at=installed_at or datetime.now(timezone.utc) - timedelta(days=30),
-        report_interval_s=interval_s, has_valve=has_valve, appliances=appliances)
+        address_id=address_id or customer.address.id,
+        installed_at=installed_at or datetime.now(timezone.utc) - timedelta(days=30),
+        report_interval_s=interval_s, has_valve=has_valve, appliances=appliances, concentrator_id=concentrator_id,
+        platform="ctwing" if protocol == "nbiot" else None)
     return device, customer
+
+
+async def wait_for(shared, query, expected, timeout: float = 2.0):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while True:
+        async with shared() as s:
+            value = (await s.exec(query)).scalar()
+        if value == expected or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.01)

@@ -29,7 +29,7 @@ async def orders_of(session: AsyncSession, customer_id) -> list[Order]:  # noqa:
 
 
 async def test_unknown_device_is_quarantined_not_stored(session: AsyncSession, redis) -> None:  # noqa: ANN001
-    result = await Ingestor().ingest(session, redis, [report("NOSUCHDEVICE", alarm=True)], channel="tcp", source="t", now=NOW)
+    result = await Ingestor().ingest(session, redis, [report("NOSUCHDEVICE", alarm=True)], channel="tcp", source="legacy:t", now=NOW)
     assert (result.quarantined, result.stored, result.order_ids) == (1, 0, [])
     row = (await session.exec(select(Quarantine).where(Quarantine.external_id == "NOSUCHDEVICE"))).scalar_one()
     assert row.reason == "unknown device"
@@ -38,8 +38,8 @@ async def test_unknown_device_is_quarantined_not_stored(session: AsyncSession, r
 async def test_retransmitted_reading_is_stored_once(session: AsyncSession, redis) -> None:  # noqa: ANN001
     device, _ = await make_device(session, external_id="00000000000011")
     ingestor = Ingestor()
-    first = await ingestor.ingest(session, redis, [report(device.external_id, volume_m3=1.5)] * 2, channel="tcp", source="t", now=NOW)
-    again = await ingestor.ingest(session, redis, [report(device.external_id, volume_m3=1.5)], channel="tcp", source="t", now=NOW)
+    first = await ingestor.ingest(session, redis, [report(device.external_id, volume_m3=1.5)] * 2, channel="tcp", source="legacy:t", now=NOW)
+    again = await ingestor.ingest(session, redis, [report(device.external_id, volume_m3=1.5)], channel="tcp", source="legacy:t", now=NOW)
     assert (first.stored, first.duplicates, again.stored, again.duplicates) == (1, 1, 0, 1)
     count = (await session.exec(select(func.count()).select_from(Reading).where(Reading.device_id == device.id))).scalar()
     assert count == 1
@@ -51,7 +51,7 @@ async def test_low_battery_opens_one_order_and_repeats_annotate(session: AsyncSe
     ingestor = Ingestor()
     for minute in (0, 60, 120):
         await ingestor.ingest(session, redis, [report(device.external_id, minute, battery_low=True)],
-                              channel="tcp", source="t", now=NOW)
+                              channel="tcp", source="legacy:t", now=NOW)
     orders = await orders_of(session, customer.customer.id)
     assert [(o.kind, o.source, o.priority) for o in orders] == [("meter_fault", "meter", "routine")]
     fault = (await session.exec(select(Fault).where(Fault.device_id == device.id))).scalar_one()
@@ -63,9 +63,9 @@ async def test_methane_alarm_orders_emergency_advises_household_and_closes_valve
     meter, _ = await make_device(session, external_id="00000000000013", customer=customer, has_valve=True)
     ingestor = Ingestor()
     first = await ingestor.ingest(session, redis, [report(detector.external_id, alarm=True, lel_pct=30.0)],
-                                  channel="webhook", source="ctwing", now=NOW)
+                                  channel="webhook", source="platform:ctwing", now=NOW)
     second = await ingestor.ingest(session, redis, [report(detector.external_id, 1, alarm=True, lel_pct=35.0)],
-                                   channel="webhook", source="ctwing", now=NOW)
+                                   channel="webhook", source="platform:ctwing", now=NOW)
     assert len(first.order_ids) == 1 and second.order_ids == []
     orders = await orders_of(session, customer.customer.id)
     assert [(o.kind, o.priority, o.source) for o in orders] == [("emergency_leak", "emergency", "alarm")]
@@ -83,10 +83,10 @@ async def test_methane_alarm_orders_emergency_advises_household_and_closes_valve
 async def test_lel_threshold_only_applies_when_configured(session: AsyncSession, redis, monkeypatch) -> None:  # noqa: ANN001
     detector, customer = await make_device(session, kind="detector", protocol="nbiot", external_id="861234567890124")
     ingestor = Ingestor()
-    await ingestor.ingest(session, redis, [report(detector.external_id, lel_pct=60.0, alarm=False)], channel="webhook", source="x", now=NOW)
+    await ingestor.ingest(session, redis, [report(detector.external_id, lel_pct=60.0, alarm=False)], channel="webhook", source="platform:ctwing", now=NOW)
     assert await orders_of(session, customer.customer.id) == []
     monkeypatch.setattr(ingestor.settings, "meters_lel_alarm_pct", 50.0)
-    await ingestor.ingest(session, redis, [report(detector.external_id, 1, lel_pct=60.0, alarm=False)], channel="webhook", source="x", now=NOW)
+    await ingestor.ingest(session, redis, [report(detector.external_id, 1, lel_pct=60.0, alarm=False)], channel="webhook", source="platform:ctwing", now=NOW)
     assert [o.kind for o in await orders_of(session, customer.customer.id)] == ["emergency_leak"]
 
 
@@ -94,8 +94,8 @@ async def test_cleared_alarm_is_noted_and_fault_closes_with_its_order(session: A
     meters_service.register()
     device, customer = await make_device(session, external_id="00000000000014")
     ingestor = Ingestor()
-    await ingestor.ingest(session, redis, [report(device.external_id, 0, valve="abnormal")], channel="tcp", source="t", now=NOW)
-    await ingestor.ingest(session, redis, [report(device.external_id, 60, valve="open")], channel="tcp", source="t", now=NOW)
+    await ingestor.ingest(session, redis, [report(device.external_id, 0, valve="abnormal")], channel="tcp", source="legacy:t", now=NOW)
+    await ingestor.ingest(session, redis, [report(device.external_id, 60, valve="open")], channel="tcp", source="legacy:t", now=NOW)
     fault = (await session.exec(select(Fault).where(Fault.device_id == device.id))).scalar_one()
     await session.refresh(fault)
     assert fault.cleared_at is not None and fault.closed_at is None
@@ -104,13 +104,13 @@ async def test_cleared_alarm_is_noted_and_fault_closes_with_its_order(session: A
     await session.refresh(fault)
     assert fault.closed_at is not None
     # Closed: the next abnormal valve opens a new fault and a new order.
-    await ingestor.ingest(session, redis, [report(device.external_id, 120, valve="abnormal")], channel="tcp", source="t", now=NOW)
+    await ingestor.ingest(session, redis, [report(device.external_id, 120, valve="abnormal")], channel="tcp", source="legacy:t", now=NOW)
     assert len(await orders_of(session, customer.customer.id)) == 2
 
 
 async def test_comm_lost_fires_only_after_the_interval_multiple(session: AsyncSession, redis) -> None:  # noqa: ANN001
     device, customer = await make_device(session, external_id="00000000000015", interval_s=3600)
-    await Ingestor().ingest(session, redis, [report(device.external_id, volume_m3=3.0)], channel="tcp", source="t", now=NOW)
+    await Ingestor().ingest(session, redis, [report(device.external_id, volume_m3=3.0)], channel="tcp", source="legacy:t", now=NOW)
     quiet = await rules.check_comm_lost(session, redis, now=NOW + timedelta(hours=2, minutes=59), factor=3.0)
     assert quiet == []
     lost = await rules.check_comm_lost(session, redis, now=NOW + timedelta(hours=3, minutes=1), factor=3.0)
@@ -121,7 +121,7 @@ async def test_comm_lost_fires_only_after_the_interval_multiple(session: AsyncSe
 
 async def test_comm_lost_uses_stored_readings_when_redis_lost_the_state(session: AsyncSession, redis) -> None:  # noqa: ANN001
     device, _ = await make_device(session, external_id="00000000000016", interval_s=3600)
-    await Ingestor().ingest(session, redis, [report(device.external_id, volume_m3=3.0)], channel="tcp", source="t", now=NOW)
+    await Ingestor().ingest(session, redis, [report(device.external_id, volume_m3=3.0)], channel="tcp", source="legacy:t", now=NOW)
     await redis.flushdb()
     assert await rules.check_comm_lost(session, redis, now=NOW + timedelta(hours=1), factor=3.0) == []
 
@@ -131,7 +131,7 @@ async def test_maintenance_reminder_due_once_per_period(session: AsyncSession, r
     device, customer = await make_device(session, external_id="00000000000017", installed_at=installed, appliances=["boiler", "stove"])
     ingestor = Ingestor()
     await ingestor.ingest(session, redis, [report(device.external_id, -60 * 24 * 9, volume_m3=100.0),
-                                           report(device.external_id, 0, volume_m3=2300.0)], channel="tcp", source="t", now=NOW)
+                                           report(device.external_id, 0, volume_m3=2300.0)], channel="tcp", source="legacy:t", now=NOW)
     settings = get_settings().model_copy(update={"meters_reminder_thresholds": {
         "boiler": {"m3": 2000.0, "days": 365.0}, "stove": {"m3": 5000.0, "days": 365.0}}})
     first = await reminders.due_reminders(session, settings=settings, now=NOW)

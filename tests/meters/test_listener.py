@@ -1,68 +1,24 @@
 """The concentrator server over real sockets on 127.0.0.1 (ephemeral ports).
 
-The server gets a session factory that shares the test's transaction (each batch in a
-savepoint, under a lock because one connection serves one statement at a time), so nothing
-is committed and nothing needs cleaning up.
+The server gets a session factory that shares the test's transaction (tests/meters/conftest.py),
+so nothing is committed and nothing needs cleaning up.
 """
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import func, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.models import Order
 from meters.listener import ConcentratorServer, tls_context
 from meters.models import Quarantine, Reading
 from meters.protocols import cjt188
 from meters.service import register_concentrator
-from tests.meters.meters_factories import cjt188_reply, make_device, mbus_frame
+from tests.meters.meters_factories import cjt188_reply, make_device, mbus_frame, wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
-
-
-@pytest.fixture
-def shared(session: AsyncSession):  # noqa: ANN201
-    lock = asyncio.Lock()
-
-    @asynccontextmanager
-    async def factory() -> AsyncIterator[AsyncSession]:
-        async with lock:
-            nested = await session.begin_nested()
-            try:
-                yield session
-                await nested.commit()
-            except BaseException:
-                await nested.rollback()
-                raise
-
-    return factory
-
-
-@pytest.fixture
-async def plain_server(shared, redis):  # noqa: ANN001, ANN201
-    server = ConcentratorServer(session_factory=shared, redis=redis, tz=TZ, plain_allowed=frozenset({"127.0.0.1"}))
-    tcp = await server.start("127.0.0.1", 0, ssl_context=None)
-    yield server, tcp.sockets[0].getsockname()[1]
-    tcp.close()
-    await tcp.wait_closed()
-
-
-async def wait_for(shared, query, expected, timeout: float = 2.0):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while True:
-        async with shared() as s:
-            value = (await s.exec(query)).scalar()
-        if value == expected or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.01)
 
 
 async def test_split_concatenated_and_garbage_framed_readings_are_all_stored(plain_server, shared, session) -> None:  # noqa: ANN001
@@ -130,21 +86,10 @@ async def test_plain_tcp_from_an_unlisted_address_is_refused(shared, redis) -> N
     tcp.close()
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return str(cert), str(key)
-
-
 async def test_tls_handshake_accepts_a_registered_token_and_refuses_others(certificate, shared, session, redis) -> None:  # noqa: ANN001
     async with shared():
-        _, token = await register_concentrator(session, code="dtu-7")
-        device, _ = await make_device(session, external_id="00000000000024")
+        concentrator, token = await register_concentrator(session, code="dtu-7")
+        device, _ = await make_device(session, external_id="00000000000024", concentrator_id=concentrator.id)
     server = ConcentratorServer(session_factory=shared, redis=redis, tz=TZ)
     tcp = await server.start("127.0.0.1", 0, ssl_context=tls_context(*certificate))
     port = tcp.sockets[0].getsockname()[1]

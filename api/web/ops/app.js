@@ -40,7 +40,8 @@ function render() {
       h("section", { class: "card", "aria-labelledby": "certs-h" }, h("h2", { id: "certs-h" }, t("ops.certifications")), h("div", { id: "certs", class: "table-wrap" }))),
     h("div", { class: "grid-2" },
       h("section", { class: "card", "aria-labelledby": "haz-h" }, h("h2", { id: "haz-h" }, t("ops.hazards")), h("div", { id: "hazards", class: "table-wrap" })),
-      kpiCard()));
+      kpiCard()),
+    metersSection());
   map = createMap(document.getElementById("ops-map"), { zoom: 12 });
   const stations = stationLayer(state.stations).addTo(map);
   orderLayer = L.layerGroup().addTo(map);
@@ -177,4 +178,63 @@ function kpiCard() {
   form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
   if (state.stations.length) setTimeout(load);
   return form;
+}
+
+// -- meters: quarantine, valve commands that gave up, one device's readings and last frames ---
+
+function metersSection() {
+  const quarantine = h("div", { id: "meter-quarantine", class: "table-wrap" });
+  const failed = h("div", { id: "meter-failed-commands", class: "table-wrap" });
+  const device = h("select", { id: "meter-device" });
+  const readings = h("div", { id: "meter-readings", class: "table-wrap", "aria-live": "polite" });
+  const frames = h("div", { id: "meter-frames", class: "table-wrap" });
+  const more = h("button", { type: "button", class: "hidden", id: "meter-more" }, t("meters.more"));
+  const error = h("p", { class: "error", role: "alert" });
+  let cursor = null;
+  const cell = (value) => h("td", {}, value === null || value === undefined ? "—" : String(value));
+  const table = (heads, rows) => (rows.length ? h("table", {},
+    h("thead", {}, h("tr", {}, heads.map((key) => h("th", { scope: "col" }, t(key))))), h("tbody", {}, rows))
+    : h("p", { class: "muted" }, t("ops.none")));
+
+  async function loadLists() {
+    const [q, c, devices] = await Promise.all([api.get("/v1/telemetry-quarantine?limit=50"),
+      api.get("/v1/valve-commands?status=failed&limit=50"), api.get("/v1/devices?limit=200")]);
+    fill(quarantine, table(["meters.received", "meters.device", "meters.source", "meters.reason"],
+      q.data.map((r) => h("tr", {}, cell(when(r.received_at)), cell(r.external_id), cell(r.source), cell(r.reason)))));
+    fill(failed, table(["meters.created", "meters.device", "meters.channel", "meters.attempts", "meters.lastError"],
+      c.data.map((r) => h("tr", {}, cell(when(r.created_at)), cell(r.external_id), cell(t(`meters.channel.${r.channel}`)),
+        cell(r.attempts), cell(r.last_error)))));
+    fill(device, new Option(t("meters.chooseDevice"), ""),
+      ...devices.data.map((d) => new Option(`${d.external_id} · ${t(`meters.kind.${d.kind}`)}`, d.id)));
+  }
+
+  async function loadReadings(append) {
+    if (!device.value) return;
+    const page = await api.get(`/v1/devices/${device.value}/readings?limit=50${append && cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    cursor = page.next_cursor;
+    more.classList.toggle("hidden", !cursor);
+    const rows = page.data.map((r) => h("tr", {}, cell(when(r.read_at)), cell(r.volume_m3), cell(r.lel_pct), cell(r.valve),
+      cell(r.alarm === null ? null : t(r.alarm ? "common.yes" : "common.no")),
+      cell(r.battery_low === null ? null : t(r.battery_low ? "common.yes" : "common.no"))));
+    const body = readings.querySelector("tbody");
+    if (append && body) body.append(...rows);
+    else fill(readings, table(["meters.readAt", "meters.volume", "meters.lel", "meters.valve", "meters.alarm", "meters.battery"], rows));
+    if (!append) {
+      const last = await api.get(`/v1/devices/${device.value}/frames?limit=20`);
+      fill(frames, table(["meters.received", "meters.outcome", "meters.raw"], last.data.map((f) => h("tr", {},
+        cell(when(f.received_at)), cell(f.outcome.startsWith("quarantined") ? `${t("meters.quarantined")} (${f.outcome.slice(13)})` : t("meters.stored")),
+        h("td", {}, h("code", {}, f.raw ?? "—"))))));
+    }
+  }
+
+  device.addEventListener("change", () => { cursor = null; act(null, error, () => loadReadings(false)); });
+  more.addEventListener("click", () => act(more, error, () => loadReadings(true)));
+  setTimeout(() => loadLists().catch((e) => toast(e.message)));
+  return h("div", { class: "grid-2" },
+    h("section", { class: "card", "aria-labelledby": "meters-q-h" },
+      h("h2", { id: "meters-q-h" }, t("meters.quarantine")), quarantine,
+      h("h3", {}, t("meters.failedCommands")), failed),
+    h("section", { class: "card", "aria-labelledby": "meters-d-h" },
+      h("h2", { id: "meters-d-h" }, t("meters.deviceHistory")), field("meter-device", "meters.device", device), error,
+      readings, h("div", { class: "actions" }, more), h("h3", {}, t("meters.lastFrames")), frames));
 }
