@@ -38,11 +38,10 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
 
     # Login: failures back off per (account, client address) in a moving window, so failures
-    # elsewhere never lock the owner out; an address failing across many accounts is slowed as a
-    # whole. X-Forwarded-For is believed only from these proxies (addresses or CIDR networks).
+    # elsewhere never lock the owner out, nor one address everybody behind it. X-Forwarded-For is
+    # believed only from these proxies (addresses or CIDR networks).
     login_max_failures: int = 5
     login_window_s: int = 900
-    login_address_max_failures: int = 50
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     # Registrations per client address per hour: a 409 on a taken email must not enumerate users.
     register_max_per_hour: int = 20
@@ -173,6 +172,9 @@ class Settings(BaseSettings):
         if self.environment != "test" and problems:
             raise ValueError("refusing to start with development or weak secrets: " + "; ".join(problems)
                              + " (run `gasdispatch secrets init` or set them in the environment)")
+        unsigned = sorted(set(self.meters_platform_command_urls) - set(self.meters_webhook_secrets))
+        if unsigned:  # commands to a platform are signed with its secret, never with an empty one
+            raise ValueError(f"GASDISPATCH_METERS_WEBHOOK_SECRETS has no secret for {', '.join(unsigned)}")
         return self
 
     def weak_secrets(self) -> list[str]:

@@ -15,7 +15,7 @@ from limits import parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -90,6 +90,19 @@ async def create_order(
         "required_certification": order.required_certification,
     })
     return order
+
+
+HOME_EMERGENCY_KIND = "emergency_leak"
+
+
+async def open_home_emergency(session: AsyncSession, address_id: uuid.UUID) -> Order | None:
+    """The home's open gas-leak order, if any, under a transaction lock on the address (held to
+    the commit, across processes): meter alarms and the customer's own report join one order."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                          {"key": f"dispatch:home-emergency:{address_id}"})
+    return (await session.exec(select(Order).where(
+        Order.address_id == address_id, Order.kind == HOME_EMERGENCY_KIND, col(Order.status).in_(OPEN_STATES),
+    ).order_by(Order.created_at).limit(1))).first()
 
 
 async def _check_open_orders(session: AsyncSession, customer_id: uuid.UUID) -> None:

@@ -97,7 +97,7 @@ def adapter_for(platform: str, settings: Settings) -> PlatformAdapter:
     url = settings.meters_platform_command_urls.get(platform)
     if url is None:
         return _recording
-    return HttpPlatformAdapter(url, settings.meters_webhook_secrets.get(platform, ""))
+    return HttpPlatformAdapter(url, settings.meters_webhook_secrets[platform])
 
 
 async def deliver_due(

@@ -170,15 +170,8 @@ async def _methane_alarm(
 ) -> uuid.UUID | None:
     """One emergency per home: join the address's open emergency order or open one. Returns
     the order id when it is new."""
-    # Serialises alarms of one home across connections and processes until the commit.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                          {"key": f"meters:emergency:{device.address_id}"})
-    order_id = (await session.execute(text("""
-        SELECT id FROM dispatch_order
-        WHERE address_id = :address_id AND kind = :kind AND status <> ALL(:ended)
-        ORDER BY created_at LIMIT 1
-    """), {"address_id": device.address_id, "kind": ORDER_FOR_FAULT["methane_alarm"][0],
-           "ended": list(_ORDER_ENDED)})).scalar()
+    home_order = await dispatch_service.open_home_emergency(session, device.address_id)
+    order_id = home_order.id if home_order is not None else None
     new_order = None
     if order_id is None:
         order_id = new_order = await _open_order(session, device, "methane_alarm", fault_id, now=now, outcome=outcome)

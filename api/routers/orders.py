@@ -2,6 +2,8 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from api import presenters
 from api.deps import (
@@ -10,7 +12,7 @@ from api.deps import (
 )
 from dispatch import service
 from dispatch.accounts import customer_for_account, technician_for_account
-from dispatch.models import Order, OrderEvent
+from dispatch.models import Address, Order, OrderEvent
 from dispatch.schemas import OrderCancel, OrderCreate, OrderEventPublic, OrderPublic, Page
 from dispatch.security import Principal
 from dispatch.states import STATES
@@ -46,6 +48,7 @@ async def _visible_order(session: SessionDep, principal: Principal, order_id: uu
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderPublic, responses={
+    200: {"model": OrderPublic, "description": "A gas leak at a home with an open gas-leak order joins that order"},
     409: {"description": "Idempotency-Key reused with another body, or too many open orders"},
     429: {"description": "Too many orders placed in a short time"}})
 async def create_order(
@@ -58,6 +61,12 @@ async def create_order(
         return replay
     customer = await customer_for_account(session, principal.account_id)
     await service.throttle_order_creation(redis, customer.id)
+    if body.kind == service.HOME_EMERGENCY_KIND:
+        address = await session.get(Address, body.address_id)
+        joined = await service.open_home_emergency(session, body.address_id) \
+            if address is not None and address.customer_id == customer.id else None
+        if joined is not None:  # a detector (or another member of the household) reported it first
+            return JSONResponse(jsonable_encoder(_order_for(principal, joined)), status_code=status.HTTP_200_OK)
     order = await service.create_order(
         session, customer_id=customer.id, address_id=body.address_id, kind=body.kind,
         description=body.description, preferred_technician_id=body.preferred_technician_id,

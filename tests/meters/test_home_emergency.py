@@ -105,3 +105,22 @@ async def test_a_new_alarm_after_the_emergency_is_closed_opens_a_new_one(client:
     assert len(second["order_ids"]) == 1 and second["order_ids"] != first["order_ids"]
     assert len((await session.exec(emergencies(customer.customer.id))).scalars().all()) == 2
     assert await safety_notices(session) == 2
+
+
+async def test_the_customers_smell_gas_report_joins_the_alarms_open_emergency(
+    client: AsyncClient, session: AsyncSession, redis,  # noqa: ANN001
+) -> None:
+    detector, customer = await make_device(session, kind="detector", protocol="nbiot", external_id="861000000006606")
+    alarm = await alarm_push(client, detector.external_id)
+    reported = await client.post("/v1/orders", headers=customer.headers, json={
+        "kind": "emergency_leak", "address_id": str(customer.address.id), "description": "smell of gas"})
+    assert reported.status_code == 200, reported.text
+    assert reported.json()["id"] == alarm["order_ids"][0]
+    assert len((await session.exec(emergencies(customer.customer.id))).scalars().all()) == 1
+    repair = await client.post("/v1/orders", headers=customer.headers, json={
+        "kind": "repair", "address_id": str(customer.address.id)})
+    assert repair.status_code == 201  # only the gas-leak kind joins
+    await dispatch_service.cancel_order(session, alarm["order_ids"][0], dispatch_service.Actor.system("ops"), "test")
+    again = await client.post("/v1/orders", headers=customer.headers, json={
+        "kind": "emergency_leak", "address_id": str(customer.address.id)})
+    assert again.status_code == 201 and again.json()["id"] != alarm["order_ids"][0]

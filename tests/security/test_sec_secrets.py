@@ -122,3 +122,8 @@ async def test_metrics_need_the_token(client: AsyncClient, monkeypatch: pytest.M
     assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
     served = await client.get("/metrics", headers={"Authorization": "Bearer " + "t" * 40})
     assert served.status_code == 200 and "gasdispatch_orders" in served.text
+
+
+def test_a_platform_command_url_needs_that_platforms_secret(clean_environment: None) -> None:
+    with pytest.raises(ValidationError, match="no secret for onenet"):
+        Settings(environment="test", _env_file=None, meters_platform_command_urls={"onenet": "http://127.0.0.1:1/cmd"})
