@@ -12,6 +12,8 @@ app = typer.Typer(help="gasdispatch: a dispatch marketplace for city gas utiliti
                   pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 ROOT = Path(__file__).resolve().parent.parent
+# Commands that touch no database, key or provider: they run before an install has secrets.
+OFFLINE_COMMANDS = {"secrets", "plan", "simulate"}
 secrets_app = typer.Typer(help="This install's secrets (JWT, QR, webhooks, metrics).", no_args_is_help=True)
 
 
@@ -22,7 +24,7 @@ def main(ctx: typer.Context) -> None:
 
     from dispatch.logs import configure_logging
 
-    if ctx.invoked_subcommand == "secrets" or "--help" in sys.argv[1:]:
+    if ctx.invoked_subcommand in OFFLINE_COMMANDS or "--help" in sys.argv[1:]:
         return
     try:
         configure_logging()
@@ -121,6 +123,8 @@ def serve(
     """Serve the API (and websockets) with uvicorn."""
     import uvicorn
 
+    from dispatch.config import get_settings
+
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning",
                 ws_max_size=get_settings().ws_max_message_bytes)
 
@@ -129,13 +133,14 @@ def _mount_subcommands() -> None:
     """Each package owns its commands; they are mounted here so `gasdispatch --help` lists all."""
     from dispatch.field.cli import app as field_app
     from dispatch.tech_client import command as tech_client
-    from matching.cli import engine_app, simulate
+    from matching.cli import engine_app, plan, simulate
     from meters.cli import app as meters_app
     from ratings.cli import app as ratings_app
     from settlement.cli import app as settlement_app
     from settlement.cli import audit_app
 
     app.command("simulate")(simulate)
+    app.command("plan")(plan)
     app.command("tech-client")(tech_client)
     app.add_typer(engine_app, name="matching")
     app.add_typer(meters_app, name="meters")

@@ -1,4 +1,5 @@
-"""`gasdispatch simulate`: run a scenario through greedy or batch matching, or write one."""
+"""`gasdispatch simulate`: run a scenario through greedy or batch matching, or write one.
+`gasdispatch plan`: plan routes for a VRPTW instance file."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from matching.simulate import simulate as run_simulation
 
 app = typer.Typer(add_completion=False)
 stderr = Console(stderr=True)
+
+
+class InstanceFormat(str, Enum):
+    solomon = "solomon"
 
 
 class PolicyName(str, Enum):
@@ -64,6 +69,48 @@ def simulate(
         return
     for key, value in result.items():
         typer.echo(f"{key:>18}: {value}")
+
+
+def plan(
+    instance: Annotated[Path, typer.Option(help="Instance file (Solomon / Gehring–Homberger text).")],
+    format: Annotated[InstanceFormat, typer.Option(help="Instance file format.")] = InstanceFormat.solomon,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="Seconds of search, wall clock.")] = 10.0,
+    vehicles: Annotated[Optional[int], typer.Option(min=1, help="Fleet cap (default: the file's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the first search; each core adds one.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Searches run side by side, best kept.")] = 2,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Serve every customer with at most the fleet, minimising total distance (double
+    precision, recomputed from the routes); exit 2 on a malformed file."""
+    from matching.planning import plan_routes
+    from matching.planning.solomon import SolomonFormatError, read
+
+    try:
+        problem = read(instance, vehicles)
+    except SolomonFormatError as exc:
+        stderr.print(f"[red]error:[/red] {instance}: {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from exc
+    with Progress(
+        TextColumn(f"planning {problem.name}"), BarColumn(), TimeElapsedColumn(),
+        console=stderr, transient=True, disable=not stderr.is_terminal,
+    ) as progress:
+        progress.add_task("", total=None)
+        result = plan_routes(problem, time_limit, seed=seed, workers=workers)
+    summary = {
+        "instance": problem.name,
+        "vehicles": len(result.routes),
+        "distance": result.travel,
+        "feasible": result.feasible,
+        "routes": [route.jobs for route in result.routes],
+        "seconds": round(result.seconds, 3),
+    }
+    if json_out:
+        typer.echo(json.dumps(summary))
+        return
+    for key in ("instance", "vehicles", "distance", "feasible", "seconds"):
+        typer.echo(f"{key:>9}: {summary[key]}")
+    for number, route in enumerate(summary["routes"], start=1):
+        typer.echo(f"{'route ' + str(number):>9}: {' '.join(map(str, route))}")
 
 
 engine_app = typer.Typer(no_args_is_help=True, help="The live matching engine.")

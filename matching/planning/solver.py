@@ -1,0 +1,296 @@
+"""Solve a planning problem with PyVRP (the only module that imports it).
+
+PyVRP works in integers, so times are scaled by SCALE and travel times rounded *up*: a plan
+that keeps every window in integers keeps it in double precision too. The cost it minimises is
+the travel rounded to the nearest unit, and the plan returned is re-scored by `evaluate` in
+double precision from the routes alone.
+
+Several searches run side by side, each with its own seed; the best plan wins. Vehicles that
+differ in nothing but their id become one PyVRP vehicle type with that many available, which is
+what lets the search move jobs freely between them. Skills become routing profiles: a profile's
+matrices make the jobs its vehicles may not do unreachable.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pyvrp import Client, Depot, Location, ProblemData, Route, Solution, VehicleType, solve
+from pyvrp.constants import MAX_VALUE
+from pyvrp.exceptions import PenaltyBoundWarning
+from pyvrp.stop import FirstFeasible
+
+from matching.planning.problem import JobId, Plan, Problem, Vehicle, VehicleId, evaluate
+
+SCALE = 1000  # integer units per time unit: milli-units of a Solomon file, ms of a day in s
+_ROUNDING_SLACK = 1e-6  # so 5.000000000000001 scales to 5000, not 5001
+RELAXED_FLEET = 3  # the first phase may use this many times each vehicle type's count
+RELAXED_SHARE = 0.25  # of the time limit, spent with the relaxed fleet
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    data: ProblemData
+    job_ids: tuple[JobId, ...]  # PyVRP client index -> our job
+    type_vehicles: tuple[tuple[VehicleId, ...], ...]  # PyVRP vehicle type -> our vehicles
+
+
+def _up(value: float) -> int:
+    return math.ceil(value * SCALE - _ROUNDING_SLACK)
+
+
+def _down(value: float) -> int:
+    return math.floor(value * SCALE + _ROUNDING_SLACK)
+
+
+def _fleet_key(vehicle: Vehicle, allowed: frozenset[int]) -> tuple:
+    return (vehicle.start, vehicle.end, vehicle.earliest, vehicle.latest, vehicle.capacity, allowed)
+
+
+def build_model(problem: Problem) -> _Model:
+    """The problem in PyVRP's terms: depots first, then one location per job."""
+    depot_locations = sorted({v.start for v in problem.vehicles} | {v.end for v in problem.vehicles})
+    depot_index = {location: index for index, location in enumerate(depot_locations)}
+    rows = depot_locations + [job.location for job in problem.jobs]
+    num_depots = len(depot_locations)
+
+    travel = problem.travel[np.ix_(rows, rows)]
+    durations = np.ceil(travel * SCALE - _ROUNDING_SLACK).astype(np.int64)
+    distances = np.rint(travel * SCALE).astype(np.int64)
+
+    uses_capacity = any(v.capacity is not None for v in problem.vehicles)
+    largest_load = sum(job.demand for job in problem.jobs)
+    clients = [
+        Client(
+            location=num_depots + index,
+            delivery=[job.demand] if uses_capacity else [],
+            service_duration=_up(job.service),
+            tw_early=_up(job.earliest),
+            tw_late=_down(job.latest) if math.isfinite(job.latest) else MAX_VALUE,
+        )
+        for index, job in enumerate(problem.jobs)
+    ]
+
+    fleets: dict[tuple, list[Vehicle]] = {}
+    for vehicle in problem.vehicles:
+        allowed = frozenset(i for i, job in enumerate(problem.jobs) if vehicle.can_do(job))
+        fleets.setdefault(_fleet_key(vehicle, allowed), []).append(vehicle)
+    profiles: dict[frozenset[int], int] = {}
+    distance_matrices, duration_matrices, vehicle_types = [], [], []
+    for (start, end, earliest, latest, capacity, allowed), vehicles in fleets.items():
+        if allowed not in profiles:
+            profiles[allowed] = len(profiles)
+            barred = [num_depots + i for i in range(len(problem.jobs)) if i not in allowed]
+            profile_distances, profile_durations = distances.copy(), durations.copy()
+            for matrix in (profile_distances, profile_durations):
+                matrix[:, barred] = MAX_VALUE
+                matrix[barred, :] = MAX_VALUE
+                np.fill_diagonal(matrix, 0)
+            distance_matrices.append(profile_distances)
+            duration_matrices.append(profile_durations)
+        vehicle_types.append(
+            VehicleType(
+                num_available=len(vehicles),
+                capacity=[largest_load if capacity is None else capacity] if uses_capacity else [],
+                start_depot=depot_index[start],
+                end_depot=depot_index[end],
+                tw_early=_up(earliest),
+                tw_late=_down(latest) if math.isfinite(latest) else MAX_VALUE,
+                profile=profiles[allowed],
+            )
+        )
+
+    data = ProblemData(
+        locations=[Location(0.0, 0.0) for _ in rows],
+        clients=clients,
+        depots=[Depot(location=index) for index in range(num_depots)],
+        vehicle_types=vehicle_types,
+        distance_matrices=distance_matrices,
+        duration_matrices=duration_matrices,
+    )
+    return _Model(
+        data=data,
+        job_ids=tuple(job.id for job in problem.jobs),
+        type_vehicles=tuple(tuple(v.id for v in vehicles) for vehicles in fleets.values()),
+    )
+
+
+def _assignment(model: _Model, solution: Solution) -> dict[VehicleId, list[JobId]]:
+    """Hand each PyVRP route to the next unused vehicle of its type."""
+    unused = [list(vehicles) for vehicles in model.type_vehicles]
+    assignment: dict[VehicleId, list[JobId]] = {}
+    for route in solution.routes():
+        vehicle = unused[route.vehicle_type()].pop(0)
+        assignment[vehicle] = [model.job_ids[act.idx] for act in route if act.is_client()]
+    return assignment
+
+
+class _Deadline:
+    """PyVRP stopping criterion on the wall clock, so process start-up and PyVRP's own
+    initial descent count against the caller's time limit."""
+
+    def __init__(self, deadline: float, first_feasible: bool = False):
+        self._deadline = deadline
+        self._first_feasible = FirstFeasible() if first_feasible else None
+
+    def __call__(self, best_cost: int) -> bool:
+        if self._first_feasible is not None and self._first_feasible(best_cost):
+            return True
+        return time.time() >= self._deadline
+
+
+def _with_fleet(data: ProblemData, counts: list[int]) -> ProblemData:
+    types = [vt.replace(num_available=n) for vt, n in zip(data.vehicle_types(), counts)]
+    return data.replace(vehicle_types=types)
+
+
+def _usage(solution: Solution, num_types: int) -> list[int]:
+    usage = [0] * num_types
+    for route in solution.routes():
+        usage[route.vehicle_type()] += 1
+    return usage
+
+
+def _drop_routes(data: ProblemData, solution: Solution, counts: list[int]) -> Solution:
+    """`solution` within `counts` vehicles per type: the routes with the fewest jobs go, and
+    their jobs are left for the search to re-insert."""
+    kept, used = [], [0] * len(counts)
+    for route in sorted(solution.routes(), key=lambda r: -r.num_clients()):
+        vehicle_type = route.vehicle_type()
+        if used[vehicle_type] < counts[vehicle_type]:
+            used[vehicle_type] += 1
+            visits = [act.idx for act in route if act.is_client()]
+            kept.append(Route(data, visits, vehicle_type))
+    return Solution(data, kept)
+
+
+def search_once(data: ProblemData, deadline: float, seed: int, descend: bool) -> Solution:
+    """One seeded search, ending at `deadline` (epoch seconds): down from a relaxed fleet, or
+    on the real fleet from the start."""
+    with warnings.catch_warnings():
+        # A tight fleet drives the penalties to their bound; that is expected, not news.
+        warnings.simplefilter("ignore", PenaltyBoundWarning)
+        if descend:
+            return _descend(data, deadline, seed)
+        return solve(data, stop=_Deadline(deadline), seed=seed, collect_stats=False).best
+
+
+def _descend(data: ProblemData, deadline: float, seed: int) -> Solution:
+    """Relax the fleet, then take vehicles away one at a time down to the real fleet.
+
+    A search confined to a tight fleet from the start spends its time repairing time warp
+    (stock PyVRP finds no feasible plan for Solomon C101 with 10 vehicles in 10 s); with spare
+    vehicles it finds short routes fast, and removing the emptiest route and re-inserting its
+    jobs is a small step each time. The last step runs on the real fleet until the deadline.
+    """
+    began = time.time()
+    caps = [vt.num_available for vt in data.vehicle_types()]
+    relaxed = [min(data.num_clients, RELAXED_FLEET * cap) for cap in caps]
+    best = solve(
+        _with_fleet(data, relaxed),
+        stop=_Deadline(began + RELAXED_SHARE * (deadline - began)),
+        seed=seed,
+        collect_stats=False,
+    ).best
+    while True:
+        usage = _usage(best, len(caps))
+        over = [t for t, (used, cap) in enumerate(zip(usage, caps)) if used > cap]
+        if not best.is_feasible() or not over:
+            break
+        counts = [max(used, cap) for used, cap in zip(usage, caps)]
+        counts[over[0]] -= 1
+        if counts == caps:
+            break
+        step = _with_fleet(data, counts)
+        halfway = time.time() + (deadline - time.time()) / 2
+        found = solve(
+            step,
+            stop=_Deadline(halfway, first_feasible=True),
+            seed=seed,
+            collect_stats=False,
+            initial_solution=_drop_routes(step, best, counts),
+        ).best
+        if not found.is_feasible():
+            break
+        best = found
+    return solve(
+        data,
+        stop=_Deadline(deadline),
+        seed=seed,
+        collect_stats=False,
+        initial_solution=_drop_routes(data, best, caps),
+    ).best
+
+
+def _start_worker(
+    folder: Path, data: ProblemData, deadline: float, seed: int, descend: bool
+) -> subprocess.Popen:
+    """Another search in a fresh interpreter: unlike fork it is safe in a threaded caller,
+    and unlike multiprocessing's spawn it never re-imports the caller's __main__."""
+    job = folder / f"seed-{seed}.pickle"
+    job.write_bytes(pickle.dumps((data, deadline, seed, descend)))
+    return subprocess.Popen(
+        [sys.executable, "-m", "matching.planning.worker", str(job)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def _collect(worker: subprocess.Popen) -> Solution:
+    out, err = worker.communicate()
+    if worker.returncode != 0:
+        raise RuntimeError(f"planning worker failed: {err.decode(errors='replace')[-2000:]}")
+    return pickle.loads(out)
+
+
+def _rank(plan: Plan) -> tuple:
+    return (not plan.feasible, len(plan.unassigned), plan.travel)
+
+
+def plan_routes(
+    problem: Problem,
+    time_limit: float,
+    *,
+    seed: int = 1,
+    workers: int = 1,
+) -> Plan:
+    """Plan routes serving every job, with at most the problem's vehicles, minimising travel.
+
+    `workers` searches run side by side (this process and workers-1 others, seeds seed,
+    seed+1, ...) until `time_limit` seconds after the call; the best plan is returned. The
+    first, third, ... descend from a relaxed fleet (best where windows are tight and the fleet
+    is near its minimum); the second, fourth, ... search the real fleet from the start (best
+    with wide windows and few long routes, as in Solomon's R2). A
+    problem with no feasible plan within the limit yields the least-bad plan found, marked
+    infeasible.
+    """
+    began = time.perf_counter()
+    deadline = time.time() + time_limit
+    if not problem.jobs or not problem.vehicles:
+        return evaluate(problem, {}, seconds=time.perf_counter() - began)
+    model = build_model(problem)
+    with tempfile.TemporaryDirectory(prefix="gasdispatch-plan-") as folder:
+        others = [
+            _start_worker(Path(folder), model.data, deadline, seed + k, descend=k % 2 == 0)
+            for k in range(1, workers)
+        ]
+        solutions = [search_once(model.data, deadline, seed, descend=True)]
+        solutions += [_collect(worker) for worker in others]
+    plans = [evaluate(problem, _assignment(model, solution)) for solution in solutions]
+    best = min(plans, key=_rank)
+    return Plan(
+        name=best.name,
+        routes=best.routes,
+        unassigned=best.unassigned,
+        travel=best.travel,
+        feasible=best.feasible,
+        seconds=time.perf_counter() - began,
+    )

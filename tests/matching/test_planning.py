@@ -1,0 +1,188 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from matching.cli import plan
+from matching.planning import Job, PlanningError, Problem, Vehicle, evaluate, plan_routes
+from matching.planning.solomon import SolomonFormatError, parse, read
+
+DATA = Path(__file__).parent / "data" / "vrptw"
+C101 = DATA / "solomon" / "C101.txt"
+
+
+def solomon_text(rows: list[str], fleet: str = "  25         200", table_header: bool = True) -> str:
+    columns = "CUST NO.  XCOORD.   YCOORD.    DEMAND   READY TIME  DUE DATE   SERVICE   TIME"
+    header = ["TINY", "", "VEHICLE", "NUMBER     CAPACITY", fleet, "", "CUSTOMER", columns if table_header else "", ""]
+    return "\r\n".join(header + rows) + "\r\n"  # the published files end lines with CRLF
+
+
+# The first 25 customers of C101: Solomon's own 25-customer instance, optimum 3 routes.
+C101_25 = "\n".join(C101.read_text().splitlines()[:35]) + "\n"
+
+
+def cli(*args: str):
+    app = typer.Typer(add_completion=False)
+    app.command()(plan)
+    return CliRunner().invoke(app, list(args))
+
+
+def check_independently(text: str, routes: list[list[int]]) -> tuple[float, bool]:
+    """Distance and feasibility of `routes`, recomputed from the file's rows."""
+    rows = {}
+    for line in text.splitlines()[9:]:
+        if line.strip():
+            number, x, y, demand, ready, due, service = map(float, line.split())
+            rows[int(number)] = (x, y, demand, ready, due, service)
+    capacity = 200
+    depot = rows[0]
+    total, feasible = 0.0, True
+    for route in routes:
+        clock, here, load = depot[3], depot, 0.0
+        for customer in route:
+            there = rows[customer]
+            leg = math.hypot(here[0] - there[0], here[1] - there[1])
+            total += leg
+            clock = max(clock + leg, there[3])
+            feasible &= clock <= there[4] + 1e-9
+            clock += there[5]
+            load += there[2]
+            here = there
+        leg = math.hypot(here[0] - depot[0], here[1] - depot[1])
+        total += leg
+        feasible &= clock + leg <= depot[4] + 1e-9 and load <= capacity
+    served = sorted(c for route in routes for c in route)
+    feasible &= served == sorted(c for c in rows if c != 0)
+    return total, feasible
+
+
+def test_reader_builds_the_problem_from_a_solomon_file():
+    problem = read(C101)
+    assert problem.name == "C101"
+    assert len(problem.vehicles) == 25 and {v.capacity for v in problem.vehicles} == {200}
+    assert {(v.earliest, v.latest) for v in problem.vehicles} == {(0.0, 1236.0)}
+    assert len(problem.jobs) == 100
+    first = problem.jobs[0]
+    assert (first.id, first.demand, first.earliest, first.latest, first.service) == (1, 10, 912, 967, 90)
+    # Customer 1 at (45, 68), the depot at (40, 50): unrounded Euclidean travel.
+    assert problem.travel[0, first.location] == pytest.approx(math.hypot(5, 18), abs=1e-12)
+
+
+def test_reader_caps_the_fleet_with_vehicles():
+    assert len(read(C101, vehicles=10).vehicles) == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        (solomon_text(["0 40 50 0 0 1236 0"], table_header=False), 10, "expected the header 'CUST NO."),
+        (solomon_text(["0 40 50 0 0 1236 0", "1 45 sixty 10 912 967 90"]), 11, "YCOORD. 'sixty' is not a number"),
+        (solomon_text(["0 40 50 0 0 1236 0", "1 45 68 10 -5 967 90"]), 11, "negative time"),
+        (solomon_text(["0 40 50 0 0 1236 0", "1 45 68 10 912 900 90"]), 11, "before READY TIME"),
+        (solomon_text(["1 45 68 10 912 967 90", "2 45 70 30 825 870 90"]), 10, "must be 0, the depot"),
+        (solomon_text([]), 9, "customer 0, the depot, is missing"),
+        (solomon_text(["0 40 50 0 0 1236 0"], fleet="25"), 5, "expected 2 fields"),
+        (solomon_text(["0 40 50 0 0 1236 0", "1 45 68 10 912 967"]), 11, "expected 7 fields"),
+    ],
+    ids=["missing-header", "non-numeric", "negative-window", "window-ends-first", "missing-depot",
+         "empty-table", "short-fleet-line", "short-row"],
+)
+def test_reader_rejects_a_bad_file_naming_the_line(text, line, reason):
+    with pytest.raises(SolomonFormatError) as caught:
+        parse(text)
+    assert caught.value.line == line
+    assert reason in str(caught.value)
+
+
+def test_plan_command_exits_2_naming_the_line_of_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text(solomon_text(["0 40 50 0 0 1236 0", "1 45 68 ten 912 967 90"]))
+    result = cli("--instance", str(bad), "--time-limit", "1", "--json")
+    assert result.exit_code == 2
+    assert "error:" in result.output and "line 11" in result.output and "DEMAND 'ten'" in result.output
+
+
+def test_plan_command_exits_2_on_a_missing_file(tmp_path):
+    result = cli("--instance", str(tmp_path / "absent.txt"), "--json")
+    assert result.exit_code == 2 and "error:" in result.output and "cannot read" in result.output
+
+
+def test_plan_command_prints_a_feasible_plan_with_its_distance_recomputed(tmp_path):
+    instance = tmp_path / "c101_25.txt"
+    instance.write_text(C101_25)
+    result = cli("--instance", str(instance), "--format", "solomon", "--time-limit", "1.5", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) == {"instance", "vehicles", "distance", "feasible", "routes", "seconds"}
+    assert out["instance"] == "C101" and out["feasible"] is True
+    assert out["vehicles"] == len(out["routes"])
+    distance, feasible = check_independently(C101_25, out["routes"])
+    assert feasible
+    assert out["distance"] == pytest.approx(distance, abs=1e-9)
+    assert distance < 191.82  # the known optimum, 191.81 in double precision
+    assert 1.0 <= out["seconds"] < 4
+
+
+def test_vehicles_cap_is_honoured():
+    problem = parse(C101_25, vehicles=3)
+    result = plan_routes(problem, 1.0)
+    assert result.feasible and len(result.routes) <= 3
+    assert {route.vehicle for route in result.routes} <= {0, 1, 2}
+
+
+def test_a_fleet_too_small_gives_an_infeasible_plan_not_a_crash(tmp_path):
+    instance = tmp_path / "c101_25.txt"
+    instance.write_text(C101_25)  # 460 units of demand, one vehicle of 200
+    result = cli("--instance", str(instance), "--time-limit", "1", "--vehicles", "1", "--workers", "1", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["feasible"] is False and out["vehicles"] <= 1
+
+
+def line_problem(**vehicle_fields) -> Problem:
+    # Locations 0 (depot), 1 and 2 on a line, 10 apart.
+    travel = Problem.euclidean([(0, 0), (10, 0), (20, 0)])
+    jobs = (
+        Job(id="a", location=1, service=5, earliest=30, latest=32),
+        Job(id="b", location=2, service=5, earliest=0, latest=60),
+    )
+    return Problem("line", travel, jobs, (Vehicle(id="v", start=0, end=0, **vehicle_fields),))
+
+
+def test_evaluate_schedules_waits_and_arrival_times_in_double_precision():
+    result = evaluate(line_problem(), {"v": ["a", "b"]})
+    (route,) = result.routes
+    a, b = route.stops
+    assert (a.arrival, a.start, a.departure) == (30, 30, 35)  # left at 20, not at 0, to wait less
+    assert route.departure == 20
+    assert (b.arrival, b.start, b.departure) == (45, 45, 50)
+    assert route.arrival == 70 and route.travel == 40
+    assert result.feasible and result.travel == 40
+
+
+def test_evaluate_marks_a_late_start_or_a_late_return_infeasible():
+    assert not evaluate(line_problem(), {"v": ["b", "a"]}).feasible  # a would start at 35 > 32
+    assert not evaluate(line_problem(latest=60), {"v": ["a", "b"]}).feasible  # back at 70
+    assert not evaluate(line_problem(), {"v": ["a"]}).feasible  # b unassigned
+
+
+def test_jobs_needing_a_skill_go_to_the_vehicle_that_has_it():
+    # Without skills the plain vehicle would take m: it lives there.
+    travel = Problem.euclidean([(3, 0), (-10, 0), (3, 0), (-9, 0)])
+    jobs = (Job(id="m", location=2, skills=frozenset({"meter"})), Job(id="r", location=3))
+    vehicles = (
+        Vehicle(id="plain", start=0, end=0),
+        Vehicle(id="certified", start=1, end=1, skills=frozenset({"meter", "repair"})),
+    )
+    result = plan_routes(Problem("skills", travel, jobs, vehicles), 1.0)
+    assert result.feasible
+    served_by = {stop.job: route.vehicle for route in result.routes for stop in route.stops}
+    assert served_by["m"] == "certified"
+
+
+def test_a_problem_with_a_window_that_ends_before_it_starts_is_refused():
+    with pytest.raises(PlanningError):
+        Problem("bad", Problem.euclidean([(0, 0), (1, 1)]), (Job(id=1, location=1, earliest=5, latest=4),), ())
