@@ -3,6 +3,7 @@
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -13,12 +14,14 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.accounts import customer_for_account, technician_for_account
+from dispatch.accounts import authenticate, customer_for_account, technician_for_account
+from dispatch.config import get_settings
 from dispatch.db import session_scope
 from dispatch.errors import AuthenticationFailed, Conflict, Forbidden, IdempotencyConflict
 from dispatch.models import Customer, IdempotencyRecord, Technician
 from dispatch.redis import get_redis
-from dispatch.security import Principal, decode_token
+from dispatch.security import Principal
+from settlement import audit
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
@@ -34,11 +37,26 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def current_principal(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], session: SessionDep,
+    request: Request,
 ) -> Principal:
+    """Checked against the account on every request, so logout and disabling take effect at once.
+    Every read by an auditor is access-logged, in the request's own transaction."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("a bearer token is required")
-    return decode_token(credentials.credentials)
+    principal = (await authenticate(session, credentials.credentials)).principal
+    if principal.role == "auditor" and request.method == "GET":
+        await log_read(session, principal, request)
+    return principal
+
+
+async def log_read(session: AsyncSession, principal: Principal, request: Request) -> None:
+    """An audit-access row naming the route, its path parameters and its query."""
+    route = request.scope.get("route")
+    await audit.log_access(session, account_id=principal.account_id, role=principal.role,
+                           action=getattr(route, "name", "read")[:40],
+                           target=",".join(str(v) for v in request.path_params.values())[:100] or None,
+                           params=dict(request.query_params))
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -107,4 +125,22 @@ async def remember_idempotent(
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The peer, or, when the peer is a configured proxy, the nearest address in X-Forwarded-For
+    that is not one of ours (the ones further left are whatever the client chose to write)."""
+    peer = request.client.host if request.client else "unknown"
+    proxies = get_settings().trusted_proxies
+    if not _is_trusted(peer, proxies):
+        return peer
+    hops = [hop.strip() for header in request.headers.getlist("x-forwarded-for") for hop in header.split(",")]
+    for hop in reversed(hops):
+        if hop and not _is_trusted(hop, proxies):
+            return hop
+    return peer
+
+
+def _is_trusted(address: str, proxies: list[IPv4Network | IPv6Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)

@@ -14,6 +14,9 @@ PROBLEM_JSON = "application/problem+json"
 
 STATUS_BY_ERROR: list[tuple[type[e.DomainError], int]] = [
     (e.IdempotencyConflict, 409),
+    (e.WeakPassword, 422),
+    (e.AccountDisabled, 403),
+    (e.RefreshTokenReused, 401),
     (e.IllegalTransition, 409),
     (e.Conflict, 409),
     (e.CertificationNotUsable, 422),

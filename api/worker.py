@@ -22,6 +22,7 @@ from dispatch.field import campaigns
 from dispatch.events import relay_once
 from dispatch.redis import get_redis
 from matching import service as matching
+from meters import commands as meters_commands
 from meters import rules as meters_rules
 from meters.consumption import check_consumption
 from meters.reminders import due_reminders
@@ -71,6 +72,7 @@ async def tick(now: datetime | None = None) -> dict[str, int]:
         log.exception("worker.step_failed", step="payouts")
     await step("webhooks", lambda s: settlement_webhooks.process_pending(s, settlement.get_gateway()))
     settings = get_settings()
+    await step("meter_commands", lambda s: meters_commands.deliver_due(s, settings=settings, now=now))
     if await _due("comm_lost", 300):
         await step("comm_lost", lambda s: _count(meters_rules.check_comm_lost(
             s, get_redis(), now=now, factor=settings.meters_comm_lost_factor)))

@@ -213,14 +213,15 @@ async def purge(account_ids: list[uuid.UUID], technician_ids: list[str]) -> None
 
 
 class Technician:
-    def __init__(self, url: str, home: tuple[float, float], figures: Figures, interval_s: float) -> None:
-        self.url, self.home, self.figures, self.interval_s = url, home, figures, interval_s
+    def __init__(self, url: str, token: str, home: tuple[float, float], figures: Figures, interval_s: float) -> None:
+        self.url, self.token, self.home, self.figures, self.interval_s = url, token, home, figures, interval_s
         self.ws = None
         self.counting = False
         self.sent: dict[str, str] = {}  # message id -> type, until answered
 
     async def connect(self) -> None:
-        self.ws = await websockets.connect(self.url, open_timeout=60, ping_interval=None, max_queue=None)
+        self.ws = await websockets.connect(self.url, open_timeout=60, ping_interval=None, max_queue=None,
+                                           additional_headers={"Authorization": f"Bearer {self.token}"})
         self.reader = asyncio.create_task(self.read())
         await self.send({"type": "go_online"})
 
@@ -321,8 +322,8 @@ async def main(args: argparse.Namespace, console: Console) -> dict:
         bases = [base for _, base in workers if base]
         before = [_rss_kib(p.pid) for p, base in workers if base]
         for i, (token, _, home) in enumerate(people["technicians"]):
-            url = bases[i % len(bases)].replace("http://", "ws://") + f"/v1/ws/technician?access_token={token}"
-            technicians.append(Technician(url, home, figures, args.interval_s))
+            url = bases[i % len(bases)].replace("http://", "ws://") + "/v1/ws/technician"
+            technicians.append(Technician(url, token, home, figures, args.interval_s))
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
         with Progress(console=console, transient=True) as progress:

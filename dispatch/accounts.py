@@ -1,20 +1,51 @@
-"""Registration, login with throttling, and who-is-who lookups."""
+"""Registration with a password policy, login with back-off, tokens (access, refresh, revocation)
+and who-is-who lookups."""
 
+import hashlib
+import math
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
+from zxcvbn import zxcvbn
 
 from dispatch.config import get_settings
-from dispatch.errors import AuthenticationFailed, Conflict, NotFound, TooManyAttempts
-from dispatch.models import Account, Customer, ServiceStation, Technician
-from dispatch.security import hash_password, issue_token, verify_password
+from dispatch.errors import (
+    AccountDisabled, AuthenticationFailed, Conflict, NotFound, RefreshTokenReused, TooManyAttempts, WeakPassword,
+)
+from dispatch.models import Account, Customer, RefreshToken, ServiceStation, Technician
+from dispatch.security import (
+    AccessClaims, decode_token, hash_password, issue_token, new_refresh_token, refresh_token_hash, verify_password,
+)
+
+MIN_PASSWORD_LENGTH = 10
+# zxcvbn scores 0 and 1 fall to ~10^6 guesses: the common-password lists and their variants.
+MIN_PASSWORD_SCORE = 2
+ZXCVBN_MAX_LENGTH = 72  # the library refuses longer input; the rest can only add strength
+
+
+def check_password_policy(password: str, *, email: str, name: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    email = email.lower()
+    local_part = email.split("@")[0]
+    if password.lower() in (email, local_part):
+        raise WeakPassword("the password must not be the email")
+    if zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=[email, local_part, name])["score"] < MIN_PASSWORD_SCORE:
+        raise WeakPassword("the password is too common or too easy to guess")
 
 
 async def _new_account(session: AsyncSession, *, role: str, email: str, password: str, name: str) -> Account:
     email = email.lower()
+    check_password_policy(password, email=email, name=name)
     if (await session.exec(select(Account.id).where(Account.email == email))).first():
         raise Conflict("an account with this email exists")
     account = Account(role=role, email=email, password_hash=hash_password(password), display_name=name)
@@ -54,24 +85,142 @@ async def create_staff(session: AsyncSession, *, role: str, email: str, password
     return await _new_account(session, role=role, email=email, password=password, name=name)
 
 
-async def login(session: AsyncSession, redis: Redis, *, email: str, password: str, client: str) -> tuple[Account, str, object]:
+# -- throttling (Redis, moving windows) ---------------------------------------------------------
+
+_limiters: dict[int, MovingWindowRateLimiter] = {}
+
+
+def _limiter(redis: Redis) -> MovingWindowRateLimiter:
+    """On the app's own Redis pool: one set of connections, and the tests' flushes clear it."""
+    limiter = _limiters.get(id(redis))
+    if limiter is None:
+        storage = RedisStorage("async+" + get_settings().redis_url, implementation="redispy",
+                               connection_pool=redis.connection_pool, key_prefix="dispatch:throttle")
+        limiter = _limiters[id(redis)] = MovingWindowRateLimiter(storage)
+    return limiter
+
+
+async def _refuse_when_spent(limiter: MovingWindowRateLimiter, item: RateLimitItem, *keys: str) -> None:
+    if not await limiter.test(item, *keys):
+        reset_at = (await limiter.get_window_stats(item, *keys)).reset_time
+        raise TooManyAttempts("too many attempts; try again later", retry_after_s=max(1, math.ceil(reset_at - time.time())))
+
+
+async def check_registration_rate(redis: Redis, client: str) -> None:
+    """Counts every registration attempt from the address, so taken emails cannot be listed by trying."""
+    item = RateLimitItemPerHour(get_settings().register_max_per_hour)
+    limiter = _limiter(redis)
+    await _refuse_when_spent(limiter, item, "register", client)
+    await limiter.hit(item, "register", client)
+
+
+# -- login and tokens ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    role: str
+    access_token: str
+    expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+
+
+async def _issue(session: AsyncSession, account: Account, family_id: uuid.UUID | None = None) -> IssuedTokens:
+    access, expires_at = issue_token(account.id, account.role, version=account.token_version)
+    refresh, digest = new_refresh_token()
+    refresh_expires_at = datetime.now(timezone.utc) + timedelta(seconds=get_settings().refresh_ttl_s)
+    session.add(RefreshToken(account_id=account.id, family_id=family_id or uuid.uuid4(), token_hash=digest,
+                             expires_at=refresh_expires_at))
+    await session.flush()
+    return IssuedTokens(account.role, access, expires_at, refresh, refresh_expires_at)
+
+
+async def login(session: AsyncSession, redis: Redis, *, email: str, password: str, client: str) -> IssuedTokens:
+    """Failures back off per (account, address), in a moving window: someone failing elsewhere never
+    locks the owner out, and nobody else's failures lock out an address shared by many (NAT)."""
     settings = get_settings()
-    keys = (f"dispatch:login_fail:acct:{email.lower()}", f"dispatch:login_fail:addr:{client}")
-    for key in keys:
-        failures = await redis.get(key)
-        if failures is not None and int(failures) >= settings.login_max_failures:
-            raise TooManyAttempts("too many failed logins; try again later", retry_after_s=max(1, await redis.ttl(key)))
-    account = (await session.exec(select(Account).where(Account.email == email.lower()))).first()
+    email = email.lower()
+    item = RateLimitItemPerSecond(settings.login_max_failures, settings.login_window_s)
+    keys = ("login", hashlib.sha256(email.encode()).hexdigest()[:32], client)  # no email addresses in Redis keys
+    limiter = _limiter(redis)
+    await _refuse_when_spent(limiter, item, *keys)
+    account = (await session.exec(select(Account).where(Account.email == email))).first()
     if not verify_password(account.password_hash if account else None, password) or account is None:
-        async with redis.pipeline(transaction=True) as pipe:
-            for key in keys:
-                pipe.incr(key)
-                pipe.expire(key, settings.login_window_s, nx=True)
-            await pipe.execute()
+        await limiter.hit(item, *keys)
         raise AuthenticationFailed("wrong email or password")
-    await redis.delete(keys[0])
-    token, expires = issue_token(account.id, account.role)
-    return account, token, expires
+    if account.disabled_at is not None:  # told only to whoever knows the password
+        raise AccountDisabled()
+    await limiter.clear(item, *keys)
+    return await _issue(session, account)
+
+
+async def refresh(session: AsyncSession, token: str) -> IssuedTokens | AuthenticationFailed:
+    """Spends the refresh token and issues the next of its family.
+
+    A refusal is returned, not raised: revoking the family of a reused token must commit.
+    """
+    now = datetime.now(timezone.utc)
+    digest = refresh_token_hash(token)
+    spent = (await session.exec(
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == digest, col(RefreshToken.spent_at).is_(None),
+               col(RefreshToken.revoked_at).is_(None), RefreshToken.expires_at > now)
+        .values(spent_at=now).returning(RefreshToken.account_id, RefreshToken.family_id))).first()
+    if spent is None:
+        known = (await session.exec(select(RefreshToken).where(RefreshToken.token_hash == digest))).first()
+        if known is not None and known.spent_at is not None:
+            await session.exec(update(RefreshToken).where(
+                RefreshToken.family_id == known.family_id, col(RefreshToken.revoked_at).is_(None)).values(revoked_at=now))
+            return RefreshTokenReused()
+        return AuthenticationFailed("invalid or expired refresh token")
+    account_id, family_id = spent
+    account = await session.get(Account, account_id)
+    if account is None or account.disabled_at is not None:
+        return AuthenticationFailed("invalid or expired refresh token")
+    return await _issue(session, account, family_id)
+
+
+async def revoke_all(session: AsyncSession, account: Account) -> None:
+    """Every access token (by the version bump) and every refresh token of the account."""
+    account.token_version += 1
+    session.add(account)
+    await session.exec(update(RefreshToken).where(
+        RefreshToken.account_id == account.id, col(RefreshToken.revoked_at).is_(None)
+    ).values(revoked_at=datetime.now(timezone.utc)))
+    await session.flush()
+
+
+async def logout(session: AsyncSession, account_id: uuid.UUID) -> None:
+    account = await session.get(Account, account_id)
+    if account is not None:
+        await revoke_all(session, account)
+
+
+async def set_disabled(session: AsyncSession, account_id: uuid.UUID, disabled: bool, *, by: uuid.UUID) -> Account:
+    if account_id == by:
+        raise Conflict("an operator cannot disable or re-enable his own account")
+    account = await session.get(Account, account_id, with_for_update=True)
+    if account is None:
+        raise NotFound("no such account")
+    if disabled and account.disabled_at is None:
+        account.disabled_at = datetime.now(timezone.utc)
+        await revoke_all(session, account)
+    elif not disabled:
+        account.disabled_at = None
+        session.add(account)
+        await session.flush()
+    return account
+
+
+async def authenticate(session: AsyncSession, token: str) -> AccessClaims:
+    """A valid signature is not enough: the account must exist, still have the token's role,
+    not be disabled, and not have revoked the token's version."""
+    claims = decode_token(token)
+    account = await session.get(Account, claims.principal.account_id)
+    if (account is None or account.disabled_at is not None or account.role != claims.principal.role
+            or account.token_version != claims.token_version):
+        raise AuthenticationFailed("the token has been revoked")
+    return claims
 
 
 async def customer_for_account(session: AsyncSession, account_id: uuid.UUID) -> Customer:

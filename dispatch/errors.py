@@ -65,3 +65,21 @@ class IdempotencyConflict(Conflict):
     """This Idempotency-Key was used with a different request."""
 
     slug = "idempotency-key-reused"
+
+
+class WeakPassword(InvalidInput):
+    """The password is too short, too common or too close to the email."""
+
+    slug = "weak-password"
+
+
+class AccountDisabled(Forbidden):
+    """This account has been disabled by the operator."""
+
+    slug = "account-disabled"
+
+
+class RefreshTokenReused(AuthenticationFailed):
+    """This refresh token was already used; every session it belongs to is signed out."""
+
+    slug = "refresh-token-reused"

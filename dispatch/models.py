@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 import dispatch.db  # noqa: F401  (naming convention must be set before tables are declared)
+from dispatch.states import STATES as ORDER_STATES
 
 
 def utcnow() -> datetime:
@@ -46,6 +47,26 @@ class Account(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     display_name: str = Field(max_length=100)
     created_at: datetime = _ts(default_factory=utcnow)
+    # Every access token carries the version it was issued under; bumping it (logout,
+    # disable) revokes them all at once.
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    disabled_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class RefreshToken(SQLModel, table=True):
+    """One refresh token (its hash only). Each refresh spends one and issues the next of the same
+    family; a spent token presented again means it was stolen, and the whole family is revoked."""
+
+    __tablename__ = "dispatch_refresh_token"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", index=True)
+    family_id: uuid.UUID = Field(index=True)
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    created_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+    spent_at: datetime | None = _ts(nullable=True, default=None)
+    revoked_at: datetime | None = _ts(nullable=True, default=None)
 
 
 class Customer(SQLModel, table=True):
@@ -190,6 +211,7 @@ class Order(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(f"priority IN {PRIORITIES}", name="priority"),
         CheckConstraint(f"source IN {ORDER_SOURCES}", name="source"),
+        CheckConstraint(f"status IN {ORDER_STATES}", name="status"),
         CheckConstraint("price_estimate_minor >= 0", name="price"),
         Index("ix_dispatch_order_open", "status", "priority", "created_at"),
     )

@@ -12,8 +12,12 @@ CertificationKind = Literal["repair", "inspection", "installation", "emergency"]
 Priority = Literal["emergency", "urgent", "routine"]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# People's and stations' names are shown on maps and cards to other users: letters of any script, digits,
+# spaces and the few marks real names use (. - · ' and parentheses); never markup or control characters.
+DisplayName = Annotated[str, StringConstraints(
+    strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[\p{L}\p{N}][\p{L}\p{M}\p{N} .·'()（）-]*$")]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 -]{4,30}$")]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+Password = Annotated[str, StringConstraints(min_length=10, max_length=128)]
 T = TypeVar("T")
 
 
@@ -75,7 +79,7 @@ class Money(BaseModel):
 class CustomerRegister(Input):
     email: EmailStr
     password: Password
-    name: Name
+    name: DisplayName
     phone: Phone
 
 
@@ -92,6 +96,9 @@ class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_at: datetime
+    expires_in: int  # seconds: clients time their refresh by it, whatever their clock says
+    refresh_token: str
+    refresh_expires_at: datetime
     role: str
 
 
@@ -104,13 +111,13 @@ class CustomerPublic(BaseModel):
 
 # Addresses
 class AddressCreate(Input):
-    label: Name
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]  # the column's size
     line: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     location: GeoPoint
 
 
 class AddressUpdate(Input):
-    label: Name | None = None
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)] | None = None
     line: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
     location: GeoPoint | None = None
 
@@ -125,7 +132,7 @@ class AddressPublic(BaseModel):
 
 # Stations
 class StationCreate(Input):
-    name: Name
+    name: DisplayName
     city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
     location: GeoPoint
     service_area: GeoPolygon
@@ -133,7 +140,7 @@ class StationCreate(Input):
 
 
 class StationUpdate(Input):
-    name: Name | None = None
+    name: DisplayName | None = None
     service_area: GeoPolygon | None = None
     daily_capacity: int | None = Field(default=None, ge=0, le=10_000)
 
@@ -149,9 +156,18 @@ class StationPublic(BaseModel):
 
 # Technicians and certifications
 class TechnicianUpdate(Input):
-    name: Name | None = None
+    """Omitted fields stay as they are; only the photo may be cleared with null."""
+
+    name: DisplayName | None = None
     phone: Phone | None = None
     photo_ref: Annotated[str, StringConstraints(max_length=300)] | None = None
+
+    @field_validator("name", "phone")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
 
 
 class CertificationCreate(Input):
@@ -231,31 +247,49 @@ class TechnicianPublic(BaseModel):
 
 
 # Service catalogue
+# At most 30 days; the price fits the catalogue's integer column.
+SERVICE_KIND_CODE = r"^[a-z][a-z0-9_]{1,39}$"
+SlaMinutes = dict[Priority, Annotated[int, Field(ge=1, le=30 * 24 * 60)]]
+MAX_PRICE_MINOR = 2**31 - 1
+
+
+def _catalogue_price(value: Money) -> Money:
+    if not 0 <= value.amount_minor <= MAX_PRICE_MINOR or len(value.currency) != 3 or not value.currency.isupper():
+        raise ValueError(f"amount_minor must be 0 to {MAX_PRICE_MINOR} and currency ISO 4217")
+    return value
+
+
 class ServiceKindCreate(Input):
-    code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+    code: Annotated[str, StringConstraints(pattern=SERVICE_KIND_CODE)]
     name: Name
     name_zh: Name
     required_certification: CertificationKind
     default_priority: Priority = "routine"
     base_price: Money
     typical_duration_min: int = Field(ge=1, le=24 * 60)
-    sla_minutes: dict[Priority, int] = Field(default_factory=dict)
+    sla_minutes: SlaMinutes = Field(default_factory=dict)
 
-    @field_validator("base_price")
-    @classmethod
-    def _price(cls, value: Money) -> Money:
-        if value.amount_minor < 0 or len(value.currency) != 3 or not value.currency.isupper():
-            raise ValueError("amount_minor must be >= 0 and currency ISO 4217")
-        return value
+    _price = field_validator("base_price")(_catalogue_price)
 
 
 class ServiceKindUpdate(Input):
+    """Omitted fields stay as they are; none may be set to null."""
+
     name: Name | None = None
     name_zh: Name | None = None
     base_price: Money | None = None
     typical_duration_min: int | None = Field(default=None, ge=1, le=24 * 60)
-    sla_minutes: dict[Priority, int] | None = None
+    sla_minutes: SlaMinutes | None = None
     active: bool | None = None
+
+    @field_validator("name", "name_zh", "base_price", "typical_duration_min", "sla_minutes", "active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+    _price = field_validator("base_price")(_catalogue_price)
 
 
 class ServiceKindPublic(BaseModel):
@@ -272,10 +306,11 @@ class ServiceKindPublic(BaseModel):
 
 # Orders
 class OrderCreate(Input):
+    """No priority: it comes from the kind (a smell of gas is the gas-leak kind), staff or meters."""
+
     kind: Annotated[str, StringConstraints(max_length=40)]
     address_id: uuid.UUID
     description: Annotated[str, StringConstraints(max_length=2000)] = ""
-    priority: Priority | None = None
     preferred_technician_id: uuid.UUID | None = None
 
 

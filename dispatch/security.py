@@ -1,5 +1,7 @@
-"""Password hashing (argon2) and bearer tokens (JWT, HS256, short-lived, role + subject)."""
+"""Password hashing (argon2), short-lived access tokens (JWT, HS256) and opaque refresh tokens."""
 
+import hashlib
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -33,22 +35,44 @@ class Principal:
     role: str
 
 
-def issue_token(account_id: uuid.UUID, role: str, ttl_s: int | None = None) -> tuple[str, datetime]:
+@dataclass(frozen=True)
+class AccessClaims:
+    """What a valid access token says; the account must still agree (see accounts.authenticate)."""
+
+    principal: Principal
+    token_version: int
+    expires_at: datetime
+
+
+def issue_token(account_id: uuid.UUID, role: str, ttl_s: int | None = None, *, version: int = 0) -> tuple[str, datetime]:
     settings = get_settings()
-    expires = datetime.now(timezone.utc) + timedelta(seconds=ttl_s or settings.jwt_ttl_s)
+    now = datetime.now(timezone.utc)
+    expires = now + timedelta(seconds=ttl_s or settings.jwt_ttl_s)
     token = jwt.encode(
-        {"sub": str(account_id), "role": role, "exp": expires, "iat": datetime.now(timezone.utc)},
+        {"sub": str(account_id), "role": role, "ver": version, "exp": expires, "iat": now},
         settings.jwt_secret,
         algorithm="HS256",
     )
     return token, expires
 
 
-def decode_token(token: str) -> Principal:
+def decode_token(token: str) -> AccessClaims:
     try:
         claims = jwt.decode(
-            token, get_settings().jwt_secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
+            token, get_settings().jwt_secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role", "ver"]}
         )
-        return Principal(uuid.UUID(claims["sub"]), str(claims["role"]))
-    except (jwt.PyJWTError, KeyError, ValueError) as exc:
+        return AccessClaims(Principal(uuid.UUID(claims["sub"]), str(claims["role"])), int(claims["ver"]),
+                            datetime.fromtimestamp(claims["exp"], timezone.utc))
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
         raise AuthenticationFailed("invalid or expired token") from exc
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """(the token the client keeps, the hash the server stores)."""
+    token = secrets.token_urlsafe(32)
+    return token, refresh_token_hash(token)
+
+
+def refresh_token_hash(token: str) -> str:
+    # The token is 256 random bits, so a plain hash is enough: nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()

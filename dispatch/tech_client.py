@@ -62,10 +62,53 @@ def step_toward(here: tuple[float, float], target: tuple[float, float], metres: 
     return here[0] + (target[0] - here[0]) * f, here[1] + (target[1] - here[1]) * f
 
 
-async def login(http: httpx.AsyncClient, email: str, password: str) -> str:
-    response = await http.post("/v1/auth/login", json={"email": email, "password": password})
-    response.raise_for_status()
-    return response.json()["access_token"]
+CLOSE_UNAUTHENTICATED = 4401
+
+
+class Credentials(httpx.Auth):
+    """A bearer session for httpx and the socket: starts from a token or a login, and renews the
+    access token (refresh token, else the password) when the server refuses it — a 401, or the
+    socket closed with 4401 as the token expired — so a long job never signs the client out."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, email: str | None = None,
+                 password: str | None = None) -> None:
+        self.base_url = base_url
+        self.access_token = token
+        self.refresh_token: str | None = None
+        self.email, self.password = email, password
+        self._lock = asyncio.Lock()
+
+    async def _auth_call(self, path: str, body: dict) -> bool:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=REQUEST_TIMEOUT_S) as http:
+            response = await http.post(path, json=body)
+        if not response.is_success:
+            return False
+        tokens = response.json()
+        self.access_token, self.refresh_token = tokens["access_token"], tokens["refresh_token"]
+        return True
+
+    async def renew(self, stale: str | None) -> bool:
+        """A fresh access token unless somebody renewed `stale` meanwhile; False when signed out."""
+        async with self._lock:
+            if self.access_token != stale:
+                return self.access_token is not None
+            if self.refresh_token and await self._auth_call("/v1/auth/refresh", {"refresh_token": self.refresh_token}):
+                return True
+            if self.email and self.password:
+                return await self._auth_call("/v1/auth/login", {"email": self.email, "password": self.password})
+            return False
+
+    async def ensure(self) -> None:
+        if self.access_token is None and not await self.renew(None):
+            raise ClientError({"code": "authentication-failed", "detail": "cannot sign in: check the token or password"})
+
+    async def async_auth_flow(self, request: httpx.Request):  # noqa: ANN201
+        token = self.access_token
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401 and await self.renew(token):
+            request.headers["Authorization"] = f"Bearer {self.access_token}"
+            yield request
 
 
 class Doorstep:
@@ -127,7 +170,8 @@ class TechnicianClient:
         self._finished: set[str] = set()
         self._near = asyncio.Event()
         self._http: httpx.AsyncClient | None = None
-        self._token = options.token
+        self._credentials = Credentials(options.base_url, token=options.token, email=options.email,
+                                        password=options.password)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -156,11 +200,9 @@ class TechnicianClient:
         raise ClientError({"code": "stopped", "detail": "the client is stopping"})
 
     async def run(self) -> Tally:
-        async with httpx.AsyncClient(base_url=self.o.base_url, timeout=REQUEST_TIMEOUT_S) as http:
+        await self._credentials.ensure()
+        async with httpx.AsyncClient(base_url=self.o.base_url, timeout=REQUEST_TIMEOUT_S, auth=self._credentials) as http:
             self._http = http
-            if self._token is None:
-                assert self.o.email and self.o.password, "a token or an email and password are needed"
-                self._token = await login(http, self.o.email, self.o.password)
             tasks = [asyncio.create_task(self._connection_loop()), asyncio.create_task(self._drive())]
             try:
                 if self.o.duration_s is not None:
@@ -180,12 +222,14 @@ class TechnicianClient:
         return self.tally
 
     async def _connection_loop(self) -> None:
-        url = self.o.base_url.replace("http", "ws", 1) + f"/v1/ws/technician?access_token={self._token}"
+        url = self.o.base_url.replace("http", "ws", 1) + "/v1/ws/technician"
         backoff = 0.5
         first = True
         while not self.stop.is_set():
+            token = self._credentials.access_token
             try:
-                async with websockets.connect(url, open_timeout=REQUEST_TIMEOUT_S) as ws:
+                async with websockets.connect(url, open_timeout=REQUEST_TIMEOUT_S,
+                                              additional_headers={"Authorization": f"Bearer {token}"}) as ws:
                     self._ws = ws
                     self._connected.set()
                     backoff = 0.5
@@ -198,7 +242,11 @@ class TechnicianClient:
                             await self._dispatch(json.loads(raw))
                     finally:
                         online.cancel()
-            except (ConnectionClosed, OSError, InvalidStatus, TimeoutError) as exc:
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == CLOSE_UNAUTHENTICATED and await self._renewed(token):
+                    continue
+                self._say(f"[yellow]socket lost ({type(exc).__name__}); reconnecting in {backoff:.1f} s[/]")
+            except (OSError, InvalidStatus, TimeoutError) as exc:
                 self._say(f"[yellow]socket lost ({type(exc).__name__}); reconnecting in {backoff:.1f} s[/]")
             finally:
                 self._connected.clear()
@@ -206,6 +254,20 @@ class TechnicianClient:
                 return
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(MAX_BACKOFF_S, backoff * 2)
+
+    async def _renewed(self, stale: str | None) -> bool:
+        """After the socket was closed for its token: True to reconnect at once; False to back off
+        (renewal unreachable for now) or stop (signed out for good)."""
+        try:
+            if await self._credentials.renew(stale):
+                self._say("token renewed; reconnecting")
+                return True
+        except httpx.HTTPError as exc:
+            self._say(f"[yellow]cannot renew the token yet ({type(exc).__name__})[/]")
+            return False
+        self.tally.errors.append("signed out: the token expired and cannot be renewed")
+        self.stop.set()
+        return False
 
     async def _go_online(self) -> None:
         reply = await self.request({"type": "go_online"})
@@ -307,9 +369,8 @@ class TechnicianClient:
 
     async def _job(self, order_id: str) -> None:
         assert self._http is not None
-        headers = {"Authorization": f"Bearer {self._token}"}
         try:
-            order = (await self._http.get(f"/v1/orders/{order_id}", headers=headers)).raise_for_status().json()
+            order = (await self._http.get(f"/v1/orders/{order_id}")).raise_for_status().json()
             self.target = tuple(order["location"]["coordinates"])  # exact once accepted
             self._near.clear()
             status = order["status"]
@@ -319,7 +380,7 @@ class TechnicianClient:
             if status == "en_route":
                 self._say(f"driving {distance_m(self.here, self.target):.0f} m at {self.o.speed_kmh:g} km/h")
                 await self._near.wait()
-                await self._check_in(order_id, headers)
+                await self._check_in(order_id)
                 status = "arrived"
             if status == "arrived":
                 await self._status(order_id, "started")
@@ -344,7 +405,7 @@ class TechnicianClient:
             if self._done():
                 self.stop.set()
 
-    async def _check_in(self, order_id: str, headers: dict[str, str]) -> None:
+    async def _check_in(self, order_id: str) -> None:
         """At the door: settle identity with the customer's code, then check in (geofenced)."""
         assert self._http is not None
         self._say("at the door, knocking")
@@ -352,7 +413,7 @@ class TechnicianClient:
         if code is None and self.o.interactive:
             code = (await asyncio.to_thread(input, "one-time code from the customer (empty to wait): ")).strip() or None
         if code is not None:
-            response = await self._http.post(f"/v1/jobs/{order_id}/verify-code", json={"code": code}, headers=headers)
+            response = await self._http.post(f"/v1/jobs/{order_id}/verify-code", json={"code": code})
             self._say(f"code {'accepted' if response.is_success else 'refused: ' + response.text}")
         while True:
             try:
@@ -385,17 +446,16 @@ class CustomerRobot:
         self.placed: list[str] = []
         self.reviewed: list[str] = []
         self._http: httpx.AsyncClient | None = None
-        self._headers: dict[str, str] = {}
 
     def _say(self, text: str) -> None:
         self.console.print(f"[dim]{datetime.now():%H:%M:%S}[/] [bold magenta]customer[/] {text}")
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with httpx.AsyncClient(base_url=self.o.base_url, timeout=REQUEST_TIMEOUT_S) as http:
+        credentials = Credentials(self.o.base_url, token=self.o.token, email=self.o.email, password=self.o.password)
+        await credentials.ensure()
+        async with httpx.AsyncClient(base_url=self.o.base_url, timeout=REQUEST_TIMEOUT_S, auth=credentials) as http:
             self._http = http
-            token = self.o.token or await login(http, self.o.email or "", self.o.password or "")
-            self._headers = {"Authorization": f"Bearer {token}"}
-            addresses = (await http.get("/v1/customers/me/addresses", headers=self._headers)).raise_for_status().json()
+            addresses = (await http.get("/v1/customers/me/addresses")).raise_for_status().json()
             address = addresses["data"][0]
             while not stop.is_set():
                 try:
@@ -407,7 +467,7 @@ class CustomerRobot:
 
     async def _one_order(self, address: dict, stop: asyncio.Event) -> None:
         assert self._http is not None
-        created = await self._http.post("/v1/orders", headers=self._headers, json={
+        created = await self._http.post("/v1/orders", json={
             "kind": self.o.kind, "address_id": address["id"], "description": "灶具漏气味 / smell of gas at the hob"},
         )
         order = created.raise_for_status().json()
@@ -420,7 +480,7 @@ class CustomerRobot:
             # Followed to the end even after `stop`: run_demo bounds the wait.
             while status not in ("completed", "cancelled", "unfulfilled", "settled"):
                 await asyncio.sleep(1.0)
-                current = (await self._http.get(f"/v1/orders/{order_id}", headers=self._headers)).raise_for_status().json()
+                current = (await self._http.get(f"/v1/orders/{order_id}")).raise_for_status().json()
                 if current["status"] != status:
                     status = current["status"]
                     self._say(f"order {order_id[:8]} is {status}")
@@ -432,7 +492,7 @@ class CustomerRobot:
     async def _answer_door(self, order_id: str) -> str | None:
         """Read the code off the technician's identity card in the app, as a person would."""
         assert self._http is not None
-        response = await self._http.get(f"/v1/orders/{order_id}/technician", headers=self._headers)
+        response = await self._http.get(f"/v1/orders/{order_id}/technician")
         if not response.is_success:
             return None
         card = response.json()
@@ -441,7 +501,7 @@ class CustomerRobot:
 
     async def _review(self, order_id: str) -> None:
         assert self._http is not None
-        response = await self._http.post(f"/v1/orders/{order_id}/review", headers=self._headers, json={
+        response = await self._http.post(f"/v1/orders/{order_id}/review", json={
             "stars": 5, "tags": ["on_time", "showed_credentials"], "comment": "师傅很专业 / very professional"})
         if response.is_success:
             self.reviewed.append(order_id)

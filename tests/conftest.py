@@ -92,7 +92,8 @@ async def app(session: AsyncSession, redis):  # noqa: ANN001, ANN201
             yield session
             await nested.commit()
         except BaseException:
-            await nested.rollback()
+            if nested.is_active:  # a route with two sessions (e.g. a CSV stream) shares this one
+                await nested.rollback()
             raise
 
     application.dependency_overrides[get_session] = test_session
@@ -133,12 +134,14 @@ def api_worker(tmp_path: Path) -> Iterator[Callable[..., str]]:
     processes: list[subprocess.Popen] = []
 
     def start(**env: str) -> str:
+        from dispatch.config import get_settings
+
         port = _free_port()
         environment = {**os.environ, "GASDISPATCH_EMBEDDED_WORKER": "false", **env}
         log = open(tmp_path / f"worker-{port}.log", "w")
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
+             "--port", str(port), "--log-level", "warning", "--ws-max-size", str(get_settings().ws_max_message_bytes)],
             cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT))
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

@@ -1,18 +1,26 @@
-"""Shared websocket plumbing: authentication at connect, a send lock, throttling, metrics."""
+"""Shared websocket plumbing: authentication (header or first message), frame screening
+(throttle, size, binary, nesting), expiry, a send lock, metrics."""
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from api.ws import protocol
+from dispatch.accounts import authenticate as authenticate_token
+from dispatch.config import get_settings
+from dispatch.db import session_scope
 from dispatch.errors import AuthenticationFailed
-from dispatch.security import Principal, decode_token
+from dispatch.security import AccessClaims
 
 log = structlog.get_logger(__name__)
 WS_CONNECTIONS = Gauge("gasdispatch_ws_connections", "Open websockets by kind", ["kind"])
@@ -21,29 +29,78 @@ WS_REJECTED = Counter("gasdispatch_ws_rejected_total", "Websocket client message
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_INTERNAL_ERROR = 1011
+AUTH_TIMEOUT_S = 10.0
+# Real messages are two or three levels deep; deeper ones are refused before validation.
+MAX_JSON_DEPTH = 16
 
 
-async def authenticate(websocket: WebSocket, *roles: str) -> Principal | None:
-    """Bearer token from the Authorization header or, for browsers, the access_token query
-    parameter. Closes with 4401 / 4403 and returns None when refused."""
-    header = websocket.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else websocket.query_params.get("access_token")
-    await websocket.accept()
+def load_json(raw: str) -> Any:
+    """json.loads, with too-deep nesting as a ValueError: a RecursionError would escape every
+    handler and drop the socket without a close frame."""
     try:
-        if not token:
-            raise AuthenticationFailed("a bearer token is required")
-        principal = decode_token(token)
+        value = json.loads(raw)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > MAX_JSON_DEPTH:
+                    raise ValueError("nested too deeply")
+                stack.append((child, depth + 1))
+    return value
+
+
+async def authenticate(websocket: WebSocket, *roles: str) -> AccessClaims | None:
+    """The bearer token comes in the Authorization header (native clients) or, as browsers cannot
+    set headers on a websocket, in the first message, {"v": 1, "type": "auth", "id": ..., "token": ...},
+    answered with an ack. Never in the URL, where logs and proxies would keep it. The account is
+    checked as on every REST call. Closes with 4401 / 4403 and returns None when refused."""
+    await websocket.accept()
+    header = websocket.headers.get("authorization", "")
+    message_id = None
+    try:
+        if header.lower().startswith("bearer "):
+            token = header[7:]
+        else:
+            message_id, token = await _first_message_token(websocket)
+        async with session_scope() as session:
+            claims = await authenticate_token(session, token)
+    except WebSocketDisconnect:
+        return None
     except AuthenticationFailed:
         await websocket.close(CLOSE_UNAUTHENTICATED, "authentication required")
         return None
-    if principal.role not in roles:
+    if claims.principal.role not in roles:
         await websocket.close(CLOSE_FORBIDDEN, "forbidden")
         return None
-    return principal
+    if message_id is not None:
+        await websocket.send_text(json.dumps({"v": 1, "type": "ack", "id": message_id, "expires_at": claims.expires_at.isoformat()}))
+    return claims
+
+
+async def _first_message_token(websocket: WebSocket) -> tuple[str, str]:
+    try:
+        frame = await asyncio.wait_for(websocket.receive(), AUTH_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise AuthenticationFailed("no auth message") from exc
+    if frame["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(frame.get("code", 1000))
+    raw = frame.get("text") or ""
+    try:
+        if len(raw.encode()) > get_settings().ws_max_message_bytes:
+            raise ValueError("message too large")
+        message = protocol.Auth.model_validate(load_json(raw))
+    except ValueError as exc:  # pydantic's ValidationError is one too
+        raise AuthenticationFailed("the first message must be auth") from exc
+    return message.id, message.token
 
 
 class Sender:
-    """Serialises sends from the receive loop and the fan-out task on one socket."""
+    """Serialises sends (and the close) from the receive loop and the fan-out task on one socket."""
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
@@ -53,6 +110,12 @@ class Sender:
         text = payload if isinstance(payload, str) else json.dumps(payload, default=str, ensure_ascii=False)
         async with self._lock:
             await self.websocket.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        async with self._lock:
+            if self.websocket.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client left first
+                    await self.websocket.close(code, reason)
 
 
 class Throttle:
@@ -71,6 +134,50 @@ class Throttle:
             self.tokens -= 1
             return True
         return False
+
+
+class Inbox:
+    """A socket's incoming frames, screened: at most `ws_rate_per_s` a second, text only, no larger
+    than `ws_max_message_bytes` (uvicorn's ws_max_size is the same, so larger frames never reach
+    here when served by `gasdispatch serve`); refusals are answered and counted, the socket stays.
+    It ends when the client leaves or the token expires (closed with 4401: refresh, reconnect)."""
+
+    def __init__(self, websocket: WebSocket, sender: Sender, expires_at: datetime) -> None:
+        settings = get_settings()
+        self.websocket, self.sender, self.expires_at = websocket, sender, expires_at
+        self.max_bytes = settings.ws_max_message_bytes
+        self.rate = settings.ws_rate_per_s
+        self.throttle = Throttle(settings.ws_rate_per_s, settings.ws_burst)
+
+    async def next_text(self) -> str | None:
+        while True:
+            remaining = (self.expires_at - datetime.now(timezone.utc)).total_seconds()
+            try:
+                async with asyncio.timeout(max(0.0, remaining)):
+                    frame = await self.websocket.receive()
+            except TimeoutError:
+                await self.sender.close(CLOSE_UNAUTHENTICATED, "token expired")
+                return None
+            if frame["type"] == "websocket.disconnect":
+                return None
+            refusal = self._refusal(frame)
+            if refusal is None:
+                return frame["text"]
+            await self.sender.send(refusal)
+
+    def _refusal(self, frame: dict) -> dict | None:
+        if not self.throttle.allow():
+            WS_REJECTED.labels("throttled").inc()
+            return {"v": 1, "type": "error", "id": None, "code": "throttled",
+                    "detail": f"more than {self.rate:g} messages a second"}
+        raw = frame.get("text")
+        if raw is None:
+            WS_REJECTED.labels("binary").inc()
+            return {"v": 1, "type": "error", "id": None, "code": "invalid-input", "detail": "text frames only"}
+        if len(raw.encode()) > self.max_bytes:
+            WS_REJECTED.labels("too_large").inc()
+            return {"v": 1, "type": "error", "id": None, "code": "invalid-input", "detail": "message too large"}
+        return None
 
 
 class Hub:

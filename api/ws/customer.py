@@ -1,14 +1,14 @@
 """WS /v1/ws/orders/{order_id}: the customer follows his order — status changes, and the
-technician's position only from acceptance until completion."""
+technician's position only from acceptance until completion. Frames are screened as on the
+technician's socket (rate, size, nesting), and the socket closes when its token expires."""
 
 import asyncio
-import json
 import uuid
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from api.ws.common import CLOSE_FORBIDDEN, WS_CONNECTIONS, Sender, authenticate, forward, hub
+from api.ws.common import CLOSE_FORBIDDEN, WS_CONNECTIONS, Inbox, Sender, authenticate, forward, hub, load_json
 from dispatch.accounts import customer_for_account
 from dispatch.db import session_scope
 from dispatch.errors import NotFound
@@ -20,13 +20,14 @@ from dispatch.states import ACTIVE_JOB_STATES
 router = APIRouter()
 
 
-def _answer(text: str | None) -> dict:
+def _answer(text: str) -> dict:
     """This socket only listens; a client may ping it."""
     try:
-        message = json.loads(text or "")
+        message = load_json(text)
     except ValueError:
         return {"v": 1, "type": "error", "id": None, "detail": "malformed JSON"}
     message_id = message.get("id") if isinstance(message, dict) else None
+    message_id = message_id if isinstance(message_id, str) and len(message_id) <= 64 else None
     if isinstance(message, dict) and message.get("type") == "ping":
         return {"v": 1, "type": "pong", "id": message_id}
     return {"v": 1, "type": "error", "id": message_id, "detail": "this socket only accepts ping"}
@@ -34,9 +35,10 @@ def _answer(text: str | None) -> dict:
 
 @router.websocket("/v1/ws/orders/{order_id}")
 async def order_socket(websocket: WebSocket, order_id: str) -> None:
-    principal = await authenticate(websocket, "customer", "admin")
-    if principal is None:
+    claims = await authenticate(websocket, "customer", "admin")
+    if claims is None:
         return
+    principal = claims.principal
     try:
         async with session_scope() as session:
             customer_id = (await customer_for_account(session, principal.account_id)).id if principal.role == "customer" else None
@@ -45,6 +47,7 @@ async def order_socket(websocket: WebSocket, order_id: str) -> None:
         await websocket.close(CLOSE_FORBIDDEN, "not your order")
         return
     sender = Sender(websocket)
+    inbox = Inbox(websocket, sender, claims.expires_at)
     status = {"current": order.status}
 
     def visible(message: dict) -> bool:
@@ -62,11 +65,8 @@ async def order_socket(websocket: WebSocket, order_id: str) -> None:
     try:
         await sender.send({"v": 1, "type": "status", "id": uuid.uuid4().hex, "order_id": str(order.id),
                            "status": order.status, "technician_id": str(order.technician_id) if order.technician_id else None})
-        while True:
-            frame = await websocket.receive()
-            if frame["type"] == "websocket.disconnect":
-                break
-            await sender.send(_answer(frame.get("text")))
+        while (text := await inbox.next_text()) is not None:
+            await sender.send(_answer(text))
     except WebSocketDisconnect:
         pass
     finally:

@@ -1,7 +1,8 @@
 """The websocket message schema (version 1), exported as JSON Schema at /v1/ws/schema.
 
 Every client message carries `v`, `type` and `id`; the server answers each one with `ack`
-or `error` carrying the same `id`. Server pushes: `offer`, `offer_withdrawn`, `job_updated`,
+or `error` carrying the same `id`. A socket opened without an Authorization header starts with
+an `auth` message carrying the access token (never put in the URL). Server pushes: `offer`, `offer_withdrawn`, `job_updated`,
 `order_cancelled`, `notification`, `status`, `position`, `price_change`, `pong`.
 """
 
@@ -17,6 +18,11 @@ class ClientMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     v: Literal[1] = 1
     id: MessageId
+
+
+class Auth(ClientMessage):
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=4096)
 
 
 class Location(ClientMessage):
@@ -76,4 +82,5 @@ class ServerMessage(BaseModel):
 
 
 def json_schema() -> dict[str, Any]:
-    return {"technician_to_server": technician_message.json_schema(), "server_to_client": ServerMessage.model_json_schema()}
+    return {"first_message": Auth.model_json_schema(), "technician_to_server": technician_message.json_schema(),
+            "server_to_client": ServerMessage.model_json_schema()}

@@ -2,7 +2,8 @@
 
 Phones retry on flaky networks, so a message id seen before is answered again with the
 reply it got the first time, without acting twice. Malformed, oversized or too frequent
-messages get an `error` and are counted; they never close the socket or touch others.
+messages get an `error` and are counted; they never close the socket or touch others. The
+socket closes with 4401 when its token expires; the phone refreshes it and reconnects.
 """
 
 import asyncio
@@ -20,11 +21,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.websockets import WebSocketDisconnect
 
 from api.ws import protocol
-from api.ws.common import WS_CONNECTIONS, WS_MESSAGES, WS_REJECTED, Sender, Throttle, authenticate, forward, hub
+from api.ws.common import (
+    CLOSE_FORBIDDEN, CLOSE_INTERNAL_ERROR, WS_CONNECTIONS, WS_MESSAGES, WS_REJECTED, Inbox, Sender, authenticate, forward,
+    hub, load_json,
+)
 from dispatch.accounts import technician_for_account
 from dispatch.config import get_settings
 from dispatch.db import session_scope
-from dispatch.errors import DomainError
+from dispatch.errors import DomainError, NotFound
 from dispatch.field import reports, visits
 from dispatch.handlers import offer_summary
 from dispatch.fanout import account_channel, presence_key, publish_position
@@ -114,7 +118,7 @@ async def _job_status(session: AsyncSession, redis: Redis, technician_id: uuid.U
 
 async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
+        data = load_json(raw)
     except ValueError:
         WS_REJECTED.labels("malformed").inc()
         return {"v": 1, "type": "error", "id": None, "detail": "malformed JSON"}
@@ -158,42 +162,32 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID) -> 
 
 @router.websocket("/v1/ws/technician")
 async def technician_socket(websocket: WebSocket) -> None:
-    principal = await authenticate(websocket, "technician")
-    if principal is None:
+    claims = await authenticate(websocket, "technician")
+    if claims is None:
         return
-    settings = get_settings()
-    async with session_scope() as session:
-        technician = await technician_for_account(session, principal.account_id)
+    principal = claims.principal
+    try:
+        async with session_scope() as session:
+            technician = await technician_for_account(session, principal.account_id)
+    except NotFound:
+        await websocket.close(CLOSE_FORBIDDEN, "no technician profile")
+        return
     sender = Sender(websocket)
     redis = get_redis()
     channel = account_channel(principal.account_id)
     queue = await hub(redis).join(channel)
     relay = asyncio.create_task(forward(queue, sender))
-    throttle = Throttle(settings.ws_rate_per_s, settings.ws_burst)
+    inbox = Inbox(websocket, sender, claims.expires_at)
     WS_CONNECTIONS.labels("technician").inc()
     try:
         await _resume(sender, technician.id)
-        while True:
-            frame = await websocket.receive()
-            if frame["type"] == "websocket.disconnect":
-                break
-            raw = frame.get("text")
-            if raw is None:
-                WS_REJECTED.labels("binary").inc()
-                await sender.send({"v": 1, "type": "error", "id": None, "detail": "text frames only"})
-                continue
-            if len(raw) > settings.ws_max_message_bytes:
-                WS_REJECTED.labels("too_large").inc()
-                await sender.send({"v": 1, "type": "error", "id": None, "detail": "message too large"})
-                continue
-            if not throttle.allow():
-                WS_REJECTED.labels("throttled").inc()
-                await sender.send({"v": 1, "type": "error", "id": None, "code": "throttled",
-                                   "detail": f"more than {settings.ws_rate_per_s:g} messages a second"})
-                continue
+        while (raw := await inbox.next_text()) is not None:
             await sender.send(await _handle(raw, principal.account_id, technician.id))
     except WebSocketDisconnect:
         pass
+    except Exception:  # never a silent drop: the phone sees a close frame and reconnects
+        log.exception("ws.technician_failed")
+        await sender.close(CLOSE_INTERNAL_ERROR, "internal error")
     finally:
         WS_CONNECTIONS.labels("technician").dec()
         relay.cancel()

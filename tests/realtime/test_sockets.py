@@ -17,8 +17,10 @@ from tests.factories import make_customer, make_technician
 CENTER = (120.155, 30.274)
 
 
-def ws_url(base: str, path: str, token: str) -> str:
-    return base.replace("http://", "ws://") + f"{path}?access_token={token}"
+def connect(base: str, path: str, token: str, **options):  # noqa: ANN003, ANN201
+    """A native client: the token in the Authorization header (browsers send it as the first message)."""
+    return websockets.connect(base.replace("http://", "ws://") + path,
+                              additional_headers={"Authorization": f"Bearer {token}"}, **options)
 
 
 def token_of(headers: dict[str, str]) -> str:
@@ -61,14 +63,14 @@ async def test_offer_made_on_one_worker_reaches_the_socket_on_the_other_and_the_
     customer, technician = people
     worker_a = api_worker()
     worker_b = api_worker(GASDISPATCH_EMBEDDED_WORKER="true", GASDISPATCH_BATCH_WINDOW_S="0.2")
-    async with websockets.connect(ws_url(worker_a, "/v1/ws/technician", token_of(technician.headers))) as tech_ws:
+    async with connect(worker_a, "/v1/ws/technician", token_of(technician.headers)) as tech_ws:
         assert (await request(tech_ws, {"type": "go_online", "id": "on-1"}))["status"] == "online"
         assert (await request(tech_ws, fix(CENTER[0] + 0.002, CENTER[1])))["outcome"] == "accepted"
         async with httpx.AsyncClient(base_url=worker_b) as http:
             created = await http.post("/v1/orders", headers=customer.headers,
                                       json={"kind": "repair", "address_id": str(customer.address.id)})
         order_id = created.json()["id"]
-        async with websockets.connect(ws_url(worker_b, f"/v1/ws/orders/{order_id}", token_of(customer.headers))) as order_ws:
+        async with connect(worker_b, f"/v1/ws/orders/{order_id}", token_of(customer.headers)) as order_ws:
             offer = await recv_until(tech_ws, lambda m: m["type"] == "offer")
             assert offer["offer"]["order_id"] == order_id
             accepted = await request(tech_ws, {"type": "accept_offer", "id": "acc-1", "offer_id": offer["offer"]["offer_id"]})
@@ -83,8 +85,8 @@ async def test_reconnect_within_the_offer_window_gets_the_offer_again(api_worker
     customer, technician = people
     worker = api_worker(GASDISPATCH_EMBEDDED_WORKER="true", GASDISPATCH_BATCH_WINDOW_S="0.2",
                         GASDISPATCH_OFFER_TIMEOUT_S="4")
-    url = ws_url(worker, "/v1/ws/technician", token_of(technician.headers))
-    async with websockets.connect(url) as ws:
+    token = token_of(technician.headers)
+    async with connect(worker, "/v1/ws/technician", token) as ws:
         await request(ws, {"type": "go_online", "id": "on"})
         await request(ws, fix(CENTER[0] + 0.002, CENTER[1]))
         async with httpx.AsyncClient(base_url=worker) as http:
@@ -92,7 +94,7 @@ async def test_reconnect_within_the_offer_window_gets_the_offer_again(api_worker
                                         json={"kind": "repair", "address_id": str(customer.address.id)})).json()["id"]
         first = await recv_until(ws, lambda m: m["type"] == "offer")
     # The socket dropped mid-offer; the phone reconnects and is offered the same job again.
-    async with websockets.connect(url) as ws:
+    async with connect(worker, "/v1/ws/technician", token) as ws:
         again = await recv_until(ws, lambda m: m["type"] == "offer")
         assert again["offer"]["offer_id"] == first["offer"]["offer_id"]
         accepted = await request(ws, {"type": "accept_offer", "id": "acc", "offer_id": again["offer"]["offer_id"]})
@@ -105,8 +107,8 @@ async def test_after_the_offer_window_the_offer_has_moved_on(api_worker, people,
     customer, technician = people
     worker = api_worker(GASDISPATCH_EMBEDDED_WORKER="true", GASDISPATCH_BATCH_WINDOW_S="0.2",
                         GASDISPATCH_OFFER_TIMEOUT_S="1")
-    url = ws_url(worker, "/v1/ws/technician", token_of(technician.headers))
-    async with websockets.connect(url) as ws:
+    token = token_of(technician.headers)
+    async with connect(worker, "/v1/ws/technician", token) as ws:
         await request(ws, {"type": "go_online", "id": "on"})
         await request(ws, fix(CENTER[0] + 0.002, CENTER[1]))
         async with httpx.AsyncClient(base_url=worker) as http:
@@ -114,7 +116,7 @@ async def test_after_the_offer_window_the_offer_has_moved_on(api_worker, people,
                             json={"kind": "repair", "address_id": str(customer.address.id)})
         first = await recv_until(ws, lambda m: m["type"] == "offer")
         await recv_until(ws, lambda m: m["type"] == "offer_withdrawn" and m["offer_id"] == first["offer"]["offer_id"])
-    async with websockets.connect(url) as ws:
+    async with connect(worker, "/v1/ws/technician", token) as ws:
         late = await request(ws, {"type": "accept_offer", "id": "late", "offer_id": first["offer"]["offer_id"]})
         assert late["type"] == "error" and late["code"] == "offer-not-acceptable"
 
@@ -122,8 +124,9 @@ async def test_after_the_offer_window_the_offer_has_moved_on(api_worker, people,
 async def test_bad_frames_get_errors_and_do_not_disturb_other_sockets(api_worker, people) -> None:  # noqa: ANN001
     _, technician = people
     worker = api_worker(GASDISPATCH_WS_RATE_PER_S="5", GASDISPATCH_WS_BURST="5")
-    url = ws_url(worker, "/v1/ws/technician", token_of(technician.headers))
-    async with websockets.connect(url, max_size=None) as bad, websockets.connect(url) as good:
+    token = token_of(technician.headers)
+    async with (connect(worker, "/v1/ws/technician", token, max_size=None) as bad,
+                connect(worker, "/v1/ws/technician", token) as good):
         await bad.send("this is not json")
         assert (await recv_until(bad, lambda m: m["type"] == "error"))["detail"] == "malformed JSON"
         unknown = await request(bad, {"type": "teleport", "id": "u1"})
@@ -131,8 +134,6 @@ async def test_bad_frames_get_errors_and_do_not_disturb_other_sockets(api_worker
         missing = await request(bad, {"type": "accept_offer", "id": "m1"})
         assert missing["type"] == "error" and "offer_id" in missing["detail"]
         await asyncio.sleep(1.2)  # refill the bucket
-        await bad.send("x" * 1_000_000)
-        assert (await recv_until(bad, lambda m: m["type"] == "error"))["detail"] == "message too large"
         await bad.send(b"\x00\x01")
         assert (await recv_until(bad, lambda m: m["type"] == "error"))["detail"] == "text frames only"
         for i in range(30):
@@ -149,8 +150,8 @@ async def test_bad_frames_get_errors_and_do_not_disturb_other_sockets(api_worker
 async def test_a_repeated_message_id_is_acknowledged_again_without_acting_twice(api_worker, people) -> None:  # noqa: ANN001
     _, technician = people
     worker = api_worker()
-    url = ws_url(worker, "/v1/ws/technician", token_of(technician.headers))
-    async with websockets.connect(url) as ws:
+    token = token_of(technician.headers)
+    async with connect(worker, "/v1/ws/technician", token) as ws:
         await request(ws, {"type": "go_online", "id": "on"})
         message = fix(CENTER[0], CENTER[1])
         first = await request(ws, message)
@@ -170,29 +171,28 @@ async def test_sockets_refuse_strangers(api_worker, people, committed_sessions) 
         order_id = (await http.post("/v1/orders", headers=customer.headers,
                                     json={"kind": "repair", "address_id": str(customer.address.id)})).json()["id"]
 
-    async def close_code(url: str) -> int:
-        async with websockets.connect(url) as ws:
+    async def close_code(path: str, token: str) -> int:
+        async with connect(worker, path, token) as ws:
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 5)
         return closed.value.rcvd.code
 
-    assert await close_code(ws_url(worker, f"/v1/ws/orders/{order_id}", token_of(other.headers))) == 4403
-    assert await close_code(ws_url(worker, f"/v1/ws/orders/{order_id}", token_of(technician.headers))) == 4403
-    assert await close_code(ws_url(worker, f"/v1/ws/orders/{order_id}", "garbage")) == 4401
-    assert await close_code(ws_url(worker, "/v1/ws/technician", token_of(customer.headers))) == 4403
+    assert await close_code(f"/v1/ws/orders/{order_id}", token_of(other.headers)) == 4403
+    assert await close_code(f"/v1/ws/orders/{order_id}", token_of(technician.headers)) == 4403
+    assert await close_code(f"/v1/ws/orders/{order_id}", "garbage") == 4401
+    assert await close_code("/v1/ws/technician", token_of(customer.headers)) == 4403
 
 
 async def test_customer_sees_positions_only_between_acceptance_and_completion(api_worker, people, committed_sessions) -> None:  # noqa: ANN001
     customer, technician = people
     worker = api_worker(GASDISPATCH_EMBEDDED_WORKER="true", GASDISPATCH_BATCH_WINDOW_S="0.2")
-    tech_url = ws_url(worker, "/v1/ws/technician", token_of(technician.headers))
-    async with websockets.connect(tech_url) as tech_ws:
+    async with connect(worker, "/v1/ws/technician", token_of(technician.headers)) as tech_ws:
         await request(tech_ws, {"type": "go_online", "id": "on"})
         await request(tech_ws, fix(CENTER[0] + 0.002, CENTER[1]))
         async with httpx.AsyncClient(base_url=worker) as http:
             order_id = (await http.post("/v1/orders", headers=customer.headers,
                                         json={"kind": "repair", "address_id": str(customer.address.id)})).json()["id"]
-        async with websockets.connect(ws_url(worker, f"/v1/ws/orders/{order_id}", token_of(customer.headers))) as order_ws:
+        async with connect(worker, f"/v1/ws/orders/{order_id}", token_of(customer.headers)) as order_ws:
             offer = await recv_until(tech_ws, lambda m: m["type"] == "offer")
             await request(tech_ws, fix(CENTER[0] + 0.00199, CENTER[1]))  # offered, not accepted: invisible
             with pytest.raises(TimeoutError):

@@ -49,6 +49,7 @@ async function renderHome() {
     h("div", { class: "grid-2" }, addressCard(), h("section", { class: "card", "aria-labelledby": "nearby-h" },
       h("h2", { id: "nearby-h" }, t("customer.nearby")), mapEl, h("p", { class: "muted" }, t("customer.nearbyHint")), nearbyList)),
     h("div", { class: "grid-2" }, orderForm(), ordersCard()));
+  await showSafetyNotices();
 
   const map = createMap(mapEl);
   const stations = stationLayer(state.stations).addTo(map);
@@ -70,8 +71,7 @@ async function renderHome() {
   async function refreshNearby() {
     const a = address();
     if (!a) return;
-    const [lon, lat] = a.location.coordinates;
-    const found = await api.get(`/v1/technicians/nearby?lon=${lon}&lat=${lat}`).catch(() => ({ data: [] }));
+    const found = await api.get(`/v1/technicians/nearby?address_id=${a.id}`).catch(() => ({ data: [] }));
     state.nearby = found.data;
     techLayer.clearLayers();
     for (const tech of state.nearby) dot(tech.position, { color: COLORS.technician, radius: 7, label: tech.name }).addTo(techLayer);
@@ -170,6 +170,7 @@ async function openOrder(orderId) {
     status: h("section", { class: "card", id: "order-status", "aria-live": "polite" }),
     identity: h("section", { class: "card", id: "identity" }),
     price: h("section", { class: "card hidden", id: "price-change" }),
+    consent: h("section", { class: "card hidden", id: "followup-consent" }),
     report: h("section", { class: "card hidden", id: "report" }),
     review: h("section", { class: "card hidden", id: "review" }),
   };
@@ -178,9 +179,11 @@ async function openOrder(orderId) {
   fill(main, h("p", {}, h("a", { href: "#" }, `← ${t("customer.back")}`)),
     h("div", { class: "grid-2" }, sections.status,
       h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, distance)),
-    h("div", { class: "grid-2" }, sections.identity, sections.price), h("div", { class: "grid-2" }, sections.report, sections.review));
+    h("div", { class: "grid-2" }, sections.identity, sections.price, sections.consent),
+    h("div", { class: "grid-2" }, sections.report, sections.review));
 
   let order = await api.get(`/v1/orders/${orderId}`);
+  if (order.kind === "emergency_leak") main.prepend(safetyAdviceCard(order.id));
   const map = createMap(mapEl);
   stationLayer(state.stations).addTo(map);
   const home = dot(order.location, { label: t("customer.yourAddress") }).addTo(map);
@@ -211,6 +214,7 @@ async function openOrder(orderId) {
       fill(sections.identity, h("h2", {}, t("customer.technician")), h("p", { class: "muted" }, t("customer.waitingMatch")));
     }
     renderPriceChange(sections.price, order, visit, refresh);
+    renderConsent(sections.consent, order, refresh);
     renderReport(sections.report, visit);
     await renderReview(sections.review, order, refresh);
     if (!ON_JOB.includes(order.status)) { techDot?.remove(); route?.remove(); }
@@ -228,7 +232,9 @@ async function openOrder(orderId) {
 
 function renderStatus(section, order, events) {
   const reached = new Map(events.map((e) => [e.to_status, e.created_at]));
-  const steps = ["cancelled", "unfulfilled"].includes(order.status) ? [...reached.keys()] : STEPS;
+  // A follow-up starts by waiting for the customer's consent instead of "created".
+  const path = reached.has("awaiting_consent") ? ["awaiting_consent", ...STEPS.slice(1)] : STEPS;
+  const steps = ["cancelled", "unfulfilled"].includes(order.status) ? [...reached.keys()] : path;
   fill(section, 
     h("h2", {}, `${kindText(order.kind)} `, h("span", { class: `pill ${order.priority}`, id: "order-status-pill" }, statusText(order.status))),
     h("p", {}, `${t("customer.estimate")}: `, h("strong", { id: "order-estimate" }, money(order.price_estimate))),
@@ -260,14 +266,33 @@ function renderPriceChange(section, order, visit, refresh) {
   const change = visit?.pending_price_change;
   section.classList.toggle("hidden", !change);
   if (!change) return;
-  const error = h("p", { class: "error", role: "alert" });
   const approve = h("button", { class: "primary", id: "approve-price", type: "button" }, t("customer.approvePrice"));
   const reject = h("button", { class: "danger", id: "reject-price", type: "button" }, t("customer.rejectPrice"));
-  approve.addEventListener("click", () => act(approve, error, () => api.post(`/v1/orders/${order.id}/price-change/approve`)).then(refresh));
-  reject.addEventListener("click", () => act(reject, error, () => api.post(`/v1/orders/${order.id}/price-change/reject`)).then(refresh));
+  // The decision names the change shown here: if the technician asked another price meanwhile it
+  // fails with 409, a toast says so (it outlives the redraw) and the refresh shows the new price.
+  const decide = (button, verb) => act(button, null, () => api.post(`/v1/orders/${order.id}/price-change/${verb}`,
+    { price_change_id: change.id }).catch((e) => { throw e.status === 409 ? new Error(t("customer.priceChanged")) : e; }))
+    .then(refresh);
+  approve.addEventListener("click", () => decide(approve, "approve"));
+  reject.addEventListener("click", () => decide(reject, "reject"));
   fill(section, h("h2", {}, t("customer.priceChange")),
     h("p", {}, t("customer.priceChangeText", { amount: money(change.amount), authorised: money(change.authorised) })),
-    error, h("div", { class: "actions" }, approve, reject));
+    h("div", { class: "actions" }, approve, reject));
+}
+
+function renderConsent(section, order, refresh) {
+  const waiting = order.status === "awaiting_consent";
+  section.classList.toggle("hidden", !waiting);
+  if (!waiting) return;
+  const error = h("p", { class: "error", role: "alert" });
+  const agree = h("button", { class: "primary", id: "consent-followup", type: "button" }, t("customer.consentAgree"));
+  const decline = h("button", { class: "danger", id: "decline-followup", type: "button" }, t("customer.consentDecline"));
+  agree.addEventListener("click", () => act(agree, error, () => api.post(`/v1/orders/${order.id}/consent`)).then(refresh));
+  decline.addEventListener("click", () => act(decline, error,
+    () => api.post(`/v1/orders/${order.id}/cancel`, { reason: t("customer.consentDeclined") })).then(refresh));
+  fill(section, h("h2", {}, t("customer.consentTitle")),
+    h("p", {}, t("customer.consentText", { amount: money(order.price_estimate) })),
+    error, h("div", { class: "actions" }, agree, decline));
 }
 
 function renderReport(section, visit) {
@@ -319,4 +344,34 @@ async function renderReview(section, order, refresh) {
     if (await act(submit, error, () => api.post(`/v1/orders/${order.id}/review`, body))) refresh();
   });
   fill(section, form);
+}
+
+// -- gas alarm safety notice ----------------------------------------------------------------
+
+// A methane alarm (or the customer's own gas-leak order) shows what to do now, first on the
+// page: the same advice as the safety notification, translated here.
+async function showSafetyNotices() {
+  const unread = await api.get("/v1/notifications?unread=true&limit=20").catch(() => ({ data: [] }));
+  const notices = unread.data.filter((n) => n.kind === "alarm_safety_advice");
+  for (const notice of notices.reverse()) main.prepend(safetyAdviceCard(notice.payload.order_id, notice));
+}
+
+function safetyAdviceCard(orderId, notice = null) {
+  const steps = ["ventilate", "noSwitches", "closeValve", "leave", "call"];
+  const card = h("section", { class: "card", role: "alert", "aria-labelledby": `safety-h-${orderId}`, id: `safety-${orderId}` },
+    h("h2", { id: `safety-h-${orderId}` }, t(notice ? "safety.alarmTitle" : "safety.leakTitle")),
+    h("ol", {}, steps.map((step) => h("li", {}, t(`safety.${step}`)))),
+    h("p", { class: "muted" }, t("safety.crewComing")));
+  const actions = h("div", { class: "actions" });
+  if (location.hash !== `#order/${orderId}`) actions.append(h("a", { href: `#order/${orderId}` }, t("safety.followOrder")));
+  if (notice) {
+    const seen = h("button", { type: "button" }, t("safety.understood"));
+    seen.addEventListener("click", async () => {
+      await api.post(`/v1/notifications/${notice.id}/read`, {}).catch((error) => toast(error.message));
+      card.remove();
+    });
+    actions.append(" ", seen);
+  }
+  card.append(actions);
+  return card;
 }

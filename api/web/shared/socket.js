@@ -1,14 +1,21 @@
 // A websocket that reconnects by itself with exponential backoff (0.5 s doubling to 30 s, with
 // jitter). Requests carry an id and resolve on the server's ack/error with that id; requests not
 // yet answered are sent again after a reconnect — the server answers a repeated id with its first
-// reply, so nothing is done twice.
+// reply, so nothing is done twice. The access token travels in the first message, never in the
+// URL; when the server closes the socket for its token (4401: expired or revoked) the token is
+// renewed and the socket reconnects, unless the session is over.
 
 let counter = 0;
 export const messageId = (prefix = "m") => `${prefix}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
 
+const CLOSE_UNAUTHENTICATED = 4401;
+const CLOSE_FORBIDDEN = 4403;
+
 export class LiveSocket {
-  constructor(urlFn, { onMessage = () => {}, onState = () => {}, onOpen = () => {} } = {}) {
-    this.urlFn = urlFn;
+  /** targetFn() resolves to { url, token, refused }, as api.socketUrl(path) gives: refused() renews
+   * the token after a 4401 and resolves to a falsy value when the user is signed out. */
+  constructor(targetFn, { onMessage = () => {}, onState = () => {}, onOpen = () => {} } = {}) {
+    this.targetFn = targetFn;
     this.onMessage = onMessage;
     this.onState = onState;
     this.onOpen = onOpen;
@@ -18,13 +25,23 @@ export class LiveSocket {
     this.connect();
   }
 
-  connect() {
+  async connect() {
     if (this.closed) return;
     this.onState("connecting");
-    const ws = new WebSocket(this.urlFn());
+    let target;
+    try {
+      target = await this.targetFn();
+    } catch {
+      this.retry();  // the token could not be renewed just now (network): try again later
+      return;
+    }
+    if (this.closed) return;
+    const { url, token, refused } = target;
+    const authId = messageId("auth");
+    const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
-      this.delay = 500;
+      ws.send(JSON.stringify({ v: 1, type: "auth", id: authId, token: token || "" }));
       this.onState("open");
       this.onOpen();
       for (const { message } of this.pending.values()) ws.send(JSON.stringify(message));
@@ -32,6 +49,10 @@ export class LiveSocket {
     ws.onmessage = (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
+      if (message.id === authId) {
+        if (message.type === "ack") this.delay = 500;  // backoff resets only once the server took the token
+        return;
+      }
       const waiting = message.id && this.pending.get(message.id);
       if (waiting && (message.type === "ack" || message.type === "error" || message.type === "pong")) {
         this.pending.delete(message.id);
@@ -41,14 +62,20 @@ export class LiveSocket {
       }
       this.onMessage(message);
     };
-    ws.onclose = (event) => {
+    ws.onclose = async (event) => {
       if (this.ws !== ws) return;
       this.onState("closed", event.code);
-      if (this.closed || event.code === 4401 || event.code === 4403) return;  // refused: retrying cannot help
-      const wait = this.delay * (0.75 + Math.random() / 2);
-      this.delay = Math.min(this.delay * 2, 30000);
-      this.timer = setTimeout(() => this.connect(), wait);
+      if (this.closed || event.code === CLOSE_FORBIDDEN) return;  // refused: retrying cannot help
+      if (event.code === CLOSE_UNAUTHENTICATED && !(await refused().catch(() => true))) return;  // signed out
+      this.retry();
     };
+  }
+
+  retry() {
+    if (this.closed) return;
+    const wait = this.delay * (0.75 + Math.random() / 2);
+    this.delay = Math.min(this.delay * 2, 30000);
+    this.timer = setTimeout(() => this.connect(), wait);
   }
 
   get open() { return this.ws && this.ws.readyState === WebSocket.OPEN; }
