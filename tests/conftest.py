@@ -92,7 +92,9 @@ async def app(session: AsyncSession, redis):  # noqa: ANN001, ANN201
             yield session
             await nested.commit()
         except BaseException:
-            if nested.is_active:  # a route with two sessions (e.g. a CSV stream) shares this one
+            # A failed flush leaves this savepoint inactive but current: roll it back. A route with
+            # two sessions (a CSV stream) may have closed it through the other one already.
+            if nested.is_active or session.sync_session.get_nested_transaction() is nested.sync_transaction:
                 await nested.rollback()
             raise
 
