@@ -1,0 +1,115 @@
+""""I smell gas" on a 360 px phone in Chinese: signed out, the landing page and the customer
+app's sign-in screen give the safety steps and the emergency numbers and create nothing; signed
+in, one tap reports the leak and the order page shows the steps; a second report from that page
+opens the same order. The screenshots land in the test's tmp dir."""
+
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, expect
+from sqlalchemy import select
+
+from dispatch.models import Order
+from tests.e2e.support import PHONE, assert_accessible
+from tests.factories import PASSWORD, make_customer
+
+CENTER = (120.155, 30.274)
+STEP_TEXTS = ["立即离开房间，带家人到室外。", "不要点火、吸烟，不要开关电灯或任何电器。", "不要在室内打电话，到室外再拨打。",
+              "在安全的情况下打开门窗通风。", "燃气表阀门伸手可及时，将其关闭。"]
+DANGER_RED = "rgb(180, 35, 24)"  # --danger in api/web/shared/app.css
+
+# Runs in the page: size and colours of the red emergency controls that are visible.
+_RED_BUTTONS = """
+(selector) => [...document.querySelectorAll(selector)].filter((el) => el.offsetWidth).map((el) => {
+  const box = el.getBoundingClientRect();
+  const style = getComputedStyle(el);
+  return { text: el.textContent.trim(), width: box.width, height: box.height, background: style.backgroundColor,
+           color: style.color, fontSize: parseFloat(style.fontSize) };
+})
+"""
+
+
+@pytest.fixture
+async def household(committed_sessions):  # noqa: ANN001, ANN201
+    async with committed_sessions() as session:
+        customer = await make_customer(session, *CENTER)
+        await session.commit()
+    return customer
+
+
+async def emergencies(committed_sessions, customer_id) -> list[Order]:  # noqa: ANN001
+    async with committed_sessions() as session:
+        return list((await session.exec(select(Order).where(Order.customer_id == customer_id))).scalars())
+
+
+async def assert_big_and_red(page: Page, selector: str, count: int) -> None:
+    buttons = await page.evaluate(_RED_BUTTONS, selector)
+    assert len(buttons) == count, buttons
+    for button in buttons:
+        assert button["height"] >= 56 and button["width"] >= 300, button  # nearly the phone's width
+        assert (button["background"], button["color"]) == (DANGER_RED, "rgb(255, 255, 255)"), button
+        assert button["fontSize"] >= 18, button
+
+
+async def shot(page: Page, folder: Path, name: str) -> None:
+    await assert_accessible(page, name)
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+async def expect_advice(page: Page) -> None:
+    dialog = page.locator("#smellgas-dialog")
+    await expect(dialog.locator(".gas-steps li")).to_have_text(STEP_TEXTS)
+    await expect(dialog.locator("a.gas-call")).to_have_text(["燃气抢险 96777", "火警 119"])
+    assert [await link.get_attribute("href") for link in await dialog.locator("a.gas-call").all()] == ["tel:96777", "tel:119"]
+
+
+async def test_smell_gas_signed_out_gives_steps_and_hotline_and_signed_in_reports_with_one_tap(
+    api_worker, household, committed_sessions, new_context, tmp_path: Path,  # noqa: ANN001
+) -> None:
+    base = api_worker()
+    context = await new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = await context.new_page()
+
+    await page.goto(f"{base}/app/")
+    await assert_big_and_red(page, "#smell-gas", 1)
+    await shot(page, tmp_path, "01-landing")
+    await page.click("#smell-gas")
+    await expect_advice(page)
+    await expect(page.locator("#smellgas-report")).to_have_count(0)
+    await expect(page.locator("#smellgas-signed-out")).to_be_visible()
+    await assert_big_and_red(page, "#smellgas-dialog a.gas-call", 2)
+    await shot(page, tmp_path, "02-landing-signed-out-advice")
+
+    await page.click("#smellgas-sign-in")  # to the customer app's sign-in screen, which has the same entry
+    await expect(page.locator("#login-form")).to_be_visible()
+    await page.click("#smell-gas")
+    await expect_advice(page)
+    await expect(page.locator("#smellgas-report")).to_have_count(0)
+    await shot(page, tmp_path, "03-sign-in-screen-advice")
+    assert await emergencies(committed_sessions, household.customer.id) == []
+
+    await page.click("#smellgas-sign-in")
+    await expect(page.locator("#smellgas-dialog")).to_have_count(0)
+    await page.fill("#login-email", household.account.email)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-submit")
+    await expect(page.locator("#smellgas-address")).to_have_value(str(household.address.id))
+    await assert_big_and_red(page, "#smellgas-report, #smellgas-dialog a.gas-call", 3)
+    await shot(page, tmp_path, "04-signed-in-report")
+
+    await page.click("#smellgas-report")
+    await expect(page.locator("#order-status-pill")).to_be_visible()
+    [order] = await emergencies(committed_sessions, household.customer.id)
+    assert (order.kind, order.priority, order.address_id) == ("emergency_leak", "emergency", household.address.id)
+    assert page.url.endswith(f"#order/{order.id}")
+    await expect(page.locator(f"#safety-{order.id} .gas-steps li")).to_have_text(STEP_TEXTS)
+    await expect(page.locator(f"#safety-{order.id} a.gas-call")).to_have_text(["燃气抢险 96777", "火警 119"])
+    await page.evaluate("window.scrollTo(0, 0)")
+    await shot(page, tmp_path, "05-emergency-order-page")
+
+    await page.click("#smell-gas")  # from the order page: the home's open gas-leak order, not a second one
+    await expect(page.locator("#smellgas-address")).to_have_value(str(household.address.id))
+    await page.click("#smellgas-report")
+    await expect(page.locator(".toast").last).to_have_text("该地址已有抢险单，抢险人员正在处理。")
+    assert page.url.endswith(f"#order/{order.id}")
+    assert [o.id for o in await emergencies(committed_sessions, household.customer.id)] == [order.id]
