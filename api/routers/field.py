@@ -106,15 +106,26 @@ class VerificationPublic(BaseModel):
     created_at: datetime
 
 
+class HazardFixPublic(BaseModel):
+    work_done: str
+    parts: list[dict[str, Any]]
+    photo_refs: list[str]
+
+
 class HazardPublic(BaseModel):
+    """Category, severity and resolution are slugs the apps translate; description and the fix's
+    work_done are what the technician wrote."""
+
     id: uuid.UUID
     order_id: uuid.UUID
     station_id: uuid.UUID | None
     category: str
     severity: str
     description: str
-    deadline_at: datetime
+    resolution: str
+    deadline_at: datetime | None  # none when fixed on site
     status: str
+    fix: HazardFixPublic | None
     followup_order_id: uuid.UUID | None
     found_at: datetime
     fixed_at: datetime | None
@@ -136,6 +147,8 @@ class VisitPublic(BaseModel):
     verifications: list[VerificationPublic]
     report: dict[str, Any] | None
     hazards: list[HazardPublic]
+    # On a follow-up order: the hazard it was created to rectify.
+    followup_for: HazardPublic | None
     pending_price_change: PriceChangePublic | None
 
 
@@ -158,10 +171,12 @@ def _price_change(c: PriceChange) -> PriceChangePublic:
 
 
 def _hazard(h: Hazard, now: datetime) -> HazardPublic:
+    fix = (HazardFixPublic(work_done=h.fix_work_done, parts=h.fix_parts, photo_refs=h.fix_photo_refs)
+           if h.fix_work_done is not None else None)
     return HazardPublic(id=h.id, order_id=h.order_id, station_id=h.station_id, category=h.category,
-                        severity=h.severity, description=h.description, deadline_at=h.deadline_at, status=h.status,
-                        followup_order_id=h.followup_order_id, found_at=h.found_at, fixed_at=h.fixed_at,
-                        age_days=(now - h.found_at).days)
+                        severity=h.severity, description=h.description, resolution=h.resolution,
+                        deadline_at=h.deadline_at, status=h.status, fix=fix, followup_order_id=h.followup_order_id,
+                        found_at=h.found_at, fixed_at=h.fixed_at, age_days=(now - h.found_at).days)
 
 
 def _job(order: Order) -> JobStatus:
@@ -284,6 +299,7 @@ async def order_visit(order_id: uuid.UUID, principal: CurrentPrincipal, session:
     visit = await visits.visit_of(session, order.id)
     report = await reports.report_of(session, order.id)
     pending = await reports.pending_price_change(session, order)
+    rectifies = await reports.hazard_followed_up_by(session, order.id)
     on_site = (int((visit.checked_out_at - visit.checked_in_at).total_seconds())
                if visit and visit.checked_in_at and visit.checked_out_at else None)
     return VisitPublic(
@@ -297,6 +313,7 @@ async def order_visit(order_id: uuid.UUID, principal: CurrentPrincipal, session:
                                           created_at=v.created_at) for v in await identity.verifications(session, order.id)],
         report=report.model_dump(mode="json", exclude={"technician_id"}) if report else None,
         hazards=[_hazard(h, now) for h in await reports.hazards_of(session, order.id)],
+        followup_for=_hazard(rectifies, now) if rectifies else None,
         pending_price_change=_price_change(pending) if pending else None,
     )
 

@@ -65,5 +65,6 @@ def hazards(min_age_days: int = typer.Option(0, min=0), limit: int = typer.Optio
     table = Table("found", "age (days)", "category", "severity", "deadline", "station", "follow-up order")
     for h in asyncio.run(run()):
         table.add_row(h.found_at.isoformat(timespec="minutes"), str((now - h.found_at).days), h.category, h.severity,
-                      h.deadline_at.isoformat(timespec="minutes"), str(h.station_id or "-"), str(h.followup_order_id))
+                      h.deadline_at.isoformat(timespec="minutes") if h.deadline_at else "-", str(h.station_id or "-"),
+                      str(h.followup_order_id))
     Console().print(table)

@@ -26,7 +26,8 @@ class StationKpis:
     home_entry_rate: float | None = None
     # Minutes from the order's creation to the technician's check-in.
     median_arrival_min: float | None = None
-    # Completed repairs (not follow-ups) that left no hazard to come back for ÷ completed repairs.
+    # Completed repairs (not follow-ups) that left no hazard to come back for ÷ completed repairs;
+    # a hazard fixed on site leaves nothing to come back for.
     first_visit_fix_rate: float | None = None
     open_hazards_by_age: dict[str, int] = field(default_factory=dict)
 
@@ -57,8 +58,9 @@ async def station_kpis(session: AsyncSession, station_id: uuid.UUID, start: date
         select(Order, Visit).join(Visit, col(Visit.order_id) == Order.id, isouter=True).where(
             geo.ST_Covers(station.service_area, Order.location),
             col(Order.created_at) >= start, col(Order.created_at) < end))).all()
-    with_hazards = set((await session.exec(select(Hazard.order_id).where(
-        col(Hazard.order_id).in_([o.id for o, _ in rows])))).all()) if rows else set()
+    left_hazards = set((await session.exec(select(Hazard.order_id).where(
+        col(Hazard.order_id).in_([o.id for o, _ in rows]), Hazard.resolution == "needs_followup")))
+        .all()) if rows else set()
     kpis = StationKpis()
     inspections = {"completed": 0, "no_access": 0}
     arrivals: list[float] = []
@@ -73,7 +75,7 @@ async def station_kpis(session: AsyncSession, station_id: uuid.UUID, start: date
             arrivals.append((visit.checked_in_at - order.created_at).total_seconds() / 60)
         if result == "completed" and order.required_certification != "inspection" and order.source != "followup":
             repairs += 1
-            fixed_first += order.id not in with_hazards
+            fixed_first += order.id not in left_hazards
     kpis.home_entry_rate = _ratio(inspections["completed"], sum(inspections.values()))
     kpis.median_arrival_min = round(statistics.median(arrivals), 1) if arrivals else None
     kpis.first_visit_fix_rate = _ratio(fixed_first, repairs)

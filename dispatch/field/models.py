@@ -18,6 +18,7 @@ HAZARD_CATEGORIES = (
     "corroded_pipe", "appliance_fault", "other",
 )
 HAZARD_SEVERITIES = ("minor", "major", "critical")
+HAZARD_RESOLUTIONS = ("fixed_on_site", "needs_followup")
 TIME_SLOTS = ("morning", "afternoon", "evening")
 PRICE_CHANGE_STATUSES = ("pending", "approved", "rejected", "superseded", "withdrawn")
 
@@ -108,7 +109,8 @@ class PriceChange(SQLModel, table=True):
 
 
 class Hazard(SQLModel, table=True):
-    """An unsafe condition found in a home; open until a later visit records it fixed."""
+    """An unsafe condition found in a home: fixed on the spot (what was done is kept on it), or
+    open with a deadline and a follow-up order until a later visit records it fixed."""
 
     __tablename__ = "field_hazard"
     __table_args__ = (
@@ -116,6 +118,10 @@ class Hazard(SQLModel, table=True):
         CheckConstraint(f"severity IN {HAZARD_SEVERITIES}", name="severity"),
         CheckConstraint("status IN ('open','fixed')", name="status"),
         CheckConstraint("deadline_at > found_at", name="deadline"),
+        CheckConstraint(f"resolution IN {HAZARD_RESOLUTIONS}", name="resolution"),
+        # Fixed on site: done, with what was done and no deadline; otherwise a deadline to meet.
+        CheckConstraint("CASE WHEN resolution = 'fixed_on_site' THEN status = 'fixed' AND fix_work_done IS NOT NULL "
+                        "AND deadline_at IS NULL ELSE deadline_at IS NOT NULL END", name="resolution_fields"),
         Index("ix_field_hazard_open", "station_id", "found_at", postgresql_where=text("status = 'open'")),
     )
 
@@ -128,8 +134,13 @@ class Hazard(SQLModel, table=True):
     severity: str = Field(max_length=16)
     description: str = Field(default="", max_length=1000)
     photo_refs: list[str] = Field(default_factory=list, sa_type=JSONB)
-    deadline_at: datetime = _ts()
+    resolution: str = Field(default="needs_followup", max_length=16)
+    deadline_at: datetime | None = _ts(nullable=True, default=None)
     status: str = Field(default="open", max_length=16)
+    fix_work_done: str | None = Field(default=None, max_length=2000)
+    # [{"name", "quantity", "unit_price_minor"}], as in the work report
+    fix_parts: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
+    fix_photo_refs: list[str] = Field(default_factory=list, sa_type=JSONB)
     followup_order_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_order.id")
     found_at: datetime = _ts()
     fixed_at: datetime | None = _ts(nullable=True, default=None)

@@ -4,9 +4,9 @@ follow-up orders. Completion reaches settlement through the `complete` transitio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AwareDatetime, Discriminator, Field, StringConstraints, Tag
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,13 +39,44 @@ class PartIn(Input):
     unit_price_minor: int = Field(ge=0, le=10_000_000)
 
 
-class HazardIn(Input):
+class HazardFound(Input):
     category: Annotated[str, StringConstraints(pattern="^(" + "|".join(HAZARD_CATEGORIES) + ")$")]
     severity: Annotated[str, StringConstraints(pattern="^(" + "|".join(HAZARD_SEVERITIES) + ")$")]
     description: str = Field(default="", max_length=1000)
     photo_refs: list[Ref] = Field(default_factory=list, max_length=20)
+
+
+class HazardFixIn(Input):
+    """What the technician did to remove the hazard during this visit."""
+
+    work_done: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    parts: list[PartIn] = Field(default_factory=list, max_length=50)
+    photo_refs: list[Ref] = Field(default_factory=list, max_length=20)
+
+
+class HazardFixedOnSite(HazardFound):
+    resolution: Literal["fixed_on_site"]
+    fix: HazardFixIn
+
+
+class HazardNeedsFollowup(HazardFound):
+    resolution: Literal["needs_followup"] = "needs_followup"
     # By severity from the settings when not given; with a time zone, at most the severity's limit.
     deadline_at: AwareDatetime | None = None
+
+
+def _resolution(value: Any) -> str:
+    """Without a choice a hazard stays open and gets its follow-up: the safe reading."""
+    if isinstance(value, dict):
+        return value.get("resolution", "needs_followup")
+    return getattr(value, "resolution", "needs_followup")
+
+
+HazardIn = Annotated[
+    Annotated[HazardFixedOnSite, Tag("fixed_on_site")] | Annotated[HazardNeedsFollowup, Tag("needs_followup")],
+    Discriminator(_resolution, custom_error_type="hazard_resolution",
+                  custom_error_message="resolution must be fixed_on_site or needs_followup"),
+]
 
 
 class WorkReportIn(Input):
@@ -109,7 +140,7 @@ async def _withdraw_pending(session: AsyncSession, order_id: uuid.UUID, now: dat
                        .values(status="withdrawn", decided_at=now))
 
 
-def _check_deadlines(hazards: list[HazardIn], now: datetime) -> None:
+def _check_deadlines(hazards: list[HazardNeedsFollowup], now: datetime) -> None:
     limits = get_settings().field_hazard_max_deadline_days
     for hazard in hazards:
         if hazard.deadline_at is None:
@@ -130,16 +161,25 @@ async def _open_hazards_at(session: AsyncSession, address_id: uuid.UUID, ids: li
     return list(found)
 
 
-async def _record_hazard(session: AsyncSession, order: Order, station_id: uuid.UUID | None, item: HazardIn,
-                         now: datetime) -> Hazard:
+def _fixed_on_site(order: Order, station_id: uuid.UUID | None, item: HazardFixedOnSite, now: datetime) -> Hazard:
+    """Removed during this visit: kept as evidence, with nothing to come back for."""
+    return Hazard(order_id=order.id, customer_id=order.customer_id, address_id=order.address_id,
+                  station_id=station_id, category=item.category, severity=item.severity,
+                  description=item.description, photo_refs=list(item.photo_refs), resolution="fixed_on_site",
+                  status="fixed", fix_work_done=item.fix.work_done, fix_parts=[p.model_dump() for p in item.fix.parts],
+                  fix_photo_refs=list(item.fix.photo_refs), found_at=now, fixed_at=now, fixed_order_id=order.id)
+
+
+async def _needs_followup(session: AsyncSession, order: Order, station_id: uuid.UUID | None,
+                          item: HazardNeedsFollowup, now: datetime) -> Hazard:
     deadline = item.deadline_at or now + timedelta(days=get_settings().field_hazard_deadline_days[item.severity])
     # The customer pays for the follow-up, so it waits for his consent unless the catalogue makes it free.
+    # No description: the apps tell the customer which hazard it rectifies from the hazard's own fields.
     priced = (await get_service_kind(session, FOLLOWUP_KIND)).base_price_minor > 0
     followup = await create_order(
         session, customer_id=order.customer_id, address_id=order.address_id, kind=FOLLOWUP_KIND,
         actor=Actor.system("field"), source="followup", priority=followup_priority(deadline, now), now=now,
-        sla_deadline=deadline, needs_consent=priced,
-        description=f"rectify hazard {item.category} ({item.severity}) by {deadline.isoformat()}")
+        sla_deadline=deadline, needs_consent=priced)
     hazard = Hazard(order_id=order.id, customer_id=order.customer_id, address_id=order.address_id,
                     station_id=station_id, category=item.category, severity=item.severity,
                     description=item.description, photo_refs=list(item.photo_refs), deadline_at=deadline,
@@ -153,6 +193,16 @@ async def _record_hazard(session: AsyncSession, order: Order, station_id: uuid.U
     return hazard
 
 
+async def _record_hazard(session: AsyncSession, order: Order, station_id: uuid.UUID | None,
+                         item: HazardFixedOnSite | HazardNeedsFollowup, now: datetime) -> Hazard:
+    if isinstance(item, HazardNeedsFollowup):
+        return await _needs_followup(session, order, station_id, item, now)
+    hazard = _fixed_on_site(order, station_id, item, now)
+    session.add(hazard)
+    await session.flush()
+    return hazard
+
+
 async def complete(session: AsyncSession, order_id: uuid.UUID, technician_id: uuid.UUID, body: WorkReportIn,
                    now: datetime) -> Completion:
     order = await held_order(session, order_id, technician_id)
@@ -160,9 +210,10 @@ async def complete(session: AsyncSession, order_id: uuid.UUID, technician_id: uu
         raise Conflict(f"order is {order.status}, not in_service")
     if body.currency != order.currency:
         raise InvalidInput(f"the order is priced in {order.currency}")
-    if any(h.severity == "critical" for h in body.hazards) and not body.valve_closed:
-        raise InvalidInput("a critical hazard shuts the supply: close the valve and report valve_closed")
-    _check_deadlines(body.hazards, now)
+    unresolved = [h for h in body.hazards if isinstance(h, HazardNeedsFollowup)]
+    if any(h.severity == "critical" for h in unresolved) and not body.valve_closed:
+        raise InvalidInput("a critical hazard left unfixed shuts the supply: close the valve and report valve_closed")
+    _check_deadlines(unresolved, now)
     pending = await _price_allowed(session, order, body, now)
     if pending is not None:
         return Completion(order=order, price_change=pending)
@@ -216,6 +267,10 @@ async def decide_price_change(session: AsyncSession, order_id: uuid.UUID, custom
         await publish(session, "field.price_change_approved", {
             "order_id": str(order_id), "customer_id": str(customer_id), "amount_minor": change.amount_minor,
             "currency": change.currency, "price_change_id": str(change.id)})
+    else:  # the technician is told (dispatch/handlers.py)
+        await publish(session, "field.price_change_rejected", {
+            "order_id": str(order_id), "technician_id": str(order.technician_id), "amount_minor": change.amount_minor,
+            "currency": change.currency, "price_change_id": str(change.id)})
     return change
 
 
@@ -225,6 +280,11 @@ async def report_of(session: AsyncSession, order_id: uuid.UUID) -> WorkReport | 
 
 async def hazards_of(session: AsyncSession, order_id: uuid.UUID) -> list[Hazard]:
     return list((await session.exec(select(Hazard).where(Hazard.order_id == order_id).order_by(Hazard.found_at))).all())
+
+
+async def hazard_followed_up_by(session: AsyncSession, order_id: uuid.UUID) -> Hazard | None:
+    """The hazard this follow-up order was created to rectify, if it is one."""
+    return (await session.exec(select(Hazard).where(Hazard.followup_order_id == order_id))).first()
 
 
 async def pending_price_change(session: AsyncSession, order: Order) -> PriceChange | None:

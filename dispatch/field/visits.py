@@ -18,9 +18,13 @@ from dispatch.field.models import Visit
 from dispatch.geo import point
 from dispatch.models import Order
 from dispatch.service import Actor, transition
+from matching.index import TrackPoint
+from matching.scoring import haversine_m
 from matching.service import geo_index
 
 FIELD = Actor.system("field")
+# Two GPS fixes of a standing phone can differ by this much without any travel.
+ARRIVAL_GPS_NOISE_M = 50.0
 
 
 class NoFreshPosition(InvalidInput):
@@ -33,6 +37,12 @@ class TooFarFromAddress(InvalidInput):
     """The technician's last position is not at the order's address."""
 
     slug = "too-far-from-address"
+
+
+class ImplausibleArrival(InvalidInput):
+    """The track the server holds cannot have reached the address by now (a jump at an impossible speed)."""
+
+    slug = "implausible-arrival"
 
 
 class IdentityNotVerified(Conflict):
@@ -59,20 +69,36 @@ def _actor(technician_id: uuid.UUID) -> Actor:
     return Actor("technician", str(technician_id))
 
 
+def _check_approach(track: list[TrackPoint]) -> None:
+    """Every earlier fix of the track must be able to reach the newest one in the time between
+    them on the server's clock, which the phone cannot set: many small steps stamped a moment
+    apart, or a fix held back and then placed at the door, add up to an impossible speed."""
+    latest, max_mps = track[0], get_settings().max_speed_kmh / 3.6
+    for earlier in track[1:]:
+        elapsed = (latest.received_at - earlier.received_at).total_seconds()
+        jump = haversine_m(earlier.lon, earlier.lat, latest.lon, latest.lat) - ARRIVAL_GPS_NOISE_M
+        if jump > max(elapsed, 0.0) * max_mps:
+            raise ImplausibleArrival(f"{round(jump)} m in {round(elapsed)} s before reaching the address")
+
+
 async def position_at_address(session: AsyncSession, redis: Redis, order: Order, technician_id: uuid.UUID,
                               now: datetime) -> Fix:
-    """The technician's last fresh position, if it lies within the arrival radius of the address."""
-    live = await geo_index(redis).get(str(technician_id))
-    if live is None or live.seen_at < now - timedelta(seconds=get_settings().stale_after_s):
+    """The technician's newest accepted fix, from the server's own record of his track: fresh,
+    within the arrival radius, and plausibly reached."""
+    track = await geo_index(redis).track(str(technician_id))
+    fresh_after = now - timedelta(seconds=get_settings().stale_after_s)
+    if not track or track[0].at < fresh_after:
         raise NoFreshPosition()
-    here = point(live.lon, live.lat)
+    latest = track[0]
+    here = point(latest.lon, latest.lat)
     radius = get_settings().field_arrival_radius_m
     within, distance = (await session.exec(select(
         geo.ST_DWithin(Order.location, here, radius), geo.ST_Distance(Order.location, here),
     ).where(Order.id == order.id))).one()
     if not within:
         raise TooFarFromAddress(f"{round(distance)} m from the address; check-in needs {round(radius)} m or less")
-    return Fix(live.lon, live.lat, float(distance))
+    _check_approach(track)
+    return Fix(latest.lon, latest.lat, float(distance))
 
 
 async def depart(session: AsyncSession, redis: Redis, order_id: uuid.UUID, technician_id: uuid.UUID,

@@ -10,9 +10,10 @@ const DONE = ["completed", "reviewed", "settled"];
 const HAZARD_CATEGORIES = ["leaking_connector", "aged_hose", "illegal_modification", "no_alarm", "ventilation",
   "corroded_pipe", "appliance_fault", "other"];
 const SEVERITIES = ["minor", "major", "critical"];
+const RESOLUTIONS = ["needs_followup", "fixed_on_site"];  // the safe choice first
 const main = document.getElementById("main");
 const statusSlot = document.getElementById("status-slot");
-const state = { me: null, offers: new Map(), jobs: [], done: [], connection: "connecting", lastFix: null, lastSent: null, geoError: null };
+const state = { me: null, offers: new Map(), jobs: [], done: [], notices: [], connection: "connecting", lastFix: null, lastSent: null, geoError: null };
 const drafts = new Map();  // order id -> work report being written, kept across re-renders
 let api;
 let socket;
@@ -30,6 +31,7 @@ startApp("technician", ["technician"], {
     });
     watchPosition();
     await loadJobs();
+    await loadNotices();
     setInterval(renderOffers, 1000);  // the countdowns
   },
   rerender: render,
@@ -76,6 +78,10 @@ function onMessage(message) {
     loadJobs();
   } else if (message.type === "notification" && message.notification?.title) {
     toast(message.notification.title);
+    if (NOTICE_KINDS.includes(message.notification.kind)) {
+      state.notices = [message.notification, ...state.notices.filter((n) => n.id !== message.notification.id)];
+      renderNotices();
+    }
   }
 }
 
@@ -87,6 +93,44 @@ async function loadJobs() {
   render();
 }
 
+// -- notices: a job taken away or a price refused, and why --------------------------------------
+
+const NOTICE_KINDS = ["job_cancelled", "job_released", "job_reassigned", "price_change_rejected"];
+
+async function loadNotices() {
+  const unread = await api.get("/v1/notifications?unread=true&limit=20").catch(() => ({ data: [] }));
+  state.notices = unread.data.filter((n) => NOTICE_KINDS.includes(n.kind));
+  renderNotices();
+}
+
+// A reason chosen from the list arrives as a slug, shown in his language; operations' free text as written.
+function noticeReason(p) {
+  return p.reason_code ? t(`cancelReason.${p.reason_code}`) : p.reason ?? "";
+}
+
+function renderNotices() {
+  const section = document.getElementById("notices");
+  if (!section) return;
+  section.classList.toggle("hidden", !state.notices.length);
+  fill(section, h("h2", {}, t("notice.title")), h("ul", { class: "plain", id: "notice-list" }, state.notices.map((n) => {
+    const p = n.payload ?? {};
+    const seen = h("button", { type: "button" }, t("notice.dismiss"));
+    seen.addEventListener("click", async () => {
+      await api.post(`/v1/notifications/${n.id}/read`, {}).catch((error) => toast(error.message));
+      state.notices = state.notices.filter((x) => x.id !== n.id);
+      renderNotices();
+    });
+    const reason = noticeReason(p);
+    return h("li", { class: "notice", "data-kind": n.kind },
+      h("strong", {}, t(`notice.${n.kind}`, { order: String(p.order_id ?? "").slice(0, 8),
+        amount: p.amount_minor != null ? money({ amount_minor: p.amount_minor, currency: p.currency }) : "" })),
+      p.action && n.kind !== "price_change_rejected" ? h("div", {}, t(`notice.action.${p.action}`)) : null,
+      reason ? h("div", { class: "notice-reason" }, t("notice.reason", { reason })) : null,
+      p.compensation ? h("div", {}, t("notice.compensation", { amount: money(p.compensation) })) : null,
+      h("div", { class: "muted" }, when(n.created_at), " ", seen));
+  })));
+}
+
 // -- rendering ------------------------------------------------------------------------------------
 
 function render() {
@@ -94,11 +138,13 @@ function render() {
   if (!document.getElementById("offers")) {
     fill(main, 
       h("section", { class: "card", id: "availability" }),
+      h("section", { class: "card hidden", id: "notices", "aria-live": "assertive" }),
       h("section", { class: "card", id: "offers", "aria-live": "assertive" }),
       h("section", { id: "jobs" }),
       h("section", { class: "card", id: "done" }));
   }
   renderAvailability();
+  renderNotices();
   renderOffers();
   renderJobs();
   renderDone();
@@ -244,7 +290,8 @@ function reportForm(order) {
   const hazardsList = h("ul", { id: "hazards-list" });
   const drawLists = () => {
     fill(partsList, ...draft.parts.map((p) => h("li", {}, `${p.name} × ${p.quantity} · ${money({ amount_minor: p.unit_price_minor, currency: order.price_estimate.currency })}`)));
-    fill(hazardsList, ...draft.hazards.map((z) => h("li", {}, `${t(`hazard.${z.category}`)} · ${t(`severity.${z.severity}`)}${z.description ? ` · ${z.description}` : ""}`)));
+    fill(hazardsList, ...draft.hazards.map((z) => h("li", {}, `${t(`hazard.${z.category}`)} · ${t(`severity.${z.severity}`)} · ${t(`hazardResolution.${z.resolution}`)}`
+      + `${z.description ? ` · ${z.description}` : ""}${z.fix ? ` · ${z.fix.work_done}` : ""}`)));
   };
   drawLists();
 
@@ -262,12 +309,45 @@ function reportForm(order) {
   const category = h("select", {}, HAZARD_CATEGORIES.map((c) => new Option(t(`hazard.${c}`), c)));
   const severity = h("select", {}, SEVERITIES.map((s) => new Option(t(`severity.${s}`), s)));
   const hazardText = h("input", { maxlength: 1000 });
+  // Fixed on site: what was done and the parts go with the hazard, and no follow-up order is made.
+  const resolution = h("select", {}, RESOLUTIONS.map((r) => new Option(t(`hazardResolution.${r}`), r)));
+  const fixText = h("textarea", { maxlength: 2000 });
+  const fixPartName = h("input", { maxlength: 100 });
+  const fixPartQty = h("input", { type: "number", min: 1, value: "1", inputmode: "numeric" });
+  const fixPartPrice = h("input", { type: "number", min: 0, step: "0.01", inputmode: "decimal" });
+  const fixFields = h("div", { class: "hidden", id: "hazard-fix" }, field("hazard-fix-text", "technician.fixDone", fixText),
+    h("div", { class: "row" }, h("div", {}, field("hazard-fix-part", "technician.fixPart", fixPartName)),
+      h("div", {}, field("hazard-fix-qty", "technician.quantity", fixPartQty)),
+      h("div", {}, field("hazard-fix-price", "technician.unitPrice", fixPartPrice))));
+  resolution.addEventListener("change", () => fixFields.classList.toggle("hidden", resolution.value !== "fixed_on_site"));
   const addHazard = h("button", { type: "button", id: "add-hazard" }, t("technician.addHazard"));
   addHazard.addEventListener("click", () => {
-    draft.hazards.push({ category: category.value, severity: severity.value, description: hazardText.value.trim() });
-    hazardText.value = "";
+    const hazard = { category: category.value, severity: severity.value, description: hazardText.value.trim(),
+      resolution: resolution.value };
+    if (resolution.value === "fixed_on_site") {
+      if (!fixText.value.trim()) { error.textContent = t("technician.fixDoneMissing"); fixText.focus(); return; }
+      const parts = fixPartName.value.trim()
+        ? [{ name: fixPartName.value.trim(), quantity: Number(fixPartQty.value) || 1, unit_price_minor: minor(fixPartPrice.value || 0) }] : [];
+      hazard.fix = { work_done: fixText.value.trim(), parts };
+    }
+    draft.hazards.push(hazard);
+    hazardText.value = ""; fixText.value = ""; fixPartName.value = ""; fixPartPrice.value = ""; error.textContent = "";
     drawLists();
   });
+  // A follow-up job rectifies the hazard it was made for: reported fixed unless unticked.
+  const rectified = h("input", { type: "checkbox", id: "hazard-rectified", checked: true });
+  const rectifies = h("fieldset", { class: "hidden", id: "rectifies" });
+  if (order.source === "followup") {
+    api.get(`/v1/orders/${order.id}/visit`).then((visit) => {
+      const hazard = visit.followup_for;
+      if (!hazard || hazard.status !== "open") return;
+      draft.rectifies = hazard.id;
+      rectifies.classList.remove("hidden");
+      fill(rectifies, h("legend", {}, t("technician.rectifies")),
+        h("p", {}, `${t(`hazard.${hazard.category}`)} · ${t(`severity.${hazard.severity}`)}${hazard.description ? ` · ${hazard.description}` : ""}`),
+        h("label", { class: "inline", for: "hazard-rectified" }, rectified, t("technician.rectified")));
+    }).catch((e) => toast(e.message));
+  }
 
   const error = h("p", { class: "error", role: "alert" }, draft.awaitingPrice ? t("technician.awaitingPrice") : "");
   const submit = h("button", { type: "submit", class: "primary", id: "job-complete" }, t("technician.complete"));
@@ -277,10 +357,13 @@ function reportForm(order) {
       h("div", { class: "row" }, h("div", {}, field("part-name", "technician.partName", partName)),
         h("div", {}, field("part-qty", "technician.quantity", partQty)), h("div", {}, field("part-price", "technician.unitPrice", partPrice))),
       h("div", { class: "actions" }, addPart)),
+    rectifies,
     h("fieldset", {}, h("legend", {}, t("customer.hazards")), hazardsList,
       h("div", { class: "row" }, h("div", {}, field("hazard-category", "technician.hazardCategory", category)),
         h("div", {}, field("hazard-severity", "technician.severity", severity))),
-      field("hazard-text", "technician.hazardText", hazardText), h("div", { class: "actions" }, addHazard)),
+      field("hazard-text", "technician.hazardText", hazardText),
+      field("hazard-resolution", "technician.hazardResolution", resolution), fixFields,
+      h("div", { class: "actions" }, addHazard)),
     field("final-price", "technician.finalPrice", price),
     h("label", { class: "inline", for: "valve-closed" }, valve, t("technician.valveClosed")),
     error, h("div", { class: "actions" }, submit));
@@ -288,6 +371,7 @@ function reportForm(order) {
     event.preventDefault();
     const result = await act(submit, error, () => api.post(`/v1/jobs/${order.id}/complete`, {
       work_done: workDone.value, parts: draft.parts, hazards: draft.hazards, final_price_minor: minor(price.value),
+      fixed_hazard_ids: draft.rectifies && rectified.checked ? [draft.rectifies] : [],
       currency: order.price_estimate.currency, valve_closed: valve.checked }));
     if (!result) return;
     if (result.http_status === 202) {

@@ -1,0 +1,58 @@
+"""Hazards in the technician's report, in a real browser: one fixed on site (no follow-up), one
+left for a follow-up that the customer sees in his language and consents to."""
+
+from playwright.async_api import expect
+
+from tests.e2e.test_order_flow import CENTER, FAST, fix, people, sign_in  # noqa: F401 (people: fixture)
+from tests.e2e.support import PHONE
+
+
+async def test_a_hazard_fixed_on_site_and_one_left_for_a_translated_followup(
+    api_worker, people, new_context,  # noqa: ANN001, F811
+) -> None:
+    base = api_worker(**FAST)
+    phone = await new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    await phone.grant_permissions(["geolocation"], origin=base)
+    await phone.set_geolocation(fix(CENTER[0] + 0.0002, CENTER[1]))
+    tech = await phone.new_page()
+    await sign_in(tech, base, "technician", people["technician"])
+    await tech.click("#toggle-online")
+    await expect(tech.locator("#gps")).to_have_attribute("data-sent", f"{CENTER[1]:.5f},{CENTER[0] + 0.0002:.5f}")
+
+    customer = await (await new_context(viewport={"width": 390, "height": 844}, is_mobile=True)).new_page()
+    await sign_in(customer, base, "customer", people["customer"])
+    await customer.select_option("#order-kind", "repair")
+    await customer.click("#place-order")
+    await tech.locator("[id^=accept-]").click()
+    await tech.click("#job-depart")
+    await tech.fill("#door-code-input", (await customer.inner_text("#door-code")).strip())
+    await tech.click("#verify-code")
+    await expect(tech.locator("#verify-ok")).to_be_visible()
+    await tech.click("#job-arrive")
+    await tech.click("#job-start")
+
+    await tech.fill("#work-done", "检查灶具")
+    await tech.select_option("#hazard-category", "leaking_connector")
+    await tech.select_option("#hazard-resolution", "fixed_on_site")
+    await tech.click("#add-hazard")  # without what was done it is refused in the form
+    await expect(tech.locator("#report-form > .error")).to_contain_text("处理内容")
+    await tech.fill("#hazard-fix-text", "更换密封圈，复测无泄漏")
+    await tech.click("#add-hazard")
+    await tech.select_option("#hazard-category", "no_alarm")
+    await tech.select_option("#hazard-resolution", "needs_followup")
+    await tech.click("#add-hazard")
+    await expect(tech.locator("#hazards-list li")).to_have_count(2)
+    await tech.click("#job-complete")
+
+    await expect(customer.locator("#order-status-pill")).to_have_text("已完成")
+    fixed = customer.locator("#hazards li", has_text="接头漏气")
+    await expect(fixed).to_contain_text("已现场处理")
+    await expect(fixed).to_contain_text("更换密封圈")
+    await expect(fixed.locator("a")).to_have_count(0)  # no follow-up for it
+    left = customer.locator("#hazards li", has_text="未装燃气报警器")
+    await expect(left).to_contain_text("待整改")
+    await left.locator("a").click()
+    await expect(customer.locator("#followup-hazard")).to_contain_text("未装燃气报警器（一般）")
+    await expect(customer.locator("#order-status")).not_to_contain_text("rectify")
+    await customer.click("#consent-followup")
+    await expect(customer.locator("#order-status-pill")).not_to_have_text("待您确认")
