@@ -1,11 +1,14 @@
 """Structured JSON logs with a request id, Prometheus metrics, and a request body size limit."""
 
+import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,7 +50,12 @@ def metrics_response() -> Response:
 
 
 class BodySizeLimit:
-    """Refuses bodies over the limit with 413 before the route reads them."""
+    """Guards request bodies before any route reads them: over the limit is 413 (declared or,
+    when chunked, counted), and a JSON body holding a NUL character is 422, because PostgreSQL
+    cannot store one in text or jsonb; refusing it here covers every route at once."""
+
+    # The escape for NUL after an even run of backslashes (an odd run makes it plain text).
+    _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -57,33 +65,75 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _too_large(send)
+            await _send_refusal(send, _BodyRefused(*_TOO_LARGE))
             return
-        received = 0
+        content_type = headers.get(b"content-type", b"").lower()
+        scan = not content_type or b"json" in content_type
+        received, carry = 0, b""
+        refused: _BodyRefused | None = None
 
-        async def limited_receive() -> Message:
-            nonlocal received
+        async def guarded_receive() -> Message:
+            nonlocal received, carry, refused
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    refused = _BodyRefused(*_TOO_LARGE)
+                elif scan:
+                    text = carry + chunk
+                    if self._NUL_ESCAPE.search(text):
+                        refused = _BodyRefused(*_NUL)
+                    carry = _unfinished_escape(text)
+                if refused is not None:
+                    raise refused  # an HTTPException, so FastAPI's body parsing does not turn it into a 400
             return message
 
+        started = answered = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, answered
+            if refused is not None and not started:
+                # Whatever the app made of the refusal, the client gets the refusal itself.
+                started = answered = True
+                await _send_refusal(send, refused)
+            elif not answered:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _too_large(send)
+            await self.app(scope, guarded_receive, guarded_send)
+        except _BodyRefused as exc:
+            if not started:
+                await _send_refusal(send, exc)
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _unfinished_escape(text: bytes) -> bytes:
+    """The tail that could begin an escape finished by the next chunk: the last run of
+    backslashes and what follows it, when fewer than the 5 bytes of `u0000` follow."""
+    last = text.rfind(b"\\")
+    if last == -1 or len(text) - last - 1 >= 5:
+        return b""
+    head = text[:last + 1]
+    return text[len(head.rstrip(b"\\")):]
 
 
-async def _too_large(send: Send) -> None:
-    body = b'{"type":"/problems/payload-too-large","title":"Payload too large","status":413,"detail":"request body too large"}'
-    await send({"type": "http.response.start", "status": 413,
+class _BodyRefused(HTTPException):
+    def __init__(self, status: int, slug: str, title: str, detail: str) -> None:
+        super().__init__(status, detail)
+        self.slug, self.title = slug, title
+
+
+_TOO_LARGE = (413, "payload-too-large", "Payload too large", "request body too large")
+_NUL = (422, "nul-character", "Unprocessable content", "text may not contain the NUL character (\\u0000)")
+
+
+async def _send_refusal(send: Send, refusal: _BodyRefused) -> None:
+    body = json.dumps({"type": f"/problems/{refusal.slug}", "title": refusal.title, "status": refusal.status_code,
+                       "detail": refusal.detail}).encode()
+    await send({"type": "http.response.start", "status": refusal.status_code,
                 "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -6,7 +6,7 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import Conflict, NotFound
+from dispatch.errors import Conflict, InvalidInput, NotFound
 from dispatch.geo import point, polygon_from_geojson
 from dispatch.models import ServiceKind, ServiceStation
 
@@ -33,6 +33,10 @@ async def get_station(session: AsyncSession, station_id: uuid.UUID) -> ServiceSt
 
 
 async def update_station(session: AsyncSession, station_id: uuid.UUID, changes: dict[str, Any]) -> ServiceStation:
+    """Omitted fields stay as they are; every field of a station is required, so none may be null."""
+    nulls = sorted(field for field, value in changes.items() if value is None)
+    if nulls:
+        raise InvalidInput(f"{', '.join(nulls)} may be omitted but not null")
     station = await get_station(session, station_id)
     if "service_area" in changes:
         changes["service_area"] = polygon_from_geojson(changes["service_area"])

@@ -420,7 +420,8 @@ class TechnicianClient:
                 await self._status(order_id, "arrived")
                 return
             except ClientError as exc:
-                if exc.code not in ("identity-not-verified", "no-fresh-position", "too-far-from-address"):
+                if exc.code not in ("identity-not-verified", "no-fresh-position", "too-far-from-address",
+                                    "implausible-arrival"):
                     raise
                 self._say(f"[yellow]cannot check in yet ({exc.code}); waiting[/]")
                 await asyncio.sleep(self.o.interval_s)

@@ -2,7 +2,11 @@
 
 Keys (per city): `matching:geo:{city}` GEO set of technicians who are online or busy;
 `matching:tech:{id}` hash with lon, lat, ts (epoch s of the fix), status, active_jobs,
-max_jobs, city, persisted_at (when the position was last written to PostgreSQL).
+max_jobs, city, persisted_at (when the position was last written to PostgreSQL);
+`matching:track:{id}` list of recent accepted fixes, newest first ("lon lat ts rx", rx being
+when the server received it): the newest fix, then fixes kept at least TRACK_SPACING_S apart
+in server time (a fix arriving sooner replaces the newest), so a burst of fixes cannot push
+the older track out.
 """
 
 import asyncio
@@ -20,18 +24,20 @@ EARTH_RADIUS_M = 6_371_008.8
 # follows the local density of technicians, not the size of the city.
 SEARCH_RADII_M = (250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0, 50_000.0)
 
-# Many fixes in one call (ARGV: max m/s, persist period, city, then one "id lon lat ts" string
-# per fix): validates each against the previous fix (ordering, speed), stores it, and says
-# whether PostgreSQL should get a copy (at a lower rate than Redis). Returns outcome, persist
-# pairs. Keys derive from the ids, so this runs on one Redis (Cluster would need hash tags).
+# Many fixes in one call (ARGV: max m/s, persist period, city, track spacing, length and ttl,
+# then one "id lon lat ts rx" string per fix): validates each against the previous fix
+# (ordering, speed), stores it and adds it to the track, and says whether PostgreSQL should
+# get a copy (at a lower rate than Redis). Returns outcome, persist pairs. Keys derive from the
+# ids, so this runs on one Redis (Cluster would need hash tags).
 _UPDATE_POSITIONS = """
 local max_mps, persist_every, city = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local spacing, track_len, track_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local geo = 'matching:geo:' .. city
 local rad = math.pi / 180
 local out = {}
-for i = 4, #ARGV do
-  local id, slon, slat, sts = string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+)$')
-  local lon, lat, ts = tonumber(slon), tonumber(slat), tonumber(sts)
+for i = 7, #ARGV do
+  local id, slon, slat, sts, srx = string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local lon, lat, ts, rx = tonumber(slon), tonumber(slat), tonumber(sts), tonumber(srx)
   local key = 'matching:tech:' .. id
   local prev = redis.call('HMGET', key, 'lon', 'lat', 'ts', 'persisted_at', 'status')
   local outcome = 'accepted'
@@ -50,6 +56,16 @@ for i = 4, #ARGV do
   local persist = 0
   if outcome == 'accepted' then
     redis.call('HSET', key, 'lon', slon, 'lat', slat, 'ts', sts, 'city', city)
+    local track = 'matching:track:' .. id
+    local entry = slon .. ' ' .. slat .. ' ' .. sts .. ' ' .. srx
+    local kept = redis.call('LINDEX', track, 1)
+    if kept and rx - tonumber(string.match(kept, '(%S+)$')) < spacing then
+      redis.call('LSET', track, 0, entry)
+    else
+      redis.call('LPUSH', track, entry)
+      redis.call('LTRIM', track, 0, track_len - 1)
+    end
+    redis.call('EXPIRE', track, track_ttl)
     if prev[5] == 'online' or prev[5] == 'busy' then redis.call('GEOADD', geo, lon, lat, id) end
     if ts - tonumber(prev[4] or '0') >= persist_every then
       redis.call('HSET', key, 'persisted_at', sts)
@@ -71,10 +87,27 @@ def tech_key(technician_id: str) -> str:
     return f"matching:tech:{technician_id}"
 
 
+def track_key(technician_id: str) -> str:
+    return f"matching:track:{technician_id}"
+
+
+TRACK_SPACING_S = 5.0
+TRACK_LENGTH = 120  # at least ten minutes of track
+TRACK_TTL_S = 3600
+
+
 @dataclass(frozen=True)
 class Fix:
     outcome: str  # accepted | stale | implausible_jump | future
     persist: bool = False
+
+
+@dataclass(frozen=True)
+class TrackPoint:
+    lon: float
+    lat: float
+    at: datetime  # the fix's own time, as the phone stated it
+    received_at: datetime  # the server's clock when the fix arrived
 
 
 @dataclass(frozen=True)
@@ -169,7 +202,7 @@ class GeoIndex:
             POSITION_UPDATES.labels("future").inc()
             return Fix("future")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((city, f"{technician_id} {lon!r} {lat!r} {at.timestamp()!r}", future))
+        self._pending.append((city, f"{technician_id} {lon!r} {lat!r} {at.timestamp()!r} {now.timestamp()!r}", future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
@@ -186,7 +219,8 @@ class GeoIndex:
             for start in range(0, len(items), _FIXES_PER_CALL):
                 chunk = items[start:start + _FIXES_PER_CALL]
                 try:
-                    flat = await self._update(args=[self.max_mps, self.persist_every_s, city, *(f for f, _ in chunk)])
+                    flat = await self._update(args=[self.max_mps, self.persist_every_s, city, TRACK_SPACING_S, TRACK_LENGTH,
+                                                    TRACK_TTL_S, *(f for f, _ in chunk)])
                 except Exception as exc:  # the callers see the failure; the index stays usable
                     for _, future in chunk:
                         if not future.done():
@@ -217,6 +251,14 @@ class GeoIndex:
     async def get(self, technician_id: str) -> LiveTechnician | None:
         data = await self.redis.hgetall(tech_key(technician_id))
         return _live(technician_id, data, distance_m=0.0)
+
+    async def track(self, technician_id: str) -> list[TrackPoint]:
+        """The technician's recent accepted fixes, newest first."""
+        out = []
+        for entry in await self.redis.lrange(track_key(technician_id), 0, -1):
+            lon, lat, ts, rx = (float(v) for v in entry.split())
+            out.append(TrackPoint(lon, lat, datetime.fromtimestamp(ts, timezone.utc), datetime.fromtimestamp(rx, timezone.utc)))
+        return out
 
     async def nearby(self, city: str, lon: float, lat: float, *, k: int, max_radius_m: float) -> list[LiveTechnician]:
         """Up to k technicians nearest to (lon, lat), widening the radius only while too few

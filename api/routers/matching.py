@@ -7,13 +7,12 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from api.deps import CurrentCustomer, CurrentTechnician, RedisDep, SessionDep, Staff
-from dispatch.config import get_settings
 from dispatch.errors import NotFound
 from dispatch.fanout import publish_position
 from dispatch.handlers import offer_summary
-from dispatch.models import CustomerBlock, Order, ServiceStation, Technician
+from dispatch.models import CustomerBlock, Order, Technician
 from dispatch.schemas import CertificationKind, GeoPoint, Input, Page
-from dispatch.technicians import certifications_of, usable_kinds
+from matching import nearby as nearby_technicians
 from matching import service as matching
 from matching.models import Offer
 from matching.service import geo_index
@@ -57,18 +56,14 @@ class NearbyTechnician(BaseModel):
     id: uuid.UUID
     name: str
     station: str | None
-    status: Literal["online", "busy"]
+    status: Literal["online"]  # technicians on a job are never listed
     certifications: list[str]
-    distance_m: int  # rounded to 100 m
-    position: dict  # rounded to ~100 m; never exact
+    distance_m: int  # from the coarse position, rounded to 100 m
+    position: dict  # coarse: somewhere in a cell of about 500 m around him; never exact
 
 
 class BlockBody(Input):
     technician_id: uuid.UUID
-
-
-def _round_point(lon: float, lat: float) -> dict:
-    return {"type": "Point", "coordinates": [round(lon, 3), round(lat, 3)]}
 
 
 @router.post("/v1/technicians/me/location", status_code=status.HTTP_202_ACCEPTED)
@@ -121,29 +116,18 @@ async def decline(offer_id: uuid.UUID, body: DeclineBody, technician: CurrentTec
 
 @router.get("/v1/technicians/nearby")
 async def nearby(
-    customer: CurrentCustomer, session: SessionDep, redis: RedisDep,
-    lon: Annotated[float, Query(ge=-180, le=180)], lat: Annotated[float, Query(ge=-90, le=90)],
+    customer: CurrentCustomer, session: SessionDep, redis: RedisDep, address_id: uuid.UUID,
     kind: CertificationKind | None = None, limit: Annotated[int, Query(ge=1, le=50)] = 20,
 ) -> Page[NearbyTechnician]:
-    """Certified technicians on duty near a point. Off-duty technicians never appear."""
-    live = await geo_index(redis).nearby(get_settings().city, lon, lat, k=limit,
-                                         max_radius_m=get_settings().default_service_radius_m)
-    ids = [uuid.UUID(t.id) for t in live]
-    techs = {t.id: t for t in (await session.exec(select(Technician).where(col(Technician.id).in_(ids)))).all()}
-    stations = {s.id: s.name for s in (await session.exec(select(ServiceStation))).all()}
-    out = []
-    for item in live:
-        tech = techs.get(uuid.UUID(item.id))
-        if tech is None or tech.status not in ("online", "busy"):
-            continue
-        kinds = sorted(usable_kinds(await certifications_of(session, tech.id)))
-        if not kinds or (kind and kind not in kinds):
-            continue
-        out.append(NearbyTechnician(
-            id=tech.id, name=tech.name, station=stations.get(tech.station_id) if tech.station_id else None,
-            status=tech.status, certifications=kinds, distance_m=int(round(item.distance_m / 100) * 100),
-            position=_round_point(item.lon, item.lat)))
-    return Page(data=out)
+    """Certified technicians free for work around one of your addresses, at coarse positions
+    (a cell of about 500 m, the same for every query in a half-hour window); rate limited."""
+    await nearby_technicians.throttle(redis, customer.id)
+    found = await nearby_technicians.free_technicians_near_address(
+        session, geo_index(redis), customer_id=customer.id, address_id=address_id, kind=kind, limit=limit,
+        now=datetime.now(timezone.utc))
+    return Page(data=[NearbyTechnician(
+        id=t.id, name=t.name, station=t.station, status="online", certifications=t.certifications,
+        distance_m=t.distance_m, position={"type": "Point", "coordinates": [t.lon, t.lat]}) for t in found])
 
 
 class OnDutyTechnician(BaseModel):

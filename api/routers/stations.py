@@ -1,6 +1,7 @@
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 from sqlmodel import select
 
 from api import presenters
@@ -8,7 +9,8 @@ from api.deps import Admin, CurrentPrincipal, SessionDep
 from dispatch import stations
 from dispatch.models import ServiceKind, ServiceStation
 from dispatch.schemas import (
-    Page, ServiceKindCreate, ServiceKindPublic, ServiceKindUpdate, StationCreate, StationPublic, StationUpdate,
+    SERVICE_KIND_CODE, Page, ServiceKindCreate, ServiceKindPublic, ServiceKindUpdate, StationCreate, StationPublic,
+    StationUpdate,
 )
 
 router = APIRouter(tags=["stations"])
@@ -55,7 +57,8 @@ async def create_service_kind(body: ServiceKindCreate, _: Admin, session: Sessio
 
 
 @router.patch("/v1/service-kinds/{code}", tags=["catalogue"])
-async def update_service_kind(code: str, body: ServiceKindUpdate, _: Admin, session: SessionDep) -> ServiceKindPublic:
+async def update_service_kind(code: Annotated[str, Path(pattern=SERVICE_KIND_CODE)], body: ServiceKindUpdate, _: Admin,
+                              session: SessionDep) -> ServiceKindPublic:
     kind = await stations.get_service_kind(session, code, active_only=False)
     changes = body.model_dump(exclude_unset=True)
     if "base_price" in changes:

@@ -156,7 +156,7 @@ async def test_customer_pick_becomes_a_direct_offer_and_falls_back_when_declined
     nearer = await online_technician(session, index, CENTER[0] + 0.001, CENTER[1])
     c = await make_customer(session)
     nearby = (await client.get("/v1/technicians/nearby", headers=c.headers,
-                               params={"lon": CENTER[0], "lat": CENTER[1], "kind": "repair"})).json()["data"]
+                               params={"address_id": str(c.address.id), "kind": "repair"})).json()["data"]
     assert [t["id"] for t in nearby] == [str(nearer.technician.id), str(picked.technician.id)]
     assert all(t["distance_m"] % 100 == 0 for t in nearby)
     created = await client.post("/v1/orders", headers=c.headers, json={
