@@ -1,12 +1,16 @@
 // Simplified Chinese by default, English on request; the strings live in one dictionary per language.
 import zh from "./i18n/zh-CN.js";
 import en from "./i18n/en.js";
+import zhProblems from "./i18n/problems.zh-CN.js";
+import enProblems from "./i18n/problems.en.js";
 
-const DICTIONARIES = { "zh-CN": zh, en };
+const DICTIONARIES = { "zh-CN": { ...zh, ...zhProblems }, en: { ...en, ...enProblems } };
 const KEY = "gasdispatch.lang";
 let lang = DICTIONARIES[localStorage.getItem(KEY)] ? localStorage.getItem(KEY) : "zh-CN";
 
 export const currentLang = () => lang;
+
+export const hasText = (key) => key in DICTIONARIES["zh-CN"];
 
 export function t(key, vars = {}) {
   const text = DICTIONARIES[lang][key] ?? DICTIONARIES["zh-CN"][key] ?? key;

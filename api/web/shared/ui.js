@@ -1,5 +1,5 @@
 // Small DOM helpers and formatting shared by the apps.
-import { currentLang, t } from "./i18n.js";
+import { currentLang, hasText, t } from "./i18n.js";
 
 /** h("button", {class: "primary", onclick}, "text", child…) */
 export function h(tag, attrs = {}, ...children) {
@@ -59,8 +59,14 @@ export function toast(message) {
   setTimeout(() => el.remove(), 3500);
 }
 
+/** What a person reads for a failed call: the problem's slug translated, never the server's English. */
 export function errorText(error) {
-  if (error?.problem?.detail === "wrong-role") return t("login.wrongRole");
+  const problem = error?.problem;
+  if (problem?.detail === "wrong-role") return t("login.wrongRole");
+  const slug = typeof problem?.type === "string" ? problem.type.split("/problems/")[1] : undefined;
+  if (slug && hasText(`problem.${slug}`)) return t(`problem.${slug}`);
+  if (problem?.status) return t("problem.generic", { status: problem.status });
+  if (error instanceof TypeError) return t("problem.network");  // fetch() failed: no connection
   return error?.message || String(error);
 }
 
