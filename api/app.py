@@ -13,6 +13,9 @@ from api.routers import (
     auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians,
     telemetry, web,
 )
+from api.routers import safety
+from api.routers import ops
+from api.routers import alerts
 from api.ws import customer as customer_ws
 from api.wiring import register_handlers
 from api.ws import technician as technician_ws
@@ -56,6 +59,8 @@ def create_app() -> FastAPI:
         )
     # matching before technicians: /v1/technicians/nearby must win over /v1/technicians/{id}.
     for module in (health, auth, customers, orders, matching, ratings, field, technicians, stations, telemetry, settlement,
-                   notifications, technician_ws, customer_ws, web):
+                   notifications, safety, technician_ws, customer_ws, web):
         app.include_router(module.router)
+    app.include_router(ops.router)  # the operations console's routes and its socket
+    app.include_router(alerts.router)  # operations alerts (escalation)
     return app

@@ -55,8 +55,13 @@ async def log_read(session: AsyncSession, principal: Principal, request: Request
     route = request.scope.get("route")
     await audit.log_access(session, account_id=principal.account_id, role=principal.role,
                            action=getattr(route, "name", "read")[:40],
-                           target=",".join(str(v) for v in request.path_params.values())[:100] or None,
-                           params=dict(request.query_params))
+                           target=_storable(",".join(str(v) for v in request.path_params.values()))[:100] or None,
+                           params={_storable(k)[:50]: _storable(v)[:200] for k, v in list(request.query_params.items())[:20]})
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text and JSON hold no NUL: a fuzzed query string is logged without it."""
+    return text.replace("\x00", "")
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -50,7 +50,7 @@ def status_for(exc: e.DomainError) -> int:
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.DomainError)
     async def _domain(request: Request, exc: e.DomainError) -> JSONResponse:
-        response = problem(status_for(exc), exc.slug, exc.detail)
+        response = problem(status_for(exc), exc.slug, exc.detail, **getattr(exc, "extra", {}))
         if isinstance(exc, e.TooManyAttempts):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         return response

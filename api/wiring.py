@@ -2,6 +2,7 @@
 and the ports one package offers another."""
 
 from dispatch import handlers as dispatch_handlers
+from dispatch import ops as dispatch_ops
 from matching import service as matching_service
 from meters import service as meters_service
 from ratings import service as ratings_service
@@ -13,6 +14,7 @@ def register_handlers() -> None:
     one package offers another (reputation for matching)."""
     matching_service.use_reputation(ratings_service.reputations)
     dispatch_handlers.register()
+    dispatch_ops.register()
     matching_service.register()
     meters_service.register()
     settlement_handlers.register()

@@ -5,7 +5,10 @@
 Part 1 times one batch round as the live matcher runs it: 2,000 open orders, 20,000 online
 technicians, candidate search (k nearest within the radius) plus `assign.batch`; the
 median of several runs. Target: under 250 ms. Part 2 runs the scarce generated day
-(40 technicians, 400 orders in 12 hours) through both policies for a few seeds.
+(40 technicians, 400 orders in 12 hours) through both policies for a few seeds. Part 3 runs
+the same days through the batch policy for emergencies: the escalation ladder on and off when
+technicians accept 70 % of offers, and emergency readiness (reserve, pre-emption,
+repositioning) before and after when they accept every offer.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not th
 
 from matching.assign import batch
 from matching.model import CertificationView, MatchingConfig, OrderView, TechnicianView
+from dataclasses import replace
+
 from matching.scenario import generate
 from matching.simulate import simulate
 from matching.spatial import TechnicianIndex
@@ -117,7 +122,7 @@ def bench_simulator(seeds: int) -> None:
             day = generate(40, 400, 12, seed)
             rows = []
             for policy in ("greedy", "batch"):
-                rows.append(simulate(day, policy, window_s=60))
+                rows.append(simulate(day, policy, window_s=60, escalation=False, readiness=False))
                 progress.advance(task)
             gains.append(1 - rows[1]["mean_wait_min"] / rows[0]["mean_wait_min"])
             for r in rows:
@@ -130,6 +135,42 @@ def bench_simulator(seeds: int) -> None:
                   f"(range {-100 * max(gains):.0f}% to {-100 * min(gains):.0f}%)")
 
 
+def _emergency_row(table: Table, label: str, results: list[dict]) -> None:
+    routine = [r["by_priority"]["routine"] for r in results]
+    within, total = sum(r["emergency_within_sla"] for r in results), sum(r["emergencies"] for r in results)
+    reachable = sum(r["emergency_reachable"] for r in results)
+    p90 = [r["emergency_p90_accept_min"] for r in results if r["emergency_p90_accept_min"] is not None]
+    table.add_row(label, f"{within}/{total} ({100 * within / total:.1f} %)", str(reachable),
+                  f"{max(p90):.1f}" if p90 else "-",
+                  f"{statistics.mean(p['mean_wait_min'] for p in routine):.2f}",
+                  str(sum(p["served_within_sla"] for p in routine)), str(sum(r["unfulfilled"] for r in results)))
+
+
+def bench_emergencies(seeds: int) -> None:
+    days = [generate(40, 400, 12, seed) for seed in range(1, seeds + 1)]
+    runs = {
+        ("0.7", "escalation off"): (0.7, False, True),
+        ("0.7", "escalation on"): (0.7, True, True),
+        ("1.0", "before (today)"): (1.0, False, False),
+        ("1.0", "after"): (1.0, True, True),
+    }
+    table = Table(title=f"emergencies, scarce days (seeds 1-{seeds} summed; batch window 60 s)")
+    for col in ("accept rate, run", "emergencies in SLA", "reachable", "p90 accept min (worst seed)",
+                "routine mean wait min", "routine in SLA", "unfulfilled"):
+        table.add_column(col, justify="right")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("simulating", total=len(runs) * len(days))
+        for (group, label), (rate, escalation, readiness) in runs.items():
+            results = []
+            for day in days:
+                results.append(simulate(replace(day, acceptance_rate=rate), "batch", window_s=60,
+                                        escalation=escalation, readiness=readiness))
+                progress.advance(task)
+            _emergency_row(table, f"{group}, {label}", results)
+    console.print(table)
+    console.print("escalation on/off both with readiness on; before = escalation and readiness off")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
@@ -138,6 +179,7 @@ def main() -> None:
     console.print(f"machine: {machine()}")
     bench_assignment(args.runs)
     bench_simulator(args.seeds)
+    bench_emergencies(args.seeds)
 
 
 if __name__ == "__main__":

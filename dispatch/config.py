@@ -8,9 +8,9 @@ writes them to var/secrets.env, which is read when present).
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"
@@ -19,6 +19,27 @@ DEV_STRIPE_API_KEY = "sk_test_localstripe"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_local"
 MIN_SECRET_LENGTH = 32
 SECRETS_FILE = Path(__file__).resolve().parent.parent / "var" / "secrets.env"
+
+
+class EscalationLadder(BaseModel):
+    """How one priority climbs while nobody has accepted it (matching/escalation.py)."""
+
+    offers_per_round: tuple[int, ...] = Field((1,), min_length=1)  # K offered at once; the last repeats
+    round_radius_m: tuple[float, ...] = ()  # search radius per round; empty: the default radius
+    # Who let an offer lapse may be offered the order again after this; None: never (the batch
+    # finds the next technician; re-asking cost routine wait in the simulator).
+    cooldown_s: float | None = Field(None, ge=0)
+    alert_after_s: tuple[tuple[float, Literal["critical", "warning"]], ...] = ()  # ops alerts by age
+    until_deadline: bool = False  # keep offering until the SLA deadline, else max_offer_attempts
+
+
+def default_escalation_ladders() -> dict[str, EscalationLadder]:
+    return {
+        "emergency": EscalationLadder(offers_per_round=(3, 5, 8), round_radius_m=(3000.0, 8000.0, 15000.0),
+                                      cooldown_s=60.0, alert_after_s=((120.0, "critical"),), until_deadline=True),
+        "urgent": EscalationLadder(alert_after_s=((900.0, "warning"),)),
+        "routine": EscalationLadder(),
+    }
 
 
 class Settings(BaseSettings):
@@ -80,6 +101,17 @@ class Settings(BaseSettings):
     # An emergency with no free technician may take one from a routine job not yet started.
     emergency_preempt: bool = True
     position_persist_every_s: int = 30
+    # Escalation ladder and emergency readiness (issue 14). Off: one offer at a time, a lapsed
+    # technician never again for that order, no alerts. Ladders by priority as JSON.
+    escalation_enabled: bool = True
+    escalation_ladders: dict[str, EscalationLadder] = Field(default_factory=default_escalation_ladders)
+    # Emergency readiness: each station area keeps a floor of free emergency-certified technicians,
+    # from its emergency rate over the past days, so that the leaks of one SLA find one with this
+    # probability; routine work pays the reserve price (seconds of ETA) to take one of them.
+    reserve_history_days: float = Field(28.0, gt=0)
+    reserve_cover_probability: float = Field(0.9, ge=0, lt=1)
+    reserve_price_s: float = Field(600.0, ge=0)
+    reposition_hint_every_s: int = Field(300, ge=10)
 
     # Ratings: windows, reputation (Bayesian, time-decayed), abuse and retraining thresholds.
     review_edit_window_h: float = Field(24.0, gt=0)
@@ -160,6 +192,11 @@ class Settings(BaseSettings):
     field_inspection_period_days: int = Field(730, ge=1)
     field_campaign_horizon_days: int = Field(14, ge=1)
     field_campaign_max_tries: int = Field(3, ge=1)
+
+    # Gas emergency hotline by city (digits, an optional leading "+" and dashes), shown with 119
+    # on every "I smell gas" screen; the demo city's number stands in until an install sets its own.
+    emergency_hotlines: dict[str, Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9-]{1,19}$")]] = Field(
+        default_factory=lambda: {"demo": "96777"})
 
     # Web clients: maps draw vector layers on a plain background; a tile server is optional
     # (e.g. "https://tiles.example/{z}/{x}/{y}.png"), since the deployment may be offline.

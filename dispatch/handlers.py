@@ -54,7 +54,9 @@ async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]
     if technician is not None:
         kind = "order_cancelled" if to == "cancelled" else "job_updated"
         push_after_commit(session, account_channel(technician.account_id), kind, order_id=str(order.id),
-                          status=to, reason=payload.get("reason"))
+                          status=to, reason=payload.get("reason"),
+                          reason_code=(payload.get("payload") or {}).get("reason_code"))
+    await _tell_released_technician(session, order, payload)
     if to == "settled" and technician is not None:
         amount = payload.get("payload", {}).get("payout_minor")
         if amount is not None:
@@ -69,6 +71,45 @@ async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]
             await notify(session, account_id, f"order_{to}", title,
                          body.format(name=technician.name if technician else "", reason=payload.get("reason") or ""),
                          {"order_id": str(order.id)}, dedupe_key=f"order:{order.id}:{to}:{payload['action']}")
+
+
+# The notification kind by the action that took the job from him; his app translates kind,
+# action and reason_code (slugs) and shows a customer's own words beside them.
+_RELEASE_KIND = {"cancel": "job_cancelled", "assign": "job_reassigned"}
+
+
+def released_technician_id(payload: dict[str, Any]) -> str | None:
+    """The technician a status change takes a job from: named in the event's payload (a reassign
+    names the previous technician), or the one holding it when it leaves his hands otherwise than
+    by completion (cancel, reschedule, pre-emption)."""
+    details = payload.get("payload") or {}
+    named = details.get("released_technician_id") or details.get("previous_technician_id")
+    if named:
+        return str(named)
+    if payload["from"] in ACTIVE_JOB_STATES and payload["to"] not in (*ACTIVE_JOB_STATES, "completed"):
+        return payload.get("technician_id")
+    return None
+
+
+async def _tell_released_technician(session: AsyncSession, order: Order, payload: dict[str, Any]) -> None:
+    technician = await _technician(session, released_technician_id(payload))
+    if technician is None:
+        return
+    details = payload.get("payload") or {}
+    action = payload["action"]
+    fee = details.get("cancellation_fee") or {}
+    share = fee.get("technician_share_minor")
+    notice = {"order_id": str(order.id), "action": action, "status": payload["to"],
+              "reason_code": details.get("reason_code"), "reason": payload.get("reason"),
+              "compensation": {"amount_minor": share, "currency": fee["currency"]} if share else None}
+    kind = _RELEASE_KIND.get(action, "job_released")
+    title = {"job_cancelled": "订单已取消 / Job cancelled", "job_reassigned": "工单已改派 / Job reassigned"}.get(
+        kind, "任务已撤回 / Job taken back")
+    body = f"{order.kind} · {str(order.id)[:8]}: {payload.get('reason') or action}"
+    if share:
+        body += f" · 补偿 / compensation {share / 100:.2f} {fee['currency']}"
+    await notify(session, technician.account_id, kind, title, body, notice,
+                 dedupe_key=f"released:{order.id}:{technician.id}:{action}:{payload['from']}:{payload['to']}")
 
 
 async def _track_active_order(session: AsyncSession, order_id: str, technician_id: str | None, from_: str, to: str) -> None:
@@ -143,6 +184,18 @@ async def on_price_change_requested(session: AsyncSession, payload: dict[str, An
                            f"price:{payload['order_id']}:{payload['amount_minor']}")
 
 
+async def on_price_change_rejected(session: AsyncSession, payload: dict[str, Any]) -> None:
+    technician = await _technician(session, payload.get("technician_id"))
+    if technician is None:
+        return
+    await notify(session, technician.account_id, "price_change_rejected", "价格变更被拒绝 / Price change rejected",
+                 f"{payload['amount_minor'] / 100:.2f} {payload['currency']}: the customer keeps the authorised price",
+                 {"order_id": payload["order_id"], "price_change_id": payload["price_change_id"],
+                  "amount_minor": payload["amount_minor"], "currency": payload["currency"],
+                  "reason_code": "customer_rejected_price"},
+                 dedupe_key=f"price_rejected:{payload['price_change_id']}")
+
+
 async def on_maintenance_reminder(session: AsyncSession, payload: dict[str, Any]) -> None:
     await _notify_customer(session, payload["customer_id"], "maintenance_reminder", "保养提醒 / Service reminder",
                            f"{payload['appliance_kind']}: {payload['used_m3']} m³ / {payload['days_since_service']} days "
@@ -158,3 +211,4 @@ def register() -> None:
     subscribe("meters.maintenance_reminder_due", on_maintenance_reminder)
     subscribe("field.hazard_found", on_hazard_found)
     subscribe("field.price_change_requested", on_price_change_requested)
+    subscribe("field.price_change_rejected", on_price_change_rejected)

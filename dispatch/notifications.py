@@ -18,6 +18,7 @@ from dispatch.models import Notification
 from dispatch.pagination import page_of, paginate
 
 log = structlog.get_logger(__name__)
+MESSAGE = "message"  # written by operations to a customer or technician about an order
 
 
 class DeliveryChannel(Protocol):

@@ -314,8 +314,31 @@ class OrderCreate(Input):
     preferred_technician_id: uuid.UUID | None = None
 
 
+# Why a customer cancels or reschedules: slugs the apps translate, shown to the technician too.
+CancelReasonCode = Literal["changed_mind", "too_slow", "fixed_myself", "not_home", "wrong_service", "other"]
+
+
 class OrderCancel(Input):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason_code: CancelReasonCode | None = None
+    # The cancellation fee the customer was shown (GET .../cancellation-quote); another fee now is 409.
+    accepted_fee_minor: int | None = Field(default=None, ge=0, le=10**12)
+
+
+class OrderReschedule(Input):
+    reason_code: CancelReasonCode
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+
+
+class CancellationQuotePublic(BaseModel):
+    order_id: uuid.UUID
+    status: str
+    fee: Money
+    technician_share: Money
+    rule_version: int
+    free_until: datetime | None
+    can_cancel: bool
+    can_reschedule: bool
 
 
 class OrderPublic(BaseModel):

@@ -151,7 +151,7 @@ async def transition(
     current = await session.get(Order, order_id, populate_existing=True)
     if current is None:
         raise NotFound("no such order")
-    from_status = current.status
+    from_status, held_by = current.status, current.technician_id  # the UPDATE below refreshes `current`
     if expected_status is not None and from_status != expected_status:
         raise Conflict(f"order is {from_status}, not {expected_status}")
     step = next_state(from_status, action, actor.role, reason)
@@ -171,7 +171,7 @@ async def transition(
     ))
     await publish(session, "dispatch.order_status_changed", {
         "order_id": str(order_id), "action": action, "from": from_status, "to": step.to_status,
-        "technician_id": str(values.get("technician_id") or current.technician_id or "") or None,
+        "technician_id": str(values.get("technician_id") or held_by or "") or None,
         "reason": reason, "payload": payload or {},
     })
     await session.flush()
@@ -245,7 +245,50 @@ async def order_events(session: AsyncSession, order_id: uuid.UUID) -> list[Order
     )).all())
 
 
-async def cancel_order(session: AsyncSession, order_id: uuid.UUID, actor: Actor, reason: str) -> Order:
+class OrderStateConflict(IllegalTransition):
+    """The order's current state does not allow this; the problem names the state."""
+
+    slug = "illegal-transition"
+
+    def __init__(self, detail: str, current_state: str) -> None:
+        super().__init__(detail)
+        self.current_state = current_state
+        self.extra = {"current_state": current_state}
+
+
+async def _checked_transition(session: AsyncSession, order_id: uuid.UUID, action: str, actor: Actor, *,
+                              reason: str, expected_status: str | None, payload: dict[str, Any],
+                              set_values: dict[str, Any] | None = None) -> Order:
+    """A transition whose refusal names the order's current state (409 with `current_state`)."""
+    order = await get_order(session, order_id)
+    status = order.status
+    if expected_status is not None and status != expected_status:
+        raise OrderStateConflict(f"order is {status} now, not {expected_status}", status)
+    try:
+        next_state(status, action, actor.role, reason)
+    except IllegalTransition as exc:
+        raise OrderStateConflict(exc.detail, status) from exc
+    return await transition(session, order_id, action, actor, reason=reason, payload=payload,
+                            expected_status=status, set_values=set_values)
+
+
+async def cancel_order(session: AsyncSession, order_id: uuid.UUID, actor: Actor, reason: str, *,
+                       reason_code: str | None = None, expected_status: str | None = None,
+                       cancellation_fee: dict[str, Any] | None = None) -> Order:
+    """``cancellation_fee`` is what settlement quoted (fee, share, rule version) for
+    ``expected_status``: the event carries it, so the customer pays exactly that."""
     if actor.role not in ("customer", "admin", "system"):
         raise Forbidden("only the customer or operations can cancel an order")
-    return await transition(session, order_id, "cancel", actor, reason=reason)
+    payload: dict[str, Any] = {"reason_code": reason_code} if reason_code else {}
+    if cancellation_fee:
+        payload["cancellation_fee"] = cancellation_fee
+    return await _checked_transition(session, order_id, "cancel", actor, reason=reason,
+                                     expected_status=expected_status, payload=payload)
+
+
+async def reschedule_order(session: AsyncSession, order_id: uuid.UUID, actor: Actor, *, reason_code: str,
+                           reason: str = "", expected_status: str | None = None) -> Order:
+    """The order goes back to matching and its technician is released (he is told why)."""
+    return await _checked_transition(
+        session, order_id, "reschedule", actor, reason=reason or reason_code, expected_status=expected_status,
+        payload={"reason_code": reason_code}, set_values={"technician_id": None})

@@ -33,6 +33,10 @@ _TRANSITIONS: dict[str, dict[str, str]] = {
     "mark_unfulfilled": {"created": "unfulfilled", "matching": "unfulfilled", "offered": "unfulfilled"},
     # An emergency pre-empting a routine job not yet started returns it to matching.
     "preempt": {"accepted": "matching"},
+    # The customer lets the technician go before he sets out; the order is matched again.
+    "reschedule": {"accepted": "matching"},
+    # Operations give the order to a technician they chose, taking it from whoever held it.
+    "assign": {s: "accepted" for s in ("matching", "offered", "accepted", "en_route")},
     "cancel": {s: "cancelled" for s in ("awaiting_consent", *OPEN_STATES)},
 }
 
@@ -52,7 +56,7 @@ _CANCEL_ROLES: dict[str, frozenset[str]] = {
 _CONSENT_ROLES = frozenset({"customer", "admin"})
 
 ACTIONS = tuple(_TRANSITIONS)
-REASON_REQUIRED = frozenset({"cancel", "mark_unfulfilled", "preempt"})
+REASON_REQUIRED = frozenset({"cancel", "mark_unfulfilled", "preempt", "reschedule"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,10 @@ def next_state(state: str, action: str, actor_role: str = "system", reason: str 
         raise IllegalTransition(f"cannot {action} an order that is {state}")
     if action == "cancel" and actor_role not in _CANCEL_ROLES[state]:
         raise IllegalTransition(f"a {actor_role} cannot cancel an order that is {state}")
+    if action == "assign" and actor_role != "admin":
+        raise IllegalTransition("only operations can assign an order")
+    if action == "reschedule" and actor_role not in _CONSENT_ROLES:
+        raise IllegalTransition(f"a {actor_role} cannot reschedule an order")
     if action == "consent" and actor_role not in _CONSENT_ROLES:
         raise IllegalTransition(f"a {actor_role} cannot consent to an order")
     if action in REASON_REQUIRED and not (reason and reason.strip()):

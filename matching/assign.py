@@ -55,6 +55,22 @@ def best_candidate(
     return min(options, key=lambda a: (a.cost, a.technician_id), default=None)
 
 
+def best_candidates(
+    order: OrderView,
+    candidates: Sequence[TechnicianView],
+    now: datetime,
+    config: MatchingConfig,
+    k: int,
+    radius_m: float | None = None,
+) -> list[Assignment]:
+    """Up to k eligible technicians, lowest cost first, within `radius_m` if given: the
+    technicians one round of an escalating offer goes to at once."""
+    options = [_assignment(order, t, now, config) for t in _eligible(order, candidates, now, config)]
+    if radius_m is not None:
+        options = [a for a in options if a.distance_m <= radius_m]
+    return sorted(options, key=lambda a: (a.cost, a.technician_id))[:k]
+
+
 def greedy(
     orders: Sequence[OrderView],
     candidates_by_order: Candidates,

@@ -28,11 +28,18 @@ class PolicyName(str, Enum):
     batch = "batch"
 
 
+class Switch(str, Enum):
+    on = "on"
+    off = "off"
+
+
 @app.command()
 def simulate(
     scenario: Annotated[Optional[Path], typer.Option(help="Scenario JSON to run.")] = None,
     policy: Annotated[PolicyName, typer.Option(help="Matching policy.")] = PolicyName.batch,
     window_s: Annotated[float, typer.Option(min=1, help="Batch window in seconds.")] = 60.0,
+    escalation: Annotated[Switch, typer.Option(help="Escalation ladder (K at once, cooldown re-offers).")] = Switch.on,
+    readiness: Annotated[Switch, typer.Option(help="Emergency reserve, pre-emption, repositioning.")] = Switch.on,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     generate_to: Annotated[
         Optional[Path], typer.Option("--generate", help="Write a generated scenario here and exit.")
@@ -41,16 +48,17 @@ def simulate(
     orders: Annotated[int, typer.Option(min=0, help="Generator: orders.")] = 400,
     hours: Annotated[float, typer.Option(min=0.1, help="Generator: hours of demand.")] = 12.0,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 1,
+    acceptance_rate: Annotated[float, typer.Option(min=0, max=1, help="Generator: chance an offer is accepted.")] = 1.0,
 ) -> None:
     """Simulate dispatching a scenario (--scenario, or one generated from the generator
     options) and print its figures; with --generate, only write the generated scenario."""
     if generate_to is not None:
-        generated = generate(technicians, orders, hours, seed)
+        generated = generate(technicians, orders, hours, seed, acceptance_rate)
         generate_to.write_text(json.dumps(generated.to_dict(), indent=1) + "\n", encoding="utf-8")
         stderr.print(f"wrote {generate_to}: {technicians} technicians, {orders} orders")
         return
     try:
-        chosen = load(scenario) if scenario is not None else generate(technicians, orders, hours, seed)
+        chosen = load(scenario) if scenario is not None else generate(technicians, orders, hours, seed, acceptance_rate)
     except ScenarioError as exc:
         stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from exc
@@ -63,12 +71,13 @@ def simulate(
         result = run_simulation(
             chosen, policy.value, window_s,
             on_progress=lambda done, total: progress.update(task, completed=done),
+            escalation=escalation is Switch.on, readiness=readiness is Switch.on,
         )
     if json_out:
         typer.echo(json.dumps(result))
         return
     for key, value in result.items():
-        typer.echo(f"{key:>18}: {value}")
+        typer.echo(f"{key:>24}: {value}")
 
 
 def plan(

@@ -15,8 +15,9 @@ class Offer(SQLModel, table=True):
     __tablename__ = "matching_offer"
     __table_args__ = (
         CheckConstraint(f"status IN {OFFER_STATUSES}", name="status"),
-        # One open offer per order: an order is never offered to two technicians at once.
-        Index("uq_matching_offer_open_order", "order_id", unique=True, postgresql_where=text("status = 'offered'")),
+        # An emergency round offers one order to several technicians at once, each once.
+        Index("uq_matching_offer_open_order_technician", "order_id", "technician_id", unique=True,
+              postgresql_where=text("status = 'offered'")),
         Index("ix_matching_offer_open_expiry", "expires_at", postgresql_where=text("status = 'offered'")),
     )
 
@@ -24,7 +25,7 @@ class Offer(SQLModel, table=True):
     order_id: uuid.UUID = Field(foreign_key="dispatch_order.id", index=True)
     technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
     status: str = Field(default="offered", max_length=16)
-    policy: str = Field(max_length=16)  # emergency | batch | direct | greedy
+    policy: str = Field(max_length=16)  # emergency | batch | direct | greedy | preempt | round
     attempt: int = Field(ge=1)
     distance_m: float
     eta_s: float

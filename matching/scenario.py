@@ -1,11 +1,13 @@
 """Simulator scenarios: JSON in and out, validation, and a seeded generator.
 
 Format (unknown fields are ignored):
-    {"speed_kmh": 25, "detour_factor": 1.3, "seed": 7,
-     "technicians": [{"id", "lon", "lat", "skills": [...], "rating", "max_jobs"}],
+    {"speed_kmh": 25, "detour_factor": 1.3, "seed": 7, "acceptance_rate": 1,
+     "technicians": [{"id", "lon", "lat", "skills": [...], "rating", "max_jobs", "acceptance_rate"}],
      "orders": [{"id", "t_s", "lon", "lat", "skill", "priority", "service_min", "sla_min"}]}
 `rating` (default 0: unrated), `max_jobs` (default 1), `priority` (default: "emergency" for
 the emergency skill, else "routine"), `speed_kmh`, `detour_factor` and `seed` are optional.
+`acceptance_rate` (0-1, default 1) is the chance that a technician accepts an offer; a
+technician's own value overrides the scenario's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class TechnicianSpec:
     skills: tuple[str, ...]
     rating: float = 0.0
     max_jobs: int = 1
+    acceptance_rate: float | None = None  # None: the scenario's
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +57,18 @@ class Scenario:
     speed_kmh: float = 25.0
     detour_factor: float = 1.3
     seed: int | None = None
+    acceptance_rate: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for tech in data["technicians"]:
             tech["skills"] = list(tech["skills"])
+            if tech["acceptance_rate"] is None:
+                del tech["acceptance_rate"]
         return data
+
+    def acceptance_of(self, tech: TechnicianSpec) -> float:
+        return self.acceptance_rate if tech.acceptance_rate is None else tech.acceptance_rate
 
 
 def _number(item: dict, key: str, where: str, *, lo: float, hi: float, required: bool = True,
@@ -128,6 +137,8 @@ def parse(data: Any) -> Scenario:
             skills=tuple(dict.fromkeys(skills)),
             rating=_number(item, "rating", where, lo=0, hi=5, required=False),
             max_jobs=int(max_jobs),
+            acceptance_rate=(_number(item, "acceptance_rate", where, lo=0, hi=1)
+                             if "acceptance_rate" in item else None),
         ))
     orders = []
     for i, item in enumerate(_objects(data, "orders")):
@@ -160,6 +171,7 @@ def parse(data: Any) -> Scenario:
         detour_factor=_number(data, "detour_factor", "scenario", lo=1, hi=5, required=False,
                               default=1.3),
         seed=seed,
+        acceptance_rate=_number(data, "acceptance_rate", "scenario", lo=0, hi=1, required=False, default=1),
     )
 
 
@@ -197,11 +209,11 @@ def _rate(hour_of_day: np.ndarray) -> np.ndarray:
     return rate
 
 
-def generate(technicians: int, orders: int, hours: float, seed: int) -> Scenario:
+def generate(technicians: int, orders: int, hours: float, seed: int, acceptance_rate: float = 1.0) -> Scenario:
     """A seeded city day: demand clustered around a few hot spots (old estates, industrial
     parks) with morning and evening peaks; technicians spread evenly over the city."""
-    if technicians < 1 or orders < 0 or hours <= 0:
-        raise ScenarioError("generate: need technicians >= 1, orders >= 0, hours > 0")
+    if technicians < 1 or orders < 0 or hours <= 0 or not 0 <= acceptance_rate <= 1:
+        raise ScenarioError("generate: need technicians >= 1, orders >= 0, hours > 0, 0 <= acceptance_rate <= 1")
     rng = np.random.default_rng(seed)
     (lon0, lat0), (dlon, dlat) = CENTER, HALF_SPAN_DEG
 
@@ -252,4 +264,4 @@ def generate(technicians: int, orders: int, hours: float, seed: int) -> Scenario
         lo, hi = SERVICE_MIN[skill]
         out.append(OrderSpec(f"o{i}", round(t, 1), round(lon, 6), round(lat, 6), skill, priority,
                              round(float(rng.uniform(lo, hi)), 1), SLA_MIN[priority]))
-    return Scenario(tuple(techs), tuple(out), 25.0, 1.3, seed)
+    return Scenario(tuple(techs), tuple(out), 25.0, 1.3, seed, acceptance_rate)

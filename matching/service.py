@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import func, update
+from sqlalchemy import and_, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,8 +29,13 @@ from dispatch.redis import get_redis
 from dispatch.service import Actor, transition
 from dispatch.states import ACTIVE_JOB_STATES
 from dispatch.technicians import record_last_position, usable_kinds
-from matching.assign import batch, best_candidate
+from dispatch.alerts import raise_alert
+from dispatch.models import OrderEvent
+from matching.assign import batch, best_candidate, best_candidates
+from matching.candidates import candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
+from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
+from matching import readiness
 from matching.index import Fix, GeoIndex, LiveTechnician
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.models import Offer
@@ -79,6 +84,13 @@ class ImplausiblePosition(InvalidInput):
     """The position fix was rejected (in the future, or an impossible jump)."""
 
     slug = "implausible-position"
+
+
+def ladder_for(priority: str, settings: Settings | None = None) -> Ladder:
+    """The priority's escalation ladder; with escalation off, one offer at a time for good."""
+    settings = settings or get_settings()
+    setting = settings.escalation_ladders.get(priority)
+    return Ladder.of(setting) if settings.escalation_enabled and setting is not None else FLAT
 
 
 def matching_config(settings: Settings | None = None) -> MatchingConfig:
@@ -144,58 +156,85 @@ async def technician_views(
     return views
 
 
-async def _excluded(session: AsyncSession, order: Order) -> frozenset[str]:
-    """Technicians the customer blocked, and those who already let this order go."""
+async def _excluded(session: AsyncSession, order: Order, now: datetime) -> frozenset[str]:
+    """Technicians the customer blocked, those who declined this order or hold its offer now,
+    and those who let its offer lapse within the ladder's cooldown."""
     blocked = (await session.exec(select(CustomerBlock.technician_id).where(CustomerBlock.customer_id == order.customer_id))).all()
-    tried = (await session.exec(select(Offer.technician_id).where(
-        Offer.order_id == order.id, col(Offer.status).in_(("declined", "expired", "withdrawn"))))).all()
-    return frozenset(str(t) for t in (*blocked, *tried))
+    tried = (await session.exec(select(Offer.technician_id, Offer.status, Offer.decided_at).where(
+        Offer.order_id == order.id, col(Offer.status).in_(("declined", "expired", "offered"))))).all()
+    ladder = ladder_for(order.priority)
+    out = [str(t) for t in blocked]
+    for technician_id, status, decided_at in tried:
+        if status != "expired" or decided_at is None or not may_reoffer(ladder, decided_at, now):
+            out.append(str(technician_id))
+    return frozenset(out)
 
 
-async def order_view(session: AsyncSession, order: Order) -> OrderView:
+async def order_view(session: AsyncSession, order: Order, now: datetime | None = None) -> OrderView:
     lon, lat = lonlat(order.location) or (0.0, 0.0)
     return OrderView(
         id=str(order.id), lon=lon, lat=lat, skill=order.required_certification, priority=order.priority,  # type: ignore[arg-type]
         created_at=order.created_at, sla_deadline=order.sla_deadline,
-        excluded_technicians=await _excluded(session, order),
+        excluded_technicians=await _excluded(session, order, now or datetime.now(timezone.utc)),
     )
 
 
 async def _candidates(session: AsyncSession, index: GeoIndex, order: OrderView, now: datetime,
-                      config: MatchingConfig) -> list[TechnicianView]:
+                      config: MatchingConfig, radius_m: float | None = None) -> list[TechnicianView]:
     live = await index.nearby(get_settings().city, order.lon, order.lat, k=CANDIDATES_PER_ORDER,
-                              max_radius_m=config.default_radius_m)
+                              max_radius_m=radius_m or config.default_radius_m)
     return await technician_views(session, live, now)
+
+
+async def record_step(session: AsyncSession, order: Order, action: str, payload: dict, now: datetime) -> None:
+    """An escalation step on the order's timeline; the status does not change."""
+    session.add(OrderEvent(order_id=order.id, action=action, from_status=order.status, to_status=order.status,
+                           actor_role=MATCHER.role, actor_id=MATCHER.id, payload=payload, created_at=now))
+    await session.flush()
+
+
+async def _rounds_sent(session: AsyncSession, order_id: uuid.UUID) -> int:
+    return (await session.exec(select(func.count()).select_from(OrderEvent).where(
+        OrderEvent.order_id == order_id, OrderEvent.action == "offer_round"))).one()
 
 
 # Offers ------------------------------------------------------------------------------------
 
 async def _make_offer(session: AsyncSession, order_id: uuid.UUID, assignment: Assignment, policy: str,
                       priority: str, now: datetime) -> Offer:
+    return (await _make_offers(session, order_id, [assignment], policy, priority, now))[0]
+
+
+async def _make_offers(session: AsyncSession, order_id: uuid.UUID, assignments: Sequence[Assignment], policy: str,
+                       priority: str, now: datetime) -> list[Offer]:
+    """Offer the order to these technicians at once (one transition): the first to accept wins."""
     settings = get_settings()
     attempt = 1 + (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
     timeout = settings.emergency_offer_timeout_s if priority == "emergency" else settings.offer_timeout_s
-    offer = Offer(
-        order_id=order_id, technician_id=uuid.UUID(assignment.technician_id), policy=policy, attempt=attempt,
-        distance_m=assignment.distance_m, eta_s=assignment.eta_s, created_at=now,
-        expires_at=now + timedelta(seconds=timeout),
-    )
-    session.add(offer)
+    offers = [Offer(
+        order_id=order_id, technician_id=uuid.UUID(a.technician_id), policy=policy, attempt=attempt + i,
+        distance_m=a.distance_m, eta_s=a.eta_s, created_at=now, expires_at=now + timedelta(seconds=timeout),
+    ) for i, a in enumerate(assignments)]
+    session.add_all(offers)
     await session.flush()
-    await transition(session, order_id, "offer", MATCHER, now=now,
-                     payload={"offer_id": str(offer.id), "technician_id": assignment.technician_id, "policy": policy})
-    technician = await session.get(Technician, offer.technician_id)
+    payload = ({"offer_id": str(offers[0].id), "technician_id": assignments[0].technician_id, "policy": policy}
+               if len(offers) == 1 else
+               {"offer_ids": [str(o.id) for o in offers], "technician_ids": [a.technician_id for a in assignments],
+                "policy": policy})
+    await transition(session, order_id, "offer", MATCHER, now=now, payload=payload)
     order = await session.get(Order, order_id)
-    if technician is not None and order is not None:
-        # Straight to the phone once this transaction commits; the outbox event that follows
-        # records the notification.
-        push_after_commit(session, account_channel(technician.account_id), "offer", offer=offer_summary(
-            order, str(offer.id), assignment.distance_m, assignment.eta_s, offer.expires_at.isoformat()))
-    await publish(session, "matching.offer_created", {
-        "offer_id": str(offer.id), "order_id": str(order_id), "technician_id": assignment.technician_id,
-        "expires_at": offer.expires_at.isoformat(), "eta_s": assignment.eta_s, "distance_m": assignment.distance_m,
-    })
-    return offer
+    for offer, assignment in zip(offers, assignments):
+        technician = await session.get(Technician, offer.technician_id)
+        if technician is not None and order is not None:
+            # Straight to the phone once this transaction commits; the outbox event that follows
+            # records the notification.
+            push_after_commit(session, account_channel(technician.account_id), "offer", offer=offer_summary(
+                order, str(offer.id), assignment.distance_m, assignment.eta_s, offer.expires_at.isoformat()))
+        await publish(session, "matching.offer_created", {
+            "offer_id": str(offer.id), "order_id": str(order_id), "technician_id": assignment.technician_id,
+            "expires_at": offer.expires_at.isoformat(), "eta_s": assignment.eta_s, "distance_m": assignment.distance_m,
+        })
+    return offers
 
 
 async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime | None = None) -> Offer | None:
@@ -205,7 +244,7 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
     order = await session.get(Order, order_id, populate_existing=True)
     if order is None or order.status != "matching":
         return None
-    view = await order_view(session, order)
+    view = await order_view(session, order, now)
     preferred = order.preferred_technician_id
     if preferred is not None and str(preferred) not in view.excluded_technicians:
         live = await index.get(str(preferred))
@@ -214,13 +253,45 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
         if choice is not None:
             return await _make_offer(session, order.id, choice, "direct", order.priority, now)
         # The chosen technician cannot take it now: fall back to matching.
+    ladder = ladder_for(order.priority)
+    if ladder.offers_per_round[0] > 1 or len(ladder.offers_per_round) > 1 or ladder.round_radius_m:
+        return await _offer_round(session, index, order, view, ladder, now, config)
     candidates = await _candidates(session, index, view, now, config)
     choice = best_candidate(view, candidates, now, config)
     if choice is None:
         if order.priority == "emergency" and get_settings().emergency_preempt:
             return await _preempt_for(session, order, view, candidates, now, config)
         return None
+    await record_candidates(session, order.id, None, candidate_rows(view, candidates, [choice.technician_id], now, config))
     return await _make_offer(session, order.id, choice, "emergency" if order.priority == "emergency" else "direct", order.priority, now)
+
+
+async def _offer_round(session: AsyncSession, index: GeoIndex, order: Order, view: OrderView, ladder: Ladder,
+                       now: datetime, config: MatchingConfig) -> Offer | None:
+    """The next round of the ladder: the K best eligible technicians within its radius at once;
+    a round that finds nobody gives way to the next, wider one at once."""
+    sent = await _rounds_sent(session, order.id)
+    number = sent + 1
+    last = max(len(ladder.offers_per_round), len(ladder.round_radius_m))
+    while True:
+        k, radius = ladder.round(number, config.default_radius_m)
+        widened = replace(view, service_radius_m=radius)
+        candidates = await _candidates(session, index, widened, now, config, radius)
+        chosen = best_candidates(widened, candidates, now, config, k)
+        if chosen or number >= last:
+            break
+        number += 1
+    if not chosen:
+        if order.priority == "emergency" and get_settings().emergency_preempt:
+            return await _preempt_for(session, order, widened, candidates, now, config)
+        return None
+    await record_candidates(session, order.id, None, candidate_rows(
+        widened, candidates, [a.technician_id for a in chosen], now, config))
+    if 1 < number <= last:
+        await record_step(session, order, "escalated", {"round": number, "radius_m": radius}, now)
+    await record_step(session, order, "offer_round", {"round": number, "offers": len(chosen), "radius_m": radius}, now)
+    policy = "emergency" if order.priority == "emergency" else "round"
+    return (await _make_offers(session, order.id, chosen, policy, order.priority, now))[0]
 
 
 async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, candidates: Sequence[TechnicianView],
@@ -250,6 +321,9 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     together through the optimal assignment."""
     now = now or datetime.now(timezone.utc)
     config = matching_config()
+    await raise_due_alerts(session, now)
+    zones = await readiness.areas(session, now) if get_settings().escalation_enabled else []
+    await _hint_repositioning(session, index, zones, now, config)
     waiting = (await session.exec(
         select(Order).where(Order.status == "matching").order_by(Order.created_at))).all()
     offers: list[Offer] = []
@@ -260,16 +334,66 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     pooled = [o for o in waiting if o.priority != "emergency" and o.preferred_technician_id is None]
     if not pooled:
         return offers
-    views = [await order_view(session, o) for o in pooled]
+    views = [await order_view(session, o, now) for o in pooled]
     live = await supply_near(index, get_settings().city, views, config)
     unique = {t.id: t for group in live for t in group}
-    tech_views = {t.id: t for t in await technician_views(session, list(unique.values()), now)}
+    supply = await technician_views(session, list(unique.values()), now)
+    keep = readiness.reserved(zones, supply, now, config)
+    tech_views = {t.id: t for t in readiness.price_reserve(supply, keep)}
     candidates = {v.id: [tech_views[t.id] for t in group if t.id in tech_views] for v, group in zip(views, live)}
     by_id = {str(o.id): o for o in pooled}
     for assignment in batch(views, candidates, now, config):
         order = by_id[assignment.order_id]
+        await record_candidates(session, order.id, None, candidate_rows(views[pooled.index(order)], candidates[assignment.order_id], [assignment.technician_id], now, config))
         offers.append(await _make_offer(session, order.id, assignment, "batch", order.priority, now))
     return offers
+
+
+async def _hint_repositioning(session: AsyncSession, index: GeoIndex, zones: list[readiness.Area], now: datetime,
+                              config: MatchingConfig) -> int:
+    """At most once per period across workers: idle emergency technicians towards areas below
+    their floor."""
+    if not any(z.floor for z in zones):
+        return 0
+    settings = get_settings()
+    if not await index.redis.set(f"matching:reposition:{settings.city}", "1", nx=True, ex=settings.reposition_hint_every_s):
+        return 0
+    west, south, east, north = zones[0].polygon.bounds
+    for zone in zones[1:]:
+        w, s, e, n = zone.polygon.bounds
+        west, south, east, north = min(west, w), min(south, s), max(east, e), max(north, n)
+    supply = await technician_views(session, await index.snapshot(settings.city, west, south, east, north), now)
+    return await readiness.hint_repositioning(session, zones, supply, now, config)
+
+
+async def raise_due_alerts(session: AsyncSession, now: datetime | None = None) -> int:
+    """Orders nobody has accepted past a threshold of their ladder: one ops alert per threshold,
+    recorded on the order's timeline (which is also what keeps it from being raised twice)."""
+    now = now or datetime.now(timezone.utc)
+    ladders = {p: ladder_for(p) for p in ("emergency", "urgent", "routine")}
+    first = {p: min(after for after, _ in ladder.alert_after_s) for p, ladder in ladders.items() if ladder.alert_after_s}
+    if not first:
+        return 0
+    orders = (await session.exec(select(Order).where(
+        col(Order.status).in_(("matching", "offered")),
+        or_(*(and_(Order.priority == p, Order.created_at <= now - timedelta(seconds=s)) for p, s in first.items())),
+    ))).all()
+    if not orders:
+        return 0
+    raised: dict[uuid.UUID, list[float]] = {}
+    for order_id, payload in (await session.exec(select(OrderEvent.order_id, OrderEvent.payload).where(
+            col(OrderEvent.order_id).in_([o.id for o in orders]), OrderEvent.action == "alerted"))).all():
+        raised.setdefault(order_id, []).append(float(payload.get("threshold_s", -1)))
+    count = 0
+    for order in orders:
+        for after, level in due_alerts(ladders[order.priority], order.created_at, now, raised.get(order.id, ())):
+            alert = await raise_alert(session, kind=f"{order.priority}_unaccepted", level=level, order_id=order.id,  # type: ignore[arg-type]
+                                      details={"threshold_s": after, "status": order.status,
+                                               "sla_deadline": order.sla_deadline.isoformat()}, now=now)
+            await record_step(session, order, "alerted", {"threshold_s": after, "level": level,
+                                                          "alert_id": str(alert.id)}, now)
+            count += 1
+    return count
 
 
 async def supply_near(index: GeoIndex, city: str, orders: Sequence[OrderView],
@@ -292,7 +416,7 @@ async def _after_lapse(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
     if order is None or order.status != "matching":
         return
     attempts = (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
-    if attempts >= get_settings().max_offer_attempts:
+    if attempts >= get_settings().max_offer_attempts and not ladder_for(order.priority).until_deadline:
         await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
                          reason=f"no technician accepted after {attempts} offers")
     elif now >= order.sla_deadline:
@@ -303,18 +427,41 @@ async def _after_lapse(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
 
 
 async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> int:
-    """Lapse offers past their expiry and move their orders on to the next candidate."""
+    """Lapse offers past their expiry; an order whose every open offer lapsed moves on to the
+    next candidate (or round)."""
     now = now or datetime.now(timezone.utc)
     expired = (await session.exec(
         update(Offer).where(Offer.status == "offered", Offer.expires_at <= now)
         .values(status="expired", decided_at=now).returning(Offer.id, Offer.order_id, Offer.technician_id))).all()
+    by_order: dict[uuid.UUID, list[tuple[uuid.UUID, uuid.UUID]]] = {}
     for offer_id, order_id, technician_id in expired:
-        await transition(session, order_id, "offer_lapsed", MATCHER, now=now, expected_status="offered",
-                         reason="offer expired", payload={"offer_id": str(offer_id), "technician_id": str(technician_id)})
+        by_order.setdefault(order_id, []).append((offer_id, technician_id))
         await publish(session, "matching.offer_withdrawn", {
             "offer_id": str(offer_id), "order_id": str(order_id), "technician_id": str(technician_id), "reason": "expired"})
+    for order_id, lapsed in by_order.items():
+        if await _still_offered(session, order_id):
+            continue
+        payload = ({"offer_id": str(lapsed[0][0]), "technician_id": str(lapsed[0][1])} if len(lapsed) == 1 else
+                   {"offer_ids": [str(o) for o, _ in lapsed], "technician_ids": [str(t) for _, t in lapsed]})
+        await transition(session, order_id, "offer_lapsed", MATCHER, now=now, expected_status="offered",
+                         reason="offer expired", payload=payload)
+        await _alert_lapsed_round(session, order_id, len(lapsed), now)
         await _after_lapse(session, index, order_id, now)
     return len(expired)
+
+
+async def _still_offered(session: AsyncSession, order_id: uuid.UUID) -> bool:
+    """Another technician of the round may still accept."""
+    return (await session.exec(select(Offer.id).where(Offer.order_id == order_id, Offer.status == "offered").limit(1))).first() is not None
+
+
+async def _alert_lapsed_round(session: AsyncSession, order_id: uuid.UUID, offers: int, now: datetime) -> None:
+    """An emergency's whole round lapsed: the duty dispatcher hears of it (once while open)."""
+    order = await session.get(Order, order_id)
+    if order is None or order.priority != "emergency" or not get_settings().escalation_enabled:
+        return
+    await raise_alert(session, kind="offer_lapsed", level="warning", order_id=order_id,
+                      details={"offers": offers, "priority": order.priority}, now=now)
 
 
 async def lapse_offers_of_absent(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> int:
@@ -343,9 +490,10 @@ async def decline_offer(session: AsyncSession, index: GeoIndex, offer_id: uuid.U
         .values(status="declined", decided_at=now, decline_reason=reason).returning(Offer.order_id))).first()
     if row is None:
         raise OfferNotAcceptable()
-    await transition(session, row[0], "offer_lapsed", Actor("technician", str(technician_id)), now=now,
-                     expected_status="offered", reason=reason or "declined", payload={"offer_id": str(offer_id)})
-    await _after_lapse(session, index, row[0], now)
+    if not await _still_offered(session, row[0]):
+        await transition(session, row[0], "offer_lapsed", Actor("technician", str(technician_id)), now=now,
+                         expected_status="offered", reason=reason or "declined", payload={"offer_id": str(offer_id)})
+        await _after_lapse(session, index, row[0], now)
     offer = await session.get(Offer, offer_id, populate_existing=True)
     assert offer is not None
     return offer
@@ -360,6 +508,10 @@ async def accept_offer(session: AsyncSession, offer_id: uuid.UUID, technician_id
         select(Technician).where(Technician.id == technician_id).with_for_update())).first()
     if technician is None:
         raise NotFound("no such technician")
+    # The order row next: of a round's technicians accepting together, one at a time gets here,
+    # and each locks in the same order (technician, order, offers), so none deadlocks another.
+    await session.exec(select(Order.id).join(Offer, Offer.order_id == Order.id).where(Offer.id == offer_id)
+                       .with_for_update(of=Order))
     row = (await session.exec(
         update(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id,
                             Offer.status == "offered", Offer.expires_at > now)
@@ -380,7 +532,20 @@ async def accept_offer(session: AsyncSession, offer_id: uuid.UUID, technician_id
     technician.idle_since = None
     session.add(technician)
     await session.flush()
+    await _withdraw_others(session, order, offer_id, now)
     return order
+
+
+async def _withdraw_others(session: AsyncSession, order: Order, accepted: uuid.UUID, now: datetime) -> None:
+    """The round's other offers end with the accept; their phones hear it after the commit."""
+    others = (await session.exec(
+        update(Offer).where(Offer.order_id == order.id, Offer.status == "offered", Offer.id != accepted)
+        .values(status="withdrawn", decided_at=now).returning(Offer.id, Offer.technician_id))).all()
+    for offer_id, technician_id in others:
+        technician = await session.get(Technician, technician_id)
+        if technician is not None:
+            push_after_commit(session, account_channel(technician.account_id), "offer_withdrawn",
+                              offer_id=str(offer_id), order_id=str(order.id), reason="taken")
 
 
 async def sweep_unfulfilled(session: AsyncSession, now: datetime | None = None) -> int:

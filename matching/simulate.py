@@ -4,8 +4,18 @@ Orders arrive at their `t_s`; a technician drives to the order at the scenario s
 the detour factor), serves it for `service_min`, and then takes his next job or becomes free
 where he finished. Policies:
   greedy  every arrival and every freed technician triggers `assign.greedy` at once;
-  batch   emergencies get `assign.best_candidate` at once, everything else waits for the
-          next `window_s` tick and goes through `assign.batch`.
+  batch   emergencies are offered at once, everything else waits for the next `window_s`
+          tick and goes through `assign.batch`.
+Every assignment is an offer: the technician accepts with his acceptance rate (at once), or
+the offer lapses after the offer timeout, holding his slot meanwhile (as live offers do).
+Escalation off is today's engine: one technician per offer, a technician who let an order's
+offer lapse is never offered it again, and an order is given up after MAX_OFFER_ATTEMPTS.
+Escalation on follows the ladders (matching/escalation.py): an emergency goes to the K
+nearest at once in rounds that widen the radius (the first to accept wins), and a lapsed
+technician may be offered the order again after the cooldown. Readiness on keeps each area's
+floor of free emergency technicians out of routine work, pre-empts routine work not yet
+started (the technician still driving to it) for an emergency, and sends idle emergency
+technicians towards areas below their floor.
 Wait is from creation to the technician's arrival. An order nobody has been assigned to
 by GIVE_UP_SLA_FACTOR x its SLA leaves the queue unfulfilled (it is escalated to a human
 dispatcher), so a policy cannot look good by serving only easy orders eventually.
@@ -15,16 +25,19 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import random
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import numpy as np
 
-from matching.assign import batch, best_candidate, greedy
-from matching.model import PRIORITIES, CertificationView, MatchingConfig, OrderView, TechnicianView
+from matching.assign import batch, best_candidates, greedy
+from matching.escalation import FLAT, EMERGENCY_SKILL, Ladder, ladders, reserve_floor
+from matching.model import PRIORITIES, Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.scenario import OrderSpec, Scenario, TechnicianSpec
 from matching.scoring import eta_s, haversine_m
 from matching.spatial import TechnicianIndex
@@ -32,9 +45,16 @@ from matching.spatial import TechnicianIndex
 Policy = Literal["greedy", "batch"]
 GIVE_UP_SLA_FACTOR = 2.0
 CANDIDATES_K = 32  # nearest free, certified technicians handed to the assigner per order
+MAX_OFFER_ATTEMPTS = 5  # the live default (GASDISPATCH_MAX_OFFER_ATTEMPTS)
+OFFER_TIMEOUT_S, EMERGENCY_OFFER_TIMEOUT_S = 30.0, 15.0  # the live defaults
+RESERVE_COVER_PROBABILITY = 0.9  # the live default (GASDISPATCH_RESERVE_COVER_PROBABILITY)
+# Taking an area's reserved emergency technician for routine work costs this many seconds of
+# ETA (the live GASDISPATCH_RESERVE_PRICE_S): only an order that has waited long enough, or has
+# nobody else, outbids the reserve. A hard floor cost 25-32 % more routine wait in this simulator.
+RESERVE_PRICE_S = 600.0
 EPOCH = datetime(2026, 1, 5, tzinfo=UTC)  # scenario second 0; only differences matter
 
-_ARRIVAL, _AT_SITE, _DONE, _TICK = range(4)  # same-time order: arrivals before dispatching
+_ARRIVAL, _AT_SITE, _DONE, _LAPSE, _COOLED, _TICK = range(6)  # same-time order: arrivals before dispatching
 
 
 def _at(t: float) -> datetime:
@@ -54,6 +74,9 @@ class _Tech:
     certifications: tuple[CertificationView, ...]
     jobs: deque[OrderSpec] = field(default_factory=deque)  # assigned, not finished
     leg: tuple[float, float, float, float, float, float] | None = None  # lon0 lat0 t0 lon1 lat1 t1
+    leg_id: int = 0  # an event for an older leg is stale (the leg was pre-empted)
+    on_site: bool = False  # serving jobs[0], not driving to it
+    offers: set[str] = field(default_factory=set)  # orders offered to him, unanswered
     idle_since: float | None = 0.0
 
     def position(self, t: float) -> tuple[float, float]:
@@ -63,32 +86,77 @@ class _Tech:
         f = 1.0 if t1 <= t0 else min(1.0, max(0.0, (t - t0) / (t1 - t0)))
         return lon0 + f * (lon1 - lon0), lat0 + f * (lat1 - lat0)
 
+    def destination(self, t: float) -> tuple[float, float]:
+        return (self.leg[3], self.leg[4]) if self.leg is not None else self.position(t)
+
+    @property
+    def held(self) -> int:
+        """Jobs plus open offers: an offer reserves a slot until it is answered."""
+        return len(self.jobs) + len(self.offers)
+
     def view(self, t: float) -> TechnicianView:
         lon, lat = self.position(t)
         return TechnicianView(
             id=self.spec.id, lon=lon, lat=lat,
-            status="online" if len(self.jobs) < self.spec.max_jobs else "busy",
-            certifications=self.certifications, active_jobs=len(self.jobs),
+            status="online" if self.held < self.spec.max_jobs else "busy",
+            certifications=self.certifications, active_jobs=self.held,
             max_jobs=self.spec.max_jobs, rating=self.spec.rating, last_seen_at=_at(t),
             idle_since=None if self.idle_since is None else _at(self.idle_since),
         )
 
 
+class _Areas:
+    """Square cells small enough that anywhere in a cell is within the emergency SLA of
+    anywhere else in it; each keeps a floor of free emergency technicians."""
+
+    def __init__(self, scenario: Scenario, config: MatchingConfig):
+        emergencies = [o for o in scenario.orders if o.priority == "emergency"]
+        points = [(t.lon, t.lat) for t in scenario.technicians] + [(o.lon, o.lat) for o in scenario.orders]
+        self.west, self.south = min(p[0] for p in points), min(p[1] for p in points)
+        sla_min = min((o.sla_min for o in emergencies), default=30.0)
+        reach_m = sla_min * 60 * config.speed_kmh / 3.6 / config.detour_factor
+        side_m = reach_m / math.sqrt(2)
+        self.dlat = side_m / 111_195
+        self.dlon = self.dlat / max(0.1, math.cos(math.radians(self.south)))
+        hours = max(1.0, max((o.t_s for o in scenario.orders), default=0.0) / 3600)
+        count: dict[str, int] = {}
+        for o in emergencies:
+            count[self.of(o.lon, o.lat)] = count.get(self.of(o.lon, o.lat), 0) + 1
+        self.floors = {a: reserve_floor(n / hours, sla_min, RESERVE_COVER_PROBABILITY) for a, n in count.items()}
+
+    def of(self, lon: float, lat: float) -> str:
+        return f"{int((lon - self.west) // self.dlon)},{int((lat - self.south) // self.dlat)}"
+
+    def centre(self, area: str) -> tuple[float, float]:
+        i, j = (int(v) for v in area.split(","))
+        return self.west + (i + 0.5) * self.dlon, self.south + (j + 0.5) * self.dlat
+
+
 class _Run:
-    def __init__(self, scenario: Scenario, policy: Policy, window_s: float,
-                 config: MatchingConfig, on_progress: Callable[[int, int], None] | None):
+    def __init__(self, scenario: Scenario, policy: Policy, window_s: float, config: MatchingConfig,
+                 on_progress: Callable[[int, int], None] | None, ladder_by_priority: Mapping[str, Ladder] | None,
+                 readiness: bool):
         self.scenario, self.policy, self.window_s, self.config = scenario, policy, window_s, config
         self.on_progress = on_progress
+        self.ladders = dict(ladder_by_priority) if ladder_by_priority is not None else None
         self.techs = {
             s.id: _Tech(s, s.lon, s.lat, tuple(CertificationView(k, True) for k in s.skills))
             for s in scenario.technicians
         }
         self.orders = {o.id: o for o in scenario.orders}
         self.views = {o.id: _order_view(o) for o in scenario.orders}
+        self.areas = _Areas(scenario, config) if readiness else None
         self.queue: dict[str, OrderSpec] = {}  # insertion order = arrival order
         self.events: list[tuple[float, int, int, str]] = []
         self.seq = itertools.count()
         self.waits_min: dict[str, float] = {}
+        self.accepted_min: dict[str, float] = {}
+        self.open_offers: dict[str, list[str]] = {}  # order -> technicians holding its offer
+        self.lapsed: dict[tuple[str, str], float] = {}  # (order, technician) -> when his offer lapsed
+        self.offers_made: dict[str, int] = {}
+        self.rounds: dict[str, int] = {}
+        self.pair_offers: dict[tuple[str, str], int] = {}
+        self.counts = {"offers": 0, "lapsed_offers": 0, "preempted": 0, "repositioned": 0}
         self.unfulfilled = 0
         self.travel_m = 0.0
         self.busy_s = 0.0
@@ -98,6 +166,48 @@ class _Run:
     def push(self, t: float, kind: int, ref: str = "") -> None:
         heapq.heappush(self.events, (t, kind, next(self.seq), ref))
 
+    def ladder(self, o: OrderSpec) -> Ladder:
+        return FLAT if self.ladders is None else self.ladders.get(o.priority, FLAT)
+
+    # --- offers ----------------------------------------------------------------------------
+
+    def accepts(self, order_id: str, tech: _Tech) -> bool:
+        """The technician's answer, drawn from a stream of its own per (order, technician, n-th
+        offer): runs that differ in policy see the same answers to the same offers."""
+        rate = self.scenario.acceptance_of(tech.spec)
+        n = self.pair_offers[(order_id, tech.spec.id)] = self.pair_offers.get((order_id, tech.spec.id), 0) + 1
+        if rate >= 1 or rate <= 0:
+            return rate >= 1
+        return random.Random(f"{self.scenario.seed}:{order_id}:{tech.spec.id}:{n}").random() < rate
+
+    def offer(self, order_id: str, assignments: list[Assignment]) -> None:
+        """Offer the order to these technicians at once: the best one who accepts takes it, the
+        others are withdrawn; if nobody accepts, their slots are held until the offer lapses."""
+        o = self.orders[order_id]
+        self.offers_made[order_id] = self.offers_made.get(order_id, 0) + len(assignments)
+        self.counts["offers"] += len(assignments)
+        answers = [self.accepts(order_id, self.techs[a.technician_id]) for a in assignments]
+        winner = next((a for a, yes in zip(assignments, answers) if yes), None)
+        if winner is not None:
+            self.accepted_min[order_id] = (self.now - o.t_s) / 60
+            self.assign(winner.technician_id, order_id)
+            return
+        del self.queue[order_id]
+        self.open_offers[order_id] = [a.technician_id for a in assignments]
+        for a in assignments:
+            self.techs[a.technician_id].offers.add(order_id)
+        timeout = EMERGENCY_OFFER_TIMEOUT_S if o.priority == "emergency" else OFFER_TIMEOUT_S
+        self.push(self.now + timeout, _LAPSE, order_id)
+
+    def excluded(self, o: OrderSpec) -> frozenset[str]:
+        ladder = self.ladder(o)
+        return frozenset(t for (oid, t), at in self.lapsed.items()
+                         if oid == o.id and self.now - at < ladder.cooldown_s)
+
+    def view(self, o: OrderSpec) -> OrderView:
+        excluded = self.excluded(o)
+        return replace(self.views[o.id], excluded_technicians=excluded) if excluded else self.views[o.id]
+
     # --- dispatching -------------------------------------------------------------------
 
     def give_up_expired(self) -> None:
@@ -106,58 +216,159 @@ class _Run:
                 del self.queue[oid]
                 self.unfulfilled += 1
 
+    def protected(self) -> set[str]:
+        """Free emergency technicians each area keeps for emergencies: its floor, less
+        those it already has driving to routine work (an emergency can pre-empt them); the
+        ones nearest the area's centre first."""
+        if self.areas is None:
+            return set()
+        free: dict[str, list[tuple[float, str]]] = {}
+        driving: dict[str, int] = {}
+        for t in self.techs.values():
+            if EMERGENCY_SKILL not in t.spec.skills:
+                continue
+            lon, lat = t.destination(self.now)
+            area = self.areas.of(lon, lat)
+            if area not in self.areas.floors:
+                continue
+            if t.held == 0:
+                free.setdefault(area, []).append((haversine_m(lon, lat, *self.areas.centre(area)), t.spec.id))
+            elif self.preemptable(t):
+                driving[area] = driving.get(area, 0) + 1
+        keep = set()
+        for area, techs in free.items():
+            keep.update(tid for _, tid in sorted(techs)[:max(0, self.areas.floors[area] - driving.get(area, 0))])
+        return keep
+
+    @staticmethod
+    def preemptable(t: _Tech) -> bool:
+        """Driving to his only job, a non-emergency one: routine work not yet started."""
+        return (EMERGENCY_SKILL in t.spec.skills and not t.on_site and len(t.jobs) == 1 and not t.offers
+                and t.jobs[0].priority != "emergency")
+
     def candidates(self, orders: list[OrderSpec]) -> dict[str, list[TechnicianView]]:
-        free = [t.view(self.now) for t in self.techs.values() if len(t.jobs) < t.spec.max_jobs]
-        by_skill: dict[str, list[OrderSpec]] = {}
+        held_back = self.protected() if any(o.priority != "emergency" for o in orders) else set()
+        free = [t.view(self.now) for t in self.techs.values() if t.held < t.spec.max_jobs]
+        by_group: dict[tuple[str, bool], list[OrderSpec]] = {}
         for o in orders:
-            by_skill.setdefault(o.skill, []).append(o)
+            by_group.setdefault((o.skill, o.priority == "emergency"), []).append(o)
         out: dict[str, list[TechnicianView]] = {}
-        for skill, group in by_skill.items():
-            index = TechnicianIndex([v for v in free if skill in self.techs[v.id].spec.skills])
-            out.update(index.candidates([self.views[o.id] for o in group], CANDIDATES_K,
+        for (skill, emergency), group in by_group.items():
+            index = TechnicianIndex([
+                replace(v, reserve_s=RESERVE_PRICE_S) if not emergency and v.id in held_back else v
+                for v in free if skill in self.techs[v.id].spec.skills])
+            out.update(index.candidates([self.view(o) for o in group], CANDIDATES_K,
                                         self.config.default_radius_m))
         return out
 
     def dispatch(self, orders: list[OrderSpec], how: str) -> None:
         if not orders:
             return
-        cands = self.candidates(orders)
         now = _at(self.now)
-        views = [self.views[o.id] for o in orders]
-        if how == "greedy":
-            assignments = greedy(views, cands, now, self.config)
-        elif how == "batch":
-            assignments = batch(views, cands, now, self.config)
-        else:  # one at a time, each seeing the technicians the previous ones took
-            assignments = []
-            for v in views:
-                a = best_candidate(v, self.candidates([self.orders[v.id]])[v.id], now, self.config)
-                if a is not None:
-                    assignments.append(a)
-                    self.assign(a.technician_id, a.order_id)
+        if how == "immediate":  # one at a time, each seeing the technicians the previous ones took
+            for o in orders:
+                if o.id in self.queue:
+                    self.dispatch_one(o)
             return
-        for a in assignments:
-            self.assign(a.technician_id, a.order_id)
+        cands = self.candidates(orders)
+        views = [self.view(o) for o in orders]
+        chosen = greedy(views, cands, now, self.config) if how == "greedy" else batch(views, cands, now, self.config)
+        for a in chosen:
+            self.offer(a.order_id, [a])
+
+    def dispatch_one(self, o: OrderSpec) -> None:
+        """An order that cannot wait: round by round of its ladder, skipping rounds that find
+        nobody; with readiness, an emergency nobody free can take pre-empts routine work."""
+        ladder = self.ladder(o)
+        ranked = best_candidates(self.view(o), self.candidates([o])[o.id], _at(self.now), self.config, CANDIDATES_K)
+        number = self.rounds.get(o.id, 1)
+        while True:
+            k, radius = ladder.round(number, self.config.default_radius_m)
+            chosen = [a for a in ranked if a.distance_m <= radius][:k]
+            last = number >= max(len(ladder.offers_per_round), len(ladder.round_radius_m))
+            if chosen or last:
+                break
+            number += 1
+        self.rounds[o.id] = number
+        late = not chosen or _at(self.now) + timedelta(seconds=chosen[0].eta_s) > self.views[o.id].sla_deadline
+        if late and self.areas is not None and o.priority == "emergency":
+            chosen = self.preempt_for(o, chosen[0].eta_s if chosen else math.inf) or chosen
+        if chosen:
+            self.offer(o.id, chosen)
+
+    def preempt_for(self, o: OrderSpec, free_eta_s: float) -> list[Assignment]:
+        """The nearest emergency technician still driving to routine work takes the emergency
+        if he gets there sooner than anybody free; the routine order goes back to the queue."""
+        view = self.view(o)
+        best: tuple[float, _Tech] | None = None
+        for t in self.techs.values():
+            if not self.preemptable(t) or t.spec.id in view.excluded_technicians:
+                continue
+            distance = haversine_m(*t.position(self.now), o.lon, o.lat)
+            if distance <= self.config.default_radius_m and (best is None or distance < best[0]):
+                best = (distance, t)
+        if best is None or eta_s(best[0], self.config) >= free_eta_s:
+            return []
+        distance, tech = best
+        routine = tech.jobs.popleft()
+        lon, lat = tech.position(self.now)
+        lon0, lat0, t0, lon1, lat1, t1 = tech.leg  # type: ignore[misc]
+        self.busy_s -= (t1 - self.now) + routine.service_min * 60
+        self.travel_m -= haversine_m(lon, lat, lon1, lat1) * self.config.detour_factor
+        tech.lon, tech.lat, tech.leg = lon, lat, None
+        tech.leg_id += 1
+        self.queue = {routine.id: routine, **self.queue}
+        self.counts["preempted"] += 1
+        return best_candidates(view, [tech.view(self.now)], _at(self.now), self.config, 1)
 
     def assign(self, tech_id: str, order_id: str) -> None:
         tech = self.techs[tech_id]
         tech.jobs.append(self.queue.pop(order_id))
         tech.idle_since = None
-        if tech.leg is None and len(tech.jobs) == 1:
+        if len(tech.jobs) == 1:
             self.start_leg(tech)
 
     def start_leg(self, tech: _Tech) -> None:
         o = tech.jobs[0]
         lon, lat = tech.position(self.now)
+        tech.lon, tech.lat, tech.on_site = lon, lat, False
         distance = haversine_m(lon, lat, o.lon, o.lat)
         arrive = self.now + eta_s(distance, self.config)
         tech.leg = (lon, lat, self.now, o.lon, o.lat, arrive)
+        tech.leg_id += 1
         self.travel_m += distance * self.config.detour_factor
         self.busy_s += arrive - self.now + o.service_min * 60
-        self.push(arrive, _AT_SITE, tech.spec.id)
+        self.push(arrive, _AT_SITE, f"{tech.spec.id}#{tech.leg_id}")
 
-    def emergencies(self) -> list[OrderSpec]:
-        return [o for o in self.queue.values() if o.priority == "emergency"]
+    def reposition(self) -> None:
+        """Idle emergency technicians move towards areas below their floor."""
+        if self.areas is None:
+            return
+        free: dict[str, int] = {}
+        idle: list[tuple[_Tech, str]] = []
+        for t in self.techs.values():
+            if EMERGENCY_SKILL in t.spec.skills and t.held == 0:
+                area = self.areas.of(*t.destination(self.now))
+                free[area] = free.get(area, 0) + 1
+                idle.append((t, area))
+        short = {a: n - free.get(a, 0) for a, n in self.areas.floors.items() if free.get(a, 0) < n}
+        for target, gap in sorted(short.items(), key=lambda x: (-x[1], x[0])):
+            cx, cy = self.areas.centre(target)
+            spare = sorted((haversine_m(*t.position(self.now), cx, cy), t.spec.id, t, a) for t, a in idle
+                           if a != target and free[a] - 1 >= self.areas.floors.get(a, 0))
+            for _, _, t, home in spare[:gap]:
+                lon, lat = t.position(self.now)
+                distance = haversine_m(lon, lat, cx, cy)
+                t.lon, t.lat = lon, lat
+                t.leg = (lon, lat, self.now, cx, cy, self.now + eta_s(distance, self.config))
+                self.travel_m += distance * self.config.detour_factor
+                free[home] -= 1
+                free[target] = free.get(target, 0) + 1
+                idle = [(x, a) for x, a in idle if x is not t]
+                self.counts["repositioned"] += 1
+
+    def waiting(self, emergency: bool) -> list[OrderSpec]:
+        return [o for o in self.queue.values() if (o.priority == "emergency") == emergency]
 
     # --- events --------------------------------------------------------------------------
 
@@ -171,9 +382,15 @@ class _Run:
             if kind == _ARRIVAL:
                 self.on_arrival(self.orders[ref])
             elif kind == _AT_SITE:
-                self.on_at_site(self.techs[ref])
+                tid, leg_id = ref.split("#")
+                if self.techs[tid].leg_id == int(leg_id):
+                    self.on_at_site(self.techs[tid])
             elif kind == _DONE:
                 self.on_done(self.techs[ref])
+            elif kind == _LAPSE:
+                self.on_lapse(self.orders[ref])
+            elif kind == _COOLED:
+                self.on_cooled(self.orders[ref])
             else:
                 self.on_tick()
 
@@ -186,30 +403,58 @@ class _Run:
             self.give_up_expired()
             self.dispatch(list(self.queue.values()), "greedy")
         elif o.priority == "emergency":
-            self.dispatch([o], "one_by_one")
+            self.dispatch([o], "immediate")
 
     def on_at_site(self, tech: _Tech) -> None:
         o = tech.jobs[0]
-        tech.lon, tech.lat, tech.leg = o.lon, o.lat, None
+        tech.lon, tech.lat, tech.leg, tech.on_site = o.lon, o.lat, None, True
         self.waits_min[o.id] = (self.now - o.t_s) / 60
         self.push(self.now + o.service_min * 60, _DONE, tech.spec.id)
 
     def on_done(self, tech: _Tech) -> None:
         tech.jobs.popleft()
+        tech.on_site = False
         if tech.jobs:
             self.start_leg(tech)
         else:
             tech.idle_since = self.now
+        self.after_release()
+
+    def on_lapse(self, o: OrderSpec) -> None:
+        for tid in self.open_offers.pop(o.id):
+            self.techs[tid].offers.discard(o.id)
+            self.lapsed[(o.id, tid)] = self.now
+        self.counts["lapsed_offers"] += 1
+        if not self.ladder(o).until_deadline and self.offers_made[o.id] >= MAX_OFFER_ATTEMPTS:
+            self.unfulfilled += 1
+        else:
+            self.queue[o.id] = o
+            if self.ladders is not None:
+                self.rounds[o.id] = self.rounds.get(o.id, 1) + 1
+            if math.isfinite(self.ladder(o).cooldown_s):
+                self.push(self.now + self.ladder(o).cooldown_s, _COOLED, o.id)
+        self.after_release()
+
+    def on_cooled(self, o: OrderSpec) -> None:
+        """Who let the order's offer lapse may be asked again: an emergency at once (the live
+        engine retries it every tick), other orders at the next batch."""
+        if o.id in self.queue and (o.priority == "emergency" or self.policy == "greedy"):
+            self.dispatch([o] if self.policy == "batch" else list(self.queue.values()),
+                          "immediate" if self.policy == "batch" else "greedy")
+
+    def after_release(self) -> None:
         self.give_up_expired()
         if self.policy == "greedy":
             self.dispatch(list(self.queue.values()), "greedy")
         else:
-            self.dispatch(self.emergencies(), "one_by_one")
+            self.dispatch(self.waiting(emergency=True), "immediate")
 
     def on_tick(self) -> None:
         self.give_up_expired()
-        self.dispatch(list(self.queue.values()), "batch")
-        if self.queue or self.arrived < len(self.orders):
+        self.dispatch(self.waiting(emergency=True), "immediate")
+        self.dispatch(self.waiting(emergency=False), "batch")
+        self.reposition()
+        if self.queue or self.open_offers or self.arrived < len(self.orders):
             self.push(self.now + self.window_s, _TICK)
 
     def result(self) -> dict:
@@ -218,10 +463,15 @@ class _Run:
             1 for oid, w in self.waits_min.items() if w <= self.orders[oid].sla_min + 1e-9
         )
         capacity_s = len(self.techs) * self.now
+        by_priority = self.by_priority()
+        emergency_accept = [m for oid, m in self.accepted_min.items() if self.orders[oid].priority == "emergency"]
         return {
             "policy": self.policy,
             "window_s": self.window_s if self.policy == "batch" else None,
             "seed": self.scenario.seed,
+            "escalation": self.ladders is not None,
+            "readiness": self.areas is not None,
+            "acceptance_rate": self.scenario.acceptance_rate,
             "orders": len(self.orders),
             "technicians": len(self.techs),
             "served": len(self.waits_min),
@@ -231,8 +481,20 @@ class _Run:
             "p90_wait_min": round(float(np.percentile(waits, 90)), 2) if waits.size else None,
             "travel_km": round(self.travel_m / 1000, 1),
             "utilization": round(self.busy_s / capacity_s, 3) if capacity_s else 0.0,
-            "by_priority": self.by_priority(),
+            "emergencies": by_priority["emergency"]["orders"],
+            "emergency_within_sla": by_priority["emergency"]["served_within_sla"],
+            "emergency_p90_accept_min": (round(float(np.percentile(emergency_accept, 90)), 2)
+                                         if emergency_accept else None),
+            "emergency_reachable": self.reachable_emergencies(),
+            **self.counts,
+            "by_priority": by_priority,
         }
+
+    def reachable_emergencies(self) -> int:
+        """Emergencies with an emergency-certified technician's home within SLA travel time."""
+        homes = [t for t in self.scenario.technicians if EMERGENCY_SKILL in t.skills]
+        return sum(1 for o in self.orders.values() if o.priority == "emergency" and any(
+            eta_s(haversine_m(t.lon, t.lat, o.lon, o.lat), self.config) <= o.sla_min * 60 for t in homes))
 
     def by_priority(self) -> dict[str, dict]:
         out = {}
@@ -255,11 +517,15 @@ def simulate(
     window_s: float = 60.0,
     config: MatchingConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    escalation: bool = True,
+    readiness: bool = True,
+    ladder_by_priority: Mapping[str, Ladder] | None = None,
 ) -> dict:
     """Run the scenario to the end (every order served or given up) and return the figures.
 
     `config` defaults to MatchingConfig with the scenario's speed and detour factor;
-    `on_progress(arrived, total)` is called as orders arrive.
+    `on_progress(arrived, total)` is called as orders arrive; the ladders default to the
+    settings' defaults.
     """
     if policy not in ("greedy", "batch"):
         raise ValueError(f"unknown policy {policy!r}")
@@ -267,6 +533,7 @@ def simulate(
         raise ValueError("window_s must be positive")
     if config is None:
         config = MatchingConfig(speed_kmh=scenario.speed_kmh, detour_factor=scenario.detour_factor)
-    run = _Run(scenario, policy, window_s, config, on_progress)
+    chosen = (ladder_by_priority or ladders()) if escalation else None
+    run = _Run(scenario, policy, window_s, config, on_progress, chosen, readiness)
     run.run()
     return run.result()

@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dispatch import service as dispatch_service
 from dispatch.config import Settings
 from dispatch.events import publish
+from dispatch.safety import GAS_LEAK_STEPS
 from meters.ingest import DeviceInfo, Telemetry
 from meters.models import Device, Fault, ValveCommand
 from meters.protocols import cjt188
@@ -51,12 +52,14 @@ _DESCRIPTION = {
     "comm_lost": "设备通讯中断 / Device stopped reporting",
     "suspected_leak": "用气异常，疑似泄漏 / Unusual consumption, suspected leak",
 }
+# The text is for delivery channels that cannot translate (SMS); the apps show the steps
+# (dispatch.safety.GAS_LEAK_STEPS, sent beside it), and this text says the same in the same order.
 SAFETY_ADVICE = {
-    "zh": "燃气报警器检测到燃气泄漏。请立即打开门窗通风，不要开关任何电器或使用明火、手机，"
-          "关闭燃气总阀，离开室内。抢险人员正在赶来。",
-    "en": "Your gas detector has detected a leak. Open doors and windows to ventilate, do not operate any "
-          "switches, flames or phones indoors, close the main gas valve and leave. An emergency "
-          "crew is on its way.",
+    "zh": "燃气报警器检测到燃气泄漏。请立即离开房间；不要使用明火，不要开关任何电器；不要在室内打电话；"
+          "在安全的情况下打开门窗通风；如能够到，关闭燃气总阀。抢险人员正在赶来。",
+    "en": "Your gas detector has detected a leak. Leave the room now; no flames, and do not operate any "
+          "switches; make no phone calls indoors; open doors and windows to ventilate if it is safe; "
+          "close the main gas valve at the meter if you can reach it. An emergency crew is on its way.",
 }
 # Instant conditions, re-evaluated on every reading (the rest come from periodic checks).
 INSTANT_KINDS = ("methane_alarm", "valve_abnormal", "battery_low", "tamper")
@@ -184,6 +187,7 @@ async def _methane_alarm(
         await publish(session, "meters.safety_advice_issued", {
             "customer_id": str(device.customer_id), "address_id": str(device.address_id),
             "device_id": str(device.id), "order_id": str(order_id), "text": SAFETY_ADVICE,
+            "steps": list(GAS_LEAK_STEPS),
         })
     commands = await close_valves(session, device.address_id, fault_id=fault_id, order_id=order_id, now=now)
     if outcome is not None:

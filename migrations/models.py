@@ -4,8 +4,10 @@ import importlib
 
 MODEL_MODULES = (
     "dispatch.models",
+    "dispatch.alerts",
     "settlement.models",
     "matching.models",
+    "matching.candidates",
     "ratings.models",
     "meters.models",
     "dispatch.field.models",

@@ -7,7 +7,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.events import subscribe
-from settlement import service
+from settlement import cancellation, service
 
 
 async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]) -> None:
@@ -19,7 +19,10 @@ async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]
         final_price = (payload.get("payload") or {}).get("final_price_minor")
         await service.capture_order(session, order_id, final_price, gateway)
     elif payload["to"] == "cancelled":
-        await service.cancel_order_payment(session, order_id, payload["from"], gateway)
+        technician_id = payload.get("technician_id")
+        await cancellation.settle_cancelled_order(
+            session, order_id, technician_id=uuid.UUID(technician_id) if technician_id else None,
+            fee=(payload.get("payload") or {}).get("cancellation_fee"), gateway=gateway)
 
 
 async def on_price_change_approved(session: AsyncSession, payload: dict[str, Any]) -> None:

@@ -12,6 +12,8 @@ from sqlmodel import Field, SQLModel
 from dispatch.models import _ts, utcnow
 
 SETTLEMENT_STATUSES = ("held", "accrued", "transfer_pending", "transferred")
+# A settlement pays a job done ("service", after its review) or a cancellation fee's share.
+SETTLEMENT_KINDS = ("service", "cancellation")
 PAYMENT_STATUSES = ("authorised", "captured", "cancelled")
 
 
@@ -45,6 +47,8 @@ class RuleSet(SQLModel, table=True):
         CheckConstraint("payout_schedule IN ('immediate','daily')", name="schedule"),
         CheckConstraint("platform_fee_bps BETWEEN 0 AND 10000 AND platform_fee_fixed_minor >= 0"
                         " AND minimum_payout_minor >= 0 AND cancellation_fee_minor >= 0", name="ranges"),
+        CheckConstraint("cancellation_fee_accepted_minor >= 0 AND cancellation_free_minutes >= 0"
+                        " AND cancellation_technician_bps BETWEEN 0 AND 10000", name="cancellation_ranges"),
     )
 
     version: int = Field(primary_key=True)
@@ -54,7 +58,12 @@ class RuleSet(SQLModel, table=True):
     adjustment_bps_by_stars: dict[str, int | None] = Field(sa_type=JSONB)
     minimum_payout_minor: int = Field(sa_type=BigInteger)
     payout_schedule: str = Field(max_length=16)
+    # The cancellation policy (settlement/rules.py): the fee once the technician set out, the fee
+    # after the grace minutes following his acceptance, and his share of either.
     cancellation_fee_minor: int = Field(sa_type=BigInteger)
+    cancellation_fee_accepted_minor: int = Field(default=0, sa_type=BigInteger)
+    cancellation_free_minutes: int = 0
+    cancellation_technician_bps: int = 10_000
     created_by: str = Field(max_length=64)
     created_at: datetime = _ts(default_factory=utcnow)
 
@@ -63,6 +72,9 @@ class Settlement(SQLModel, table=True):
     __tablename__ = "settlement_settlement"
     __table_args__ = (
         CheckConstraint(f"status IN {SETTLEMENT_STATUSES}", name="status"),
+        CheckConstraint(f"kind IN {SETTLEMENT_KINDS}", name="kind"),
+        # A service settlement follows a review; a cancellation has none.
+        CheckConstraint("kind = 'cancellation' OR stars IS NOT NULL", name="stars"),
         CheckConstraint("payout_minor >= 0", name="payout"),
         # Paid out of the customer's capture: never more than the base it was computed from.
         CheckConstraint("payout_minor <= base_minor", name="payout_within_base"),
@@ -72,10 +84,11 @@ class Settlement(SQLModel, table=True):
 
     id: uuid.UUID = Field(primary_key=True)
     order_id: uuid.UUID = Field(unique=True)
+    kind: str = Field(default="service", max_length=16)
     review_id: str = Field(max_length=64)
     technician_id: uuid.UUID = Field(index=True)
     station_id: uuid.UUID | None = Field(default=None, index=True)
-    stars: int
+    stars: int | None
     rule_version: int = Field(foreign_key="settlement_rule_set.version")
     currency: str = Field(max_length=3)
     base_minor: int = Field(sa_type=BigInteger)

@@ -9,10 +9,17 @@ without a percentage (None) holds the settlement for an operations review.
 The payout is paid out of the customer's capture, so it can never exceed the base: an
 adjustment is bounded by -100 % below and by the platform fee's percentage above (then
 adjustment <= percentage fee <= fee), and ``compute`` refuses any result above the base.
+
+Cancellation policy: free until a technician accepted the order, and within the grace minutes
+after his acceptance; then ``cancellation_fee_accepted_minor`` until he sets out and
+``cancellation_fee_minor`` once he is en route or further. The fee is never more than the
+customer's hold (it is captured from it) and ``cancellation_technician_bps`` of it is his
+compensation, the rest platform revenue.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from settlement.errors import PayoutExceedsCapture, RulesOutOfBounds
@@ -29,6 +36,44 @@ class Rules:
     minimum_payout_minor: int
     payout_schedule: str
     cancellation_fee_minor: int
+    cancellation_fee_accepted_minor: int = 0
+    cancellation_free_minutes: int = 0
+    cancellation_technician_bps: int = 10_000
+
+
+# Order states in which a cancellation is charged: the technician holds the job.
+ACCEPTED_FEE_STATES = frozenset({"accepted"})
+DISPATCHED_FEE_STATES = frozenset({"en_route", "arrived", "in_service"})
+
+
+@dataclass(frozen=True)
+class CancellationFee:
+    fee_minor: int
+    technician_share_minor: int
+    platform_share_minor: int
+    free_until: datetime | None  # the end of the grace after acceptance, while it lasts
+
+
+def cancellation_fee(rules: Rules, *, status: str, accepted_at: datetime | None, now: datetime,
+                     hold_minor: int) -> CancellationFee:
+    """What cancelling costs now in ``status``; ``hold_minor`` is what can be captured."""
+    free_until = accepted_at + timedelta(minutes=rules.cancellation_free_minutes) if accepted_at else None
+    if status in DISPATCHED_FEE_STATES:
+        fee, free_until = rules.cancellation_fee_minor, None
+    elif status in ACCEPTED_FEE_STATES and not (free_until and now < free_until):
+        fee, free_until = rules.cancellation_fee_accepted_minor, None
+    else:
+        fee = 0
+        if status not in ACCEPTED_FEE_STATES:
+            free_until = None
+    fee = min(fee, max(hold_minor, 0))
+    technician = split_cancellation_fee(rules, fee)
+    return CancellationFee(fee, technician, fee - technician, free_until)
+
+
+def split_cancellation_fee(rules: Rules, fee_minor: int) -> int:
+    """The technician's share of a cancellation fee."""
+    return min(apply_bps(fee_minor, rules.cancellation_technician_bps), fee_minor)
 
 
 @dataclass(frozen=True)

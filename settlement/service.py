@@ -36,7 +36,6 @@ from settlement.rules import Rules, check_adjustment, compute
 
 log = structlog.get_logger(__name__)
 SYSTEM = dispatch.Actor.system("settlement")
-_FEE_STATES = frozenset({"en_route", "arrived", "in_service"})  # a technician was already dispatched
 
 
 class SettlementNotReady(Conflict):
@@ -77,7 +76,8 @@ def _now() -> datetime:
 
 def as_rules(row: RuleSet) -> Rules:
     return Rules(row.version, row.platform_fee_bps, row.platform_fee_fixed_minor, row.adjustment_bps_by_stars,
-                 row.minimum_payout_minor, row.payout_schedule, row.cancellation_fee_minor)
+                 row.minimum_payout_minor, row.payout_schedule, row.cancellation_fee_minor,
+                 row.cancellation_fee_accepted_minor, row.cancellation_free_minutes, row.cancellation_technician_bps)
 
 
 async def current_rules(session: AsyncSession) -> RuleSet:
@@ -216,23 +216,6 @@ async def _cancel_hold(session: AsyncSession, payment: Payment, gateway: Payment
     payment.status, payment.updated_at = "cancelled", _now()
     session.add(payment)
     await session.flush()
-
-
-async def cancel_order_payment(session: AsyncSession, order_id: uuid.UUID, from_status: str,
-                               gateway: PaymentGateway) -> Payment | None:
-    """Release the hold, keeping the cancellation fee when a technician was already on his way."""
-    payment = await session.get(Payment, order_id, with_for_update=True)
-    if payment is None or payment.status != "authorised":
-        return payment
-    fee = min((await current_rules(session)).cancellation_fee_minor, payment.held_minor)
-    if fee == 0 or from_status not in _FEE_STATES:
-        await _cancel_hold(session, payment, gateway)
-        return payment
-    await _capture(session, payment, fee, gateway, "cancellation fee")
-    await ledger.post(session, business_key=f"order:{order_id}:cancellation_fee", kind="cancellation_fee",
-                      order_id=order_id, postings=[Posting(ledger.ORDER_LIABILITY, fee, payment.currency),
-                                                   Posting(ledger.PLATFORM_REVENUE, -fee, payment.currency)])
-    return payment
 
 
 # -- settlement -----------------------------------------------------------------------------
@@ -411,6 +394,9 @@ async def _mark_settled(session: AsyncSession, s: Settlement, *, status_from: st
                                         receivable_offset_minor=s.receivable_offset_minor))
     if result.rowcount != 1:
         raise Conflict("the settlement changed meanwhile")
+    if s.kind == "cancellation":  # the order ended cancelled; it has no review or settle step
+        await session.refresh(s)
+        return
     order = await dispatch.get_order(session, s.order_id)
     if order.status == "completed":  # the review event may arrive before ratings moved the order
         await dispatch.transition(session, s.order_id, "review", SYSTEM)

@@ -13,9 +13,12 @@ from api.deps import (
 from dispatch import service
 from dispatch.accounts import customer_for_account, technician_for_account
 from dispatch.models import Address, Order, OrderEvent
-from dispatch.schemas import OrderCancel, OrderCreate, OrderEventPublic, OrderPublic, Page
+from dispatch.schemas import (
+    CancellationQuotePublic, Money, OrderCancel, OrderCreate, OrderEventPublic, OrderPublic, OrderReschedule, Page,
+)
 from dispatch.security import Principal
 from dispatch.states import STATES
+from settlement import cancellation
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -103,14 +106,41 @@ async def order_events(order_id: uuid.UUID, principal: CurrentPrincipal, session
     return Page(data=[_event_for(principal, e) for e in await service.order_events(session, order.id)])
 
 
-@router.post("/{order_id}/cancel")
+@router.get("/{order_id}/cancellation-quote")
+async def cancellation_quote(order_id: uuid.UUID, session: SessionDep,
+                             principal: CustomerPrincipal) -> CancellationQuotePublic:
+    """What cancelling costs now (free before acceptance; then the settlement rules' fee)."""
+    order = await _visible_order(session, principal, order_id)
+    q = await cancellation.quote(session, order.id, role=principal.role)
+    return CancellationQuotePublic(
+        order_id=q.order_id, status=q.status, fee=Money(amount_minor=q.fee_minor, currency=q.currency),
+        technician_share=Money(amount_minor=q.technician_share_minor, currency=q.currency),
+        rule_version=q.rule_version, free_until=q.free_until, can_cancel=q.can_cancel,
+        can_reschedule=q.can_reschedule)
+
+
+@router.post("/{order_id}/cancel", responses={
+    409: {"description": "The state does not allow it (`current_state`), or the fee is above `accepted_fee_minor`"}})
 async def cancel_order(
     order_id: uuid.UUID, body: OrderCancel, session: SessionDep,
     principal: CustomerOrAdmin,
 ) -> OrderPublic:
     order = await _visible_order(session, principal, order_id)
-    cancelled = await service.cancel_order(session, order.id, service.Actor(principal.role, str(principal.account_id)), body.reason)
+    cancelled = await cancellation.cancel(
+        session, order.id, service.Actor(principal.role, str(principal.account_id)), reason=body.reason,
+        reason_code=body.reason_code, accepted_fee_minor=body.accepted_fee_minor)
     return _order_for(principal, cancelled)
+
+
+@router.post("/{order_id}/reschedule", responses={
+    409: {"description": "The state does not allow it (`current_state`), or cancelling would cost a fee now"}})
+async def reschedule_order(order_id: uuid.UUID, body: OrderReschedule, session: SessionDep,
+                           principal: CustomerOrAdmin) -> OrderPublic:
+    """Release the technician before he sets out and match the order again."""
+    order = await _visible_order(session, principal, order_id)
+    moved = await cancellation.reschedule(session, order.id, service.Actor(principal.role, str(principal.account_id)),
+                                          reason_code=body.reason_code, reason=body.reason)
+    return _order_for(principal, moved)
 
 
 @router.post("/{order_id}/consent")

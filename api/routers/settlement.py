@@ -39,6 +39,9 @@ class RuleSetCreate(BaseModel):
     minimum_payout_minor: Minor
     payout_schedule: Literal["immediate", "daily"]
     cancellation_fee_minor: Minor
+    cancellation_fee_accepted_minor: Minor = 0
+    cancellation_free_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    cancellation_technician_bps: int = Field(default=10_000, ge=0, le=10_000)
 
 
 class RefundCreate(BaseModel):
@@ -55,7 +58,8 @@ class SettlementPublic(BaseModel):
     technician_id: uuid.UUID
     station_id: uuid.UUID | None
     status: str
-    stars: int
+    kind: str
+    stars: int | None
     rule_version: int
     currency: str
     base_minor: int

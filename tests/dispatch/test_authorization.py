@@ -40,6 +40,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/orders/{order_id}"): SIGNED_IN,
     ("GET", "/v1/orders/{order_id}/events"): SIGNED_IN,
     ("POST", "/v1/orders/{order_id}/cancel"): {"customer", "admin"},
+    ("GET", "/v1/orders/{order_id}/cancellation-quote"): {"customer"},
+    ("POST", "/v1/orders/{order_id}/reschedule"): {"customer", "admin"},
     ("POST", "/v1/orders/{order_id}/consent"): {"customer", "admin"},
     ("GET", "/v1/technicians/me"): {"technician"},
     ("PATCH", "/v1/technicians/me"): {"technician"},
@@ -56,6 +58,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/technicians/me/online"): {"technician"},
     ("POST", "/v1/technicians/me/offline"): {"technician"},
     ("GET", "/v1/offers"): {"technician"},
+    ("GET", "/v1/ops/alerts"): {"admin"},
+    ("POST", "/v1/ops/alerts/{alert_id}/acknowledge"): {"admin"},
     ("POST", "/v1/offers/{offer_id}/accept"): {"technician"},
     ("POST", "/v1/offers/{offer_id}/decline"): {"technician"},
     ("GET", "/v1/technicians/nearby"): {"customer"},
@@ -64,6 +68,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/notifications"): SIGNED_IN,
     ("POST", "/v1/notifications/{notification_id}/read"): {"customer", "technician", "admin"},
     ("GET", "/v1/ws/schema"): EVERYONE,
+    ("GET", "/v1/safety/gas-leak"): EVERYONE,  # a household in danger may have no account
     ("GET", "/v1/stations"): SIGNED_IN,
     ("POST", "/v1/stations"): {"admin"},
     ("GET", "/v1/stations/{station_id}"): SIGNED_IN,
@@ -118,6 +123,13 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/verify/{token}"): EVERYONE,  # the signed QR payload is the credential
     ("GET", "/v1/hazards"): {"admin", "auditor"},
     ("GET", "/v1/stations/{station_id}/kpis"): {"admin", "auditor"},
+    ("GET", "/v1/ops/orders/{order_id}"): {"admin"},
+    ("GET", "/v1/ops/orders/{order_id}/technicians"): {"admin"},
+    ("POST", "/v1/ops/orders/{order_id}/assign"): {"admin"},
+    ("POST", "/v1/ops/orders/{order_id}/cancel"): {"admin"},
+    ("POST", "/v1/ops/orders/{order_id}/messages"): {"admin"},
+    ("GET", "/v1/ops/certifications"): {"admin"},
+    ("POST", "/v1/ops/hazards/{hazard_id}/resolve"): {"admin"},
 }
 
 

@@ -21,6 +21,8 @@ LEGAL = {
     ("matching", "mark_unfulfilled"): "unfulfilled",
     ("offered", "mark_unfulfilled"): "unfulfilled",
     ("accepted", "preempt"): "matching",
+    ("accepted", "reschedule"): "matching",
+    **{(s, "assign"): "accepted" for s in ("matching", "offered", "accepted", "en_route")},
     **{(s, "cancel"): "cancelled" for s in
        ("awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "arrived", "in_service")},
 }

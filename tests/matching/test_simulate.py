@@ -122,3 +122,85 @@ def test_cli_generates_then_simulates_with_one_json_object(tmp_path):
     figures = json.loads(result.stdout)
     assert (figures["policy"], figures["seed"], figures["orders"]) == ("greedy", 9, 20)
     assert figures["served"] + figures["unfulfilled"] == 20
+
+
+LEAK = {**ORDER, "skill": "emergency", "priority": "emergency", "sla_min": 30}
+NEAR = {**TECH, "skills": ["emergency"], "lat": 39.94}  # 0.5 km from the leak
+FAR = {**TECH, "id": "t2", "skills": ["emergency"], "lat": 39.93}  # 1.7 km
+
+
+def generated_days(acceptance_rate: float) -> list:
+    from dataclasses import replace
+
+    return [replace(generate(40, 400, 12, seed), acceptance_rate=acceptance_rate) for seed in range(1, 6)]
+
+
+def totals(results: list[dict]) -> dict:
+    routine = [r["by_priority"]["routine"] for r in results]
+    return {"emergency_within_sla": sum(r["emergency_within_sla"] for r in results),
+            "emergencies": sum(r["emergencies"] for r in results),
+            "reachable": sum(r["emergency_reachable"] for r in results),
+            "routine_within_sla": sum(p["served_within_sla"] for p in routine),
+            "routine_mean_wait": sum(p["mean_wait_min"] for p in routine) / len(routine)}
+
+
+def test_acceptance_rates_parse_and_round_trip():
+    parsed = parse(scenario(techs=[{**TECH, "acceptance_rate": 0.5}, {**TECH, "id": "t2"}], acceptance_rate=0.7))
+    assert parsed.acceptance_rate == 0.7
+    assert [parsed.acceptance_of(t) for t in parsed.technicians] == [0.5, 0.7]
+    assert parse(json.loads(json.dumps(parsed.to_dict()))) == parsed
+    assert parse(scenario()).acceptance_rate == 1.0
+    with pytest.raises(ScenarioError, match=r"technicians\[0\].acceptance_rate: out of range"):
+        parse(scenario(techs=[{**TECH, "acceptance_rate": 1.5}]))
+    with pytest.raises(ScenarioError, match="scenario.acceptance_rate: not a number"):
+        parse(scenario(acceptance_rate="often"))
+
+
+def test_emergency_round_reaches_the_second_technician_without_waiting_for_the_first():
+    day = parse(scenario(techs=[{**NEAR, "acceptance_rate": 0}, FAR], orders=[LEAK]))
+    on, off = simulate(day, escalation=True), simulate(day, escalation=False)
+    drive = eta_s(haversine_m(116.40, 39.93, 116.40, 39.945), MatchingConfig()) / 60
+    assert on["mean_wait_min"] == pytest.approx(drive, abs=0.01)  # both asked at once, the far one took it
+    assert off["mean_wait_min"] == pytest.approx(drive + 15 / 60, abs=0.01)  # after the near one's offer lapsed
+    assert (on["emergency_p90_accept_min"], off["emergency_p90_accept_min"]) == (0.0, 0.25)
+
+
+def test_only_technician_who_let_the_offer_lapse_is_asked_again_after_the_cooldown():
+    # Seed 2: his first answer is no, his second yes.
+    day = parse(scenario(techs=[{**NEAR, "acceptance_rate": 0.5}], orders=[LEAK], seed=2))
+    on, off = simulate(day, escalation=True, readiness=False), simulate(day, escalation=False, readiness=False)
+    assert (off["served"], off["unfulfilled"]) == (0, 1)  # never asked again
+    assert on["served"] == on["emergency_within_sla"] == 1
+    assert on["emergency_p90_accept_min"] == pytest.approx(1.25, abs=0.02)  # 15 s lapse + 60 s cooldown
+    assert on["lapsed_offers"] == 1
+
+
+def test_cli_switches_escalation_and_reports_emergency_figures():
+    runner = CliRunner()
+    args = ["--technicians", "8", "--orders", "40", "--hours", "2", "--seed", "3", "--acceptance-rate", "0.7", "--json"]
+    on = json.loads(runner.invoke(app, args).stdout)
+    off = json.loads(runner.invoke(app, [*args, "--escalation", "off"]).stdout)
+    assert (on["escalation"], off["escalation"], on["acceptance_rate"]) == (True, False, 0.7)
+    for key in ("emergencies", "emergency_within_sla", "emergency_p90_accept_min"):
+        assert key in on and key in off
+    assert on["emergencies"] == on["by_priority"]["emergency"]["orders"]
+    bad = runner.invoke(app, [*args, "--escalation", "maybe"])
+    assert bad.exit_code == 2
+
+
+def test_escalation_serves_more_emergencies_at_acceptance_0_7_without_hurting_routine():
+    days = generated_days(0.7)
+    on = totals([simulate(day, "batch", 60, escalation=True) for day in days])
+    off = totals([simulate(day, "batch", 60, escalation=False) for day in days])
+    assert on["emergency_within_sla"] > off["emergency_within_sla"]
+    assert on["routine_within_sla"] >= off["routine_within_sla"]
+    assert on["routine_mean_wait"] <= off["routine_mean_wait"]
+
+
+def test_readiness_reaches_95_percent_of_reachable_emergencies_at_little_routine_cost():
+    days = generated_days(1.0)
+    before = totals([simulate(day, "batch", 60, escalation=False, readiness=False) for day in days])
+    after = totals([simulate(day, "batch", 60) for day in days])
+    assert after["reachable"] == after["emergencies"]  # every leak has an emergency technician's home in reach
+    assert after["emergency_within_sla"] >= 0.95 * after["reachable"] > before["emergency_within_sla"]
+    assert after["routine_mean_wait"] <= 1.10 * before["routine_mean_wait"]

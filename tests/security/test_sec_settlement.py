@@ -363,3 +363,12 @@ async def test_every_auditor_read_writes_an_access_log_row(client: AsyncClient, 
     # Not vacuous: the auditor read the settlement surface and other packages' routes.
     assert {"/v1/settlements/{settlement_id}/evidence", "/v1/audit/ledger.csv", "/v1/orders/{order_id}",
             "/v1/devices", "/v1/hazards", "/v1/technicians/{technician_id}"} <= set(read), read
+
+
+async def test_an_auditor_read_with_a_nul_in_its_query_is_logged_not_a_server_error(
+    client: AsyncClient, session: AsyncSession,
+) -> None:
+    _, auditor = await make_staff(session, "auditor")
+    for path in ("/v1/appeals", "/v1/notifications", "/v1/telemetry-quarantine"):
+        response = await client.get(path, headers=auditor, params={"odd\x00key": "odd\x00value"})
+        assert response.status_code < 500, (path, response.text)

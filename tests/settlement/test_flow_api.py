@@ -108,7 +108,7 @@ async def test_cancelling_after_departure_keeps_the_cancellation_fee_the_rules_s
     order, customer, technician = await new_order(client, session)
     await accept(session, order, technician)
     await dispatch.transition(session, order.id, "depart", OPS)
-    await client.post(f"/v1/orders/{order.id}/cancel", headers=customer.headers, json={"reason": "not home"})
+    await client.post(f"/v1/orders/{order.id}/cancel", headers=customer.headers, json={"reason": "not home", "accepted_fee_minor": 2000})
     await drain(session)
     payment = await session.get(Payment, order.id)
     assert (payment.status, payment.captured_minor) == ("captured", 2000)

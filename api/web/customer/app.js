@@ -4,6 +4,7 @@ import { t } from "../shared/i18n.js";
 import { COLORS, createMap, distanceM, dot, fit, line, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
+import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
 import { act, field, fill, h, kindText, money, statusText, toast, when } from "../shared/ui.js";
 
 const STEPS = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service", "completed", "reviewed", "settled"];
@@ -14,6 +15,9 @@ const main = document.getElementById("main");
 const state = { addresses: [], kinds: [], stations: [], selected: null, nearby: [], orders: [] };
 let api;
 let view = null;  // the open order view, closed when leaving it
+
+// "I smell gas" sits above every screen, the sign-in form included.
+main.before(h("div", { class: "smellgas-bar" }, smellGasButton(() => openGasLeak())));
 
 startApp("customer", ["customer"], {
   boot: async (client) => {
@@ -33,6 +37,10 @@ async function route() {
   const match = location.hash.match(/^#order\/([0-9a-f-]{36})$/);
   if (match) view = await openOrder(match[1]);
   else await renderHome();
+  if (location.hash === "#gas-leak") {  // from the landing page's "sign in to report"
+    history.replaceState(null, "", "#");
+    await openGasLeak();
+  }
 }
 
 // -- home: addresses, map of technicians nearby, new order, my orders ----------------------
@@ -132,18 +140,23 @@ function orderForm() {
   const description = h("textarea", { maxlength: 2000 });
   const technician = h("select", {}, new Option(t("customer.anyTechnician"), ""));
   const estimate = h("p", { id: "estimate", "aria-live": "polite" });
+  const leakAdvice = h("div", { id: "order-leak-advice", class: "hidden" });
+  gasLeakAdvice().then((advice) => fill(leakAdvice, stepsList(advice.steps), hotlineLinks(advice.hotlines)));
+  const error = h("p", { class: "error", role: "alert" });
+  const submit = h("button", { type: "submit", class: "primary", id: "place-order" }, t("customer.placeOrder"));
   const showEstimate = () => {
     const k = state.kinds.find((x) => x.code === kind.value);
     estimate.textContent = k ? `${t("customer.estimate")}: ${money(k.base_price)} · ${t("customer.typical", { min: k.typical_duration_min })}` : "";
+    const leak = kind.value === "emergency_leak";
+    leakAdvice.classList.toggle("hidden", !leak);
+    submit.className = leak ? "danger" : "primary";
   };
   kind.addEventListener("change", showEstimate);
   showEstimate();
-  const error = h("p", { class: "error", role: "alert" });
-  const submit = h("button", { type: "submit", class: "primary", id: "place-order" }, t("customer.placeOrder"));
   const form = h("form", { class: "card", id: "order-form", "aria-labelledby": "order-h" },
     h("h2", { id: "order-h" }, t("customer.newOrder")),
     field("order-kind", "customer.kind", kind), field("order-description", "customer.description", description),
-    field("order-technician", "customer.chooseTechnician", technician), estimate, error,
+    field("order-technician", "customer.chooseTechnician", technician), estimate, leakAdvice, error,
     h("div", { class: "actions" }, submit));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -173,6 +186,7 @@ async function openOrder(orderId) {
     consent: h("section", { class: "card hidden", id: "followup-consent" }),
     report: h("section", { class: "card hidden", id: "report" }),
     review: h("section", { class: "card hidden", id: "review" }),
+    manage: h("section", { class: "card hidden", id: "order-manage", "aria-labelledby": "manage-h" }),
   };
   const mapEl = h("div", { class: "map", id: "order-map", role: "img", "aria-label": t("customer.orderMapLabel") });
   const distance = h("p", { id: "tech-distance", class: "muted", "aria-live": "polite" });
@@ -180,10 +194,10 @@ async function openOrder(orderId) {
     h("div", { class: "grid-2" }, sections.status,
       h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, distance)),
     h("div", { class: "grid-2" }, sections.identity, sections.price, sections.consent),
-    h("div", { class: "grid-2" }, sections.report, sections.review));
+    h("div", { class: "grid-2" }, sections.report, sections.review), sections.manage);
 
   let order = await api.get(`/v1/orders/${orderId}`);
-  if (order.kind === "emergency_leak") main.prepend(safetyAdviceCard(order.id));
+  if (order.kind === "emergency_leak") main.prepend(await safetyAdviceCard(order.id));
   const map = createMap(mapEl);
   stationLayer(state.stations).addTo(map);
   const home = dot(order.location, { label: t("customer.yourAddress") }).addTo(map);
@@ -203,7 +217,7 @@ async function openOrder(orderId) {
   async function refresh() {
     order = await api.get(`/v1/orders/${orderId}`);
     const [events, visit] = await Promise.all([api.get(`/v1/orders/${orderId}/events`),
-      order.technician_id ? api.get(`/v1/orders/${orderId}/visit`) : null]);
+      order.technician_id || order.source === "followup" ? api.get(`/v1/orders/${orderId}/visit`) : null]);
     renderStatus(sections.status, order, events.data);
     if (order.technician_id && ON_JOB.includes(order.status)) {
       await renderIdentity(sections.identity, order);
@@ -214,8 +228,9 @@ async function openOrder(orderId) {
       fill(sections.identity, h("h2", {}, t("customer.technician")), h("p", { class: "muted" }, t("customer.waitingMatch")));
     }
     renderPriceChange(sections.price, order, visit, refresh);
-    renderConsent(sections.consent, order, refresh);
+    renderFollowup(sections.consent, order, visit, refresh);
     renderReport(sections.report, visit);
+    await renderManage(sections.manage, order);
     await renderReview(sections.review, order, refresh);
     if (!ON_JOB.includes(order.status)) { techDot?.remove(); route?.remove(); }
   }
@@ -238,7 +253,7 @@ function renderStatus(section, order, events) {
   fill(section, 
     h("h2", {}, `${kindText(order.kind)} `, h("span", { class: `pill ${order.priority}`, id: "order-status-pill" }, statusText(order.status))),
     h("p", {}, `${t("customer.estimate")}: `, h("strong", { id: "order-estimate" }, money(order.price_estimate))),
-    order.description ? h("p", { class: "muted" }, order.description) : null,
+    order.description && order.source !== "followup" ? h("p", { class: "muted" }, order.description) : null,
     h("ol", { class: "timeline", id: "timeline" }, steps.map((s) => h("li", {
       class: s === order.status ? "current" : "", "aria-current": s === order.status ? "step" : null },
       `${reached.has(s) ? "✓" : "○"} ${statusText(s)}`, reached.has(s) ? h("span", { class: "muted" }, ` ${when(reached.get(s))}`) : ""))),
@@ -280,17 +295,26 @@ function renderPriceChange(section, order, visit, refresh) {
     h("div", { class: "actions" }, approve, reject));
 }
 
-function renderConsent(section, order, refresh) {
+// A follow-up says which hazard it rectifies, translated from the hazard's fields; a priced one
+// waits for the customer's consent.
+function renderFollowup(section, order, visit, refresh) {
+  const hazard = visit?.followup_for;
   const waiting = order.status === "awaiting_consent";
-  section.classList.toggle("hidden", !waiting);
-  if (!waiting) return;
+  section.classList.toggle("hidden", !hazard && !waiting);
+  if (!hazard && !waiting) return;
+  const about = hazard ? h("p", { id: "followup-hazard" }, t("customer.followupFor", {
+    hazard: t(`hazard.${hazard.category}`), severity: t(`severity.${hazard.severity}`), deadline: when(hazard.deadline_at) })) : null;
+  if (!waiting) {
+    fill(section, h("h2", {}, t("customer.consentTitle")), about);
+    return;
+  }
   const error = h("p", { class: "error", role: "alert" });
   const agree = h("button", { class: "primary", id: "consent-followup", type: "button" }, t("customer.consentAgree"));
   const decline = h("button", { class: "danger", id: "decline-followup", type: "button" }, t("customer.consentDecline"));
   agree.addEventListener("click", () => act(agree, error, () => api.post(`/v1/orders/${order.id}/consent`)).then(refresh));
   decline.addEventListener("click", () => act(decline, error,
     () => api.post(`/v1/orders/${order.id}/cancel`, { reason: t("customer.consentDeclined") })).then(refresh));
-  fill(section, h("h2", {}, t("customer.consentTitle")),
+  fill(section, h("h2", {}, t("customer.consentTitle")), about,
     h("p", {}, t("customer.consentText", { amount: money(order.price_estimate) })),
     error, h("div", { class: "actions" }, agree, decline));
 }
@@ -307,10 +331,13 @@ function renderReport(section, visit) {
     h("h3", {}, t("customer.hazards")),
     hazards.length ? h("ul", { class: "plain", id: "hazards" }, hazards.map((z) => h("li", {},
       h("strong", {}, t(`hazard.${z.category}`)), " ", h("span", { class: `pill ${z.severity === "critical" ? "bad" : "warn"}` }, t(`severity.${z.severity}`)),
-      " ", h("span", { class: "pill" }, t(`hazardStatus.${z.status}`)),
+      " ", h("span", { class: `pill ${z.resolution === "fixed_on_site" ? "ok" : ""}` },
+        t(z.resolution === "fixed_on_site" ? "hazardResolution.fixed_on_site" : `hazardStatus.${z.status}`)),
       z.description ? h("div", {}, z.description) : null,
-      h("div", { class: "muted" }, `${t("customer.fixBy")} ${when(z.deadline_at)}`,
-        z.followup_order_id ? [" · ", h("a", { href: `#order/${z.followup_order_id}` }, t("customer.followup"))] : "")))) :
+      z.fix ? h("div", {}, `${t("customer.fixDone")}: ${z.fix.work_done}`,
+        z.fix.parts.length ? ` (${z.fix.parts.map((p) => `${p.name} × ${p.quantity}`).join("、")})` : "") :
+        h("div", { class: "muted" }, `${t("customer.fixBy")} ${when(z.deadline_at)}`,
+          z.followup_order_id ? [" · ", h("a", { href: `#order/${z.followup_order_id}` }, t("customer.followup"))] : "")))) :
       h("p", { class: "muted" }, t("customer.noHazards")));
 }
 
@@ -346,6 +373,77 @@ async function renderReview(section, order, refresh) {
   fill(section, form);
 }
 
+// -- cancel and reschedule ------------------------------------------------------------------------
+
+const CANCEL_REASONS = ["changed_mind", "too_slow", "fixed_myself", "not_home", "wrong_service", "other"];
+const CANCELLABLE = ["awaiting_consent", "created", "matching", "offered", "accepted", "en_route"];
+
+// The buttons follow the quote: what cancelling costs now, and whether rescheduling is possible.
+// The order's socket redraws the page after either, so nothing is refreshed here.
+async function renderManage(section, order) {
+  const quote = CANCELLABLE.includes(order.status)
+    ? await api.get(`/v1/orders/${order.id}/cancellation-quote`).catch(() => null) : null;
+  const shown = Boolean(quote && (quote.can_cancel || quote.can_reschedule));
+  section.classList.toggle("hidden", !shown);
+  if (!shown) return;
+  const cancel = h("button", { type: "button", class: "danger", id: "cancel-order" }, t("cancel.button"));
+  const reschedule = h("button", { type: "button", id: "reschedule-order" }, t("cancel.reschedule"));
+  cancel.addEventListener("click", () => openCancelDialog(order, "cancel").catch((e) => toast(e.message)));
+  reschedule.addEventListener("click", () => openCancelDialog(order, "reschedule").catch((e) => toast(e.message)));
+  fill(section, h("h2", { id: "manage-h" }, t("cancel.title")),
+    h("p", { class: "muted", id: "cancel-fee-now" }, feeText(quote)),
+    h("div", { class: "actions" }, quote.can_reschedule ? reschedule : null, " ", quote.can_cancel ? cancel : null));
+}
+
+function feeText(quote) {
+  if (quote.fee.amount_minor > 0) return `${t("cancel.fee", { amount: money(quote.fee) })} ${t("cancel.feeExplain")}`;
+  return quote.free_until ? t("cancel.freeUntil", { time: new Date(quote.free_until).toLocaleTimeString() }) : t("cancel.free");
+}
+
+// The confirmation names the fee the customer agrees to; the server refuses (409) to charge more,
+// and the dialog then shows the new fee to confirm again.
+async function openCancelDialog(order, mode) {
+  document.getElementById("cancel-dialog")?.close();
+  let quote = await api.get(`/v1/orders/${order.id}/cancellation-quote`);
+  const dialog = h("dialog", { class: "card", id: "cancel-dialog", "aria-labelledby": "cancel-dialog-h" });
+  dialog.addEventListener("close", () => dialog.remove());
+  const reason = h("select", { required: true }, CANCEL_REASONS.map((code) => new Option(t(`cancelReason.${code}`), code)));
+  const note = h("input", { maxlength: 300 });
+  const fee = h("p", { id: "cancel-dialog-fee", "aria-live": "assertive" });
+  const error = h("p", { class: "error", role: "alert" });
+  const confirm = h("button", { type: "button", class: mode === "cancel" ? "danger" : "primary", id: "cancel-confirm" });
+  const keep = h("button", { type: "button", id: "cancel-keep" }, t("cancel.keep"));
+  const show = () => {
+    fee.textContent = mode === "cancel" ? feeText(quote) : t("cancel.rescheduleText");
+    confirm.textContent = mode === "reschedule" ? t("cancel.confirmReschedule")
+      : quote.fee.amount_minor > 0 ? t("cancel.confirmFee", { amount: money(quote.fee) }) : t("cancel.confirm");
+  };
+  show();
+  keep.addEventListener("click", () => dialog.close());
+  confirm.addEventListener("click", async () => {
+    const words = [t(`cancelReason.${reason.value}`), note.value.trim()].filter(Boolean).join(" · ");
+    const request = mode === "cancel"
+      ? () => api.post(`/v1/orders/${order.id}/cancel`, { reason: words, reason_code: reason.value,
+        accepted_fee_minor: quote.fee.amount_minor })
+      : () => api.post(`/v1/orders/${order.id}/reschedule`, { reason_code: reason.value, reason: words });
+    const done = await act(confirm, error, () => request().catch(async (e) => {
+      if (e.status !== 409) throw e;
+      quote = await api.get(`/v1/orders/${order.id}/cancellation-quote`);
+      show();
+      throw new Error(t(e.problem?.type === "/problems/cancellation-fee-changed" ? "cancel.feeChanged" : "cancel.notNow",
+        { state: statusText(e.problem?.current_state ?? quote.status) }));
+    }));
+    if (!done) return;
+    dialog.close();
+    toast(t(mode === "cancel" ? "cancel.done" : "cancel.rescheduled"));
+  });
+  fill(dialog, h("h2", { id: "cancel-dialog-h" }, t(mode === "cancel" ? "cancel.confirmTitle" : "cancel.rescheduleTitle")),
+    fee, field("cancel-reason", "cancel.reason", reason), field("cancel-note", "cancel.note", note), error,
+    h("div", { class: "actions" }, keep, " ", confirm));
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
 // -- gas alarm safety notice ----------------------------------------------------------------
 
 // A methane alarm (or the customer's own gas-leak order) shows what to do now, first on the
@@ -353,15 +451,13 @@ async function renderReview(section, order, refresh) {
 async function showSafetyNotices() {
   const unread = await api.get("/v1/notifications?unread=true&limit=20").catch(() => ({ data: [] }));
   const notices = unread.data.filter((n) => n.kind === "alarm_safety_advice");
-  for (const notice of notices.reverse()) main.prepend(safetyAdviceCard(notice.payload.order_id, notice));
+  for (const notice of notices.reverse()) main.prepend(await safetyAdviceCard(notice.payload.order_id, notice));
 }
 
-function safetyAdviceCard(orderId, notice = null) {
-  const steps = ["ventilate", "noSwitches", "closeValve", "leave", "call"];
-  const card = h("section", { class: "card", role: "alert", "aria-labelledby": `safety-h-${orderId}`, id: `safety-${orderId}` },
-    h("h2", { id: `safety-h-${orderId}` }, t(notice ? "safety.alarmTitle" : "safety.leakTitle")),
-    h("ol", {}, steps.map((step) => h("li", {}, t(`safety.${step}`)))),
-    h("p", { class: "muted" }, t("safety.crewComing")));
+async function safetyAdviceCard(orderId, notice = null) {
+  const card = await safetyCard({ id: `safety-${orderId}`, title: t(notice ? "safety.alarmTitle" : "safety.leakTitle"),
+    steps: notice?.payload.steps });
+  card.append(h("p", { class: "muted" }, t("safety.crewComing")));
   const actions = h("div", { class: "actions" });
   if (location.hash !== `#order/${orderId}`) actions.append(h("a", { href: `#order/${orderId}` }, t("safety.followOrder")));
   if (notice) {
@@ -374,4 +470,29 @@ function safetyAdviceCard(orderId, notice = null) {
   }
   card.append(actions);
   return card;
+}
+
+// -- "I smell gas" ----------------------------------------------------------------------------
+
+// Signed out (the sign-in form is showing) the dialog gives the steps and the numbers; signed in
+// it ends with the one button reporting the leak.
+async function openGasLeak() {
+  if (!api?.session()) {
+    await openSmellGas({ signInHref: "#gas-leak" });
+    return;
+  }
+  const onOrder = location.hash.match(/^#order\/([0-9a-f-]{36})$/);  // from an order page: its address first
+  const [addresses, order] = await Promise.all([api.all("/v1/customers/me/addresses").catch(() => []),
+    onOrder ? api.get(`/v1/orders/${onOrder[1]}`).catch(() => null) : null]);
+  await openSmellGas({ report: { addresses, selected: order?.address_id ?? state.selected, submit: reportGasLeak } });
+}
+
+// 201 is a new emergency; 200 is the home's gas-leak order already open (a detector's, or a
+// second report), opened here all the same.
+async function reportGasLeak(addressId) {
+  const order = await api.post("/v1/orders", { kind: "emergency_leak", address_id: addressId });
+  toast(t(order.http_status === 200 ? "gasLeak.joined" : "gasLeak.reported"));
+  if (location.hash === `#order/${order.id}`) await route();
+  else location.hash = `#order/${order.id}`;
+  return order;
 }

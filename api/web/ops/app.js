@@ -1,20 +1,27 @@
 // The operations console: open orders on a map (emergencies first) with the technicians on
-// them, unfulfilled and late orders, certifications to verify, open hazards, station KPIs.
+// them, unfulfilled and late orders, certifications to verify with who applied, open hazards,
+// station KPIs — and the actions: one order in full (timeline, the candidates of each offer and
+// why, payment, visit, report, hazards) with assign/reassign, cancel and messages; alerts in a
+// banner with a sound until acknowledged. Live over the ops socket, not polling.
 import { t } from "../shared/i18n.js";
 import { COLORS, L, createMap, dot, fit, line, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
-import { act, field, fill, h, kindText, statusText, toast, when } from "../shared/ui.js";
+import { act, field, fill, h, kindText, money, statusText, toast, when } from "../shared/ui.js";
 
 const OPEN = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service"];
 const TRACKED = ["accepted", "en_route", "arrived", "in_service"];
 const PRIORITY_RANK = { emergency: 0, urgent: 1, routine: 2 };
+const REPEAT_BEEP_MS = 30000;
 const main = document.getElementById("main");
-const state = { stations: [], open: [], unfulfilled: [], certs: [], hazards: [], onDuty: [], positions: new Map() };
+const state = { stations: [], open: [], unfulfilled: [], certs: [], hazards: [], onDuty: [], positions: new Map(),
+  alerts: new Map(), detail: null, picker: [] };
 let api;
 let map;
 let orderLayer;
 let techLayer;
+let opsSocket;
+let booted = false;
 const sockets = new Map();  // order id -> LiveSocket following its technician
 
 startApp("ops", ["admin"], {
@@ -22,14 +29,18 @@ startApp("ops", ["admin"], {
     api = client;
     state.stations = (await api.get("/v1/stations")).data;
     render();
-    await refresh();
-    setInterval(refresh, 15000);
+    await Promise.all([refresh(), loadAlerts()]);
+    booted = true;
+    opsSocket = new LiveSocket(() => api.socketUrl("/v1/ws/ops"), { onMessage: onOpsMessage, onState: showConnection });
+    setInterval(tick, 1000);
   },
-  rerender: () => { render(); draw(); },
+  rerender: () => { render(); draw(); renderBanner(); if (state.detail) renderDetail(); },
 });
 
 function render() {
-  fill(main, 
+  fill(main,
+    h("section", { id: "alert-banner", class: "alert-banner hidden", role: "alert", "aria-live": "assertive", "aria-labelledby": "alert-h" }),
+    h("section", { id: "order-detail", class: "card hidden", "aria-labelledby": "detail-h", tabindex: "-1" }),
     h("div", { class: "grid-2" },
       h("section", { class: "card", "aria-labelledby": "map-h" }, h("h2", { id: "map-h" }, t("ops.map")),
         h("div", { class: "map tall", id: "ops-map", role: "img", "aria-label": t("ops.mapLabel") }),
@@ -49,21 +60,124 @@ function render() {
   fit(map, [stations], 13);
 }
 
+function showConnection(status) {
+  const slot = document.getElementById("status-slot");
+  fill(slot, h("span", { id: "ops-connection", class: `pill ${status === "open" ? "ok" : "warn"}` }, t(`ops.connection.${status}`)));
+}
+
 async function refresh() {
   const [open, unfulfilled, certs, hazards, onDuty] = await Promise.all([
     Promise.all(OPEN.map((s) => api.all(`/v1/orders?status=${s}&limit=200`, 500))).then((lists) => lists.flat()),
     api.get("/v1/orders?status=unfulfilled&limit=50"),
-    api.get("/v1/certifications?status=pending&limit=100"),
+    api.get("/v1/ops/certifications?status=pending&limit=100"),
     api.get("/v1/hazards?limit=200"),
     api.get("/v1/operations/technicians"),
   ]);
   state.onDuty = onDuty.data;
-  state.open = open.sort((a, b) => PRIORITY_RANK[a.priority] - PRIORITY_RANK[b.priority] || a.sla_deadline.localeCompare(b.sla_deadline));
+  state.open = open;
   state.unfulfilled = unfulfilled.data;
   state.certs = certs.data;
-  state.hazards = hazards.data.sort((a, b) => b.age_days - a.age_days || a.deadline_at.localeCompare(b.deadline_at));
+  state.hazards = hazards.data.sort((a, b) => b.age_days - a.age_days || String(a.deadline_at).localeCompare(String(b.deadline_at)));
   follow();
   draw();
+}
+
+// -- live: the ops socket ----------------------------------------------------------------------
+
+function onOpsMessage(message) {
+  if (message.type === "ready") {
+    if (booted) { refresh().catch(() => {}); loadAlerts().catch(() => {}); }  // pushes missed while away
+  } else if (message.type === "order_status") {
+    orderChanged(message).catch(() => {});
+  } else if (message.type === "alert") {
+    if (!message.alert.acknowledged_at) { state.alerts.set(message.alert.id, message.alert); renderBanner(); beep(); }
+  } else if (message.type === "alert_acknowledged") {
+    state.alerts.delete(message.id);
+    renderBanner();
+  }
+}
+
+async function orderChanged({ order_id: id, status }) {
+  const without = (list) => list.filter((o) => o.id !== id);
+  state.open = without(state.open);
+  state.unfulfilled = without(state.unfulfilled);
+  if (OPEN.includes(status) || status === "unfulfilled") {
+    const order = await api.get(`/v1/orders/${id}`);
+    (status === "unfulfilled" ? state.unfulfilled : state.open).push(order);
+  }
+  follow();
+  draw();
+  if (state.detail && state.detail.order.id === id) await openOrder(id, { focus: false });
+}
+
+async function loadAlerts() {
+  const page = await api.get("/v1/ops/alerts?open=true");
+  state.alerts = new Map(page.data.map((a) => [a.id, a]));
+  renderBanner();
+  if (state.alerts.size) beep();
+}
+
+let audio;
+let beeps = 0;
+/** A short two-tone beep made on the spot (no audio file); silent where the page may not play sound. */
+function beep() {
+  beeps += 1;
+  document.getElementById("alert-banner")?.setAttribute("data-beeps", String(beeps));
+  try {
+    audio ??= new AudioContext();
+    if (audio.state === "suspended") audio.resume();
+    for (const [offset, frequency] of [[0, 880], [0.25, 660]]) {
+      const at = audio.currentTime + offset;
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.type = "square";
+      osc.frequency.value = frequency;
+      gain.gain.setValueAtTime(0.0001, at);
+      gain.gain.exponentialRampToValueAtTime(0.25, at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.22);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(at);
+      osc.stop(at + 0.23);
+    }
+  } catch {
+    // No audio output: the banner still stays until acknowledged.
+  }
+}
+
+let lastBeep = 0;
+function tick() {
+  for (const el of document.querySelectorAll("[data-sla]")) el.replaceWith(slaClock(el.dataset.sla, el.dataset.status));
+  const critical = [...state.alerts.values()].some((a) => a.level === "critical");
+  if (critical && Date.now() - lastBeep > REPEAT_BEEP_MS) { lastBeep = Date.now(); if (beeps) beep(); }
+}
+
+function alertText(alert) {
+  const text = t(`alert.kind.${alert.kind}`);
+  return text === `alert.kind.${alert.kind}` ? alert.kind : text;
+}
+
+function renderBanner() {
+  const banner = document.getElementById("alert-banner");
+  if (!banner) return;
+  const alerts = [...state.alerts.values()].sort((a, b) => (a.level === "critical" ? 0 : 1) - (b.level === "critical" ? 0 : 1)
+    || String(a.created_at).localeCompare(String(b.created_at)));
+  banner.classList.toggle("hidden", !alerts.length);
+  banner.classList.toggle("critical", alerts.some((a) => a.level === "critical"));
+  fill(banner, h("h2", { id: "alert-h" }, t("ops.alerts", { n: alerts.length })), h("ul", { class: "plain" }, alerts.map((a) => {
+    const ack = h("button", { type: "button", class: "primary", id: `ack-${a.id}` }, t("ops.acknowledge"));
+    ack.addEventListener("click", () => act(ack, null, async () => {
+      await api.post(`/v1/ops/alerts/${a.id}/acknowledge`, {});
+      state.alerts.delete(a.id);
+      renderBanner();
+      toast(t("ops.acknowledged"));
+    }));
+    const open = a.order_id ? h("button", { type: "button", id: `alert-order-${a.id}` }, t("ops.openOrder")) : null;
+    open?.addEventListener("click", () => openOrder(a.order_id));
+    return h("li", { dataset: { alert: a.id } },
+      h("span", { class: `pill ${a.level === "critical" ? "emergency" : "warn"}` }, t(`alert.level.${a.level}`)), " ",
+      h("strong", {}, alertText(a)), " ", h("span", { class: "muted" }, when(a.created_at)),
+      h("div", { class: "actions" }, open, ack));
+  })));
 }
 
 /** One order socket per order on the road: it carries the technician's live position. */
@@ -75,10 +189,23 @@ function follow() {
     sockets.set(id, new LiveSocket(() => api.socketUrl(`/v1/ws/orders/${id}`), {
       onMessage: (message) => {
         if (message.type === "position") { state.positions.set(id, message.position); drawMap(); }
-        if (message.type === "status" && !TRACKED.includes(message.status)) refresh();
       },
     }));
   }
+}
+
+/** Minutes left to the SLA deadline (or past it), kept current by tick(). */
+function slaClock(deadline, status) {
+  const left = Math.round((new Date(deadline).getTime() - Date.now()) / 60000);
+  const running = OPEN.includes(status);
+  const amount = (n) => (n >= 120 ? t("ops.hours", { n: Math.floor(n / 60) }) : t("ops.minutes", { n }));
+  const text = !running ? when(deadline) : left >= 0 ? t("ops.slaLeft", { time: amount(left) }) : t("ops.slaOver", { time: amount(-left) });
+  return h("span", { class: `pill ${running && left < 0 ? "bad" : running && left < 10 ? "warn" : ""}`, dataset: { sla: deadline, status },
+    title: when(deadline) }, text);
+}
+
+function sortedOpen() {
+  return [...state.open].sort((a, b) => PRIORITY_RANK[a.priority] - PRIORITY_RANK[b.priority] || a.sla_deadline.localeCompare(b.sla_deadline));
 }
 
 function draw() {
@@ -86,23 +213,21 @@ function draw() {
   const now = new Date().toISOString();
   const orderTable = (rows, id) => rows.length ? h("table", { id }, h("thead", {}, h("tr", {},
     ["ops.priority", "ops.kind", "ops.status", "ops.created", "ops.sla"].map((k) => h("th", { scope: "col" }, t(k))))),
-  h("tbody", {}, rows.map((o) => h("tr", { dataset: { order: o.id } },
-    h("td", {}, h("span", { class: `pill ${o.priority}` }, t(`priority.${o.priority}`))), h("td", {}, kindText(o.kind)),
-    h("td", {}, statusText(o.status)), h("td", {}, when(o.created_at)),
-    h("td", {}, o.sla_deadline < now && OPEN.includes(o.status) ? h("span", { class: "pill bad" }, `${t("ops.late")} ${when(o.sla_deadline)}`) : when(o.sla_deadline))))))
+  h("tbody", {}, rows.map((o) => {
+    const row = h("tr", { class: "clickable", tabindex: "0", dataset: { order: o.id }, "aria-label": t("ops.openOrderOf", { kind: kindText(o.kind) }) },
+      h("td", {}, h("span", { class: `pill ${o.priority}` }, t(`priority.${o.priority}`))), h("td", {}, kindText(o.kind)),
+      h("td", {}, statusText(o.status)), h("td", {}, when(o.created_at)), h("td", {}, slaClock(o.sla_deadline, o.status)));
+    row.addEventListener("click", () => openOrder(o.id));
+    row.addEventListener("keydown", (event) => { if (event.key === "Enter") openOrder(o.id); });
+    return row;
+  })))
     : h("p", { class: "muted" }, t("ops.none"));
-  fill(document.getElementById("open-orders"), orderTable(state.open, "open-table"));
-  const late = state.open.filter((o) => o.sla_deadline < now);
+  const open = sortedOpen();
+  fill(document.getElementById("open-orders"), orderTable(open, "open-table"));
+  const late = open.filter((o) => o.sla_deadline < now);
   fill(document.getElementById("late-orders"), orderTable([...state.unfulfilled, ...late], "late-table"));
   drawCerts();
-  fill(document.getElementById("hazards"), state.hazards.length ? h("table", { id: "hazard-table" },
-    h("thead", {}, h("tr", {}, ["ops.age", "ops.category", "ops.severity", "ops.deadline", "ops.followup"].map((k) => h("th", { scope: "col" }, t(k))))),
-    h("tbody", {}, state.hazards.map((z) => h("tr", {}, h("td", { class: "num" }, t("ops.days", { n: z.age_days })),
-      h("td", {}, t(`hazard.${z.category}`), z.description ? h("div", { class: "muted" }, z.description) : null),
-      h("td", {}, h("span", { class: `pill ${z.severity === "critical" ? "bad" : "warn"}` }, t(`severity.${z.severity}`))),
-      h("td", {}, z.deadline_at < now ? h("span", { class: "pill bad" }, when(z.deadline_at)) : when(z.deadline_at)),
-      h("td", {}, z.followup_order_id ? h("code", {}, z.followup_order_id.slice(0, 8)) : "—")))))
-    : h("p", { class: "muted" }, t("ops.none")));
+  drawHazards();
 }
 
 function drawMap() {
@@ -123,27 +248,258 @@ function drawMap() {
   }
 }
 
+// -- one order: what happened, who was considered, and the actions ---------------------------
+
+async function openOrder(id, { focus = true } = {}) {
+  const detail = await api.get(`/v1/ops/orders/${id}`);
+  state.detail = detail;
+  state.picker = detail.allowed_actions.includes("assign") ? (await api.get(`/v1/ops/orders/${id}/technicians`)).data : [];
+  renderDetail();
+  if (focus) {
+    const section = document.getElementById("order-detail");
+    section.scrollIntoView({ block: "start" });
+    section.focus({ preventScroll: true });
+  }
+}
+
+const km = (m) => (m === null || m === undefined ? "—" : `${(m / 1000).toFixed(1)} km`);
+const minutes = (s) => (s === null || s === undefined ? "—" : t("ops.minutes", { n: Math.max(1, Math.round(s / 60)) }));
+const slug = (prefix, value) => {
+  const text = t(`${prefix}.${value}`);
+  return text === `${prefix}.${value}` ? value : text;
+};
+
+function problemText(error) {
+  const p = error?.problem || {};
+  if (p.current_state) return t("ops.stateConflict", { state: statusText(p.current_state) });
+  if (p.reason) return t("ops.cannotAssign", { reason: slug("ops.why", p.reason) });
+  return error?.message || String(error);
+}
+
+function renderDetail() {
+  const d = state.detail;
+  const o = d.order;
+  const section = document.getElementById("order-detail");
+  if (!section) return;
+  section.classList.remove("hidden");
+  section.dataset.order = o.id;
+  const close = h("button", { type: "button", id: "detail-close" }, t("ops.close"));
+  close.addEventListener("click", () => { state.detail = null; section.classList.add("hidden"); });
+  fill(section,
+    h("div", { class: "detail-head" },
+      h("h2", { id: "detail-h" }, t("ops.orderDetail"), " · ", kindText(o.kind)),
+      h("span", { class: `pill ${o.priority}` }, t(`priority.${o.priority}`)),
+      h("span", { class: "pill", id: "detail-status" }, statusText(o.status)),
+      slaClock(o.sla_deadline, o.status), close),
+    h("div", { class: "grid-2" },
+      h("div", {},
+        h("dl", { class: "facts" },
+          h("dt", {}, t("ops.customer")), h("dd", {}, d.customer ? `${d.customer.name} · ${d.customer.phone}` : "—"),
+          h("dt", {}, t("ops.address")), h("dd", {}, d.address ? `${d.address.label} · ${d.address.line}` : "—"),
+          h("dt", {}, t("ops.technician")), h("dd", { id: "detail-technician" },
+            d.technician ? `${d.technician.name} · ${d.technician.phone} · ${t(`tech.${d.technician.status}`)}` : "—"),
+          h("dt", {}, t("ops.description")), h("dd", {}, o.description || "—"),
+          o.status_reason ? [h("dt", {}, t("ops.statusReason")), h("dd", {}, o.status_reason)] : null),
+        actionsPanel(d)),
+      h("div", {}, h("h3", {}, t("ops.timeline")), timeline(d.events))),
+    h("h3", {}, t("ops.offers")), offersTable(d.offers),
+    h("h3", {}, t("ops.candidates")), candidateRounds(d.candidate_rounds),
+    h("div", { class: "grid-2" },
+      h("div", {}, h("h3", {}, t("ops.payment")), paymentFacts(d.payment),
+        h("h3", {}, t("ops.visit")), visitFacts(d.visit)),
+      h("div", {}, h("h3", {}, t("ops.report")), reportFacts(d.report),
+        h("h3", {}, t("ops.orderHazards")), d.hazards.length ? h("ul", { class: "plain" }, d.hazards.map((z) => h("li", {},
+          `${slug("hazard", z.category)} · ${slug("severity", z.severity)} · ${slug("hazardStatus", z.status)}`))) : h("p", { class: "muted" }, t("ops.none")),
+        h("h3", {}, t("ops.messages")), d.messages.length ? h("ul", { class: "plain", id: "detail-messages" }, d.messages.map((m) => h("li", {},
+          h("span", { class: "pill" }, t(`ops.to.${m.recipient}`)), " ", m.text, " ", h("span", { class: "muted" }, when(m.created_at)))))
+          : h("p", { class: "muted" }, t("ops.none")))));
+}
+
+function actionsPanel(d) {
+  const o = d.order;
+  const error = h("p", { class: "error", role: "alert", id: "detail-error" });
+  const run = (button, action) => act(button, null, async () => {
+    error.textContent = "";
+    try {
+      await action();
+    } catch (e) {
+      error.textContent = problemText(e);
+    }
+  });
+  const parts = [h("h3", {}, t("ops.actions"))];
+  if (d.allowed_actions.includes("assign")) {
+    const options = state.picker.map((p) => {
+      const why = p.assignable ? `${km(p.distance_m)} · ${minutes(p.eta_s)}` : slug("ops.why", p.reason);
+      return h("option", { value: p.technician_id, disabled: !p.assignable || p.technician_id === o.technician_id },
+        `${p.name} · ${t(`tech.${p.status}`)} · ${why}`);
+    });
+    const pick = h("select", {}, h("option", { value: "" }, t("ops.chooseTechnician")), options);
+    const reason = h("input", { maxlength: 500 });
+    const go = h("button", { type: "button", class: "primary", id: "assign-submit" }, t(o.technician_id ? "ops.reassign" : "ops.assign"));
+    go.addEventListener("click", () => run(go, async () => {
+      if (!pick.value) throw new Error(t("ops.chooseTechnician"));
+      const done = await api.post(`/v1/ops/orders/${o.id}/assign`, reason.value.trim()
+        ? { technician_id: pick.value, reason: reason.value.trim() } : { technician_id: pick.value });
+      toast(t("ops.assigned"));
+      await openOrder(done.order.id, { focus: false });
+    }));
+    parts.push(h("fieldset", {}, h("legend", {}, t(o.technician_id ? "ops.reassign" : "ops.assign")),
+      field("assign-technician", "ops.technician", pick), field("assign-reason", "ops.assignReason", reason),
+      h("div", { class: "actions" }, go)));
+  }
+  if (d.allowed_actions.includes("consent")) {
+    const agree = h("button", { type: "button", id: "consent-submit" }, t("ops.consent"));
+    agree.addEventListener("click", () => run(agree, async () => {
+      await api.post(`/v1/orders/${o.id}/consent`, {});
+      await openOrder(o.id, { focus: false });
+    }));
+    parts.push(h("div", { class: "actions" }, agree));
+  }
+  if (d.allowed_actions.includes("cancel")) {
+    const reason = h("input", { maxlength: 500 });
+    const cancel = h("button", { type: "button", class: "danger", id: "cancel-submit" }, t("ops.cancelOrder"));
+    cancel.addEventListener("click", () => run(cancel, async () => {
+      if (!reason.value.trim()) throw new Error(t("ops.reasonNeeded"));
+      await api.post(`/v1/ops/orders/${o.id}/cancel`, { reason: reason.value.trim() });
+      toast(t("ops.cancelled"));
+      await openOrder(o.id, { focus: false });
+    }));
+    parts.push(h("fieldset", {}, h("legend", {}, t("ops.cancelOrder")), field("cancel-reason", "ops.cancelReason", reason),
+      h("div", { class: "actions" }, cancel)));
+  }
+  const to = h("select", {}, h("option", { value: "customer" }, t("ops.to.customer")),
+    o.technician_id ? h("option", { value: "technician" }, t("ops.to.technician")) : null);
+  const text = h("textarea", { maxlength: 1000 });
+  const send = h("button", { type: "button", id: "message-send" }, t("ops.send"));
+  send.addEventListener("click", () => run(send, async () => {
+    if (!text.value.trim()) throw new Error(t("ops.messageNeeded"));
+    await api.post(`/v1/ops/orders/${o.id}/messages`, { to: to.value, text: text.value.trim() });
+    toast(t("ops.sent"));
+    await openOrder(o.id, { focus: false });
+  }));
+  parts.push(h("fieldset", {}, h("legend", {}, t("ops.message")), field("message-to", "ops.recipient", to),
+    field("message-text", "ops.messageText", text), h("div", { class: "actions" }, send)), error);
+  return h("div", { id: "detail-actions" }, parts);
+}
+
+function timeline(events) {
+  return h("ol", { class: "timeline", id: "detail-timeline" }, events.map((e) => h("li", {},
+    h("span", { class: "muted" }, when(e.created_at)), " ", slug("event", e.action),
+    e.from_status && e.from_status !== e.to_status ? ` · ${statusText(e.from_status)} → ${statusText(e.to_status)}` : "",
+    ` · ${slug("actor", e.actor_role)}`, e.reason ? h("div", { class: "muted" }, e.reason) : null)));
+}
+
+function offersTable(offers) {
+  if (!offers.length) return h("p", { class: "muted" }, t("ops.none"));
+  return h("div", { class: "table-wrap" }, h("table", { id: "offers-table" },
+    h("thead", {}, h("tr", {}, ["ops.attempt", "ops.technician", "ops.policy", "ops.offerStatus", "ops.distance", "ops.eta", "ops.offeredAt", "ops.decided"]
+      .map((k) => h("th", { scope: "col" }, t(k))))),
+    h("tbody", {}, offers.map((f) => h("tr", {}, h("td", { class: "num" }, f.attempt), h("td", {}, f.technician_name || f.technician_id.slice(0, 8)),
+      h("td", {}, slug("ops.policy", f.policy)), h("td", {}, slug("ops.offer", f.status)), h("td", { class: "num" }, km(f.distance_m)),
+      h("td", { class: "num" }, minutes(f.eta_s)), h("td", {}, when(f.created_at)),
+      h("td", {}, f.decided_at ? when(f.decided_at) : "—", f.decline_reason ? h("div", { class: "muted" }, f.decline_reason) : null))))));
+}
+
+function candidateRounds(rounds) {
+  if (!rounds.length) return h("p", { class: "muted" }, t("ops.noCandidates"));
+  return h("div", { id: "candidates" }, rounds.map((r) => h("div", { class: "table-wrap", dataset: { round: r.round } },
+    h("h4", {}, t("ops.round", { n: r.round }), " · ", h("span", { class: "muted" }, when(r.created_at))),
+    h("table", {}, h("thead", {}, h("tr", {}, ["ops.technician", "ops.outcome", "ops.distance", "ops.eta", "ops.rating", "ops.certification", "ops.capacity", "ops.blocked"]
+      .map((k) => h("th", { scope: "col" }, t(k))))),
+    h("tbody", {}, r.candidates.map((c) => h("tr", { dataset: { candidate: c.technician_id } },
+      h("td", {}, c.technician_name || c.technician_id.slice(0, 8)),
+      h("td", {}, c.picked ? h("span", { class: "pill ok" }, t("ops.picked")) : h("span", { class: "pill" }, slug("ops.why", c.reason))),
+      h("td", { class: "num" }, km(c.distance_m)), h("td", { class: "num" }, minutes(c.eta_s)),
+      h("td", { class: "num" }, c.rating === null ? t("ops.unrated") : c.rating.toFixed(1)),
+      h("td", {}, c.certification ? slug("ops.why", c.certification) : t("ops.certified")),
+      h("td", { class: "num" }, c.max_jobs === null ? "—" : `${c.active_jobs}/${c.max_jobs}`),
+      h("td", {}, t(c.blocked ? "common.yes" : "common.no")))))))));
+}
+
+function facts(pairs) {
+  const shown = pairs.filter(([, v]) => v !== null && v !== undefined && v !== "");
+  return shown.length ? h("dl", { class: "facts" }, shown.map(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v)])) : h("p", { class: "muted" }, t("ops.none"));
+}
+
+function paymentFacts(p) {
+  if (!p) return h("p", { class: "muted", id: "detail-payment" }, t("ops.noPayment"));
+  return h("div", { id: "detail-payment" }, facts([["ops.paymentStatus", slug("payment", p.status)], ["ops.held", money(p.held)],
+    ["ops.captured", money(p.captured)], ["ops.refunded", money(p.refunded)]]));
+}
+
+function visitFacts(v) {
+  if (!v) return h("p", { class: "muted" }, t("ops.none"));
+  return facts([["ops.verification", v.verification ? slug("verify", v.verification) : null], ["ops.departed", when(v.departed_at)],
+    ["ops.checkedIn", when(v.checked_in_at)], ["ops.checkedOut", when(v.checked_out_at)], ["ops.visitOutcome", slug("outcome", v.outcome)]]);
+}
+
+function reportFacts(r) {
+  if (!r) return h("p", { class: "muted" }, t("ops.none"));
+  return facts([["ops.workDone", r.work_done], ["ops.finalPrice", money({ amount_minor: r.final_price_minor, currency: r.currency })],
+    ["ops.parts", (r.parts || []).map((p) => `${p.name} ×${p.quantity}`).join("、")], ["ops.valveClosed", r.valve_closed ? t("common.yes") : null]]);
+}
+
+// -- certifications with who applied; hazards with their actions ------------------------------
+
+/** Only pictures this site serves (or inline ones): an outside address would leak the admin's visit. */
+const ownPicture = (ref) => typeof ref === "string" && ((ref.startsWith("/") && !ref.startsWith("//")) || ref.startsWith("data:image/"));
+
 function drawCerts() {
   const wrap = document.getElementById("certs");
   if (!state.certs.length) { fill(wrap, h("p", { class: "muted" }, t("ops.noCerts"))); return; }
   fill(wrap, h("table", { id: "cert-table" }, h("thead", {}, h("tr", {},
-    ["ops.certKind", "ops.certNumber", "ops.issuer", "ops.validity", "ops.decide"].map((k) => h("th", { scope: "col" }, t(k))))),
-  h("tbody", {}, state.certs.map((c) => {
+    ["ops.applicant", "ops.certKind", "ops.certNumber", "ops.validity", "ops.training", "ops.decide"].map((k) => h("th", { scope: "col" }, t(k))))),
+  h("tbody", {}, state.certs.map((a) => {
+    const c = a.certification;
     const reason = h("input", { maxlength: 500, id: `reason-${c.id}` });
     const verify = h("button", { type: "button", class: "ok" }, t("ops.verify"));
     const reject = h("button", { type: "button", class: "danger" }, t("ops.reject"));
     const decide = (button, decision) => act(button, null, async () => {
       await api.post(`/v1/certifications/${c.id}/${decision}`, reason.value.trim() ? { reason: reason.value.trim() } : {});
       toast(t(`ops.decided.${decision}`));
-      state.certs = state.certs.filter((x) => x.id !== c.id);
+      state.certs = state.certs.filter((x) => x.certification.id !== c.id);
       drawCerts();
     });
     verify.addEventListener("click", () => decide(verify, "verify"));
     reject.addEventListener("click", () => decide(reject, "reject"));
-    return h("tr", {}, h("td", {}, t(`cert.${c.kind}`)), h("td", {}, c.number), h("td", {}, c.issuer),
-      h("td", {}, `${when(c.valid_from)} – ${when(c.valid_until)}`),
+    const training = a.training.length ? h("ul", { class: "plain" }, a.training.map((r) => h("li", {},
+      `${t(`ops.record.${r.record_type}`)} · ${t(`cert.${r.kind}`)} · ${when(r.held_at)}`,
+      r.score !== null ? ` · ${t("ops.score", { n: r.score })}` : "",
+      r.passed === null ? "" : ` · ${t(r.passed ? "ops.passed" : "ops.failed")}`))) : h("span", { class: "muted" }, t("ops.noTraining"));
+    return h("tr", { dataset: { technician: a.applicant.id } },
+      h("td", {}, ownPicture(a.photo_ref) ? h("img", { src: a.photo_ref, alt: t("ops.photoOf", { name: a.applicant.name }), class: "applicant-photo" }) : null,
+        h("strong", {}, a.applicant.name), h("div", { class: "muted" }, a.applicant.phone)),
+      h("td", {}, t(`cert.${c.kind}`)), h("td", {}, c.number, h("div", { class: "muted" }, c.issuer)),
+      h("td", {}, `${when(c.valid_from)} – ${when(c.valid_until)}`), h("td", {}, training),
       h("td", {}, h("label", { for: reason.id, class: "sr-only" }, t("ops.reason")), reason, h("div", { class: "actions" }, verify, reject)));
   }))));
+}
+
+function drawHazards() {
+  const now = new Date().toISOString();
+  fill(document.getElementById("hazards"), state.hazards.length ? h("table", { id: "hazard-table" },
+    h("thead", {}, h("tr", {}, ["ops.age", "ops.category", "ops.severity", "ops.deadline", "ops.hazardActions"].map((k) => h("th", { scope: "col" }, t(k))))),
+    h("tbody", {}, state.hazards.map((z) => {
+      const evidence = h("input", { maxlength: 2000, id: `evidence-${z.id}` });
+      const resolve = h("button", { type: "button", id: `resolve-${z.id}` }, t("ops.markResolved"));
+      resolve.addEventListener("click", () => act(resolve, null, async () => {
+        if (!evidence.value.trim()) throw new Error(t("ops.evidenceNeeded"));
+        await api.post(`/v1/ops/hazards/${z.id}/resolve`, { evidence: evidence.value.trim() });
+        toast(t("ops.resolved"));
+        state.hazards = state.hazards.filter((x) => x.id !== z.id);
+        drawHazards();
+      }));
+      const followup = z.followup_order_id ? h("button", { type: "button", id: `followup-${z.id}` }, t("ops.assignFollowup")) : null;
+      followup?.addEventListener("click", () => openOrder(z.followup_order_id));
+      return h("tr", { dataset: { hazard: z.id } }, h("td", { class: "num" }, t("ops.days", { n: z.age_days })),
+        h("td", {}, t(`hazard.${z.category}`), z.description ? h("div", { class: "muted" }, z.description) : null),
+        h("td", {}, h("span", { class: `pill ${z.severity === "critical" ? "bad" : "warn"}` }, t(`severity.${z.severity}`))),
+        h("td", {}, z.deadline_at && z.deadline_at < now ? h("span", { class: "pill bad" }, when(z.deadline_at)) : when(z.deadline_at)),
+        h("td", {}, h("div", { class: "actions" }, followup),
+          h("label", { for: evidence.id, class: "sr-only" }, t("ops.evidence")), evidence,
+          h("div", { class: "actions" }, resolve)));
+    })))
+    : h("p", { class: "muted" }, t("ops.none")));
 }
 
 function kpiCard() {

@@ -1,0 +1,106 @@
+"""Operations alerts: what the duty dispatcher must act on (an emergency nobody accepted, an
+offer round that lapsed). One open alert per (order, kind); each new or acknowledged alert is
+pushed on the city's operations channel after the commit, where the ops console listens.
+
+Services flush, never commit.
+"""
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from sqlalchemy import CheckConstraint, Column, Index, text, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.config import get_settings
+from dispatch.errors import Conflict, NotFound
+from dispatch.fanout import push_after_commit
+from dispatch.models import _ts, utcnow
+from dispatch.pagination import page_of, paginate
+
+LEVELS = ("critical", "warning")
+Level = Literal["critical", "warning"]
+
+
+def ops_channel(city: str) -> str:
+    return f"ops:{city}"
+
+
+class OpsAlert(SQLModel, table=True):
+    __tablename__ = "dispatch_ops_alert"
+    __table_args__ = (
+        CheckConstraint(f"level IN {LEVELS}", name="level"),
+        # One open alert per order and kind: a second raise while it is open is the same alert.
+        Index("uq_dispatch_ops_alert_open", "order_id", "kind", unique=True,
+              postgresql_where=text("acknowledged_at IS NULL")),
+        Index("ix_dispatch_ops_alert_open", "created_at", postgresql_where=text("acknowledged_at IS NULL")),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    city: str = Field(max_length=64)
+    order_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_order.id", index=True)
+    kind: str = Field(max_length=40)
+    level: str = Field(max_length=16)
+    created_at: datetime = _ts(default_factory=utcnow)
+    acknowledged_at: datetime | None = _ts(nullable=True, default=None)
+    acknowledged_by: uuid.UUID | None = Field(default=None, foreign_key="dispatch_account.id")
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+
+
+class AlertAlreadyAcknowledged(Conflict):
+    """This alert was acknowledged already."""
+
+    slug = "alert-acknowledged"
+
+
+def alert_public(alert: OpsAlert) -> dict[str, Any]:
+    """The alert as REST and the operations channel show it."""
+    return {
+        "id": str(alert.id), "city": alert.city, "order_id": str(alert.order_id) if alert.order_id else None,
+        "kind": alert.kind, "level": alert.level, "created_at": alert.created_at.isoformat(),
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "acknowledged_by": str(alert.acknowledged_by) if alert.acknowledged_by else None, "details": alert.details,
+    }
+
+
+async def raise_alert(session: AsyncSession, *, kind: str, level: Level, order_id: uuid.UUID | None,
+                      details: dict[str, Any], now: datetime | None = None) -> OpsAlert:
+    """The open alert of (order, kind), or a new one published after the commit."""
+    if order_id is not None:
+        existing = (await session.exec(select(OpsAlert).where(
+            OpsAlert.order_id == order_id, OpsAlert.kind == kind, OpsAlert.acknowledged_at.is_(None)))).first()  # type: ignore[union-attr]
+        if existing is not None:
+            return existing
+    alert = OpsAlert(city=get_settings().city, order_id=order_id, kind=kind, level=level, details=details,
+                     created_at=now or datetime.now(timezone.utc))
+    session.add(alert)
+    await session.flush()
+    push_after_commit(session, ops_channel(alert.city), "alert", alert=alert_public(alert))
+    return alert
+
+
+async def acknowledge(session: AsyncSession, alert_id: uuid.UUID, account_id: uuid.UUID,
+                      now: datetime | None = None) -> OpsAlert:
+    """Once: a conditional UPDATE, so of two operators acknowledging together one wins."""
+    now = now or datetime.now(timezone.utc)
+    row = (await session.exec(update(OpsAlert).where(OpsAlert.id == alert_id, OpsAlert.acknowledged_at.is_(None))  # type: ignore[union-attr]
+                              .values(acknowledged_at=now, acknowledged_by=account_id).returning(OpsAlert.id))).first()
+    alert = await session.get(OpsAlert, alert_id, populate_existing=True)
+    if alert is None:
+        raise NotFound("no such alert")
+    if row is None:
+        raise AlertAlreadyAcknowledged()
+    push_after_commit(session, ops_channel(alert.city), "alert_acknowledged", id=str(alert.id))
+    return alert
+
+
+async def list_alerts(session: AsyncSession, *, open_only: bool, limit: int,
+                      cursor: str | None) -> tuple[list[OpsAlert], str | None]:
+    """Newest first."""
+    statement = select(OpsAlert)
+    if open_only:
+        statement = statement.where(OpsAlert.acknowledged_at.is_(None))  # type: ignore[union-attr]
+    rows = list((await session.exec(paginate(statement, OpsAlert, limit, cursor))).all())
+    return page_of(rows, limit)

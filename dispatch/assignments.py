@@ -1,0 +1,136 @@
+"""Operations assign an order to a technician they chose, or take it from the one who holds it
+and give it to another: one conditional UPDATE (the order still in the state and with the
+technician the operator saw), an event row and an outbox row; both technicians are told, the
+previous one is released."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from redis.asyncio import Redis
+from sqlalchemy import func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch import after_commit
+from dispatch.errors import IllegalTransition, InvalidInput, NotFound
+from dispatch.events import publish
+from dispatch.fanout import account_channel, active_orders_key, push_after_commit
+from dispatch.models import Order, OrderEvent, Technician
+from dispatch.notifications import notify
+from dispatch.redis import get_redis
+from dispatch.service import Actor
+from dispatch.states import ACTIVE_JOB_STATES, next_state
+from matching.manual import assignability, withdraw_open_offers
+
+ASSIGN = "assign"
+
+
+class TechnicianNotAssignable(InvalidInput):
+    """The chosen technician cannot take this order now."""
+
+    slug = "technician-not-assignable"
+
+    def __init__(self, reason: str, technician: Technician) -> None:
+        super().__init__(f"{technician.name} cannot take this order: {reason.replace('_', ' ')}")
+        self.reason = reason
+        self.extra = {"reason": reason, "technician_id": str(technician.id)}
+
+
+class OrderNotAssignable(IllegalTransition):
+    """The order's current state does not allow an assignment; the problem names the state."""
+
+    slug = "order-not-assignable"
+
+    def __init__(self, detail: str, current_state: str) -> None:
+        super().__init__(detail)
+        self.extra = {"current_state": current_state}
+
+
+@dataclass(frozen=True)
+class Assigned:
+    order: Order
+    previous_technician_id: uuid.UUID | None
+
+
+async def assign(session: AsyncSession, redis: Redis, order_id: uuid.UUID, technician_id: uuid.UUID, actor: Actor,
+                 *, reason: str | None = None, now: datetime | None = None) -> Assigned:
+    """OrderNotAssignable (409, naming the current state) when the state does not allow it, the
+    order changed meanwhile or already is his; TechnicianNotAssignable (422) naming why he cannot."""
+    now = now or datetime.now(timezone.utc)
+    order = await session.get(Order, order_id, populate_existing=True)
+    if order is None:
+        raise NotFound("no such order")
+    seen_status, previous = order.status, order.technician_id
+    try:
+        step = next_state(seen_status, ASSIGN, actor.role)
+    except IllegalTransition as exc:
+        raise OrderNotAssignable(exc.detail, seen_status) from exc
+    if previous == technician_id:
+        raise OrderNotAssignable(f"the order is {seen_status} and already with this technician", seen_status)
+    # Locked like an accept, so an assignment and his own accept cannot both fill his last slot.
+    technician = (await session.exec(select(Technician).where(Technician.id == technician_id).with_for_update())).first()
+    if technician is None:
+        raise NotFound("no such technician")
+    check = (await assignability(session, redis, order, [technician], now))[0]
+    if check.reason is not None:
+        raise TechnicianNotAssignable(check.reason, technician)
+    withdrawn = await withdraw_open_offers(session, order_id, now, reason="assigned_by_operator")
+    result = await session.exec(update(Order).where(
+        Order.id == order_id, Order.status == seen_status, col(Order.technician_id).is_not_distinct_from(previous),
+    ).values(status=step.to_status, technician_id=technician_id, updated_at=now))
+    if result.rowcount != 1:
+        current = (await session.exec(select(Order.status).where(Order.id == order_id))).one()
+        raise OrderNotAssignable("the order changed meanwhile; reload and retry", current)
+    payload = {"technician_id": str(technician_id), "previous_technician_id": str(previous) if previous else None,
+               "withdrawn_offers_of": [str(t) for t in withdrawn]}
+    event = OrderEvent(order_id=order_id, action=ASSIGN, from_status=seen_status, to_status=step.to_status,
+                       actor_role=actor.role, actor_id=actor.id, reason=reason, payload=payload, created_at=now)
+    session.add(event)
+    await publish(session, "dispatch.order_status_changed", {
+        "order_id": str(order_id), "action": ASSIGN, "from": seen_status, "to": step.to_status,
+        "technician_id": str(technician_id), "reason": reason, "payload": payload,
+    })
+    await session.flush()
+    await _take_on(session, technician)
+    await notify(session, technician.account_id, "job_assigned", "调度指派工单 / Job assigned to you",
+                 f"Operations assigned you order {str(order_id)[:8]}." + (f" {reason}" if reason else ""),
+                 {"order_id": str(order_id), "reason": reason}, dedupe_key=f"assign:{event.id}:new")
+    if previous is not None:
+        await _release(session, previous, order_id, reason, now)
+    assigned = await session.get(Order, order_id, populate_existing=True)
+    assert assigned is not None
+    return Assigned(assigned, previous)
+
+
+async def _load(session: AsyncSession, technician_id: uuid.UUID) -> int:
+    return (await session.exec(select(func.count()).select_from(Order).where(
+        Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).one()
+
+
+async def _take_on(session: AsyncSession, technician: Technician) -> None:
+    technician.status = "busy" if await _load(session, technician.id) >= technician.max_jobs else "online"
+    technician.idle_since = None
+    session.add(technician)
+    await session.flush()
+
+
+async def _release(session: AsyncSession, technician_id: uuid.UUID, order_id: uuid.UUID, reason: str | None,
+                   now: datetime) -> None:
+    """The previous technician: free again and off the customer's map."""
+    technician = await session.get(Technician, technician_id, with_for_update=True)
+    if technician is None:
+        return
+    if technician.status == "busy" and await _load(session, technician_id) < technician.max_jobs:
+        technician.status, technician.idle_since = "online", now
+        session.add(technician)
+        await session.flush()
+
+    async def stop_tracking() -> None:
+        await get_redis().srem(active_orders_key(technician_id), str(order_id))
+
+    after_commit.defer(session, stop_tracking)
+    # His app reloads its jobs at once; the notification saying why comes from the event's
+    # handler (dispatch.handlers, job_reassigned), which names him by previous_technician_id.
+    push_after_commit(session, account_channel(technician.account_id), "job_updated", order_id=str(order_id),
+                      status="reassigned", reason=reason)

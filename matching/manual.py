@@ -1,0 +1,112 @@
+"""Matching's side of an operator's direct assignment: may this technician take this order now
+(the same eligibility rules as automatic matching, except distance, which the operator judges),
+and the open offers an assignment withdraws."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy import func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.config import get_settings
+from dispatch.events import publish
+from dispatch.fanout import presence_key
+from dispatch.geo import lonlat
+from dispatch.models import Certification, CustomerBlock, Order, Technician
+from dispatch.states import ACTIVE_JOB_STATES
+from matching.eligibility import EXCLUDED, OFFLINE, SUSPENDED, certification_reason
+from matching.model import CertificationView, TechnicianView
+from matching.models import Offer
+from matching.scoring import eta_s, haversine_m
+from matching.service import geo_index, matching_config
+
+NOT_ACTIVE = "not_active"
+AT_CAPACITY = "at_capacity"
+
+
+@dataclass(frozen=True)
+class Assignability:
+    """One technician as the operator's picker shows him: None as reason means he may take it."""
+
+    technician: Technician
+    reason: str | None
+    certification: str | None
+    active_jobs: int
+    distance_m: float | None
+    eta_s: float | None
+    seen_at: datetime | None
+
+
+async def _jobs(session: AsyncSession, ids: list[uuid.UUID], order_id: uuid.UUID) -> dict[uuid.UUID, int]:
+    rows = await session.exec(select(Order.technician_id, func.count()).where(
+        col(Order.technician_id).in_(ids), col(Order.status).in_(ACTIVE_JOB_STATES), Order.id != order_id,
+    ).group_by(Order.technician_id))
+    return {tid: n for tid, n in rows.all() if tid is not None}
+
+
+async def assignability(session: AsyncSession, redis: Redis, order: Order, technicians: list[Technician],
+                        now: datetime) -> list[Assignability]:
+    """Why each technician may or may not take `order` now, in the order of the rules: account
+    state, reachable (online with his phone connected or a fresh position), blocked by the
+    customer, certification, capacity (jobs other than this order)."""
+    ids = [t.id for t in technicians]
+    certs: dict[uuid.UUID, list[Certification]] = {}
+    for cert in (await session.exec(select(Certification).where(col(Certification.technician_id).in_(ids)))).all():
+        certs.setdefault(cert.technician_id, []).append(cert)
+    blocked = set((await session.exec(select(CustomerBlock.technician_id).where(
+        CustomerBlock.customer_id == order.customer_id))).all())
+    jobs = await _jobs(session, ids, order.id)
+    index = geo_index(redis)
+    stale_after = timedelta(seconds=get_settings().stale_after_s)
+    order_lon, order_lat = lonlat(order.location) or (0.0, 0.0)
+    out = []
+    for tech in technicians:
+        live = await index.get(str(tech.id))
+        fresh = live is not None and now - live.seen_at <= stale_after
+        connected = bool(await redis.exists(presence_key(tech.id)))
+        view = TechnicianView(
+            id=str(tech.id), lon=live.lon if live else 0.0, lat=live.lat if live else 0.0, status="online",
+            certifications=tuple(CertificationView(c.kind, c.status == "verified", c.valid_from, c.valid_until)
+                                 for c in certs.get(tech.id, ())),
+            active_jobs=jobs.get(tech.id, 0), max_jobs=tech.max_jobs, rating=0.0, last_seen_at=now)
+        certification = certification_reason(order.required_certification, view, now)
+        if tech.status == "suspended":
+            reason: str | None = SUSPENDED
+        elif tech.onboarding != "active":
+            reason = NOT_ACTIVE
+        elif tech.status == "offline" or not (connected or fresh):
+            reason = OFFLINE
+        elif tech.id in blocked:
+            reason = EXCLUDED
+        elif certification is not None:
+            reason = certification
+        elif view.active_jobs >= tech.max_jobs:
+            reason = AT_CAPACITY
+        else:
+            reason = None
+        distance = haversine_m(live.lon, live.lat, order_lon, order_lat) if live else None
+        out.append(Assignability(
+            technician=tech, reason=reason, certification=certification, active_jobs=view.active_jobs,
+            distance_m=round(distance, 1) if distance is not None else None,
+            eta_s=round(eta_s(distance, matching_config()), 1) if distance is not None else None,
+            seen_at=live.seen_at if live else None))
+    return out
+
+
+async def withdraw_open_offers(session: AsyncSession, order_id: uuid.UUID, now: datetime, reason: str) -> list[uuid.UUID]:
+    """Withdraws the order's open offers (their technicians' phones drop them); returns who had them."""
+    rows = (await session.exec(update(Offer).where(Offer.order_id == order_id, Offer.status == "offered")
+                               .values(status="withdrawn", decided_at=now)
+                               .returning(Offer.id, Offer.technician_id))).all()
+    for offer_id, technician_id in rows:
+        await publish(session, "matching.offer_withdrawn", {
+            "offer_id": str(offer_id), "order_id": str(order_id), "technician_id": str(technician_id), "reason": reason})
+    return [technician_id for _, technician_id in rows]
+
+
+async def offers_of(session: AsyncSession, order_id: uuid.UUID) -> list[Offer]:
+    return list((await session.exec(select(Offer).where(Offer.order_id == order_id)
+                                    .order_by(Offer.created_at, Offer.attempt))).all())
