@@ -108,8 +108,11 @@ async def _pay_pending() -> int:
         pending = await settlement.pending_transfer_ids(session)
     done = 0
     for settlement_id in pending:
-        async with session_scope() as session:
-            done += await settlement.transfer_settlement(session, settlement_id, gateway)
+        try:
+            async with session_scope() as session:
+                done += await settlement.transfer_settlement(session, settlement_id, gateway)
+        except settlement.SettlementNotReady:  # logged by settlement; retried on the next run
+            continue
     return done
 
 

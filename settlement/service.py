@@ -370,10 +370,18 @@ async def transfer_settlement(session: AsyncSession, settlement_id: uuid.UUID, g
                                     Posting(ledger.technician_receivable(s.technician_id), -offset, s.currency)])
     s.receivable_offset_minor = offset
     if s.payout_minor - offset > 0:
-        transfer = found or await _call(
-            gateway.transfer, account_id=account.provider_account_id, amount_minor=s.payout_minor - offset,
-            currency=s.currency, transfer_group=str(s.order_id), source_charge_id=payment.charge_id,
-            idempotency_key=key)
+        try:
+            transfer = found or await _call(
+                gateway.transfer, account_id=account.provider_account_id, amount_minor=s.payout_minor - offset,
+                currency=s.currency, transfer_group=str(s.order_id), source_charge_id=payment.charge_id,
+                idempotency_key=key)
+        except PaymentRequestRejected as exc:
+            if exc.code not in ("insufficient_funds", "balance_insufficient"):
+                raise
+            # Money went back on the charge (a refund or dispute) that its webhook has not booked
+            # yet: once booked it is netted here as a receivable, so the transfer waits for it.
+            log.warning("settlement.transfer_waits_for_money_back", settlement_id=str(s.id), error=str(exc))
+            raise SettlementNotReady("money went back on the charge and is not booked yet") from exc
         _fault("after_provider_call")
         await ledger.post(session, business_key=f"settlement:{s.id}:transfer", kind="transfer", order_id=s.order_id,
                           settlement_id=s.id, provider_object_id=transfer.id, postings=[

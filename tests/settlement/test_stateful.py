@@ -118,7 +118,11 @@ class SettlementMachine(RuleBasedStateMachine):
         async def go() -> None:
             for _ in range(times):  # the second pass is a retry of finished work
                 for settlement_id in await service.pending_transfer_ids(self.session):
-                    await service.transfer_settlement(self.session, settlement_id, self.gateway)
+                    try:
+                        async with self.session.begin_nested():
+                            await service.transfer_settlement(self.session, settlement_id, self.gateway)
+                    except service.SettlementNotReady:
+                        pass  # a refund or dispute the provider has and its webhook has not brought yet
 
         self.run(go())
 

@@ -71,3 +71,26 @@ async def test_unsigned_webhook_is_rejected_as_bad_request(client: AsyncClient) 
                                  headers={"Stripe-Signature": "t=1,v1=00"})
     assert response.status_code == 400
     assert response.json()["type"] == "/problems/invalid-webhook"
+
+
+async def test_a_dispute_not_yet_booked_holds_the_transfer_until_its_webhook_nets_it(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    order, _, technician = await new_order(client, session)
+    await accept(session, order, technician)
+    await complete(session, order)
+    payment = await session.get(Payment, order.id)
+    gateway = service.get_gateway()
+    # Most of the charge goes back before the payout; its webhook has not arrived yet.
+    dispute_id = gateway.open_dispute(charge_id=payment.charge_id, amount_minor=payment.captured_minor * 9 // 10)
+    await finalize_review(session, order, stars=5)
+    (settlement_id,) = await service.pending_transfer_ids(session)
+    with pytest.raises(service.SettlementNotReady):
+        async with session.begin_nested():
+            await service.transfer_settlement(session, settlement_id, gateway)
+    event = next(e for e in gateway.events() if e["data"]["object"].get("id") == dispute_id)
+    await _deliver(client, event)
+    assert await service.transfer_settlement(session, settlement_id, gateway)
+    kinds = await entries_of(session, order.id)
+    assert "dispute" in kinds and "receivable_offset" in kinds
+    await assert_ledger_balances(session)
