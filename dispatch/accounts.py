@@ -2,24 +2,21 @@
 and who-is-who lookups."""
 
 import hashlib
-import math
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits import RateLimitItemPerHour, RateLimitItemPerSecond
 from redis.asyncio import Redis
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from zxcvbn import zxcvbn
 
+from dispatch import ratelimit
 from dispatch.config import get_settings
 from dispatch.errors import (
-    AccountDisabled, AuthenticationFailed, Conflict, NotFound, RefreshTokenReused, TooManyAttempts, WeakPassword,
+    AccountDisabled, AuthenticationFailed, Conflict, NotFound, RefreshTokenReused, WeakPassword,
 )
 from dispatch.models import Account, Customer, RefreshToken, ServiceStation, Technician
 from dispatch.security import (
@@ -87,31 +84,10 @@ async def create_staff(session: AsyncSession, *, role: str, email: str, password
 
 # -- throttling (Redis, moving windows) ---------------------------------------------------------
 
-_limiters: dict[int, MovingWindowRateLimiter] = {}
-
-
-def _limiter(redis: Redis) -> MovingWindowRateLimiter:
-    """On the app's own Redis pool: one set of connections, and the tests' flushes clear it."""
-    limiter = _limiters.get(id(redis))
-    if limiter is None:
-        storage = RedisStorage("async+" + get_settings().redis_url, implementation="redispy",
-                               connection_pool=redis.connection_pool, key_prefix="dispatch:throttle")
-        limiter = _limiters[id(redis)] = MovingWindowRateLimiter(storage)
-    return limiter
-
-
-async def _refuse_when_spent(limiter: MovingWindowRateLimiter, item: RateLimitItem, *keys: str) -> None:
-    if not await limiter.test(item, *keys):
-        reset_at = (await limiter.get_window_stats(item, *keys)).reset_time
-        raise TooManyAttempts("too many attempts; try again later", retry_after_s=max(1, math.ceil(reset_at - time.time())))
-
-
 async def check_registration_rate(redis: Redis, client: str) -> None:
     """Counts every registration attempt from the address, so taken emails cannot be listed by trying."""
-    item = RateLimitItemPerHour(get_settings().register_max_per_hour)
-    limiter = _limiter(redis)
-    await _refuse_when_spent(limiter, item, "register", client)
-    await limiter.hit(item, "register", client)
+    await ratelimit.take(redis, [RateLimitItemPerHour(get_settings().register_max_per_hour)], "register", client,
+                         detail="too many registrations; try again later")
 
 
 # -- login and tokens ---------------------------------------------------------------------------
@@ -142,15 +118,14 @@ async def login(session: AsyncSession, redis: Redis, *, email: str, password: st
     email = email.lower()
     item = RateLimitItemPerSecond(settings.login_max_failures, settings.login_window_s)
     keys = ("login", hashlib.sha256(email.encode()).hexdigest()[:32], client)  # no email addresses in Redis keys
-    limiter = _limiter(redis)
-    await _refuse_when_spent(limiter, item, *keys)
+    await ratelimit.refuse_when_spent(redis, item, *keys, detail="too many attempts; try again later")
     account = (await session.exec(select(Account).where(Account.email == email))).first()
     if not verify_password(account.password_hash if account else None, password) or account is None:
-        await limiter.hit(item, *keys)
+        await ratelimit.limiter(redis).hit(item, *keys)
         raise AuthenticationFailed("wrong email or password")
     if account.disabled_at is not None:  # told only to whoever knows the password
         raise AccountDisabled()
-    await limiter.clear(item, *keys)
+    await ratelimit.limiter(redis).clear(item, *keys)
     return await _issue(session, account)
 
 

@@ -3,24 +3,20 @@
 Services flush, never commit: the request or worker boundary commits.
 """
 
-import math
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Any
 
 from limits import parse_many
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from sqlalchemy import func, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from dispatch import ratelimit
 from dispatch.config import get_settings
-from dispatch.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, TooManyAttempts
+from dispatch.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
 from dispatch.events import publish
 from dispatch.models import Address, Customer, Order, OrderEvent, Technician
 from dispatch.pagination import page_of, paginate
@@ -114,21 +110,10 @@ async def _check_open_orders(session: AsyncSession, customer_id: uuid.UUID) -> N
         raise TooManyOpenOrders()
 
 
-@lru_cache(maxsize=8)
-def _order_rate_limiter(redis: Redis) -> MovingWindowRateLimiter:
-    storage = RedisStorage(f"async+{get_settings().redis_url}", implementation="redispy",
-                           connection_pool=redis.connection_pool, key_prefix="dispatch:order_rate")
-    return MovingWindowRateLimiter(storage)
-
-
 async def throttle_order_creation(redis: Redis, customer_id: uuid.UUID) -> None:
     """Counts one order the customer places; TooManyAttempts once a window is full."""
-    limiter = _order_rate_limiter(redis)
-    for limit in parse_many(get_settings().customer_order_rate):
-        if not await limiter.hit(limit, str(customer_id)):
-            stats = await limiter.get_window_stats(limit, str(customer_id))
-            raise TooManyAttempts("too many orders placed; try again later",
-                                  retry_after_s=max(1, math.ceil(stats.reset_time - time.time())))
+    await ratelimit.take(redis, parse_many(get_settings().customer_order_rate), "orders", str(customer_id),
+                         detail="too many orders placed; try again later")
 
 
 async def consent_order(session: AsyncSession, order_id: uuid.UUID, actor: Actor) -> Order:

@@ -12,21 +12,18 @@ that point alone. Callers are rate limited per customer.
 import hashlib
 import hmac
 import math
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from dispatch import ratelimit
 from dispatch.config import get_settings
-from dispatch.errors import NotFound, TooManyAttempts
+from dispatch.errors import NotFound
 from dispatch.geo import lonlat
 from dispatch.models import Address, ServiceStation, Technician
 from dispatch.technicians import certifications_of, usable_kinds
@@ -75,20 +72,9 @@ def coarse_position(technician_id: str, lon: float, lat: float, at: datetime, ke
     return ((shown_lon + 180.0) % 360.0) - 180.0, shown_lat
 
 
-@lru_cache(maxsize=8)
-def _rate_limiter(redis: Redis) -> MovingWindowRateLimiter:
-    storage = RedisStorage(f"async+{get_settings().redis_url}", implementation="redispy",
-                           connection_pool=redis.connection_pool, key_prefix="matching:nearby_rate")
-    return MovingWindowRateLimiter(storage)
-
-
 async def throttle(redis: Redis, customer_id: uuid.UUID) -> None:
-    limit = RateLimitItemPerMinute(QUERIES_PER_MINUTE)
-    limiter = _rate_limiter(redis)
-    if not await limiter.hit(limit, str(customer_id)):
-        stats = await limiter.get_window_stats(limit, str(customer_id))
-        raise TooManyAttempts("too many nearby queries; try again later",
-                              retry_after_s=max(1, math.ceil(stats.reset_time - time.time())))
+    await ratelimit.take(redis, [RateLimitItemPerMinute(QUERIES_PER_MINUTE)], "nearby", str(customer_id),
+                         detail="too many nearby queries; try again later")
 
 
 async def free_technicians_near_address(
