@@ -34,6 +34,16 @@ _AUDIT = """
 """
 
 
+# The demo city's centre (Hangzhou, West Lake), where the browser tests put their people.
+CENTER = (120.155, 30.274)
+
+
+def square(lon: float, lat: float, half: float) -> dict:
+    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half], [lon - half, lat + half],
+            [lon - half, lat - half]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
 async def assert_accessible(page: Any, where: str) -> None:
     report = await page.evaluate(_AUDIT)
     assert not report["unlabelled"], f"{where}: controls without a label: {report['unlabelled']}"

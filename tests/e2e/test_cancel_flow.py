@@ -14,17 +14,10 @@ from dispatch import service as dispatch
 from dispatch.stations import create_station
 from settlement import audit, ledger, service as settlement
 from settlement.models import Payment
-from tests.e2e.support import DESKTOP, PHONE, assert_accessible
+from tests.e2e.support import CENTER, DESKTOP, PHONE, assert_accessible, square
 from tests.factories import PASSWORD, make_customer, make_technician
 
-CENTER = (120.155, 30.274)
 FEE, SHARE = 3000, 2400  # the rules below: 30 yuan once he set out, 80 % of it his
-
-
-def square(lon: float, lat: float, half: float) -> dict:
-    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half], [lon - half, lat + half],
-            [lon - half, lat - half]]
-    return {"type": "Polygon", "coordinates": [ring]}
 
 
 @pytest.fixture

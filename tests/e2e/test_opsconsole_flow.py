@@ -18,18 +18,11 @@ from dispatch.field.models import Hazard
 from dispatch.models import Certification, Technician, TrainingRecord
 from dispatch.service import Actor, create_order, transition
 from dispatch.stations import create_station
-from tests.e2e.support import DESKTOP, PHONE, assert_accessible
+from tests.e2e.support import CENTER, DESKTOP, PHONE, assert_accessible, square
 from tests.factories import PASSWORD, make_customer, make_staff, make_technician
 
-CENTER = (120.155, 30.274)
 FAST = {"GASDISPATCH_EMBEDDED_WORKER": "true", "GASDISPATCH_BATCH_WINDOW_S": "0.3", "GASDISPATCH_MAX_SPEED_KMH": "2000"}
 NAMES = {"first": "张师傅", "second": "李师傅", "uncertified": "王师傅"}
-
-
-def square(lon: float, lat: float, half: float) -> dict:
-    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half], [lon - half, lat + half],
-            [lon - half, lat - half]]
-    return {"type": "Polygon", "coordinates": [ring]}
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ from playwright.async_api import Page, expect
 
 from dispatch.models import Certification
 from dispatch.stations import create_station
-from tests.e2e.support import DESKTOP, PHONE, ROOT, assert_accessible
+from tests.e2e.support import CENTER, DESKTOP, PHONE, ROOT, assert_accessible, square
 from tests.factories import PASSWORD, make_customer, make_staff, make_technician
 
-CENTER = (120.155, 30.274)
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 FAST = {
     "GASDISPATCH_EMBEDDED_WORKER": "true",
@@ -26,12 +25,6 @@ FAST = {
     "GASDISPATCH_FIELD_ARRIVAL_RADIUS_M": "60",
     "GASDISPATCH_MAX_SPEED_KMH": "2000",  # the emulated phone jumps hundreds of metres at once
 }
-
-
-def square(lon: float, lat: float, half: float) -> dict:
-    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half], [lon - half, lat + half],
-            [lon - half, lat - half]]
-    return {"type": "Polygon", "coordinates": [ring]}
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from sqlalchemy import update
 
 from dispatch.models import Address, ServiceStation, Technician
 from dispatch.stations import create_station
-from tests.e2e.support import DESKTOP
+from tests.e2e.support import CENTER, DESKTOP, square
 from tests.factories import PASSWORD, make_customer, make_staff, make_technician
 
-CENTER = (120.155, 30.274)
 TECH_AT = (120.157, 30.274)  # about 190 m east; nearby positions are rounded to 3 decimals anyway
 # The reported attack: a refresh to another page, plus elements and handlers that would betray markup.
 TECH_NAME = '<meta http-equiv="refresh" content="0;url=/v1/health/live"><i class="injected">张师傅</i>'
@@ -23,12 +22,6 @@ STATION_NAME = '<img src=x onerror="window.pwned=true"><i class="injected">西�
 ADDRESS_LABEL = '<img src=x onerror="window.pwned=true">家'
 TECHNICIAN_GREEN, STATION_BLUE, ADDRESS_RED = "#146c2e", "#0b5cad", "#b42318"  # api/web/shared/map.js COLORS
 INJECTED = 'meta[http-equiv], .injected, img[src="x"]'
-
-
-def square(lon: float, lat: float, half: float) -> dict:
-    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half], [lon - half, lat + half],
-            [lon - half, lat - half]]
-    return {"type": "Polygon", "coordinates": [ring]}
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from playwright.async_api import Page, expect
 from sqlalchemy import select
 
 from dispatch.models import Order
-from tests.e2e.support import PHONE, assert_accessible
+from tests.e2e.support import CENTER, PHONE, assert_accessible
 from tests.factories import PASSWORD, make_customer
 
-CENTER = (120.155, 30.274)
 STEP_TEXTS = ["立即离开房间，带家人到室外。", "不要点火、吸烟，不要开关电灯或任何电器。", "不要在室内打电话，到室外再拨打。",
               "在安全的情况下打开门窗通风。", "燃气表阀门伸手可及时，将其关闭。"]
 DANGER_RED = "rgb(180, 35, 24)"  # --danger in api/web/shared/app.css
