@@ -475,18 +475,24 @@ function drawCerts() {
   }))));
 }
 
+const evidenceDrafts = new Map();
+
 function drawHazards() {
   const now = new Date().toISOString();
   fill(document.getElementById("hazards"), state.hazards.length ? h("table", { id: "hazard-table" },
     h("thead", {}, h("tr", {}, ["ops.age", "ops.category", "ops.severity", "ops.deadline", "ops.hazardActions"].map((k) => h("th", { scope: "col" }, t(k))))),
     h("tbody", {}, state.hazards.map((z) => {
+      // What the operator typed survives the redraws that live updates cause.
       const evidence = h("input", { maxlength: 2000, id: `evidence-${z.id}` });
+      evidence.value = evidenceDrafts.get(z.id) ?? "";
+      evidence.addEventListener("input", () => evidenceDrafts.set(z.id, evidence.value));
       const resolve = h("button", { type: "button", id: `resolve-${z.id}` }, t("ops.markResolved"));
       resolve.addEventListener("click", () => act(resolve, null, async () => {
         if (!evidence.value.trim()) throw new Error(t("ops.evidenceNeeded"));
         await api.post(`/v1/ops/hazards/${z.id}/resolve`, { evidence: evidence.value.trim() });
         toast(t("ops.resolved"));
         state.hazards = state.hazards.filter((x) => x.id !== z.id);
+        evidenceDrafts.delete(z.id);
         drawHazards();
       }));
       const followup = z.followup_order_id ? h("button", { type: "button", id: `followup-${z.id}` }, t("ops.assignFollowup")) : null;
