@@ -5,6 +5,7 @@ transaction rolled back at the end (the API's commits become savepoints); Redis 
 between tests.
 """
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -116,11 +117,23 @@ async def committed_sessions(engine):  # noqa: ANN001, ANN201
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
+    from sqlalchemy.exc import DBAPIError
+
     factory = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
     yield factory
-    async with engine.begin() as conn:
-        await conn.execute(text(
-            "TRUNCATE dispatch_account, dispatch_service_station, dispatch_outbox RESTART IDENTITY CASCADE"))
+    # API workers started by the test may still be running (their fixture ends after this one)
+    # and can deadlock the TRUNCATE: try again, a bounded number of times.
+    for attempt in range(10):
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                await conn.execute(text(
+                    "TRUNCATE dispatch_account, dispatch_service_station, dispatch_outbox RESTART IDENTITY CASCADE"))
+            return
+        except DBAPIError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))
 
 
 def _free_port() -> int:

@@ -65,7 +65,11 @@ function showConnection(status) {
   fill(slot, h("span", { id: "ops-connection", class: `pill ${status === "open" ? "ok" : "warn"}` }, t(`ops.connection.${status}`)));
 }
 
+// Bumped by every change this console makes: a refresh that started before it is stale.
+let localChanges = 0;
+
 async function refresh() {
+  const startedAt = localChanges;
   const [open, unfulfilled, certs, hazards, onDuty] = await Promise.all([
     Promise.all(OPEN.map((s) => api.all(`/v1/orders?status=${s}&limit=200`, 500))).then((lists) => lists.flat()),
     api.get("/v1/orders?status=unfulfilled&limit=50"),
@@ -73,6 +77,7 @@ async function refresh() {
     api.get("/v1/hazards?limit=200"),
     api.get("/v1/operations/technicians"),
   ]);
+  if (startedAt !== localChanges) return refresh();
   state.onDuty = onDuty.data;
   state.open = open;
   state.unfulfilled = unfulfilled.data;
@@ -456,6 +461,7 @@ function drawCerts() {
     const reject = h("button", { type: "button", class: "danger" }, t("ops.reject"));
     const decide = (button, decision) => act(button, null, async () => {
       await api.post(`/v1/certifications/${c.id}/${decision}`, reason.value.trim() ? { reason: reason.value.trim() } : {});
+      localChanges += 1;
       toast(t(`ops.decided.${decision}`));
       state.certs = state.certs.filter((x) => x.certification.id !== c.id);
       drawCerts();
@@ -490,6 +496,7 @@ function drawHazards() {
       resolve.addEventListener("click", () => act(resolve, null, async () => {
         if (!evidence.value.trim()) throw new Error(t("ops.evidenceNeeded"));
         await api.post(`/v1/ops/hazards/${z.id}/resolve`, { evidence: evidence.value.trim() });
+        localChanges += 1;
         toast(t("ops.resolved"));
         state.hazards = state.hazards.filter((x) => x.id !== z.id);
         evidenceDrafts.delete(z.id);
