@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from api.deps import CurrentCustomer, CurrentTechnician, RedisDep, SessionDep, Staff
+from api.deps import Admin, CurrentCustomer, CurrentTechnician, RedisDep, SessionDep, Staff
 from dispatch.errors import NotFound
 from dispatch.fanout import publish_position
 from dispatch.handlers import offer_summary
@@ -142,8 +142,9 @@ class OnDutyTechnician(BaseModel):
 
 
 @router.get("/v1/operations/technicians")
-async def on_duty_technicians(_: Staff, session: SessionDep, redis: RedisDep) -> Page[OnDutyTechnician]:
-    """Operations' live view: every technician on duty with his last position and load."""
+async def on_duty_technicians(_: Admin, session: SessionDep, redis: RedisDep) -> Page[OnDutyTechnician]:
+    """Operations' live view: every technician on duty with his last position and load (live
+    positions are not an auditor's business)."""
     techs = (await session.exec(select(Technician).where(col(Technician.status).in_(("online", "busy")))
                                 .order_by(Technician.name))).all()
     index = geo_index(redis)

@@ -63,7 +63,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/offers/{offer_id}/accept"): {"technician"},
     ("POST", "/v1/offers/{offer_id}/decline"): {"technician"},
     ("GET", "/v1/technicians/nearby"): {"customer"},
-    ("GET", "/v1/operations/technicians"): {"admin", "auditor"},
+    ("GET", "/v1/operations/technicians"): {"admin"},
     ("POST", "/v1/customers/me/blocked-technicians"): {"customer"},
     ("GET", "/v1/notifications"): SIGNED_IN,
     ("POST", "/v1/notifications/{notification_id}/read"): {"customer", "technician", "admin"},
