@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from api.deps import Admin, CurrentCustomer, CurrentTechnician, RedisDep, SessionDep, Staff
+from api.deps import Admin, CurrentCustomer, CurrentTechnician, RedisDep, SessionDep
 from dispatch.errors import NotFound
 from dispatch.fanout import publish_position
 from dispatch.handlers import offer_summary
