@@ -62,6 +62,9 @@ async def assign(session: AsyncSession, redis: Redis, order_id: uuid.UUID, techn
     if order is None:
         raise NotFound("no such order")
     seen_status, previous = order.status, order.technician_id
+    # The order row before the technician, the order every accept and expiry takes; what the
+    # operator saw is still what the conditional UPDATE below checks.
+    await session.exec(select(Order.id).where(Order.id == order_id).with_for_update())
     try:
         step = next_state(seen_status, ASSIGN, actor.role)
     except IllegalTransition as exc:

@@ -430,8 +430,14 @@ async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | 
     """Lapse offers past their expiry; an order whose every open offer lapsed moves on to the
     next candidate (or round)."""
     now = now or datetime.now(timezone.utc)
+    # Orders before their offers, as an accept takes them: the other way round the two deadlock.
+    due = (await session.exec(select(Offer.order_id).where(Offer.status == "offered", Offer.expires_at <= now)
+                              .distinct())).all()
+    if not due:
+        return 0
+    await session.exec(select(Order.id).where(col(Order.id).in_(due)).order_by(Order.id).with_for_update())
     expired = (await session.exec(
-        update(Offer).where(Offer.status == "offered", Offer.expires_at <= now)
+        update(Offer).where(Offer.status == "offered", Offer.expires_at <= now, col(Offer.order_id).in_(due))
         .values(status="expired", decided_at=now).returning(Offer.id, Offer.order_id, Offer.technician_id))).all()
     by_order: dict[uuid.UUID, list[tuple[uuid.UUID, uuid.UUID]]] = {}
     for offer_id, order_id, technician_id in expired:
@@ -478,13 +484,22 @@ async def lapse_offers_of_absent(session: AsyncSession, index: GeoIndex, now: da
         if live is None or now - live.seen_at > stale_after:
             absent.append(offer_id)
     if absent:
+        await _lock_orders_of(session, absent)
         await session.exec(update(Offer).where(col(Offer.id).in_(absent), Offer.status == "offered").values(expires_at=now))
     return len(absent)
+
+
+async def _lock_orders_of(session: AsyncSession, offer_ids: list[uuid.UUID]) -> None:
+    """Locks the offers' orders, in one order, before their offers change: an accept takes the
+    order first too, so the two never wait on each other crosswise (a deadlock)."""
+    await session.exec(select(Order.id).where(col(Order.id).in_(
+        select(Offer.order_id).where(col(Offer.id).in_(offer_ids)))).order_by(Order.id).with_for_update())
 
 
 async def decline_offer(session: AsyncSession, index: GeoIndex, offer_id: uuid.UUID, technician_id: uuid.UUID,
                         reason: str | None = None, now: datetime | None = None) -> Offer:
     now = now or datetime.now(timezone.utc)
+    await _lock_orders_of(session, [offer_id])
     row = (await session.exec(
         update(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id, Offer.status == "offered")
         .values(status="declined", decided_at=now, decline_reason=reason).returning(Offer.order_id))).first()
@@ -504,14 +519,14 @@ async def accept_offer(session: AsyncSession, offer_id: uuid.UUID, technician_id
     """Exactly one technician wins an order: the offer and the order both move by conditional
     UPDATEs, and the technician row is locked so two accepts cannot exceed his capacity."""
     now = now or datetime.now(timezone.utc)
+    # Locks in the one order every path takes (order, then technician, then offers): of a
+    # round's technicians accepting together one at a time gets past here, and expiry, declines
+    # and new offers (whose rows reference the technician) never wait on an accept crosswise.
+    await _lock_orders_of(session, [offer_id])
     technician = (await session.exec(
         select(Technician).where(Technician.id == technician_id).with_for_update())).first()
     if technician is None:
         raise NotFound("no such technician")
-    # The order row next: of a round's technicians accepting together, one at a time gets here,
-    # and each locks in the same order (technician, order, offers), so none deadlocks another.
-    await session.exec(select(Order.id).join(Offer, Offer.order_id == Order.id).where(Offer.id == offer_id)
-                       .with_for_update(of=Order))
     row = (await session.exec(
         update(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id,
                             Offer.status == "offered", Offer.expires_at > now)
