@@ -84,7 +84,8 @@ async def test_customer_cancels_after_departure_sees_the_fee_and_the_technician_
     desktop = await new_context(viewport=DESKTOP)
     customer = await desktop.new_page()
     await sign_in(customer, base, "customer", en_route_order["customer"])
-    await customer.goto(f"{base}/app/customer/#order/{order_id}")
+    # Through the app's own list: a bare hash change can race the first render after signing in.
+    await customer.click(f"a[href='#order/{order_id}']")
     await expect(customer.locator("#order-manage")).to_be_visible()
     await expect(customer.locator("#cancel-fee-now")).to_contain_text("30.00")
     await expect(customer.locator("#reschedule-order")).to_have_count(0)  # it would dodge the fee
