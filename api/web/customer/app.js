@@ -31,12 +31,16 @@ startApp("customer", ["customer"], {
   rerender: () => route(),
 });
 
+// Bumped by every navigation: a page still loading for an earlier one must not draw over it.
+let routeSeq = 0;
+
 async function route() {
+  const seq = ++routeSeq;
   view?.close();
   view = null;
   const match = location.hash.match(/^#order\/([0-9a-f-]{36})$/);
   if (match) view = await openOrder(match[1]);
-  else await renderHome();
+  else await renderHome(seq);
   if (location.hash === "#gas-leak") {  // from the landing page's "sign in to report"
     history.replaceState(null, "", "#");
     await openGasLeak();
@@ -45,8 +49,9 @@ async function route() {
 
 // -- home: addresses, map of technicians nearby, new order, my orders ----------------------
 
-async function renderHome() {
+async function renderHome(seq = routeSeq) {
   const [addresses, orders] = await Promise.all([api.all("/v1/customers/me/addresses"), api.get("/v1/orders?limit=20")]);
+  if (seq !== routeSeq) return;  // the customer went elsewhere meanwhile
   state.addresses = addresses;
   state.orders = orders.data;
   if (!state.addresses.some((a) => a.id === state.selected)) state.selected = state.addresses[0]?.id ?? null;
