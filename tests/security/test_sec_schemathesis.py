@@ -98,7 +98,7 @@ def test_every_operation_answers_as_documented_for_every_role(
              "--phases", "examples,fuzzing", "--exclude-path-regex", EXCLUDED_PATHS, "--seed", "13",
              "--generation-database", "none", "--workers", "2", "--no-color", "--suppress-health-check", "all",
              "--report", "ndjson", "--report-ndjson-path", str(tmp_path / f"{role}.ndjson")],
-            cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
+            cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
         if run.returncode != 0:
             report = tmp_path / f"{role}.ndjson"
             found = _failures(report) if report.exists() else []
