@@ -1,13 +1,13 @@
-"""The composition root: settings, logging, middleware, routers, error mapping."""
+"""The HTTP application: settings, logging, middleware, routers, error mapping. `app.asgi` composes it
+with the event handlers and the embedded worker."""
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors, openapi, worker
+from api import errors, openapi
 from api.observability import BodySizeLimit, request_context
 from api.routers import (
     auth, customers, field, health, matching, notifications, orders, ratings, settlement, stations, technicians,
@@ -16,28 +16,33 @@ from api.routers import (
 from api.routers import safety
 from api.routers import ops
 from api.routers import alerts
+from api.routers import jobs
 from api.ws import customer as customer_ws
-from api.wiring import register_handlers
 from api.ws import technician as technician_ws
-from dispatch.config import get_settings
-from dispatch.db import get_engine
-from dispatch.logs import configure_logging
-from dispatch.redis import get_redis
+from kit.config import get_settings
+from kit.db import get_engine
+from kit.logs import configure_logging
+from kit.preflight import check_connections
+from kit.redis import get_redis
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    periodic = asyncio.create_task(worker.run_forever(stop)) if get_settings().embedded_worker else None
-    yield
-    stop.set()
-    if periodic is not None:
-        await periodic
-    await get_redis().aclose()
-    await get_engine().dispose()
+Background = Callable[[], AbstractAsyncContextManager[None]]
 
 
-def create_app() -> FastAPI:
+def build_app(background: Background | None = None) -> FastAPI:
+    """The API; `background` runs beside it for the application's lifetime (the embedded worker)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await check_connections()  # a process that cannot reach them never reports itself live
+        if background is None:
+            yield
+        else:
+            async with background():
+                yield
+        await get_redis().aclose()
+        await get_engine().dispose()
+
     settings = get_settings()
     configure_logging()
     app = FastAPI(
@@ -47,7 +52,6 @@ def create_app() -> FastAPI:
         "inspections, meter alarms and settlement. Errors are application/problem+json.",
         lifespan=lifespan,
     )
-    register_handlers()
     errors.install(app)
     openapi.install(app)
     app.middleware("http")(request_context)
@@ -63,4 +67,5 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     app.include_router(ops.router)  # the operations console's routes and its socket
     app.include_router(alerts.router)  # operations alerts (escalation)
+    app.include_router(jobs.router)  # dead letters of the event backbone
     return app

@@ -15,11 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.accounts import authenticate, customer_for_account, technician_for_account
-from dispatch.config import get_settings
-from dispatch.db import session_scope
-from dispatch.errors import AuthenticationFailed, Conflict, Forbidden, IdempotencyConflict
+from kit.config import get_settings
+from kit.db import session_scope
+from dispatch.errors import AuthenticationFailed
+from kit.errors import Conflict, Forbidden, IdempotencyConflict
 from dispatch.models import Customer, IdempotencyRecord, Technician
-from dispatch.redis import get_redis
+from kit.redis import get_redis
 from dispatch.security import Principal
 from settlement import audit
 

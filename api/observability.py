@@ -8,15 +8,20 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import unexpected
+
 REQUEST_LATENCY = Histogram(
     "gasdispatch_http_request_duration_seconds", "HTTP request latency by route", ["method", "route", "status"]
 )
-ORDERS_BY_STATE = Gauge("gasdispatch_orders", "Orders by state", ["status"])
+ORDERS_BY_STATE = Gauge("gasdispatch_orders", "Orders by city and state", ["city", "status"])
+OFFERS_BY_STATE = Gauge("gasdispatch_offers", "Offers by city and state", ["city", "status"])
 REJECTED_INPUT = Counter("gasdispatch_rejected_input_total", "Rejected inputs by channel and reason", ["channel", "reason"])
 
 
@@ -33,7 +38,10 @@ async def request_context(request: Request, call_next: Callable[[Request], Await
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
-    response = await call_next(request)
+    try:
+        response = await call_next(request)
+    except Exception as exc:  # answered here so that failures are timed, counted and logged like the rest
+        response = unexpected(request, exc)
     elapsed = time.perf_counter() - started
     route = _route_template(request)
     REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
@@ -43,6 +51,15 @@ async def request_context(request: Request, call_next: Callable[[Request], Await
         "request", method=request.method, route=route, status=response.status_code, ms=round(elapsed * 1000, 2)
     )
     return response
+
+
+async def refresh_marketplace_gauges(session: AsyncSession) -> None:
+    """Orders and offers by city and state, counted at scrape time."""
+    for gauge, table in ((ORDERS_BY_STATE, "dispatch_order"), (OFFERS_BY_STATE, "matching_offer")):
+        rows = (await session.exec(text(f"SELECT city_id, status, count(*) FROM {table} GROUP BY city_id, status"))).all()
+        gauge.clear()
+        for city, status, count in rows:
+            gauge.labels(city, status).set(count)
 
 
 def metrics_response() -> Response:

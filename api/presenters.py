@@ -1,11 +1,17 @@
 """ORM rows -> public API shapes."""
 
-from dispatch.geo import to_geojson
+from kit.geo import to_geojson
 from dispatch.models import Address, Certification, Order, OrderEvent, ServiceKind, ServiceStation, Technician
 from dispatch.schemas import (
-    AddressPublic, CertificationPublic, Money, OrderEventPublic, OrderPublic, ServiceKindPublic,
-    StationPublic, TechnicianPublic,
+    AddressPublic,
+    CertificationPublic,
+    OrderEventPublic,
+    OrderPublic,
+    ServiceKindPublic,
+    StationPublic,
+    TechnicianPublic,
 )
+from kit.schemas import Money
 from dispatch.technicians import certification_usable, renewal_due
 
 
@@ -14,7 +20,7 @@ def address(a: Address) -> AddressPublic:
 
 
 def station(s: ServiceStation) -> StationPublic:
-    return StationPublic(id=s.id, name=s.name, city=s.city, location=to_geojson(s.location) or {},
+    return StationPublic(id=s.id, name=s.name, city=s.city_id, location=to_geojson(s.location) or {},
                          service_area=to_geojson(s.service_area) or {}, daily_capacity=s.daily_capacity)
 
 

@@ -17,6 +17,7 @@ The script starts its own redis-server on a free loopback port and stops it at t
 
 import argparse
 import asyncio
+import json
 import shutil
 import socket
 import statistics
@@ -37,7 +38,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not th
 
 from bench.matching_assign import machine  # noqa: E402
 from matching.assign import batch  # noqa: E402
-from matching.index import GeoIndex, geo_key, tech_key  # noqa: E402
+from matching.index import GeoIndex, geo_key, live_key  # noqa: E402
 from matching.service import supply_near  # noqa: E402
 from matching.model import CertificationView, MatchingConfig, OrderView, TechnicianView  # noqa: E402
 
@@ -62,8 +63,8 @@ async def load(redis: Redis, city: str, n: int, rng: np.random.Generator, now: d
                     tid = f"{city}-{i}"
                     lon, lat = (float(v) for v in points[i])
                     pipe.geoadd(geo_key(city), (float(lon), float(lat), tid))
-                    pipe.hset(tech_key(tid), mapping={"lon": repr(lon), "lat": repr(lat), "ts": repr(now.timestamp()),
-                                                      "status": "online", "active_jobs": "0", "max_jobs": "1", "city": city})
+                    pipe.hset(live_key(city), tid, json.dumps({"lon": repr(lon), "lat": repr(lat), "ts": repr(now.timestamp()),
+                                                               "status": "online", "active_jobs": "0", "max_jobs": "1"}))
                 await pipe.execute()
             progress.advance(task, min(5000, n - start))
     return points

@@ -7,7 +7,8 @@ registers its own customer and meters, and deletes them (and their readings) at 
 The end-to-end figure counts a reading once it is committed in `meters_reading` by a batch
 that also ran the rules on it and wrote the device's latest state to Redis (one transaction
 per batch), from the first byte sent until the database shows them all. One listener process,
-in this process (the senders share its event loop); CPU is this process's CPU per reading.
+in this process (the senders share its event loop), set up as `gasdispatch meters listen` sets
+itself up; CPU is this process's CPU per reading.
 Each run uses fresh meters, so no run is a replay of another.
 
 Run: .venv/bin/python bench/meters.py [--meters 2000] [--readings 100000] [--connections 4] [--runs 3]
@@ -32,15 +33,15 @@ from rich.progress import Progress  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from bench.meters_decode import _corpus, _rate  # noqa: E402
-from dispatch.db import get_engine, session_scope  # noqa: E402
-from dispatch.redis import get_redis  # noqa: E402
+from kit.db import get_engine, session_scope
+from kit.redis import get_redis
 from meters.ingest import LATEST_KEY  # noqa: E402
-from meters.listener import ConcentratorServer  # noqa: E402
+from meters.listener import ConcentratorServer, freeze_startup_heap  # noqa: E402
 from meters.protocols import cjt188  # noqa: E402
 
 
 async def _setup(meters: int) -> tuple[uuid.UUID, list[tuple[uuid.UUID, str]]]:
-    from dispatch.geo import point
+    from kit.geo import point
     from dispatch.models import Account, Address, Customer
 
     async with session_scope() as session:
@@ -102,6 +103,7 @@ async def _end_to_end(devices, readings: int, connections: int, console: Console
     frames = _frames(devices, readings)
     shards = [b"".join(frames[i::connections]) for i in range(connections)]
     ids = [d[0] for d in devices]
+    freeze_startup_heap()  # as `gasdispatch meters listen` does once it is up
 
     async def stored() -> int:
         async with session_scope() as session:

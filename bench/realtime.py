@@ -87,7 +87,7 @@ def _raise_fd_limit(needed: int) -> int:
 def start_periodic_worker(log_dir: Path) -> subprocess.Popen:
     """`gasdispatch worker` in its own process, as production runs it: its loop is not
     shared with thousands of sockets."""
-    return subprocess.Popen([sys.executable, "-m", "dispatch", "worker"], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT,
                             env={**os.environ, "GASDISPATCH_DB_POOL_SIZE": "5"},
                             stdout=open(log_dir / "periodic-worker.log", "w"), stderr=subprocess.STDOUT)
 
@@ -103,7 +103,7 @@ def start_workers(count: int, fd_limit: int, log_dir: Path, embedded: bool) -> l
         process = subprocess.Popen(
             [sys.executable, "-c", f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({fd_limit}, "
              f"resource.getrlimit(resource.RLIMIT_NOFILE)[1])); import uvicorn; uvicorn.main()",
-             "api.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
+             "app.asgi:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "warning", "--ws-ping-interval", "60"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         started.append((process, f"http://127.0.0.1:{port}"))
@@ -123,8 +123,8 @@ def start_workers(count: int, fd_limit: int, log_dir: Path, embedded: bool) -> l
 
 async def create_people(sockets: int, customers: int, run: str, rng: random.Random) -> dict:
     """Bulk insert, committed: technicians certified for repairs, customers each with one address."""
-    from dispatch.db import session_scope
-    from dispatch.geo import point
+    from kit.db import session_scope
+    from kit.geo import point
     from dispatch.models import Account, Address, Certification, Customer, Technician
     from dispatch.security import hash_password, issue_token
 
@@ -171,8 +171,8 @@ async def purge(account_ids: list[uuid.UUID], technician_ids: list[str]) -> None
     """Delete the bench's accounts and, child tables first, every row that references them."""
     from sqlalchemy import text
 
-    from dispatch.db import session_scope
-    from dispatch.redis import get_redis
+    from kit.db import session_scope
+    from kit.redis import get_redis
     from matching.service import geo_index
 
     async with session_scope() as session:
@@ -206,7 +206,7 @@ async def purge(account_ids: list[uuid.UUID], technician_ids: list[str]) -> None
         await conn.execute(text("SET CONSTRAINTS ALL DEFERRED"))
         await delete("dispatch_account", account_ids)
     index = geo_index(get_redis())
-    from dispatch.config import get_settings
+    from kit.config import get_settings
 
     for technician_id in technician_ids:
         await index.remove(technician_id, get_settings().city)
@@ -287,7 +287,7 @@ async def place_orders(bases: list[str], customers: list[tuple[str, uuid.UUID]],
 async def offer_rows(offer_ids: list[str]) -> dict[str, tuple[float, uuid.UUID]]:
     from sqlmodel import col, select
 
-    from dispatch.db import session_scope
+    from kit.db import session_scope
     from matching.models import Offer
 
     async with session_scope() as session:
@@ -301,7 +301,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def main(args: argparse.Namespace, console: Console) -> dict:
-    from dispatch.db import get_engine
+    from kit.db import get_engine
 
     fd_limit = _raise_fd_limit(args.sockets * 2 + 1024)
     rng = random.Random(args.seed)

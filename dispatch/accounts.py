@@ -13,11 +13,10 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from zxcvbn import zxcvbn
 
-from dispatch import ratelimit
-from dispatch.config import get_settings
-from dispatch.errors import (
-    AccountDisabled, AuthenticationFailed, Conflict, NotFound, RefreshTokenReused, WeakPassword,
-)
+from kit import ratelimit
+from kit.config import get_settings
+from dispatch.errors import AccountDisabled, AuthenticationFailed, RefreshTokenReused, WeakPassword
+from kit.errors import Conflict, NotFound
 from dispatch.models import Account, Customer, RefreshToken, ServiceStation, Technician
 from dispatch.security import (
     AccessClaims, decode_token, hash_password, issue_token, new_refresh_token, refresh_token_hash, verify_password,
@@ -66,10 +65,12 @@ async def register_customer(session: AsyncSession, *, email: str, password: str,
 async def register_technician(
     session: AsyncSession, *, email: str, password: str, name: str, phone: str, station_id: uuid.UUID | None
 ) -> Technician:
-    if station_id and not await session.get(ServiceStation, station_id):
+    station = await session.get(ServiceStation, station_id) if station_id else None
+    if station_id and station is None:
         raise NotFound("no such station")
     account = await _new_account(session, role="technician", email=email, password=password, name=name)
-    technician = Technician(account_id=account.id, name=name, phone=phone, station_id=station_id)
+    technician = Technician(account_id=account.id, name=name, phone=phone, station_id=station_id,
+                            **({"city_id": station.city_id} if station else {}))
     session.add(technician)
     await session.flush()
     return technician

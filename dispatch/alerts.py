@@ -14,11 +14,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, NotFound
-from dispatch.fanout import push_after_commit
-from dispatch.models import _ts, utcnow
-from dispatch.pagination import page_of, paginate
+from kit.config import get_settings
+from kit.errors import Conflict, NotFound
+from kit.fanout import push_after_commit
+from kit.models import timestamp_column, utcnow
+from kit.pagination import page_of, paginate
 
 LEVELS = ("critical", "warning")
 Level = Literal["critical", "warning"]
@@ -43,8 +43,8 @@ class OpsAlert(SQLModel, table=True):
     order_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_order.id", index=True)
     kind: str = Field(max_length=40)
     level: str = Field(max_length=16)
-    created_at: datetime = _ts(default_factory=utcnow)
-    acknowledged_at: datetime | None = _ts(nullable=True, default=None)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    acknowledged_at: datetime | None = timestamp_column(nullable=True, default=None)
     acknowledged_by: uuid.UUID | None = Field(default=None, foreign_key="dispatch_account.id")
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
 

@@ -12,13 +12,14 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import after_commit
-from dispatch.errors import IllegalTransition, InvalidInput, NotFound
-from dispatch.events import publish
-from dispatch.fanout import account_channel, active_orders_key, push_after_commit
+from kit import after_commit
+from dispatch.errors import IllegalTransition
+from kit.errors import InvalidInput, NotFound
+from kit.events import publish
+from kit.fanout import account_channel, active_orders_key, push_after_commit
 from dispatch.models import Order, OrderEvent, Technician
 from dispatch.notifications import notify
-from dispatch.redis import get_redis
+from kit.redis import get_redis
 from dispatch.service import Actor
 from dispatch.states import ACTIVE_JOB_STATES, next_state
 from matching.manual import assignability, withdraw_open_offers

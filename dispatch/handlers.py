@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import after_commit
-from dispatch.events import subscribe
-from dispatch.geo import lonlat
-from dispatch.fanout import account_channel, active_orders_key, order_channel, push_after_commit
+from kit import after_commit
+from kit.events import subscribe
+from kit.geo import lonlat
+from kit.fanout import account_channel, active_orders_key, order_channel, push_after_commit
 from dispatch.models import Customer, Order, Technician
 from dispatch.notifications import notify
-from dispatch.redis import get_redis
+from kit.redis import get_redis
 from dispatch.service import shared_event_reason
 from dispatch.states import ACTIVE_JOB_STATES
 

@@ -1,7 +1,7 @@
 """Tables of the marketplace core. Geometry is geography(…,4326), lon/lat order."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from geoalchemy2 import Geography
@@ -9,32 +9,44 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     Identity,
     Index,
-    String,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-import dispatch.db  # noqa: F401  (naming convention must be set before tables are declared)
+from kit.config import get_settings
+from kit.models import timestamp_column, utcnow
 from dispatch.states import STATES as ORDER_STATES
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _ts(nullable: bool = False, **kw: Any) -> Any:
-    return Field(sa_type=DateTime(timezone=True), nullable=nullable, **kw)
 
 
 ROLES = ("customer", "technician", "auditor", "admin")
 CERTIFICATION_KINDS = ("repair", "inspection", "installation", "emergency")
 PRIORITIES = ("emergency", "urgent", "routine")
 ORDER_SOURCES = ("customer", "meter", "alarm", "followup", "campaign")
+
+
+def home_city() -> str:
+    """The configured city: where a row made without an explicit city belongs (a one-city install)."""
+    return get_settings().city
+
+
+def city_id_field(**kw: Any) -> Any:
+    return Field(default_factory=home_city, foreign_key="dispatch_city.id", max_length=60, **kw)
+
+
+class City(SQLModel, table=True):
+    """A partition of the marketplace: matching, expiry, ops views and metrics run per city."""
+
+    __tablename__ = "dispatch_city"
+
+    id: str = Field(primary_key=True, max_length=60)  # a slug, e.g. "hangzhou"
+    name: str = Field(max_length=100)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    hotline: str | None = Field(default=None, max_length=20)
+    currency: str = Field(default="CNY", max_length=3)
 
 
 class Account(SQLModel, table=True):
@@ -46,11 +58,11 @@ class Account(SQLModel, table=True):
     email: str = Field(max_length=254, sa_column_kwargs={"unique": True})
     password_hash: str = Field(max_length=255)
     display_name: str = Field(max_length=100)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
     # Every access token carries the version it was issued under; bumping it (logout,
     # disable) revokes them all at once.
     token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    disabled_at: datetime | None = _ts(nullable=True, default=None)
+    disabled_at: datetime | None = timestamp_column(nullable=True, default=None)
 
 
 class RefreshToken(SQLModel, table=True):
@@ -63,10 +75,10 @@ class RefreshToken(SQLModel, table=True):
     account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", index=True)
     family_id: uuid.UUID = Field(index=True)
     token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
-    created_at: datetime = _ts(default_factory=utcnow)
-    expires_at: datetime = _ts()
-    spent_at: datetime | None = _ts(nullable=True, default=None)
-    revoked_at: datetime | None = _ts(nullable=True, default=None)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    expires_at: datetime = timestamp_column()
+    spent_at: datetime | None = timestamp_column(nullable=True, default=None)
+    revoked_at: datetime | None = timestamp_column(nullable=True, default=None)
 
 
 class Customer(SQLModel, table=True):
@@ -76,7 +88,7 @@ class Customer(SQLModel, table=True):
     account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", unique=True)
     name: str = Field(max_length=100)
     phone: str = Field(max_length=32)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class CustomerBlock(SQLModel, table=True):
@@ -86,7 +98,7 @@ class CustomerBlock(SQLModel, table=True):
 
     customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id", primary_key=True)
     technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", primary_key=True)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Address(SQLModel, table=True):
@@ -99,7 +111,7 @@ class Address(SQLModel, table=True):
     location: Any = Field(
         sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=False)
     )
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class ServiceStation(SQLModel, table=True):
@@ -107,7 +119,7 @@ class ServiceStation(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=100)
-    city: str = Field(max_length=60, index=True)
+    city_id: str = city_id_field(index=True)
     location: Any = Field(
         sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=False)
     )
@@ -115,7 +127,7 @@ class ServiceStation(SQLModel, table=True):
         sa_column=Column(Geography("POLYGON", srid=4326, spatial_index=True), nullable=False)
     )
     daily_capacity: int = Field(default=40, ge=0)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Technician(SQLModel, table=True):
@@ -128,6 +140,8 @@ class Technician(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", unique=True)
     station_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_service_station.id", index=True)
+    # His station's city (the configured city while he has no station).
+    city_id: str = city_id_field(index=True)
     name: str = Field(max_length=100)
     phone: str = Field(max_length=32)
     photo_ref: str | None = Field(default=None, max_length=300)
@@ -138,9 +152,9 @@ class Technician(SQLModel, table=True):
     last_location: Any = Field(
         default=None, sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=True)
     )
-    last_seen_at: datetime | None = _ts(nullable=True, default=None)
-    idle_since: datetime | None = _ts(nullable=True, default=None)
-    created_at: datetime = _ts(default_factory=utcnow)
+    last_seen_at: datetime | None = timestamp_column(nullable=True, default=None)
+    idle_since: datetime | None = timestamp_column(nullable=True, default=None)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Certification(SQLModel, table=True):
@@ -157,13 +171,13 @@ class Certification(SQLModel, table=True):
     kind: str = Field(max_length=16)
     number: str = Field(max_length=64)
     issuer: str = Field(max_length=100)
-    valid_from: datetime = _ts()
-    valid_until: datetime = _ts()
+    valid_from: datetime = timestamp_column()
+    valid_until: datetime = timestamp_column()
     status: str = Field(default="pending", max_length=16)
     decided_by: uuid.UUID | None = Field(default=None, foreign_key="dispatch_account.id")
-    decided_at: datetime | None = _ts(nullable=True, default=None)
+    decided_at: datetime | None = timestamp_column(nullable=True, default=None)
     decision_reason: str | None = Field(default=None, max_length=500)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class TrainingRecord(SQLModel, table=True):
@@ -179,12 +193,12 @@ class TrainingRecord(SQLModel, table=True):
     technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
     record_type: str = Field(max_length=16)
     kind: str = Field(max_length=16)
-    held_at: datetime = _ts()
+    held_at: datetime = timestamp_column()
     score: int | None = Field(default=None, ge=0, le=100)
     passed: bool | None = None
     certification_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_certification.id")
     recorded_by: uuid.UUID = Field(foreign_key="dispatch_account.id")
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class ServiceKind(SQLModel, table=True):
@@ -214,11 +228,14 @@ class Order(SQLModel, table=True):
         CheckConstraint(f"status IN {ORDER_STATES}", name="status"),
         CheckConstraint("price_estimate_minor >= 0", name="price"),
         Index("ix_dispatch_order_open", "status", "priority", "created_at"),
+        Index("ix_dispatch_order_city_status", "city_id", "status"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id", index=True)
     address_id: uuid.UUID = Field(foreign_key="dispatch_address.id")
+    # The city of its address (see dispatch.cities.city_at).
+    city_id: str = city_id_field()
     location: Any = Field(
         sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=False)
     )
@@ -226,16 +243,16 @@ class Order(SQLModel, table=True):
     required_certification: str = Field(max_length=16)
     priority: str = Field(max_length=16)
     source: str = Field(default="customer", max_length=16)
-    status: str = Field(default="created", max_length=16)
+    status: str = Field(default="created", max_length=20)
     description: str = Field(default="", max_length=2000)
-    sla_deadline: datetime = _ts()
+    sla_deadline: datetime = timestamp_column()
     preferred_technician_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_technician.id")
     technician_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_technician.id", index=True)
     price_estimate_minor: int = Field(ge=0)
     currency: str = Field(max_length=3)
     status_reason: str | None = Field(default=None, max_length=500)
-    created_at: datetime = _ts(default_factory=utcnow)
-    updated_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    updated_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class OrderEvent(SQLModel, table=True):
@@ -248,32 +265,13 @@ class OrderEvent(SQLModel, table=True):
     )
     order_id: uuid.UUID = Field(foreign_key="dispatch_order.id", index=True)
     action: str = Field(max_length=32)
-    from_status: str | None = Field(default=None, max_length=16)
-    to_status: str = Field(max_length=16)
+    from_status: str | None = Field(default=None, max_length=20)
+    to_status: str = Field(max_length=20)
     actor_role: str = Field(max_length=16)
     actor_id: str | None = Field(default=None, max_length=64)
     reason: str | None = Field(default=None, max_length=500)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
-    created_at: datetime = _ts(default_factory=utcnow)
-
-
-class OutboxMessage(SQLModel, table=True):
-    """Events for other packages, committed with the change that caused them; a relay delivers."""
-
-    __tablename__ = "dispatch_outbox"
-    __table_args__ = (
-        Index("ix_dispatch_outbox_pending", "id", postgresql_where=text("delivered_at IS NULL")),
-    )
-
-    id: int | None = Field(
-        default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True)
-    )
-    topic: str = Field(max_length=80)
-    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
-    created_at: datetime = _ts(default_factory=utcnow)
-    delivered_at: datetime | None = _ts(nullable=True, default=None)
-    attempts: int = 0
-    last_error: str | None = Field(default=None, sa_column=Column(String(1000), nullable=True))
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class IdempotencyRecord(SQLModel, table=True):
@@ -287,7 +285,7 @@ class IdempotencyRecord(SQLModel, table=True):
     request_hash: str = Field(max_length=64)
     response_status: int
     response_body: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Notification(SQLModel, table=True):
@@ -305,5 +303,5 @@ class Notification(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     # The event that caused it, so a redelivered event does not notify twice.
     dedupe_key: str | None = Field(default=None, max_length=200)
-    created_at: datetime = _ts(default_factory=utcnow)
-    read_at: datetime | None = _ts(nullable=True, default=None)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    read_at: datetime | None = timestamp_column(nullable=True, default=None)

@@ -12,10 +12,10 @@ from sqlalchemy import update
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import after_commit
-from dispatch.fanout import account_channel, push_after_commit
+from kit import after_commit
+from kit.fanout import account_channel, push_after_commit
 from dispatch.models import Notification
-from dispatch.pagination import page_of, paginate
+from kit.pagination import page_of, paginate
 
 log = structlog.get_logger(__name__)
 MESSAGE = "message"  # written by operations to a customer or technician about an order

@@ -12,14 +12,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.alerts import ops_channel
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, InvalidInput, NotFound
-from dispatch.events import subscribe
-from dispatch.fanout import push_after_commit
+from kit.config import get_settings
+from kit.errors import Conflict, InvalidInput, NotFound
+from kit.events import subscribe
+from kit.fanout import push_after_commit
 from dispatch.field.models import Hazard
 from dispatch.models import Certification, Customer, Notification, Order, OrderEvent, Technician, TrainingRecord
 from dispatch.notifications import MESSAGE, notify
-from dispatch.pagination import page_of, paginate
+from kit.pagination import page_of, paginate
 from dispatch.service import Actor, cancel_order
 
 # A follow-up not yet taken by a technician is withdrawn when its hazard is resolved otherwise.
@@ -113,10 +113,12 @@ class Application:
     training: list[TrainingRecord]
 
 
-async def certification_queue(session: AsyncSession, *, status: str, limit: int,
-                              cursor: str | None) -> tuple[list[Application], str | None]:
-    rows, next_cursor = page_of(list((await session.exec(paginate(
-        select(Certification).where(Certification.status == status), Certification, limit, cursor))).all()), limit)
+async def certification_queue(session: AsyncSession, *, status: str, limit: int, cursor: str | None,
+                              city_id: str | None = None) -> tuple[list[Application], str | None]:
+    query = select(Certification).where(Certification.status == status)
+    if city_id is not None:
+        query = query.where(col(Certification.technician_id).in_(select(Technician.id).where(Technician.city_id == city_id)))
+    rows, next_cursor = page_of(list((await session.exec(paginate(query, Certification, limit, cursor))).all()), limit)
     ids = {c.technician_id for c in rows}
     technicians = {t.id: t for t in (await session.exec(select(Technician).where(col(Technician.id).in_(ids)))).all()}
     training: dict[uuid.UUID, list[TrainingRecord]] = {}

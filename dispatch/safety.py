@@ -3,7 +3,7 @@ the apps translate (api/web/shared/smellgas.js), in the order a person should fo
 
 from typing import Any
 
-from dispatch.config import Settings
+from kit.config import Settings
 
 GAS_LEAK_STEPS = ("leave_room", "no_flames_or_switches", "no_phone_inside", "open_windows_if_safe",
                   "close_meter_valve")

@@ -2,15 +2,14 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator, model_validator
 
-from dispatch.geo import is_valid_polygon
+from kit.schemas import GeoPoint, GeoPolygon, Input, Money
 
 CertificationKind = Literal["repair", "inspection", "installation", "emergency"]
 Priority = Literal["emergency", "urgent", "routine"]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # People's and stations' names are shown on maps and cards to other users: letters of any script, digits,
 # spaces and the few marks real names use (. - · ' and parentheses); never markup or control characters.
@@ -18,61 +17,6 @@ DisplayName = Annotated[str, StringConstraints(
     strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[\p{L}\p{N}][\p{L}\p{M}\p{N} .·'()（）-]*$")]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 -]{4,30}$")]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=128)]
-T = TypeVar("T")
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Page(BaseModel, Generic[T]):
-    data: list[T]
-    next_cursor: str | None = None
-
-
-class GeoPoint(Input):
-    type: Literal["Point"]
-    coordinates: tuple[float, float]
-
-    @field_validator("coordinates")
-    @classmethod
-    def _in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        lon, lat = value
-        if not -180.0 <= lon <= 180.0:
-            raise ValueError("longitude must be within [-180, 180]")
-        if not -90.0 <= lat <= 90.0:
-            raise ValueError("latitude must be within [-90, 90]")
-        return value
-
-    @property
-    def lon(self) -> float:
-        return self.coordinates[0]
-
-    @property
-    def lat(self) -> float:
-        return self.coordinates[1]
-
-
-class GeoPolygon(Input):
-    type: Literal["Polygon"]
-    coordinates: list[list[tuple[float, float]]] = Field(min_length=1, max_length=20)
-
-    @model_validator(mode="after")
-    def _valid(self) -> "GeoPolygon":
-        for ring in self.coordinates:
-            if len(ring) < 4 or len(ring) > 5000:
-                raise ValueError("each ring needs 4 to 5000 positions")
-            for lon, lat in ring:
-                if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-                    raise ValueError("coordinates out of range")
-        if not is_valid_polygon(self.model_dump()):
-            raise ValueError("polygon is not valid (closed, non-self-intersecting ring)")
-        return self
-
-
-class Money(BaseModel):
-    amount_minor: int
-    currency: str
 
 
 # Accounts

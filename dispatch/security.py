@@ -10,7 +10,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 from dispatch.errors import AuthenticationFailed
 
 _hasher = PasswordHasher()

@@ -1,4 +1,5 @@
-"""A demo city: stations with service areas, certified technicians, customers with addresses."""
+"""The demo: two cities (the configured "demo" city, in Hangzhou, and Shanghai), each with
+stations and their service areas, certified technicians and customers with addresses."""
 
 import random
 from dataclasses import dataclass
@@ -9,7 +10,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import accounts
-from dispatch.geo import lonlat, point
+from dispatch.cities import ensure_city
+from kit.geo import lonlat, point
 from dispatch.models import Account, Address, Certification, ServiceStation
 from dispatch.stations import create_station
 
@@ -23,11 +25,18 @@ class CityPlan:
     stations: int
     technicians: int
     customers: int
+    station_names: tuple[str, ...]
+    hotline: str
 
 
-CITIES = {"demo": CityPlan("demo", (120.155, 30.274), stations=3, technicians=30, customers=40)}
-
-_STATION_NAMES = ["西湖社区服务站", "拱墅社区服务站", "上城社区服务站", "滨江社区服务站", "余杭社区服务站"]
+CITIES = {
+    "demo": CityPlan("杭州", (120.155, 30.274), stations=3, technicians=30, customers=40,
+                     station_names=("西湖社区服务站", "拱墅社区服务站", "上城社区服务站", "滨江社区服务站", "余杭社区服务站"),
+                     hotline="0571-96777"),
+    "shanghai": CityPlan("上海", (121.474, 31.230), stations=3, technicians=20, customers=30,
+                         station_names=("徐汇社区服务站", "静安社区服务站", "黄浦社区服务站", "浦东社区服务站"),
+                         hotline="021-962777"),
+}
 _PREFIX = {"repair": "WX", "inspection": "AJ", "installation": "AZ", "emergency": "QX"}
 _SURNAMES = "王李张刘陈杨黄赵周吴徐孙马朱胡"
 _GIVEN = ["伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明", "超"]
@@ -48,6 +57,7 @@ async def seed_city(session: AsyncSession, city: str, seed: int = 7) -> dict[str
     rng = random.Random(seed)
     now = datetime.now(timezone.utc)
     clon, clat = plan.center
+    await ensure_city(session, city, name=plan.name, hotline=plan.hotline)
     await accounts.create_staff(session, role="admin", email=marker, password=DEMO_PASSWORD, name="运营管理员")
     await accounts.create_staff(session, role="auditor", email=f"auditor@{city}.gasdispatch.local",
                                 password=DEMO_PASSWORD, name="审计员")
@@ -57,7 +67,7 @@ async def seed_city(session: AsyncSession, city: str, seed: int = 7) -> dict[str
         for i in range(plan.stations):
             slon, slat = clon + (i - 1) * 0.04, clat + rng.uniform(-0.01, 0.01)
             stations.append(await create_station(
-                session, name=_STATION_NAMES[i % len(_STATION_NAMES)], city=city, lon=slon, lat=slat,
+                session, name=plan.station_names[i % len(plan.station_names)], city=city, lon=slon, lat=slat,
                 service_area=_square(slon, slat, 0.03), daily_capacity=40))
             progress.advance(task)
         for i in range(plan.technicians):
@@ -81,7 +91,7 @@ async def seed_city(session: AsyncSession, city: str, seed: int = 7) -> dict[str
                 name=rng.choice(_SURNAMES) + rng.choice(_GIVEN), phone=f"+86 139{rng.randrange(10**8):08d}")
             station = stations[i % len(stations)]
             lon, lat = _lonlat_of_station(station, rng)
-            session.add(Address(customer_id=customer.id, label="家", line=f"{city} 幸福里 {i + 1} 号",
+            session.add(Address(customer_id=customer.id, label="家", line=f"{plan.name} 幸福里 {i + 1} 号",
                                 location=point(lon, lat)))
             progress.advance(task)
     await session.flush()

@@ -14,12 +14,14 @@ from sqlalchemy import func, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import ratelimit
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound
-from dispatch.events import publish
+from kit import ratelimit
+from kit.config import get_settings
+from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from dispatch.cities import city_at
+from dispatch.errors import IllegalTransition
+from kit.events import publish
 from dispatch.models import Address, Customer, Order, OrderEvent, Technician
-from dispatch.pagination import page_of, paginate
+from kit.pagination import page_of, paginate
 from dispatch.states import OPEN_STATES, next_state
 from dispatch.stations import get_service_kind
 
@@ -67,7 +69,8 @@ async def create_order(
     priority = priority or service_kind.default_priority
     sla_min = service_kind.sla_minutes.get(priority) or get_settings().sla_minutes(priority)
     order = Order(
-        customer_id=customer_id, address_id=address_id, location=address.location, kind=kind,
+        customer_id=customer_id, address_id=address_id, location=address.location,
+        city_id=await city_at(session, address.location), kind=kind,
         required_certification=service_kind.required_certification, priority=priority, source=source,
         description=description, sla_deadline=sla_deadline or now + timedelta(minutes=sla_min),
         preferred_technician_id=preferred_technician_id,

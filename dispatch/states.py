@@ -6,14 +6,17 @@ from dispatch.errors import IllegalTransition
 
 STATES = (
     "awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "arrived",
-    "in_service", "completed", "reviewed", "settled", "cancelled", "unfulfilled",
+    "in_service", "completed", "reviewed", "settled", "cancelled", "unfulfilled", "payment_attention",
 )
 TERMINAL = frozenset({"settled", "cancelled", "unfulfilled"})
 # A technician holds the order: from acceptance until completion (his load, his position on
 # the customer's map, the identity card at the door).
 ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
 # Still to be served: what counts against a customer's cap of open orders.
-OPEN_STATES = ("created", "matching", "offered", *ACTIVE_JOB_STATES)
+OPEN_STATES = ("created", "matching", "offered", *ACTIVE_JOB_STATES, "payment_attention")
+# A declined card before the technician is at the door releases him; at the door or later the
+# job goes on (gas safety first) and the payment is settled with the customer afterwards.
+PAYMENT_RELEASES_TECHNICIAN = ("accepted", "en_route")
 
 # action -> {from_state: to_state}
 _TRANSITIONS: dict[str, dict[str, str]] = {
@@ -37,6 +40,11 @@ _TRANSITIONS: dict[str, dict[str, str]] = {
     "reschedule": {"accepted": "matching"},
     # Operations give the order to a technician they chose, taking it from whoever held it.
     "assign": {s: "accepted" for s in ("matching", "offered", "accepted", "en_route")},
+    # The card was declined: the customer sees "payment needs attention" and can pay with another.
+    "payment_declined": {s: "payment_attention" for s in (*PAYMENT_RELEASES_TECHNICIAN, "completed")},
+    # Another card was authorised: back to matching, or to completed when the job was done.
+    "payment_retried": {"payment_attention": "matching"},
+    "payment_recovered": {"payment_attention": "completed"},
     "cancel": {s: "cancelled" for s in ("awaiting_consent", *OPEN_STATES)},
 }
 
@@ -50,13 +58,16 @@ _CANCEL_ROLES: dict[str, frozenset[str]] = {
     "en_route": frozenset({"customer", "admin", "system"}),
     "arrived": frozenset({"admin", "system"}),
     "in_service": frozenset({"admin", "system"}),
+    "payment_attention": frozenset({"customer", "admin", "system"}),
 }
 
 # The customer pays, so only he or operations may agree to a follow-up.
 _CONSENT_ROLES = frozenset({"customer", "admin"})
 
 ACTIONS = tuple(_TRANSITIONS)
-REASON_REQUIRED = frozenset({"cancel", "mark_unfulfilled", "preempt", "reschedule"})
+REASON_REQUIRED = frozenset({"cancel", "mark_unfulfilled", "preempt", "reschedule", "payment_declined"})
+# Only the payment side moves an order into or out of payment_attention.
+_SYSTEM_ONLY = frozenset({"payment_declined", "payment_retried", "payment_recovered"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ def next_state(state: str, action: str, actor_role: str = "system", reason: str 
         raise IllegalTransition(f"a {actor_role} cannot reschedule an order")
     if action == "consent" and actor_role not in _CONSENT_ROLES:
         raise IllegalTransition(f"a {actor_role} cannot consent to an order")
+    if action in _SYSTEM_ONLY and actor_role != "system":
+        raise IllegalTransition(f"a {actor_role} cannot {action} an order")
     if action in REASON_REQUIRED and not (reason and reason.strip()):
         raise IllegalTransition(f"{action} needs a reason")
     return Transition(action, state, targets[state])

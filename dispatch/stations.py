@@ -6,17 +6,19 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import Conflict, InvalidInput, NotFound
-from dispatch.geo import point, polygon_from_geojson
-from dispatch.models import ServiceKind, ServiceStation
+from kit.errors import Conflict, InvalidInput, NotFound
+from kit.geo import point, polygon_from_geojson
+from dispatch.models import City, ServiceKind, ServiceStation
 
 
 async def create_station(
     session: AsyncSession, *, name: str, city: str, lon: float, lat: float,
     service_area: dict[str, Any], daily_capacity: int,
 ) -> ServiceStation:
+    if await session.get(City, city) is None:
+        raise NotFound("no such city")
     station = ServiceStation(
-        name=name, city=city, location=point(lon, lat),
+        name=name, city_id=city, location=point(lon, lat),
         service_area=polygon_from_geojson(service_area), daily_capacity=daily_capacity,
     )
     session.add(station)

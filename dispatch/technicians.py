@@ -7,10 +7,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, IllegalTransition, NotFound
-from dispatch.events import publish
-from dispatch.geo import point
+from kit.config import get_settings
+from kit.errors import Conflict, NotFound
+from dispatch.errors import IllegalTransition
+from kit.events import publish
+from kit.geo import point
 from dispatch.models import Certification, Technician, TrainingRecord
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.models import _ts, utcnow
+from kit.models import timestamp_column, utcnow
 from matching.eligibility import EXCLUDED, certification_reason, ineligibility_reason
 from matching.model import MatchingConfig, OrderView, TechnicianView
 from matching.scoring import cost, eta_s, haversine_m
@@ -48,7 +48,7 @@ class OfferCandidate(SQLModel, table=True):
     max_jobs: int | None = None
     blocked: bool = False
     details: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 def candidate_rows(order: OrderView, techs: Sequence[TechnicianView], picked: Collection[str], now: datetime,

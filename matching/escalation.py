@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from dispatch.config import EscalationLadder, default_escalation_ladders
+from kit.config import EscalationLadder, default_escalation_ladders
 
 EMERGENCY_SKILL = "emergency"
 

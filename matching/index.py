@@ -1,16 +1,23 @@
 """The live geo index in Redis: the only module issuing GEO commands.
 
-Keys (per city): `matching:geo:{city}` GEO set of technicians who are online or busy;
-`matching:tech:{id}` hash with lon, lat, ts (epoch s of the fix), status, active_jobs,
-max_jobs, city, persisted_at (when the position was last written to PostgreSQL);
-`matching:track:{id}` list of recent accepted fixes, newest first ("lon lat ts rx", rx being
-when the server received it): the newest fix, then fixes kept at least TRACK_SPACING_S apart
-in server time (a fix arriving sooner replaces the newest), so a burst of fixes cannot push
-the older track out.
+Every key carries its city as a hash tag, so one city's keys share a Redis Cluster slot, and
+every script names all the keys it touches in KEYS: the same code runs on one Redis and on a
+cluster. Per city:
+`matching:{city}:geo` GEO set of technicians who are online or busy;
+`matching:{city}:live` hash technician id -> JSON {lon, lat, ts (epoch s of the fix), status,
+active_jobs, max_jobs, persisted_at (when the position was last written to PostgreSQL)};
+`matching:{city}:track:<id>` list of recent accepted fixes, newest first ("lon lat ts rx", rx
+being when the server received it): the newest fix, then fixes kept at least TRACK_SPACING_S
+apart in server time (a fix arriving sooner replaces the newest), so a burst of fixes cannot
+push the older track out;
+`matching:{city}:generation` written by a rebuild from PostgreSQL: a Redis that lost its data
+lacks it, and whoever notices (a position fix, a matching round) rebuilds the city's index.
 """
 
 import asyncio
+import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -23,26 +30,29 @@ EARTH_RADIUS_M = 6_371_008.8
 # Radii tried in turn: the search stops as soon as enough candidates are found, so its cost
 # follows the local density of technicians, not the size of the city.
 SEARCH_RADII_M = (250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0, 50_000.0)
+ON_MAP = ("online", "busy")
+# A rebuild claims the city for this long, so a burst of fixes after a flush rebuilds once.
+REBUILD_CLAIM_S = 30
 
-# Many fixes in one call (ARGV: max m/s, persist period, city, track spacing, length and ttl,
-# then one "id lon lat ts rx" string per fix): validates each against the previous fix
-# (ordering, speed), stores it and adds it to the track, and says whether PostgreSQL should
-# get a copy (at a lower rate than Redis). Returns outcome, persist pairs. Keys derive from the
-# ids, so this runs on one Redis (Cluster would need hash tags).
+# Many fixes of one city in one call. KEYS: geo, live, generation, then one track key per fix;
+# ARGV: max m/s, persist period, track spacing, length and ttl, then one "id lon lat ts rx
+# status" string per fix (status "-" keeps the stored one). Validates each fix against the
+# previous one (ordering, speed), stores it and adds it to the track, and says whether
+# PostgreSQL should get a copy (at a lower rate than Redis). Returns whether the generation
+# key exists, then outcome, persist pairs.
 _UPDATE_POSITIONS = """
-local max_mps, persist_every, city = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local spacing, track_len, track_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local geo = 'matching:geo:' .. city
+local max_mps, persist_every = tonumber(ARGV[1]), tonumber(ARGV[2])
+local spacing, track_len, track_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local rad = math.pi / 180
-local out = {}
-for i = 7, #ARGV do
-  local id, slon, slat, sts, srx = string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+local out = {redis.call('EXISTS', KEYS[3])}
+for i = 6, #ARGV do
+  local id, slon, slat, sts, srx, status = string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   local lon, lat, ts, rx = tonumber(slon), tonumber(slat), tonumber(sts), tonumber(srx)
-  local key = 'matching:tech:' .. id
-  local prev = redis.call('HMGET', key, 'lon', 'lat', 'ts', 'persisted_at', 'status')
+  local raw = redis.call('HGET', KEYS[2], id)
+  local state = raw and cjson.decode(raw) or {}
   local outcome = 'accepted'
-  if prev[3] then
-    local plon, plat, pts = tonumber(prev[1]), tonumber(prev[2]), tonumber(prev[3])
+  if state.ts then
+    local plon, plat, pts = tonumber(state.lon), tonumber(state.lat), tonumber(state.ts)
     if ts <= pts then
       outcome = 'stale'
     else
@@ -55,8 +65,9 @@ for i = 7, #ARGV do
   end
   local persist = 0
   if outcome == 'accepted' then
-    redis.call('HSET', key, 'lon', slon, 'lat', slat, 'ts', sts, 'city', city)
-    local track = 'matching:track:' .. id
+    state.lon, state.lat, state.ts = slon, slat, sts
+    if status ~= '-' then state.status = status end
+    local track = KEYS[i - 2]
     local entry = slon .. ' ' .. slat .. ' ' .. sts .. ' ' .. srx
     local kept = redis.call('LINDEX', track, 1)
     if kept and rx - tonumber(string.match(kept, '(%S+)$')) < spacing then
@@ -66,11 +77,16 @@ for i = 7, #ARGV do
       redis.call('LTRIM', track, 0, track_len - 1)
     end
     redis.call('EXPIRE', track, track_ttl)
-    if prev[5] == 'online' or prev[5] == 'busy' then redis.call('GEOADD', geo, lon, lat, id) end
-    if ts - tonumber(prev[4] or '0') >= persist_every then
-      redis.call('HSET', key, 'persisted_at', sts)
+    if state.status == 'online' or state.status == 'busy' then
+      redis.call('GEOADD', KEYS[1], lon, lat, id)
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
+    if ts - tonumber(state.persisted_at or '0') >= persist_every then
+      state.persisted_at = sts
       persist = 1
     end
+    redis.call('HSET', KEYS[2], id, cjson.encode(state))
   end
   out[#out + 1] = outcome
   out[#out + 1] = persist
@@ -78,17 +94,63 @@ end
 return out
 """
 
+# Status and load beside the position. KEYS: geo, live; ARGV: id, status, active_jobs,
+# max_jobs, then optionally lon, lat, ts and "newer" (the position is kept only if newer than
+# the stored fix). Offline or suspended technicians leave the GEO set.
+_SET_AVAILABILITY = """
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+local state = raw and cjson.decode(raw) or {}
+state.status, state.active_jobs, state.max_jobs = ARGV[2], ARGV[3], ARGV[4]
+if ARGV[7] and (ARGV[8] ~= 'newer' or not state.ts or tonumber(ARGV[7]) > tonumber(state.ts)) then
+  state.lon, state.lat, state.ts = ARGV[5], ARGV[6], ARGV[7]
+end
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(state))
+if (state.status == 'online' or state.status == 'busy') and state.lon then
+  redis.call('GEOADD', KEYS[1], state.lon, state.lat, ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+_REMOVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
 
 def geo_key(city: str) -> str:
-    return f"matching:geo:{city}"
+    return f"matching:{{{city}}}:geo"
 
 
-def tech_key(technician_id: str) -> str:
-    return f"matching:tech:{technician_id}"
+def live_key(city: str) -> str:
+    return f"matching:{{{city}}}:live"
 
 
-def track_key(technician_id: str) -> str:
-    return f"matching:track:{technician_id}"
+def track_key(city: str, technician_id: str) -> str:
+    return f"matching:{{{city}}}:track:{technician_id}"
+
+
+def generation_key(city: str) -> str:
+    return f"matching:{{{city}}}:generation"
+
+
+def rebuild_claim_key(city: str) -> str:
+    return f"matching:{{{city}}}:rebuilding"
+
+
+def reposition_key(city: str) -> str:
+    return f"matching:{{{city}}}:reposition"
+
+
+def technician_city_key(technician_id: str) -> str:
+    """Not of any city's slot: read on its own, never inside a script."""
+    return f"matching:technician-city:{technician_id}"
+
+
+TECHNICIAN_CITY_TTL_S = 3600
 
 
 TRACK_SPACING_S = 5.0
@@ -100,6 +162,7 @@ TRACK_TTL_S = 3600
 class Fix:
     outcome: str  # accepted | stale | implausible_jump | future
     persist: bool = False
+    index_lost: bool = False  # the city's index had lost its data (a flushed or restarted Redis)
 
 
 @dataclass(frozen=True)
@@ -122,11 +185,9 @@ class LiveTechnician:
     distance_m: float
 
 
-# Expanding-radius KNN for many points in one call, with each found technician's hash once.
-# Keys of the hashes are derived from GEO members, so this runs on one Redis (or, with
-# Cluster, needs the city as a hash tag in every key).
+# Expanding-radius KNN for many points in one call, with each found technician's state once.
+# KEYS: geo, live.
 _NEARBY_MANY = """
-local geo = KEYS[1]
 local k, maxr, nrad = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local radii = {}
 for i = 1, nrad do radii[i] = math.min(tonumber(ARGV[3 + i]), maxr) end
@@ -136,7 +197,7 @@ for p = 0, (#ARGV - base) / 2 - 1 do
   local lon, lat = ARGV[base + 1 + 2 * p], ARGV[base + 2 + 2 * p]
   local res = {}
   for i = 1, nrad do
-    res = redis.call('GEOSEARCH', geo, 'FROMLONLAT', lon, lat, 'BYRADIUS', radii[i], 'm', 'ASC', 'COUNT', k, 'WITHDIST')
+    res = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lon, lat, 'BYRADIUS', radii[i], 'm', 'ASC', 'COUNT', k, 'WITHDIST')
     if #res >= k or radii[i] >= maxr then break end
   end
   local flat = {}
@@ -147,25 +208,24 @@ for p = 0, (#ARGV - base) / 2 - 1 do
   end
   per[#per + 1] = flat
 end
-local hashes = {}
+local states = {}
 for _, id in ipairs(uniq) do
-  local h = redis.call('HMGET', 'matching:tech:' .. id, 'lon', 'lat', 'ts', 'status', 'active_jobs', 'max_jobs')
-  hashes[#hashes + 1] = id
-  for j = 1, 6 do hashes[#hashes + 1] = h[j] end
+  states[#states + 1] = id
+  states[#states + 1] = redis.call('HGET', KEYS[2], id) or '{}'
 end
-return {per, hashes}
+return {per, states}
 """
-_HASH_FIELDS = ("lon", "lat", "ts", "status", "active_jobs", "max_jobs")
 
-# Every technician of the GEO set inside a box, each packed into one string: a batch round
-# takes its supply snapshot in one call and searches it locally.
+# Every technician of the GEO set inside a box with his state: a batch round takes its supply
+# snapshot in one call and searches it locally. KEYS: geo, live.
 _SNAPSHOT = """
 local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2], 'BYBOX', ARGV[3], ARGV[4], 'm')
 local out = {}
-for i, id in ipairs(found) do
-  local h = redis.call('HMGET', 'matching:tech:' .. id, 'lon', 'lat', 'ts', 'status', 'active_jobs', 'max_jobs')
-  if h[1] and h[3] then
-    out[#out + 1] = id .. '|' .. h[1] .. '|' .. h[2] .. '|' .. h[3] .. '|' .. (h[4] or 'offline') .. '|' .. (h[5] or '0') .. '|' .. (h[6] or '1')
+for _, id in ipairs(found) do
+  local raw = redis.call('HGET', KEYS[2], id)
+  if raw then
+    out[#out + 1] = id
+    out[#out + 1] = raw
   end
 end
 return out
@@ -177,85 +237,91 @@ _FIXES_PER_CALL = 500
 
 
 class GeoIndex:
+    """`home_city` stands in where a caller names no city: the configured city of a one-city install."""
+
     def __init__(self, redis: Redis, *, max_speed_kmh: float = 150.0, persist_every_s: float = 30.0,
-                 future_skew_s: float = 5.0) -> None:
+                 future_skew_s: float = 5.0, home_city: str = "demo") -> None:
         self.redis = redis
         self.max_mps = max_speed_kmh / 3.6
         self.persist_every_s = persist_every_s
         self.future_skew_s = future_skew_s
+        self.home_city = home_city
         self._update = redis.register_script(_UPDATE_POSITIONS)
+        self._set_availability = redis.register_script(_SET_AVAILABILITY)
+        self._remove = redis.register_script(_REMOVE)
         self._nearby_many = redis.register_script(_NEARBY_MANY)
         self._snapshot = redis.register_script(_SNAPSHOT)
-        self._pending: list[tuple[str, str, asyncio.Future]] = []
+        self._pending: list[tuple[str, str, str, asyncio.Future]] = []
         self._flush_scheduled = False
 
     async def update_position(
-        self, *, technician_id: str, city: str, lon: float, lat: float, at: datetime, now: datetime | None = None,
+        self, *, technician_id: str, city: str | None = None, lon: float, lat: float, at: datetime,
+        now: datetime | None = None, status: str | None = None,
     ) -> Fix:
-        """Validate and store one fix. Coordinates are range-checked by the caller's schema.
+        """Validate and store one fix. Coordinates are range-checked by the caller's schema;
+        `status`, when the caller read it from PostgreSQL, puts the technician on the map or
+        takes him off it with the fix.
 
         Concurrent callers share round trips: fixes arriving in the same loop iteration go
-        to Redis in one pipeline.
+        to Redis in one script call per city.
         """
+        city = city or self.home_city
         now = now or datetime.now(timezone.utc)
         if (at - now).total_seconds() > self.future_skew_s:
             POSITION_UPDATES.labels("future").inc()
             return Fix("future")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((city, f"{technician_id} {lon!r} {lat!r} {at.timestamp()!r} {now.timestamp()!r}", future))
+        fix = f"{technician_id} {lon!r} {lat!r} {at.timestamp()!r} {now.timestamp()!r} {status or '-'}"
+        self._pending.append((city, technician_id, fix, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
-        outcome, persist = await future
+        outcome, persist, generation = await future
         POSITION_UPDATES.labels(outcome).inc()
-        return Fix(outcome, bool(persist))
+        return Fix(outcome, bool(persist), index_lost=not generation)
 
     async def _flush(self) -> None:
         batch, self._pending, self._flush_scheduled = self._pending, [], False
-        by_city: dict[str, list[tuple[str, asyncio.Future]]] = {}
-        for city, fix, future in batch:
-            by_city.setdefault(city, []).append((fix, future))
+        by_city: dict[str, list[tuple[str, str, asyncio.Future]]] = {}
+        for city, technician_id, fix, future in batch:
+            by_city.setdefault(city, []).append((technician_id, fix, future))
         for city, items in by_city.items():
             for start in range(0, len(items), _FIXES_PER_CALL):
                 chunk = items[start:start + _FIXES_PER_CALL]
+                keys = [geo_key(city), live_key(city), generation_key(city), *(track_key(city, t) for t, _, _ in chunk)]
                 try:
-                    flat = await self._update(args=[self.max_mps, self.persist_every_s, city, TRACK_SPACING_S, TRACK_LENGTH,
-                                                    TRACK_TTL_S, *(f for f, _ in chunk)])
+                    flat = await self._update(keys=keys, args=[self.max_mps, self.persist_every_s, TRACK_SPACING_S,
+                                                               TRACK_LENGTH, TRACK_TTL_S, *(f for _, f, _ in chunk)])
                 except Exception as exc:  # the callers see the failure; the index stays usable
-                    for _, future in chunk:
+                    for _, _, future in chunk:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for i, (_, future) in enumerate(chunk):
+                for i, (_, _, future) in enumerate(chunk):
                     if not future.done():
-                        future.set_result((flat[2 * i], flat[2 * i + 1]))
+                        future.set_result((flat[1 + 2 * i], flat[2 + 2 * i], flat[0]))
 
     async def set_availability(
-        self, *, technician_id: str, city: str, status: str, active_jobs: int, max_jobs: int,
-        position: tuple[float, float, datetime] | None = None,
+        self, *, technician_id: str, city: str | None = None, status: str, active_jobs: int, max_jobs: int,
+        position: tuple[float, float, datetime] | None = None, only_newer: bool = False,
     ) -> None:
-        """Status and load beside the position; offline or suspended technicians leave the GEO set."""
-        mapping: dict[str, str] = {"status": status, "active_jobs": str(active_jobs), "max_jobs": str(max_jobs), "city": city}
+        """Status and load beside the position (with `only_newer`, a position older than the
+        stored one is dropped); offline or suspended technicians leave the GEO set."""
+        city = city or self.home_city
+        args: list[str | int] = [technician_id, status, active_jobs, max_jobs]
         if position is not None:
             lon, lat, at = position
-            mapping.update({"lon": repr(lon), "lat": repr(lat), "ts": repr(at.timestamp())})
-        stored = position[:2] if position else await self.redis.hmget(tech_key(technician_id), "lon", "lat")
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(tech_key(technician_id), mapping=mapping)
-            if status in ("online", "busy") and stored[0] is not None:
-                pipe.geoadd(geo_key(city), (float(stored[0]), float(stored[1]), technician_id))
-            elif status not in ("online", "busy"):
-                pipe.zrem(geo_key(city), technician_id)
-            await pipe.execute()
+            args += [repr(lon), repr(lat), repr(at.timestamp()), "newer" if only_newer else "any"]
+        await self._set_availability(keys=[geo_key(city), live_key(city)], args=args)
 
-    async def get(self, technician_id: str) -> LiveTechnician | None:
-        data = await self.redis.hgetall(tech_key(technician_id))
-        return _live(technician_id, data, distance_m=0.0)
+    async def get(self, technician_id: str, city: str | None = None) -> LiveTechnician | None:
+        raw = await self.redis.hget(live_key(city or self.home_city), technician_id)
+        return _live(technician_id, json.loads(raw), distance_m=0.0) if raw else None
 
-    async def track(self, technician_id: str) -> list[TrackPoint]:
+    async def track(self, technician_id: str, city: str | None = None) -> list[TrackPoint]:
         """The technician's recent accepted fixes, newest first."""
         out = []
-        for entry in await self.redis.lrange(track_key(technician_id), 0, -1):
+        for entry in await self.redis.lrange(track_key(city or self.home_city, technician_id), 0, -1):
             lon, lat, ts, rx = (float(v) for v in entry.split())
             out.append(TrackPoint(lon, lat, datetime.fromtimestamp(ts, timezone.utc), datetime.fromtimestamp(rx, timezone.utc)))
         return out
@@ -268,21 +334,17 @@ class GeoIndex:
     async def nearby_many(
         self, city: str, points: list[tuple[float, float]], *, k: int, max_radius_m: float,
     ) -> list[list[LiveTechnician]]:
-        """`nearby` for many points, in pipelined script calls of bounded size."""
+        """`nearby` for many points, in concurrent script calls of bounded size."""
         head = [k, max_radius_m, len(SEARCH_RADII_M), *SEARCH_RADII_M]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(points), _POINTS_PER_CALL):
-                chunk = points[start:start + _POINTS_PER_CALL]
-                await self._nearby_many(keys=[geo_key(city)], args=head + [repr(v) for p in chunk for v in p], client=pipe)
-            replies = await pipe.execute()
+        keys = [geo_key(city), live_key(city)]
+        replies = await asyncio.gather(*(
+            self._nearby_many(keys=keys, args=head + [repr(v) for p in points[start:start + _POINTS_PER_CALL] for v in p])
+            for start in range(0, len(points), _POINTS_PER_CALL)))
         out: list[list[LiveTechnician]] = []
-        for per_point, flat_hashes in replies:
-            hashes = {}
-            for i in range(0, len(flat_hashes), 7):
-                values = flat_hashes[i + 1:i + 7]
-                hashes[flat_hashes[i]] = {f: v for f, v in zip(_HASH_FIELDS, values) if v is not None}
+        for per_point, flat_states in replies:
+            states = {flat_states[i]: json.loads(flat_states[i + 1]) for i in range(0, len(flat_states), 2)}
             for flat in per_point:
-                items = (_live(flat[j], hashes[flat[j]], float(flat[j + 1])) for j in range(0, len(flat), 2))
+                items = (_live(flat[j], states[flat[j]], float(flat[j + 1])) for j in range(0, len(flat), 2))
                 out.append([item for item in items if item is not None])
         return out
 
@@ -293,23 +355,30 @@ class GeoIndex:
         equatorward = 0.0 if south <= 0 <= north else min(abs(south), abs(north))
         width = 1.01 * EARTH_RADIUS_M * math.radians(east - west) * math.cos(math.radians(equatorward))
         height = 1.01 * EARTH_RADIUS_M * math.radians(north - south)
-        packed = await self._snapshot(keys=[geo_key(city)], args=[repr(lon), repr(lat), max(width, 1.0), max(height, 1.0)])
-        out = []
-        for item in packed:
-            tid, tlon, tlat, ts, status, active, most = item.split("|")
-            out.append(LiveTechnician(tid, float(tlon), float(tlat), datetime.fromtimestamp(float(ts), timezone.utc),
-                                      status, int(active), int(most), 0.0))
-        return out
+        flat = await self._snapshot(keys=[geo_key(city), live_key(city)],
+                                    args=[repr(lon), repr(lat), max(width, 1.0), max(height, 1.0)])
+        items = (_live(flat[i], json.loads(flat[i + 1]), 0.0) for i in range(0, len(flat), 2))
+        return [item for item in items if item is not None]
 
-    async def remove(self, technician_id: str, city: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(geo_key(city), technician_id)
-            pipe.delete(tech_key(technician_id))
-            await pipe.execute()
+    async def remove(self, technician_id: str, city: str | None = None) -> None:
+        city = city or self.home_city
+        await self._remove(keys=[geo_key(city), live_key(city), track_key(city, technician_id)], args=[technician_id])
+
+    async def lost(self, city: str) -> bool:
+        """The city's index lacks its generation: Redis lost its data since the last rebuild."""
+        return not await self.redis.exists(generation_key(city))
+
+    async def claim_rebuild(self, city: str) -> bool:
+        """One rebuilder per city at a time (others go on with what is there)."""
+        return bool(await self.redis.set(rebuild_claim_key(city), "1", nx=True, ex=REBUILD_CLAIM_S))
+
+    async def rebuilt(self, city: str) -> None:
+        await self.redis.set(generation_key(city), repr(time.time()))
+        await self.redis.delete(rebuild_claim_key(city))
 
 
 def _live(technician_id: str, data: dict[str, str], distance_m: float) -> LiveTechnician | None:
-    if not data or "lon" not in data or "ts" not in data:
+    if "lon" not in data or "ts" not in data:
         return None
     return LiveTechnician(
         id=technician_id, lon=float(data["lon"]), lat=float(data["lat"]),

@@ -11,10 +11,10 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.events import publish
-from dispatch.fanout import presence_key
-from dispatch.geo import lonlat
+from kit.config import get_settings
+from kit.events import publish
+from kit.fanout import presence_key
+from kit.geo import lonlat
 from dispatch.models import Certification, CustomerBlock, Order, Technician
 from dispatch.states import ACTIVE_JOB_STATES
 from matching.eligibility import EXCLUDED, OFFLINE, SUSPENDED, certification_reason
@@ -64,7 +64,7 @@ async def assignability(session: AsyncSession, redis: Redis, order: Order, techn
     order_lon, order_lat = lonlat(order.location) or (0.0, 0.0)
     out = []
     for tech in technicians:
-        live = await index.get(str(tech.id))
+        live = await index.get(str(tech.id), tech.city_id)
         fresh = live is not None and now - live.seen_at <= stale_after
         connected = bool(await redis.exists(presence_key(tech.id)))
         view = TechnicianView(

@@ -21,10 +21,11 @@ from redis.asyncio import Redis
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import ratelimit
-from dispatch.config import get_settings
-from dispatch.errors import NotFound
-from dispatch.geo import lonlat
+from kit import ratelimit
+from kit.config import get_settings
+from kit.errors import NotFound
+from kit.geo import lonlat
+from dispatch.cities import city_at
 from dispatch.models import Address, ServiceStation, Technician
 from dispatch.technicians import certifications_of, usable_kinds
 from matching.index import GeoIndex
@@ -87,7 +88,7 @@ async def free_technicians_near_address(
         raise NotFound("no such address")
     lon, lat = lonlat(address.location) or (0.0, 0.0)
     settings = get_settings()
-    live = await index.nearby(settings.city, lon, lat, k=_CANDIDATES,
+    live = await index.nearby(await city_at(session, address.location), lon, lat, k=_CANDIDATES,
                               max_radius_m=settings.default_service_radius_m + _CELL_DIAGONAL_M)
     free = [t for t in live if t.status == "online" and t.active_jobs < t.max_jobs]
     techs = {t.id: t for t in (await session.exec(select(Technician).where(

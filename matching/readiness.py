@@ -15,8 +15,8 @@ from sqlalchemy import func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.fanout import account_channel, push_after_commit
+from kit.config import get_settings
+from kit.fanout import account_channel, push_after_commit
 from dispatch.models import Order, ServiceStation, Technician
 from matching.eligibility import certified_kinds, technician_reason
 from matching.escalation import EMERGENCY_SKILL, reposition_hints, reserve_floor
@@ -33,11 +33,13 @@ class Area:
     floor: int
 
 
-async def areas(session: AsyncSession, now: datetime) -> list[Area]:
-    """The city's station areas with their floors; an area without emergencies keeps none."""
+async def areas(session: AsyncSession, now: datetime, city_id: str | None = None) -> list[Area]:
+    """The city's station areas with their floors (the configured city unless named); an area
+    without emergencies keeps none."""
     settings = get_settings()
     since = now - timedelta(days=settings.reserve_history_days)
-    stations = (await session.exec(select(ServiceStation).where(ServiceStation.city == settings.city))).all()
+    stations = (await session.exec(select(ServiceStation).where(
+        ServiceStation.city_id == (city_id or settings.city)))).all()
     out = []
     for station in stations:
         count = (await session.exec(select(func.count()).select_from(Order).join(

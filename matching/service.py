@@ -9,23 +9,27 @@ import uuid
 from dataclasses import replace
 from functools import lru_cache
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, func, or_, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import Settings, get_settings
-from dispatch.errors import Conflict, IllegalTransition, InvalidInput, NotFound
-from dispatch.events import publish, subscribe
-from dispatch.fanout import account_channel, presence_key, push_after_commit
+from kit import after_commit
+from kit.config import Settings, get_settings
+from kit.db import session_scope
+from kit.errors import Conflict, InvalidInput, NotFound
+from dispatch.errors import IllegalTransition
+from kit.events import publish, subscribe
+from kit.jobs import enqueue_many
+from kit.fanout import account_channel, presence_key, push_after_commit
 from dispatch.handlers import offer_summary
-from dispatch.geo import lonlat
-from dispatch.models import Certification, CustomerBlock, Order, Technician
-from dispatch.redis import get_redis
+from kit.geo import lonlat
+from dispatch.models import Certification, City, CustomerBlock, Order, Technician
+from kit.redis import get_redis
 from dispatch.service import Actor, transition
 from dispatch.states import ACTIVE_JOB_STATES
 from dispatch.technicians import record_last_position, usable_kinds
@@ -36,7 +40,7 @@ from matching.candidates import candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching import readiness
-from matching.index import Fix, GeoIndex, LiveTechnician
+from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.models import Offer
 from matching.scoring import haversine_m
@@ -105,7 +109,33 @@ def matching_config(settings: Settings | None = None) -> MatchingConfig:
 def geo_index(redis: Redis) -> GeoIndex:
     """One index per Redis client, so concurrent position fixes share pipelines."""
     settings = get_settings()
-    return GeoIndex(redis, max_speed_kmh=settings.max_speed_kmh, persist_every_s=settings.position_persist_every_s)
+    return GeoIndex(redis, max_speed_kmh=settings.max_speed_kmh, persist_every_s=settings.position_persist_every_s,
+                    home_city=settings.city)
+
+
+async def database_now(session: AsyncSession) -> datetime:
+    """The one clock offers are decided on (deadlines, expiry, acceptance): PostgreSQL's, so a
+    process whose clock is skewed neither refuses accepts nor stalls offers."""
+    return (await session.exec(text("SELECT clock_timestamp()"))).one()[0]
+
+
+async def active_cities(session: AsyncSession) -> list[str]:
+    """Cities with work for a matching round: orders waiting or offered, or technicians on duty."""
+    waiting = select(Order.city_id).where(col(Order.status).in_(("created", "matching", "offered")))
+    on_duty = select(Technician.city_id).where(col(Technician.status).in_(("online", "busy")))
+    rows = await session.exec(select(City.id).where(or_(col(City.id).in_(waiting), col(City.id).in_(on_duty)))
+                              .order_by(City.id))
+    return list(rows.all())
+
+
+async def ensure_index(session: AsyncSession, index: GeoIndex, city: str) -> bool:
+    """Rebuild the city's live index from PostgreSQL if Redis lost it (flushed or restarted
+    empty); says whether it did."""
+    if not await index.lost(city) or not await index.claim_rebuild(city):
+        return False
+    count = await rebuild_index(session, index, city)
+    log.warning("matching.index_rebuilt", city=city, technicians=count)
+    return True
 
 
 # Views -------------------------------------------------------------------------------------
@@ -175,13 +205,13 @@ async def order_view(session: AsyncSession, order: Order, now: datetime | None =
     return OrderView(
         id=str(order.id), lon=lon, lat=lat, skill=order.required_certification, priority=order.priority,  # type: ignore[arg-type]
         created_at=order.created_at, sla_deadline=order.sla_deadline,
-        excluded_technicians=await _excluded(session, order, now or datetime.now(timezone.utc)),
+        excluded_technicians=await _excluded(session, order, now or await database_now(session)),
     )
 
 
-async def _candidates(session: AsyncSession, index: GeoIndex, order: OrderView, now: datetime,
+async def _candidates(session: AsyncSession, index: GeoIndex, city: str, order: OrderView, now: datetime,
                       config: MatchingConfig, radius_m: float | None = None) -> list[TechnicianView]:
-    live = await index.nearby(get_settings().city, order.lon, order.lat, k=CANDIDATES_PER_ORDER,
+    live = await index.nearby(city, order.lon, order.lat, k=CANDIDATES_PER_ORDER,
                               max_radius_m=radius_m or config.default_radius_m)
     return await technician_views(session, live, now)
 
@@ -211,12 +241,16 @@ async def _make_offers(session: AsyncSession, order_id: uuid.UUID, assignments: 
     settings = get_settings()
     attempt = 1 + (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
     timeout = settings.emergency_offer_timeout_s if priority == "emergency" else settings.offer_timeout_s
+    order = await session.get(Order, order_id)
+    assert order is not None
     offers = [Offer(
-        order_id=order_id, technician_id=uuid.UUID(a.technician_id), policy=policy, attempt=attempt + i,
+        order_id=order_id, technician_id=uuid.UUID(a.technician_id), city_id=order.city_id, policy=policy,
+        attempt=attempt + i,
         distance_m=a.distance_m, eta_s=a.eta_s, created_at=now, expires_at=now + timedelta(seconds=timeout),
     ) for i, a in enumerate(assignments)]
     session.add_all(offers)
     await session.flush()
+    await enqueue_many(session, "matching.expire_offer", [{"offer_id": str(o.id)} for o in offers], execute_after=timedelta(seconds=timeout))
     payload = ({"offer_id": str(offers[0].id), "technician_id": assignments[0].technician_id, "policy": policy}
                if len(offers) == 1 else
                {"offer_ids": [str(o.id) for o in offers], "technician_ids": [a.technician_id for a in assignments],
@@ -239,15 +273,16 @@ async def _make_offers(session: AsyncSession, order_id: uuid.UUID, assignments: 
 
 async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime | None = None) -> Offer | None:
     """Offer one order at once to its best candidate (emergencies, direct picks, retries)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or await database_now(session)
     config = matching_config()
     order = await session.get(Order, order_id, populate_existing=True)
     if order is None or order.status != "matching":
         return None
+    await ensure_index(session, index, order.city_id)
     view = await order_view(session, order, now)
     preferred = order.preferred_technician_id
     if preferred is not None and str(preferred) not in view.excluded_technicians:
-        live = await index.get(str(preferred))
+        live = await index.get(str(preferred), order.city_id)
         views = await technician_views(session, [live], now) if live else []
         choice = best_candidate(view, views, now, config)
         if choice is not None:
@@ -256,7 +291,7 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
     ladder = ladder_for(order.priority)
     if ladder.offers_per_round[0] > 1 or len(ladder.offers_per_round) > 1 or ladder.round_radius_m:
         return await _offer_round(session, index, order, view, ladder, now, config)
-    candidates = await _candidates(session, index, view, now, config)
+    candidates = await _candidates(session, index, order.city_id, view, now, config)
     choice = best_candidate(view, candidates, now, config)
     if choice is None:
         if order.priority == "emergency" and get_settings().emergency_preempt:
@@ -276,7 +311,7 @@ async def _offer_round(session: AsyncSession, index: GeoIndex, order: Order, vie
     while True:
         k, radius = ladder.round(number, config.default_radius_m)
         widened = replace(view, service_radius_m=radius)
-        candidates = await _candidates(session, index, widened, now, config, radius)
+        candidates = await _candidates(session, index, order.city_id, widened, now, config, radius)
         chosen = best_candidates(widened, candidates, now, config, k)
         if chosen or number >= last:
             break
@@ -316,16 +351,19 @@ async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, can
     return None
 
 
-async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> list[Offer]:
-    """One matching round: emergencies first, one by one; then routine and urgent orders
-    together through the optimal assignment."""
-    now = now or datetime.now(timezone.utc)
+async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None = None,
+                    city_id: str | None = None) -> list[Offer]:
+    """One matching round of one city (the configured one unless named): emergencies first, one
+    by one; then routine and urgent orders together through the optimal assignment."""
+    now = now or await database_now(session)
+    city = city_id or get_settings().city
     config = matching_config()
-    await raise_due_alerts(session, now)
-    zones = await readiness.areas(session, now) if get_settings().escalation_enabled else []
-    await _hint_repositioning(session, index, zones, now, config)
+    await ensure_index(session, index, city)
+    await raise_due_alerts(session, now, city)
+    zones = await readiness.areas(session, now, city) if get_settings().escalation_enabled else []
+    await _hint_repositioning(session, index, city, zones, now, config)
     waiting = (await session.exec(
-        select(Order).where(Order.status == "matching").order_by(Order.created_at))).all()
+        select(Order).where(Order.city_id == city, Order.status == "matching").order_by(Order.created_at))).all()
     offers: list[Offer] = []
     for order in [o for o in waiting if o.priority == "emergency" or o.preferred_technician_id is not None]:
         offer = await dispatch_now(session, index, order.id, now)
@@ -335,7 +373,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     if not pooled:
         return offers
     views = [await order_view(session, o, now) for o in pooled]
-    live = await supply_near(index, get_settings().city, views, config)
+    live = await supply_near(index, city, views, config)
     unique = {t.id: t for group in live for t in group}
     supply = await technician_views(session, list(unique.values()), now)
     keep = readiness.reserved(zones, supply, now, config)
@@ -349,33 +387,33 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     return offers
 
 
-async def _hint_repositioning(session: AsyncSession, index: GeoIndex, zones: list[readiness.Area], now: datetime,
-                              config: MatchingConfig) -> int:
+async def _hint_repositioning(session: AsyncSession, index: GeoIndex, city: str, zones: list[readiness.Area],
+                              now: datetime, config: MatchingConfig) -> int:
     """At most once per period across workers: idle emergency technicians towards areas below
     their floor."""
     if not any(z.floor for z in zones):
         return 0
     settings = get_settings()
-    if not await index.redis.set(f"matching:reposition:{settings.city}", "1", nx=True, ex=settings.reposition_hint_every_s):
+    if not await index.redis.set(reposition_key(city), "1", nx=True, ex=settings.reposition_hint_every_s):
         return 0
     west, south, east, north = zones[0].polygon.bounds
     for zone in zones[1:]:
         w, s, e, n = zone.polygon.bounds
         west, south, east, north = min(west, w), min(south, s), max(east, e), max(north, n)
-    supply = await technician_views(session, await index.snapshot(settings.city, west, south, east, north), now)
+    supply = await technician_views(session, await index.snapshot(city, west, south, east, north), now)
     return await readiness.hint_repositioning(session, zones, supply, now, config)
 
 
-async def raise_due_alerts(session: AsyncSession, now: datetime | None = None) -> int:
+async def raise_due_alerts(session: AsyncSession, now: datetime | None = None, city_id: str | None = None) -> int:
     """Orders nobody has accepted past a threshold of their ladder: one ops alert per threshold,
     recorded on the order's timeline (which is also what keeps it from being raised twice)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or await database_now(session)
     ladders = {p: ladder_for(p) for p in ("emergency", "urgent", "routine")}
     first = {p: min(after for after, _ in ladder.alert_after_s) for p, ladder in ladders.items() if ladder.alert_after_s}
     if not first:
         return 0
     orders = (await session.exec(select(Order).where(
-        col(Order.status).in_(("matching", "offered")),
+        col(Order.status).in_(("matching", "offered")), *([Order.city_id == city_id] if city_id else []),
         or_(*(and_(Order.priority == p, Order.created_at <= now - timedelta(seconds=s)) for p, s in first.items())),
     ))).all()
     if not orders:
@@ -426,13 +464,15 @@ async def _after_lapse(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
         await dispatch_now(session, index, order_id, now)
 
 
-async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> int:
-    """Lapse offers past their expiry; an order whose every open offer lapsed moves on to the
-    next candidate (or round)."""
-    now = now or datetime.now(timezone.utc)
+async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | None = None,
+                        city_id: str | None = None) -> int:
+    """Lapse offers past their expiry (of one city, or of all); an order whose every open offer
+    lapsed moves on to the next candidate (or round)."""
+    now = now or await database_now(session)
     # Orders before their offers, as an accept takes them: the other way round the two deadlock.
-    due = (await session.exec(select(Offer.order_id).where(Offer.status == "offered", Offer.expires_at <= now)
-                              .distinct())).all()
+    due = (await session.exec(select(Offer.order_id).where(
+        Offer.status == "offered", Offer.expires_at <= now, *([Offer.city_id == city_id] if city_id else []))
+        .distinct())).all()
     if not due:
         return 0
     await session.exec(select(Order.id).where(col(Order.id).in_(due)).order_by(Order.id).with_for_update())
@@ -470,17 +510,22 @@ async def _alert_lapsed_round(session: AsyncSession, order_id: uuid.UUID, offers
                       details={"offers": offers, "priority": order.priority}, now=now)
 
 
-async def lapse_offers_of_absent(session: AsyncSession, index: GeoIndex, now: datetime | None = None) -> int:
+async def lapse_offers_of_absent(session: AsyncSession, index: GeoIndex, now: datetime | None = None,
+                                 city_id: str | None = None) -> int:
     """A technician whose socket is gone and who has sent no position for the stale timeout
     cannot answer: his open offers lapse now, so their orders move on."""
-    now = now or datetime.now(timezone.utc)
+    now = now or await database_now(session)
     stale_after = timedelta(seconds=get_settings().stale_after_s)
-    open_offers = (await session.exec(select(Offer.id, Offer.technician_id).where(Offer.status == "offered"))).all()
+    open_offers = (await session.exec(select(Offer.id, Offer.technician_id, Offer.city_id).where(
+        Offer.status == "offered", *([Offer.city_id == city_id] if city_id else [])))).all()
+    # A lost index would make everyone look absent: rebuild it before judging.
+    for city in {city for _, _, city in open_offers}:
+        await ensure_index(session, index, city)
     absent = []
-    for offer_id, technician_id in open_offers:
+    for offer_id, technician_id, city in open_offers:
         if await index.redis.exists(presence_key(technician_id)):
             continue
-        live = await index.get(str(technician_id))
+        live = await index.get(str(technician_id), city)
         if live is None or now - live.seen_at > stale_after:
             absent.append(offer_id)
     if absent:
@@ -498,7 +543,7 @@ async def _lock_orders_of(session: AsyncSession, offer_ids: list[uuid.UUID]) -> 
 
 async def decline_offer(session: AsyncSession, index: GeoIndex, offer_id: uuid.UUID, technician_id: uuid.UUID,
                         reason: str | None = None, now: datetime | None = None) -> Offer:
-    now = now or datetime.now(timezone.utc)
+    now = now or await database_now(session)
     await _lock_orders_of(session, [offer_id])
     row = (await session.exec(
         update(Offer).where(Offer.id == offer_id, Offer.technician_id == technician_id, Offer.status == "offered")
@@ -517,8 +562,9 @@ async def decline_offer(session: AsyncSession, index: GeoIndex, offer_id: uuid.U
 async def accept_offer(session: AsyncSession, offer_id: uuid.UUID, technician_id: uuid.UUID,
                        now: datetime | None = None) -> Order:
     """Exactly one technician wins an order: the offer and the order both move by conditional
-    UPDATEs, and the technician row is locked so two accepts cannot exceed his capacity."""
-    now = now or datetime.now(timezone.utc)
+    UPDATEs, and the technician row is locked so two accepts cannot exceed his capacity. The
+    deadline is judged on the database's clock unless a time is given."""
+    now = now or await database_now(session)
     # Locks in the one order every path takes (order, then technician, then offers): of a
     # round's technicians accepting together one at a time gets past here, and expiry, declines
     # and new offers (whose rows reference the technician) never wait on an accept crosswise.
@@ -563,10 +609,11 @@ async def _withdraw_others(session: AsyncSession, order: Order, accepted: uuid.U
                               offer_id=str(offer_id), order_id=str(order.id), reason="taken")
 
 
-async def sweep_unfulfilled(session: AsyncSession, now: datetime | None = None) -> int:
-    now = now or datetime.now(timezone.utc)
+async def sweep_unfulfilled(session: AsyncSession, now: datetime | None = None, city_id: str | None = None) -> int:
+    now = now or await database_now(session)
     overdue = (await session.exec(select(Order.id).where(
-        col(Order.status).in_(("created", "matching")), Order.sla_deadline <= now))).all()
+        col(Order.status).in_(("created", "matching")), Order.sla_deadline <= now,
+        *([Order.city_id == city_id] if city_id else [])))).all()
     for order_id in overdue:
         await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
                          reason="no technician before the SLA deadline")
@@ -575,8 +622,18 @@ async def sweep_unfulfilled(session: AsyncSession, now: datetime | None = None) 
 
 # Technicians -------------------------------------------------------------------------------
 
+def _publish_availability(session: AsyncSession, index: GeoIndex, technician: Technician, active_jobs: int) -> None:
+    """The live index hears of a status change once it is committed: a rollback leaves it as it was."""
+    technician_id, city, status, max_jobs = str(technician.id), technician.city_id, technician.status, technician.max_jobs
+
+    async def write() -> None:
+        await index.set_availability(technician_id=technician_id, city=city, status=status,
+                                     active_jobs=active_jobs, max_jobs=max_jobs)
+    after_commit.defer(session, write)
+
+
 async def go_online(session: AsyncSession, index: GeoIndex, technician: Technician, now: datetime | None = None) -> Technician:
-    now = now or datetime.now(timezone.utc)
+    now = now or await database_now(session)
     certs = (await session.exec(select(Certification).where(Certification.technician_id == technician.id))).all()
     if technician.status == "suspended" or technician.onboarding != "active" or not usable_kinds(list(certs), now):
         raise CannotGoOnline()
@@ -585,71 +642,99 @@ async def go_online(session: AsyncSession, index: GeoIndex, technician: Technici
     technician.idle_since = technician.idle_since or now
     session.add(technician)
     await session.flush()
-    await index.set_availability(technician_id=str(technician.id), city=get_settings().city,
-                                 status=technician.status, active_jobs=load, max_jobs=technician.max_jobs)
+    _publish_availability(session, index, technician, load)
     return technician
 
 
 async def go_offline(session: AsyncSession, index: GeoIndex, technician: Technician, now: datetime | None = None) -> Technician:
     """Offline now: open offers lapse at once so their orders move on."""
-    now = now or datetime.now(timezone.utc)
+    now = now or await database_now(session)
     technician.status = "offline"
     session.add(technician)
     await session.flush()
     await session.exec(update(Offer).where(Offer.technician_id == technician.id, Offer.status == "offered")
                        .values(expires_at=now))
-    await index.set_availability(technician_id=str(technician.id), city=get_settings().city, status="offline",
-                                 active_jobs=0, max_jobs=technician.max_jobs)
+    _publish_availability(session, index, technician, 0)
     await expire_offers(session, index, now)
     return technician
 
 
 async def record_fix(index: GeoIndex, technician_id: uuid.UUID, *, lon: float, lat: float, at: datetime,
-                     now: datetime | None = None) -> Fix:
+                     now: datetime | None = None, city: str | None = None, status: str | None = None,
+                     session: AsyncSession | None = None) -> Fix:
     """The one path for position fixes (REST and websocket): validated and stored in Redis;
-    `persist` says whether PostgreSQL is due a copy, which the caller writes."""
-    fix = await index.update_position(technician_id=str(technician_id), city=get_settings().city,
-                                      lon=lon, lat=lat, at=at, now=now)
+    `persist` says whether PostgreSQL is due a copy, which the caller writes. `status` is the
+    technician's as PostgreSQL has it, when the caller read it. A fix that finds the city's
+    index lost rebuilds it (in the caller's session, or in a unit of work of its own)."""
+    city = city or await city_of_technician(index, technician_id)
+    fix = await index.update_position(technician_id=str(technician_id), city=city, lon=lon, lat=lat, at=at, now=now,
+                                      status=status)
+    if fix.index_lost:
+        if session is not None:
+            await ensure_index(session, index, city)
+        else:
+            async with session_scope() as own:
+                await ensure_index(own, index, city)
     if fix.outcome in ("future", "implausible_jump"):
         log.info("position.rejected", technician_id=str(technician_id), outcome=fix.outcome)
         raise ImplausiblePosition(f"position rejected: {fix.outcome.replace('_', ' ')}")
     return fix
 
 
+async def city_of_technician(index: GeoIndex, technician_id: uuid.UUID) -> str:
+    """For the socket's hot path, which has no technician row: Redis remembers each technician's
+    city for an hour (he changes city only with his station), PostgreSQL answers a miss."""
+    key = technician_city_key(str(technician_id))
+    city = await index.redis.get(key)
+    if city is None:
+        async with session_scope() as session:
+            city = (await session.exec(select(Technician.city_id).where(Technician.id == technician_id))).first()
+        city = city or index.home_city
+        await index.redis.set(key, city, ex=TECHNICIAN_CITY_TTL_S)
+    return city
+
+
 async def record_position(session: AsyncSession, index: GeoIndex, technician: Technician, *, lon: float, lat: float,
                           at: datetime, now: datetime | None = None) -> str:
-    fix = await record_fix(index, technician.id, lon=lon, lat=lat, at=at, now=now)
+    fix = await record_fix(index, technician.id, lon=lon, lat=lat, at=at, now=now, city=technician.city_id,
+                           status=technician.status, session=session)
     if fix.persist:
         await record_last_position(session, technician.id, lon=lon, lat=lat, at=at)
     return fix.outcome
 
 
-async def rebuild_index(session: AsyncSession, index: GeoIndex) -> int:
-    """Refill Redis from the positions persisted in PostgreSQL (after Redis lost its data)."""
+async def rebuild_index(session: AsyncSession, index: GeoIndex, city: str | None = None) -> int:
+    """Refill Redis from PostgreSQL (after Redis lost its data): status and load of everyone on
+    duty, positions as last persisted (a newer one in Redis is kept). One city, or all."""
+    cities = [city] if city else list((await session.exec(select(City.id))).all())
     rows = (await session.exec(select(Technician).where(
-        col(Technician.status).in_(("online", "busy")), col(Technician.last_location).is_not(None)))).all()
+        col(Technician.city_id).in_(cities), col(Technician.status).in_(("online", "busy"))))).all()
     load = await _loads(session, [t.id for t in rows])
     for tech in rows:
-        lon, lat = lonlat(tech.last_location) or (0.0, 0.0)
+        location = lonlat(tech.last_location) if tech.last_location is not None else None
         await index.set_availability(
-            technician_id=str(tech.id), city=get_settings().city, status=tech.status,
+            technician_id=str(tech.id), city=tech.city_id, status=tech.status,
             active_jobs=load.get(tech.id, 0), max_jobs=tech.max_jobs,
-            position=(lon, lat, tech.last_seen_at or datetime.now(timezone.utc)))
+            position=(*location, tech.last_seen_at or await database_now(session)) if location else None,
+            only_newer=True)
+    for each in cities:
+        await index.rebuilt(each)
     return len(rows)
 
 
 async def on_order_status_changed(session: AsyncSession, payload: dict) -> None:
     """Withdraw open offers of orders that left matching, and free technicians whose job ended."""
+    now = await database_now(session)
     if payload["to"] in ("cancelled", "unfulfilled"):
         await session.exec(update(Offer).where(Offer.order_id == uuid.UUID(payload["order_id"]), Offer.status == "offered")
-                           .values(status="withdrawn", decided_at=datetime.now(timezone.utc)))
-    if payload["to"] in ("completed", "cancelled", "matching") and payload.get("technician_id") and payload["from"] in ACTIVE_JOB_STATES:
+                           .values(status="withdrawn", decided_at=now))
+    if payload["to"] in ("completed", "cancelled", "matching", "payment_attention") and payload.get("technician_id") and payload["from"] in ACTIVE_JOB_STATES:
         technician = await session.get(Technician, uuid.UUID(payload["technician_id"]))
         if technician is not None and technician.status == "busy":
             load = (await _loads(session, [technician.id])).get(technician.id, 0)
             if load < technician.max_jobs:
                 technician.status = "online"
-                technician.idle_since = datetime.now(timezone.utc)
+                technician.idle_since = now
                 session.add(technician)
                 await session.flush()
 

@@ -70,10 +70,10 @@ def listen(
     Prometheus metrics on GASDISPATCH_METERS_METRICS_PORT."""
     from zoneinfo import ZoneInfo
 
-    from dispatch.config import get_settings
-    from dispatch.db import session_scope
-    from dispatch.redis import get_redis
-    from meters.listener import ConcentratorServer, start_metrics_server, tls_context
+    from kit.config import get_settings
+    from kit.db import session_scope
+    from kit.redis import get_redis
+    from meters.listener import ConcentratorServer, freeze_startup_heap, start_metrics_server, tls_context
 
     settings = get_settings()
     if not (settings.meters_tls_cert_file and settings.meters_tls_key_file):
@@ -96,6 +96,7 @@ def listen(
         typer.echo(f"listening: TLS {host}:{port}" + (f", plain {host}:{legacy_port}" if legacy_port else "")
                    + (f", metrics http://{host}:{settings.meters_metrics_port}/metrics"
                       if settings.meters_metrics_port else ""))
+        freeze_startup_heap()
         await asyncio.gather(server.pump_forever(), *(s.serve_forever() for s in servers))
 
     asyncio.run(run())
@@ -106,9 +107,9 @@ def check_comm_lost() -> None:
     """Open comm_lost faults (and orders) for devices silent past their interval x the factor."""
     from datetime import datetime, timezone
 
-    from dispatch.config import get_settings
-    from dispatch.db import get_engine, session_scope
-    from dispatch.redis import get_redis
+    from kit.config import get_settings
+    from kit.db import get_engine, session_scope
+    from kit.redis import get_redis
     from meters import rules
 
     async def run() -> int:
@@ -127,8 +128,8 @@ def check_consumption_command() -> None:
     from datetime import datetime, timezone
     from zoneinfo import ZoneInfo
 
-    from dispatch.config import get_settings
-    from dispatch.db import get_engine, session_scope
+    from kit.config import get_settings
+    from kit.db import get_engine, session_scope
     from meters.consumption import check_consumption
 
     async def run() -> list:
@@ -147,8 +148,8 @@ def reminders() -> None:
     """Publish maintenance reminders that are due (at most one per appliance per period)."""
     from datetime import datetime, timezone
 
-    from dispatch.config import get_settings
-    from dispatch.db import get_engine, session_scope
+    from kit.config import get_settings
+    from kit.db import get_engine, session_scope
     from meters.reminders import due_reminders
 
     async def run() -> int:
@@ -165,7 +166,7 @@ def partitions(months: Annotated[int, typer.Option(min=1, max=36, help="Months a
     """Create the monthly reading partitions for this month and the next MONTHS."""
     from sqlalchemy import text
 
-    from dispatch.db import get_engine, session_scope
+    from kit.db import get_engine, session_scope
 
     async def run() -> int:
         async with session_scope() as session:

@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import Settings
+from kit.config import Settings
 from meters.ingest import COMMANDS, acknowledge_command
 from meters.models import Device, ValveCommand
 

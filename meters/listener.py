@@ -21,6 +21,7 @@ and logged once per reason per connection; the connection's counts are logged wh
 """
 
 import asyncio
+import gc
 import ssl
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -47,6 +48,15 @@ HANDSHAKE_TIMEOUT_S = 10.0
 MAX_AUTH_LINE = 256
 READ_SIZE = 1 << 16
 _AUTH = b"AUTH "
+
+
+def freeze_startup_heap() -> None:
+    """Once the listener process is set up: take what is alive now (modules, settings, ORM
+    metadata) out of the cycle collector's sight. A batch's readings outlive the young
+    collections, so full ones come often, and each would walk the whole heap again (a quarter
+    of the listener's CPU at 20,000 readings/s). Reference counting still frees these objects."""
+    gc.collect()
+    gc.freeze()
 
 
 def start_metrics_server(host: str, port: int) -> tuple[object, object]:

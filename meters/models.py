@@ -13,7 +13,8 @@ from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Identity, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from dispatch.models import _ts, utcnow
+from dispatch.models import city_id_field
+from kit.models import timestamp_column, utcnow
 
 DEVICE_KINDS = ("meter", "detector")
 PROTOCOLS = ("cjt188", "mbus", "nbiot")
@@ -35,7 +36,7 @@ class Concentrator(SQLModel, table=True):
     code: str = Field(max_length=64, sa_column_kwargs={"unique": True})
     token_hash: str = Field(max_length=255)
     description: str = Field(default="", max_length=200)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Device(SQLModel, table=True):
@@ -55,6 +56,7 @@ class Device(SQLModel, table=True):
     product: str | None = Field(default=None, max_length=64)
     customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id", index=True)
     address_id: uuid.UUID = Field(foreign_key="dispatch_address.id", index=True)
+    city_id: str = city_id_field(index=True)  # its address's
     # The only channel the device may report through (binding): its concentrator (none: only
     # legacy plain TCP), or for NB-IoT the IoT platform it is registered with.
     concentrator_id: uuid.UUID | None = Field(default=None, foreign_key="meters_concentrator.id")
@@ -64,8 +66,8 @@ class Device(SQLModel, table=True):
     # Appliances this meter feeds, for maintenance reminders.
     appliances: list[str] = Field(default_factory=list, sa_type=JSONB)
     report_interval_s: int = 3600
-    installed_at: datetime = _ts()
-    created_at: datetime = _ts(default_factory=utcnow)
+    installed_at: datetime = timestamp_column()
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Reading(SQLModel, table=True):
@@ -80,7 +82,7 @@ class Reading(SQLModel, table=True):
     device_id: uuid.UUID = Field(primary_key=True)
     read_at: datetime = Field(sa_type=DateTime(timezone=True), primary_key=True)
     digest: int = Field(sa_column=Column(BigInteger, primary_key=True, server_default=text("0")))
-    received_at: datetime = _ts()
+    received_at: datetime = timestamp_column()
     volume_m3: float | None = None
     lel_pct: float | None = None
     valve: str | None = Field(default=None, max_length=16)
@@ -103,7 +105,7 @@ class Quarantine(SQLModel, table=True):
     protocol: str | None = Field(default=None, max_length=16)
     reason: str = Field(max_length=64)
     raw: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
-    received_at: datetime = _ts(default_factory=utcnow)
+    received_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class InboxMessage(SQLModel, table=True):
@@ -113,7 +115,7 @@ class InboxMessage(SQLModel, table=True):
 
     platform: str = Field(max_length=32, primary_key=True)
     message_id: str = Field(max_length=128, primary_key=True)
-    received_at: datetime = _ts(default_factory=utcnow)
+    received_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Fault(SQLModel, table=True):
@@ -133,10 +135,10 @@ class Fault(SQLModel, table=True):
     occurrences: int = 1
     # Annotations: repeats, clearings, evidence; appended, never rewritten.
     notes: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
-    opened_at: datetime = _ts()
-    last_seen_at: datetime = _ts()
-    cleared_at: datetime | None = _ts(nullable=True, default=None)
-    closed_at: datetime | None = _ts(nullable=True, default=None)
+    opened_at: datetime = timestamp_column()
+    last_seen_at: datetime = timestamp_column()
+    cleared_at: datetime | None = timestamp_column(nullable=True, default=None)
+    closed_at: datetime | None = timestamp_column(nullable=True, default=None)
 
 
 class ValveCommand(SQLModel, table=True):
@@ -159,12 +161,12 @@ class ValveCommand(SQLModel, table=True):
     status: str = Field(default="queued", max_length=16)
     # Platform delivery: attempts so far, when to try next, why the last one failed.
     attempts: int = 0
-    next_attempt_at: datetime | None = _ts(nullable=True, default=None)
+    next_attempt_at: datetime | None = timestamp_column(nullable=True, default=None)
     last_error: str | None = Field(default=None, max_length=200)
     reply_hex: str | None = Field(default=None, sa_column=Column(String(600), nullable=True))
-    created_at: datetime = _ts(default_factory=utcnow)
-    sent_at: datetime | None = _ts(nullable=True, default=None)
-    replied_at: datetime | None = _ts(nullable=True, default=None)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    sent_at: datetime | None = timestamp_column(nullable=True, default=None)
+    replied_at: datetime | None = timestamp_column(nullable=True, default=None)
 
 
 class Reminder(SQLModel, table=True):
@@ -177,5 +179,5 @@ class Reminder(SQLModel, table=True):
     address_id: uuid.UUID = Field(foreign_key="dispatch_address.id", primary_key=True)
     appliance_kind: str = Field(max_length=16, primary_key=True)
     customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id")
-    last_serviced_at: datetime | None = _ts(nullable=True, default=None)
-    last_reminded_at: datetime | None = _ts(nullable=True, default=None)
+    last_serviced_at: datetime | None = timestamp_column(nullable=True, default=None)
+    last_reminded_at: datetime | None = timestamp_column(nullable=True, default=None)

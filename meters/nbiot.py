@@ -27,7 +27,8 @@ from typing import Any
 
 import yaml
 
-from dispatch.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from dispatch.errors import AuthenticationFailed
+from kit.errors import Conflict, InvalidInput, NotFound
 from meters.ingest import Telemetry, digest_of
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"

@@ -15,8 +15,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch_service
-from dispatch.config import Settings
-from dispatch.events import publish
+from kit.config import Settings
+from kit.events import publish
 from meters.models import Reminder
 
 SERVICE_FOR_APPLIANCE = {"boiler": "boiler_service", "stove": "stove_cleaning", "hose": "hose_replacement"}

@@ -22,8 +22,8 @@ from sqlalchemy import func, select, text, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch_service
-from dispatch.config import Settings
-from dispatch.events import publish
+from kit.config import Settings
+from kit.events import publish
 from dispatch.safety import GAS_LEAK_STEPS
 from meters.ingest import DeviceInfo, Telemetry
 from meters.models import Device, Fault, ValveCommand

@@ -11,9 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
-from dispatch.events import subscribe
-from dispatch.pagination import decode_cursor, encode_cursor, page_of, paginate
+from dispatch.errors import AuthenticationFailed
+from kit.errors import Conflict, InvalidInput, NotFound
+from kit.events import subscribe
+from kit.pagination import decode_cursor, encode_cursor, page_of, paginate
 from meters.models import Concentrator, Device, Fault, Quarantine, Reading, ValveCommand
 
 

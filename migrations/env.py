@@ -6,8 +6,8 @@ from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy.engine import Connection
 
-from dispatch.config import get_settings
-from dispatch.db import metadata
+from kit.config import get_settings
+from kit.db import metadata
 from migrations.models import import_all_models
 
 import_all_models()
@@ -22,6 +22,9 @@ def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, AN
         return False
     # meters_reading and its monthly partitions: partitioned DDL is hand-written in meters_0001.
     if type_ == "table" and name.startswith("meters_reading"):
+        return False
+    # pgqueuer's tables are created and upgraded by pgqueuer's own SQL (kit_0001).
+    if type_ == "table" and name.startswith("pgqueuer"):
         return False
     return alembic_helpers.include_object(obj, name, type_, reflected, compare_to)
 

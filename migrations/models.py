@@ -3,6 +3,7 @@
 import importlib
 
 MODEL_MODULES = (
+    "kit.models",
     "dispatch.models",
     "dispatch.alerts",
     "settlement.models",

@@ -22,7 +22,7 @@ def finalize_due(
     """Freeze reviews whose edit window ended and review automatically orders past their review window."""
     from datetime import datetime, timezone
 
-    from dispatch.db import get_engine, session_scope
+    from kit.db import get_engine, session_scope
     from ratings import jobs
 
     async def run() -> int:

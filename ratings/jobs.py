@@ -9,7 +9,7 @@ from sqlalchemy import exists, func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 from dispatch.models import Order, OrderEvent
 from ratings import service
 from ratings.models import Review

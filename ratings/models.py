@@ -8,8 +8,9 @@ from sqlalchemy import CheckConstraint, DateTime, Index, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-import dispatch.db  # noqa: F401  (naming convention must be set before tables are declared)
-from dispatch.models import CERTIFICATION_KINDS, utcnow
+import kit.db  # noqa: F401  (naming convention must be set before tables are declared)
+from dispatch.models import CERTIFICATION_KINDS
+from kit.models import utcnow
 
 # Fixed vocabularies: free-form tags would be unsearchable and a vector for abuse.
 REVIEW_TAGS = (

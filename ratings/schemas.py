@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from dispatch.schemas import Input
+from kit.schemas import Input
 from ratings.models import COMMENT_MAX_CHARS, CUSTOMER_TAGS, REVIEW_TAGS
 
 Stars = Annotated[int, Field(ge=1, le=5)]

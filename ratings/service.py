@@ -18,11 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, DomainError, InvalidInput, NotFound
-from dispatch.events import publish
+from kit.config import get_settings
+from kit.errors import Conflict, DomainError, InvalidInput, NotFound
+from kit.events import publish
 from dispatch.models import Customer, OrderEvent
-from dispatch.pagination import page_of, paginate
+from kit.pagination import page_of, paginate
 from dispatch.service import Actor, get_order, get_order_for, transition
 from dispatch.technicians import get_technician
 from ratings import events

@@ -99,3 +99,30 @@ start_redis() {
 stop_redis() {
   redis-cli -h 127.0.0.1 -p "$1" shutdown nosave >/dev/null 2>&1 || true
 }
+
+# start_redis_cluster NAME PORT...: three (or more) masters on loopback joined into one empty
+# cluster, started afresh each time (a cluster's node files do not survive a re-create).
+start_redis_cluster() {
+  local name="$1"; shift
+  local dir="$ROOT/var/$name" port nodes=()
+  for port in "$@"; do stop_redis "$port"; done
+  rm -rf "$dir"
+  for port in "$@"; do
+    mkdir -p "$dir/$port"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir/$port" --daemonize yes \
+      --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" --cluster-node-timeout 2000 \
+      --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log" --save "" --appendonly no >/dev/null
+    nodes+=("127.0.0.1:$port")
+  done
+  for port in "$@"; do
+    for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  log "joining Redis Cluster ${nodes[*]}"
+  redis-cli --cluster create "${nodes[@]}" --cluster-yes >"$dir/create.log" 2>&1 || {
+    echo "Redis Cluster did not form; see $dir/create.log" >&2; return 1; }
+  for _ in $(seq 100); do
+    redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | grep -q "cluster_state:ok" && return
+    sleep 0.1
+  done
+  echo "Redis Cluster is not ok; see $dir/*/redis.log" >&2; return 1
+}

@@ -32,6 +32,7 @@ gasdispatch secrets init
 
 gasdispatch migrate
 gasdispatch seed --city demo
+gasdispatch seed --city shanghai
 log "API:      http://127.0.0.1:8000/v1"
 log "docs:     http://127.0.0.1:8000/docs"
 log "health:   http://127.0.0.1:8000/v1/health"

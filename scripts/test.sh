@@ -7,6 +7,7 @@ cd "$ROOT"
 PG_PORT="${GASDISPATCH_TEST_PG_PORT:-55442}"
 REDIS_PORT="${GASDISPATCH_TEST_REDIS_PORT:-56389}"
 STRIPE_PORT="${GASDISPATCH_TEST_STRIPE_PORT:-58420}"
+CLUSTER_PORTS=(46301 46302 46303)  # each also uses port + 10000 for the cluster bus
 PG_PASSWORD=gasdispatch-test
 
 NEED_CHROMIUM=1 ensure_debian_packages
@@ -16,6 +17,7 @@ stripe_pid=""
 cleanup() {
   [ -n "$stripe_pid" ] && kill "$stripe_pid" 2>/dev/null || true
   stop_redis "$REDIS_PORT"
+  for port in "${CLUSTER_PORTS[@]}"; do stop_redis "$port"; done
   stop_postgres pg-test
 }
 trap cleanup EXIT INT TERM
@@ -23,6 +25,7 @@ trap cleanup EXIT INT TERM
 # The test cluster holds nothing worth keeping: skip fsync for speed.
 PG_FSYNC=off start_postgres pg-test "$PG_PORT" "$PG_PASSWORD" gasdispatch_test
 start_redis redis-test "$REDIS_PORT"
+start_redis_cluster redis-cluster-test "${CLUSTER_PORTS[@]}"
 
 mkdir -p var/test
 python tests/support/stripe_server.py --host 127.0.0.1 --port "$STRIPE_PORT" > var/test/stripe.log 2>&1 &
@@ -40,6 +43,7 @@ PY
 export GASDISPATCH_DATABASE_URL="postgresql+asyncpg://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/gasdispatch_test"
 export GASDISPATCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export GASDISPATCH_TEST_REDIS_PORT="$REDIS_PORT"
+export GASDISPATCH_TEST_REDIS_CLUSTER="127.0.0.1:${CLUSTER_PORTS[0]}"
 export GASDISPATCH_STRIPE_API_BASE="http://127.0.0.1:$STRIPE_PORT"
 export GASDISPATCH_JWT_SECRET="test-secret-not-for-production-0123456789"
 export GASDISPATCH_EMBEDDED_WORKER=false

@@ -1,5 +1,5 @@
 """The auditor's read side: settlements with filters, evidence bundles, CSV exports, the
-hash-chain check, and the log of every such read."""
+check of the hash chains and their daily anchors, and the log of every such read."""
 
 import csv
 import io
@@ -9,14 +9,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import tuple_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
-from dispatch.errors import NotFound
-from dispatch.pagination import page_of, paginate
+from kit.errors import NotFound
+from kit.pagination import page_of, paginate
 from settlement import ledger
-from settlement.models import AuditAccess, LedgerEntry, LedgerPosting, Payment, RuleSet, Settlement
+from settlement.models import (
+    AuditAccess,
+    LedgerAnchor,
+    LedgerEntry,
+    LedgerPosting,
+    Payment,
+    RuleSet,
+    Settlement,
+)
 
 
 async def log_access(session: AsyncSession, *, account_id: uuid.UUID, role: str, action: str,
@@ -115,6 +124,8 @@ async def evidence(session: AsyncSession, settlement_id: uuid.UUID) -> dict[str,
 @dataclass
 class ChainReport:
     checked: int = 0
+    chains: int = 0
+    anchors: int = 0
     broken: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -122,34 +133,78 @@ class ChainReport:
         return not self.broken
 
 
-async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
-    """Recompute every entry's hash from its rows; name each entry whose content or link differs."""
-    report = ChainReport()
-    prev_hash, last_seq = ledger.GENESIS_HASH, 0
+async def _postings_by_entry(session: AsyncSession, entry_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[ledger.Posting]]:
+    found: dict[uuid.UUID, list[ledger.Posting]] = {entry_id: [] for entry_id in entry_ids}
+    for p in (await session.exec(select(LedgerPosting).where(LedgerPosting.entry_id.in_(entry_ids))
+                                 .execution_options(populate_existing=True))).all():
+        found[p.entry_id].append(ledger.Posting(p.account, p.amount_minor, p.currency))
+    return found
+
+
+def _entry_problems(e: LedgerEntry, postings: list[ledger.Posting], prev_hash: str, expected_seq: int) -> list[str]:
+    problems = []
+    if e.chain_seq != expected_seq:
+        problems.append(f"chain position {e.chain_seq} where {expected_seq} was expected (an entry is missing)")
+    if e.prev_hash != prev_hash:
+        problems.append("link to the previous entry is broken")
+    if ledger.chain_hash(e.prev_hash, ledger.canonical_content(e, postings)) != e.content_hash:
+        problems.append("content does not match its hash")
+    if sum(p.amount_minor for p in postings) != 0 or e.id != ledger.entry_id_for(e.business_key):
+        problems.append("postings or id are not what was appended")
+    return problems
+
+
+async def _verify_entries(session: AsyncSession, report: ChainReport, batch: int) -> None:
+    """Walk every chain in (chain, chain_seq) order and name each entry whose content or link differs."""
+    chain, prev_hash, expected_seq = None, ledger.GENESIS_HASH, 1
+    after: tuple[str, int] = ("", 0)
     while True:
-        entries = (await session.exec(select(LedgerEntry).where(LedgerEntry.seq > last_seq)
-                                      .order_by(LedgerEntry.seq).limit(batch)
+        entries = (await session.exec(select(LedgerEntry).where(tuple_(LedgerEntry.chain, LedgerEntry.chain_seq) > after)
+                                      .order_by(LedgerEntry.chain, LedgerEntry.chain_seq).limit(batch)
                                       .execution_options(populate_existing=True))).all()
         if not entries:
-            return report
-        postings_by_entry: dict[uuid.UUID, list[ledger.Posting]] = {e.id: [] for e in entries}
-        for p in (await session.exec(select(LedgerPosting).where(LedgerPosting.entry_id.in_(list(postings_by_entry)))
-                                     .execution_options(populate_existing=True))).all():
-            postings_by_entry[p.entry_id].append(ledger.Posting(p.account, p.amount_minor, p.currency))
+            return
+        postings = await _postings_by_entry(session, [e.id for e in entries])
         for e in entries:
-            postings = postings_by_entry[e.id]
-            problems = []
-            if e.prev_hash != prev_hash:
-                problems.append("link to the previous entry is broken")
-            if ledger.chain_hash(e.prev_hash, ledger.canonical_content(e, postings)) != e.content_hash:
-                problems.append("content does not match its hash")
-            if sum(p.amount_minor for p in postings) != 0 or e.id != ledger.entry_id_for(e.business_key):
-                problems.append("postings or id are not what was appended")
+            if e.chain != chain:
+                chain, prev_hash, expected_seq = e.chain, ledger.GENESIS_HASH, 1
+                report.chains += 1
+            problems = _entry_problems(e, postings[e.id], prev_hash, expected_seq)
             if problems:
-                report.broken.append({"entry_id": str(e.id), "seq": e.seq, "business_key": e.business_key,
-                                      "problems": problems})
-            prev_hash, last_seq = e.content_hash, e.seq or last_seq
+                report.broken.append({"entry_id": str(e.id), "seq": e.seq, "chain": e.chain,
+                                      "chain_seq": e.chain_seq, "business_key": e.business_key, "problems": problems})
+            prev_hash, expected_seq = e.content_hash, e.chain_seq + 1
             report.checked += 1
+        after = (entries[-1].chain, entries[-1].chain_seq)
+
+
+async def _verify_anchors(session: AsyncSession, report: ChainReport) -> None:
+    """Each anchor links to the one before and names tips that are still in their chains."""
+    prev_hash = ledger.GENESIS_HASH
+    for a in (await session.exec(select(LedgerAnchor).order_by(LedgerAnchor.day)
+                                 .execution_options(populate_existing=True))).all():
+        problems = []
+        if a.prev_hash != prev_hash:
+            problems.append("link to the previous anchor is broken")
+        if ledger.anchor_hash(a.prev_hash, a.day, a.tips) != a.anchor_hash:
+            problems.append("tips do not match the anchor's hash")
+        for chain, (seq, tip_hash) in sorted(a.tips.items()):
+            found = (await session.exec(select(LedgerEntry.content_hash).where(
+                LedgerEntry.chain == chain, LedgerEntry.chain_seq == seq))).first()
+            if found != tip_hash:
+                problems.append(f"anchored tip {chain}#{seq} is {'changed' if found else 'missing'}")
+        if problems:
+            report.broken.append({"anchor": a.day.isoformat(), "problems": problems})
+        prev_hash = a.anchor_hash
+        report.anchors += 1
+
+
+async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
+    """Recompute every chain and every daily anchor; name each entry or anchor that differs."""
+    report = ChainReport()
+    await _verify_entries(session, report, batch)
+    await _verify_anchors(session, report)
+    return report
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).

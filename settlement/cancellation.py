@@ -18,9 +18,10 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
-from dispatch.errors import Conflict, IllegalTransition
+from dispatch.errors import IllegalTransition
 from dispatch.models import Order, Technician
 from dispatch.states import next_state
+from kit.errors import Conflict
 from settlement import ledger, service
 from settlement.gateway import PaymentGateway
 from settlement.ledger import Posting
@@ -51,6 +52,21 @@ class RescheduleNotFree(Conflict):
         super().__init__(f"rescheduling is not possible now; cancelling costs {quote.fee_minor} {quote.currency}")
         self.extra = {"current_state": quote.status,
                       "fee": {"amount_minor": quote.fee_minor, "currency": quote.currency}}
+
+
+class ServiceAlreadyDone(Conflict):
+    """The job was done; its payment needs another card, not a cancellation."""
+
+    slug = "service-already-done"
+
+    def __init__(self, status: str) -> None:
+        super().__init__()
+        self.extra = {"current_state": status}
+
+
+def _service_done(order: Order, role: str) -> bool:
+    # payment_attention keeps the technician only when the job was completed before the decline.
+    return role in _FEE_PAYING_ROLES and order.status == "payment_attention" and order.technician_id is not None
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,7 @@ async def quote(session: AsyncSession, order_id: uuid.UUID, *, role: str = "cust
         fee_minor, share = fee.fee_minor, fee.technician_share_minor
     return Quote(order_id=order.id, status=order.status, fee_minor=fee_minor, technician_share_minor=share,
                  currency=order.currency, rule_version=rule_row.version, free_until=fee.free_until,
-                 can_cancel=_allowed(order.status, "cancel", role),
+                 can_cancel=_allowed(order.status, "cancel", role) and not _service_done(order, role),
                  can_reschedule=_allowed(order.status, "reschedule", role) and fee_minor == 0)
 
 
@@ -114,6 +130,8 @@ async def cancel(session: AsyncSession, order_id: uuid.UUID, actor: dispatch.Act
                  reason_code: str | None, accepted_fee_minor: int | None, now: datetime | None = None) -> Order:
     """A fee lower than the one accepted is charged as it is now; a higher one is a conflict."""
     current = await quote(session, order_id, role=actor.role, now=now)
+    if _service_done(await dispatch.get_order(session, order_id), actor.role):
+        raise ServiceAlreadyDone(current.status)
     if current.fee_minor > (accepted_fee_minor or 0):
         raise CancellationFeeChanged(current)
     return await dispatch.cancel_order(session, order_id, actor, reason, reason_code=reason_code,

@@ -1,6 +1,6 @@
 """Settlement's domain errors; api/errors.py maps their bases (Conflict 409, InvalidInput 422)."""
 
-from dispatch.errors import Conflict, InvalidInput
+from kit.errors import Conflict, InvalidInput
 
 
 class RulesOutOfBounds(InvalidInput):

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.events import subscribe
+from kit.events import subscribe
 from settlement import cancellation, service
 
 

@@ -5,8 +5,16 @@ each entry sums to zero per currency (checked here and by a deferred constraint 
 entries are append-only (a trigger refuses UPDATE/DELETE; corrections are new entries),
 an entry's id is derived from its business key so a replay is a no-op and the same key with
 other content is an error, a technician's payable never goes below zero, a provider object
-maps to at most one entry, and entries form a hash chain (appends serialised by an advisory
-lock) that `audit.verify_chain` re-computes.
+maps to at most one entry, and entries are hash-chained.
+
+Chains are per order (an entry without an order: per its first account), not one for the
+platform: a post locks only its chain's tip row (`settlement_ledger_chain`), so posts for
+unrelated orders never wait for each other, while all of one order's money stays in sequence.
+Debits of a technician's payable also take a lock on that account, so two payouts cannot both
+spend one balance. A daily anchor (`anchor`) records every tip that moved since the previous
+anchor and is itself chained, so a chain cut short or dropped after anchoring is detected too;
+`audit.verify_chain` re-computes chains and anchors. Entries from before the per-order chains
+keep their single chain, named `legacy`.
 """
 
 import hashlib
@@ -14,14 +22,16 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from typing import Any
 
-from sqlalchemy import func, text
-from sqlmodel import select
+from sqlalchemy import func, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import Conflict, InvalidInput
-from settlement.models import LedgerEntry, LedgerPosting
+from kit.errors import Conflict, InvalidInput
+from settlement.models import LedgerAnchor, LedgerChain, LedgerEntry, LedgerPosting
 
 PROVIDER_BALANCE = "provider_balance"
 CUSTOMER_HOLDS = "customer_holds"
@@ -30,8 +40,8 @@ PLATFORM_REVENUE = "platform_revenue"
 QUALITY_BONUS_POOL = "quality_bonus_pool"
 REFUNDS = "refunds"
 GENESIS_HASH = "0" * 64
+LEGACY_CHAIN = "legacy"
 _NAMESPACE = uuid.UUID("6f1c2a4e-3b7d-5e89-a0c1-d2e3f4a5b6c7")
-_APPEND_LOCK = 0x1ED6E5  # pg_advisory_xact_lock key serialising appends to the chain
 
 
 def technician_payable(technician_id: uuid.UUID | str) -> str:
@@ -86,6 +96,15 @@ def chain_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
 
 
+def chain_for(order_id: uuid.UUID | None, postings: list[Posting]) -> str:
+    return f"order:{order_id}" if order_id is not None else f"account:{min(postings).account}"
+
+
+def anchor_hash(prev_hash: str, day: date, tips: dict[str, Any]) -> str:
+    content = json.dumps({"day": day.isoformat(), "tips": tips}, sort_keys=True, separators=(",", ":"))
+    return chain_hash(prev_hash, content)
+
+
 def _check_balanced(postings: list[Posting]) -> None:
     if len(postings) < 2 or any(p.amount_minor == 0 for p in postings):
         raise UnbalancedEntry("an entry needs at least two non-zero postings")
@@ -101,6 +120,20 @@ async def postings_of(session: AsyncSession, entry_id: uuid.UUID) -> list[Postin
     return sorted(Posting(r.account, r.amount_minor, r.currency) for r in rows)
 
 
+async def _same_as_existing(session: AsyncSession, existing: LedgerEntry, *, kind: str, postings: list[Posting],
+                            order_id: uuid.UUID | None, settlement_id: uuid.UUID | None,
+                            provider_object_id: str | None) -> bool:
+    return (existing.kind, existing.order_id, existing.settlement_id, existing.provider_object_id) == (
+        kind, order_id, settlement_id, provider_object_id) and await postings_of(session, existing.id) == postings
+
+
+async def _lock_tip(session: AsyncSession, chain: str) -> LedgerChain:
+    await session.exec(insert(LedgerChain).values(chain=chain, seq=0, tip_hash=GENESIS_HASH, anchored_seq=0)
+                       .on_conflict_do_nothing())
+    return (await session.exec(select(LedgerChain).where(LedgerChain.chain == chain).with_for_update()
+                               .execution_options(populate_existing=True))).one()
+
+
 async def post(
     session: AsyncSession, *, business_key: str, kind: str, postings: list[Posting],
     order_id: uuid.UUID | None = None, settlement_id: uuid.UUID | None = None,
@@ -109,13 +142,15 @@ async def post(
     """Append an entry; returns (entry, created). Replaying the same business event is a no-op."""
     postings = sorted(p for p in postings if p.amount_minor != 0)
     _check_balanced(postings)
-    await session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_APPEND_LOCK))
     entry_id = entry_id_for(business_key)
+    content = {"kind": kind, "postings": postings, "order_id": order_id, "settlement_id": settlement_id,
+               "provider_object_id": provider_object_id}
+    chain = chain_for(order_id, postings)
+    tip = await _lock_tip(session, chain)
+    # Checked under the chain's lock: a concurrent replay of this key waits here, then sees it.
     existing = await session.get(LedgerEntry, entry_id, populate_existing=True)
     if existing is not None:
-        same = (existing.kind, existing.order_id, existing.settlement_id, existing.provider_object_id) == (
-            kind, order_id, settlement_id, provider_object_id) and await postings_of(session, entry_id) == postings
-        if not same:
+        if not await _same_as_existing(session, existing, **content):
             raise LedgerConflict(f"entry {business_key} already exists with other content")
         return existing, False
     if provider_object_id is not None:
@@ -123,26 +158,53 @@ async def post(
             LedgerEntry.provider_object_id == provider_object_id))).first()
         if taken is not None:
             raise LedgerConflict(f"provider object {provider_object_id} is already entry {taken}")
-    for p in postings:
-        if p.account.startswith("technician_payable:") and p.amount_minor > 0:
-            credit_balance = -(await balance(session, p.account, p.currency))
-            if credit_balance - p.amount_minor < 0:
-                raise PayableWouldGoNegative(f"{p.account} holds {credit_balance}, cannot pay {p.amount_minor}")
-    last = (await session.exec(select(LedgerEntry).order_by(LedgerEntry.seq.desc()).limit(1))).first()
-    prev_hash = last.content_hash if last is not None else GENESIS_HASH
+    for p in sorted(p for p in postings if p.account.startswith("technician_payable:") and p.amount_minor > 0):
+        # Payouts of one technician come from different orders' chains: his account serialises them.
+        await session.exec(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+                           .bindparams(key=f"ledger:{p.account}"))
+        credit_balance = -(await balance(session, p.account, p.currency))
+        if credit_balance - p.amount_minor < 0:
+            raise PayableWouldGoNegative(f"{p.account} holds {credit_balance}, cannot pay {p.amount_minor}")
     entry = LedgerEntry(
         id=entry_id, business_key=business_key, kind=kind, order_id=order_id, settlement_id=settlement_id,
         provider_object_id=provider_object_id, memo=memo[:300],
         created_at=now or datetime.now(timezone.utc),
-        content_hash="", prev_hash=prev_hash,
+        content_hash="", prev_hash=tip.tip_hash, chain=chain, chain_seq=tip.seq + 1,
     )
-    entry.content_hash = chain_hash(prev_hash, canonical_content(entry, postings))
+    entry.content_hash = chain_hash(tip.tip_hash, canonical_content(entry, postings))
     session.add(entry)
     await session.flush()
     session.add_all(LedgerPosting(entry_id=entry_id, account=p.account, amount_minor=p.amount_minor,
                                   currency=p.currency) for p in postings)
+    await session.exec(update(LedgerChain).where(LedgerChain.chain == chain)
+                       .values(seq=entry.chain_seq, tip_hash=entry.content_hash))
     await session.flush()
     return entry, True
+
+
+async def anchor(session: AsyncSession, day: date | None = None) -> LedgerAnchor:
+    """The day's anchor (made once; a second call returns it): every chain tip that moved since
+    the previous anchor, chained to that anchor. Reads tips without locking them."""
+    day = day or datetime.now(timezone.utc).date()
+    existing = await session.get(LedgerAnchor, day)
+    if existing is not None:
+        return existing
+    moved = (await session.exec(select(LedgerChain).where(col(LedgerChain.seq) > col(LedgerChain.anchored_seq))
+                                .order_by(LedgerChain.chain))).all()
+    tips = {c.chain: [c.seq, c.tip_hash] for c in moved}
+    previous = (await session.exec(select(LedgerAnchor).order_by(col(LedgerAnchor.day).desc()).limit(1))).first()
+    if previous is not None and previous.day > day:
+        raise InvalidInput(f"the ledger is anchored up to {previous.day}; {day} cannot be anchored after it")
+    prev_hash = previous.anchor_hash if previous is not None else GENESIS_HASH
+    inserted = (await session.exec(insert(LedgerAnchor).values(
+        day=day, tips=tips, prev_hash=prev_hash, anchor_hash=anchor_hash(prev_hash, day, tips),
+        created_at=datetime.now(timezone.utc)).on_conflict_do_nothing().returning(LedgerAnchor.day))).first()
+    if inserted is not None:
+        for chain, (seq, _) in tips.items():
+            await session.exec(update(LedgerChain).where(LedgerChain.chain == chain, LedgerChain.anchored_seq < seq)
+                               .values(anchored_seq=seq))
+    return (await session.exec(select(LedgerAnchor).where(LedgerAnchor.day == day)
+                               .execution_options(populate_existing=True))).one()
 
 
 async def has_provider_object(session: AsyncSession, provider_object_id: str) -> bool:

@@ -1,20 +1,31 @@
-"""Settlement tables: payments per order, rules, settlements, the ledger, the webhook inbox,
-the audit-access log and the sandbox provider's own tables."""
+"""Settlement tables: payments per order and their attempts, rules, settlements, the ledger with
+its chains and daily anchors, claw-back reversals, the webhook inbox, the audit-access log and
+the sandbox provider's own tables."""
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Identity, Index, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Identity,
+    Index,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from dispatch.models import _ts, utcnow
+from kit.models import timestamp_column, utcnow
 
 SETTLEMENT_STATUSES = ("held", "accrued", "transfer_pending", "transferred")
 # A settlement pays a job done ("service", after its review) or a cancellation fee's share.
 SETTLEMENT_KINDS = ("service", "cancellation")
 PAYMENT_STATUSES = ("authorised", "captured", "cancelled")
+PAYMENT_ATTEMPT_OUTCOMES = ("declined", "authorised")
+CLAWBACK_STATUSES = ("pending", "reversed", "kept")
 
 
 class Payment(SQLModel, table=True):
@@ -35,8 +46,25 @@ class Payment(SQLModel, table=True):
     captured_minor: int = Field(default=0, sa_type=BigInteger)
     refunded_minor: int = Field(default=0, sa_type=BigInteger)
     status: str = Field(default="authorised", max_length=16)
-    created_at: datetime = _ts(default_factory=utcnow)
-    updated_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    updated_at: datetime = timestamp_column(default_factory=utcnow)
+
+
+class PaymentAttempt(SQLModel, table=True):
+    """One authorisation tried for an order: the card the customer gave and what the provider said."""
+
+    __tablename__ = "settlement_payment_attempt"
+    __table_args__ = (
+        CheckConstraint(f"outcome IN {PAYMENT_ATTEMPT_OUTCOMES}", name="outcome"),
+        CheckConstraint("attempt >= 1", name="attempt"),
+    )
+
+    order_id: uuid.UUID = Field(primary_key=True)
+    attempt: int = Field(primary_key=True)
+    payment_method_ref: str = Field(max_length=100)
+    outcome: str = Field(max_length=16)
+    decline_code: str | None = Field(default=None, max_length=64)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class RuleSet(SQLModel, table=True):
@@ -65,7 +93,7 @@ class RuleSet(SQLModel, table=True):
     cancellation_free_minutes: int = 0
     cancellation_technician_bps: int = 10_000
     created_by: str = Field(max_length=64)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Settlement(SQLModel, table=True):
@@ -103,8 +131,11 @@ class Settlement(SQLModel, table=True):
     clawback_minor: int = Field(default=0, sa_type=BigInteger)
     # What this payout kept back to settle the technician's receivable (earlier clawbacks).
     receivable_offset_minor: int = Field(default=0, sa_type=BigInteger)
-    created_at: datetime = _ts(default_factory=utcnow)
-    transferred_at: datetime | None = _ts(nullable=True, default=None)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    transferred_at: datetime | None = timestamp_column(nullable=True, default=None)
+    # Set when the transfer was reserved (its netting fixed) and the provider is about to be
+    # called; a run after a crash completes it with the same amount and idempotency key.
+    transfer_requested_at: datetime | None = timestamp_column(nullable=True, default=None)
 
 
 class ConnectedAccount(SQLModel, table=True):
@@ -112,13 +143,32 @@ class ConnectedAccount(SQLModel, table=True):
 
     technician_id: uuid.UUID = Field(primary_key=True)
     provider_account_id: str = Field(max_length=100, unique=True)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+
+
+class Clawback(SQLModel, table=True):
+    """Money taken back from a paid-out technician: the reversal to try at the provider, decided
+    outside the transaction that booked the claw-back (reversed, or kept as his receivable)."""
+
+    __tablename__ = "settlement_clawback"
+    __table_args__ = (CheckConstraint(f"status IN {CLAWBACK_STATUSES}", name="status"),)
+
+    settlement_id: uuid.UUID = Field(primary_key=True)
+    cause_id: str = Field(primary_key=True, max_length=100)
+    amount_minor: int = Field(sa_type=BigInteger)
+    # What to reverse, fixed before the provider is called (its available balance may be less).
+    reversal_minor: int | None = Field(default=None, sa_type=BigInteger)
+    status: str = Field(default="pending", max_length=16)
+    reversal_id: str | None = Field(default=None, max_length=100)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    decided_at: datetime | None = timestamp_column(nullable=True, default=None)
 
 
 class LedgerEntry(SQLModel, table=True):
-    """Append-only (a trigger refuses UPDATE and DELETE); hash-chained in `seq` order."""
+    """Append-only (a trigger refuses UPDATE and DELETE); hash-chained per chain in `chain_seq` order."""
 
     __tablename__ = "settlement_ledger_entry"
+    __table_args__ = (UniqueConstraint("chain", "chain_seq"),)
 
     id: uuid.UUID = Field(primary_key=True)
     seq: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), unique=True, nullable=False))
@@ -128,9 +178,37 @@ class LedgerEntry(SQLModel, table=True):
     settlement_id: uuid.UUID | None = Field(default=None, index=True)
     provider_object_id: str | None = Field(default=None, max_length=100, unique=True)
     memo: str = Field(default="", max_length=300)
-    created_at: datetime = _ts(default_factory=utcnow, index=True)
+    created_at: datetime = timestamp_column(default_factory=utcnow, index=True)
     content_hash: str = Field(max_length=64)
     prev_hash: str = Field(max_length=64)
+    # The order's chain (or one account's, for an entry without an order), see settlement/ledger.py.
+    chain: str = Field(max_length=120)
+    chain_seq: int = Field(sa_type=BigInteger)
+
+
+class LedgerChain(SQLModel, table=True):
+    """The tip of each chain: the one row a post locks, so posts to other chains never wait."""
+
+    __tablename__ = "settlement_ledger_chain"
+
+    chain: str = Field(primary_key=True, max_length=120)
+    seq: int = Field(sa_type=BigInteger)
+    tip_hash: str = Field(max_length=64)
+    # The seq the latest anchor recorded; chains past it go into the next anchor.
+    anchored_seq: int = Field(default=0, sa_type=BigInteger)
+
+
+class LedgerAnchor(SQLModel, table=True):
+    """A day's anchor over the chain tips that moved since the last one, chained to that one.
+    Append-only like the entries."""
+
+    __tablename__ = "settlement_ledger_anchor"
+
+    day: date = Field(primary_key=True)
+    tips: dict[str, Any] = Field(sa_type=JSONB)
+    prev_hash: str = Field(max_length=64)
+    anchor_hash: str = Field(max_length=64)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class LedgerPosting(SQLModel, table=True):
@@ -158,12 +236,12 @@ class WebhookInbox(SQLModel, table=True):
     event_id: str = Field(max_length=100)
     type: str = Field(max_length=80)
     payload: dict[str, Any] = Field(sa_type=JSONB)
-    received_at: datetime = _ts(default_factory=utcnow)
-    processed_at: datetime | None = _ts(nullable=True, default=None)
+    received_at: datetime = timestamp_column(default_factory=utcnow)
+    processed_at: datetime | None = timestamp_column(nullable=True, default=None)
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
-    next_attempt_at: datetime | None = _ts(nullable=True, default=None)
-    dead_lettered_at: datetime | None = _ts(nullable=True, default=None)
+    next_attempt_at: datetime | None = timestamp_column(nullable=True, default=None)
+    dead_lettered_at: datetime | None = timestamp_column(nullable=True, default=None)
 
 
 class AuditAccess(SQLModel, table=True):
@@ -177,7 +255,7 @@ class AuditAccess(SQLModel, table=True):
     action: str = Field(max_length=40)
     target: str | None = Field(default=None, max_length=100)
     params: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
-    at: datetime = _ts(default_factory=utcnow)
+    at: datetime = timestamp_column(default_factory=utcnow)
 
 
 # -- the sandbox provider's own tables (the provider's side, committed independently) -------------
@@ -190,7 +268,7 @@ class SandboxRequest(SQLModel, table=True):
     operation: str = Field(max_length=40)
     params_hash: str = Field(max_length=64)
     result: dict[str, Any] = Field(sa_type=JSONB)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class SandboxObject(SQLModel, table=True):
@@ -201,7 +279,7 @@ class SandboxObject(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=100)
     kind: str = Field(max_length=20, index=True)
     data: dict[str, Any] = Field(sa_type=JSONB)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class SandboxBalanceTransaction(SQLModel, table=True):
@@ -212,7 +290,7 @@ class SandboxBalanceTransaction(SQLModel, table=True):
     amount_minor: int = Field(sa_type=BigInteger)
     currency: str = Field(max_length=3)
     source_id: str = Field(max_length=100)
-    created_at: datetime = _ts(default_factory=utcnow, index=True)
+    created_at: datetime = timestamp_column(default_factory=utcnow, index=True)
 
 
 class SandboxEvent(SQLModel, table=True):
@@ -223,4 +301,4 @@ class SandboxEvent(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=100)
     type: str = Field(max_length=80)
     body: dict[str, Any] = Field(sa_type=JSONB)
-    created_at: datetime = _ts(default_factory=utcnow, index=True)
+    created_at: datetime = timestamp_column(default_factory=utcnow, index=True)

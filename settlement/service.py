@@ -2,11 +2,17 @@
 higher price, capture on completion, settlement on the finalized review, a crash-safe
 transfer netting what the technician owes, refunds and disputes after settlement.
 
+A declined card ends cleanly: the attempt is recorded, the order moves to `payment_attention`
+(the technician is released if he has not reached the door) and the customer is told; he pays
+with another card (`retry_payment`), never in a loop. A capture whose hold does not exist yet
+raises NotReady so the event is delivered again later.
+
 Every provider call carries a deterministic idempotency key and every ledger entry a
-deterministic business key, so any step can be retried. The transfer is split across
-transactions: the settlement row (`transfer_pending`) is committed first, the provider is
-called with `settlement:{id}:transfer:v1`, and the ledger entry and the new state are written
-together; `resume_pending` completes rows left behind by a crash.
+deterministic business key, so any step can be retried. No database lock is held while the
+provider is called: the transfer is reserved in one transaction (its netting fixed, committed),
+the provider is called with `settlement:{id}:transfer:v1`, and the ledger entries and the new
+state are written in another; a claw-back books the receivable and a pending reversal, and the
+reversal is decided the same way. A run after a crash completes what was reserved, once.
 """
 
 import asyncio
@@ -24,14 +30,28 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, InvalidInput, NotFound
-from dispatch.models import Account, Technician
+from dispatch.models import Account, Customer, Order, Technician
+from dispatch.notifications import notify
+from dispatch.states import PAYMENT_RELEASES_TECHNICIAN
+from kit.config import get_settings
+from kit.errors import Conflict, InvalidInput, NotFound, NotReady, TooManyAttempts
 from settlement import ledger
 from settlement.errors import RefundExceedsCapture
-from settlement.gateway import CardDeclined, PaymentGateway, PaymentRequestRejected
+from settlement.gateway import (
+    CardDeclined,
+    IdempotencyConflict,
+    PaymentGateway,
+    PaymentRequestRejected,
+)
 from settlement.ledger import Posting
-from settlement.models import ConnectedAccount, Payment, RuleSet, Settlement
+from settlement.models import (
+    Clawback,
+    ConnectedAccount,
+    Payment,
+    PaymentAttempt,
+    RuleSet,
+    Settlement,
+)
 from settlement.rules import Rules, check_adjustment, compute
 
 log = structlog.get_logger(__name__)
@@ -71,6 +91,15 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+async def _end_step(session: AsyncSession) -> None:
+    """End a step before a provider call: committed, so no lock it took is held during the call.
+    Inside a caller's savepoint the caller owns the boundary, and the step is only flushed."""
+    if session.in_nested_transaction():
+        await session.flush()
+    else:
+        await session.commit()
+
+
 # -- rules ----------------------------------------------------------------------------------
 
 
@@ -108,25 +137,123 @@ async def publish_rules(session: AsyncSession, *, created_by: str, **values: Any
 # -- customer side --------------------------------------------------------------------------
 
 
+MAX_PAYMENT_ATTEMPTS = 5
+# Refusals that mean "this card will not pay": the customer must choose another one.
+_DECLINES = (CardDeclined, PaymentRequestRejected)
+
+
+def _hold_key(order_id: uuid.UUID, attempt: int) -> str:
+    return f"settlement:{order_id}:hold:v1" if attempt == 1 else f"settlement:{order_id}:hold:attempt{attempt}:v1"
+
+
+async def payment_attempts(session: AsyncSession, order_id: uuid.UUID) -> list[PaymentAttempt]:
+    return list((await session.exec(select(PaymentAttempt).where(PaymentAttempt.order_id == order_id)
+                                    .order_by(PaymentAttempt.attempt))).all())
+
+
+async def _payment_method(session: AsyncSession, order_id: uuid.UUID) -> str:
+    """The card the customer gave for this order in a retry, else the platform's current default."""
+    given = (await session.exec(select(PaymentAttempt.payment_method_ref).where(
+        PaymentAttempt.order_id == order_id, PaymentAttempt.outcome == "authorised", PaymentAttempt.attempt > 1)
+        .order_by(PaymentAttempt.attempt.desc()).limit(1))).first()
+    return given or get_settings().settlement_payment_method_ref
+
+
+async def _authorise(session: AsyncSession, order: Order, attempt: int, payment_method_ref: str,
+                     gateway: PaymentGateway) -> Payment | None:
+    """One authorisation of the order's price; the attempt is recorded either way, None if declined."""
+    code = None
+    try:
+        hold = await _call(gateway.authorise, order_id=str(order.id), amount_minor=order.price_estimate_minor,
+                           currency=order.currency, customer_ref=None, payment_method_ref=payment_method_ref,
+                           idempotency_key=_hold_key(order.id, attempt))
+    except IdempotencyConflict as exc:
+        raise Conflict("another payment attempt for this order is in progress") from exc
+    except _DECLINES as exc:
+        hold, code = None, (exc.code or "card_declined")[:64]
+        log.info("settlement.hold_declined", order_id=str(order.id), attempt=attempt, code=code)
+    recorded = (await session.exec(insert(PaymentAttempt).values(
+        order_id=order.id, attempt=attempt, payment_method_ref=payment_method_ref,
+        outcome="declined" if hold is None else "authorised", decline_code=code,
+        created_at=_now()).on_conflict_do_nothing().returning(PaymentAttempt.attempt))).first()
+    if recorded is None:
+        raise Conflict("another payment attempt for this order is in progress")
+    if hold is None:
+        return None
+    payment = Payment(order_id=order.id, customer_id=order.customer_id, currency=hold.currency, hold_id=hold.id,
+                      charge_id=hold.charge_id, held_minor=hold.amount_minor)
+    session.add(payment)
+    await ledger.post(session, business_key=f"order:{order.id}:hold", kind="hold", order_id=order.id,
+                      provider_object_id=hold.id, postings=[
+                          Posting(ledger.CUSTOMER_HOLDS, hold.amount_minor, hold.currency),
+                          Posting(ledger.ORDER_LIABILITY, -hold.amount_minor, hold.currency)])
+    return payment
+
+
 async def place_hold(session: AsyncSession, order_id: uuid.UUID, gateway: PaymentGateway) -> Payment | None:
+    """The hold at acceptance. A declined card is recorded once and the order waits for the
+    customer (payment_attention); a redelivered event finds the attempt and does nothing."""
     existing = await session.get(Payment, order_id)
     if existing is not None:
         return existing
     order = await dispatch.get_order(session, order_id)
     if order.price_estimate_minor == 0:
         return None  # free services (inspections, emergencies) take no payment
-    hold = await _call(gateway.authorise, order_id=str(order_id), amount_minor=order.price_estimate_minor,
-                       currency=order.currency, customer_ref=None,
-                       payment_method_ref=get_settings().settlement_payment_method_ref,
-                       idempotency_key=f"settlement:{order_id}:hold:v1")
-    payment = Payment(order_id=order_id, customer_id=order.customer_id, currency=hold.currency, hold_id=hold.id,
-                      charge_id=hold.charge_id, held_minor=hold.amount_minor)
-    session.add(payment)
-    await ledger.post(session, business_key=f"order:{order_id}:hold", kind="hold", order_id=order_id,
-                      provider_object_id=hold.id, postings=[
-                          Posting(ledger.CUSTOMER_HOLDS, hold.amount_minor, hold.currency),
-                          Posting(ledger.ORDER_LIABILITY, -hold.amount_minor, hold.currency)])
+    if await payment_attempts(session, order_id):
+        return None  # declined before: only the customer's retry tries again
+    payment = await _authorise(session, order, 1, get_settings().settlement_payment_method_ref, gateway)
+    if payment is None:
+        await _needs_attention(session, order_id, "card_declined")
     return payment
+
+
+async def _needs_attention(session: AsyncSession, order_id: uuid.UUID, reason_code: str) -> None:
+    """The customer must pay with another card. Before the door the technician is released; at the
+    door the job goes on and the order moves once it is completed (capture_order)."""
+    order = await session.get(Order, order_id, populate_existing=True)
+    if order.status not in (*PAYMENT_RELEASES_TECHNICIAN, "completed"):
+        log.warning("settlement.declined_during_service", order_id=str(order_id), status=order.status)
+        return
+    release = order.status in PAYMENT_RELEASES_TECHNICIAN
+    payload: dict[str, Any] = {"reason_code": reason_code}
+    if release and order.technician_id is not None:
+        payload["released_technician_id"] = str(order.technician_id)
+    await dispatch.transition(session, order_id, "payment_declined", SYSTEM, reason=reason_code, payload=payload,
+                              set_values={"technician_id": None} if release else None)
+    customer = await session.get(Customer, order.customer_id)
+    if customer is not None:
+        attempts = len(await payment_attempts(session, order_id))
+        await notify(session, customer.account_id, "payment_attention", "付款需要处理 / Payment needs attention",
+                     "Your card was declined. Pay with another card to continue.",
+                     {"order_id": str(order_id), "reason_code": reason_code,
+                      "attempts_left": max(MAX_PAYMENT_ATTEMPTS - attempts, 0)},
+                     dedupe_key=f"payment_attention:{order_id}:{attempts}")
+
+
+async def retry_payment(session: AsyncSession, order_id: uuid.UUID, payment_method_ref: str,
+                        gateway: PaymentGateway) -> tuple[Order, str, int]:
+    """The customer pays an order in payment_attention with another card: (order, outcome, attempts left).
+
+    Authorised: the order returns to matching, or to completed when the job was done (its
+    capture follows). Declined: it stays, and the customer may try up to MAX_PAYMENT_ATTEMPTS.
+    Nothing is locked while the provider is called; a concurrent second attempt is a conflict.
+    """
+    order = await dispatch.get_order(session, order_id)
+    if order.status != "payment_attention":
+        raise dispatch.OrderStateConflict(f"order is {order.status}, its payment needs nothing", order.status)
+    attempts = len(await payment_attempts(session, order_id))
+    if attempts >= MAX_PAYMENT_ATTEMPTS:
+        raise TooManyAttempts("too many cards tried for this order; cancel it or call the hotline",
+                              retry_after_s=24 * 3600)
+    payment = await _authorise(session, order, attempts + 1, payment_method_ref, gateway)
+    left = MAX_PAYMENT_ATTEMPTS - attempts - 1
+    if payment is None:
+        return order, "declined", left
+    into = [e for e in await dispatch.order_events(session, order_id) if e.to_status == "payment_attention"][-1]
+    action = "payment_recovered" if into.from_status == "completed" else "payment_retried"
+    order = await dispatch.transition(session, order_id, action, SYSTEM, expected_status="payment_attention",
+                                      payload={"reason_code": "payment_authorised"})
+    return order, "authorised", left
 
 
 async def _capture(session: AsyncSession, payment: Payment, amount: int, gateway: PaymentGateway, memo: str) -> None:
@@ -164,7 +291,7 @@ async def _raise_hold(session: AsyncSession, payment: Payment, amount: int, gate
     order_id, old_hold_id, old_amount = payment.order_id, payment.hold_id, payment.held_minor
     try:
         hold = await _call(gateway.authorise, order_id=str(order_id), amount_minor=amount, currency=payment.currency,
-                           customer_ref=None, payment_method_ref=get_settings().settlement_payment_method_ref,
+                           customer_ref=None, payment_method_ref=await _payment_method(session, order_id),
                            idempotency_key=f"settlement:{order_id}:hold:{amount}:v1")
     except (CardDeclined, PaymentRequestRejected) as exc:
         log.info("settlement.raise_hold_refused", order_id=str(order_id), amount_minor=amount, error=str(exc))
@@ -189,13 +316,23 @@ async def capture_order(session: AsyncSession, order_id: uuid.UUID, final_price_
     """Capture the final price; what is left of the hold is released by capturing less.
 
     Dispatch completes above the estimate only with the customer's approval, so a price above
-    the hold raises it here too when the approval event has not been handled yet.
+    the hold raises it here too when the approval event has not been handled yet. Without a
+    hold: a free job needs none; a declined card sends the order to payment_attention; otherwise
+    the hold is not placed yet and NotReady has the event delivered again later.
     """
     payment = await session.get(Payment, order_id, with_for_update=True)
-    if payment is None or payment.status != "authorised":
-        return payment
     order = await dispatch.get_order(session, order_id)
     price = order.price_estimate_minor if final_price_minor is None else int(final_price_minor)
+    if payment is None:
+        if price <= 0:
+            return None
+        attempts = await payment_attempts(session, order_id)
+        if attempts and attempts[-1].outcome == "declined":
+            await _needs_attention(session, order_id, attempts[-1].decline_code or "card_declined")
+            return None
+        raise NotReady(f"order {order_id} has no hold yet", retry_after_s=5)
+    if payment.status != "authorised":
+        return payment
     if price <= 0:
         await _cancel_hold(session, payment, gateway)
         return payment
@@ -240,6 +377,8 @@ async def compute_settlement(
     payment = await session.get(Payment, order_id)
     if payment is not None and payment.status != "captured":
         raise SettlementNotReady("the payment is not captured yet")
+    if payment is None and order.price_estimate_minor > 0:
+        raise SettlementNotReady("the customer's payment is not settled yet")
     base = 0 if payment is None else payment.captured_minor - payment.refunded_minor
     rule_row = await current_rules(session)
     result = compute(as_rules(rule_row), base_minor=base, stars=stars)
@@ -262,12 +401,13 @@ async def compute_settlement(
 
 
 async def _book_settlement(session: AsyncSession, s: Settlement) -> None:
-    await ledger.post(session, business_key=f"settlement:{s.id}:computed", kind="settlement",
-                      order_id=s.order_id, settlement_id=s.id, postings=[
-                          Posting(ledger.ORDER_LIABILITY, s.base_minor, s.currency),
-                          Posting(ledger.QUALITY_BONUS_POOL, s.adjustment_minor, s.currency),
-                          Posting(ledger.PLATFORM_REVENUE, -s.fee_minor, s.currency),
-                          Posting(ledger.technician_payable(s.technician_id), -s.payout_minor, s.currency)])
+    postings = [Posting(ledger.ORDER_LIABILITY, s.base_minor, s.currency),
+                Posting(ledger.QUALITY_BONUS_POOL, s.adjustment_minor, s.currency),
+                Posting(ledger.PLATFORM_REVENUE, -s.fee_minor, s.currency),
+                Posting(ledger.technician_payable(s.technician_id), -s.payout_minor, s.currency)]
+    if any(p.amount_minor for p in postings):  # a free or fully refunded job moves no money
+        await ledger.post(session, business_key=f"settlement:{s.id}:computed", kind="settlement",
+                          order_id=s.order_id, settlement_id=s.id, postings=postings)
     if s.payout_minor == 0:
         await _mark_settled(session, s, status_from="accrued")
         return
@@ -339,57 +479,100 @@ async def ensure_connected_account(session: AsyncSession, technician_id: uuid.UU
 
 
 async def transfer_settlement(session: AsyncSession, settlement_id: uuid.UUID, gateway: PaymentGateway) -> bool:
-    """Pay one transfer_pending settlement; False if another worker holds it or it is done.
+    """Pay one transfer_pending settlement; False if another worker booked it or it is done.
 
-    The caller commits. The row lock (SKIP LOCKED) keeps a second worker away meanwhile; the
-    idempotency key keeps a retry after a crash from paying twice.
+    Three steps, so no lock is held while the provider is called: reserve (the netting of his
+    receivable fixed on the row, committed), the provider call with the settlement's idempotency
+    key, and the booking (the caller commits). A run after a crash between them finds the
+    reservation and completes it with the same amount and key: paid once, booked once.
     """
+    s = await session.get(Settlement, settlement_id, populate_existing=True)
+    if s is None or s.status != "transfer_pending":
+        return False
+    account = await ensure_connected_account(session, s.technician_id, gateway)
+    await _end_step(session)
+    s = await _reserve_transfer(session, settlement_id, account)
+    if s is None:
+        return False
+    await _end_step(session)
+    transfer = None
+    if s.payout_minor - s.receivable_offset_minor > 0:
+        transfer = await _provider_transfer(session, s, account, gateway)
+        _fault("after_provider_call")
+    return await _book_transfer(session, settlement_id, transfer)
+
+
+async def _lock_technician_payouts(session: AsyncSession, technician_id: uuid.UUID) -> None:
+    # Reservations and bookings of one technician's payouts in turn: two never net one receivable.
+    await session.exec(select(ConnectedAccount).where(ConnectedAccount.technician_id == technician_id)
+                       .with_for_update())
+
+
+async def _reserve_transfer(session: AsyncSession, settlement_id: uuid.UUID,
+                            account: ConnectedAccount) -> Settlement | None:
     s = (await session.exec(select(Settlement).where(
         Settlement.id == settlement_id, Settlement.status == "transfer_pending",
     ).with_for_update(skip_locked=True).execution_options(populate_existing=True))).first()
-    if s is None:
-        return False
-    payment = await session.get(Payment, s.order_id)
-    if payment is None:
+    if s is None or s.transfer_requested_at is not None:
+        return s  # None: another worker is reserving it; reserved: complete it as reserved
+    if await session.get(Payment, s.order_id) is None:
         raise SettlementNotReady("no captured payment to transfer from")
-    account = await ensure_connected_account(session, s.technician_id, gateway)
-    # Serialises this technician's payouts, so two of them never net the same receivable.
-    await session.exec(select(ConnectedAccount).where(ConnectedAccount.technician_id == s.technician_id)
-                       .with_for_update())
+    await _lock_technician_payouts(session, s.technician_id)
+    owed = await ledger.balance(session, ledger.technician_receivable(s.technician_id), s.currency)
+    reserved_elsewhere = (await session.exec(select(func.coalesce(func.sum(Settlement.receivable_offset_minor), 0))
+                                             .where(Settlement.technician_id == s.technician_id,
+                                                    Settlement.status == "transfer_pending",
+                                                    Settlement.transfer_requested_at.is_not(None),
+                                                    Settlement.id != s.id))).one()
+    s.receivable_offset_minor = min(max(owed - int(reserved_elsewhere), 0), s.payout_minor)
+    s.connected_account_id, s.transfer_requested_at = account.provider_account_id, _now()
+    session.add(s)
+    await session.flush()
+    return s
+
+
+async def _provider_transfer(session: AsyncSession, s: Settlement, account: ConnectedAccount,
+                             gateway: PaymentGateway) -> Any:
     key = f"settlement:{s.id}:transfer:v1"
-    found = await _call(gateway.find_transfer, transfer_group=str(s.order_id), idempotency_key=key)
-    if found is not None:  # a retry nets what the first attempt netted
-        offset = s.payout_minor - found.amount_minor
-    else:
-        owed = await ledger.balance(session, ledger.technician_receivable(s.technician_id), s.currency)
-        offset = min(max(owed, 0), s.payout_minor)
+    payment = await session.get(Payment, s.order_id)
+    try:
+        return (await _call(gateway.find_transfer, transfer_group=str(s.order_id), idempotency_key=key)
+                or await _call(gateway.transfer, account_id=account.provider_account_id,
+                               amount_minor=s.payout_minor - s.receivable_offset_minor, currency=s.currency,
+                               transfer_group=str(s.order_id), source_charge_id=payment.charge_id,
+                               idempotency_key=key))
+    except PaymentRequestRejected as exc:
+        if exc.code not in ("insufficient_funds", "balance_insufficient"):
+            raise
+        # Money went back on the charge (a refund or dispute) that its webhook has not booked
+        # yet: no transfer was made, so the reservation is dropped and, once the money back is
+        # booked, the next run nets it as a receivable.
+        await session.exec(update(Settlement).where(Settlement.id == s.id, Settlement.status == "transfer_pending")
+                           .values(transfer_requested_at=None, receivable_offset_minor=0))
+        await _end_step(session)
+        log.warning("settlement.transfer_waits_for_money_back", settlement_id=str(s.id), error=str(exc))
+        raise SettlementNotReady("money went back on the charge and is not booked yet") from exc
+
+
+async def _book_transfer(session: AsyncSession, settlement_id: uuid.UUID, transfer: Any) -> bool:
+    s = (await session.exec(select(Settlement).where(Settlement.id == settlement_id).with_for_update()
+                            .execution_options(populate_existing=True))).one()
+    if s.status != "transfer_pending":
+        return False  # a concurrent run booked the same transfer
+    await _lock_technician_payouts(session, s.technician_id)
+    offset = s.receivable_offset_minor
     if offset > 0:
         await ledger.post(session, business_key=f"settlement:{s.id}:receivable_offset", kind="receivable_offset",
                           order_id=s.order_id, settlement_id=s.id, memo="receivable collected from this payout",
                           postings=[Posting(ledger.technician_payable(s.technician_id), offset, s.currency),
                                     Posting(ledger.technician_receivable(s.technician_id), -offset, s.currency)])
-    s.receivable_offset_minor = offset
-    if s.payout_minor - offset > 0:
-        try:
-            transfer = found or await _call(
-                gateway.transfer, account_id=account.provider_account_id, amount_minor=s.payout_minor - offset,
-                currency=s.currency, transfer_group=str(s.order_id), source_charge_id=payment.charge_id,
-                idempotency_key=key)
-        except PaymentRequestRejected as exc:
-            if exc.code not in ("insufficient_funds", "balance_insufficient"):
-                raise
-            # Money went back on the charge (a refund or dispute) that its webhook has not booked
-            # yet: once booked it is netted here as a receivable, so the transfer waits for it.
-            log.warning("settlement.transfer_waits_for_money_back", settlement_id=str(s.id), error=str(exc))
-            raise SettlementNotReady("money went back on the charge and is not booked yet") from exc
-        _fault("after_provider_call")
+    if transfer is not None:
         await ledger.post(session, business_key=f"settlement:{s.id}:transfer", kind="transfer", order_id=s.order_id,
                           settlement_id=s.id, provider_object_id=transfer.id, postings=[
                               Posting(ledger.technician_payable(s.technician_id), transfer.amount_minor, s.currency),
                               Posting(ledger.PROVIDER_BALANCE, -transfer.amount_minor, s.currency)])
         _fault("after_ledger_write")
         s.transfer_id = transfer.id
-    s.connected_account_id = account.provider_account_id
     session.add(s)
     await _mark_settled(session, s, status_from="transfer_pending")
     return True
@@ -423,7 +606,9 @@ async def pending_transfer_ids(session: AsyncSession) -> list[uuid.UUID]:
 
 async def refund_order(session: AsyncSession, order_id: uuid.UUID, *, amount_minor: int, request_key: str,
                        gateway: PaymentGateway) -> str:
-    payment = await session.get(Payment, order_id, with_for_update=True)
+    """Nothing is locked during the provider call: the refund's idempotency key makes it once, and
+    record_money_back checks the amount again under the payment's lock."""
+    payment = await session.get(Payment, order_id, populate_existing=True)
     if payment is None or payment.status != "captured":
         raise InvalidInput("only a captured payment can be refunded")
     if not 0 < amount_minor <= payment.captured_minor - payment.refunded_minor:
@@ -432,6 +617,7 @@ async def refund_order(session: AsyncSession, order_id: uuid.UUID, *, amount_min
                          idempotency_key=f"settlement:{order_id}:refund:{request_key}:v1")
     await record_money_back(session, payment, provider_object_id=refund.id, amount_minor=refund.amount_minor,
                             kind="refund", gateway=gateway)
+    await reverse_pending_clawbacks(session, gateway)
     return refund.id
 
 
@@ -439,8 +625,10 @@ async def record_money_back(session: AsyncSession, payment: Payment, *, provider
                             kind: str, gateway: PaymentGateway) -> bool:
     """A refund or dispute, never more than is left of the capture. Before settlement it lowers the
     base; after, the technician bears it up to his payout: reversed from his transfer as far as the
-    provider allows, the rest a receivable.
+    provider allows, the rest a receivable. The reversal is left pending here: the caller decides
+    it with reverse_pending_clawbacks once its own locks are released.
     """
+    payment = await session.get(Payment, payment.order_id, with_for_update=True, populate_existing=True)
     if await ledger.has_provider_object(session, provider_object_id):
         return False
     left = payment.captured_minor - payment.refunded_minor
@@ -448,7 +636,7 @@ async def record_money_back(session: AsyncSession, payment: Payment, *, provider
         raise RefundExceedsCapture(
             f"{kind} {provider_object_id} of {amount_minor} is outside 1..{left} left of the capture")
     s = (await session.exec(select(Settlement).where(Settlement.order_id == payment.order_id)
-                            .with_for_update())).first()
+                            .with_for_update().execution_options(populate_existing=True))).first()
     booked = s is not None and s.status != "held"
     debit = ledger.REFUNDS if booked else ledger.ORDER_LIABILITY
     _, created = await ledger.post(
@@ -463,12 +651,12 @@ async def record_money_back(session: AsyncSession, payment: Payment, *, provider
     session.add(payment)
     await session.flush()
     if booked:
-        await _claw_back(session, s, provider_object_id, amount_minor, gateway)
+        await _claw_back(session, s, provider_object_id, amount_minor)
     return True
 
 
-async def _claw_back(session: AsyncSession, s: Settlement, cause_id: str, amount_minor: int,
-                     gateway: PaymentGateway) -> None:
+async def _claw_back(session: AsyncSession, s: Settlement, cause_id: str, amount_minor: int) -> None:
+    """Book what he owes back and, when he was paid out, a pending reversal of his transfer."""
     clawback = min(amount_minor, s.payout_minor - s.clawback_minor)
     if clawback <= 0:
         return
@@ -481,26 +669,88 @@ async def _claw_back(session: AsyncSession, s: Settlement, cause_id: str, amount
     await session.flush()
     if s.transfer_id is None:
         return  # not paid out: netted from this or a later payout
+    await session.exec(insert(Clawback).values(settlement_id=s.id, cause_id=cause_id, amount_minor=clawback,
+                                               status="pending", created_at=_now()).on_conflict_do_nothing())
+
+
+async def reverse_clawbacks(session: AsyncSession, settlement_id: uuid.UUID, gateway: PaymentGateway) -> int:
+    """Try the pending reversals of one settlement's claw-backs; returns how many were decided.
+
+    Nothing is locked while the provider is called: the amount to reverse is fixed on the
+    claw-back row first (committed), the reversal is made with a key of its own, and the decision
+    (reversed, or kept as his receivable, netted from later payouts) is booked once under the
+    row's lock. A run after a crash repeats the call with the same key and amount.
+    """
+    s = await session.get(Settlement, settlement_id, populate_existing=True)
+    pending = (await session.exec(select(Clawback).where(Clawback.settlement_id == settlement_id,
+                                                         Clawback.status == "pending")
+                                  .order_by(Clawback.created_at).execution_options(populate_existing=True))).all()
+    decided = 0
+    for c in pending:
+        amount = c.reversal_minor
+        if amount is None:
+            amount = await _reversible(s, c, gateway)
+            await session.exec(update(Clawback).where(Clawback.settlement_id == s.id, Clawback.cause_id == c.cause_id,
+                                                      Clawback.reversal_minor.is_(None)).values(reversal_minor=amount))
+            await _end_step(session)
+            await session.refresh(c)
+            amount = c.reversal_minor
+        reversal = None
+        if amount > 0:
+            try:
+                reversal = await _call(gateway.reverse_transfer, transfer_id=s.transfer_id, amount_minor=amount,
+                                       idempotency_key=f"settlement:{s.id}:reversal:{c.cause_id}:v1")
+            except PaymentRequestRejected as exc:  # his balance moved since we read it: the receivable stays
+                log.info("settlement.reversal_refused", settlement_id=str(s.id), error=str(exc))
+        decided += await _book_reversal(session, s, c.cause_id, reversal)
+        await _end_step(session)
+    return decided
+
+
+async def _reversible(s: Settlement, c: Clawback, gateway: PaymentGateway) -> int:
     transfer = await _call(gateway.find_transfer, transfer_group=str(s.order_id),
                            idempotency_key=f"settlement:{s.id}:transfer:v1")
     if transfer is None:
-        return
+        return 0
     available = await _call(gateway.available_balance, account_id=transfer.account_id, currency=s.currency)
-    reversible = min(clawback, transfer.amount_minor - transfer.amount_reversed_minor, available)
+    reversible = min(c.amount_minor, transfer.amount_minor - transfer.amount_reversed_minor, available)
     if reversible <= 0:
         log.info("settlement.reversal_skipped", settlement_id=str(s.id), balance_minor=available)
-        return
-    try:
-        reversal = await _call(gateway.reverse_transfer, transfer_id=s.transfer_id, amount_minor=reversible,
-                               idempotency_key=f"settlement:{s.id}:reversal:{cause_id}:v1")
-    except PaymentRequestRejected as exc:  # his balance moved since we read it: the receivable stays
-        log.info("settlement.reversal_refused", settlement_id=str(s.id), error=str(exc))
-        return
-    # What is not reversed stays a receivable, netted from his later payouts.
-    await ledger.post(session, business_key=f"provider:{reversal.id}", kind="reversal", order_id=s.order_id,
-                      settlement_id=s.id, provider_object_id=reversal.id, postings=[
-                          Posting(ledger.PROVIDER_BALANCE, reversal.amount_minor, s.currency),
-                          Posting(receivable, -reversal.amount_minor, s.currency)])
+    return max(reversible, 0)
+
+
+async def _book_reversal(session: AsyncSession, s: Settlement, cause_id: str, reversal: Any) -> int:
+    c = (await session.exec(select(Clawback).where(Clawback.settlement_id == s.id, Clawback.cause_id == cause_id,
+                                                   Clawback.status == "pending").with_for_update()
+                            .execution_options(populate_existing=True))).first()
+    if c is None:
+        return 0  # a concurrent run decided it
+    if reversal is not None:
+        # What is not reversed stays a receivable, netted from his later payouts.
+        await ledger.post(session, business_key=f"provider:{reversal.id}", kind="reversal", order_id=s.order_id,
+                          settlement_id=s.id, provider_object_id=reversal.id, postings=[
+                              Posting(ledger.PROVIDER_BALANCE, reversal.amount_minor, s.currency),
+                              Posting(ledger.technician_receivable(s.technician_id), -reversal.amount_minor,
+                                      s.currency)])
+    c.status = "kept" if reversal is None else "reversed"
+    c.reversal_id, c.decided_at = reversal.id if reversal is not None else None, _now()
+    session.add(c)
+    await session.flush()
+    return 1
+
+
+async def pending_clawback_settlement_ids(session: AsyncSession) -> list[uuid.UUID]:
+    return list((await session.exec(select(Clawback.settlement_id).where(Clawback.status == "pending")
+                                    .distinct())).all())
+
+
+async def reverse_pending_clawbacks(session: AsyncSession, gateway: PaymentGateway) -> int:
+    """End the caller's step (its locks released), then decide every pending reversal."""
+    await _end_step(session)
+    decided = 0
+    for settlement_id in await pending_clawback_settlement_ids(session):
+        decided += await reverse_clawbacks(session, settlement_id, gateway)
+    return decided
 
 
 async def record_external_reversal(session: AsyncSession, *, transfer_id: str, reversal_id: str,

@@ -20,10 +20,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import DomainError
+from kit.errors import DomainError
 from settlement import service
 from settlement.errors import WebhookMismatch
-from settlement.gateway import GatewayError, InvalidWebhook, PaymentGateway, PaymentObjectNotFound
+from settlement.gateway import (
+    GatewayError,
+    InvalidWebhook,
+    PaymentGateway,
+    PaymentObjectNotFound,
+)
 from settlement.models import Payment, WebhookInbox
 
 log = structlog.get_logger(__name__)
@@ -89,6 +94,8 @@ async def process_pending(session: AsyncSession, gateway: PaymentGateway) -> int
             _failed(row, exc, now, give_up=False)
         session.add(row)
     await session.flush()
+    # Reversals of claw-backs booked above call the provider: after these rows' locks are released.
+    await service.reverse_pending_clawbacks(session, gateway)
     return done
 
 

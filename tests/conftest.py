@@ -31,7 +31,7 @@ os.environ.setdefault("GASDISPATCH_ENVIRONMENT", "test")
 def migrated_database() -> str:
     from alembic import command
 
-    from dispatch.cli import alembic_config
+    from app.cli import alembic_config
 
     command.upgrade(alembic_config(), "heads")
     return os.environ["GASDISPATCH_DATABASE_URL"]
@@ -40,14 +40,14 @@ def migrated_database() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def event_handlers() -> None:
     """The same event subscriptions the app makes, for tests that drain the outbox directly."""
-    from api.wiring import register_handlers
+    from app.wiring import register_handlers
 
     register_handlers()
 
 
 @pytest.fixture(scope="session")
 async def engine(migrated_database: str):  # noqa: ANN201
-    from dispatch.db import get_engine
+    from kit.db import get_engine
 
     yield get_engine()
     await get_engine().dispose()
@@ -70,7 +70,7 @@ async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
 
 @pytest.fixture
 async def redis():  # noqa: ANN201
-    from dispatch.redis import get_redis
+    from kit.redis import get_redis
 
     client = get_redis()
     await client.flushdb()
@@ -80,7 +80,7 @@ async def redis():  # noqa: ANN201
 
 @pytest.fixture
 async def app(session: AsyncSession, redis):  # noqa: ANN001, ANN201
-    from api.app import create_app
+    from app.asgi import create_app
     from api.deps import get_session
 
     application = create_app()
@@ -149,17 +149,17 @@ def api_worker(tmp_path: Path) -> Iterator[Callable[..., str]]:
     processes: list[subprocess.Popen] = []
 
     def start(**env: str) -> str:
-        from dispatch.config import get_settings
+        from kit.config import get_settings
 
         port = _free_port()
         environment = {**os.environ, "GASDISPATCH_EMBEDDED_WORKER": "false", **env}
         log = open(tmp_path / f"worker-{port}.log", "w")
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "app.asgi:create_app", "--factory", "--host", "127.0.0.1",
              "--port", str(port), "--log-level", "warning", "--ws-max-size", str(get_settings().ws_max_message_bytes)],
             cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT))
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded 2-core machine takes ~20 s to import the app
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{base}/v1/health/live", timeout=1).status_code == 200:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.geo import point
+from kit.geo import point
 from dispatch.models import Account, Address, Certification, Customer, ServiceStation, Technician
 from dispatch.security import hash_password, issue_token
 

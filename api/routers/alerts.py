@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from api.deps import Admin, SessionDep
 from dispatch import alerts
-from dispatch.schemas import Page
+from kit.schemas import Page
 
 router = APIRouter(tags=["operations"])
 

@@ -8,7 +8,8 @@ from pydantic import BaseModel, StringConstraints
 from api.deps import Admin, Anyone, RedisDep, SessionDep, client_address
 from api.errors import problem, status_for
 from dispatch import accounts
-from dispatch.schemas import CustomerRegister, Input, Login, TechnicianRegister, Token
+from dispatch.schemas import CustomerRegister, Login, TechnicianRegister, Token
+from kit.schemas import Input
 
 router = APIRouter(tags=["auth"])
 

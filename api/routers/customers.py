@@ -6,11 +6,12 @@ from sqlmodel import select
 
 from api import presenters
 from api.deps import CurrentCustomer, SessionDep
-from dispatch.errors import Conflict, NotFound
-from dispatch.geo import point
+from kit.errors import Conflict, NotFound
+from kit.geo import point
 from dispatch.models import Account, Address, Order
-from dispatch.pagination import page_of, paginate
-from dispatch.schemas import AddressCreate, AddressPublic, AddressUpdate, CustomerPublic, Page
+from kit.pagination import page_of, paginate
+from dispatch.schemas import AddressCreate, AddressPublic, AddressUpdate, CustomerPublic
+from kit.schemas import Page
 
 router = APIRouter(prefix="/v1/customers/me", tags=["customers"])
 

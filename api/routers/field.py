@@ -13,12 +13,12 @@ from api.deps import CurrentCustomer, CurrentPrincipal, CurrentTechnician, Redis
 from api.errors import problem, status_for
 from dispatch import service
 from dispatch.accounts import customer_for_account, technician_for_account
-from dispatch.errors import InvalidInput
+from kit.errors import InvalidInput
 from dispatch.field import identity, kpis, reports, visits
 from dispatch.field.models import Hazard, PriceChange
-from dispatch.geo import to_geojson
+from kit.geo import to_geojson
 from dispatch.models import Order
-from dispatch.schemas import Input, Money, Page
+from kit.schemas import Input, Money, Page
 from dispatch.security import Principal
 
 router = APIRouter(tags=["field"])

@@ -7,11 +7,12 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from api.deps import Admin, CurrentCustomer, CurrentTechnician, RedisDep, SessionDep
-from dispatch.errors import NotFound
-from dispatch.fanout import publish_position
+from kit.errors import NotFound
+from kit.fanout import publish_position
 from dispatch.handlers import offer_summary
 from dispatch.models import CustomerBlock, Order, Technician
-from dispatch.schemas import CertificationKind, GeoPoint, Input, Page
+from dispatch.schemas import CertificationKind
+from kit.schemas import GeoPoint, Input, Page
 from matching import nearby as nearby_technicians
 from matching import service as matching
 from matching.models import Offer

@@ -8,8 +8,8 @@ from pydantic import BaseModel
 from api.deps import CurrentPrincipal, SessionDep, require_role
 from api.ws.protocol import json_schema
 from dispatch import notifications
-from dispatch.errors import NotFound
-from dispatch.schemas import Page
+from kit.errors import NotFound
+from kit.schemas import Page
 from dispatch.security import Principal
 
 router = APIRouter(tags=["notifications"])

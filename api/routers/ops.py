@@ -19,7 +19,8 @@ from dispatch import assignments, ops, service
 from dispatch.field import reports, visits
 from dispatch.field.models import Hazard
 from dispatch.models import Address, Customer, Technician
-from dispatch.schemas import CertificationPublic, Input, Money, OrderEventPublic, OrderPublic, Page, TrainingRecordPublic
+from dispatch.schemas import CertificationPublic, OrderEventPublic, OrderPublic, TrainingRecordPublic
+from kit.schemas import Input, Money, Page
 from dispatch.security import Principal
 from dispatch.states import legal_actions
 from matching import candidates, manual
@@ -30,6 +31,8 @@ router.include_router(ops_ws.router)
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 PhotoRef = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+# A city id (a slug): lists answer for that city only.
+CityFilter = Annotated[str | None, Query(pattern="^[a-z0-9_-]{1,60}$")]
 
 
 class PersonPublic(BaseModel):
@@ -217,10 +220,12 @@ async def assignable_technicians(
     order_id: uuid.UUID, _: Admin, session: SessionDep, redis: RedisDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> Page[AssignableTechnician]:
-    """Every active technician and whether he may take the order now (else why): the assign picker."""
+    """Every active technician of the order's city and whether he may take the order now (else
+    why): the assign picker."""
     order = await service.get_order(session, order_id)
-    technicians = list((await session.exec(select(Technician).where(Technician.onboarding == "active")
-                                           .order_by(Technician.name, Technician.id).limit(limit))).all())
+    technicians = list((await session.exec(select(Technician).where(
+        Technician.onboarding == "active", Technician.city_id == order.city_id)
+        .order_by(Technician.name, Technician.id).limit(limit))).all())
     rows = await manual.assignability(session, redis, order, technicians, datetime.now(timezone.utc))
     rows.sort(key=lambda a: (a.reason is not None, a.distance_m is None, a.distance_m or 0.0, a.technician.name))
     return Page(data=[AssignableTechnician(
@@ -254,8 +259,11 @@ async def certification_queue(
     _: Admin, session: SessionDep,
     status_filter: Annotated[str, Query(alias="status", pattern="^(pending|verified|rejected|revoked)$")] = "pending",
     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=200)] = None,
+    city: CityFilter = None,
 ) -> Page[ApplicationPublic]:
-    rows, next_cursor = await ops.certification_queue(session, status=status_filter, limit=limit, cursor=cursor)
+    """Certifications by status, of one city's technicians with `?city=`."""
+    rows, next_cursor = await ops.certification_queue(session, status=status_filter, limit=limit, cursor=cursor,
+                                                      city_id=city)
     return Page(data=[ApplicationPublic(
         certification=presenters.certification(a.certification),
         applicant=PersonPublic(id=a.technician.id, name=a.technician.name, phone=a.technician.phone,

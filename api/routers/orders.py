@@ -1,9 +1,10 @@
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from api import presenters
 from api.deps import (
@@ -14,11 +15,18 @@ from dispatch import service
 from dispatch.accounts import customer_for_account, technician_for_account
 from dispatch.models import Address, Order, OrderEvent
 from dispatch.schemas import (
-    CancellationQuotePublic, Money, OrderCancel, OrderCreate, OrderEventPublic, OrderPublic, OrderReschedule, Page,
+    CancellationQuotePublic,
+    OrderCancel,
+    OrderCreate,
+    OrderEventPublic,
+    OrderPublic,
+    OrderReschedule,
 )
+from kit.schemas import Input, Money, Page
 from dispatch.security import Principal
 from dispatch.states import STATES
 from settlement import cancellation
+from settlement import service as settlement
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -155,3 +163,27 @@ async def consent_to_order(order_id: uuid.UUID, session: SessionDep, principal: 
     agreed = await service.consent_order(session, order.id, service.Actor(principal.role, str(principal.account_id)))
     return _order_for(principal, agreed)
 
+
+
+class PaymentRetry(Input):
+    # A payment method id from the provider's client library (Stripe: pm_...), never card data.
+    payment_method: str = Field(pattern=r"^pm_[A-Za-z0-9_]{1,96}$")
+
+
+class PaymentRetryPublic(BaseModel):
+    order: OrderPublic
+    outcome: Literal["authorised", "declined"]
+    attempts_left: int
+
+
+@router.post("/{order_id}/payment/retry", responses={
+    409: {"description": "The order's payment needs nothing (`current_state`), or another attempt is in progress"},
+    429: {"description": "Too many cards tried for this order"}})
+async def retry_payment(order_id: uuid.UUID, body: PaymentRetry, session: SessionDep,
+                        principal: CustomerPrincipal) -> PaymentRetryPublic:
+    """Pay an order whose card was declined (`payment_attention`) with another card. Authorised: the
+    order is matched again (or, when the job was done, captured). Declined: it waits for another card."""
+    order = await _visible_order(session, principal, order_id)
+    order, outcome, left = await settlement.retry_payment(session, order.id, body.payment_method,
+                                                          settlement.get_gateway())
+    return PaymentRetryPublic(order=_order_for(principal, order), outcome=outcome, attempts_left=left)

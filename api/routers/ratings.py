@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import Admin, CurrentCustomer, CurrentPrincipal, CurrentTechnician, SessionDep, Staff
 from dispatch.accounts import customer_for_account, technician_for_account
-from dispatch.schemas import Page
+from kit.schemas import Page
 from ratings import service
 from ratings.models import FLAG_KINDS, Appeal, CustomerRating, Flag, Review
 from ratings.reputation import Reputation

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from dispatch import safety
-from dispatch.config import get_settings
+from kit.config import get_settings
 
 router = APIRouter(tags=["safety"])
 

@@ -15,8 +15,8 @@ from api.deps import (
     Admin, CurrentTechnician, IdempotencyKey, SessionDep, Staff, get_session, log_read, remember_idempotent,
     replay_idempotent,
 )
-from dispatch.errors import InvalidInput
-from dispatch.schemas import Page
+from kit.errors import InvalidInput
+from kit.schemas import Page
 from dispatch.security import Principal
 from settlement import audit, service, webhooks
 from settlement.reconcile import reconcile

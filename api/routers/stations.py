@@ -9,9 +9,15 @@ from api.deps import Admin, CurrentPrincipal, SessionDep
 from dispatch import stations
 from dispatch.models import ServiceKind, ServiceStation
 from dispatch.schemas import (
-    SERVICE_KIND_CODE, Page, ServiceKindCreate, ServiceKindPublic, ServiceKindUpdate, StationCreate, StationPublic,
+    SERVICE_KIND_CODE,
+    ServiceKindCreate,
+    ServiceKindPublic,
+    ServiceKindUpdate,
+    StationCreate,
+    StationPublic,
     StationUpdate,
 )
+from kit.schemas import Page
 
 router = APIRouter(tags=["stations"])
 

@@ -8,11 +8,17 @@ from api import presenters
 from api.deps import Admin, CurrentTechnician, SessionDep, Staff
 from dispatch import technicians as techs
 from dispatch.models import Certification, TrainingRecord
-from dispatch.pagination import page_of, paginate
+from kit.pagination import page_of, paginate
 from dispatch.schemas import (
-    CertificationCreate, CertificationPublic, Decision, Page, TechnicianPublic, TechnicianUpdate,
-    TrainingRecordCreate, TrainingRecordPublic,
+    CertificationCreate,
+    CertificationPublic,
+    Decision,
+    TechnicianPublic,
+    TechnicianUpdate,
+    TrainingRecordCreate,
+    TrainingRecordPublic,
 )
+from kit.schemas import Page
 
 router = APIRouter(tags=["technicians"])
 

@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy.dialects.postgresql import insert
 
 from api.deps import Admin, RedisDep, SessionDep, Staff
-from dispatch.config import get_settings
-from dispatch.schemas import Page
-from dispatch.after_commit import defer
-from dispatch.db import session_scope
+from kit.config import get_settings
+from kit.schemas import Page
+from kit.after_commit import defer
+from kit.db import session_scope
 from meters import commands, ingest, nbiot, service
 from meters.models import InboxMessage
 

@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 
 WEB_ROOT = Path(__file__).resolve().parents[1] / "web"
 

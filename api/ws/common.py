@@ -5,7 +5,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -13,12 +14,13 @@ from prometheus_client import Counter, Gauge
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from api.ws import protocol
 from dispatch.accounts import authenticate as authenticate_token
-from dispatch.config import get_settings
-from dispatch.db import session_scope
+from kit.config import get_settings
+from kit.db import session_scope
 from dispatch.errors import AuthenticationFailed
 from dispatch.security import AccessClaims
 
@@ -180,17 +182,39 @@ class Inbox:
         return None
 
 
+# Put in every socket's queue after the hub lost its subscription and got it back: pushes
+# published meanwhile are gone, so each socket resends what its client may have missed.
+RESYNC = "resync"
+HUB_FIRST_PAUSE_S = 0.25
+HUB_MAX_PAUSE_S = 10.0
+HUB_RECONNECTS = Counter("gasdispatch_ws_hub_resubscribes_total", "Times the socket hub lost Redis pub/sub and resubscribed")
+
+
+class _TrackedPubSub(PubSub):
+    """Counts redis-py's own reconnects (it resubscribes by itself inside a read), which the hub
+    must hear about: messages published while the connection was down were lost."""
+
+    reconnects = 0
+
+    async def on_connect(self, connection) -> None:  # noqa: ANN001
+        self.reconnects += 1
+        await super().on_connect(connection)
+
+
 class Hub:
     """One Redis pub/sub connection per process, shared by every socket it serves.
 
     A connection per socket would exhaust the Redis pool (and Redis) at a few hundred
     phones; here each channel is subscribed once, with a count of local listeners, and one
-    reader task hands messages to the sockets' queues.
+    reader task hands messages to the sockets' queues. When Redis goes away the reader keeps
+    trying (backoff doubling to HUB_MAX_PAUSE_S), resubscribes every channel on a fresh
+    connection and tells each socket (RESYNC); sockets never see the error.
     """
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._pubsub: PubSub | None = None
+        self._pubsub: _TrackedPubSub | None = None
+        self._seen_reconnects = 0
         self._reader: asyncio.Task | None = None
         self._listeners: dict[str, set[asyncio.Queue[str]]] = {}
         self._lock = asyncio.Lock()
@@ -198,14 +222,20 @@ class Hub:
     async def join(self, channel: str) -> asyncio.Queue[str]:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
         async with self._lock:
-            if self._pubsub is None:
-                self._pubsub = self.redis.pubsub()
-            if channel not in self._listeners:
-                self._listeners[channel] = set()
-                await self._pubsub.subscribe(channel)
-            self._listeners[channel].add(queue)
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read())
+            fresh = channel not in self._listeners
+            self._listeners.setdefault(channel, set()).add(queue)
+            # Subscribed before the socket is told anything, so no later push can slip by.
+            try:
+                if self._reader is None or self._reader.done():
+                    if self._pubsub is None:
+                        await self._open()
+                    self._reader = asyncio.create_task(self._read())
+                elif fresh and self._pubsub is not None:
+                    await self._pubsub.subscribe(channel)
+            except (RedisError, OSError) as exc:  # the reader reconnects and subscribes it
+                log.warning("ws.hub_subscribe_failed", error=str(exc))
+                if self._reader is None or self._reader.done():
+                    self._reader = asyncio.create_task(self._read())
         return queue
 
     async def leave(self, channel: str, queue: asyncio.Queue[str]) -> None:
@@ -217,24 +247,73 @@ class Hub:
             if not listeners:
                 del self._listeners[channel]
                 if self._pubsub is not None:
-                    await self._pubsub.unsubscribe(channel)
+                    with contextlib.suppress(RedisError, OSError):  # a lost connection forgets it anyway
+                        await self._pubsub.unsubscribe(channel)
+
+    async def _open(self) -> None:
+        """A fresh pub/sub connection subscribed to every channel (called under the lock)."""
+        pubsub = _TrackedPubSub(self.redis.connection_pool)
+        try:
+            await pubsub.subscribe(*self._listeners)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            raise
+        self._pubsub, self._seen_reconnects = pubsub, 0
+
+    async def _connect(self) -> None:
+        async with self._lock:
+            if self._listeners:
+                await self._open()
+
+    async def _drop(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):  # the connection is broken already
+                await pubsub.aclose()
+
+    def _broadcast(self, data: str) -> None:
+        for listeners in list(self._listeners.values()):
+            for queue in list(listeners):
+                self._offer(queue, data)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue[str], data: str) -> None:
+        if queue.full():  # a stuck socket loses pushes, never the others; reconnect resends state
+            WS_REJECTED.labels("slow_consumer").inc()
+            return
+        queue.put_nowait(data)
 
     async def _read(self) -> None:
-        assert self._pubsub is not None
-        while self._listeners:
+        pause, lost = HUB_FIRST_PAUSE_S, self._pubsub is None
+        while True:
+            if not self._listeners:
+                await self._drop()
+                if not self._listeners:  # nobody joined while the connection closed
+                    return
             try:
+                if self._pubsub is None:
+                    await self._connect()
+                    if self._pubsub is None:
+                        continue
                 item = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except (ConnectionError, RuntimeError) as exc:  # Redis went away: resubscribe and go on
-                log.warning("ws.hub_reconnect", error=str(exc))
-                await asyncio.sleep(0.5)
+            except (RedisError, OSError) as exc:
+                log.warning("ws.hub_lost", error=str(exc), retry_in_s=round(pause, 2))
+                await self._drop()
+                lost = True
+                await asyncio.sleep(pause * random.uniform(0.8, 1.2))
+                pause = min(pause * 2, HUB_MAX_PAUSE_S)
                 continue
-            if item is None:
+            if lost or self._pubsub.reconnects != self._seen_reconnects:
+                self._seen_reconnects = self._pubsub.reconnects
+                lost, pause = False, HUB_FIRST_PAUSE_S
+                HUB_RECONNECTS.inc()
+                log.info("ws.hub_resubscribed", channels=len(self._listeners))
+                self._broadcast(RESYNC)
+            if item is None or item.get("type") not in ("message", "pmessage"):
                 continue
             for queue in list(self._listeners.get(item["channel"], ())):
-                if queue.full():  # a stuck socket loses pushes, never the others; reconnect resends state
-                    WS_REJECTED.labels("slow_consumer").inc()
-                    continue
-                queue.put_nowait(item["data"])
+                self._offer(queue, item["data"])
 
 
 _hubs: dict[int, Hub] = {}
@@ -244,13 +323,25 @@ def hub(redis: Redis) -> Hub:
     return _hubs.setdefault(id(redis), Hub(redis))
 
 
-async def forward(queue: asyncio.Queue[str], sender: Sender, accept: Callable[[dict], bool] | None = None) -> None:
-    """Relay a socket's share of the hub's messages until the socket ends."""
+async def forward(queue: asyncio.Queue[str], sender: Sender, relay: Callable[[str], Awaitable[None]] | None = None,
+                  resync: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Relay a socket's share of the hub's messages until the socket ends: each through `relay`
+    (default: sent as is), and `resync` after the hub resubscribed. A failure closes the socket
+    with 1011, so that the client reconnects instead of silently hearing nothing."""
     try:
         while True:
             data = await queue.get()
-            if accept is not None and not accept(json.loads(data)):
-                continue
-            await sender.send(data)
-    except (WebSocketDisconnect, RuntimeError, ConnectionError):
+            if data == RESYNC:
+                if resync is not None:
+                    await resync()
+            elif relay is not None:
+                await relay(data)
+            else:
+                await sender.send(data)
+    except (WebSocketDisconnect, ConnectionError):
         return
+    except RuntimeError:  # sending on a socket that closed meanwhile
+        return
+    except Exception:
+        log.exception("ws.relay_failed")
+        await sender.close(CLOSE_INTERNAL_ERROR, "internal error")

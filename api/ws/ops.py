@@ -1,8 +1,8 @@
 """WS /v1/ws/ops: the operations console's live feed, admins only. It forwards everything on the
 city's operations channel: alerts raised and acknowledged, and every order's status change
 (`{"v":1,"type":"order_status","order_id":…,"status":…}`). Authenticated and screened like the
-other sockets; a client may only ping. After a reconnect the console reloads its lists, so a
-push lost meanwhile costs nothing."""
+other sockets; a client may only ping. After a reconnect, or a `resync` message (the server's Redis
+subscription was restored), the console reloads its lists, so a push lost meanwhile costs nothing."""
 
 import asyncio
 import uuid
@@ -12,8 +12,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.ws.common import WS_CONNECTIONS, Inbox, Sender, authenticate, forward, hub, load_json
 from dispatch.alerts import ops_channel
-from dispatch.config import get_settings
-from dispatch.redis import get_redis
+from kit.config import get_settings
+from kit.redis import get_redis
 
 router = APIRouter()
 
@@ -40,7 +40,9 @@ async def ops_socket(websocket: WebSocket) -> None:
     redis = get_redis()
     channel = ops_channel(get_settings().city)
     queue = await hub(redis).join(channel)
-    relay = asyncio.create_task(forward(queue, sender))
+    # Pushes lost while the hub resubscribed: the console reloads its lists.
+    relay = asyncio.create_task(forward(queue, sender, resync=lambda: sender.send(
+        {"v": 1, "type": "resync", "id": uuid.uuid4().hex})))
     WS_CONNECTIONS.labels("ops").inc()
     try:
         await sender.send({"v": 1, "type": "ready", "id": uuid.uuid4().hex, "channel": channel})

@@ -3,7 +3,21 @@
 Every client message carries `v`, `type` and `id`; the server answers each one with `ack`
 or `error` carrying the same `id`. A socket opened without an Authorization header starts with
 an `auth` message carrying the access token (never put in the URL). Server pushes: `offer`, `offer_withdrawn`, `job_updated`,
-`order_cancelled`, `notification`, `status`, `position`, `price_change`, `pong`.
+`order_cancelled`, `notification`, `status`, `position`, `price_change`, `pong`, `resync`.
+
+Sequence numbers and resume. Every change of an order's status has a `seq`: the id of the order
+event that recorded it, increasing along the order's history (not contiguous: ids are shared by
+all orders). The order socket's `status` messages carry it (the first one, on connect, the
+order's latest), and so do the technician socket's `job_updated` messages sent on (re)connect.
+A client keeps the highest `seq` it has seen and, after reconnecting, sends
+`{"v":1,"type":"resume","id":…,"after":N}`: it is acknowledged with the socket's current `seq`,
+then the order socket sends every status change after N, in order, from the database; the
+technician socket sends its open offers and the state of each current job changed after N.
+The server does the same by itself when its own Redis subscription was lost and restored (a
+Redis restart or a killed connection): the socket stays open and what was published meanwhile is
+resent. The operations socket sends `{"type":"resync"}` then: the console reloads its lists.
+A message refused because Redis or the database is unreachable gets an `error` with
+`code: "service-unavailable"` and `retry_after_s`; the socket stays open.
 """
 
 from datetime import datetime
@@ -47,6 +61,13 @@ class Ping(ClientMessage):
     type: Literal["ping"]
 
 
+class Resume(ClientMessage):
+    """Resend what changed after `after`, the highest `seq` the client has seen (0: everything)."""
+
+    type: Literal["resume"]
+    after: int = Field(ge=0)
+
+
 class AcceptOffer(ClientMessage):
     type: Literal["accept_offer"]
     offer_id: str = Field(max_length=64)
@@ -69,18 +90,20 @@ class JobStatus(ClientMessage):
 
 
 TechnicianMessage = Annotated[
-    Union[Location, GoOnline, GoOffline, Ping, AcceptOffer, DeclineOffer, JobStatus], Field(discriminator="type")]
+    Union[Location, GoOnline, GoOffline, Ping, Resume, AcceptOffer, DeclineOffer, JobStatus], Field(discriminator="type")]
 technician_message = TypeAdapter(TechnicianMessage)
 
 
 class ServerMessage(BaseModel):
     v: Literal[1] = 1
     type: Literal["ack", "error", "offer", "offer_withdrawn", "job_updated", "order_cancelled", "notification", "price_change",
-                  "status", "position", "pong"]
-    id: str
+                  "status", "position", "pong", "resync"]
+    id: str | None
     detail: str | None = None
+    seq: int | None = None  # on status and job_updated: the order event's id (see Sequence numbers)
 
 
 def json_schema() -> dict[str, Any]:
     return {"first_message": Auth.model_json_schema(), "technician_to_server": technician_message.json_schema(),
+            "order_socket_to_server": TypeAdapter(Annotated[Union[Ping, Resume], Field(discriminator="type")]).json_schema(),
             "server_to_client": ServerMessage.model_json_schema()}

@@ -7,6 +7,7 @@ socket closes with 4401 when its token expires; the phone refreshes it and recon
 """
 
 import asyncio
+import contextlib
 import json
 import uuid
 from datetime import datetime, timezone
@@ -16,24 +17,27 @@ import structlog
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.websockets import WebSocketDisconnect
 
+from api.errors import RETRY_AFTER_S, unavailable_service
 from api.ws import protocol
 from api.ws.common import (
     CLOSE_FORBIDDEN, CLOSE_INTERNAL_ERROR, WS_CONNECTIONS, WS_MESSAGES, WS_REJECTED, Inbox, Sender, authenticate, forward,
     hub, load_json,
 )
 from dispatch.accounts import technician_for_account
-from dispatch.config import get_settings
-from dispatch.db import session_scope
-from dispatch.errors import DomainError, NotFound
+from kit.config import get_settings
+from kit.db import session_scope
+from kit.errors import DomainError, NotFound
 from dispatch.field import reports, visits
 from dispatch.handlers import offer_summary
-from dispatch.fanout import account_channel, presence_key, publish_position
-from dispatch.models import Order
-from dispatch.redis import get_redis
+from kit.fanout import account_channel, presence_key, publish_position
+from dispatch.models import Order, OrderEvent
+from kit.redis import get_redis
 from dispatch.states import ACTIVE_JOB_STATES
 from dispatch.technicians import record_last_position
 from matching import service as matching
@@ -44,21 +48,24 @@ log = structlog.get_logger(__name__)
 REPLAY_TTL_S = 600
 
 
-async def _resume(sender: Sender, technician_id: uuid.UUID) -> None:
-    """After a (re)connect: every offer still open and the state of every current job."""
+async def _resume(sender: Sender, technician_id: uuid.UUID, after: int = 0) -> None:
+    """After a (re)connect, a `resume` or the hub's resubscription: every offer still open, and
+    the state of every current job changed after `after` (its `seq`: the order's latest event)."""
     now = datetime.now(timezone.utc)
     async with session_scope() as session:
         offers = (await session.exec(select(Offer).where(
             Offer.technician_id == technician_id, Offer.status == "offered", Offer.expires_at > now))).all()
-        jobs = (await session.exec(select(Order).where(
-            Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).all()
+        jobs = (await session.exec(select(Order, func.max(OrderEvent.id)).join(
+            OrderEvent, col(OrderEvent.order_id) == Order.id).where(
+            Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)).group_by(Order.id))).all()
         for offer in offers:
             order = await session.get(Order, offer.order_id)
             summary = offer_summary(order, str(offer.id), offer.distance_m, offer.eta_s, offer.expires_at.isoformat())
             await sender.send({"v": 1, "type": "offer", "id": uuid.uuid4().hex, "offer": summary})
-        for job in jobs:
-            await sender.send({"v": 1, "type": "job_updated", "id": uuid.uuid4().hex, "order_id": str(job.id),
-                               "status": job.status})
+        for job, seq in jobs:
+            if seq > after:
+                await sender.send({"v": 1, "type": "job_updated", "id": uuid.uuid4().hex, "order_id": str(job.id),
+                                   "status": job.status, "seq": seq})
 
 
 async def _locate(message: protocol.Location, technician_id: uuid.UUID) -> dict[str, Any]:
@@ -116,7 +123,14 @@ async def _job_status(session: AsyncSession, redis: Redis, technician_id: uuid.U
     return {"order_id": str(order.id), "status": order.status}
 
 
-async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID) -> dict[str, Any]:
+def _unavailable(message_id: str | None, service: str) -> dict[str, Any]:
+    return {"v": 1, "type": "error", "id": message_id, "code": "service-unavailable",
+            "detail": f"{service} unavailable; try again shortly", "retry_after_s": RETRY_AFTER_S}
+
+
+async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID, sender: Sender) -> dict[str, Any] | None:
+    """The reply to one message (None when already sent); an unreachable Redis or database is an
+    `error` the phone retries, never a closed socket."""
     try:
         data = load_json(raw)
     except ValueError:
@@ -132,15 +146,37 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID) -> 
     WS_MESSAGES.labels(message.type).inc()
     redis = get_redis()
     replay_key = f"realtime:reply:{account_id}:{message.id}"
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.set(presence_key(technician_id), "1", ex=get_settings().stale_after_s)
-        if not isinstance(message, protocol.Ping):
-            pipe.set(replay_key, "", nx=True, ex=REPLAY_TTL_S)
-        first_delivery = (await pipe.execute())[-1]
+    idempotent = isinstance(message, (protocol.Ping, protocol.Resume))
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.set(presence_key(technician_id), "1", ex=get_settings().stale_after_s)
+            if not idempotent:
+                pipe.set(replay_key, "", nx=True, ex=REPLAY_TTL_S)
+            first_delivery = (await pipe.execute())[-1]
+    except (RedisError, OSError):
+        if not idempotent:  # nothing to act on without the replay guard; ping and resume carry on
+            WS_REJECTED.labels("unavailable").inc()
+            return _unavailable(message.id, "redis")
+        first_delivery = True
     if isinstance(message, protocol.Ping):
         return {"v": 1, "type": "pong", "id": message.id}
+    if isinstance(message, protocol.Resume):
+        try:
+            await sender.send({"v": 1, "type": "ack", "id": message.id})
+            await _resume(sender, technician_id, message.after)
+        except (WebSocketDisconnect, RuntimeError):
+            raise
+        except Exception as exc:
+            service = unavailable_service(exc)
+            if service is None:
+                raise
+            return _unavailable(message.id, service)
+        return None
     if not first_delivery:
-        stored = await redis.get(replay_key)
+        try:
+            stored = await redis.get(replay_key)
+        except (RedisError, OSError):
+            return _unavailable(message.id, "redis")
         if stored:
             return json.loads(stored)
         return {"v": 1, "type": "ack", "id": message.id, "duplicate": True}  # first delivery still running
@@ -150,14 +186,32 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID) -> 
         reply = {"v": 1, "type": "error", "id": message.id, "code": exc.slug, "detail": exc.detail}
     except (ValueError, ValidationError) as exc:  # a malformed uuid or work report in a well-typed message
         reply = {"v": 1, "type": "error", "id": message.id, "code": "invalid-input", "detail": str(exc)}
-    except Exception:  # counted and answered; the socket and its neighbours carry on
-        log.exception("ws.message_failed", type=message.type)
-        WS_REJECTED.labels("internal").inc()
-        reply = {"v": 1, "type": "error", "id": message.id, "code": "internal-error", "detail": "try again"}
-        await redis.delete(replay_key)  # let the phone's retry act
+    except Exception as exc:  # counted and answered; the socket and its neighbours carry on
+        service = unavailable_service(exc)
+        if service is None:
+            log.exception("ws.message_failed", type=message.type)
+            WS_REJECTED.labels("internal").inc()
+            reply = {"v": 1, "type": "error", "id": message.id, "code": "internal-error", "detail": "try again"}
+        else:
+            log.warning("ws.message_unavailable", type=message.type, service=service)
+            WS_REJECTED.labels("unavailable").inc()
+            reply = _unavailable(message.id, service)
+        with contextlib.suppress(RedisError, OSError):  # let the phone's retry act
+            await redis.delete(replay_key)
         return reply
-    await redis.set(replay_key, json.dumps(reply, default=str), ex=REPLAY_TTL_S)
+    with contextlib.suppress(RedisError, OSError):  # the acted-on reply stands; a retry may act again
+        await redis.set(replay_key, json.dumps(reply, default=str), ex=REPLAY_TTL_S)
     return reply
+
+
+async def _resync(sender: Sender, technician_id: uuid.UUID) -> None:
+    """The hub lost pushes meanwhile: the open offers and current jobs again."""
+    try:
+        await _resume(sender, technician_id)
+    except (WebSocketDisconnect, RuntimeError):
+        raise
+    except Exception as exc:  # the phone's own resume after its next reconnect recovers it
+        log.warning("ws.technician_resync_failed", error=type(exc).__name__)
 
 
 @router.websocket("/v1/ws/technician")
@@ -176,13 +230,15 @@ async def technician_socket(websocket: WebSocket) -> None:
     redis = get_redis()
     channel = account_channel(principal.account_id)
     queue = await hub(redis).join(channel)
-    relay = asyncio.create_task(forward(queue, sender))
+    relay = asyncio.create_task(forward(queue, sender, resync=lambda: _resync(sender, technician.id)))
     inbox = Inbox(websocket, sender, claims.expires_at)
     WS_CONNECTIONS.labels("technician").inc()
     try:
         await _resume(sender, technician.id)
         while (raw := await inbox.next_text()) is not None:
-            await sender.send(await _handle(raw, principal.account_id, technician.id))
+            reply = await _handle(raw, principal.account_id, technician.id, sender)
+            if reply is not None:
+                await sender.send(reply)
     except WebSocketDisconnect:
         pass
     except Exception:  # never a silent drop: the phone sees a close frame and reconnects
@@ -192,4 +248,5 @@ async def technician_socket(websocket: WebSocket) -> None:
         WS_CONNECTIONS.labels("technician").dec()
         relay.cancel()
         await hub(redis).leave(channel, queue)
-        await redis.delete(presence_key(technician.id))
+        with contextlib.suppress(RedisError, OSError):  # the key expires by itself
+            await redis.delete(presence_key(technician.id))

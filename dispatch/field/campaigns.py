@@ -12,8 +12,8 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.events import publish
+from kit.config import get_settings
+from kit.events import publish
 from dispatch.field.models import TIME_SLOTS, InspectionPlan, Visit
 from dispatch.models import Address, Order, ServiceStation
 from dispatch.service import Actor, create_order

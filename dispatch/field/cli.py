@@ -30,7 +30,7 @@ def _at(value: str | None) -> datetime:
 @app.command("campaign")
 def campaign(now: str | None = typer.Option(None, help="Run as of this RFC 3339 time (default: now).")) -> None:
     """The daily job: re-plan no-access visits, plan due households, create today's inspection orders."""
-    from dispatch.db import get_engine, session_scope
+    from kit.db import get_engine, session_scope
     from dispatch.field import campaigns
 
     moment = _at(now)
@@ -51,7 +51,7 @@ def campaign(now: str | None = typer.Option(None, help="Run as of this RFC 3339 
 @app.command("hazards")
 def hazards(min_age_days: int = typer.Option(0, min=0), limit: int = typer.Option(100, min=1, max=1000)) -> None:
     """Open hazards, oldest first."""
-    from dispatch.db import get_engine, session_scope
+    from kit.db import get_engine, session_scope
     from dispatch.field import reports
 
     now = datetime.now(timezone.utc)

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, DomainError, InvalidInput, NotFound, TooManyAttempts
-from dispatch.events import publish
+from kit.config import get_settings
+from kit.errors import Conflict, DomainError, InvalidInput, NotFound, TooManyAttempts
+from kit.events import publish
 from dispatch.field.models import Verification, Visit
 from dispatch.models import Certification, Order, ServiceStation, Technician
 from dispatch.service import Actor

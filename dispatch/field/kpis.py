@@ -10,7 +10,7 @@ from geoalchemy2 import functions as geo
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import NotFound
+from kit.errors import NotFound
 from dispatch.field.models import Hazard, Visit
 from dispatch.models import Order, ServiceStation
 

@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, Column, Date, Index, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from dispatch.models import _ts, utcnow
+from kit.models import timestamp_column, utcnow
 
 VERIFICATION_METHODS = ("qr", "code", "waived")
 HAZARD_CATEGORIES = (
@@ -36,20 +36,20 @@ class Visit(SQLModel, table=True):
     technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
     # Shown to the customer, so kept readable; it only unlocks this visit and expires.
     code: str = Field(max_length=6)
-    code_issued_at: datetime = _ts()
+    code_issued_at: datetime = timestamp_column()
     code_failures: int = 0
-    code_locked_at: datetime | None = _ts(nullable=True, default=None)
+    code_locked_at: datetime | None = timestamp_column(nullable=True, default=None)
     verification: str | None = Field(default=None, max_length=8)
-    verified_at: datetime | None = _ts(nullable=True, default=None)
-    departed_at: datetime | None = _ts(nullable=True, default=None)
-    checked_in_at: datetime | None = _ts(nullable=True, default=None)
+    verified_at: datetime | None = timestamp_column(nullable=True, default=None)
+    departed_at: datetime | None = timestamp_column(nullable=True, default=None)
+    checked_in_at: datetime | None = timestamp_column(nullable=True, default=None)
     arrival_distance_m: float | None = None
-    checked_out_at: datetime | None = _ts(nullable=True, default=None)
+    checked_out_at: datetime | None = timestamp_column(nullable=True, default=None)
     outcome: str = Field(default="open", max_length=16)
     no_access_photo_ref: str | None = Field(default=None, max_length=300)
     no_access_location: Any = Field(
         default=None, sa_column=Column(Geography("POINT", srid=4326, spatial_index=False), nullable=True))
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class Verification(SQLModel, table=True):
@@ -66,7 +66,7 @@ class Verification(SQLModel, table=True):
     actor_role: str = Field(max_length=16)
     actor_id: str | None = Field(default=None, max_length=64)
     detail: str | None = Field(default=None, max_length=300)
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class WorkReport(SQLModel, table=True):
@@ -83,7 +83,7 @@ class WorkReport(SQLModel, table=True):
     currency: str = Field(max_length=3)
     photo_refs: list[str] = Field(default_factory=list, sa_type=JSONB)
     valve_closed: bool = False
-    created_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class PriceChange(SQLModel, table=True):
@@ -104,8 +104,8 @@ class PriceChange(SQLModel, table=True):
     authorised_minor: int
     currency: str = Field(max_length=3)
     status: str = Field(default="pending", max_length=16)
-    requested_at: datetime = _ts(default_factory=utcnow)
-    decided_at: datetime | None = _ts(nullable=True, default=None)
+    requested_at: datetime = timestamp_column(default_factory=utcnow)
+    decided_at: datetime | None = timestamp_column(nullable=True, default=None)
 
 
 class Hazard(SQLModel, table=True):
@@ -135,15 +135,15 @@ class Hazard(SQLModel, table=True):
     description: str = Field(default="", max_length=1000)
     photo_refs: list[str] = Field(default_factory=list, sa_type=JSONB)
     resolution: str = Field(default="needs_followup", max_length=16)
-    deadline_at: datetime | None = _ts(nullable=True, default=None)
+    deadline_at: datetime | None = timestamp_column(nullable=True, default=None)
     status: str = Field(default="open", max_length=16)
     fix_work_done: str | None = Field(default=None, max_length=2000)
     # [{"name", "quantity", "unit_price_minor"}], as in the work report
     fix_parts: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
     fix_photo_refs: list[str] = Field(default_factory=list, sa_type=JSONB)
     followup_order_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_order.id")
-    found_at: datetime = _ts()
-    fixed_at: datetime | None = _ts(nullable=True, default=None)
+    found_at: datetime = timestamp_column()
+    fixed_at: datetime | None = timestamp_column(nullable=True, default=None)
     fixed_order_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_order.id")
 
 
@@ -169,5 +169,5 @@ class InspectionPlan(SQLModel, table=True):
     attempt: int = Field(default=1, ge=1)
     status: str = Field(default="planned", max_length=16)
     order_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_order.id", index=True)
-    created_at: datetime = _ts(default_factory=utcnow)
-    updated_at: datetime = _ts(default_factory=utcnow)
+    created_at: datetime = timestamp_column(default_factory=utcnow)
+    updated_at: datetime = timestamp_column(default_factory=utcnow)

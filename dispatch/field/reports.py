@@ -11,15 +11,15 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, InvalidInput, NotFound
-from dispatch.events import publish
+from kit.config import get_settings
+from kit.errors import Conflict, InvalidInput, NotFound
+from kit.events import publish
 from dispatch.field import campaigns
 from dispatch.field.identity import ensure_visit
 from dispatch.field.models import HAZARD_CATEGORIES, HAZARD_SEVERITIES, Hazard, PriceChange, WorkReport
 from dispatch.field.visits import held_order
 from dispatch.models import Address, Order
-from dispatch.schemas import Currency, Input
+from kit.schemas import Currency, Input
 from dispatch.service import Actor, create_order, transition
 from dispatch.stations import get_service_kind
 

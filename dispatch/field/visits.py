@@ -10,12 +10,12 @@ from redis.asyncio import Redis
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.errors import Conflict, InvalidInput, NotFound
+from kit.config import get_settings
+from kit.errors import Conflict, InvalidInput, NotFound
 from dispatch.field import campaigns
 from dispatch.field.identity import ensure_visit
 from dispatch.field.models import Visit
-from dispatch.geo import point
+from kit.geo import point
 from dispatch.models import Order
 from dispatch.service import Actor, transition
 from matching.index import TrackPoint

@@ -35,6 +35,14 @@ _READ_DI_BYTES = (b"\x1f\x90", b"\x90\x1f")
 # Unit code -> divisor of the BCD count (2 implied decimals included); int / int is
 # correctly rounded, so this equals float(Decimal(count) / 100 * _UNIT_M3[unit]).
 _UNIT_DIVISOR = {0x29: 100_000, 0x2A: 10_000, 0x2B: 1_000, 0x2C: 100, 0x2D: 10, 0x2E: 1}
+_NO_CLOCK = bytes(7)
+# Meters of one concentrator report at the same few instants: a parsed stamp is reused (as
+# the same object, whose hash and conversions callers may cache in turn).
+_CLOCKS: dict[bytes, datetime | None] = {}
+_CLOCKS_KEPT = 4096
+_UNSEEN = object()
+# Packed BCD byte -> 0..99; a byte that is not BCD is so negative that any sum with it is.
+_BCD_BYTE = tuple((b >> 4) * 10 + (b & 0x0F) if b >> 4 <= 9 and b & 0x0F <= 9 else -10**9 for b in range(256))
 
 
 @dataclass(frozen=True)
@@ -183,24 +191,41 @@ def read_reply(
         return None
     summed = frame[HEADER_LEN:-2] if profile.checksum == "data" else frame[:-2]
     divisor = _UNIT_DIVISOR.get(frame[18])
-    volume = frame[17:13:-1].hex()
-    if (sum(summed) & 0xFF != frame[-2] or divisor is None or not volume.isdigit()
+    bcd = _BCD_BYTE
+    count = bcd[frame[14]] + 100 * bcd[frame[15]] + 10_000 * bcd[frame[16]] + 1_000_000 * bcd[frame[17]]
+    if (sum(summed) & 0xFF != frame[-2] or divisor is None or count < 0
             # `decode` rejects a bad settlement volume too
-            or frame[23] not in _UNIT_DIVISOR or not frame[22:18:-1].hex().isdigit()):
+            or frame[23] not in _UNIT_DIVISOR
+            or bcd[frame[19]] + bcd[frame[20]] + bcd[frame[21]] + bcd[frame[22]] < 0):
         return None
-    stamp = frame[30:23:-1].hex()  # CC YY MM DD hh mm ss, from the reversed wire order
-    if stamp == "00000000000000":
+    stamp = bytes(frame[24:31])  # hashable even when a bytearray came in
+    if stamp == _NO_CLOCK:
         clock = None
-    elif profile.clock_order == "forward" or not stamp.isdigit() or stamp[:2] not in ("19", "20"):
+    elif profile.clock_order == "forward":
         return None
     else:
-        try:
-            clock = datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]),
-                             int(stamp[8:10]), int(stamp[10:12]), int(stamp[12:]))
-        except ValueError:
+        clock = _CLOCKS.get(stamp, _UNSEEN)
+        if clock is _UNSEEN:
+            clock = _reversed_clock(stamp)
+            if len(_CLOCKS) >= _CLOCKS_KEPT:
+                _CLOCKS.clear()
+            _CLOCKS[stamp] = clock
+        if clock is None:
             return None
-    valve, battery = _status(frame[31:33], profile)
-    return frame[8:1:-1].hex().upper(), int(volume) / divisor, clock, valve, battery
+    valve, battery = _STANDARD_STATUS[frame[31]] if profile is STANDARD else _status(frame[31:33], profile)
+    return frame[8:1:-1].hex().upper(), count / divisor, clock, valve, battery
+
+
+def _reversed_clock(stamp: bytes) -> datetime | None:
+    """The clock of a `ss mm hh DD MM YY CC` stamp, or None when it is not a valid time."""
+    digits = stamp[::-1].hex()  # CC YY MM DD hh mm ss
+    if not digits.isdigit() or digits[:2] not in ("19", "20"):
+        return None
+    try:
+        return datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]),
+                        int(digits[8:10]), int(digits[10:12]), int(digits[12:]))
+    except ValueError:
+        return None
 
 
 def _logical_di(first: int, second: int, profile: VendorProfile) -> int:
@@ -270,6 +295,10 @@ def _clock(raw: bytes, profile: VendorProfile) -> datetime | None:
 def _status(st: bytes, profile: VendorProfile) -> tuple[str, bool]:
     byte = st[profile.status_byte]
     return _VALVE[(byte >> profile.valve_shift) & 0b11], bool(byte >> profile.battery_bit & 1)
+
+
+# ST0 -> (valve, battery low) under the standard profile.
+_STANDARD_STATUS = tuple(_status(bytes([b, 0]), STANDARD) for b in range(256))
 
 
 def encode(

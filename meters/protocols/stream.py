@@ -5,8 +5,7 @@ Anything that is not a frame is skipped and counted. The buffer never holds more
 incomplete frame, so it stays under `MAX_FRAME` bytes whatever arrives.
 """
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from meters.protocols import cjt188, mbus
 
@@ -14,8 +13,7 @@ MAX_FRAME = cjt188.HEADER_LEN + 255 + 2  # the larger of the two: CJ/T 188 with 
 _SHORT_FRAME_LEN = 5  # 10 C A CS 16
 
 
-@dataclass(frozen=True)
-class StreamFrame:
+class StreamFrame(NamedTuple):  # a tuple: one is built per frame on the ingestion hot path
     protocol: Literal["cjt188", "mbus"]
     data: bytes  # the frame, FE preamble stripped
 
@@ -34,12 +32,24 @@ class FrameReassembler:
         self._buffer += chunk
         frames: list[StreamFrame] = []
         pos = 0
-        buf = self._buffer
-        while pos < len(buf):
+        buf = bytes(self._buffer)  # one copy to scan: slices of it are the frames' bytes
+        end = len(buf)
+        summed_from = cjt188.HEADER_LEN if self._profile.checksum == "data" else 0
+        while pos < end:
             byte = buf[pos]
             if byte == cjt188.PREAMBLE:
                 pos += 1
                 continue
+            # Nearly every frame: a complete CJ/T 188 frame whose header is no M-Bus one
+            # (`_frame_at` would try M-Bus first), checked here without the general search.
+            if (byte == cjt188.START and end - pos >= cjt188.HEADER_LEN
+                    and (buf[pos + 3] != mbus.LONG_START or buf[pos + 1] != buf[pos + 2])):
+                stop = pos + cjt188.HEADER_LEN + buf[pos + 10] + 2
+                if (stop <= end and buf[stop - 1] == cjt188.STOP
+                        and sum(buf[pos + summed_from : stop - 2]) & 0xFF == buf[stop - 2]):
+                    frames.append(StreamFrame("cjt188", buf[pos:stop]))
+                    pos = stop
+                    continue
             if byte == mbus.ACK:
                 frames.append(StreamFrame("mbus", bytes([byte])))
                 pos += 1
@@ -57,10 +67,10 @@ class FrameReassembler:
             else:
                 self.garbage_bytes += 1
                 pos += 1
-        del buf[:pos]
+        del self._buffer[:pos]
         return frames
 
-    def _next_complete_frame(self, buf: bytearray, start: int) -> int | None:
+    def _next_complete_frame(self, buf: bytes, start: int) -> int | None:
         """Where a complete, checksummed frame begins after a false start, if one does.
 
         Without this a stray 68 (DTU heartbeats carry them) would hold back the frames behind
@@ -71,7 +81,7 @@ class FrameReassembler:
                 return pos
         return None
 
-    def _frame_at(self, buf: bytearray, pos: int) -> tuple[StreamFrame | None, bool]:
+    def _frame_at(self, buf: bytes, pos: int) -> tuple[StreamFrame | None, bool]:
         """(frame, False) when one starts at pos; (None, True) if more bytes could make one."""
         byte, waiting = buf[pos], False
         if byte == mbus.SHORT_START:
@@ -103,7 +113,7 @@ class FrameReassembler:
         return frame[:-2]
 
 
-def _mbus_span(buf: bytearray, pos: int) -> int | None:
+def _mbus_span(buf: bytes, pos: int) -> int | None:
     span = mbus.long_frame_span(buf, pos)
     if span is None:
         return None

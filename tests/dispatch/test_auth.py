@@ -61,7 +61,7 @@ def test_production_refuses_the_default_secret(monkeypatch) -> None:  # noqa: AN
     import pytest
     from pydantic import ValidationError
 
-    from dispatch.config import Settings
+    from kit.config import Settings
 
     monkeypatch.delenv("GASDISPATCH_JWT_SECRET", raising=False)
     with pytest.raises(ValidationError, match="JWT_SECRET"):

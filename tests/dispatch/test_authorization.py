@@ -8,7 +8,7 @@ import pytest
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.app import create_app
+from app.asgi import create_app
 from tests.factories import make_customer, make_staff, make_technician
 
 ROLES = ("anonymous", "customer", "technician", "auditor", "admin")
@@ -43,6 +43,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/orders/{order_id}/cancellation-quote"): {"customer"},
     ("POST", "/v1/orders/{order_id}/reschedule"): {"customer", "admin"},
     ("POST", "/v1/orders/{order_id}/consent"): {"customer", "admin"},
+    ("POST", "/v1/orders/{order_id}/payment/retry"): {"customer"},
     ("GET", "/v1/technicians/me"): {"technician"},
     ("PATCH", "/v1/technicians/me"): {"technician"},
     ("GET", "/v1/technicians/me/certifications"): {"technician"},
@@ -60,6 +61,10 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/offers"): {"technician"},
     ("GET", "/v1/ops/alerts"): {"admin"},
     ("POST", "/v1/ops/alerts/{alert_id}/acknowledge"): {"admin"},
+    ("GET", "/v1/ops/dead-letters"): {"admin", "auditor"},
+    ("POST", "/v1/ops/dead-letters/{delivery_id}/retry"): {"admin"},
+    ("POST", "/v1/ops/dead-letters/{delivery_id}/discard"): {"admin"},
+    ("GET", "/v1/ops/engine"): {"admin", "auditor"},
     ("POST", "/v1/offers/{offer_id}/accept"): {"technician"},
     ("POST", "/v1/offers/{offer_id}/decline"): {"technician"},
     ("GET", "/v1/technicians/nearby"): {"customer"},

@@ -9,7 +9,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import handlers
-from dispatch.events import drain
+from kit.events import drain
 from dispatch.models import Notification, Order, OrderEvent, Technician
 from dispatch.service import Actor, transition
 from tests.factories import make_customer, make_staff, make_technician

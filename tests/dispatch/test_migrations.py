@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from dispatch.cli import alembic_config
+from app.cli import alembic_config
 
 
 @pytest.fixture

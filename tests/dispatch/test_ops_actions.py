@@ -16,11 +16,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import assignments
 from dispatch.errors import IllegalTransition
-from dispatch.events import drain
+from kit.events import drain
 from dispatch.field.models import Hazard
 from dispatch.models import Certification, Notification, Order, OrderEvent, Technician, TrainingRecord
 from dispatch.alerts import ops_channel
-from dispatch.config import get_settings
+from kit.config import get_settings
 from dispatch.service import Actor, create_order
 from dispatch.states import next_state
 from matching import service as engine

@@ -3,7 +3,7 @@ import uuid
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.events import drain, subscribe, unsubscribe
+from kit.events import drain, subscribe, unsubscribe
 from tests.factories import make_customer, make_staff
 
 

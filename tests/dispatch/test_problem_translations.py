@@ -14,8 +14,8 @@ FRAMEWORK_SLUGS = {"validation-error", "internal-error", "payload-too-large", "n
 
 
 def _domain_slugs() -> set[str]:
-    from api.app import create_app
-    from dispatch.errors import DomainError
+    from app.asgi import create_app
+    from kit.errors import DomainError
 
     create_app()  # imports every package, so every error class exists
     slugs, pending = set(), [DomainError]

@@ -9,8 +9,8 @@ from httpx import AsyncClient
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import Settings, get_settings
-from dispatch.events import drain
+from kit.config import Settings, get_settings
+from kit.events import drain
 from meters.ingest import Ingestor, Telemetry
 from tests.meters.meters_factories import make_device
 

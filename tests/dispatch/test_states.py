@@ -24,7 +24,8 @@ LEGAL = {
     ("accepted", "reschedule"): "matching",
     **{(s, "assign"): "accepted" for s in ("matching", "offered", "accepted", "en_route")},
     **{(s, "cancel"): "cancelled" for s in
-       ("awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "arrived", "in_service")},
+       ("awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "arrived", "in_service",
+        "payment_attention")},
 }
 
 

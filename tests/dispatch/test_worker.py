@@ -1,12 +1,12 @@
-"""The periodic worker drives an order from creation to payout on committed data."""
+"""The worker's jobs drive an order from creation to payout on committed data."""
 
 from datetime import datetime, timedelta, timezone
 
 from sqlmodel import select
 
-from api.worker import tick
+from app.worker import run_once
 from dispatch.models import Notification, Order
-from dispatch.redis import get_redis
+from kit.redis import get_redis
 from dispatch.service import Actor, create_order, transition
 from matching import service as engine
 from matching.models import Offer
@@ -29,7 +29,7 @@ async def test_worker_offers_finalizes_the_review_and_pays_the_technician(commit
                                    kind="repair", actor=Actor("customer", str(customer.account.id)))
         await session.commit()
 
-    await tick()
+    await run_once()
     async with committed_sessions() as session:
         offer = (await session.exec(select(Offer).where(Offer.order_id == order.id))).one()
         assert offer.technician_id == tech.technician.id
@@ -38,18 +38,18 @@ async def test_worker_offers_finalizes_the_review_and_pays_the_technician(commit
             await transition(session, order.id, action, Actor.system("test"),
                              payload={"report_id": "test-report"} if action == "complete" else None)
         await session.commit()
-    await tick()  # hold placed on acceptance, captured on completion
+    await run_once()  # hold placed on acceptance, captured on completion
     async with committed_sessions() as session:
         await submit_review(session, order_id=order.id, customer_id=customer.customer.id, stars=5)
         await session.commit()
 
-    counts = await tick(datetime.now(timezone.utc) + timedelta(hours=25))  # the edit window has closed
+    counts = await run_once(datetime.now(timezone.utc) + timedelta(hours=25))  # the edit window has closed
     assert counts["reviews"] == 1 and counts["payouts"] == 1
     async with committed_sessions() as session:
         assert (await session.get(Order, order.id)).status == "settled"
         settlement = (await session.exec(select(Settlement).where(Settlement.order_id == order.id))).one()
         assert settlement.status == "transferred"
-    await tick()  # relays the settlement's events
+    await run_once()  # relays the settlement's events
     async with committed_sessions() as session:
         payout = (await session.exec(select(Notification).where(
             Notification.account_id == tech.account.id, Notification.kind == "payout"))).one()
@@ -73,11 +73,11 @@ async def test_the_standalone_worker_process_matches_orders(committed_sessions, 
         order = await create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
                                    kind="repair", actor=Actor("customer", str(customer.account.id)))
         await session.commit()
-    process = subprocess.Popen([sys.executable, "-m", "dispatch", "worker"],
+    process = subprocess.Popen([sys.executable, "-m", "app", "worker"],
                                env={**os.environ, "GASDISPATCH_BATCH_WINDOW_S": "0.2"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(150):
+        for _ in range(600):  # up to 60 s: the worker process imports the whole app first
             async with committed_sessions() as session:
                 offered = (await session.exec(select(Offer).where(Offer.order_id == order.id))).first()
             if offered is not None:

@@ -13,7 +13,7 @@ from playwright.async_api import Page, expect
 from sqlalchemy import update
 
 from dispatch.alerts import raise_alert
-from dispatch.db import session_scope
+from kit.db import session_scope
 from dispatch.field.models import Hazard
 from dispatch.models import Certification, Technician, TrainingRecord
 from dispatch.service import Actor, create_order, transition

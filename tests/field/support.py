@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.events import drain
+from kit.events import drain
 from dispatch.field import visits
 from dispatch.field.identity import waive
-from dispatch.geo import point, polygon_from_geojson
+from kit.geo import point, polygon_from_geojson
 from dispatch.models import Order, ServiceStation
 from dispatch.service import Actor, create_order, transition
 from matching import service as engine

@@ -6,11 +6,12 @@ from datetime import datetime, timedelta, timezone
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch.events import drain
+from kit.config import get_settings
+from kit.events import drain
 from dispatch.field import campaigns, visits
 from dispatch.field.models import InspectionPlan, Visit
-from dispatch.models import Order, OutboxMessage
+from dispatch.models import Order
+from kit.models import OutboxMessage
 from tests.factories import make_customer
 from tests.field.support import CENTER, accepted_job, make_station
 

@@ -7,9 +7,10 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.events import drain
+from kit.events import drain
 from dispatch.field.models import Hazard
-from dispatch.models import Order, OutboxMessage, ServiceKind
+from dispatch.models import Order, ServiceKind
+from kit.models import OutboxMessage
 from matching import service as engine
 from tests.factories import make_staff
 from tests.field.support import in_service_job, make_station, report

@@ -7,10 +7,11 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import InvalidInput
-from dispatch.events import drain
+from kit.errors import InvalidInput
+from kit.events import drain
 from dispatch.field.models import Hazard, PriceChange
-from dispatch.models import Order, OrderEvent, OutboxMessage
+from dispatch.models import Order, OrderEvent
+from kit.models import OutboxMessage
 from dispatch.service import Actor, consent_order
 from matching import service as engine
 from tests.field.support import in_service_job, make_station, report

@@ -7,10 +7,11 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 from dispatch.field import identity
 from dispatch.field.models import Visit
-from dispatch.models import Order, OutboxMessage
+from dispatch.models import Order
+from kit.models import OutboxMessage
 from tests.field.support import accepted_job, make_station, place
 
 

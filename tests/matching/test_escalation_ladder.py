@@ -11,10 +11,10 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import after_commit
+from kit import after_commit
 from dispatch.alerts import OpsAlert, acknowledge, ops_channel
-from dispatch.events import drain
-from dispatch.fanout import account_channel
+from kit.events import drain
+from kit.fanout import account_channel
 from dispatch.models import Order, OrderEvent
 from dispatch.service import Actor, create_order
 from matching import service as engine
@@ -169,7 +169,7 @@ async def test_the_only_technician_is_offered_again_after_the_cooldown(session: 
 
 
 async def test_without_escalation_a_lapsed_technician_is_never_offered_again(session: AsyncSession, index, monkeypatch) -> None:  # noqa: ANN001
-    from dispatch.config import get_settings
+    from kit.config import get_settings
 
     monkeypatch.setattr(get_settings(), "escalation_enabled", False)
     only = await emergency_tech(session, index, 1.0)

@@ -8,10 +8,10 @@ import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import after_commit
-from dispatch.events import drain
-from dispatch.fanout import account_channel
-from dispatch.geo import point, polygon_from_geojson
+from kit import after_commit
+from kit.events import drain
+from kit.fanout import account_channel
+from kit.geo import point, polygon_from_geojson
 from dispatch.models import Order, ServiceStation
 from dispatch.service import Actor, create_order
 from matching import service as engine

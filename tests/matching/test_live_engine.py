@@ -8,7 +8,8 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.events import drain
+from kit import after_commit
+from kit.events import drain
 from dispatch.models import Order
 from dispatch.service import Actor, create_order, transition
 from matching import service as engine
@@ -80,7 +81,7 @@ async def test_offer_expiry_moves_to_the_next_candidate(session: AsyncSession, i
 
 
 async def test_declines_up_to_the_limit_leave_the_order_unfulfilled_with_a_reason(session: AsyncSession, index, monkeypatch) -> None:  # noqa: ANN001
-    from dispatch.config import get_settings
+    from kit.config import get_settings
 
     monkeypatch.setattr(get_settings(), "max_offer_attempts", 2)
     a = await online_technician(session, index, CENTER[0] + 0.002, CENTER[1])
@@ -201,6 +202,7 @@ async def test_going_offline_lapses_open_offers(session: AsyncSession, index) ->
     await engine.run_batch(session, index)
     assert (await open_offer(session, order.id)).technician_id == a.technician.id
     await engine.go_offline(session, index, a.technician)
+    await after_commit.run(session)  # the live index hears of it once committed
     await engine.run_batch(session, index)
     assert (await open_offer(session, order.id)).technician_id == b.technician.id
     assert await index.nearby("demo", CENTER[0], CENTER[1], k=5, max_radius_m=5000) != []
@@ -215,7 +217,7 @@ async def test_overdue_orders_become_unfulfilled(session: AsyncSession, index) -
 
 
 async def test_offers_of_a_silent_technician_move_on_but_a_connected_one_keeps_them(session: AsyncSession, index) -> None:  # noqa: ANN001
-    from dispatch.fanout import presence_key
+    from kit.fanout import presence_key
 
     silent = await online_technician(session, index, CENTER[0] + 0.001, CENTER[1])
     other = await online_technician(session, index, CENTER[0] + 0.01, CENTER[1])
@@ -252,7 +254,7 @@ async def test_emergency_preempts_a_routine_job_not_yet_started(session: AsyncSe
 
 
 async def test_emergency_does_not_preempt_when_disabled_or_job_started(session: AsyncSession, index, monkeypatch) -> None:  # noqa: ANN001
-    from dispatch.config import get_settings
+    from kit.config import get_settings
 
     tech = await online_technician(session, index, CENTER[0] + 0.002, CENTER[1], kinds=("repair", "emergency"))
     routine = await new_order(session)

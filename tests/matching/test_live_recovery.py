@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.errors import Conflict
-from dispatch.events import drain
+from kit.errors import Conflict
+from kit.events import drain
 from dispatch.models import Order
 from dispatch.service import Actor, create_order
 from matching import service as engine

@@ -13,7 +13,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 from dispatch.models import Order
 from meters.models import Reading
 from meters.nbiot import sign

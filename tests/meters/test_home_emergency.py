@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch_service
-from dispatch.config import get_settings
-from dispatch.events import drain
-from dispatch.models import Order, OutboxMessage
+from kit.config import get_settings
+from kit.events import drain
+from dispatch.models import Order
+from kit.models import OutboxMessage
 from meters.models import Fault, ValveCommand
 from meters.nbiot import sign
 from tests.factories import make_staff

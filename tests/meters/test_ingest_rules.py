@@ -6,9 +6,10 @@ from sqlalchemy import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch_service
-from dispatch.config import get_settings
-from dispatch.events import drain
-from dispatch.models import Order, OutboxMessage
+from kit.config import get_settings
+from kit.events import drain
+from dispatch.models import Order
+from kit.models import OutboxMessage
 from meters import reminders, rules
 from meters import service as meters_service
 from meters.ingest import Ingestor, Telemetry, latest_state
@@ -44,6 +45,24 @@ async def test_retransmitted_reading_is_stored_once(session: AsyncSession, redis
     count = (await session.exec(select(func.count()).select_from(Reading).where(Reading.device_id == device.id))).scalar()
     assert count == 1
     assert (await latest_state(redis, device.id))["volume_m3"] == 1.5
+
+
+async def test_batch_of_stored_and_new_readings_stores_and_evaluates_only_the_new(session: AsyncSession, redis) -> None:  # noqa: ANN001
+    device, customer = await make_device(session, external_id="00000000000013")
+    ingestor = Ingestor()
+    external_id = device.external_id
+    await ingestor.ingest(session, redis, [report(external_id, 0, volume_m3=1.0), report(external_id, 2, volume_m3=3.0)],
+                          channel="tcp", source="legacy:t", now=NOW)
+    mixed = [report(external_id, 0, volume_m3=1.0), report(external_id, 1, volume_m3=2.0, battery_low=True),
+             report(external_id, 2, volume_m3=3.0), report(external_id, 3, volume_m3=4.0)]
+    result = await ingestor.ingest(session, redis, mixed, channel="tcp", source="legacy:t", now=NOW)
+    assert (result.stored, result.duplicates) == (2, 2)
+    volumes = (await session.exec(select(Reading.volume_m3).where(Reading.device_id == device.id)
+                                  .order_by(Reading.read_at))).scalars().all()
+    assert volumes == [1.0, 2.0, 3.0, 4.0]
+    orders = await orders_of(session, customer.customer.id)  # the new low-battery reading was evaluated
+    assert [(o.kind, o.priority) for o in orders] == [("meter_fault", "routine")]
+    assert (await latest_state(redis, device.id))["volume_m3"] == 4.0
 
 
 async def test_low_battery_opens_one_order_and_repeats_annotate(session: AsyncSession, redis) -> None:  # noqa: ANN001

@@ -9,7 +9,7 @@ from httpx import AsyncClient
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 from dispatch.models import Order
 from meters.models import Quarantine
 from meters.nbiot import sign

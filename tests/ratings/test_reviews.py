@@ -5,7 +5,8 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.models import Order, OutboxMessage
+from dispatch.models import Order
+from kit.models import OutboxMessage
 from dispatch.service import get_order
 from ratings import events, jobs, service
 from tests.factories import make_customer, make_staff, make_technician
@@ -196,7 +197,7 @@ async def test_finalized_order_cannot_be_reviewed_again(client: AsyncClient, ses
 def test_ratings_cli_offers_finalize_due() -> None:
     from typer.testing import CliRunner
 
-    from dispatch.cli import app
+    from app.cli import app
 
     result = CliRunner().invoke(app, ["ratings", "finalize-due", "--help"])
     assert result.exit_code == 0

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from dispatch.field.models import Visit
 from dispatch.models import Order
-from dispatch.tech_client import CustomerOptions, TechOptions, run_demo
+from app.tech_client import CustomerOptions, TechOptions, run_demo
 from ratings.models import Review
 from tests.factories import make_customer, make_technician
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 from tests.factories import PASSWORD, make_account, make_customer, make_staff
 
 ATTACKER = "203.0.113.66"

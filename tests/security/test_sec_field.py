@@ -8,9 +8,10 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.events import drain
+from kit.events import drain
 from dispatch.field.models import Hazard, PriceChange
-from dispatch.models import Order, OutboxMessage, ServiceKind
+from dispatch.models import Order, ServiceKind
+from kit.models import OutboxMessage
 from matching import service as engine
 from matching.models import Offer
 from settlement.models import Payment

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 from dispatch.field import identity
 from dispatch.models import Order
 from tests.field.support import CENTER, LON_PER_M, accepted_job

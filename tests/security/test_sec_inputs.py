@@ -12,8 +12,8 @@ import pytest
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.app import create_app
-from dispatch.config import get_settings
+from app.asgi import create_app
+from kit.config import get_settings
 from dispatch.models import ServiceKind
 from tests.factories import make_customer, make_staff, make_technician
 from tests.field.support import make_station

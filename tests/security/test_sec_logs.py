@@ -13,8 +13,8 @@ from pathlib import Path
 
 import structlog
 
-from dispatch.config import Settings
-from dispatch.logs import FoldRepeats, RedactSecrets, configure_logging, known_secrets
+from kit.config import Settings
+from kit.logs import FoldRepeats, RedactSecrets, configure_logging, known_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 DB_PASSWORD = "pg-password-that-must-never-be-logged-42"
@@ -31,7 +31,7 @@ def test_worker_log_during_a_database_outage_holds_no_password_and_does_not_floo
                    f"postgresql+asyncpg://postgres:{DB_PASSWORD}@127.0.0.1:{_closed_port()}/gasdispatch"}
     log_file = tmp_path / "worker.log"
     with log_file.open("w") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "dispatch", "worker"], cwd=ROOT, env=environment,
+        worker = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=environment,
                                   stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60  # start-up is slow on a busy machine

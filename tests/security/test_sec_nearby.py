@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.geo import lonlat, point
+from kit.geo import lonlat, point
 from dispatch.models import Address
 from matching import nearby
 from matching import service as engine

@@ -10,10 +10,10 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch.config import get_settings
-from dispatch import after_commit
-from dispatch.events import drain
-from dispatch.fanout import order_channel
+from kit.config import get_settings
+from kit import after_commit
+from kit.events import drain
+from kit.fanout import order_channel
 from dispatch.models import Order
 from dispatch.service import Actor, TooManyOpenOrders, create_order
 from matching import service as engine

@@ -35,7 +35,7 @@ ID_QUERIES = {
 
 @pytest.fixture
 async def seeded_city(committed_sessions) -> dict[str, list[str]]:  # noqa: ANN001
-    seeded = subprocess.run([sys.executable, "-m", "dispatch", "seed", "--city", "demo"], cwd=ROOT,
+    seeded = subprocess.run([sys.executable, "-m", "app", "seed", "--city", "demo"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert seeded.returncode == 0, seeded.stderr
     ids: dict[str, list[str]] = {}

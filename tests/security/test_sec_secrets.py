@@ -17,8 +17,8 @@ from dotenv import dotenv_values
 from httpx import AsyncClient
 from pydantic import ValidationError
 
-from dispatch.config import DEV_QR_KEY, Settings
-from dispatch.secrets import ensure_secrets
+from kit.config import DEV_QR_KEY, Settings
+from kit.secrets import ensure_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_VARIABLES = ("GASDISPATCH_JWT_SECRET", "GASDISPATCH_QR_SIGNING_KEYS", "GASDISPATCH_QR_ACTIVE_KEY_ID",
@@ -80,7 +80,7 @@ def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
 def test_server_refuses_to_start_with_development_secrets(tmp_path: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
     environment["GASDISPATCH_ENVIRONMENT"] = "development"
-    result = subprocess.run([sys.executable, "-m", "dispatch", "worker"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "app", "worker"], capture_output=True, text=True,
                             timeout=60, env=environment, cwd=tmp_path)
     assert result.returncode == 2
     assert "GASDISPATCH_JWT_SECRET" in result.stdout + result.stderr
@@ -114,7 +114,7 @@ def test_qr_forged_with_the_development_key_fails_on_a_default_install(
 
 
 async def test_metrics_need_the_token(client: AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dispatch.config import get_settings
+    from kit.config import get_settings
 
     assert (await client.get("/metrics")).status_code == 404  # no token configured: not served
     monkeypatch.setattr(get_settings(), "metrics_token", "t" * 40)

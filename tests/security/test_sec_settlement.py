@@ -19,9 +19,9 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.testing import capture_logs
 
-from api.app import create_app
+from app.asgi import create_app
 from dispatch import service as dispatch
-from dispatch.events import drain
+from kit.events import drain
 from settlement import ledger, service, webhooks
 from settlement.audit import csv_cell
 from settlement.errors import PayoutExceedsCapture, RefundExceedsCapture
@@ -37,7 +37,7 @@ DEAD_LETTERED = "gasdispatch_settlement_webhooks_dead_lettered_total"
 @pytest.fixture(autouse=True)
 def settlement_handlers() -> Iterator[None]:
     """Settlement subscribed to its events for one test, as the app lifespan does."""
-    from dispatch.events import unsubscribe
+    from kit.events import unsubscribe
     from settlement import handlers
 
     handlers.register()

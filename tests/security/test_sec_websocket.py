@@ -11,7 +11,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 from dispatch.security import issue_token
 from tests.factories import make_customer, make_technician
 

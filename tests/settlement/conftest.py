@@ -108,7 +108,7 @@ def local_api(backend, request) -> Iterator[httpx.Client]:
 @pytest.fixture
 def settlement_handlers() -> Iterator[None]:
     """Settlement subscribed to its events for one test, as the app lifespan does."""
-    from dispatch.events import unsubscribe
+    from kit.events import unsubscribe
     from settlement import handlers
 
     handlers.register()
@@ -129,7 +129,7 @@ def committed_db():
     from sqlalchemy.engine import make_url
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from dispatch.cli import alembic_config
+    from app.cli import alembic_config
     from tests.settlement.support import CommittedDatabase
 
     base = make_url(os.environ["GASDISPATCH_DATABASE_URL"])

@@ -9,7 +9,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
-from dispatch.events import drain, publish
+from kit.events import drain, publish
 from dispatch.models import Order
 from settlement import ledger
 from settlement.models import LedgerEntry, LedgerPosting
@@ -79,7 +79,7 @@ class CommittedDatabase:
     def __init__(self, url: str) -> None:
         from sqlalchemy.ext.asyncio import create_async_engine
 
-        from dispatch.config import get_settings
+        from kit.config import get_settings
         from settlement.sandbox_gateway import SandboxGateway
 
         self.url = url

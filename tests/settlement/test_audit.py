@@ -9,7 +9,7 @@ from httpx import AsyncClient
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.app import create_app
+from app.asgi import create_app
 from settlement import service
 from settlement.models import AuditAccess
 from tests.factories import make_staff

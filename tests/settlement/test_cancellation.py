@@ -10,7 +10,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
-from dispatch.events import drain
+from kit.events import drain
 from settlement import audit, cancellation, handlers, ledger, service
 from settlement.models import Payment, Settlement
 from settlement.rules import Rules, cancellation_fee

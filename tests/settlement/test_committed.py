@@ -22,7 +22,7 @@ def _cli(db: CommittedDatabase, *args: str, fault: str | None = None) -> subproc
     env.pop("GASDISPATCH_FAULT", None)
     if fault:
         env["GASDISPATCH_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "dispatch", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "app", *args], env=env, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -8,8 +8,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
-from dispatch.config import get_settings
-from dispatch.events import drain
+from kit.config import get_settings
+from kit.events import drain
 from dispatch.models import Order
 from settlement import handlers, ledger, service
 from settlement.gateway import PaymentRequestRejected
@@ -334,3 +334,16 @@ async def test_refund_beyond_the_captured_amount_is_refused(client: AsyncClient,
                                  json={"amount_minor": 9000})
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_order_refunded_in_full_before_its_review_settles_at_zero_without_a_ledger_entry(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    order, _, technician = await new_order(client, session)
+    await accept(session, order, technician)
+    await complete(session, order)
+    await service.refund_order(session, order.id, amount_minor=8000, request_key="all", gateway=service.get_gateway())
+    s = await service.compute_settlement(session, order_id=order.id, review_id="x", stars=4)
+    assert (s.base_minor, s.payout_minor, s.status) == (0, 0, "transferred")
+    assert "settlement" not in await entries_of(session, order.id)
+    await assert_ledger_balances(session)

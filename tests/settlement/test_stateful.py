@@ -16,7 +16,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
-from dispatch.config import get_settings
+from kit.config import get_settings
 from settlement import service, webhooks
 from settlement.audit import verify_chain
 from settlement.models import LedgerEntry, Payment, Settlement
@@ -37,6 +37,7 @@ class SettlementMachine(RuleBasedStateMachine):
         self.started = datetime.now(timezone.utc)  # earlier examples' provider rows stay out
         self.undelivered: list[dict] = []
         self.seen_events: set[str] = set()
+        self.disputed: dict[str, int] = {}  # charge -> disputed at the provider
 
         async def begin() -> None:
             self.connection = await self.engine.connect()
@@ -132,12 +133,18 @@ class SettlementMachine(RuleBasedStateMachine):
             payment = await self.session.get(Payment, order_id)
             if payment is None or payment.status != "captured":
                 return
-            left = payment.captured_minor - payment.refunded_minor
+            # What is left at the provider: a dispute or refund whose webhook has not come yet is
+            # already gone there, though not yet in our books.
+            charge = self.gateway.retrieve_charge(payment.charge_id)
+            left = min(payment.captured_minor - payment.refunded_minor,
+                       charge.captured_minor - sum(refund.amount_minor for refund in charge.refunds)
+                       - self.disputed.get(payment.charge_id, 0))
             amount = max(1, left * percent // 100)
             if left <= 0:
                 return
             if dispute:
                 self.gateway.open_dispute(charge_id=payment.charge_id, amount_minor=amount)
+                self.disputed[payment.charge_id] = self.disputed.get(payment.charge_id, 0) + amount
             else:
                 await service.refund_order(self.session, order_id, amount_minor=amount,
                                            request_key=uuid.uuid4().hex, gateway=self.gateway)

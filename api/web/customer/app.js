@@ -189,6 +189,7 @@ async function openOrder(orderId) {
     identity: h("section", { class: "card", id: "identity" }),
     price: h("section", { class: "card hidden", id: "price-change" }),
     consent: h("section", { class: "card hidden", id: "followup-consent" }),
+    payment: h("section", { class: "card hidden", id: "payment-attention", "aria-live": "polite" }),
     report: h("section", { class: "card hidden", id: "report" }),
     review: h("section", { class: "card hidden", id: "review" }),
     manage: h("section", { class: "card hidden", id: "order-manage", "aria-labelledby": "manage-h" }),
@@ -198,7 +199,7 @@ async function openOrder(orderId) {
   fill(main, h("p", {}, h("a", { href: "#" }, `← ${t("customer.back")}`)),
     h("div", { class: "grid-2" }, sections.status,
       h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, distance)),
-    h("div", { class: "grid-2" }, sections.identity, sections.price, sections.consent),
+    h("div", { class: "grid-2" }, sections.payment, sections.identity, sections.price, sections.consent),
     h("div", { class: "grid-2" }, sections.report, sections.review), sections.manage);
 
   let order = await api.get(`/v1/orders/${orderId}`);
@@ -234,6 +235,7 @@ async function openOrder(orderId) {
     }
     renderPriceChange(sections.price, order, visit, refresh);
     renderFollowup(sections.consent, order, visit, refresh);
+    renderPaymentAttention(sections.payment, order, refresh);
     renderReport(sections.report, visit);
     await renderManage(sections.manage, order);
     await renderReview(sections.review, order, refresh);
@@ -254,7 +256,7 @@ function renderStatus(section, order, events) {
   const reached = new Map(events.map((e) => [e.to_status, e.created_at]));
   // A follow-up starts by waiting for the customer's consent instead of "created".
   const path = reached.has("awaiting_consent") ? ["awaiting_consent", ...STEPS.slice(1)] : STEPS;
-  const steps = ["cancelled", "unfulfilled"].includes(order.status) ? [...reached.keys()] : path;
+  const steps = ["cancelled", "unfulfilled", "payment_attention"].includes(order.status) ? [...reached.keys()] : path;
   fill(section, 
     h("h2", {}, `${kindText(order.kind)} `, h("span", { class: `pill ${order.priority}`, id: "order-status-pill" }, statusText(order.status))),
     h("p", {}, `${t("customer.estimate")}: `, h("strong", { id: "order-estimate" }, money(order.price_estimate))),
@@ -324,6 +326,34 @@ function renderFollowup(section, order, visit, refresh) {
     error, h("div", { class: "actions" }, agree, decline));
 }
 
+// Payment methods as the provider's client library would return them (test mode cards).
+const CARDS = [["pm_card_visa", "Visa ···· 4242"], ["pm_card_mastercard", "Mastercard ···· 4444"],
+  ["pm_card_chargeDeclined", "Visa ···· 0002"]];
+
+// A declined card: the order waits (before the door the technician was released) until the
+// customer pays with another card; a done job is then captured, otherwise matched again.
+function renderPaymentAttention(section, order, refresh) {
+  const waiting = order.status === "payment_attention";
+  section.classList.toggle("hidden", !waiting);
+  if (!waiting) return;
+  const card = h("select", {}, CARDS.map(([id, label]) => new Option(`${label} (${t("customer.testCard")})`, id)));
+  const error = h("p", { class: "error", role: "alert" });
+  const pay = h("button", { class: "primary", id: "retry-payment", type: "button" }, t("customer.payWithCard"));
+  pay.addEventListener("click", async () => {
+    const result = await act(pay, error, () => api.post(`/v1/orders/${order.id}/payment/retry`, { payment_method: card.value }));
+    if (!result) return;
+    if (result.outcome === "declined") {
+      error.textContent = t("customer.paymentDeclined", { left: result.attempts_left });
+      return;
+    }
+    toast(t("customer.paymentAuthorised"));
+    await refresh();
+  });
+  fill(section, h("h2", {}, t("customer.paymentTitle")),
+    h("p", { class: "notice" }, t(order.technician_id ? "customer.paymentTextDone" : "customer.paymentText")),
+    field("payment-card", "customer.card", card), error, h("div", { class: "actions" }, pay));
+}
+
 function renderReport(section, visit) {
   const report = visit?.report;
   const hazards = visit?.hazards ?? [];
@@ -381,7 +411,7 @@ async function renderReview(section, order, refresh) {
 // -- cancel and reschedule ------------------------------------------------------------------------
 
 const CANCEL_REASONS = ["changed_mind", "too_slow", "fixed_myself", "not_home", "wrong_service", "other"];
-const CANCELLABLE = ["awaiting_consent", "created", "matching", "offered", "accepted", "en_route"];
+const CANCELLABLE = ["awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "payment_attention"];
 
 // The buttons follow the quote: what cancelling costs now, and whether rescheduling is possible.
 // The order's socket redraws the page after either, so nothing is refreshed here.

@@ -3,7 +3,9 @@
 // yet answered are sent again after a reconnect — the server answers a repeated id with its first
 // reply, so nothing is done twice. The access token travels in the first message, never in the
 // URL; when the server closes the socket for its token (4401: expired or revoked) the token is
-// renewed and the socket reconnects, unless the session is over.
+// renewed and the socket reconnects, unless the session is over. Order updates carry `seq`; the
+// highest one seen is sent in a `resume` after each reconnect, so the server resends what was
+// missed meanwhile (see api/ws/protocol.py).
 
 let counter = 0;
 export const messageId = (prefix = "m") => `${prefix}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
@@ -21,6 +23,7 @@ export class LiveSocket {
     this.onOpen = onOpen;
     this.pending = new Map();  // id -> {message, resolve, reject}
     this.delay = 500;
+    this.lastSeq = null;  // the highest `seq` received, asked for again after a reconnect
     this.closed = false;
     this.connect();
   }
@@ -45,6 +48,7 @@ export class LiveSocket {
       this.onState("open");
       this.onOpen();
       for (const { message } of this.pending.values()) ws.send(JSON.stringify(message));
+      if (this.lastSeq !== null) ws.send(JSON.stringify({ v: 1, type: "resume", id: messageId("resume"), after: this.lastSeq }));
     };
     ws.onmessage = (event) => {
       let message;
@@ -53,6 +57,7 @@ export class LiveSocket {
         if (message.type === "ack") this.delay = 500;  // backoff resets only once the server took the token
         return;
       }
+      if (Number.isInteger(message.seq)) this.lastSeq = Math.max(this.lastSeq ?? 0, message.seq);
       const waiting = message.id && this.pending.get(message.id);
       if (waiting && (message.type === "ack" || message.type === "error" || message.type === "pong")) {
         this.pending.delete(message.id);
@@ -60,6 +65,7 @@ export class LiveSocket {
         else waiting.resolve(message);
         return;
       }
+      if (message.type === "ack" && String(message.id).startsWith("resume-")) return;
       this.onMessage(message);
     };
     ws.onclose = async (event) => {

@@ -73,6 +73,8 @@ function onMessage(message) {
   } else if (message.type === "offer_withdrawn") {
     state.offers.delete(message.offer_id);
     renderOffers();
+  } else if (message.type === "resync") {
+    loadJobs();
   } else if (message.type === "job_updated" || message.type === "order_cancelled") {
     if (message.type === "order_cancelled") toast(t("technician.cancelled"));
     loadJobs();
@@ -173,12 +175,40 @@ function renderAvailability() {
   const toggle = h("button", { type: "button", class: online ? "danger" : "primary", id: "toggle-online" },
     t(online ? "technician.goOffline" : "technician.goOnline"));
   toggle.addEventListener("click", async () => {
-    const reply = await act(toggle, error, () => socket.request({ type: online ? "go_offline" : "go_online" }));
+    const reply = await act(toggle, error, () => online ? socket.request({ type: "go_offline" }) : goOnline());
     if (reply) { state.me.status = reply.status; sendFix(); render(); }
   });
+  const retrying = state.onlineRetry
+    ? h("p", { class: "warn", id: "online-retry", "aria-live": "polite" },
+      t("technician.onlineRetrying", { attempt: state.onlineRetry.attempt, max: ONLINE_MAX_TRIES }))
+    : null;
   fill(section, h("h2", {}, state.me.name), h("p", { class: "muted", id: "gps", "aria-live": "polite" }),
-    error, h("div", { class: "actions" }, toggle));
+    error, retrying, h("div", { class: "actions" }, toggle));
   renderHeader();
+}
+
+// Going online fails while the server cannot reach Redis or its database: tried again with a
+// growing pause (1 s doubling to 30 s, ONLINE_MAX_TRIES in all), shown on the page meanwhile.
+const ONLINE_RETRYABLE = ["service-unavailable", "internal-error", "throttled"];
+const ONLINE_MAX_TRIES = 8;
+
+async function goOnline() {
+  let pause = 1000;
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await socket.request({ type: "go_online" });
+      } catch (error) {
+        if (attempt >= ONLINE_MAX_TRIES || !ONLINE_RETRYABLE.includes(error.reply?.code)) throw error;
+        state.onlineRetry = { attempt };
+        renderAvailability();
+        await new Promise((resolve) => setTimeout(resolve, pause * (0.75 + Math.random() / 2)));
+        pause = Math.min(pause * 2, 30000);
+      }
+    }
+  } finally {
+    state.onlineRetry = null;
+  }
 }
 
 function renderOffers() {

@@ -37,6 +37,9 @@ EARTH_M_PER_DEG = 111_320.0
 KNOCK_WITHIN_M = 100.0
 MAX_BACKOFF_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
+ONLINE_FIRST_PAUSE_S = 0.5
+# Errors that pass by themselves: worth trying again (others need a person: certificates, a ban).
+RETRYABLE_CODES = frozenset({"service-unavailable", "internal-error", "throttled"})
 
 
 class ClientError(Exception):
@@ -160,6 +163,7 @@ class TechnicianClient:
         self.doorstep = doorstep or Doorstep()
         self.here = (options.lon, options.lat)
         self.target: tuple[float, float] | None = None
+        self._one_job_at_a_time = asyncio.Lock()  # one van: jobs held at once are driven in turn
         self.tally = Tally()
         self.stop = asyncio.Event()
         self._ws: Any = None
@@ -270,8 +274,23 @@ class TechnicianClient:
         return False
 
     async def _go_online(self) -> None:
-        reply = await self.request({"type": "go_online"})
-        self._say(f"online ({reply['status']}) at {self.here[0]:.5f},{self.here[1]:.5f}")
+        """Once per connection; a refusal the server may lift by itself (Redis or the database
+        unavailable, an internal error) is retried with a growing pause, never given up silently."""
+        pause = ONLINE_FIRST_PAUSE_S
+        while True:
+            try:
+                reply = await self.request({"type": "go_online"})
+            except ClientError as exc:
+                if exc.code not in RETRYABLE_CODES:
+                    self.tally.errors.append(f"cannot go online: {exc}")
+                    self._say(f"[red]cannot go online: {exc}[/]")
+                    return
+                self._say(f"[yellow]going online failed ({exc.code}); retrying in {pause:.1f} s[/]")
+                await asyncio.sleep(pause * random.uniform(0.8, 1.2))
+                pause = min(pause * 2, MAX_BACKOFF_S)
+                continue
+            self._say(f"online ({reply['status']}) at {self.here[0]:.5f},{self.here[1]:.5f}")
+            return
 
     async def _dispatch(self, message: dict) -> None:
         kind = message.get("type")
@@ -288,8 +307,7 @@ class TechnicianClient:
         elif kind == "order_cancelled" or (kind == "job_updated" and message.get("status") == "matching"):
             job = self._jobs.pop(message.get("order_id", ""), None)  # cancelled, or pre-empted by an emergency
             if job is not None:
-                job.cancel()
-                self.target = None
+                job.cancel()  # its own clean-up clears the target if it was driving
                 self._say(f"[red]order {message['order_id'][:8]} taken away ({message.get('status')})[/]")
         elif kind == "job_updated" and message.get("status") in ACTIVE_JOB_STATES:
             self._take_job(message["order_id"])  # a job held before a restart: carry on with it
@@ -368,6 +386,10 @@ class TechnicianClient:
         return reply
 
     async def _job(self, order_id: str) -> None:
+        async with self._one_job_at_a_time:
+            await self._drive_and_work(order_id)
+
+    async def _drive_and_work(self, order_id: str) -> None:
         assert self._http is not None
         try:
             order = (await self._http.get(f"/v1/orders/{order_id}")).raise_for_status().json()

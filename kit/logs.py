@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from dispatch.config import Settings, get_settings
+from kit.config import Settings, get_settings
 
 REDACTED = "[redacted]"
 # user:password@ in any URL-like text, whatever the settings say.

@@ -22,7 +22,7 @@ def main(ctx: typer.Context) -> None:
     """Every command logs through the redacting JSON chain; settings are checked up front."""
     from pydantic import ValidationError
 
-    from dispatch.logs import configure_logging
+    from kit.logs import configure_logging
 
     if ctx.invoked_subcommand in OFFLINE_COMMANDS or "--help" in sys.argv[1:]:
         return
@@ -38,8 +38,8 @@ def secrets_init(
     file: Path = typer.Option(None, help="Where to write them (default: var/secrets.env, read by every command)."),
 ) -> None:
     """Generate the secrets this install lacks (0600 file); existing values are kept."""
-    from dispatch.config import SECRETS_FILE
-    from dispatch.secrets import ensure_secrets
+    from kit.config import SECRETS_FILE
+    from kit.secrets import ensure_secrets
     from meters.nbiot import load_profiles
 
     legacy = ROOT / "var" / "jwt-secret"  # written by earlier versions of run.sh
@@ -66,7 +66,7 @@ def migrate(revision: str = typer.Argument("heads", help="Target revision (each 
 @app.command()
 def seed(city: str = typer.Option("demo", help="Which demo city to seed.")) -> None:
     """Seed a demo city: stations, certified technicians, customers with addresses (idempotent)."""
-    from dispatch.db import get_engine, session_scope
+    from kit.db import get_engine, session_scope
     from dispatch.seed import CITIES, seed_city
 
     if city not in CITIES:
@@ -91,7 +91,7 @@ def create_staff(
 ) -> None:
     """Create an auditor or admin account (staff are never self-registered)."""
     from dispatch import accounts
-    from dispatch.db import get_engine, session_scope
+    from kit.db import get_engine, session_scope
 
     if role not in ("auditor", "admin"):
         console.print("[red]role must be auditor or admin[/]")
@@ -111,9 +111,21 @@ def worker() -> None:
     """Run the periodic work (events, matching, review finalization, payouts) without serving."""
     import asyncio
 
-    from api.worker import run_forever
+    from app.worker import run_forever
 
+    _check_connections()
     asyncio.run(run_forever())
+
+
+def _check_connections() -> None:
+    """Exit 3 naming the database or Redis when either cannot be reached (bounded retries)."""
+    from kit.preflight import UnreachableService, check_connections
+
+    try:
+        asyncio.run(check_connections())
+    except UnreachableService as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(3) from None
 
 
 @app.command()
@@ -123,16 +135,17 @@ def serve(
     """Serve the API (and websockets) with uvicorn."""
     import uvicorn
 
-    from dispatch.config import get_settings
+    from kit.config import get_settings
 
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning",
+    _check_connections()
+    uvicorn.run("app.asgi:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning",
                 ws_max_size=get_settings().ws_max_message_bytes)
 
 
 def _mount_subcommands() -> None:
     """Each package owns its commands; they are mounted here so `gasdispatch --help` lists all."""
     from dispatch.field.cli import app as field_app
-    from dispatch.tech_client import command as tech_client
+    from app.tech_client import command as tech_client
     from matching.cli import engine_app, plan, simulate
     from meters.cli import app as meters_app
     from ratings.cli import app as ratings_app

@@ -2,15 +2,16 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, func
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import after_commit
-from dispatch.config import get_settings
+from kit import after_commit
+from kit.config import get_settings
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -47,3 +48,8 @@ async def session_scope() -> AsyncIterator[AsyncSession]:
             after_commit.discard(session)
             raise
         await after_commit.run(session)
+
+
+async def database_now(session: AsyncSession) -> datetime:
+    """The one clock every process agrees on: PostgreSQL's, not this process's."""
+    return (await session.exec(select(func.clock_timestamp()))).one()

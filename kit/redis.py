@@ -4,7 +4,7 @@ from functools import lru_cache
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from dispatch.config import get_settings
+from kit.config import get_settings
 
 
 @lru_cache

@@ -11,8 +11,8 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import after_commit
-from dispatch.redis import get_redis
+from kit import after_commit
+from kit.redis import get_redis
 
 PROTOCOL_VERSION = 1
 

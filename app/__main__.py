@@ -1,3 +1,3 @@
-from dispatch.cli import app
+from app.cli import app
 
 app(prog_name="gasdispatch")

@@ -9,8 +9,8 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
-from dispatch.config import get_settings
-from dispatch.errors import TooManyAttempts
+from kit.config import get_settings
+from kit.errors import TooManyAttempts
 
 _limiters: dict[int, MovingWindowRateLimiter] = {}
 

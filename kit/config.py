@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     ws_burst: int = 30
     # Run the periodic work inside the API process (the demo); otherwise run `gasdispatch worker`.
     embedded_worker: bool = True
+    # Start-up: how long `serve`/`worker` wait for PostgreSQL and Redis before exiting non-zero.
+    startup_timeout_s: float = Field(5.0, gt=0)
+    # Readiness (/v1/health): workers whose heartbeat must be fresh (0: none expected), and the
+    # dead letters and oldest ready job's age above which the backbone is not ready.
+    health_min_workers: int = Field(1, ge=0)
+    health_max_dead_letters: int = Field(100, ge=0)
+    health_max_ready_age_s: float = Field(60.0, gt=0)
     stale_after_s: int = 60
     max_speed_kmh: float = 150.0
     detour_factor: float = 1.3
@@ -98,6 +105,20 @@ class Settings(BaseSettings):
     emergency_offer_timeout_s: int = 15
     batch_window_s: float = 2.0
     max_offer_attempts: int = 5
+    # Event deliveries (kit/events.py): tries before a dead letter, exponential backoff between
+    # them, and how often a handler may answer NotReady before that too is a dead letter.
+    events_max_attempts: int = Field(8, ge=1)
+    events_backoff_base_s: float = Field(1.0, gt=0)
+    events_backoff_cap_s: float = Field(300.0, gt=0)
+    events_max_deferrals: int = Field(500, ge=1)
+    # Worker (app/worker.py): provider calls at once across all workers, and the cron schedules
+    # (UTC) of the periodic jobs that run once per period.
+    payout_concurrency: int = Field(2, ge=1)
+    cron_comm_lost: str = "*/5 * * * *"
+    cron_consumption: str = "10 2 * * *"
+    cron_reminders: str = "20 2 * * *"
+    cron_campaign: str = "30 2 * * *"
+    cron_ledger_anchor: str = "5 0 * * *"  # UTC: anchors the chain tips of the day just ended
     # An emergency with no free technician may take one from a routine job not yet started.
     emergency_preempt: bool = True
     position_persist_every_s: int = 30

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, or_
 from sqlmodel.sql.expression import SelectOfScalar
 
-from dispatch.errors import InvalidInput
+from kit.errors import InvalidInput
 
 M = TypeVar("M")
 MAX_LIMIT = 200

@@ -1,0 +1,187 @@
+"""The suite's figures, computed after the system settled: from the database, the provider's
+own records, the actors' observations, and the platform's audit and reconcile commands."""
+
+import asyncio
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+from itertools import pairwise
+
+import asyncpg
+
+from bench.faults_support.actors import Observed
+from bench.faults_support.provider import list_all
+from bench.faults_support.stack import ROOT, STRIPE_KEY, Stack
+
+END_STATES = ("settled", "cancelled", "unfulfilled")
+# A technician's hold on the order ends with these moves (he may accept it again later).
+RELEASES = ("offer_lapsed", "preempt", "reschedule", "assign", "cancel", "mark_unfulfilled")
+
+
+def _customer_status_texts() -> tuple[str, ...]:
+    """The states a customer is told about, as the handler table has them."""
+    from dispatch import handlers
+
+    return tuple(handlers._STATUS_TEXT)
+
+
+def resting(status: str) -> bool:
+    """Ended, or waiting on the customer (a payment that needs his attention)."""
+    return status in END_STATES or "payment" in status
+
+
+async def _rows(conn: asyncpg.Connection, sql: str, *args: object) -> list[asyncpg.Record]:
+    return await conn.fetch(sql, *args)
+
+
+async def unfinished_orders(conn: asyncpg.Connection) -> list[tuple[str, str, float]]:
+    """(order, status, seconds since its last change) of every order neither ended nor waiting on its customer."""
+    rows = await _rows(conn, """
+        SELECT o.id::text AS id, o.status,
+               extract(epoch FROM now() - greatest(o.updated_at, coalesce(max(e.created_at), o.created_at))) AS idle_s
+        FROM dispatch_order o LEFT JOIN dispatch_order_event e ON e.order_id = o.id
+        GROUP BY o.id""")
+    return [(r["id"], r["status"], round(float(r["idle_s"]), 1)) for r in rows if not resting(r["status"])]
+
+
+async def double_accepts(conn: asyncpg.Connection, observed: Observed) -> set[str]:
+    """Two technicians holding one order at once: two accepted offers (or two accept acks from
+    different technicians) with no release of the order between them."""
+    offers = await _rows(conn, """SELECT order_id::text AS order_id, technician_id::text AS technician_id, decided_at
+                                  FROM matching_offer WHERE status = 'accepted' ORDER BY decided_at""")
+    releases = await _rows(conn, """SELECT order_id::text AS order_id, created_at FROM dispatch_order_event
+                                    WHERE action = ANY($1::text[])""", list(RELEASES))
+    released: dict[str, list[datetime]] = defaultdict(list)
+    for r in releases:
+        released[r["order_id"]].append(r["created_at"])
+    found: set[str] = set()
+
+    def overlapping(order_id: str, moments: list[tuple[datetime, str]]) -> bool:
+        for (earlier, who_a), (later, who_b) in pairwise(moments):
+            if who_a != who_b and not any(earlier <= at <= later for at in released[order_id]):
+                return True
+        return False
+
+    accepted: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for r in offers:
+        accepted[r["order_id"]].append((r["decided_at"], r["technician_id"]))
+    found |= {order_id for order_id, moments in accepted.items() if overlapping(order_id, moments)}
+    for order_id, acks in observed.accept_acks.items():
+        moments = [(datetime.fromtimestamp(t, timezone.utc), who) for t, who in sorted(acks)]
+        if overlapping(order_id, moments):
+            found.add(order_id)
+    return found
+
+
+async def doubles_in_ledger(conn: asyncpg.Connection, kind: str) -> set[str]:
+    rows = await _rows(conn, """SELECT order_id::text AS order_id FROM settlement_ledger_entry
+                                WHERE kind = $1 AND order_id IS NOT NULL GROUP BY order_id HAVING count(*) > 1""", kind)
+    return {r["order_id"] for r in rows}
+
+
+async def provider_doubles(stripe_base: str) -> tuple[set[str], set[str]]:
+    """Orders captured more than once, and paid out by more than one live transfer, at the provider."""
+    charges = await list_all(stripe_base, STRIPE_KEY, "/v1/charges")
+    transfers = await list_all(stripe_base, STRIPE_KEY, "/v1/transfers")
+    captured = Counter(c.get("transfer_group") for c in charges if c.get("captured") and c.get("transfer_group"))
+    live = Counter(t.get("transfer_group") for t in transfers
+                   if t.get("transfer_group") and t["amount"] - t.get("amount_reversed", 0) > 0)
+    return {g for g, n in captured.items() if n > 1}, {g for g, n in live.items() if n > 1}
+
+
+async def lost_notifications(conn: asyncpg.Connection) -> list[str]:
+    """Every status change the customer is told about, every offer and every payout has its row."""
+    told = _customer_status_texts()
+    lost = await _rows(conn, """
+        SELECT DISTINCT 'order:' || e.order_id || ':' || e.to_status AS what
+        FROM dispatch_order_event e
+        JOIN dispatch_order o ON o.id = e.order_id
+        JOIN dispatch_customer c ON c.id = o.customer_id
+        WHERE e.to_status = ANY($1::text[])
+          AND NOT EXISTS (SELECT 1 FROM dispatch_notification n
+                          WHERE n.account_id = c.account_id AND n.kind = 'order_' || e.to_status
+                            AND n.payload->>'order_id' = e.order_id::text)""", list(told))
+    offers = await _rows(conn, """
+        SELECT 'offer:' || f.id AS what FROM matching_offer f JOIN dispatch_technician t ON t.id = f.technician_id
+        WHERE NOT EXISTS (SELECT 1 FROM dispatch_notification n WHERE n.account_id = t.account_id AND n.kind = 'offer'
+                          AND n.payload->>'offer_id' = f.id::text)""")
+    payouts = await _rows(conn, """
+        SELECT 'payout:' || e.order_id AS what FROM dispatch_order_event e
+        JOIN dispatch_order o ON o.id = e.order_id JOIN dispatch_technician t ON t.id = o.technician_id
+        WHERE e.to_status = 'settled' AND e.payload ? 'payout_minor'
+          AND NOT EXISTS (SELECT 1 FROM dispatch_notification n WHERE n.account_id = t.account_id AND n.kind = 'payout'
+                          AND n.payload->>'order_id' = e.order_id::text)""")
+    return [r["what"] for r in [*lost, *offers, *payouts]]
+
+
+async def dead_letters(conn: asyncpg.Connection) -> tuple[dict[str, int], list[str]]:
+    """Dead letters wherever the platform keeps them (tables with `dead_lettered_at`, a
+    `state`/`status` of dead, jobs the engine holds as failed), and why, for the report."""
+    found: dict[str, int] = {}
+    columns = await _rows(conn, """SELECT table_name, column_name FROM information_schema.columns
+                                   WHERE table_schema = 'public'
+                                     AND column_name IN ('dead_lettered_at', 'state', 'status')""")
+    by_table: dict[str, set[str]] = defaultdict(set)
+    for c in columns:
+        by_table[c["table_name"]].add(c["column_name"])
+    for table, names in sorted(by_table.items()):
+        if "dead_lettered_at" in names:
+            condition = "dead_lettered_at IS NOT NULL"
+        elif table == "pgqueuer":
+            condition = "status::text = 'failed'"
+        else:
+            column = "state" if "state" in names else "status"
+            condition = f"{column}::text IN ('dead', 'dead_letter', 'dead_lettered')"
+        count = await conn.fetchval(f'SELECT count(*) FROM "{table}" WHERE {condition}')
+        if count:
+            found[table] = count
+    why: list[str] = []
+    if "kit_delivery" in found:
+        why = [f"{r['n']}x {r['topic']} -> {r['subscriber']}: {r['last_error']}" for r in await _rows(conn, """
+            SELECT topic, subscriber, left(coalesce(last_error, ''), 160) AS last_error, count(*) AS n
+            FROM kit_delivery WHERE state = 'dead' GROUP BY 1, 2, 3 ORDER BY n DESC""")]
+    return found, why
+
+
+def command_ok(env: dict[str, str], *args: str) -> tuple[bool, str]:
+    done = subprocess.run([sys.executable, "-m", "app", *args], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    return done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+
+
+async def compute(stack: Stack, env: dict[str, str], observed: Observed, *, runs: int, started: datetime,
+                  stall_s: float, faults: Counter) -> tuple[dict, dict]:
+    """(the JSON figures, the details behind them for the table and the logs)."""
+    conn = await asyncpg.connect(host="127.0.0.1", port=stack.pg_port, user="postgres", database="gasdispatch")
+    try:
+        orders = await conn.fetchval("SELECT count(*) FROM dispatch_order")
+        states = {r["status"]: r["n"] for r in await _rows(
+            conn, "SELECT status, count(*) AS n FROM dispatch_order GROUP BY status ORDER BY status")}
+        unfinished = await unfinished_orders(conn)
+        stuck = [o for o in unfinished if o[2] > stall_s]
+        accepts = await double_accepts(conn, observed)
+        captures = await doubles_in_ledger(conn, "capture")
+        transfers = await doubles_in_ledger(conn, "transfer")
+        provider_captures, provider_transfers = await provider_doubles(stack.stripe_base)
+        lost = await lost_notifications(conn)
+        dead, dead_why = await dead_letters(conn)
+    finally:
+        await conn.close()
+    # In a thread: the provider proxy answering the reconcile runs on this event loop.
+    audit_ok, audit_out = await asyncio.to_thread(command_ok, env, "audit", "verify")
+    window = (started - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+00:00"), \
+        (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    reconcile_ok, reconcile_out = await asyncio.to_thread(command_ok, env, "settlement", "reconcile",
+                                                          "--from", window[0], "--to", window[1])
+    figures = {
+        "runs": runs, "orders": orders, "final_states": states, "stuck": len(stuck),
+        "double_accepts": len(accepts), "double_captures": len(captures | provider_captures),
+        "double_transfers": len(transfers | provider_transfers), "lost_notifications": len(lost),
+        "dead_letters": sum(dead.values()), "audit_ok": audit_ok, "reconcile_ok": reconcile_ok,
+        "faults_injected": dict(sorted(faults.items())),
+    }
+    details = {"stuck": stuck, "unfinished": unfinished, "double_accepts": sorted(accepts), "double_captures": sorted(captures | provider_captures),
+               "double_transfers": sorted(transfers | provider_transfers), "lost": lost, "dead_letters": dead, "dead_letter_causes": dead_why,
+               "audit": audit_out, "reconcile": reconcile_out}
+    return figures, details

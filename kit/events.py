@@ -1,0 +1,237 @@
+"""Events: written to the outbox in the caller's transaction, one delivery per subscriber.
+
+`publish` writes the outbox row (the record of the event), a delivery for each subscribing
+package and a job for each delivery, all in the caller's transaction. A worker runs each
+delivery in its own transaction: a failure is retried with exponential backoff (capped) and
+becomes a dead letter after `events_max_attempts` tries, logged and counted; other subscribers
+of the same event are not held up. A handler whose precondition is not met yet raises
+`kit.errors.NotReady` and is tried again later. The deliveries of one order (payload
+`order_id`) reach a subscriber in the order of the events: a later one waits while an earlier
+one is pending. Delivery is at-least-once, so handlers must be idempotent.
+"""
+
+import random
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from pgqueuer.errors import RetryRequested
+from prometheus_client import Counter
+from sqlalchemy import exists
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from kit import jobs
+from kit.config import get_settings
+from kit.db import database_now, session_scope
+from kit.errors import NotReady
+from kit.models import Delivery, OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+# topic -> subscriber -> handlers (run in order, in one transaction, for one delivery)
+_subscriptions: dict[str, dict[str, list[Handler]]] = defaultdict(dict)
+_wired = False
+
+DELIVERIES = Counter("gasdispatch_event_deliveries_total", "Event deliveries by topic, subscriber and outcome",
+                     ["topic", "subscriber", "outcome"])
+DEAD_LETTERS = Counter("gasdispatch_event_dead_letters_total", "Event deliveries that became dead letters",
+                       ["topic", "subscriber"])
+# A later delivery of one order polls this often while an earlier one is pending.
+ORDER_WAIT = timedelta(seconds=0.5)
+
+
+def subscribe(topic: str, handler: Handler, subscriber: str | None = None) -> None:
+    """`subscriber` names the package (default: the handler's top-level package); each
+    subscriber gets its own delivery of every event of the topic."""
+    if any(handler in handlers for handlers in _subscriptions[topic].values()):
+        return
+    name = subscriber or handler.__module__.split(".")[0]
+    _subscriptions[topic].setdefault(name, []).append(handler)
+
+
+def unsubscribe(topic: str, handler: Handler) -> None:
+    for name, handlers in list(_subscriptions[topic].items()):
+        if handler in handlers:
+            handlers.remove(handler)
+            if not handlers:
+                del _subscriptions[topic][name]
+
+
+def subscriptions() -> dict[str, dict[str, list[Handler]]]:
+    return {topic: {name: list(handlers) for name, handlers in subs.items()}
+            for topic, subs in _subscriptions.items() if subs}
+
+
+def mark_wired() -> None:
+    """This process knows every subscription (app.wiring ran): publish fans out at once.
+    Elsewhere (a CLI command) the worker fans out, so no subscriber is missed."""
+    global _wired
+    _wired = True
+
+
+async def publish(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
+    """Queue an event in the current transaction; nothing leaves before commit."""
+    message = OutboxMessage(topic=topic, payload=payload)
+    session.add(message)
+    await session.flush()
+    if _wired:
+        await _fan_out(session, message)
+    else:
+        await jobs.enqueue(session, jobs.FAN_OUT, {"event_id": message.id}, dedupe_key=f"fanout:{message.id}")
+
+
+async def _fan_out(session: AsyncSession, message: OutboxMessage) -> list[Delivery]:
+    order_key = message.payload.get("order_id")
+    deliveries = [Delivery(event_id=message.id, topic=message.topic, subscriber=name,
+                           order_key=str(order_key)[:80] if order_key is not None else None)
+                  for name in sorted(_subscriptions.get(message.topic, {}))]
+    session.add_all(deliveries)
+    message.delivered_at = await database_now(session)  # handed over to its subscribers
+    session.add(message)
+    await session.flush()
+    await jobs.enqueue_many(session, jobs.DELIVER, [{"delivery_id": d.id} for d in deliveries],
+                            dedupe_keys=[jobs.delivery_job_key(d) for d in deliveries])
+    return deliveries
+
+
+def backoff(attempts: int) -> timedelta:
+    """After the `attempts`-th failure: base * 2^(attempts-1), capped, with a little jitter so
+    that many failures at once do not retry in step."""
+    settings = get_settings()
+    delay = min(settings.events_backoff_base_s * 2 ** (attempts - 1), settings.events_backoff_cap_s)
+    return timedelta(seconds=delay * random.uniform(0.9, 1.0))
+
+
+async def _earlier_pending(session: AsyncSession, delivery: Delivery) -> bool:
+    if delivery.order_key is None:
+        return False
+    earlier = select(Delivery.id).where(
+        Delivery.subscriber == delivery.subscriber, Delivery.order_key == delivery.order_key,
+        Delivery.state == "pending", Delivery.event_id < delivery.event_id)
+    return bool((await session.exec(select(exists(earlier)))).one())
+
+
+async def _attempt(session: AsyncSession, delivery: Delivery, now: datetime) -> timedelta | None:
+    """Run the subscriber's handlers in a savepoint and record the outcome on the delivery;
+    returns the delay before the next try, or None when the delivery is finished."""
+    settings = get_settings()
+    message = await session.get(OutboxMessage, delivery.event_id)
+    handlers = _subscriptions.get(delivery.topic, {}).get(delivery.subscriber, [])
+    topic, subscriber, delivery_id = delivery.topic, delivery.subscriber, delivery.id
+    retry: timedelta | None = None
+    try:
+        async with session.begin_nested():
+            for handler in handlers:
+                await handler(session, dict(message.payload) if message else {})
+    except NotReady as exc:
+        await session.refresh(delivery)  # a savepoint rollback may have expired it
+        delivery.deferrals += 1
+        delivery.last_error = f"not ready: {exc.detail}"[:1000]
+        DELIVERIES.labels(topic, subscriber, "not_ready").inc()
+        if delivery.deferrals >= settings.events_max_deferrals:
+            _dead(delivery, now)
+        else:
+            retry = timedelta(seconds=exc.retry_after_s)
+        log.info("events.not_ready", topic=topic, subscriber=subscriber, delivery_id=delivery_id,
+                 deferrals=delivery.deferrals, detail=exc.detail)
+    except Exception as exc:  # retried with backoff, then a dead letter; never lost, never looping
+        await session.refresh(delivery)
+        delivery.attempts += 1
+        delivery.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+        DELIVERIES.labels(topic, subscriber, "failed").inc()
+        log.warning("events.delivery_failed", topic=topic, subscriber=subscriber, delivery_id=delivery_id,
+                    attempts=delivery.attempts, error=delivery.last_error)
+        if delivery.attempts >= settings.events_max_attempts:
+            _dead(delivery, now)
+        else:
+            retry = backoff(delivery.attempts)
+    else:
+        delivery.state, delivery.finished_at = "done", now
+        DELIVERIES.labels(topic, subscriber, "done").inc()
+    if retry is not None:
+        delivery.next_attempt_at = now + retry
+    session.add(delivery)
+    await session.flush()
+    return retry
+
+
+def _dead(delivery: Delivery, now: datetime) -> None:
+    delivery.state, delivery.finished_at = "dead", now
+    DEAD_LETTERS.labels(delivery.topic, delivery.subscriber).inc()
+    log.error("events.dead_letter", topic=delivery.topic, subscriber=delivery.subscriber, delivery_id=delivery.id,
+              event_id=delivery.event_id, attempts=delivery.attempts, deferrals=delivery.deferrals,
+              error=delivery.last_error)
+
+
+# Worker side --------------------------------------------------------------------------------
+
+async def deliver(delivery_id: int) -> None:
+    """The `events.deliver` job: one delivery in its own transaction. A retry is asked of the
+    engine after the commit, so the recorded attempt stands."""
+    retry: timedelta | None = None
+    async with session_scope() as session:
+        delivery = (await session.exec(select(Delivery).where(Delivery.id == delivery_id).with_for_update())).first()
+        if delivery is None or delivery.state != "pending":
+            return
+        now = await database_now(session)
+        if delivery.next_attempt_at > now:
+            retry = delivery.next_attempt_at - now
+        elif await _earlier_pending(session, delivery):
+            retry = ORDER_WAIT
+        else:
+            retry = await _attempt(session, delivery, now)
+    if retry is not None:
+        raise RetryRequested(delay=retry, reason="delivery retried later")
+
+
+async def fan_out(event_id: int) -> None:
+    """The `events.fanout` job, for events published where the subscriptions are not known."""
+    async with session_scope() as session:
+        message = (await session.exec(select(OutboxMessage).where(OutboxMessage.id == event_id)
+                                      .with_for_update())).first()
+        if message is not None and message.delivered_at is None:
+            await _fan_out(session, message)
+
+
+async def requeue_stalled(session: AsyncSession, older_than: timedelta = timedelta(seconds=60)) -> int:
+    """Safety net: pending deliveries whose job was lost (a worker killed between attempts, the
+    engine down while retrying) get a job again; events never fanned out are fanned out."""
+    now = await database_now(session)
+    unfanned = (await session.exec(select(OutboxMessage).where(
+        col(OutboxMessage.delivered_at).is_(None), OutboxMessage.created_at < now - older_than)
+        .order_by(OutboxMessage.id).limit(500).with_for_update(skip_locked=True))).all()
+    for message in unfanned:
+        await _fan_out(session, message)
+    stalled = (await session.exec(select(Delivery).where(
+        Delivery.state == "pending", Delivery.next_attempt_at < now - older_than).limit(1000))).all()
+    await jobs.enqueue_many(session, jobs.DELIVER, [{"delivery_id": d.id} for d in stalled],
+                            dedupe_keys=[jobs.delivery_job_key(d) for d in stalled])
+    return len(unfanned) + len(stalled)
+
+
+# Tests -------------------------------------------------------------------------------------
+
+async def drain(session: AsyncSession, max_rounds: int = 50) -> int:
+    """Deliver pending deliveries in-process on this session (tests), each in a savepoint,
+    repeating while handlers publish more; each delivery is tried at most once per call."""
+    tried: set[int] = set()
+    for _ in range(max_rounds):
+        for message in (await session.exec(select(OutboxMessage).where(
+                col(OutboxMessage.delivered_at).is_(None)).order_by(OutboxMessage.id))).all():
+            await _fan_out(session, message)
+        pending = (await session.exec(
+            select(Delivery).where(Delivery.state == "pending", col(Delivery.id).not_in(tried) if tried else True)
+            .order_by(Delivery.event_id, Delivery.id).with_for_update(skip_locked=True))).all()
+        if not pending:
+            break
+        now = await database_now(session)
+        for delivery in pending:
+            tried.add(delivery.id)
+            if await _earlier_pending(session, delivery):
+                continue
+            await _attempt(session, delivery, now)
+    return len(tried)
