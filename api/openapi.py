@@ -22,12 +22,13 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 _PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 # Statuses any operation can answer: bad or oversized bodies, auth, missing ids, conflicts,
-# validation, throttling.
-_CLIENT_ERRORS = {
+# validation, throttling, a backing service down.
+_PROBLEMS = {
     "400": "Malformed request", "401": "Missing, invalid or expired token", "403": "Not allowed for this caller",
     "404": "No such resource (or not the caller's)", "409": "Conflict with the current state",
     "413": "Request body too large", "422": "Invalid input (problem+json with `errors`)",
     "429": "Too many requests (see Retry-After)",
+    "503": "The database or Redis is unavailable, or the service is not ready (see Retry-After)",
 }
 
 
@@ -41,7 +42,7 @@ def _document_problems(schema: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
-            for status, description in _CLIENT_ERRORS.items():
+            for status, description in _PROBLEMS.items():
                 documented = responses.setdefault(status, {"description": description})
                 if documented.get("description") in (None, "", "Validation Error", "Successful Response"):
                     documented["description"] = description

@@ -128,7 +128,8 @@ async def committed_sessions(engine):  # noqa: ANN001, ANN201
             async with engine.begin() as conn:
                 await conn.execute(text("SET LOCAL lock_timeout = '5s'"))
                 await conn.execute(text(
-                    "TRUNCATE dispatch_account, dispatch_service_station, dispatch_outbox RESTART IDENTITY CASCADE"))
+                    "TRUNCATE dispatch_account, dispatch_service_station, dispatch_outbox, settlement_settlement,"
+                    " settlement_clawback, settlement_payment, settlement_payment_attempt RESTART IDENTITY CASCADE"))
             return
         except DBAPIError:
             if attempt == 9:

@@ -144,12 +144,13 @@ async def test_an_order_from_the_customers_phone_to_the_auditors_ledger(
     await expect(customer.locator("#review-done")).to_contain_text("★★★★★")
     await shot(customer, artifacts, "05-customer-rated")
 
-    # The review becomes final after its (shortened) edit window; the worker then settles.
+    # The review becomes final after its (shortened) edit window; the worker's finalization job
+    # (every 30 s) then finalizes it and the settlement follows.
     desk = await new_context(viewport=DESKTOP)
     auditor = await desk.new_page()
     await sign_in(auditor, base, "auditor", people["auditor"])
     row = auditor.locator(f"tr[data-order='{order_id}']")
-    for _ in range(40):
+    for _ in range(150):
         if await row.count():
             break
         await asyncio.sleep(0.5)
