@@ -33,6 +33,7 @@ from rich.progress import Progress  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from bench.meters_decode import _corpus, _rate  # noqa: E402
+from kit.config import get_settings
 from kit.db import get_engine, session_scope
 from kit.redis import get_redis
 from meters.ingest import LATEST_KEY  # noqa: E402
@@ -58,10 +59,11 @@ async def _setup(meters: int) -> tuple[uuid.UUID, list[tuple[uuid.UUID, str]]]:
         devices = [(uuid.uuid4(), f"{prefix:06d}{i:08d}") for i in range(meters)]
         await session.execute(text("""
             INSERT INTO meters_device (id, kind, protocol, external_id, customer_id, address_id, has_valve, meter_type,
-                                       appliances, report_interval_s, installed_at, created_at)
-            SELECT id, 'meter', 'cjt188', ext, :c, :a, false, 48, '[]', 3600, now(), now()
+                                       appliances, report_interval_s, installed_at, created_at, city_id)
+            SELECT id, 'meter', 'cjt188', ext, :c, :a, false, 48, '[]', 3600, now(), now(), :city
             FROM unnest(CAST(:ids AS uuid[]), CAST(:exts AS varchar[])) AS t(id, ext)
-        """), {"c": customer.id, "a": address.id, "ids": [d[0] for d in devices], "exts": [d[1] for d in devices]})
+        """), {"c": customer.id, "a": address.id, "ids": [d[0] for d in devices], "exts": [d[1] for d in devices],
+              "city": get_settings().city})
     return account.id, devices
 
 
