@@ -124,9 +124,11 @@ async function loadAlerts() {
 
 let audio;
 let beeps = 0;
+let lastBeep = 0;
 /** A short two-tone beep made on the spot (no audio file); silent where the page may not play sound. */
 function beep() {
   beeps += 1;
+  lastBeep = Date.now();
   document.getElementById("alert-banner")?.setAttribute("data-beeps", String(beeps));
   try {
     audio ??= new AudioContext();
@@ -149,11 +151,10 @@ function beep() {
   }
 }
 
-let lastBeep = 0;
 function tick() {
   for (const el of document.querySelectorAll("[data-sla]")) el.replaceWith(slaClock(el.dataset.sla, el.dataset.status));
   const critical = [...state.alerts.values()].some((a) => a.level === "critical");
-  if (critical && Date.now() - lastBeep > REPEAT_BEEP_MS) { lastBeep = Date.now(); if (beeps) beep(); }
+  if (critical && beeps && Date.now() - lastBeep > REPEAT_BEEP_MS) beep();
 }
 
 function alertText(alert) {
