@@ -430,14 +430,10 @@ class TechnicianClient:
     async def _check_in(self, order_id: str) -> None:
         """At the door: settle identity with the customer's code, then check in (geofenced)."""
         assert self._http is not None
-        self._say("at the door, knocking")
-        code = await self.doorstep.knock(order_id)
-        if code is None and self.o.interactive:
-            code = (await asyncio.to_thread(input, "one-time code from the customer (empty to wait): ")).strip() or None
-        if code is not None:
-            response = await self._http.post(f"/v1/jobs/{order_id}/verify-code", json={"code": code})
-            self._say(f"code {'accepted' if response.is_success else 'refused: ' + response.text}")
+        knock = True
         while True:
+            if knock:
+                await self._knock(order_id)
             try:
                 await self._status(order_id, "arrived")
                 return
@@ -445,8 +441,19 @@ class TechnicianClient:
                 if exc.code not in ("identity-not-verified", "no-fresh-position", "too-far-from-address",
                                     "implausible-arrival"):
                     raise
+                knock = exc.code == "identity-not-verified"  # nobody answered, or the code was lost: knock again
                 self._say(f"[yellow]cannot check in yet ({exc.code}); waiting[/]")
                 await asyncio.sleep(self.o.interval_s)
+
+    async def _knock(self, order_id: str) -> None:
+        assert self._http is not None
+        self._say("at the door, knocking")
+        code = await self.doorstep.knock(order_id)
+        if code is None and self.o.interactive:
+            code = (await asyncio.to_thread(input, "one-time code from the customer (empty to wait): ")).strip() or None
+        if code is not None:
+            response = await self._http.post(f"/v1/jobs/{order_id}/verify-code", json={"code": code})
+            self._say(f"code {'accepted' if response.is_success else 'refused: ' + response.text}")
 
 
 @dataclass

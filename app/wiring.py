@@ -5,6 +5,8 @@ Each subscriber (a package) gets its own delivery of every event of its topics: 
 transaction, retries and dead letter (kit/events.py); its handlers for one topic run in the
 order listed. The packages' own `register()` functions subscribe the same handlers (the tests
 use them); tests/backbone/test_engine_wiring.py checks that they and this table agree.
+Each topic's payload is a type declared in its publisher's `events` module, and each handler
+parses it at the edge (`kit.events.handles`); tests/backbone/test_event_types.py checks both.
 """
 
 from dispatch import handlers as dispatch_handlers

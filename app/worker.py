@@ -18,7 +18,6 @@ to Redis (`worker:heartbeat:{host:pid}`) that readiness reads (`kit.jobs.engine_
 """
 
 import asyncio
-import inspect
 import signal
 import time
 import uuid
@@ -293,10 +292,7 @@ _FENCE = text("""
 
 
 async def _run_batch(session: AsyncSession, city: str, now: datetime) -> int:
-    index = matching.geo_index(get_redis())
-    if "city_id" in inspect.signature(matching.run_batch).parameters:
-        return len(await matching.run_batch(session, index, now, city_id=city))
-    return len(await matching.run_batch(session, index, now))
+    return len(await matching.run_batch(session, matching.geo_index(get_redis()), now, city_id=city))
 
 
 async def match_once(lock: CityLock) -> int | None:
@@ -325,10 +321,8 @@ async def _match_city(city: str, stop: asyncio.Event) -> None:
 
 
 async def active_cities() -> list[str]:
-    if hasattr(matching, "active_cities"):
-        async with session_scope() as session:
-            return list(await matching.active_cities(session))
-    return [get_settings().city]
+    async with session_scope() as session:
+        return list(await matching.active_cities(session))
 
 
 async def _matchers(stop: asyncio.Event) -> None:

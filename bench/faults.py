@@ -83,6 +83,7 @@ class Harness:
 
         self.observed = Observed()
         self.details: dict = {}
+        self.journals: dict[str, dict] = {}
         self.status = console.status("starting the stack")
         self.started = datetime.now(timezone.utc)
         self.t0 = time.monotonic()
@@ -225,6 +226,19 @@ class Harness:
                     await asyncio.to_thread(s.wait_api, proc, 60)
                 self.say(f"{proc.name} clock restored")
 
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """What systemd's Restart=on-failure does in production: a process that exited (a worker
+        that started while PostgreSQL was down fails fast) is started again after a pause."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 3)
+            async with self.locks["process"]:
+                for proc in [*self.stack.api, *self.stack.worker_procs]:
+                    if not proc.alive() and not stop.is_set():
+                        code = proc.popen.returncode if proc.popen else None
+                        self.say(f"{proc.name} exited ({code}); restarted by the supervisor")
+                        await asyncio.to_thread(proc.start, proc.skewed_s)
+
     # -- one run -----------------------------------------------------------------------------
 
     async def run(self, index: int, cities: dict[str, dict]) -> None:
@@ -269,6 +283,8 @@ class Harness:
                  f"{sum(len(d.devices) for d in detectors)} detectors in {len(cities)} cities")
 
         run_start = time.monotonic()
+        supervisor_stop = asyncio.Event()
+        supervisor = asyncio.create_task(self.supervise(supervisor_stop))
         ordering.set()
         injections = [asyncio.create_task(self.inject(at, kind, rng, run_start)) for at, kind in self.schedule(rng)]
         while time.monotonic() - run_start < self.p.drive_s:
@@ -279,8 +295,12 @@ class Harness:
         await asyncio.gather(*injections)
         self.say(f"run {index + 1}: driving over, faults done; settling (up to {self.p.settle_s:.0f} s)")
         await self.settle()
+        supervisor_stop.set()
+        await supervisor
         stop.set()
         await asyncio.gather(*(stop_technician(c, t) for c, t in technicians))
+        self.journals[f"run {index + 1}"] = {c.name: {"errors": c.tally.errors[-10:], "said": list(c.journal)}
+                                           for c, _ in technicians}
         await asyncio.gather(*customer_tasks, return_exceptions=True)
         for proc in [*self.stack.api, *self.stack.worker_procs]:
             if not proc.alive():
@@ -322,6 +342,7 @@ class Harness:
                 logs = self.stack.base / "logs"
                 (logs / "faults.log").write_text("\n".join(self.fault_log) + "\n")
                 (logs / "details.json").write_text(json.dumps(self.details, indent=1, default=str))
+                (logs / "technicians.json").write_text(json.dumps(self.journals, indent=1, ensure_ascii=False))
             await self.down()
             self.status.stop()
 

@@ -1,6 +1,7 @@
 """Operations alerts: what the duty dispatcher must act on (an emergency nobody accepted, an
-offer round that lapsed). One open alert per (order, kind); each new or acknowledged alert is
-pushed on the city's operations channel after the commit, where the ops console listens.
+offer round that lapsed). One open alert per (order, kind); an alert belongs to its order's city
+(else the configured city), and each new or acknowledged alert is pushed on that city's
+operations channel after the commit, where the ops consoles watching the city listen.
 
 Services flush, never commit.
 """
@@ -14,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kit.config import get_settings
+from dispatch.models import Order, city_id_field, home_city
 from kit.errors import Conflict, NotFound
 from kit.fanout import push_after_commit
 from kit.models import timestamp_column, utcnow
@@ -39,7 +40,7 @@ class OpsAlert(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    city: str = Field(max_length=64)
+    city_id: str = city_id_field(index=True)
     order_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_order.id", index=True)
     kind: str = Field(max_length=40)
     level: str = Field(max_length=16)
@@ -58,7 +59,7 @@ class AlertAlreadyAcknowledged(Conflict):
 def alert_public(alert: OpsAlert) -> dict[str, Any]:
     """The alert as REST and the operations channel show it."""
     return {
-        "id": str(alert.id), "city": alert.city, "order_id": str(alert.order_id) if alert.order_id else None,
+        "id": str(alert.id), "city_id": alert.city_id, "order_id": str(alert.order_id) if alert.order_id else None,
         "kind": alert.kind, "level": alert.level, "created_at": alert.created_at.isoformat(),
         "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
         "acknowledged_by": str(alert.acknowledged_by) if alert.acknowledged_by else None, "details": alert.details,
@@ -66,18 +67,20 @@ def alert_public(alert: OpsAlert) -> dict[str, Any]:
 
 
 async def raise_alert(session: AsyncSession, *, kind: str, level: Level, order_id: uuid.UUID | None,
-                      details: dict[str, Any], now: datetime | None = None) -> OpsAlert:
-    """The open alert of (order, kind), or a new one published after the commit."""
+                      details: dict[str, Any], now: datetime | None = None, city_id: str | None = None) -> OpsAlert:
+    """The open alert of (order, kind), or a new one published after the commit. It belongs to
+    the order's city; without an order, to `city_id` (default: the configured city)."""
     if order_id is not None:
         existing = (await session.exec(select(OpsAlert).where(
             OpsAlert.order_id == order_id, OpsAlert.kind == kind, OpsAlert.acknowledged_at.is_(None)))).first()  # type: ignore[union-attr]
         if existing is not None:
             return existing
-    alert = OpsAlert(city=get_settings().city, order_id=order_id, kind=kind, level=level, details=details,
-                     created_at=now or datetime.now(timezone.utc))
+    order = await session.get(Order, order_id) if order_id is not None else None
+    alert = OpsAlert(city_id=order.city_id if order else city_id or home_city(), order_id=order_id, kind=kind,
+                     level=level, details=details, created_at=now or datetime.now(timezone.utc))
     session.add(alert)
     await session.flush()
-    push_after_commit(session, ops_channel(alert.city), "alert", alert=alert_public(alert))
+    push_after_commit(session, ops_channel(alert.city_id), "alert", alert=alert_public(alert))
     return alert
 
 
@@ -92,14 +95,16 @@ async def acknowledge(session: AsyncSession, alert_id: uuid.UUID, account_id: uu
         raise NotFound("no such alert")
     if row is None:
         raise AlertAlreadyAcknowledged()
-    push_after_commit(session, ops_channel(alert.city), "alert_acknowledged", id=str(alert.id))
+    push_after_commit(session, ops_channel(alert.city_id), "alert_acknowledged", id=str(alert.id))
     return alert
 
 
-async def list_alerts(session: AsyncSession, *, open_only: bool, limit: int,
-                      cursor: str | None) -> tuple[list[OpsAlert], str | None]:
-    """Newest first."""
+async def list_alerts(session: AsyncSession, *, open_only: bool, limit: int, cursor: str | None,
+                      city_id: str | None = None) -> tuple[list[OpsAlert], str | None]:
+    """Newest first; of one city, or of all without `city_id`."""
     statement = select(OpsAlert)
+    if city_id is not None:
+        statement = statement.where(OpsAlert.city_id == city_id)
     if open_only:
         statement = statement.where(OpsAlert.acknowledged_at.is_(None))  # type: ignore[union-attr]
     rows = list((await session.exec(paginate(statement, OpsAlert, limit, cursor))).all())

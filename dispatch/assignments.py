@@ -14,14 +14,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit import after_commit
 from dispatch.errors import IllegalTransition
+from dispatch.events import OrderStatusChanged
 from kit.errors import InvalidInput, NotFound
-from kit.events import publish
+from kit.events import publish_event
 from kit.fanout import account_channel, active_orders_key, push_after_commit
 from dispatch.models import Order, OrderEvent, Technician
 from dispatch.notifications import notify
 from kit.redis import get_redis
 from dispatch.service import Actor
 from dispatch.states import ACTIVE_JOB_STATES, next_state
+from dispatch.technicians import release_job, take_job
 from matching.manual import assignability, withdraw_open_offers
 
 ASSIGN = "assign"
@@ -91,10 +93,9 @@ async def assign(session: AsyncSession, redis: Redis, order_id: uuid.UUID, techn
     event = OrderEvent(order_id=order_id, action=ASSIGN, from_status=seen_status, to_status=step.to_status,
                        actor_role=actor.role, actor_id=actor.id, reason=reason, payload=payload, created_at=now)
     session.add(event)
-    await publish(session, "dispatch.order_status_changed", {
-        "order_id": str(order_id), "action": ASSIGN, "from": seen_status, "to": step.to_status,
-        "technician_id": str(technician_id), "reason": reason, "payload": payload,
-    })
+    await publish_event(session, OrderStatusChanged(
+        order_id=order_id, action=ASSIGN, from_=seen_status, to=step.to_status, technician_id=technician_id,
+        reason=reason, payload=payload))
     await session.flush()
     await _take_on(session, technician)
     await notify(session, technician.account_id, "job_assigned", "调度指派工单 / Job assigned to you",
@@ -113,10 +114,7 @@ async def _load(session: AsyncSession, technician_id: uuid.UUID) -> int:
 
 
 async def _take_on(session: AsyncSession, technician: Technician) -> None:
-    technician.status = "busy" if await _load(session, technician.id) >= technician.max_jobs else "online"
-    technician.idle_since = None
-    session.add(technician)
-    await session.flush()
+    await take_job(session, technician, await _load(session, technician.id))
 
 
 async def _release(session: AsyncSession, technician_id: uuid.UUID, order_id: uuid.UUID, reason: str | None,
@@ -125,10 +123,7 @@ async def _release(session: AsyncSession, technician_id: uuid.UUID, order_id: uu
     technician = await session.get(Technician, technician_id, with_for_update=True)
     if technician is None:
         return
-    if technician.status == "busy" and await _load(session, technician_id) < technician.max_jobs:
-        technician.status, technician.idle_since = "online", now
-        session.add(technician)
-        await session.flush()
+    await release_job(session, technician, await _load(session, technician_id), now)
 
     async def stop_tracking() -> None:
         await get_redis().srem(active_orders_key(technician_id), str(order_id))

@@ -10,10 +10,14 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit import after_commit
-from kit.events import subscribe
+from kit.events import handles, subscribe
 from kit.geo import lonlat
 from kit.fanout import account_channel, active_orders_key, order_channel, push_after_commit
+from dispatch.events import OrderStatusChanged
+from dispatch.field.events import HazardFound, PriceChangeRejected, PriceChangeRequested
 from dispatch.models import Customer, Order, Technician
+from matching.events import OfferCreated, OfferWithdrawn
+from meters.events import MaintenanceReminderDue, SafetyAdviceIssued
 from dispatch.notifications import notify
 from kit.redis import get_redis
 from dispatch.service import shared_event_reason
@@ -35,30 +39,31 @@ async def _account_of_customer(session: AsyncSession, customer_id: uuid.UUID) ->
     return customer.account_id if customer else None
 
 
-async def _technician(session: AsyncSession, technician_id: str | None) -> Technician | None:
-    return await session.get(Technician, uuid.UUID(technician_id)) if technician_id else None
+async def _technician(session: AsyncSession, technician_id: uuid.UUID | None) -> Technician | None:
+    return await session.get(Technician, technician_id) if technician_id else None
 
 
-async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]) -> None:
-    order = await session.get(Order, uuid.UUID(payload["order_id"]))
+@handles(OrderStatusChanged)
+async def on_order_status_changed(session: AsyncSession, event: OrderStatusChanged) -> None:
+    order = await session.get(Order, event.order_id)
     if order is None:
         return
-    to, technician_id = payload["to"], payload.get("technician_id")
-    technician = await _technician(session, technician_id)
+    to = event.to
+    technician_id = str(event.technician_id) if event.technician_id else None
+    technician = await _technician(session, event.technician_id)
     # Track first: once the customer sees "accepted", the technician's fixes already reach him.
-    await _track_active_order(session, str(order.id), technician_id, payload["from"], to)
+    await _track_active_order(session, str(order.id), technician_id, event.from_, to)
     # The order's socket reaches the customer: only the reasons he may read.
     push_after_commit(session, order_channel(order.id), "status", order_id=str(order.id), status=to,
-                      action=payload["action"], technician_id=technician_id,
-                      reason=shared_event_reason(payload["action"], payload.get("reason")))
+                      action=event.action, technician_id=technician_id,
+                      reason=shared_event_reason(event.action, event.reason))
     if technician is not None:
         kind = "order_cancelled" if to == "cancelled" else "job_updated"
         push_after_commit(session, account_channel(technician.account_id), kind, order_id=str(order.id),
-                          status=to, reason=payload.get("reason"),
-                          reason_code=(payload.get("payload") or {}).get("reason_code"))
-    await _tell_released_technician(session, order, payload)
+                          status=to, reason=event.reason, reason_code=event.payload.get("reason_code"))
+    await _tell_released_technician(session, order, event)
     if to == "settled" and technician is not None:
-        amount = payload.get("payload", {}).get("payout_minor")
+        amount = event.payload.get("payout_minor")
         if amount is not None:
             await notify(session, technician.account_id, "payout", "结算到账 / Payout sent",
                          f"{amount / 100:.2f} {order.currency} for order {str(order.id)[:8]}",
@@ -69,8 +74,8 @@ async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]
         title, body = _STATUS_TEXT[to]
         if account_id is not None:
             await notify(session, account_id, f"order_{to}", title,
-                         body.format(name=technician.name if technician else "", reason=payload.get("reason") or ""),
-                         {"order_id": str(order.id)}, dedupe_key=f"order:{order.id}:{to}:{payload['action']}")
+                         body.format(name=technician.name if technician else "", reason=event.reason or ""),
+                         {"order_id": str(order.id)}, dedupe_key=f"order:{order.id}:{to}:{event.action}")
 
 
 # The notification kind by the action that took the job from him; his app translates kind,
@@ -78,38 +83,36 @@ async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]
 _RELEASE_KIND = {"cancel": "job_cancelled", "assign": "job_reassigned"}
 
 
-def released_technician_id(payload: dict[str, Any]) -> str | None:
+def released_technician_id(event: OrderStatusChanged) -> uuid.UUID | None:
     """The technician a status change takes a job from: named in the event's payload (a reassign
     names the previous technician), or the one holding it when it leaves his hands otherwise than
     by completion (cancel, reschedule, pre-emption)."""
-    details = payload.get("payload") or {}
-    named = details.get("released_technician_id") or details.get("previous_technician_id")
+    named = event.payload.get("released_technician_id") or event.payload.get("previous_technician_id")
     if named:
-        return str(named)
-    if payload["from"] in ACTIVE_JOB_STATES and payload["to"] not in (*ACTIVE_JOB_STATES, "completed"):
-        return payload.get("technician_id")
+        return uuid.UUID(str(named))
+    if event.from_ in ACTIVE_JOB_STATES and event.to not in (*ACTIVE_JOB_STATES, "completed"):
+        return event.technician_id
     return None
 
 
-async def _tell_released_technician(session: AsyncSession, order: Order, payload: dict[str, Any]) -> None:
-    technician = await _technician(session, released_technician_id(payload))
+async def _tell_released_technician(session: AsyncSession, order: Order, event: OrderStatusChanged) -> None:
+    technician = await _technician(session, released_technician_id(event))
     if technician is None:
         return
-    details = payload.get("payload") or {}
-    action = payload["action"]
+    details, action = event.payload, event.action
     fee = details.get("cancellation_fee") or {}
     share = fee.get("technician_share_minor")
-    notice = {"order_id": str(order.id), "action": action, "status": payload["to"],
-              "reason_code": details.get("reason_code"), "reason": payload.get("reason"),
+    notice = {"order_id": str(order.id), "action": action, "status": event.to,
+              "reason_code": details.get("reason_code"), "reason": event.reason,
               "compensation": {"amount_minor": share, "currency": fee["currency"]} if share else None}
     kind = _RELEASE_KIND.get(action, "job_released")
     title = {"job_cancelled": "订单已取消 / Job cancelled", "job_reassigned": "工单已改派 / Job reassigned"}.get(
         kind, "任务已撤回 / Job taken back")
-    body = f"{order.kind} · {str(order.id)[:8]}: {payload.get('reason') or action}"
+    body = f"{order.kind} · {str(order.id)[:8]}: {event.reason or action}"
     if share:
         body += f" · 补偿 / compensation {share / 100:.2f} {fee['currency']}"
     await notify(session, technician.account_id, kind, title, body, notice,
-                 dedupe_key=f"released:{order.id}:{technician.id}:{action}:{payload['from']}:{payload['to']}")
+                 dedupe_key=f"released:{order.id}:{technician.id}:{action}:{event.from_}:{event.to}")
 
 
 async def _track_active_order(session: AsyncSession, order_id: str, technician_id: str | None, from_: str, to: str) -> None:
@@ -137,70 +140,76 @@ def offer_summary(order: Order, offer_id: str, distance_m: float, eta_s: float, 
     }
 
 
-async def on_offer_created(session: AsyncSession, payload: dict[str, Any]) -> None:
-    technician = await _technician(session, payload["technician_id"])
-    order = await session.get(Order, uuid.UUID(payload["order_id"]))
+@handles(OfferCreated)
+async def on_offer_created(session: AsyncSession, event: OfferCreated) -> None:
+    technician = await _technician(session, event.technician_id)
+    order = await session.get(Order, event.order_id)
     if technician is None or order is None:
         return
-    offer = offer_summary(order, payload["offer_id"], payload["distance_m"], payload["eta_s"], payload["expires_at"])
+    offer = offer_summary(order, str(event.offer_id), event.distance_m, event.eta_s, event.expires_at.isoformat())
     # The offer itself reached the socket when matching committed it; this is the record.
     await notify(session, technician.account_id, "offer", "新派单 / New job offer",
                  f"{order.kind} · {offer['distance_m']} m · {offer['eta_min']} min", offer,
-                 dedupe_key=f"offer:{payload['offer_id']}")
+                 dedupe_key=f"offer:{event.offer_id}")
 
 
-async def on_offer_withdrawn(session: AsyncSession, payload: dict[str, Any]) -> None:
-    technician = await _technician(session, payload["technician_id"])
+@handles(OfferWithdrawn)
+async def on_offer_withdrawn(session: AsyncSession, event: OfferWithdrawn) -> None:
+    technician = await _technician(session, event.technician_id)
     if technician is not None:
         push_after_commit(session, account_channel(technician.account_id), "offer_withdrawn",
-                          offer_id=payload["offer_id"], order_id=payload["order_id"], reason=payload.get("reason"))
+                          offer_id=str(event.offer_id), order_id=str(event.order_id), reason=event.reason)
 
 
-async def _notify_customer(session: AsyncSession, customer_id: str, kind: str, title: str, body: str,
+async def _notify_customer(session: AsyncSession, customer_id: uuid.UUID, kind: str, title: str, body: str,
                            payload: dict[str, Any], dedupe_key: str) -> None:
-    account_id = await _account_of_customer(session, uuid.UUID(customer_id))
+    account_id = await _account_of_customer(session, customer_id)
     if account_id is not None:
         await notify(session, account_id, kind, title, body, payload, dedupe_key=dedupe_key)
 
 
-async def on_safety_advice(session: AsyncSession, payload: dict[str, Any]) -> None:
-    text = payload["text"]
-    await _notify_customer(session, payload["customer_id"], "alarm_safety_advice", "燃气报警 / Gas alarm",
-                           f"{text['zh']}\n{text['en']}", payload, f"safety:{payload['order_id']}")
+@handles(SafetyAdviceIssued)
+async def on_safety_advice(session: AsyncSession, event: SafetyAdviceIssued) -> None:
+    await _notify_customer(session, event.customer_id, "alarm_safety_advice", "燃气报警 / Gas alarm",
+                           f"{event.text['zh']}\n{event.text['en']}", event.wire(), f"safety:{event.order_id}")
 
 
-async def on_hazard_found(session: AsyncSession, payload: dict[str, Any]) -> None:
-    await _notify_customer(session, payload["customer_id"], "hazard_found", "发现安全隐患 / Hazard found",
-                           f"{payload['category']} ({payload['severity']}), to fix by {payload['deadline_at']}",
-                           payload, f"hazard:{payload['hazard_id']}")
+@handles(HazardFound)
+async def on_hazard_found(session: AsyncSession, event: HazardFound) -> None:
+    await _notify_customer(session, event.customer_id, "hazard_found", "发现安全隐患 / Hazard found",
+                           f"{event.category} ({event.severity}), to fix by {event.deadline_at.isoformat()}",
+                           event.wire(), f"hazard:{event.hazard_id}")
 
 
-async def on_price_change_requested(session: AsyncSession, payload: dict[str, Any]) -> None:
+@handles(PriceChangeRequested)
+async def on_price_change_requested(session: AsyncSession, event: PriceChangeRequested) -> None:
     # The customer's open order page asks for the approval at once.
-    push_after_commit(session, order_channel(payload["order_id"]), "price_change", order_id=payload["order_id"],
-                      amount_minor=payload["amount_minor"], currency=payload["currency"])
-    await _notify_customer(session, payload["customer_id"], "price_change", "价格变更待确认 / Price change to approve",
-                           f"New price: {payload['amount_minor'] / 100:.2f} {payload['currency']}", payload,
-                           f"price:{payload['order_id']}:{payload['amount_minor']}")
+    push_after_commit(session, order_channel(event.order_id), "price_change", order_id=str(event.order_id),
+                      amount_minor=event.amount_minor, currency=event.currency)
+    await _notify_customer(session, event.customer_id, "price_change", "价格变更待确认 / Price change to approve",
+                           f"New price: {event.amount_minor / 100:.2f} {event.currency}", event.wire(),
+                           f"price:{event.order_id}:{event.amount_minor}")
 
 
-async def on_price_change_rejected(session: AsyncSession, payload: dict[str, Any]) -> None:
-    technician = await _technician(session, payload.get("technician_id"))
+@handles(PriceChangeRejected)
+async def on_price_change_rejected(session: AsyncSession, event: PriceChangeRejected) -> None:
+    technician = await _technician(session, event.technician_id)
     if technician is None:
         return
     await notify(session, technician.account_id, "price_change_rejected", "价格变更被拒绝 / Price change rejected",
-                 f"{payload['amount_minor'] / 100:.2f} {payload['currency']}: the customer keeps the authorised price",
-                 {"order_id": payload["order_id"], "price_change_id": payload["price_change_id"],
-                  "amount_minor": payload["amount_minor"], "currency": payload["currency"],
+                 f"{event.amount_minor / 100:.2f} {event.currency}: the customer keeps the authorised price",
+                 {"order_id": str(event.order_id), "price_change_id": str(event.price_change_id),
+                  "amount_minor": event.amount_minor, "currency": event.currency,
                   "reason_code": "customer_rejected_price"},
-                 dedupe_key=f"price_rejected:{payload['price_change_id']}")
+                 dedupe_key=f"price_rejected:{event.price_change_id}")
 
 
-async def on_maintenance_reminder(session: AsyncSession, payload: dict[str, Any]) -> None:
-    await _notify_customer(session, payload["customer_id"], "maintenance_reminder", "保养提醒 / Service reminder",
-                           f"{payload['appliance_kind']}: {payload['used_m3']} m³ / {payload['days_since_service']} days "
-                           f"since the last service. One tap to order: {payload['order_kind']}", payload,
-                           f"reminder:{payload['address_id']}:{payload['appliance_kind']}:{payload['days_since_service']}")
+@handles(MaintenanceReminderDue)
+async def on_maintenance_reminder(session: AsyncSession, event: MaintenanceReminderDue) -> None:
+    await _notify_customer(session, event.customer_id, "maintenance_reminder", "保养提醒 / Service reminder",
+                           f"{event.appliance_kind}: {event.used_m3} m³ / {event.days_since_service} days "
+                           f"since the last service. One tap to order: {event.order_kind}", event.wire(),
+                           f"reminder:{event.address_id}:{event.appliance_kind}:{event.days_since_service}")
 
 
 def register() -> None:

@@ -5,16 +5,15 @@ status changes relayed on the city's operations channel (`ops:{city}`, beside th
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.alerts import ops_channel
-from kit.config import get_settings
+from dispatch.events import OrderStatusChanged
 from kit.errors import Conflict, InvalidInput, NotFound
-from kit.events import subscribe
+from kit.events import handles, subscribe
 from kit.fanout import push_after_commit
 from dispatch.field.models import Hazard
 from dispatch.models import Certification, Customer, Notification, Order, OrderEvent, Technician, TrainingRecord
@@ -26,14 +25,16 @@ from dispatch.service import Actor, cancel_order
 _UNTAKEN = ("awaiting_consent", "created", "matching", "offered")
 
 
-async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]) -> None:
+@handles(OrderStatusChanged)
+async def on_order_status_changed(session: AsyncSession, event: OrderStatusChanged) -> None:
     """Every order's status change reaches the consoles watching the city."""
-    order = await session.get(Order, uuid.UUID(payload["order_id"]))
+    order = await session.get(Order, event.order_id)
     if order is None:
         return
-    push_after_commit(session, ops_channel(get_settings().city), "order_status", order_id=payload["order_id"],
-                      status=payload["to"], from_status=payload["from"], action=payload["action"],
-                      technician_id=payload.get("technician_id"), priority=order.priority, service_kind=order.kind)
+    push_after_commit(session, ops_channel(order.city_id), "order_status", order_id=str(event.order_id),
+                      status=event.to, from_status=event.from_, action=event.action,
+                      technician_id=str(event.technician_id) if event.technician_id else None,
+                      priority=order.priority, service_kind=order.kind)
 
 
 def register() -> None:

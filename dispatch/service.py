@@ -4,13 +4,14 @@ Services flush, never commit: the request or worker boundary commits.
 """
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from limits import parse_many
 from redis.asyncio import Redis
-from sqlalchemy import func, text, update
+from sqlalchemy import Select, func, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,7 +20,8 @@ from kit.config import get_settings
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from dispatch.cities import city_at
 from dispatch.errors import IllegalTransition
-from kit.events import publish
+from dispatch.events import OrderCreated, OrderStatusChanged
+from kit.events import publish_event
 from dispatch.models import Address, Customer, Order, OrderEvent, Technician
 from kit.pagination import page_of, paginate
 from dispatch.states import OPEN_STATES, next_state
@@ -84,10 +86,8 @@ async def create_order(
         actor_role=actor.role, actor_id=actor.id, payload={"source": source, "priority": priority},
         created_at=now,
     ))
-    await publish(session, "dispatch.order_created", {
-        "order_id": str(order.id), "priority": priority, "kind": kind, "source": source,
-        "required_certification": order.required_certification,
-    })
+    await publish_event(session, OrderCreated(order_id=order.id, priority=priority, kind=kind, source=source,
+                                              required_certification=order.required_certification))
     return order
 
 
@@ -157,11 +157,9 @@ async def transition(
         order_id=order_id, action=action, from_status=from_status, to_status=step.to_status,
         actor_role=actor.role, actor_id=actor.id, reason=reason, payload=payload or {}, created_at=now,
     ))
-    await publish(session, "dispatch.order_status_changed", {
-        "order_id": str(order_id), "action": action, "from": from_status, "to": step.to_status,
-        "technician_id": str(values.get("technician_id") or held_by or "") or None,
-        "reason": reason, "payload": payload or {},
-    })
+    await publish_event(session, OrderStatusChanged(
+        order_id=order_id, action=action, from_=from_status, to=step.to_status,
+        technician_id=values.get("technician_id") or held_by, reason=reason, payload=payload or {}))
     await session.flush()
     order = await session.get(Order, order_id, populate_existing=True)
     assert order is not None
@@ -173,6 +171,34 @@ async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
     if order is None:
         raise NotFound("no such order")
     return order
+
+
+async def completed_at(session: AsyncSession, order_id: uuid.UUID) -> datetime | None:
+    """When the order reached `completed`, from its append-only event log."""
+    return (await session.exec(
+        select(func.max(OrderEvent.created_at))
+        .where(OrderEvent.order_id == order_id, OrderEvent.to_status == "completed")
+    )).first()
+
+
+def completed_orders(completed_by: datetime) -> Select[tuple[uuid.UUID, datetime]]:
+    """A query of the orders still `completed` that got there by `completed_by`, columns
+    `order_id` and `completed_at`, for another package to narrow down in SQL (ratings: those
+    without a review)."""
+    completed = func.max(OrderEvent.created_at)
+    return (
+        select(col(Order.id).label("order_id"), completed.label("completed_at"))
+        .join(OrderEvent, (OrderEvent.order_id == Order.id) & (OrderEvent.to_status == "completed"))
+        .where(Order.status == "completed")
+        .group_by(Order.id)
+        .having(completed <= completed_by)
+    )
+
+
+async def customers_since(session: AsyncSession, customer_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+    """When each customer signed up."""
+    rows = await session.exec(select(Customer.id, Customer.created_at).where(col(Customer.id).in_(set(customer_ids))))
+    return dict(rows.all())
 
 
 async def get_order_for(

@@ -10,7 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from kit.config import get_settings
 from kit.errors import Conflict, NotFound
 from dispatch.errors import IllegalTransition
-from kit.events import publish
+from dispatch.events import CERTIFICATION_DECIDED
+from kit.events import publish_event
 from kit.geo import point
 from dispatch.models import Certification, Technician, TrainingRecord
 
@@ -91,9 +92,8 @@ async def decide_certification(
         technician.onboarding = "active"
         session.add(technician)
     await session.flush()
-    await publish(session, f"dispatch.certification_{target}", {
-        "certification_id": str(cert.id), "technician_id": str(cert.technician_id), "kind": cert.kind,
-    })
+    await publish_event(session, CERTIFICATION_DECIDED[target](
+        certification_id=cert.id, technician_id=cert.technician_id, kind=cert.kind))
     return cert
 
 
@@ -132,3 +132,36 @@ async def record_last_position(session: AsyncSession, technician_id: uuid.UUID, 
     technician.last_seen_at = at
     session.add(technician)
     await session.flush()
+
+
+# Availability: other packages (matching) change a technician's status through these, never by
+# writing his row. `load` is the jobs he holds as the caller counts them.
+
+async def go_on_duty(session: AsyncSession, technician: Technician, load: int, now: datetime) -> None:
+    """Online, or busy when already at capacity; idle since he last became free."""
+    technician.status = "busy" if load >= technician.max_jobs else "online"
+    technician.idle_since = technician.idle_since or now
+    session.add(technician)
+    await session.flush()
+
+
+async def go_off_duty(session: AsyncSession, technician: Technician) -> None:
+    technician.status = "offline"
+    session.add(technician)
+    await session.flush()
+
+
+async def take_job(session: AsyncSession, technician: Technician, load: int) -> None:
+    """He took a job (counted in `load`): busy at capacity, no longer idle."""
+    technician.status = "busy" if load >= technician.max_jobs else "online"
+    technician.idle_since = None
+    session.add(technician)
+    await session.flush()
+
+
+async def release_job(session: AsyncSession, technician: Technician, load: int, now: datetime) -> None:
+    """A job left his hands (`load` remain): a busy technician with room is online again, idle from now."""
+    if technician.status == "busy" and load < technician.max_jobs:
+        technician.status, technician.idle_since = "online", now
+        session.add(technician)
+        await session.flush()

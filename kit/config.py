@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "postgresql+asyncpg://postgres:gasdispatch-local@127.0.0.1:55432/gasdispatch"
     redis_url: str = "redis://127.0.0.1:56379/0"
+    # "host:port,host:port": a Redis Cluster's seed nodes, used instead of redis_url.
+    redis_cluster_nodes: str = ""
     db_pool_size: int = 10
     redis_max_connections: int = 200
 

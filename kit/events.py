@@ -8,17 +8,24 @@ of the same event are not held up. A handler whose precondition is not met yet r
 `kit.errors.NotReady` and is tried again later. The deliveries of one order (payload
 `order_id`) reach a subscriber in the order of the events: a later one waits while an earlier
 one is pending. Delivery is at-least-once, so handlers must be idempotent.
+
+Each package declares the events it publishes as `Event` types (its `events` module), the
+topic beside the type; `publish_event` writes one, and a handler wrapped by `handles` gets its
+payload parsed into the type. The wire form stays a JSON object, so rows written before the
+types existed still parse.
 """
 
+import functools
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import structlog
 from pgqueuer.errors import RetryRequested
 from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 from sqlalchemy import exists
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,6 +49,53 @@ DEAD_LETTERS = Counter("gasdispatch_event_dead_letters_total", "Event deliveries
                        ["topic", "subscriber"])
 # A later delivery of one order polls this often while an earlier one is pending.
 ORDER_WAIT = timedelta(seconds=0.5)
+
+# A time on the wire as `datetime.isoformat()` writes it ("+00:00", not pydantic's "Z").
+IsoDatetime = Annotated[datetime, PlainSerializer(lambda at: at.isoformat(), return_type=str, when_used="json")]
+
+
+class Event(BaseModel):
+    """An event's payload, typed; `topic` is its wire name. Fields named like a Python keyword
+    carry their wire name as an alias (`from_` is "from")."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    topic: ClassVar[str]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "topic" not in cls.__dict__:  # a shared base of several events
+            return
+        if EVENT_TYPES.setdefault(cls.topic, cls) is not cls:
+            raise TypeError(f"topic {cls.topic} is declared twice")
+
+    def wire(self) -> dict[str, Any]:
+        """The payload as JSON, as subscribers and the outbox row see it."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# topic -> its declared type, filled as the packages' events modules are imported
+EVENT_TYPES: dict[str, type[Event]] = {}
+E = TypeVar("E", bound=Event)
+# handler (dict form) -> the event type it parses
+_handler_types: dict[Handler, type[Event]] = {}
+
+
+def handles(event_type: type[E]) -> Callable[[Callable[[AsyncSession, E], Awaitable[None]]], Handler]:
+    """A handler written for `event_type`, in the form the engine delivers to: the payload is
+    parsed at the edge, so a malformed one fails the delivery (retried, then a dead letter)."""
+    def wrap(handler: Callable[[AsyncSession, E], Awaitable[None]]) -> Handler:
+        @functools.wraps(handler)
+        async def parse_then_handle(session: AsyncSession, payload: dict[str, Any]) -> None:
+            await handler(session, event_type.model_validate(payload))
+        _handler_types[parse_then_handle] = event_type
+        return parse_then_handle
+    return wrap
+
+
+def event_type_of(handler: Handler) -> type[Event] | None:
+    """The type a handler parses its payload into, if it was declared with `handles`."""
+    return _handler_types.get(handler)
 
 
 def subscribe(topic: str, handler: Handler, subscriber: str | None = None) -> None:
@@ -82,6 +136,13 @@ async def publish(session: AsyncSession, topic: str, payload: dict[str, Any]) ->
         await _fan_out(session, message)
     else:
         await jobs.enqueue(session, jobs.FAN_OUT, {"event_id": message.id}, dedupe_key=f"fanout:{message.id}")
+
+
+async def publish_event(session: AsyncSession, event: Event) -> None:
+    """`publish` of a typed event under its own topic."""
+    if EVENT_TYPES.get(event.topic) is not type(event):
+        raise TypeError(f"{type(event).__name__} is not the declared type of a topic")
+    await publish(session, event.topic, event.wire())
 
 
 async def _fan_out(session: AsyncSession, message: OutboxMessage) -> list[Delivery]:

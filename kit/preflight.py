@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from kit.config import get_settings
+from kit.redis import cluster_nodes
 
 FIRST_PAUSE_S = 0.2
 MAX_PAUSE_S = 2.0
@@ -90,4 +91,6 @@ async def check_connections(timeout_s: float | None = None) -> None:
     except Exception:  # its text is not repeated: it may hold a password
         raise UnreachableService("database", database_address, "not a valid database URL") from None
     await _until_reachable("database", database_address, lambda: _database(settings.database_url), deadline)
-    await _until_reachable("redis", _redis_address(settings.redis_url), lambda: _redis(settings.redis_url), deadline)
+    nodes = cluster_nodes(settings)
+    redis_url = f"redis://{nodes[0][0]}:{nodes[0][1]}" if nodes else settings.redis_url
+    await _until_reachable("redis", _redis_address(redis_url), lambda: _redis(redis_url), deadline)

@@ -5,12 +5,13 @@ import math
 import time
 
 from limits import RateLimitItem
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
 from kit.config import get_settings
 from kit.errors import TooManyAttempts
+from kit.redis import cluster_nodes
 
 _limiters: dict[int, MovingWindowRateLimiter] = {}
 
@@ -18,8 +19,12 @@ _limiters: dict[int, MovingWindowRateLimiter] = {}
 def limiter(redis: Redis) -> MovingWindowRateLimiter:
     found = _limiters.get(id(redis))
     if found is None:
-        storage = RedisStorage("async+" + get_settings().redis_url, implementation="redispy",
-                               connection_pool=redis.connection_pool, key_prefix="ratelimit")
+        settings = get_settings()
+        nodes = cluster_nodes(settings)
+        storage = (RedisClusterStorage("async+redis+cluster://" + ",".join(f"{h}:{p}" for h, p in nodes),
+                                       implementation="redispy", key_prefix="ratelimit") if nodes else
+                   RedisStorage("async+" + settings.redis_url, implementation="redispy",
+                                connection_pool=redis.connection_pool, key_prefix="ratelimit"))
         found = _limiters[id(redis)] = MovingWindowRateLimiter(storage)
     return found
 

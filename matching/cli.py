@@ -130,8 +130,8 @@ def rebuild_index_command() -> None:
     """Refill the Redis geo index from positions persisted in PostgreSQL."""
     import asyncio
 
-    from dispatch.db import get_engine, session_scope
-    from dispatch.redis import get_redis
+    from kit.db import get_engine, session_scope
+    from kit.redis import get_redis
     from matching.service import geo_index, rebuild_index
 
     async def run() -> int:

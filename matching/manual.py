@@ -12,12 +12,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.config import get_settings
-from kit.events import publish
+from kit.events import publish_event
 from kit.fanout import presence_key
 from kit.geo import lonlat
 from dispatch.models import Certification, CustomerBlock, Order, Technician
 from dispatch.states import ACTIVE_JOB_STATES
 from matching.eligibility import EXCLUDED, OFFLINE, SUSPENDED, certification_reason
+from matching.events import OfferWithdrawn
 from matching.model import CertificationView, TechnicianView
 from matching.models import Offer
 from matching.scoring import eta_s, haversine_m
@@ -102,8 +103,8 @@ async def withdraw_open_offers(session: AsyncSession, order_id: uuid.UUID, now: 
                                .values(status="withdrawn", decided_at=now)
                                .returning(Offer.id, Offer.technician_id))).all()
     for offer_id, technician_id in rows:
-        await publish(session, "matching.offer_withdrawn", {
-            "offer_id": str(offer_id), "order_id": str(order_id), "technician_id": str(technician_id), "reason": reason})
+        await publish_event(session, OfferWithdrawn(offer_id=offer_id, order_id=order_id, technician_id=technician_id,
+                                                    reason=reason))
     return [technician_id for _, technician_id in rows]
 
 

@@ -23,7 +23,7 @@ from kit.config import Settings, get_settings
 from kit.db import session_scope
 from kit.errors import Conflict, InvalidInput, NotFound
 from dispatch.errors import IllegalTransition
-from kit.events import publish, subscribe
+from kit.events import handles, publish_event, subscribe
 from kit.jobs import enqueue_many
 from kit.fanout import account_channel, presence_key, push_after_commit
 from dispatch.handlers import offer_summary
@@ -32,6 +32,8 @@ from dispatch.models import Certification, City, CustomerBlock, Order, Technicia
 from kit.redis import get_redis
 from dispatch.service import Actor, transition
 from dispatch.states import ACTIVE_JOB_STATES
+from dispatch import technicians
+from dispatch.events import OrderCreated, OrderStatusChanged
 from dispatch.technicians import record_last_position, usable_kinds
 from dispatch.alerts import raise_alert
 from dispatch.models import OrderEvent
@@ -39,6 +41,7 @@ from matching.assign import batch, best_candidate, best_candidates
 from matching.candidates import candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
+from matching.events import OfferCreated, OfferWithdrawn
 from matching import readiness
 from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
@@ -264,10 +267,9 @@ async def _make_offers(session: AsyncSession, order_id: uuid.UUID, assignments: 
             # records the notification.
             push_after_commit(session, account_channel(technician.account_id), "offer", offer=offer_summary(
                 order, str(offer.id), assignment.distance_m, assignment.eta_s, offer.expires_at.isoformat()))
-        await publish(session, "matching.offer_created", {
-            "offer_id": str(offer.id), "order_id": str(order_id), "technician_id": assignment.technician_id,
-            "expires_at": offer.expires_at.isoformat(), "eta_s": assignment.eta_s, "distance_m": assignment.distance_m,
-        })
+        await publish_event(session, OfferCreated(
+            offer_id=offer.id, order_id=order_id, technician_id=assignment.technician_id,
+            expires_at=offer.expires_at, eta_s=assignment.eta_s, distance_m=assignment.distance_m))
     return offers
 
 
@@ -275,7 +277,7 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
     """Offer one order at once to its best candidate (emergencies, direct picks, retries)."""
     now = now or await database_now(session)
     config = matching_config()
-    order = await session.get(Order, order_id, populate_existing=True)
+    order = await session.get(Order, order_id, populate_existing=True, with_for_update=True)
     if order is None or order.status != "matching":
         return None
     await ensure_index(session, index, order.city_id)
@@ -362,8 +364,11 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     await raise_due_alerts(session, now, city)
     zones = await readiness.areas(session, now, city) if get_settings().escalation_enabled else []
     await _hint_repositioning(session, index, city, zones, now, config)
+    # Locked for the round, skipping orders another transaction holds (a cancel, an assign): those
+    # wait for the next round instead of failing this one.
     waiting = (await session.exec(
-        select(Order).where(Order.city_id == city, Order.status == "matching").order_by(Order.created_at))).all()
+        select(Order).where(Order.city_id == city, Order.status == "matching").order_by(Order.created_at)
+        .with_for_update(skip_locked=True))).all()
     offers: list[Offer] = []
     for order in [o for o in waiting if o.priority == "emergency" or o.preferred_technician_id is not None]:
         offer = await dispatch_now(session, index, order.id, now)
@@ -482,8 +487,8 @@ async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | 
     by_order: dict[uuid.UUID, list[tuple[uuid.UUID, uuid.UUID]]] = {}
     for offer_id, order_id, technician_id in expired:
         by_order.setdefault(order_id, []).append((offer_id, technician_id))
-        await publish(session, "matching.offer_withdrawn", {
-            "offer_id": str(offer_id), "order_id": str(order_id), "technician_id": str(technician_id), "reason": "expired"})
+        await publish_event(session, OfferWithdrawn(offer_id=offer_id, order_id=order_id, technician_id=technician_id,
+                                                    reason="expired"))
     for order_id, lapsed in by_order.items():
         if await _still_offered(session, order_id):
             continue
@@ -589,10 +594,7 @@ async def accept_offer(session: AsyncSession, offer_id: uuid.UUID, technician_id
                                  payload={"offer_id": str(offer_id)})
     except Conflict as exc:
         raise OfferNotAcceptable("somebody else took this order") from exc
-    technician.status = "busy" if jobs + 1 >= technician.max_jobs else "online"
-    technician.idle_since = None
-    session.add(technician)
-    await session.flush()
+    await technicians.take_job(session, technician, jobs + 1)
     await _withdraw_others(session, order, offer_id, now)
     return order
 
@@ -638,10 +640,7 @@ async def go_online(session: AsyncSession, index: GeoIndex, technician: Technici
     if technician.status == "suspended" or technician.onboarding != "active" or not usable_kinds(list(certs), now):
         raise CannotGoOnline()
     load = (await _loads(session, [technician.id])).get(technician.id, 0)
-    technician.status = "busy" if load >= technician.max_jobs else "online"
-    technician.idle_since = technician.idle_since or now
-    session.add(technician)
-    await session.flush()
+    await technicians.go_on_duty(session, technician, load, now)
     _publish_availability(session, index, technician, load)
     return technician
 
@@ -649,9 +648,7 @@ async def go_online(session: AsyncSession, index: GeoIndex, technician: Technici
 async def go_offline(session: AsyncSession, index: GeoIndex, technician: Technician, now: datetime | None = None) -> Technician:
     """Offline now: open offers lapse at once so their orders move on."""
     now = now or await database_now(session)
-    technician.status = "offline"
-    session.add(technician)
-    await session.flush()
+    await technicians.go_off_duty(session, technician)
     await session.exec(update(Offer).where(Offer.technician_id == technician.id, Offer.status == "offered")
                        .values(expires_at=now))
     _publish_availability(session, index, technician, 0)
@@ -722,26 +719,24 @@ async def rebuild_index(session: AsyncSession, index: GeoIndex, city: str | None
     return len(rows)
 
 
-async def on_order_status_changed(session: AsyncSession, payload: dict) -> None:
+@handles(OrderStatusChanged)
+async def on_order_status_changed(session: AsyncSession, event: OrderStatusChanged) -> None:
     """Withdraw open offers of orders that left matching, and free technicians whose job ended."""
     now = await database_now(session)
-    if payload["to"] in ("cancelled", "unfulfilled"):
-        await session.exec(update(Offer).where(Offer.order_id == uuid.UUID(payload["order_id"]), Offer.status == "offered")
+    if event.to in ("cancelled", "unfulfilled"):
+        await session.exec(update(Offer).where(Offer.order_id == event.order_id, Offer.status == "offered")
                            .values(status="withdrawn", decided_at=now))
-    if payload["to"] in ("completed", "cancelled", "matching", "payment_attention") and payload.get("technician_id") and payload["from"] in ACTIVE_JOB_STATES:
-        technician = await session.get(Technician, uuid.UUID(payload["technician_id"]))
+    if event.to in ("completed", "cancelled", "matching", "payment_attention") and event.technician_id and event.from_ in ACTIVE_JOB_STATES:
+        technician = await session.get(Technician, event.technician_id)
         if technician is not None and technician.status == "busy":
             load = (await _loads(session, [technician.id])).get(technician.id, 0)
-            if load < technician.max_jobs:
-                technician.status = "online"
-                technician.idle_since = now
-                session.add(technician)
-                await session.flush()
+            await technicians.release_job(session, technician, load, now)
 
 
-async def on_order_created(session: AsyncSession, payload: dict) -> None:
+@handles(OrderCreated)
+async def on_order_created(session: AsyncSession, event: OrderCreated) -> None:
     """Every new order enters matching; an emergency or a direct pick is offered at once."""
-    order_id = uuid.UUID(payload["order_id"])
+    order_id = event.order_id
     order = await session.get(Order, order_id)
     if order is None or order.status != "created":
         return

@@ -13,7 +13,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from meters.anomaly import AnomalyConfig, detect_anomalies
-from meters.ingest import DeviceInfo
+from meters.telemetry import DeviceInfo
 from meters.models import Device
 from meters.rules import raise_fault
 

@@ -25,9 +25,11 @@ from redis.asyncio import Redis
 from sqlalchemy import insert, select, text, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from meters import rules
 from meters.models import Concentrator, Device, Quarantine, ValveCommand
 from meters.protocols import cjt188, mbus
 from meters.protocols.stream import StreamFrame
+from meters.telemetry import LATEST_KEY, DeviceInfo, Telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -40,34 +42,6 @@ QUARANTINED = Counter("gasdispatch_meters_quarantined_total", "Reports kept asid
                       ["channel", "reason"])
 COMMANDS = Counter("gasdispatch_meters_commands_total", "Valve commands by channel and state",
                    ["channel", "state"])
-
-LATEST_KEY = "meters:latest:{}"
-
-
-@dataclass(slots=True)
-class Telemetry:
-    """One report from one device, whatever the channel. Treated as a value; not frozen
-    because a frozen dataclass takes three times as long to build, once per reading."""
-
-    external_id: str
-    protocol: str
-    read_at: datetime
-    received_at: datetime
-    volume_m3: float | None = None
-    lel_pct: float | None = None
-    valve: str | None = None
-    battery_low: bool | None = None
-    alarm: bool | None = None
-    tamper: bool | None = None
-    # A reply to a valve command, not a reading.
-    valve_reply: bool = False
-    # {"hex": frame} or {"envelope": platform message}; the reading keeps it as text.
-    raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    # Hash of what the device said (frame bytes, or the platform's report); None: of the values.
-    digest: int | None = None
-    # False when read_at is the arrival time: a retransmission then arrives with another read_at.
-    device_clock: bool = True
-
 
 def digest_of(content: bytes) -> int:
     """A signed 64-bit content hash (the bigint `meters_reading.digest`)."""
@@ -98,22 +72,6 @@ async def last_frames(session: AsyncSession, device_id: uuid.UUID, external_id: 
         ORDER BY received_at DESC LIMIT :limit
     """), {"device_id": device_id, "external_id": external_id, "limit": limit})).all()
     return [{"received_at": r[0], "read_at": r[1], "raw": r[2], "outcome": r[3], "source": r[4]} for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    id: uuid.UUID
-    kind: str
-    external_id: str
-    customer_id: uuid.UUID
-    address_id: uuid.UUID
-    has_valve: bool
-    meter_type: int
-    report_interval_s: int
-    protocol: str = ""
-    # The one source it may report through: "concentrator:<code>", "platform:<name>", or None
-    # for a wired device without a concentrator (legacy plain TCP only).
-    bound_source: str | None = None
 
 
 def binding_violation(device: DeviceInfo, source: str, alternates: dict[str, list[str]]) -> str | None:
@@ -281,8 +239,6 @@ class Ingestor:
     ) -> IngestResult:
         """`source` is who delivered the batch: "concentrator:<code>", "legacy:<address>" or
         "platform:<name>"; a device reports only through the source it is bound to."""
-        from meters import rules
-
         now = now or datetime.now(timezone.utc)
         result = IngestResult()
         if not items:

@@ -29,7 +29,8 @@ import yaml
 
 from dispatch.errors import AuthenticationFailed
 from kit.errors import Conflict, InvalidInput, NotFound
-from meters.ingest import Telemetry, digest_of
+from meters.ingest import digest_of
+from meters.telemetry import Telemetry
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 _FIELDS = ("volume_m3", "lel_pct", "valve", "battery_low", "alarm", "tamper")

@@ -15,8 +15,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch_service
+from dispatch.events import OrderStatusChanged
 from kit.config import Settings
-from kit.events import publish
+from kit.events import handles, publish_event
+from meters.events import MaintenanceReminderDue
 from meters.models import Reminder
 
 SERVICE_FOR_APPLIANCE = {"boiler": "boiler_service", "stove": "stove_cleaning", "hose": "hose_replacement"}
@@ -50,13 +52,12 @@ async def due_reminders(session: AsyncSession, *, settings: Settings, now: datet
                 continue
             if not await _claim(session, address_id, customer_id, appliance, now=now, period=period):
                 continue
-            payload = {
-                "customer_id": str(customer_id), "address_id": str(address_id), "appliance_kind": appliance,
-                "order_kind": SERVICE_FOR_APPLIANCE[appliance], "used_m3": round(float(used), 3),
-                "days_since_service": int(days), "last_serviced_at": serviced_at.isoformat() if serviced_at else None,
-            }
-            await publish(session, "meters.maintenance_reminder_due", payload)
-            issued.append(payload)
+            reminder = MaintenanceReminderDue(
+                customer_id=customer_id, address_id=address_id, appliance_kind=appliance,
+                order_kind=SERVICE_FOR_APPLIANCE[appliance], used_m3=round(float(used), 3),
+                days_since_service=int(days), last_serviced_at=serviced_at)
+            await publish_event(session, reminder)
+            issued.append(reminder.wire())
     return issued
 
 
@@ -73,11 +74,12 @@ async def _claim(session: AsyncSession, address_id: uuid.UUID, customer_id: uuid
     return claimed is not None
 
 
-async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]) -> None:
+@handles(OrderStatusChanged)
+async def on_order_status_changed(session: AsyncSession, event: OrderStatusChanged) -> None:
     """A completed maintenance order resets its appliance's baseline."""
-    if payload.get("to") != "completed":
+    if event.to != "completed":
         return
-    order = await dispatch_service.get_order(session, uuid.UUID(payload["order_id"]))
+    order = await dispatch_service.get_order(session, event.order_id)
     appliance = APPLIANCE_FOR_SERVICE.get(order.kind)
     if appliance is None:
         return

@@ -23,11 +23,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch_service
 from kit.config import Settings
-from kit.events import publish
+from kit.events import handles, publish_event
+from dispatch.events import OrderStatusChanged
 from dispatch.safety import GAS_LEAK_STEPS
-from meters.ingest import DeviceInfo, Telemetry
+from meters.events import FaultDetected, SafetyAdviceIssued
 from meters.models import Device, Fault, ValveCommand
 from meters.protocols import cjt188
+from meters.telemetry import LATEST_KEY, DeviceInfo, Telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -161,10 +163,9 @@ async def _open_order(
 async def _fault_detected(
     session: AsyncSession, device: DeviceInfo, kind: str, fault_id: uuid.UUID, order_id: uuid.UUID, *, joined: bool,
 ) -> None:
-    await publish(session, "meters.fault_detected", {
-        "fault_id": str(fault_id), "fault_kind": kind, "device_id": str(device.id), "order_id": str(order_id),
-        "customer_id": str(device.customer_id), "address_id": str(device.address_id), "joined": joined,
-    })
+    await publish_event(session, FaultDetected(
+        fault_id=fault_id, fault_kind=kind, device_id=device.id, order_id=order_id, customer_id=device.customer_id,
+        address_id=device.address_id, joined=joined))
     log.info("meters.fault_opened", device=device.external_id, kind=kind, order_id=str(order_id), joined=joined)
 
 
@@ -184,11 +185,9 @@ async def _methane_alarm(
     earlier_alarm = (await session.execute(select(Fault.id).where(
         Fault.order_id == order_id, Fault.fault_kind == "methane_alarm", Fault.id != fault_id).limit(1))).scalar()
     if earlier_alarm is None:  # the first alarm of this emergency: the household is told once
-        await publish(session, "meters.safety_advice_issued", {
-            "customer_id": str(device.customer_id), "address_id": str(device.address_id),
-            "device_id": str(device.id), "order_id": str(order_id), "text": SAFETY_ADVICE,
-            "steps": list(GAS_LEAK_STEPS),
-        })
+        await publish_event(session, SafetyAdviceIssued(
+            customer_id=device.customer_id, address_id=device.address_id, device_id=device.id, order_id=order_id,
+            text=SAFETY_ADVICE, steps=list(GAS_LEAK_STEPS)))
     commands = await close_valves(session, device.address_id, fault_id=fault_id, order_id=order_id, now=now)
     if outcome is not None:
         outcome.commands.extend(commands)
@@ -231,12 +230,13 @@ async def clear_fault(session: AsyncSession, device_id: uuid.UUID, kind: str, *,
            "note": _json([{"at": now.isoformat(), "event": "cleared", "read_at": read_at.isoformat()}])})
 
 
-async def on_order_status_changed(session: AsyncSession, payload: dict[str, Any]) -> None:
+@handles(OrderStatusChanged)
+async def on_order_status_changed(session: AsyncSession, event: OrderStatusChanged) -> None:
     """A fault closes when its order completes or ends otherwise; idempotent."""
-    if payload.get("to") not in _ORDER_ENDED:
+    if event.to not in _ORDER_ENDED:
         return
     await session.execute(update(Fault).where(
-        Fault.order_id == uuid.UUID(payload["order_id"]), Fault.closed_at.is_(None)).values(closed_at=func.now()))
+        Fault.order_id == event.order_id, Fault.closed_at.is_(None)).values(closed_at=func.now()))
 
 
 async def check_comm_lost(session: AsyncSession, redis: Any, *, now: datetime, factor: float) -> list[uuid.UUID]:
@@ -245,8 +245,6 @@ async def check_comm_lost(session: AsyncSession, redis: Any, *, now: datetime, f
     Last report from Redis; the readings table stands in for devices Redis does not know
     (a flushed cache must not raise alarms for every device), then the install date.
     """
-    from meters.ingest import LATEST_KEY
-
     devices = (await session.execute(select(
         Device.id, Device.kind, Device.external_id, Device.customer_id, Device.address_id, Device.has_valve,
         Device.meter_type, Device.report_interval_s, Device.installed_at))).all()

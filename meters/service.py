@@ -64,6 +64,7 @@ async def register_device(
 ) -> Device:
     """A wired device is bound to its concentrator (none: legacy plain TCP only); an NB-IoT
     device to its IoT platform, which it must name."""
+    from dispatch.cities import city_at  # a device is in its address's city, as an order is
     from dispatch.models import Address  # the address must belong to the customer
 
     address = await session.get(Address, address_id)
@@ -75,9 +76,9 @@ async def register_device(
         raise NotFound("no such concentrator")
     device = Device(
         kind=kind, protocol=protocol, external_id=external_id.upper() if protocol != "nbiot" else external_id,
-        customer_id=customer_id, address_id=address_id, installed_at=installed_at,
-        report_interval_s=report_interval_s, has_valve=has_valve, meter_type=meter_type, product=product,
-        appliances=appliances or [], concentrator_id=concentrator_id, platform=platform,
+        customer_id=customer_id, address_id=address_id, city_id=await city_at(session, address.location),
+        installed_at=installed_at, report_interval_s=report_interval_s, has_valve=has_valve, meter_type=meter_type,
+        product=product, appliances=appliances or [], concentrator_id=concentrator_id, platform=platform,
     )
     session.add(device)
     try:

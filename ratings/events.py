@@ -1,29 +1,36 @@
 """Ratings' event topics and their payloads (the wire contract other packages read)."""
 
-from typing import Any
+import uuid
 
-from ratings.models import Review
-
-REVIEW_SUBMITTED = "ratings.review_submitted"
-# Settlement listens to this one: emitted exactly once per order, when the review is frozen.
-REVIEW_FINALIZED = "ratings.review_finalized"
-# An upheld appeal took a review out of the reputation.
-REVIEW_EXCLUDED = "ratings.review_excluded"
+from kit.events import Event, IsoDatetime
 
 
-def review_submitted(review: Review) -> dict[str, Any]:
-    return {"order_id": str(review.order_id), "review_id": str(review.id),
-            "technician_id": str(review.technician_id), "stars": review.stars}
+class ReviewSubmitted(Event):
+    topic = "ratings.review_submitted"
+    order_id: uuid.UUID
+    review_id: uuid.UUID
+    technician_id: uuid.UUID
+    stars: int
 
 
-def review_finalized(review: Review) -> dict[str, Any]:
-    assert review.finalized_at is not None
-    return {"order_id": str(review.order_id), "review_id": str(review.id),
-            "technician_id": str(review.technician_id), "customer_id": str(review.customer_id),
-            "stars": review.stars, "automatic": review.automatic,
-            "finalized_at": review.finalized_at.isoformat()}
+class ReviewFinalized(Event):
+    """Settlement listens to this one: emitted exactly once per order, when the review is frozen."""
+
+    topic = "ratings.review_finalized"
+    order_id: uuid.UUID
+    review_id: uuid.UUID
+    technician_id: uuid.UUID
+    customer_id: uuid.UUID
+    stars: int
+    automatic: bool
+    finalized_at: IsoDatetime
 
 
-def review_excluded(review: Review, appeal_id: str) -> dict[str, Any]:
-    return {"order_id": str(review.order_id), "review_id": str(review.id),
-            "technician_id": str(review.technician_id), "appeal_id": appeal_id}
+class ReviewExcluded(Event):
+    """An upheld appeal took a review out of the reputation."""
+
+    topic = "ratings.review_excluded"
+    order_id: uuid.UUID
+    review_id: uuid.UUID
+    technician_id: uuid.UUID
+    appeal_id: uuid.UUID

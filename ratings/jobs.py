@@ -10,7 +10,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.config import get_settings
-from dispatch.models import Order, OrderEvent
+from dispatch import service as dispatch_service
 from ratings import service
 from ratings.models import Review
 
@@ -21,15 +21,9 @@ def _due_reviews(now: datetime):  # noqa: ANN202
 
 def _unreviewed_orders(now: datetime):  # noqa: ANN202
     """Completed orders without a review whose review window has ended, with their completion time."""
-    window = timedelta(hours=get_settings().review_window_h)
-    completed_at = func.max(OrderEvent.created_at)
-    return (
-        select(Order.id, completed_at)
-        .join(OrderEvent, (OrderEvent.order_id == Order.id) & (OrderEvent.to_status == "completed"))
-        .where(Order.status == "completed", ~exists().where(Review.order_id == Order.id))
-        .group_by(Order.id)
-        .having(completed_at <= now - window)
-    )
+    completed = dispatch_service.completed_orders(now - timedelta(hours=get_settings().review_window_h)).subquery()
+    return (select(completed.c.order_id, completed.c.completed_at)
+            .where(~exists().where(Review.order_id == completed.c.order_id)))
 
 
 async def count_due(session: AsyncSession, now: datetime | None = None) -> int:

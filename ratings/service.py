@@ -20,8 +20,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.config import get_settings
 from kit.errors import Conflict, DomainError, InvalidInput, NotFound
-from kit.events import publish
-from dispatch.models import Customer, OrderEvent
+from kit.events import publish_event
+from dispatch import service as dispatch_service
 from kit.pagination import page_of, paginate
 from dispatch.service import Actor, get_order, get_order_for, transition
 from dispatch.technicians import get_technician
@@ -94,14 +94,6 @@ def _check(stars: int, tags: Iterable[str], vocabulary: tuple[str, ...]) -> list
     return tags
 
 
-async def order_completed_at(session: AsyncSession, order_id: uuid.UUID) -> datetime | None:
-    """When the order reached `completed`, from dispatch's append-only event log."""
-    return (await session.exec(
-        select(func.max(OrderEvent.created_at))
-        .where(OrderEvent.order_id == order_id, OrderEvent.to_status == "completed")
-    )).first()
-
-
 async def _review_of_order(session: AsyncSession, order_id: uuid.UUID) -> Review | None:
     return (await session.exec(
         select(Review).where(Review.order_id == order_id).execution_options(populate_existing=True)
@@ -125,7 +117,7 @@ async def submit_review(
         raise ReviewExists()
     if order.status != "completed" or order.technician_id is None:
         raise OrderNotReviewable(f"the order is {order.status}; only a completed order can be reviewed")
-    completed_at = await order_completed_at(session, order.id)
+    completed_at = await dispatch_service.completed_at(session, order.id)
     if completed_at is None or now >= completed_at + timedelta(hours=settings.review_window_h):
         raise ReviewWindowClosed()
     review = Review(
@@ -139,7 +131,8 @@ async def submit_review(
             await session.flush()
     except IntegrityError as exc:  # a concurrent submission or the automatic review won
         raise ReviewExists() from exc
-    await publish(session, events.REVIEW_SUBMITTED, events.review_submitted(review))
+    await publish_event(session, events.ReviewSubmitted(
+        order_id=review.order_id, review_id=review.id, technician_id=review.technician_id, stars=review.stars))
     return review
 
 
@@ -205,7 +198,11 @@ async def finalize_review(session: AsyncSession, review_id: uuid.UUID, now: date
             assert review is not None
             await transition(session, review.order_id, "review", RATINGS_ACTOR, now=now,
                              payload={"review_id": str(review.id), "automatic": review.automatic})
-            await publish(session, events.REVIEW_FINALIZED, events.review_finalized(review))
+            assert review.finalized_at is not None
+            await publish_event(session, events.ReviewFinalized(
+                order_id=review.order_id, review_id=review.id, technician_id=review.technician_id,
+                customer_id=review.customer_id, stars=review.stars, automatic=review.automatic,
+                finalized_at=review.finalized_at))
     except DomainError as exc:  # e.g. the order left `completed` by another path; left for ops
         log.warning("ratings.finalize_failed", review_id=str(review_id), error=exc.detail)
         return False
@@ -396,7 +393,8 @@ async def decide_appeal(
         await session.exec(update(Review).where(Review.id == appeal.review_id).values(excluded=True, updated_at=now))
         review = await session.get(Review, appeal.review_id, populate_existing=True)
         assert review is not None
-        await publish(session, events.REVIEW_EXCLUDED, events.review_excluded(review, str(appeal.id)))
+        await publish_event(session, events.ReviewExcluded(
+            order_id=review.order_id, review_id=review.id, technician_id=review.technician_id, appeal_id=appeal.id))
         await refresh_flags(session, technician_ids=[review.technician_id], now=now)
     await session.flush()
     decided = await session.get(Appeal, appeal_id, populate_existing=True)
@@ -462,15 +460,15 @@ async def _one_star_evidence(session: AsyncSession, customer_id: uuid.UUID, now:
 async def _burst_evidence(session: AsyncSession, technician_id: uuid.UUID, now: datetime) -> dict[str, Any] | None:
     s = get_settings()
     rows = (await session.exec(
-        select(Review.stars, Review.created_at, Review.automatic, Review.customer_id, Customer.created_at)
-        .join(Customer, Customer.id == Review.customer_id)
+        select(Review.stars, Review.created_at, Review.automatic, Review.customer_id)
         .where(Review.technician_id == technician_id, Review.stars == 5, Review.automatic.is_(False),
                Review.finalized_at.is_not(None), Review.created_at <= now)
     )).all()
+    signed_up = await dispatch_service.customers_since(session, (row[3] for row in rows))
     inputs = [
         (ReviewInput(stars=stars, at=at, automatic=automatic, customer_id=str(customer_id), excluded=False),
-         at - account_created_at)
-        for stars, at, automatic, customer_id, account_created_at in rows
+         at - signed_up[customer_id])
+        for stars, at, automatic, customer_id in rows
     ]
     bursts = five_star_burst_from_new_accounts(
         inputs, window=timedelta(hours=s.abuse_burst_window_h), min_count=s.abuse_burst_min_count,

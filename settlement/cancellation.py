@@ -160,7 +160,7 @@ async def settle_cancelled_order(session: AsyncSession, order_id: uuid.UUID, *, 
                                  fee: dict[str, Any] | None, gateway: PaymentGateway) -> Payment | None:
     """Release the hold, or capture the quoted fee from it and book and pay its split. Idempotent:
     a redelivered event finds the payment no longer authorised."""
-    payment = await session.get(Payment, order_id, with_for_update=True)
+    payment = await session.get(Payment, order_id, populate_existing=True)  # locked only to book, after the call
     if payment is None or payment.status != "authorised":
         return payment
     fee_minor = min(int(fee["fee_minor"]), payment.held_minor) if fee else 0
@@ -168,6 +168,8 @@ async def settle_cancelled_order(session: AsyncSession, order_id: uuid.UUID, *, 
         await service._cancel_hold(session, payment, gateway)
         return payment
     await service._capture(session, payment, fee_minor, gateway, "cancellation fee")
+    if payment.status != "captured":
+        return payment  # a redelivery booked it while this one called the provider
     rule_row = await session.get(RuleSet, int(fee["rule_version"]))
     assert rule_row is not None, "a quoted rule version is never deleted"
     share = split_cancellation_fee(service.as_rules(rule_row), fee_minor) if technician_id else 0

@@ -256,9 +256,20 @@ async def retry_payment(session: AsyncSession, order_id: uuid.UUID, payment_meth
     return order, "authorised", left
 
 
+async def _still_holding(session: AsyncSession, payment: Payment, hold_id: str | None) -> bool:
+    """After a provider call made without a lock: the payment row locked now, and still on the
+    hold the call acted on (else a redelivery booked it meanwhile, and the idempotent call
+    returned that same result)."""
+    await session.refresh(payment, with_for_update=True)
+    return payment.status == "authorised" and payment.hold_id == hold_id
+
+
 async def _capture(session: AsyncSession, payment: Payment, amount: int, gateway: PaymentGateway, memo: str) -> None:
-    capture = await _call(gateway.capture, hold_id=payment.hold_id, amount_minor=amount,
+    hold_id = payment.hold_id
+    capture = await _call(gateway.capture, hold_id=hold_id, amount_minor=amount,
                           idempotency_key=f"settlement:{payment.order_id}:capture:v1")
+    if not await _still_holding(session, payment, hold_id):
+        return
     held = payment.held_minor
     await ledger.post(session, business_key=f"order:{payment.order_id}:capture", kind="capture",
                       order_id=payment.order_id, provider_object_id=capture.charge_id, memo=memo, postings=[
@@ -280,7 +291,7 @@ async def raise_hold(session: AsyncSession, order_id: uuid.UUID, amount_minor: i
     the transfer's source charge, refunds, disputes and their webhooks on a single object.
     A declined card keeps the old hold; capture then charges what is held.
     """
-    payment = await session.get(Payment, order_id, with_for_update=True)
+    payment = await session.get(Payment, order_id, populate_existing=True)  # locked only to book, after the call
     if payment is None or payment.status != "authorised" or amount_minor <= payment.held_minor:
         return payment
     await _raise_hold(session, payment, amount_minor, gateway)
@@ -297,6 +308,8 @@ async def _raise_hold(session: AsyncSession, payment: Payment, amount: int, gate
         log.info("settlement.raise_hold_refused", order_id=str(order_id), amount_minor=amount, error=str(exc))
         return
     await _call(gateway.cancel_hold, hold_id=old_hold_id, idempotency_key=f"settlement:{order_id}:cancel:{old_hold_id}:v1")
+    if not await _still_holding(session, payment, old_hold_id):
+        return
     await ledger.post(session, business_key=f"order:{order_id}:hold:{amount}", kind="hold", order_id=order_id,
                       provider_object_id=hold.id, memo=f"approved price; replaces hold {old_hold_id}", postings=[
                           Posting(ledger.CUSTOMER_HOLDS, hold.amount_minor, hold.currency),
@@ -320,7 +333,7 @@ async def capture_order(session: AsyncSession, order_id: uuid.UUID, final_price_
     hold: a free job needs none; a declined card sends the order to payment_attention; otherwise
     the hold is not placed yet and NotReady has the event delivered again later.
     """
-    payment = await session.get(Payment, order_id, with_for_update=True)
+    payment = await session.get(Payment, order_id, populate_existing=True)  # locked only to book, after each call
     order = await dispatch.get_order(session, order_id)
     price = order.price_estimate_minor if final_price_minor is None else int(final_price_minor)
     if payment is None:
@@ -338,6 +351,8 @@ async def capture_order(session: AsyncSession, order_id: uuid.UUID, final_price_
         return payment
     if price > payment.held_minor:
         await _raise_hold(session, payment, price, gateway)
+        if payment.status != "authorised":
+            return payment
     amount = min(price, payment.held_minor)
     memo = "" if amount == price else f"final price {price} above the hold; captured the hold"
     await _capture(session, payment, amount, gateway, memo)
@@ -345,7 +360,10 @@ async def capture_order(session: AsyncSession, order_id: uuid.UUID, final_price_
 
 
 async def _cancel_hold(session: AsyncSession, payment: Payment, gateway: PaymentGateway) -> None:
-    await _call(gateway.cancel_hold, hold_id=payment.hold_id, idempotency_key=f"settlement:{payment.order_id}:cancel:v1")
+    hold_id = payment.hold_id
+    await _call(gateway.cancel_hold, hold_id=hold_id, idempotency_key=f"settlement:{payment.order_id}:cancel:v1")
+    if not await _still_holding(session, payment, hold_id):
+        return
     await ledger.post(session, business_key=f"order:{payment.order_id}:hold_released", kind="hold_released",
                       order_id=payment.order_id, postings=[
                           Posting(ledger.ORDER_LIABILITY, payment.held_minor, payment.currency),

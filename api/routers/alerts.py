@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import Admin, SessionDep
+from api.routers.ops import CityFilter
 from dispatch import alerts
 from kit.schemas import Page
 
@@ -16,7 +17,7 @@ router = APIRouter(tags=["operations"])
 
 class AlertPublic(BaseModel):
     id: uuid.UUID
-    city: str
+    city_id: str
     order_id: uuid.UUID | None
     kind: str
     level: str
@@ -30,9 +31,11 @@ class AlertPublic(BaseModel):
 async def list_alerts(
     admin: Admin, session: SessionDep, open: bool = True,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=200)] = None,
+    city: CityFilter = None,
 ) -> Page[AlertPublic]:
-    """Newest first; `open=false` includes acknowledged alerts."""
-    rows, next_cursor = await alerts.list_alerts(session, open_only=open, limit=limit, cursor=cursor)
+    """Newest first; `open=false` includes acknowledged alerts; `?city=` one city's only (else
+    every city's, for an operator who watches them all)."""
+    rows, next_cursor = await alerts.list_alerts(session, open_only=open, limit=limit, cursor=cursor, city_id=city)
     return Page(data=[AlertPublic.model_validate(a, from_attributes=True) for a in rows], next_cursor=next_cursor)
 
 

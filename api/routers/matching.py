@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from api.deps import Admin, CurrentCustomer, CurrentTechnician, RedisDep, SessionDep
+from api.routers.ops import CityFilter
 from kit.errors import NotFound
 from kit.fanout import publish_position
 from dispatch.handlers import offer_summary
@@ -143,15 +144,17 @@ class OnDutyTechnician(BaseModel):
 
 
 @router.get("/v1/operations/technicians")
-async def on_duty_technicians(_: Admin, session: SessionDep, redis: RedisDep) -> Page[OnDutyTechnician]:
-    """Operations' live view: every technician on duty with his last position and load (live
-    positions are not an auditor's business)."""
-    techs = (await session.exec(select(Technician).where(col(Technician.status).in_(("online", "busy")))
+async def on_duty_technicians(_: Admin, session: SessionDep, redis: RedisDep,
+                              city: CityFilter = None) -> Page[OnDutyTechnician]:
+    """Operations' live view: every technician on duty (of one city with `?city=`) with his last
+    position and load (live positions are not an auditor's business)."""
+    on_duty = select(Technician).where(col(Technician.status).in_(("online", "busy")))
+    techs = (await session.exec((on_duty.where(Technician.city_id == city) if city else on_duty)
                                 .order_by(Technician.name))).all()
     index = geo_index(redis)
     out = []
     for tech in techs:
-        live = await index.get(str(tech.id))
+        live = await index.get(str(tech.id), tech.city_id)
         out.append(OnDutyTechnician(
             id=tech.id, name=tech.name, station_id=tech.station_id, status=tech.status,
             active_jobs=live.active_jobs if live else 0, max_jobs=tech.max_jobs,

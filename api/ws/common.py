@@ -4,14 +4,14 @@
 import asyncio
 import contextlib
 import json
-import time
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from prometheus_client import Counter, Gauge
 import structlog
+from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -19,10 +19,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from api.ws import protocol
 from dispatch.accounts import authenticate as authenticate_token
-from kit.config import get_settings
-from kit.db import session_scope
 from dispatch.errors import AuthenticationFailed
 from dispatch.security import AccessClaims
+from kit.config import get_settings
+from kit.db import session_scope
+from kit.redis import pubsub_client
 
 log = structlog.get_logger(__name__)
 WS_CONNECTIONS = Gauge("gasdispatch_ws_connections", "Open websockets by kind", ["kind"])
@@ -320,7 +321,7 @@ _hubs: dict[int, Hub] = {}
 
 
 def hub(redis: Redis) -> Hub:
-    return _hubs.setdefault(id(redis), Hub(redis))
+    return _hubs.setdefault(id(redis), Hub(pubsub_client(redis)))
 
 
 async def forward(queue: asyncio.Queue[str], sender: Sender, relay: Callable[[str], Awaitable[None]] | None = None,

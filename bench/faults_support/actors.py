@@ -8,7 +8,7 @@ import json
 import random
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 import httpx
@@ -48,6 +48,10 @@ class FaultTolerantTechnician(TechnicianClient):
         super().__init__(options, QUIET, doorstep)
         self.observed = observed
         self.name = name
+        self.journal: deque[str] = deque(maxlen=60)  # what the robot said last, for the kept logs
+
+    def _say(self, text: str) -> None:
+        self.journal.append(f"{time.strftime('%H:%M:%S')} {text}")
 
     async def request(self, message: dict) -> dict:
         reply = await super().request(message)
@@ -121,6 +125,7 @@ class Customer:
             self.http = http
             await asyncio.sleep(self.rng.uniform(0, self.order_every_s))
             while not stop.is_set():
+                await self._follow_all_mine(stop)
                 if ordering.is_set() and len(self.following) < 2:
                     await self._place(self.rng.choice(kinds), stop)
                 with contextlib.suppress(TimeoutError):
@@ -128,6 +133,15 @@ class Customer:
             for task in self.following.values():
                 task.cancel()
             await asyncio.gather(*self.following.values(), return_exceptions=True)
+
+    async def _follow_all_mine(self, stop: asyncio.Event) -> None:
+        """Orders raised for this household by its meters (a silent meter, a fault) need someone at the door too."""
+        response = await self._call("GET", "/v1/orders", params={"limit": 50})
+        if response is None or not response.is_success:
+            return
+        for order in response.json()["data"]:
+            if order["status"] not in (*TERMINAL, "reviewed", "completed") and "payment" not in order["status"]:
+                self.follow(order["id"], stop)
 
     async def _place(self, kind: str, stop: asyncio.Event) -> None:
         key = uuid.uuid4().hex

@@ -155,7 +155,6 @@ class Stack:
         })
         if self.redis_mode == "cluster":
             nodes = ",".join(f"127.0.0.1:{p}" for p in self.redis_ports)
-            env["GASDISPATCH_REDIS_CLUSTER"] = "true"
             env["GASDISPATCH_REDIS_CLUSTER_NODES"] = nodes
             env["GASDISPATCH_TEST_REDIS_CLUSTER_PORTS"] = ",".join(map(str, self.redis_ports))
         return env

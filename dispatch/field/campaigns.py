@@ -13,7 +13,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.config import get_settings
-from kit.events import publish
+from kit.events import publish_event
+from dispatch.field.events import CampaignRetriesExhausted
 from dispatch.field.models import TIME_SLOTS, InspectionPlan, Visit
 from dispatch.models import Address, Order, ServiceStation
 from dispatch.service import Actor, create_order
@@ -70,8 +71,8 @@ async def _replan(session: AsyncSession, now: datetime, run: CampaignRun) -> Non
         await session.flush()  # frees the household's place before its next plan takes it
         if plan.attempt >= settings.field_campaign_max_tries:
             plan.status = "exhausted"
-            await publish(session, "field.campaign_retries_exhausted",
-                          {"address_id": str(plan.address_id), "customer_id": str(plan.customer_id)})
+            await publish_event(session, CampaignRetriesExhausted(address_id=plan.address_id,
+                                                                  customer_id=plan.customer_id))
             run.exhausted += 1
             continue
         station = await session.get(ServiceStation, plan.station_id)

@@ -19,7 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.config import get_settings
 from kit.errors import Conflict, DomainError, InvalidInput, NotFound, TooManyAttempts
-from kit.events import publish
+from kit.events import publish_event
+from dispatch.field import events
 from dispatch.field.models import Verification, Visit
 from dispatch.models import Certification, Order, ServiceStation, Technician
 from dispatch.service import Actor
@@ -222,7 +223,7 @@ async def submit_code(session: AsyncSession, order: Order, technician_id: uuid.U
     if visit.code_failures >= get_settings().field_code_max_failures:
         visit.code_locked_at = now
         session.add(visit)
-        await publish(session, "field.identity_locked", {"order_id": str(order.id), "technician_id": str(technician_id)})
+        await publish_event(session, events.IdentityLocked(order_id=order.id, technician_id=technician_id))
         return IdentityLocked()
     left = get_settings().field_code_max_failures - visit.code_failures
     return WrongCode(f"the code does not match; {left} tries left")

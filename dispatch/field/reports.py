@@ -13,8 +13,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.config import get_settings
 from kit.errors import Conflict, InvalidInput, NotFound
-from kit.events import publish
+from kit.events import publish_event
 from dispatch.field import campaigns
+from dispatch.field import events
 from dispatch.field.identity import ensure_visit
 from dispatch.field.models import HAZARD_CATEGORIES, HAZARD_SEVERITIES, Hazard, PriceChange, WorkReport
 from dispatch.field.visits import held_order
@@ -128,9 +129,8 @@ async def _price_allowed(session: AsyncSession, order: Order, body: WorkReportIn
                          authorised_minor=order.price_estimate_minor, currency=order.currency, requested_at=now)
     session.add(change)
     await session.flush()
-    await publish(session, "field.price_change_requested", {
-        "order_id": str(order.id), "customer_id": str(order.customer_id),
-        "amount_minor": change.amount_minor, "currency": change.currency})
+    await publish_event(session, events.PriceChangeRequested(
+        order_id=order.id, customer_id=order.customer_id, amount_minor=change.amount_minor, currency=change.currency))
     return change
 
 
@@ -186,10 +186,9 @@ async def _needs_followup(session: AsyncSession, order: Order, station_id: uuid.
                     followup_order_id=followup.id, found_at=now)
     session.add(hazard)
     await session.flush()
-    await publish(session, "field.hazard_found", {
-        "order_id": str(order.id), "hazard_id": str(hazard.id), "customer_id": str(order.customer_id),
-        "category": hazard.category, "severity": hazard.severity, "deadline_at": deadline.isoformat(),
-        "followup_order_id": str(followup.id)})
+    await publish_event(session, events.HazardFound(
+        order_id=order.id, hazard_id=hazard.id, customer_id=order.customer_id, category=hazard.category,
+        severity=hazard.severity, deadline_at=deadline, followup_order_id=followup.id))
     return hazard
 
 
@@ -264,13 +263,13 @@ async def decide_price_change(session: AsyncSession, order_id: uuid.UUID, custom
     change = await session.get(PriceChange, result[0], populate_existing=True)
     assert change is not None
     if approve:  # settlement raises the customer's hold to the approved price
-        await publish(session, "field.price_change_approved", {
-            "order_id": str(order_id), "customer_id": str(customer_id), "amount_minor": change.amount_minor,
-            "currency": change.currency, "price_change_id": str(change.id)})
+        await publish_event(session, events.PriceChangeApproved(
+            order_id=order_id, customer_id=customer_id, amount_minor=change.amount_minor, currency=change.currency,
+            price_change_id=change.id))
     else:  # the technician is told (dispatch/handlers.py)
-        await publish(session, "field.price_change_rejected", {
-            "order_id": str(order_id), "technician_id": str(order.technician_id), "amount_minor": change.amount_minor,
-            "currency": change.currency, "price_change_id": str(change.id)})
+        await publish_event(session, events.PriceChangeRejected(
+            order_id=order_id, technician_id=order.technician_id, amount_minor=change.amount_minor,
+            currency=change.currency, price_change_id=change.id))
     return change
 
 

@@ -29,7 +29,7 @@ async def test_customer_reviews_a_completed_order(client: AsyncClient, session: 
     review = response.json()
     assert (review["stars"], review["automatic"], review["finalized_at"]) == (5, False, None)
     assert review["technician_id"] == str(t.technician.id)
-    submitted = await _outbox(session, events.REVIEW_SUBMITTED, order)
+    submitted = await _outbox(session, events.ReviewSubmitted.topic, order)
     assert submitted == [{"order_id": str(order.id), "review_id": review["id"],
                           "technician_id": str(t.technician.id), "stars": 5}]
     assert (await get_order(session, order.id)).status == "completed"  # frozen only after the edit window
@@ -153,7 +153,7 @@ async def test_review_is_finalized_after_the_edit_window_exactly_once(session: A
     assert await jobs.finalize_due(session, done_at + timedelta(hours=1)) == 0
     assert await service.finalize_review(session, review.id, done_at + timedelta(hours=2)) is False
     assert await jobs.finalize_due(session, T0 + timedelta(days=10)) == 0  # no automatic review on top
-    finalized = await _outbox(session, events.REVIEW_FINALIZED, order)
+    finalized = await _outbox(session, events.ReviewFinalized.topic, order)
     assert finalized == [{
         "order_id": str(order.id), "review_id": str(review.id), "technician_id": str(t.technician.id),
         "customer_id": str(c.customer.id), "stars": 5, "automatic": False, "finalized_at": done_at.isoformat(),
@@ -172,7 +172,7 @@ async def test_automatic_neutral_review_closes_an_unreviewed_order_after_the_win
     review = await service.review_for(session, order.id, role="admin")
     assert (review.automatic, review.stars, review.comment) == (True, 4, None)
     assert review.created_at == T0 + timedelta(hours=72)
-    finalized = await _outbox(session, events.REVIEW_FINALIZED, order)
+    finalized = await _outbox(session, events.ReviewFinalized.topic, order)
     assert len(finalized) == 1 and finalized[0]["automatic"] is True
     assert (await get_order(session, order.id)).status == "reviewed"
 

@@ -2,7 +2,8 @@
 // them, unfulfilled and late orders, certifications to verify with who applied, open hazards,
 // station KPIs — and the actions: one order in full (timeline, the candidates of each offer and
 // why, payment, visit, report, hazards) with assign/reassign, cancel and messages; alerts in a
-// banner with a sound until acknowledged. Live over the ops socket, not polling.
+// banner with a sound until acknowledged. Live over the ops socket, not polling; the event
+// engine's health and its dead letters (retry, discard) are polled, as no push carries them.
 import { t } from "../shared/i18n.js";
 import { COLORS, L, createMap, dot, fit, line, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
@@ -13,9 +14,11 @@ const OPEN = ["created", "matching", "offered", "accepted", "en_route", "arrived
 const TRACKED = ["accepted", "en_route", "arrived", "in_service"];
 const PRIORITY_RANK = { emergency: 0, urgent: 1, routine: 2 };
 const REPEAT_BEEP_MS = 30000;
+const ENGINE_REFRESH_MS = 10000;
+const ERROR_SHOWN_CHARS = 160;
 const main = document.getElementById("main");
 const state = { stations: [], open: [], unfulfilled: [], certs: [], hazards: [], onDuty: [], positions: new Map(),
-  alerts: new Map(), detail: null, picker: [] };
+  alerts: new Map(), detail: null, picker: [], engine: null, deadLetters: [] };
 let api;
 let map;
 let orderLayer;
@@ -29,12 +32,13 @@ startApp("ops", ["admin"], {
     api = client;
     state.stations = (await api.get("/v1/stations")).data;
     render();
-    await Promise.all([refresh(), loadAlerts()]);
+    await Promise.all([refresh(), loadAlerts(), loadEngine()]);
     booted = true;
     opsSocket = new LiveSocket(() => api.socketUrl("/v1/ws/ops"), { onMessage: onOpsMessage, onState: showConnection });
     setInterval(tick, 1000);
+    setInterval(() => loadEngine().catch(() => {}), ENGINE_REFRESH_MS);
   },
-  rerender: () => { render(); draw(); renderBanner(); if (state.detail) renderDetail(); },
+  rerender: () => { render(); draw(); renderBanner(); drawEngine(); if (state.detail) renderDetail(); },
 });
 
 function render() {
@@ -52,6 +56,7 @@ function render() {
     h("div", { class: "grid-2" },
       h("section", { class: "card", "aria-labelledby": "haz-h" }, h("h2", { id: "haz-h" }, t("ops.hazards")), h("div", { id: "hazards", class: "table-wrap" })),
       kpiCard()),
+    engineSection(),
     metersSection());
   map = createMap(document.getElementById("ops-map"), { zoom: 12 });
   const stations = stationLayer(state.stations).addTo(map);
@@ -90,8 +95,8 @@ async function refresh() {
 // -- live: the ops socket ----------------------------------------------------------------------
 
 function onOpsMessage(message) {
-  if (message.type === "ready") {
-    if (booted) { refresh().catch(() => {}); loadAlerts().catch(() => {}); }  // pushes missed while away
+  if (message.type === "ready" || message.type === "resync") {
+    if (booted) { refresh().catch(() => {}); loadAlerts().catch(() => {}); loadEngine().catch(() => {}); }  // missed while away
   } else if (message.type === "order_status") {
     orderChanged(message).catch(() => {});
   } else if (message.type === "alert") {
@@ -548,6 +553,100 @@ function kpiCard() {
   form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
   if (state.stations.length) setTimeout(load);
   return form;
+}
+
+// -- the event engine: workers, queue, and deliveries that used up their tries ----------------
+
+// Delivery id -> "retry" | "discard" while its confirmation is open: it survives the redraws.
+const confirming = new Map();
+let engineShown = "";
+
+async function loadEngine() {
+  const [health, letters] = await Promise.all([api.get("/v1/ops/engine"), api.all("/v1/ops/dead-letters?limit=100", 200)]);
+  state.engine = health;
+  state.deadLetters = letters;
+  for (const id of confirming.keys()) if (!letters.some((d) => d.id === id)) confirming.delete(id);
+  // Redrawn only when something changed, so that a button is not swapped under the operator's pointer.
+  const shown = JSON.stringify([health, letters]);
+  if (shown !== engineShown) { engineShown = shown; drawEngine(); }
+}
+
+function engineSection() {
+  const reload = h("button", { type: "button", id: "engine-refresh" }, t("ops.engine.refresh"));
+  reload.addEventListener("click", () => act(reload, null, loadEngine));
+  return h("section", { class: "card", id: "engine", "aria-labelledby": "engine-h" },
+    h("div", { class: "detail-head" }, h("h2", { id: "engine-h" }, t("ops.engine.title")), reload),
+    h("div", { id: "engine-health", "aria-live": "polite" }),
+    h("h3", {}, t("ops.engine.deadLetters")), h("p", { class: "muted" }, t("ops.engine.deadLettersNote")),
+    h("div", { id: "dead-letters", class: "table-wrap" }));
+}
+
+function drawEngine() {
+  const health = document.getElementById("engine-health");
+  const wrap = document.getElementById("dead-letters");
+  if (!health || !wrap) return;
+  const e = state.engine;
+  if (e) {
+    const age = Math.round(e.oldest_ready_age_s);
+    fill(health, h("dl", { class: "facts" },
+      h("dt", {}, t("ops.engine.workers")), h("dd", { id: "engine-workers" },
+        h("span", { class: `pill ${e.workers ? "ok" : "bad"}` }, e.workers ? t("ops.engine.workersAlive", { n: e.workers }) : t("ops.engine.noWorker"))),
+      h("dt", {}, t("ops.engine.queued")), h("dd", { id: "engine-queued" }, t("ops.engine.jobs", { n: e.queued })),
+      h("dt", {}, t("ops.engine.oldest")), h("dd", { id: "engine-oldest" },
+        h("span", { class: `pill ${age > 30 ? "warn" : "ok"}` }, t("ops.engine.seconds", { n: age }))),
+      h("dt", {}, t("ops.engine.deadCount")), h("dd", { id: "engine-dead" },
+        h("span", { class: `pill ${e.dead_letters ? "bad" : "ok"}` }, String(e.dead_letters)))));
+  }
+  if (!state.deadLetters.length) { fill(wrap, h("p", { class: "muted", id: "no-dead-letters" }, t("ops.engine.noDeadLetters"))); return; }
+  fill(wrap, h("table", { id: "dead-letter-table" },
+    h("thead", {}, h("tr", {}, ["ops.engine.failedAt", "ops.engine.topic", "ops.engine.subscriber", "ops.engine.order",
+      "ops.engine.attempts", "ops.engine.lastError", "ops.engine.actions"].map((k) => h("th", { scope: "col" }, t(k))))),
+    h("tbody", {}, state.deadLetters.map(deadLetterRow))));
+}
+
+function deadLetterRow(d) {
+  const asking = confirming.get(d.id);
+  const ask = (action) => {
+    confirming.set(d.id, action);
+    drawEngine();
+    document.getElementById(`dead-confirm-${d.id}`)?.focus();
+  };
+  let actions;
+  if (asking) {
+    const yes = h("button", { type: "button", class: asking === "retry" ? "primary" : "danger", id: `dead-confirm-${d.id}` },
+      t(`ops.engine.confirm.${asking}`));
+    const no = h("button", { type: "button", id: `dead-cancel-${d.id}` }, t("ops.engine.keep"));
+    yes.addEventListener("click", async () => {
+      const done = await act(yes, null, async () => {
+        await api.post(`/v1/ops/dead-letters/${d.id}/${asking}`, {});
+        return true;
+      });
+      confirming.delete(d.id);
+      if (done) toast(t(`ops.engine.done.${asking}`));
+      await loadEngine().catch(() => {});  // gone from the list, or (another operator was first) as it is now
+      drawEngine();
+    });
+    no.addEventListener("click", () => { confirming.delete(d.id); drawEngine(); });
+    actions = [h("span", { class: "question" }, t(`ops.engine.ask.${asking}`)), yes, no];
+  } else {
+    const retry = h("button", { type: "button", id: `dead-retry-${d.id}` }, t("ops.engine.retry"));
+    const discard = h("button", { type: "button", id: `dead-discard-${d.id}` }, t("ops.engine.discard"));
+    retry.addEventListener("click", () => ask("retry"));
+    discard.addEventListener("click", () => ask("discard"));
+    actions = [retry, discard];
+  }
+  const error = d.last_error || "—";
+  const topic = slug("ops.engine.topicName", d.topic);
+  return h("tr", { dataset: { deadLetter: d.id } },
+    h("td", {}, when(d.finished_at || d.created_at)),
+    h("td", {}, topic === d.topic ? h("code", {}, d.topic) : [topic, h("div", {}, h("code", { class: "muted" }, d.topic))]),
+    h("td", {}, slug("ops.engine.subscriberName", d.subscriber)),
+    h("td", {}, d.order_id ? h("code", { title: d.order_id }, d.order_id.slice(0, 8)) : "—"),
+    h("td", { class: "num" }, d.deferrals ? t("ops.engine.triesAndWaits", { n: d.attempts, waits: d.deferrals }) : String(d.attempts)),
+    h("td", { class: "dead-error" }, h("code", { title: error },
+      error.length > ERROR_SHOWN_CHARS ? `${error.slice(0, ERROR_SHOWN_CHARS)}…` : error)),
+    h("td", {}, h("div", { class: "actions dead-actions", role: asking ? "group" : null,
+      "aria-label": asking ? t(`ops.engine.ask.${asking}`) : null }, actions)));
 }
 
 // -- meters: quarantine, valve commands that gave up, one device's readings and last frames ---
