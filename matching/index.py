@@ -43,15 +43,23 @@ REBUILD_CLAIM_S = 30
 _UPDATE_POSITIONS = """
 local max_mps, persist_every = tonumber(ARGV[1]), tonumber(ARGV[2])
 local spacing, track_len, track_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local future_skew = tonumber(ARGV[6])
 local rad = math.pi / 180
+local clock = redis.call('TIME')
+local server_now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
 local out = {redis.call('EXISTS', KEYS[3])}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local id, slon, slat, sts, srx, status = string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-  local lon, lat, ts, rx = tonumber(slon), tonumber(slat), tonumber(sts), tonumber(srx)
+  local lon, lat, ts = tonumber(slon), tonumber(slat), tonumber(sts)
+  -- Received on Redis's clock, the one every process shares, unless the caller (a test) names it.
+  local rx = srx == '-' and server_now or tonumber(srx)
+  srx = string.format('%.6f', rx)
   local raw = redis.call('HGET', KEYS[2], id)
   local state = raw and cjson.decode(raw) or {}
   local outcome = 'accepted'
-  if state.ts then
+  if ts - rx > future_skew then
+    outcome = 'future'
+  elseif state.ts then
     local plon, plat, pts = tonumber(state.lon), tonumber(state.lat), tonumber(state.ts)
     if ts <= pts then
       outcome = 'stale'
@@ -67,7 +75,7 @@ for i = 6, #ARGV do
   if outcome == 'accepted' then
     state.lon, state.lat, state.ts = slon, slat, sts
     if status ~= '-' then state.status = status end
-    local track = KEYS[i - 2]
+    local track = KEYS[i - 3]
     local entry = slon .. ' ' .. slat .. ' ' .. sts .. ' ' .. srx
     local kept = redis.call('LINDEX', track, 1)
     if kept and rx - tonumber(string.match(kept, '(%S+)$')) < spacing then
@@ -266,12 +274,9 @@ class GeoIndex:
         to Redis in one script call per city.
         """
         city = city or self.home_city
-        now = now or datetime.now(timezone.utc)
-        if (at - now).total_seconds() > self.future_skew_s:
-            POSITION_UPDATES.labels("future").inc()
-            return Fix("future")
+        received = repr(now.timestamp()) if now is not None else "-"  # "-": Redis's own clock
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        fix = f"{technician_id} {lon!r} {lat!r} {at.timestamp()!r} {now.timestamp()!r} {status or '-'}"
+        fix = f"{technician_id} {lon!r} {lat!r} {at.timestamp()!r} {received} {status or '-'}"
         self._pending.append((city, technician_id, fix, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -291,7 +296,8 @@ class GeoIndex:
                 keys = [geo_key(city), live_key(city), generation_key(city), *(track_key(city, t) for t, _, _ in chunk)]
                 try:
                     flat = await self._update(keys=keys, args=[self.max_mps, self.persist_every_s, TRACK_SPACING_S,
-                                                               TRACK_LENGTH, TRACK_TTL_S, *(f for _, f, _ in chunk)])
+                                                               TRACK_LENGTH, TRACK_TTL_S, self.future_skew_s,
+                                                               *(f for _, f, _ in chunk)])
                 except Exception as exc:  # the callers see the failure; the index stays usable
                     for _, _, future in chunk:
                         if not future.done():
@@ -314,14 +320,14 @@ class GeoIndex:
             args += [repr(lon), repr(lat), repr(at.timestamp()), "newer" if only_newer else "any"]
         await self._set_availability(keys=[geo_key(city), live_key(city)], args=args)
 
-    async def get(self, technician_id: str, city: str | None = None) -> LiveTechnician | None:
-        raw = await self.redis.hget(live_key(city or self.home_city), technician_id)
+    async def get(self, technician_id: str, city: str) -> LiveTechnician | None:
+        raw = await self.redis.hget(live_key(city), technician_id)
         return _live(technician_id, json.loads(raw), distance_m=0.0) if raw else None
 
-    async def track(self, technician_id: str, city: str | None = None) -> list[TrackPoint]:
+    async def track(self, technician_id: str, city: str) -> list[TrackPoint]:
         """The technician's recent accepted fixes, newest first."""
         out = []
-        for entry in await self.redis.lrange(track_key(city or self.home_city, technician_id), 0, -1):
+        for entry in await self.redis.lrange(track_key(city, technician_id), 0, -1):
             lon, lat, ts, rx = (float(v) for v in entry.split())
             out.append(TrackPoint(lon, lat, datetime.fromtimestamp(ts, timezone.utc), datetime.fromtimestamp(rx, timezone.utc)))
         return out
@@ -360,8 +366,7 @@ class GeoIndex:
         items = (_live(flat[i], json.loads(flat[i + 1]), 0.0) for i in range(0, len(flat), 2))
         return [item for item in items if item is not None]
 
-    async def remove(self, technician_id: str, city: str | None = None) -> None:
-        city = city or self.home_city
+    async def remove(self, technician_id: str, city: str) -> None:
         await self._remove(keys=[geo_key(city), live_key(city), track_key(city, technician_id)], args=[technician_id])
 
     async def lost(self, city: str) -> bool:

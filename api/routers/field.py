@@ -2,32 +2,42 @@
 hazards for operations and station KPIs. The logic lives in dispatch.field."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import CurrentCustomer, CurrentPrincipal, CurrentTechnician, RedisDep, SessionDep, Staff
+from api.deps import (
+    CurrentCustomer,
+    CurrentPrincipal,
+    CurrentTechnician,
+    RedisDep,
+    SessionDep,
+    Staff,
+)
 from api.errors import problem, status_for
 from dispatch import service
 from dispatch.accounts import customer_for_account, technician_for_account
-from kit.errors import InvalidInput
 from dispatch.field import identity, kpis, reports, visits
 from dispatch.field.models import Hazard, PriceChange
-from kit.geo import to_geojson
 from dispatch.models import Order
-from kit.schemas import Input, Money, Page
 from dispatch.security import Principal
+from kit.db import database_now
+from kit.errors import InvalidInput
+from kit.geo import to_geojson
+from kit.schemas import Input, Money, Page
 
 router = APIRouter(tags=["field"])
 
 Token = Annotated[str, Path(min_length=10, max_length=1000)]
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+async def _now(session: AsyncSession) -> datetime:
+    """The database's clock: field steps are judged on one clock, whatever this process's says."""
+    return await database_now(session)
 
 
 class JobStatus(BaseModel):
@@ -191,7 +201,7 @@ async def _customer_order(session: SessionDep, customer_id: uuid.UUID, order_id:
 
 @router.get("/v1/jobs/{order_id}/qr")
 async def job_qr(order_id: uuid.UUID, technician: CurrentTechnician, session: SessionDep) -> QrPublic:
-    now = _now()
+    now = await _now(session)
     order = await visits.held_order(session, order_id, technician.id)
     await identity.ensure_visit(session, order, now)
     token, expires_at = identity.sign_qr(order.id, technician.id, now)
@@ -202,7 +212,7 @@ async def job_qr(order_id: uuid.UUID, technician: CurrentTechnician, session: Se
 async def job_verify_code(order_id: uuid.UUID, body: CodeBody, technician: CurrentTechnician,
                           session: SessionDep) -> Any:
     order = await visits.held_order(session, order_id, technician.id)
-    refusal = await identity.submit_code(session, order, technician.id, body.code, _now())
+    refusal = await identity.submit_code(session, order, technician.id, body.code, await _now(session))
     if refusal is not None:
         # Returned, not raised: the request commits, so the failure count and the lock stay.
         return problem(status_for(refusal), refusal.slug, refusal.detail)
@@ -211,30 +221,30 @@ async def job_verify_code(order_id: uuid.UUID, body: CodeBody, technician: Curre
 
 @router.post("/v1/jobs/{order_id}/depart")
 async def job_depart(order_id: uuid.UUID, technician: CurrentTechnician, session: SessionDep, redis: RedisDep) -> JobStatus:
-    return _job(await visits.depart(session, redis, order_id, technician.id, _now()))
+    return _job(await visits.depart(session, redis, order_id, technician.id, await _now(session)))
 
 
 @router.post("/v1/jobs/{order_id}/arrive")
 async def job_arrive(order_id: uuid.UUID, technician: CurrentTechnician, session: SessionDep, redis: RedisDep) -> JobStatus:
-    return _job(await visits.arrive(session, redis, order_id, technician.id, _now()))
+    return _job(await visits.arrive(session, redis, order_id, technician.id, await _now(session)))
 
 
 @router.post("/v1/jobs/{order_id}/start")
 async def job_start(order_id: uuid.UUID, technician: CurrentTechnician, session: SessionDep) -> JobStatus:
-    return _job(await visits.start(session, order_id, technician.id, _now()))
+    return _job(await visits.start(session, order_id, technician.id, await _now(session)))
 
 
 @router.post("/v1/jobs/{order_id}/no-access")
 async def job_no_access(order_id: uuid.UUID, body: NoAccessBody, technician: CurrentTechnician, session: SessionDep,
                         redis: RedisDep) -> JobStatus:
-    return _job(await visits.no_access(session, redis, order_id, technician.id, body.photo_ref, _now()))
+    return _job(await visits.no_access(session, redis, order_id, technician.id, body.photo_ref, await _now(session)))
 
 
 @router.post("/v1/jobs/{order_id}/complete", responses={202: {"model": CompletionPublic}})
 async def job_complete(order_id: uuid.UUID, body: reports.WorkReportIn, technician: CurrentTechnician,
                        session: SessionDep) -> Any:
     """200 with the completed order; 202 when the final price waits for the customer's approval."""
-    done = await reports.complete(session, order_id, technician.id, body, _now())
+    done = await reports.complete(session, order_id, technician.id, body, await _now(session))
     if done.price_change is not None:
         pending = CompletionPublic(order_id=done.order.id, status=done.order.status,
                                    price_change=_price_change(done.price_change))
@@ -248,7 +258,7 @@ async def job_complete(order_id: uuid.UUID, body: reports.WorkReportIn, technici
 @router.get("/v1/orders/{order_id}/technician")
 async def technician_card(order_id: uuid.UUID, customer: CurrentCustomer, session: SessionDep) -> IdentityCardPublic:
     order = await _customer_order(session, customer.id, order_id)
-    card = await identity.identity_card(session, order, _now())
+    card = await identity.identity_card(session, order, await _now(session))
     return IdentityCardPublic(**card.__dict__)
 
 
@@ -256,7 +266,7 @@ async def technician_card(order_id: uuid.UUID, customer: CurrentCustomer, sessio
 async def verify_technician(order_id: uuid.UUID, body: QrBody, customer: CurrentCustomer,
                             session: SessionDep) -> dict[str, str]:
     order = await _customer_order(session, customer.id, order_id)
-    await identity.verify_qr(session, order, body.token, service.Actor("customer", str(customer.account_id)), _now())
+    await identity.verify_qr(session, order, body.token, service.Actor("customer", str(customer.account_id)), await _now(session))
     return {"order_id": str(order.id), "verification": "qr"}
 
 
@@ -264,7 +274,7 @@ async def verify_technician(order_id: uuid.UUID, body: QrBody, customer: Current
 async def waive_verification(order_id: uuid.UUID, body: WaiveBody, customer: CurrentCustomer,
                              session: SessionDep) -> dict[str, str]:
     order = await _customer_order(session, customer.id, order_id)
-    await identity.waive(session, order, service.Actor("customer", str(customer.account_id)), body.reason, _now())
+    await identity.waive(session, order, service.Actor("customer", str(customer.account_id)), body.reason, await _now(session))
     return {"order_id": str(order.id), "verification": "waived"}
 
 
@@ -272,14 +282,14 @@ async def waive_verification(order_id: uuid.UUID, body: WaiveBody, customer: Cur
 async def approve_price_change(order_id: uuid.UUID, body: PriceChangeDecision, customer: CurrentCustomer,
                                session: SessionDep) -> PriceChangePublic:
     return _price_change(await reports.decide_price_change(
-        session, order_id, customer.id, body.price_change_id, True, _now()))
+        session, order_id, customer.id, body.price_change_id, True, await _now(session)))
 
 
 @router.post("/v1/orders/{order_id}/price-change/reject", responses={409: {}})
 async def reject_price_change(order_id: uuid.UUID, body: PriceChangeDecision, customer: CurrentCustomer,
                               session: SessionDep) -> PriceChangePublic:
     return _price_change(await reports.decide_price_change(
-        session, order_id, customer.id, body.price_change_id, False, _now()))
+        session, order_id, customer.id, body.price_change_id, False, await _now(session)))
 
 
 async def _visible(session: SessionDep, principal: Principal, order_id: uuid.UUID) -> Order:
@@ -294,7 +304,7 @@ async def _visible(session: SessionDep, principal: Principal, order_id: uuid.UUI
 @router.get("/v1/orders/{order_id}/visit")
 async def order_visit(order_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> VisitPublic:
     """The proof of visit kept on the order: checks at the door, check-in/out, report, hazards."""
-    now = _now()
+    now = await _now(session)
     order = await _visible(session, principal, order_id)
     visit = await visits.visit_of(session, order.id)
     report = await reports.report_of(session, order.id)
@@ -323,7 +333,7 @@ async def order_visit(order_id: uuid.UUID, principal: CurrentPrincipal, session:
 @router.get("/v1/verify/{token}")
 async def public_verify(token: Token, session: SessionDep) -> PublicVerification:
     """For anyone holding the QR, without signing in: name, station and certificate validity only."""
-    check = await identity.public_check(session, token, _now())
+    check = await identity.public_check(session, token, await _now(session))
     return PublicVerification(**check.__dict__)
 
 
@@ -332,7 +342,7 @@ async def list_hazards(
     _: Staff, session: SessionDep, station_id: uuid.UUID | None = None,
     min_age_days: Annotated[int, Query(ge=0, le=3650)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[HazardPublic]:
-    now = _now()
+    now = await _now(session)
     rows = await reports.open_hazards(session, now=now, station_id=station_id, min_age_days=min_age_days, limit=limit)
     return Page(data=[_hazard(h, now) for h in rows])
 

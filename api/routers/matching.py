@@ -4,15 +4,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from api.deps import Admin, CurrentCustomer, CurrentTechnician, RedisDep, SessionDep
 from api.routers.ops import CityFilter
-from kit.errors import NotFound
-from kit.fanout import publish_position
 from dispatch.handlers import offer_summary
 from dispatch.models import CustomerBlock, Order, Technician
 from dispatch.schemas import CertificationKind
+from kit.errors import NotFound
+from kit.fanout import publish_position
 from kit.schemas import GeoPoint, Input, Page
 from matching import nearby as nearby_technicians
 from matching import service as matching
@@ -99,7 +100,7 @@ async def offer_public(session: SessionDep, offer: Offer) -> OfferPublic:
 async def my_offers(technician: CurrentTechnician, session: SessionDep) -> Page[OfferPublic]:
     rows = (await session.exec(select(Offer).where(
         Offer.technician_id == technician.id, Offer.status == "offered",
-        Offer.expires_at > datetime.now(timezone.utc)).order_by(Offer.created_at))).all()
+        Offer.expires_at > func.now()).order_by(Offer.created_at))).all()
     return Page(data=[await offer_public(session, o) for o in rows])
 
 

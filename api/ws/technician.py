@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
 import structlog
@@ -26,20 +26,29 @@ from starlette.websockets import WebSocketDisconnect
 from api.errors import RETRY_AFTER_S, unavailable_service
 from api.ws import protocol
 from api.ws.common import (
-    CLOSE_FORBIDDEN, CLOSE_INTERNAL_ERROR, WS_CONNECTIONS, WS_MESSAGES, WS_REJECTED, Inbox, Sender, authenticate, forward,
-    hub, load_json,
+    CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL_ERROR,
+    WS_CONNECTIONS,
+    WS_MESSAGES,
+    WS_REJECTED,
+    Inbox,
+    Sender,
+    authenticate,
+    forward,
+    hub,
+    load_json,
 )
 from dispatch.accounts import technician_for_account
-from kit.config import get_settings
-from kit.db import session_scope
-from kit.errors import DomainError, NotFound
 from dispatch.field import reports, visits
 from dispatch.handlers import offer_summary
-from kit.fanout import account_channel, presence_key, publish_position
 from dispatch.models import Order, OrderEvent
-from kit.redis import get_redis
 from dispatch.states import ACTIVE_JOB_STATES
 from dispatch.technicians import record_last_position
+from kit.config import get_settings
+from kit.db import database_now, session_scope
+from kit.errors import DomainError, NotFound
+from kit.fanout import account_channel, presence_key, publish_position
+from kit.redis import get_redis
 from matching import service as matching
 from matching.models import Offer
 
@@ -51,10 +60,9 @@ REPLAY_TTL_S = 600
 async def _resume(sender: Sender, technician_id: uuid.UUID, after: int = 0) -> None:
     """After a (re)connect, a `resume` or the hub's resubscription: every offer still open, and
     the state of every current job changed after `after` (its `seq`: the order's latest event)."""
-    now = datetime.now(timezone.utc)
     async with session_scope() as session:
         offers = (await session.exec(select(Offer).where(
-            Offer.technician_id == technician_id, Offer.status == "offered", Offer.expires_at > now))).all()
+            Offer.technician_id == technician_id, Offer.status == "offered", Offer.expires_at > func.now()))).all()
         jobs = (await session.exec(select(Order, func.max(OrderEvent.id)).join(
             OrderEvent, col(OrderEvent.order_id) == Order.id).where(
             Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)).group_by(Order.id))).all()
@@ -108,7 +116,7 @@ async def _act(message: Any, account_id: uuid.UUID, technician_id: uuid.UUID) ->
 async def _job_status(session: AsyncSession, redis: Redis, technician_id: uuid.UUID, order_id: uuid.UUID,
                       message: protocol.JobStatus) -> dict[str, Any]:
     """The same field services as POST /v1/jobs/{order_id}/..., one per status."""
-    now = datetime.now(timezone.utc)
+    now = await database_now(session)
     if message.status == "en_route":
         order = await visits.depart(session, redis, order_id, technician_id, now)
     elif message.status == "arrived":

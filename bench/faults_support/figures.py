@@ -144,6 +144,14 @@ async def dead_letters(conn: asyncpg.Connection) -> tuple[dict[str, int], list[s
     return found, why
 
 
+def _waits_by_design(status: str, env: dict[str, str]) -> float:
+    """A completed order rests until its customer reviews or the review window closes (then the
+    30 s finalization job moves it): that wait is the product's, not a stall."""
+    if status == "completed":
+        return float(env.get("GASDISPATCH_REVIEW_WINDOW_H", "0")) * 3600 + 30
+    return 0.0
+
+
 def command_ok(env: dict[str, str], *args: str) -> tuple[bool, str]:
     done = subprocess.run([sys.executable, "-m", "app", *args], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
@@ -159,7 +167,7 @@ async def compute(stack: Stack, env: dict[str, str], observed: Observed, *, runs
         states = {r["status"]: r["n"] for r in await _rows(
             conn, "SELECT status, count(*) AS n FROM dispatch_order GROUP BY status ORDER BY status")}
         unfinished = await unfinished_orders(conn)
-        stuck = [o for o in unfinished if o[2] > stall_s]
+        stuck = [o for o in unfinished if o[2] > stall_s + _waits_by_design(o[1], env)]
         accepts = await double_accepts(conn, observed)
         captures = await doubles_in_ledger(conn, "capture")
         transfers = await doubles_in_ledger(conn, "transfer")

@@ -85,7 +85,7 @@ async def position_at_address(session: AsyncSession, redis: Redis, order: Order,
                               now: datetime) -> Fix:
     """The technician's newest accepted fix, from the server's own record of his track: fresh,
     within the arrival radius, and plausibly reached."""
-    track = await geo_index(redis).track(str(technician_id))
+    track = await geo_index(redis).track(str(technician_id), order.city_id)
     fresh_after = now - timedelta(seconds=get_settings().stale_after_s)
     if not track or track[0].at < fresh_after:
         raise NoFreshPosition()

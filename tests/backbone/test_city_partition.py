@@ -240,3 +240,19 @@ async def test_order_and_offer_gauges_and_the_ops_queue_are_per_city(session: As
     assert queue.status_code == 200
     assert {row["applicant"]["id"] for row in queue.json()["data"]} == {str(in_shanghai.id)}
     assert (await client.get("/v1/ops/certifications", params={"city": "{x}"}, headers=headers)).status_code == 422
+
+
+async def test_a_technician_of_another_city_checks_in_at_the_door_on_his_city_track(
+        session: AsyncSession, index) -> None:  # noqa: ANN001
+    from dispatch.field import identity, visits
+
+    stations = await _two_cities(session)
+    tech = await _online_at(session, index, stations["shanghai"], SHANGHAI[0] + 0.0003, SHANGHAI[1])
+    order = await _order_at(session, *SHANGHAI)
+    offers = await engine.run_batch(session, index, city_id="shanghai")
+    assert [o.technician_id for o in offers] == [tech.id]
+    await engine.accept_offer(session, offers[0].id, tech.id)
+    now = datetime.now(timezone.utc)
+    await visits.depart(session, index.redis, order.id, tech.id, now)
+    await identity.waive(session, order, Actor("customer", "c"), "I know him", now)
+    assert (await visits.arrive(session, index.redis, order.id, tech.id, now)).status == "arrived"

@@ -136,7 +136,7 @@ async def test_a_lapsed_round_widens_to_the_next(session: AsyncSession, index) -
     assert far.technician.id not in {o.technician_id for o in first}
     later = first[0].expires_at + timedelta(seconds=1)
     for t in (*near, far):  # fresh positions at the later time
-        await engine.record_position(session, index, t.technician, lon=(await index.get(str(t.technician.id))).lon,
+        await engine.record_position(session, index, t.technician, lon=(await index.get(str(t.technician.id), t.technician.city_id)).lon,
                                      lat=CENTER[1], at=later, now=later)
     assert await engine.expire_offers(session, index, later) == 3
     second = await open_offers(session, order.id)

@@ -192,7 +192,7 @@ async def test_position_fixes_are_validated_and_jumps_rejected(client: AsyncClie
     assert out_of_order.json()["outcome"] == "stale"
     bad = await client.post("/v1/technicians/me/location", headers=tech.headers, json=fix(200.0, CENTER[1], now))
     assert bad.status_code == 422
-    assert (await index.get(str(tech.technician.id))).lon == pytest.approx(CENTER[0] + 0.0001)
+    assert (await index.get(str(tech.technician.id), tech.technician.city_id)).lon == pytest.approx(CENTER[0] + 0.0001)
 
 
 async def test_going_offline_lapses_open_offers(session: AsyncSession, index) -> None:  # noqa: ANN001
