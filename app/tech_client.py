@@ -190,10 +190,18 @@ class TechnicianClient:
             await self._connected.wait()
             future: asyncio.Future = asyncio.get_running_loop().create_future()
             self._pending[message["id"]] = future
+            ws = self._ws
             try:
-                await self._ws.send(json.dumps(message))
+                await ws.send(json.dumps(message))
                 reply = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
-            except (ConnectionClosed, ConnectionError, TimeoutError):
+            except TimeoutError:
+                # An open socket that stopped answering is replaced, not waited on forever.
+                self._say(f"[yellow]no answer to {message['type']} in {REQUEST_TIMEOUT_S:g} s; reconnecting[/]")
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), 2)
+                await asyncio.sleep(0.2)
+                continue
+            except (ConnectionClosed, ConnectionError):
                 await asyncio.sleep(0.2)
                 continue
             finally:
@@ -340,6 +348,7 @@ class TechnicianClient:
             return
         self.tally.accepted += 1
         self._say(f"[green]accepted[/] order {reply['order_id'][:8]}")
+        self._finished.discard(reply["order_id"])  # a job taken away earlier (pre-empted) may come back
         self._take_job(reply["order_id"])
 
     def _take_job(self, order_id: str) -> None:

@@ -324,6 +324,26 @@ class Harness:
             await asyncio.sleep(2)
         self.say(f"settle window over; still moving: {waiting}")
 
+    async def quiesce(self, limit_s: float = 60) -> None:
+        """The people stopped: let the engine deliver what their last steps published before
+        counting (a notification still queued is late, not lost), for at most `limit_s`."""
+        deadline = time.monotonic() + limit_s
+        pending = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                conn = await asyncpg.connect(host="127.0.0.1", port=self.stack.pg_port, user="postgres",
+                                             database="gasdispatch")
+                try:
+                    pending = await conn.fetchval("""
+                        SELECT (SELECT count(*) FROM kit_delivery WHERE state = 'pending')
+                             + (SELECT count(*) FROM dispatch_outbox WHERE delivered_at IS NULL)""")
+                finally:
+                    await conn.close()
+                if not pending:
+                    return
+            await asyncio.sleep(1)
+        self.say(f"engine still had {pending} deliveries pending after {limit_s:.0f} s")
+
     async def main(self) -> dict:
         from bench.faults_support.figures import compute
 
@@ -334,6 +354,7 @@ class Harness:
             cities = await self.people()
             for index in range(self.args.runs):
                 await self.run(index, cities)
+            await self.quiesce()
             figures, self.details = await compute(self.stack, self.env, self.observed, runs=self.args.runs,
                                                   started=self.started, stall_s=self.p.stall_s, faults=self.faults)
             return figures

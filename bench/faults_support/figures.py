@@ -36,10 +36,15 @@ async def _rows(conn: asyncpg.Connection, sql: str, *args: object) -> list[async
 
 
 async def unfinished_orders(conn: asyncpg.Connection) -> list[tuple[str, str, float]]:
-    """(order, status, seconds since its last change) of every order neither ended nor waiting on its customer."""
+    """(order, status, seconds it is overdue) of every order neither ended nor waiting on its
+    customer. An order still looking for a technician is overdue from its SLA deadline (by then
+    it must have an offer or be marked unfulfilled); any other from its last change."""
     rows = await _rows(conn, """
         SELECT o.id::text AS id, o.status,
-               extract(epoch FROM now() - greatest(o.updated_at, coalesce(max(e.created_at), o.created_at))) AS idle_s
+               CASE WHEN o.status IN ('created', 'matching')
+                    THEN extract(epoch FROM now() - o.sla_deadline)
+                    ELSE extract(epoch FROM now() - greatest(o.updated_at, coalesce(max(e.created_at), o.created_at)))
+               END AS idle_s
         FROM dispatch_order o LEFT JOIN dispatch_order_event e ON e.order_id = o.id
         GROUP BY o.id""")
     return [(r["id"], r["status"], round(float(r["idle_s"]), 1)) for r in rows if not resting(r["status"])]
