@@ -11,7 +11,7 @@ parses it at the edge (`kit.events.handles`); tests/backbone/test_event_types.py
 
 from dispatch import handlers as dispatch_handlers
 from dispatch import ops as dispatch_ops
-from kit import events
+from kit import events, jobs
 from matching import service as matching_service
 from meters import reminders as meters_reminders
 from meters import rules as meters_rules
@@ -39,10 +39,17 @@ SUBSCRIPTIONS: tuple[tuple[str, str, events.Handler], ...] = (
 )
 
 
+# Subscribers whose handlers call the payment provider (holds, captures): delivered on the
+# background lane, beside the payouts, never in front of an emergency offer.
+PROVIDER_CALLERS = ("settlement",)
+
+
 def register_handlers() -> None:
     """Every subscription of the table, once per process, and the ports one package offers
     another (reputation for matching)."""
     matching_service.use_reputation(ratings_service.reputations)
     for topic, subscriber, handler in SUBSCRIPTIONS:
         events.subscribe(topic, handler, subscriber=subscriber)
+    for subscriber in PROVIDER_CALLERS:
+        jobs.mark_slow(subscriber)
     events.mark_wired()

@@ -213,6 +213,7 @@ def lanes() -> dict[str, list[jobs.JobSpec]]:
         jobs.JobSpec(EXPIRE_OFFER, expire_offer, max_attempts=10, max_delay=timedelta(seconds=10)),
     ]
     background = [
+        jobs.JobSpec(jobs.DELIVER_SLOW, _job(events.deliver, "delivery_id"), max_attempts=10),
         jobs.JobSpec(TRANSFER, transfer, concurrency_limit=settings.payout_concurrency, max_attempts=8,
                      initial_delay=timedelta(seconds=5), max_delay=timedelta(minutes=10)),
     ]

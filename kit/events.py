@@ -18,7 +18,7 @@ types existed still parse.
 import functools
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -154,9 +154,19 @@ async def _fan_out(session: AsyncSession, message: OutboxMessage) -> list[Delive
     message.delivered_at = await database_now(session)  # handed over to its subscribers
     session.add(message)
     await session.flush()
-    await jobs.enqueue_many(session, jobs.DELIVER, [{"delivery_id": d.id} for d in deliveries],
-                            dedupe_keys=[jobs.delivery_job_key(d) for d in deliveries])
+    # An emergency's deliveries go ahead of routine work queued on the same lane.
+    priority = jobs.EMERGENCY_PRIORITY if message.payload.get("priority") == "emergency" else 0
+    await _enqueue_deliveries(session, deliveries, priority)
     return deliveries
+
+
+async def _enqueue_deliveries(session: AsyncSession, deliveries: Sequence[Delivery], priority: int = 0) -> None:
+    by_lane: dict[str, list[Delivery]] = defaultdict(list)
+    for delivery in deliveries:
+        by_lane[jobs.delivery_entrypoint(delivery.subscriber)].append(delivery)
+    for entrypoint, batch in by_lane.items():
+        await jobs.enqueue_many(session, entrypoint, [{"delivery_id": d.id} for d in batch],
+                                dedupe_keys=[jobs.delivery_job_key(d) for d in batch], priority=priority)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -269,8 +279,7 @@ async def requeue_stalled(session: AsyncSession, older_than: timedelta = timedel
         await _fan_out(session, message)
     stalled = (await session.exec(select(Delivery).where(
         Delivery.state == "pending", Delivery.next_attempt_at < now - older_than).limit(1000))).all()
-    await jobs.enqueue_many(session, jobs.DELIVER, [{"delivery_id": d.id} for d in stalled],
-                            dedupe_keys=[jobs.delivery_job_key(d) for d in stalled])
+    await _enqueue_deliveries(session, stalled)
     return len(unfanned) + len(stalled)
 
 

@@ -38,6 +38,10 @@ from kit.redis import get_redis
 log = structlog.get_logger(__name__)
 
 DELIVER = "events.deliver"
+# Deliveries to subscribers whose handlers call a payment provider: the background lane, so a
+# slow provider never holds a slot an emergency's delivery needs.
+DELIVER_SLOW = "events.deliver_slow"
+EMERGENCY_PRIORITY = 10
 FAN_OUT = "events.fanout"
 HEARTBEAT_PREFIX = "worker:heartbeat:"
 HEARTBEAT_TTL_S = 15
@@ -65,6 +69,17 @@ async def _queries(session: AsyncSession) -> Queries:
     if not raw.is_in_transaction():
         await connection.exec_driver_sql("SELECT 1")
     return Queries(AsyncpgDriver(raw))
+
+
+_slow_subscribers: set[str] = set()
+
+
+def mark_slow(subscriber: str) -> None:
+    _slow_subscribers.add(subscriber)
+
+
+def delivery_entrypoint(subscriber: str) -> str:
+    return DELIVER_SLOW if subscriber in _slow_subscribers else DELIVER
 
 
 def delivery_job_key(delivery: Delivery) -> str:
@@ -135,14 +150,17 @@ class LaneStopped(RuntimeError):
 
 
 async def run_lane(specs: list[JobSpec], stop: asyncio.Event, *, batch_size: int = 10, pool_size: int = 3) -> None:
-    """Run these entrypoints until `stop`; database errors propagate to the caller's supervisor."""
+    """Run these entrypoints until `stop`; database errors propagate to the caller's supervisor.
+    A worker holds at most twice a batch at once (pgqueuer's floor): more would only queue on its
+    few connections while other workers could have taken them."""
     pool = await asyncpg.create_pool(asyncpg_dsn(), min_size=1, max_size=pool_size, timeout=10)
     try:
         manager = QueueManager(Queries.from_asyncpg_pool(pool))
         for spec in specs:
             manager.register_executor(spec.name, _executor(spec))
         await _until_stopped(manager.run(dequeue_timeout=timedelta(seconds=5), batch_size=batch_size,
-                                         shutdown_on_listener_failure=True), manager.shutdown, stop)
+                                         max_concurrent_tasks=2 * batch_size, shutdown_on_listener_failure=True),
+                             manager.shutdown, stop)
     finally:
         await _close(pool)
 
@@ -255,7 +273,8 @@ async def retry_dead_letter(session: AsyncSession, delivery_id: int) -> Delivery
     delivery.next_attempt_at = await database_now(session)
     session.add(delivery)
     await session.flush()
-    await enqueue(session, DELIVER, {"delivery_id": delivery.id}, dedupe_key=delivery_job_key(delivery))
+    await enqueue(session, delivery_entrypoint(delivery.subscriber), {"delivery_id": delivery.id},
+                  dedupe_key=delivery_job_key(delivery))
     log.info("events.dead_letter_retried", delivery_id=delivery.id, subscriber=delivery.subscriber)
     return delivery
 

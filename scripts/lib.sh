@@ -13,10 +13,12 @@ ensure_debian_packages() {
   [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15)
   [ -f /usr/share/postgresql/15/extension/postgis.control ] || missing+=(postgresql-15-postgis-3)
   command -v redis-server >/dev/null || missing+=(redis-server)
-  # The browser tests drive Debian's Chromium (with a CJK font for the screenshots).
-  if [ "${NEED_CHROMIUM:-0}" = 1 ]; then
+  # Tests only: the browser tests drive Debian's Chromium (with a CJK font for the screenshots).
+  if [ "${NEED_TEST_TOOLS:-0}" = 1 ]; then
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+    # The fault suite's short run skews one process's clock with libfaketime.
+    [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
   fi
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"

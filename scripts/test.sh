@@ -10,7 +10,7 @@ STRIPE_PORT="${GASDISPATCH_TEST_STRIPE_PORT:-58420}"
 CLUSTER_PORTS=(46301 46302 46303)  # each also uses port + 10000 for the cluster bus
 PG_PASSWORD=gasdispatch-test
 
-NEED_CHROMIUM=1 ensure_debian_packages
+NEED_TEST_TOOLS=1 ensure_debian_packages
 ensure_venv
 
 stripe_pid=""
