@@ -18,6 +18,7 @@ to Redis (`worker:heartbeat:{host:pid}`) that readiness reads (`kit.jobs.engine_
 """
 
 import asyncio
+import math
 import signal
 import time
 import uuid
@@ -296,8 +297,32 @@ async def _run_batch(session: AsyncSession, city: str, now: datetime) -> int:
     return len(await matching.run_batch(session, matching.geo_index(get_redis()), now, city_id=city))
 
 
-async def match_once(lock: CityLock) -> int | None:
+class MatcherShare:
+    """This process's fair share of the cities, ceil(cities / live workers): N workers split the
+    cities between them instead of the first to start taking them all. A worker over its share
+    (another joined) lets cities go down to it; a worker that dies frees its cities for the others."""
+
+    def __init__(self) -> None:
+        self.locks: list[CityLock] = []
+        self.cities = 1
+        self.workers = 1
+
+    def held(self) -> int:
+        return sum(lock.held for lock in self.locks)
+
+    def limit(self) -> int:
+        return math.ceil(self.cities / max(1, self.workers))
+
+
+async def match_once(lock: CityLock, share: MatcherShare | None = None) -> int | None:
     """One batch for the lock's city if we hold it; None when another process does."""
+    if share is not None:
+        if not lock.held and share.held() >= share.limit():
+            return None
+        if lock.held and share.held() > share.limit():
+            await lock.release()
+            log.info("worker.matcher_released", city=lock.city, share=share.limit())
+            return None
     if not await lock.hold():
         return None
     async with session_scope() as session:
@@ -311,13 +336,15 @@ async def match_once(lock: CityLock) -> int | None:
     return offers
 
 
-async def _match_city(city: str, stop: asyncio.Event) -> None:
+async def _match_city(city: str, share: MatcherShare, stop: asyncio.Event) -> None:
     lock = CityLock(city)
+    share.locks.append(lock)
     try:
         while not stop.is_set():
-            await match_once(lock)
+            await match_once(lock, share)
             await _sleep(stop, get_settings().batch_window_s)
     finally:
+        share.locks.remove(lock)
         await lock.release()
 
 
@@ -329,23 +356,27 @@ async def active_cities() -> list[str]:
 async def _matchers(stop: asyncio.Event) -> None:
     """A matching loop per city with work, each supervised on its own; once started it runs on."""
     running: dict[str, asyncio.Task[None]] = {}
+    share = MatcherShare()
     while not stop.is_set():
         try:
             cities = await active_cities()
+            share.cities, share.workers = max(len(cities), len(running), 1), await jobs.live_workers()
         except Exception as exc:  # the cities already running go on; the list is read again soon
             WORKER_ERRORS.labels("matching").inc()
             log.warning("worker.cities_failed", error=f"{type(exc).__name__}: {exc}"[:500])
             cities = []
         for city in cities:
             if city not in running or running[city].done():
-                running[city] = asyncio.create_task(supervise(f"matching:{city}", _bind(_match_city, city), stop))
+                running[city] = asyncio.create_task(
+                    supervise(f"matching:{city}", _bind(_match_city, city, share), stop))
         await _sleep(stop, get_settings().batch_window_s)  # a city with new work starts at once
     await asyncio.gather(*running.values(), return_exceptions=True)
 
 
-def _bind(loop: Callable[[str, asyncio.Event], Awaitable[None]], city: str) -> Callable[[asyncio.Event], Awaitable[None]]:
+def _bind(loop: Callable[[str, MatcherShare, asyncio.Event], Awaitable[None]], city: str,
+          share: MatcherShare) -> Callable[[asyncio.Event], Awaitable[None]]:
     async def run(stop: asyncio.Event) -> None:
-        await loop(city, stop)
+        await loop(city, share, stop)
 
     return run
 

@@ -225,15 +225,21 @@ async def write_heartbeat(at: str, jobs: dict[str, int]) -> None:
                           ex=HEARTBEAT_TTL_S)
 
 
+async def live_workers() -> int:
+    """Worker processes with a fresh heartbeat."""
+    workers = 0
+    async for _ in get_redis().scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=100):
+        workers += 1
+    return workers
+
+
 async def engine_health(session: AsyncSession | None = None) -> dict[str, Any]:
     """Workers with a fresh heartbeat, jobs queued, dead letters (event deliveries and held jobs),
     and how long the oldest job that could run has waited."""
     if session is None:
         async with session_scope() as own:
             return await engine_health(own)
-    workers = 0
-    async for _ in get_redis().scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=100):
-        workers += 1
+    workers = await live_workers()
     queued, failed, oldest = (await session.exec(text("""
         SELECT count(*) FILTER (WHERE status = 'queued'),
                count(*) FILTER (WHERE status = 'failed'),

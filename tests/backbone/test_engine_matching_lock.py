@@ -70,3 +70,37 @@ async def test_a_killed_holder_is_taken_over_within_seconds(engine) -> None:  # 
         process.kill()
         process.wait(timeout=10)
         await successor.release()
+
+
+async def test_two_workers_split_the_cities_and_one_takes_them_all_when_the_other_is_gone(engine) -> None:  # noqa: ANN001
+    from app.worker import MatcherShare, match_once
+
+    cities = [f"share-test-{i}" for i in range(4)]
+    shares = [MatcherShare(), MatcherShare()]
+    for share in shares:
+        share.cities, share.workers = len(cities), 2
+        share.locks = [CityLock(city) for city in cities]
+    try:
+        for _ in range(2):  # each worker tries every city, in turn
+            for share in shares:
+                for lock in share.locks:
+                    await match_once(lock, share)
+        assert [share.held() for share in shares] == [2, 2]
+        held = [{lock.city for lock in share.locks if lock.held} for share in shares]
+        assert held[0].isdisjoint(held[1]) and held[0] | held[1] == set(cities)
+
+        for lock in shares[1].locks:  # the second worker dies: its cities are free
+            await lock.release()
+        shares[0].workers = 1
+        for lock in shares[0].locks:
+            await match_once(lock, shares[0])
+        assert shares[0].held() == 4
+
+        shares[0].workers = 2  # a worker joins again: the first lets cities go down to its share
+        for lock in shares[0].locks:
+            await match_once(lock, shares[0])
+        assert shares[0].held() == 2
+    finally:
+        for share in shares:
+            for lock in share.locks:
+                await lock.release()
