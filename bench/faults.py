@@ -159,6 +159,17 @@ class Harness:
                 cities[domain]["customers"].append((c["email"], c["customer_id"], c["address_id"]))
         return cities
 
+    async def customers_with_open_orders(self) -> set[str]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=self.stack.pg_port, user="postgres", database="gasdispatch")
+        try:
+            rows = await conn.fetch("""
+                SELECT DISTINCT a.email FROM dispatch_order o JOIN dispatch_customer c ON c.id = o.customer_id
+                JOIN dispatch_account a ON a.id = c.account_id
+                WHERE o.status NOT IN ('settled', 'cancelled', 'unfulfilled', 'reviewed', 'completed')""")
+        finally:
+            await conn.close()
+        return {r["email"] for r in rows}
+
     # -- faults ------------------------------------------------------------------------------
 
     def schedule(self, rng: random.Random) -> list[tuple[float, str]]:
@@ -257,6 +268,7 @@ class Harness:
         technicians: list[tuple[FaultTolerantTechnician, asyncio.Task]] = []
         customer_tasks: list[asyncio.Task] = []
         detectors: list[Detectors] = []
+        owners = await self.customers_with_open_orders()
         for city, people in sorted(cities.items()):
             doorstep = Doorstep()
             for i, (email, lon, lat) in enumerate(rng.sample(people["technicians"],
@@ -264,8 +276,11 @@ class Harness:
                 options = technician_options(urls[i % 2], email, lon + rng.uniform(-0.01, 0.01), lat + rng.uniform(-0.01, 0.01))
                 client = FaultTolerantTechnician(options, doorstep, self.observed, email)
                 technicians.append((client, asyncio.create_task(client.run())))
-            chosen = rng.sample(people["customers"], min(len(people["customers"]),
-                                                         self.p.customers_per_city + self.p.households_per_city))
+            # Whoever still has an order open from an earlier run is home again to open the door.
+            waiting = [c for c in people["customers"] if c[0] in owners]
+            others = [c for c in people["customers"] if c[0] not in owners]
+            chosen = waiting + rng.sample(others, max(0, min(len(others), self.p.customers_per_city
+                                                              + self.p.households_per_city - len(waiting))))
             customer_ids = {email: customer_id for email, customer_id, _ in chosen}
             robots = [Customer(urls[i % 2], email, address_id, doorstep, self.observed, random.Random(rng.random()),
                                self.p.order_every_s, cancel_share=0.1)
