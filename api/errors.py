@@ -40,6 +40,11 @@ STATUS_BY_ERROR: list[tuple[type[k.DomainError], int]] = [
     (k.NotReady, 409),
 ]
 
+# Slugs for HTTP errors the framework raises (an unknown route, a wrong method), not a DomainError.
+HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 401: "authentication-failed", 403: "forbidden",
+              413: "payload-too-large"}
+OTHER_HTTP_SLUG = "http-error"
+
 _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
            405: "Method not allowed", 409: "Conflict", 413: "Payload too large",
            415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests",
@@ -51,6 +56,15 @@ def problem(status: int, slug: str, detail: str, **extra: object) -> JSONRespons
             "detail": detail, **extra}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_problem(exc: k.DomainError) -> JSONResponse:
+    """The problem for a domain error: its slug and its structured fields (`exc.extra`), from
+    which the apps word the message in the user's language."""
+    response = problem(status_for(exc), exc.slug, exc.detail, **exc.extra)
+    if isinstance(exc, k.TooManyAttempts):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 def status_for(exc: k.DomainError) -> int:
@@ -110,7 +124,7 @@ def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.warning("request.service_unavailable", service=service, path=request.url.path,
                     error=type(exc).__name__)
         response = problem(503, "service-unavailable", f"{service} unavailable; try again shortly",
-                           service=service)
+                           service=service, retry_after_s=RETRY_AFTER_S)
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
     log.exception("request.unhandled_error", path=request.url.path, exc_info=exc)
@@ -120,10 +134,7 @@ def unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(k.DomainError)
     async def _domain(request: Request, exc: k.DomainError) -> JSONResponse:
-        response = problem(status_for(exc), exc.slug, exc.detail, **getattr(exc, "extra", {}))
-        if isinstance(exc, k.TooManyAttempts):
-            response.headers["Retry-After"] = str(exc.retry_after_s)
-        return response
+        return domain_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -135,8 +146,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {404: "not-found", 405: "method-not-allowed", 401: "authentication-failed",
-                403: "forbidden", 413: "payload-too-large"}.get(exc.status_code, "http-error")
+        slug = HTTP_SLUGS.get(exc.status_code, OTHER_HTTP_SLUG)
         response = problem(exc.status_code, slug, str(exc.detail))
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value

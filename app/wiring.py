@@ -12,6 +12,7 @@ parses it at the edge (`kit.events.handles`); tests/backbone/test_event_types.py
 from dispatch import handlers as dispatch_handlers
 from dispatch import ops as dispatch_ops
 from kit import events, jobs
+from matching import eta as matching_eta
 from matching import service as matching_service
 from meters import reminders as meters_reminders
 from meters import rules as meters_rules
@@ -22,6 +23,7 @@ SUBSCRIPTIONS: tuple[tuple[str, str, events.Handler], ...] = (
     # topic                              subscriber    handler
     ("dispatch.order_created",          "matching",   matching_service.on_order_created),
     ("dispatch.order_status_changed",   "matching",   matching_service.on_order_status_changed),
+    ("dispatch.order_status_changed",   "matching",   matching_eta.on_order_status_changed),
     ("dispatch.order_status_changed",   "dispatch",   dispatch_handlers.on_order_status_changed),
     ("dispatch.order_status_changed",   "dispatch",   dispatch_ops.on_order_status_changed),
     ("dispatch.order_status_changed",   "settlement", settlement_handlers.on_order_status_changed),

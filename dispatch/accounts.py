@@ -30,13 +30,13 @@ ZXCVBN_MAX_LENGTH = 72  # the library refuses longer input; the rest can only ad
 
 def check_password_policy(password: str, *, email: str, name: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise WeakPassword(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise WeakPassword("too_short", MIN_PASSWORD_LENGTH, f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
     email = email.lower()
     local_part = email.split("@")[0]
     if password.lower() in (email, local_part):
-        raise WeakPassword("the password must not be the email")
+        raise WeakPassword("is_email", MIN_PASSWORD_LENGTH, "the password must not be the email")
     if zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=[email, local_part, name])["score"] < MIN_PASSWORD_SCORE:
-        raise WeakPassword("the password is too common or too easy to guess")
+        raise WeakPassword("too_common", MIN_PASSWORD_LENGTH, "the password is too common or too easy to guess")
 
 
 async def _new_account(session: AsyncSession, *, role: str, email: str, password: str, name: str) -> Account:

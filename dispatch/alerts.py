@@ -1,7 +1,8 @@
 """Operations alerts: what the duty dispatcher must act on (an emergency nobody accepted, an
 offer round that lapsed). One open alert per (order, kind); an alert belongs to its order's city
 (else the configured city), and each new or acknowledged alert is pushed on that city's
-operations channel after the commit, where the ops consoles watching the city listen.
+operations channel after the commit, where the ops consoles watching the city listen. A new
+alert of an order also notifies the duty staff of the stations whose area holds the order.
 
 Services flush, never commit.
 """
@@ -16,6 +17,8 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.models import Order, city_id_field, home_city
+from dispatch.notifications import notify
+from dispatch.stations import duty_staff_at
 from kit.errors import Conflict, NotFound
 from kit.fanout import push_after_commit
 from kit.models import timestamp_column, utcnow
@@ -23,6 +26,7 @@ from kit.pagination import page_of, paginate
 
 LEVELS = ("critical", "warning")
 Level = Literal["critical", "warning"]
+OPS_ALERT = "ops_alert"  # the notification kind the duty staff receive
 
 
 def ops_channel(city: str) -> str:
@@ -81,7 +85,18 @@ async def raise_alert(session: AsyncSession, *, kind: str, level: Level, order_i
     session.add(alert)
     await session.flush()
     push_after_commit(session, ops_channel(alert.city_id), "alert", alert=alert_public(alert))
+    if order is not None:
+        await _notify_duty_staff(session, alert, order)
     return alert
+
+
+async def _notify_duty_staff(session: AsyncSession, alert: OpsAlert, order: Order) -> None:
+    payload = {"alert_id": str(alert.id), "kind": alert.kind, "level": alert.level, "order_id": str(order.id),
+               "priority": order.priority}
+    for account_id in await duty_staff_at(session, order.location, order.city_id):
+        await notify(session, account_id, OPS_ALERT, "值班告警 / Operations alert",
+                     f"{alert.kind} ({alert.level}) on order {str(order.id)[:8]}.", payload,
+                     dedupe_key=f"{OPS_ALERT}:{alert.id}")
 
 
 async def acknowledge(session: AsyncSession, alert_id: uuid.UUID, account_id: uuid.UUID,

@@ -33,6 +33,7 @@ class TechnicianNotAssignable(InvalidInput):
     """The chosen technician cannot take this order now."""
 
     slug = "technician-not-assignable"
+    fields = ("reason", "technician_id")
 
     def __init__(self, reason: str, technician: Technician) -> None:
         super().__init__(f"{technician.name} cannot take this order: {reason.replace('_', ' ')}")
@@ -44,6 +45,7 @@ class OrderNotAssignable(IllegalTransition):
     """The order's current state does not allow an assignment; the problem names the state."""
 
     slug = "order-not-assignable"
+    fields = ("current_state",)
 
     def __init__(self, detail: str, current_state: str) -> None:
         super().__init__(detail)
@@ -64,10 +66,16 @@ async def assign(session: AsyncSession, redis: Redis, order_id: uuid.UUID, techn
     order = await session.get(Order, order_id, populate_existing=True)
     if order is None:
         raise NotFound("no such order")
-    seen_status, previous = order.status, order.technician_id
-    # The order row before the technician, the order every accept and expiry takes; what the
-    # operator saw is still what the conditional UPDATE below checks.
+    seen_technician = order.technician_id
+    # The order row before the technician, the order every accept and expiry takes. Read again
+    # once locked: an expiry or a new offer round that held the lock changed only the escalation
+    # state, which the assignment overrides; a technician who took the order meanwhile is a
+    # conflict. The conditional UPDATE below still checks what was read.
     await session.exec(select(Order.id).where(Order.id == order_id).with_for_update())
+    await session.refresh(order)
+    seen_status, previous = order.status, order.technician_id
+    if previous != seen_technician:
+        raise OrderNotAssignable("the order changed meanwhile; reload and retry", seen_status)
     try:
         step = next_state(seen_status, ASSIGN, actor.role)
     except IllegalTransition as exc:

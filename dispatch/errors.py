@@ -25,6 +25,12 @@ class WeakPassword(InvalidInput):
     """The password is too short, too common or too close to the email."""
 
     slug = "weak-password"
+    fields = ("reason", "min_length")
+
+    def __init__(self, reason: str, min_length: int, detail: str) -> None:
+        """`reason`: too_short, is_email or too_common."""
+        super().__init__(detail)
+        self.extra = {"reason": reason, "min_length": min_length}
 
 
 class AccountDisabled(Forbidden):

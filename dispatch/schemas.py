@@ -285,6 +285,14 @@ class CancellationQuotePublic(BaseModel):
     can_reschedule: bool
 
 
+class EtaPublic(BaseModel):
+    """When the technician should reach the door (from acceptance until he checks in)."""
+
+    earliest: datetime
+    latest: datetime
+    model: Literal["learned", "distance"]
+
+
 class OrderPublic(BaseModel):
     id: uuid.UUID
     customer_id: uuid.UUID
@@ -303,6 +311,7 @@ class OrderPublic(BaseModel):
     price_estimate: Money
     created_at: datetime
     updated_at: datetime
+    eta: EtaPublic | None = None
 
 
 class OrderEventPublic(BaseModel):

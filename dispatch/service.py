@@ -263,6 +263,7 @@ class OrderStateConflict(IllegalTransition):
     """The order's current state does not allow this; the problem names the state."""
 
     slug = "illegal-transition"
+    fields = ("current_state",)
 
     def __init__(self, detail: str, current_state: str) -> None:
         super().__init__(detail)

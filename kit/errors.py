@@ -1,12 +1,18 @@
 """The errors every package raises. They carry no HTTP status: api/errors.py maps each to problem+json."""
 
+import math
+
 
 class DomainError(Exception):
     slug = "domain-error"
+    # The structured fields every instance puts in `extra`: the problem body carries them so the
+    # apps word the message themselves (the English `detail` is for logs and developers).
+    fields: tuple[str, ...] = ()
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.__class__.__doc__ or self.slug)
         self.detail = detail or (self.__class__.__doc__ or self.slug).strip()
+        self.extra: dict[str, object] = {}
 
 
 class NotFound(DomainError):
@@ -37,10 +43,12 @@ class TooManyAttempts(DomainError):
     """Too many attempts; wait before trying again."""
 
     slug = "too-many-attempts"
+    fields = ("retry_after_s",)
 
     def __init__(self, detail: str = "", retry_after_s: int = 60) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+        self.extra = {"retry_after_s": retry_after_s}
 
 
 class IdempotencyConflict(Conflict):
@@ -53,7 +61,9 @@ class NotReady(DomainError):
     """A precondition is not met yet (a capture before its hold); the engine tries again later."""
 
     slug = "not-ready"
+    fields = ("retry_after_s",)
 
     def __init__(self, detail: str = "", retry_after_s: float = 5.0) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+        self.extra = {"retry_after_s": math.ceil(retry_after_s)}

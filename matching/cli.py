@@ -141,3 +141,42 @@ def rebuild_index_command() -> None:
         return count
 
     stderr.print(f"[green]{asyncio.run(run())} technicians back in the index[/]")
+
+
+@engine_app.command("train-eta")
+def train_eta_command(
+    min_trips: Annotated[int, typer.Option(min=10, help="Fewer usable trips: keep the distance model.")] = 200,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Fit the travel-time model on the completed trips (departure -> check-in), measure it on
+    the newest 20 % against the distance model, and store it for arrival times."""
+    import asyncio
+    from dataclasses import asdict
+
+    from kit.db import get_engine, session_scope
+    from matching.eta import train
+
+    async def run():  # noqa: ANN202
+        async with session_scope() as session:
+            training = await train(session, min_trips=min_trips)
+        await get_engine().dispose()
+        return training
+
+    with Progress(TextColumn("training the ETA model"), TimeElapsedColumn(), console=stderr, transient=True,
+                  disable=not stderr.is_terminal) as progress:
+        progress.add_task("", total=None)
+        training = asyncio.run(run())
+    summary = {"trips": training.trips, "model_id": training.model_id,
+               "model": "learned" if training.model_id is not None else "distance",
+               **({k: round(v, 3) for k, v in asdict(training.figures).items()} if training.figures else {})}
+    if json_out:
+        typer.echo(json.dumps(summary))
+        return
+    if training.figures is None:
+        stderr.print(f"{training.trips} usable trips, fewer than {min_trips}: arrival times stay on the distance model")
+        return
+    f = training.figures
+    typer.echo(f"stored model {training.model_id} from {training.trips} trips; on the newest {f.trips}:")
+    typer.echo(f"  learned   MAE {f.learned_mae_s / 60:.2f} min, p90 {f.learned_p90_s / 60:.2f} min, "
+               f"range holds {f.range_coverage:.0%}")
+    typer.echo(f"  distance  MAE {f.baseline_mae_s / 60:.2f} min, p90 {f.baseline_p90_s / 60:.2f} min")

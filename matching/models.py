@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, text
+from sqlalchemy import BigInteger, CheckConstraint, Column, Identity, Index, LargeBinary, text
 from sqlmodel import Field, SQLModel
 
 from dispatch.models import city_id_field
@@ -36,3 +36,44 @@ class Offer(SQLModel, table=True):
     expires_at: datetime = timestamp_column()
     decided_at: datetime | None = timestamp_column(nullable=True, default=None)
     decline_reason: str | None = Field(default=None, max_length=200)
+
+
+class TripTime(SQLModel, table=True):
+    """One technician's drive to one order, from departure (his position then) to check-in:
+    what the ETA model learns from. Local hour and weekday are the city's at departure."""
+
+    __tablename__ = "matching_trip_time"
+    __table_args__ = (
+        Index("ix_matching_trip_time_arrived", "arrived_at", postgresql_where=text("duration_s IS NOT NULL")),
+    )
+
+    order_id: uuid.UUID = Field(foreign_key="dispatch_order.id", primary_key=True)
+    technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
+    city_id: str = city_id_field()
+    kind: str = Field(max_length=40)
+    district: str = Field(max_length=40)
+    start_lon: float
+    start_lat: float
+    end_lon: float
+    end_lat: float
+    distance_m: float  # great-circle
+    local_hour: int = Field(ge=0, le=23)
+    weekday: int = Field(ge=0, le=6)  # Monday = 0
+    departed_at: datetime = timestamp_column()
+    arrived_at: datetime | None = timestamp_column(nullable=True, default=None)
+    duration_s: float | None = None
+
+
+class EtaModel(SQLModel, table=True):
+    """A fitted travel-time model (joblib bytes) and how it did on the trips it held out."""
+
+    __tablename__ = "matching_eta_model"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    trained_at: datetime = timestamp_column(default_factory=utcnow)
+    trips: int
+    learned_mae_s: float
+    learned_p90_s: float
+    baseline_mae_s: float
+    baseline_p90_s: float
+    blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

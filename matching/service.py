@@ -42,7 +42,7 @@ from matching.candidates import candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching.events import OfferCreated, OfferWithdrawn
-from matching import readiness
+from matching import eta, readiness
 from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.models import Offer
@@ -91,6 +91,12 @@ class ImplausiblePosition(InvalidInput):
     """The position fix was rejected (in the future, or an impossible jump)."""
 
     slug = "implausible-position"
+    fields = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        """`reason`: future (stamped ahead of the server's clock) or implausible_jump."""
+        super().__init__(f"position rejected: {reason.replace('_', ' ')}")
+        self.extra = {"reason": reason}
 
 
 def ladder_for(priority: str, settings: Settings | None = None) -> Ladder:
@@ -674,7 +680,7 @@ async def record_fix(index: GeoIndex, technician_id: uuid.UUID, *, lon: float, l
                 await ensure_index(own, index, city)
     if fix.outcome in ("future", "implausible_jump"):
         log.info("position.rejected", technician_id=str(technician_id), outcome=fix.outcome)
-        raise ImplausiblePosition(f"position rejected: {fix.outcome.replace('_', ' ')}")
+        raise ImplausiblePosition(fix.outcome)
     return fix
 
 
@@ -748,3 +754,4 @@ async def on_order_created(session: AsyncSession, event: OrderCreated) -> None:
 def register() -> None:
     subscribe("dispatch.order_created", on_order_created)
     subscribe("dispatch.order_status_changed", on_order_status_changed)
+    subscribe("dispatch.order_status_changed", eta.on_order_status_changed)

@@ -6,6 +6,7 @@ MODEL_MODULES = (
     "kit.models",
     "dispatch.models",
     "dispatch.alerts",
+    "dispatch.stations",
     "settlement.models",
     "matching.models",
     "matching.candidates",

@@ -36,6 +36,7 @@ class CancellationFeeChanged(Conflict):
     """Cancelling now costs more than the fee you accepted; look at the new fee and confirm again."""
 
     slug = "cancellation-fee-changed"
+    fields = ("current_state", "fee")
 
     def __init__(self, quote: "Quote") -> None:
         super().__init__(f"cancelling now costs {quote.fee_minor} {quote.currency}")
@@ -47,6 +48,7 @@ class RescheduleNotFree(Conflict):
     """The technician is already committed to this order: rescheduling would dodge the cancellation fee."""
 
     slug = "reschedule-not-free"
+    fields = ("current_state", "fee")
 
     def __init__(self, quote: "Quote") -> None:
         super().__init__(f"rescheduling is not possible now; cancelling costs {quote.fee_minor} {quote.currency}")
@@ -58,6 +60,7 @@ class ServiceAlreadyDone(Conflict):
     """The job was done; its payment needs another card, not a cancellation."""
 
     slug = "service-already-done"
+    fields = ("current_state",)
 
     def __init__(self, status: str) -> None:
         super().__init__()

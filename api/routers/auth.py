@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, StringConstraints
 
 from api.deps import Admin, Anyone, RedisDep, SessionDep, client_address
-from api.errors import problem, status_for
+from api.errors import domain_problem
 from dispatch import accounts
 from dispatch.schemas import CustomerRegister, Login, TechnicianRegister, Token
 from kit.schemas import Input
@@ -59,7 +59,7 @@ async def refresh(body: RefreshBody, session: SessionDep) -> Any:
     issued = await accounts.refresh(session, body.refresh_token)
     if not isinstance(issued, accounts.IssuedTokens):
         # Returned, not raised: the request commits, so the family's revocation stays.
-        return problem(status_for(issued), issued.slug, issued.detail)
+        return domain_problem(issued)
     return _token(issued)
 
 

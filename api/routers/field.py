@@ -18,7 +18,7 @@ from api.deps import (
     SessionDep,
     Staff,
 )
-from api.errors import problem, status_for
+from api.errors import domain_problem
 from dispatch import service
 from dispatch.accounts import customer_for_account, technician_for_account
 from dispatch.field import identity, kpis, reports, visits
@@ -215,7 +215,7 @@ async def job_verify_code(order_id: uuid.UUID, body: CodeBody, technician: Curre
     refusal = await identity.submit_code(session, order, technician.id, body.code, await _now(session))
     if refusal is not None:
         # Returned, not raised: the request commits, so the failure count and the lock stay.
-        return problem(status_for(refusal), refusal.slug, refusal.detail)
+        return domain_problem(refusal)
     return {"order_id": str(order.id), "verification": "code"}
 
 

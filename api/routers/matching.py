@@ -15,6 +15,7 @@ from dispatch.schemas import CertificationKind
 from kit.errors import NotFound
 from kit.fanout import publish_position
 from kit.schemas import GeoPoint, Input, Page
+from matching import eta
 from matching import nearby as nearby_technicians
 from matching import service as matching
 from matching.models import Offer
@@ -75,6 +76,7 @@ async def post_location(body: LocationFix, technician: CurrentTechnician, sessio
         session, geo_index(redis), technician, lon=body.position.lon, lat=body.position.lat, at=body.at())
     if outcome == "accepted":
         await publish_position(redis, technician.id, body.position.lon, body.position.lat, body.at().isoformat())
+        await eta.refresh_after_fix(redis, geo_index(redis), technician.id, session)
     return {"outcome": outcome}
 
 

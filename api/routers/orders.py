@@ -16,6 +16,7 @@ from dispatch.accounts import customer_for_account, technician_for_account
 from dispatch.models import Address, Order, OrderEvent
 from dispatch.schemas import (
     CancellationQuotePublic,
+    EtaPublic,
     OrderCancel,
     OrderCreate,
     OrderEventPublic,
@@ -25,6 +26,8 @@ from dispatch.schemas import (
 from kit.schemas import Input, Money, Page
 from dispatch.security import Principal
 from dispatch.states import STATES
+from matching import eta
+from matching.service import geo_index
 from settlement import cancellation
 from settlement import service as settlement
 
@@ -43,6 +46,18 @@ def _order_for(principal: Principal, order: Order) -> OrderPublic:
     if principal.role in STAFF:
         return public
     return public.model_copy(update={"status_reason": service.shared_status_reason(order.status, order.status_reason)})
+
+
+async def _with_eta(session: SessionDep, redis: RedisDep, principal: Principal, order: Order,
+                    public: OrderPublic) -> OrderPublic:
+    """The arrival range, for those waiting on it (the customer, his technician, operations)."""
+    if principal.role == "auditor" or order.status not in eta.HEADING:
+        return public
+    arrival = await eta.order_eta(session, geo_index(redis), order)
+    if arrival is None:
+        return public
+    return public.model_copy(update={
+        "eta": EtaPublic(earliest=arrival.earliest, latest=arrival.latest, model=arrival.model)})
 
 
 def _event_for(principal: Principal, event: OrderEvent) -> OrderEventPublic:
@@ -94,7 +109,7 @@ async def create_order(
 
 @router.get("")
 async def list_orders(
-    principal: CurrentPrincipal, session: SessionDep,
+    principal: CurrentPrincipal, session: SessionDep, redis: RedisDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str | None, Query(max_length=200)] = None,
     status_filter: Annotated[StatusFilter, Query(alias="status")] = None,
 ) -> Page[OrderPublic]:
@@ -104,12 +119,16 @@ async def list_orders(
     elif principal.role == "technician":
         scope["technician_id"] = (await technician_for_account(session, principal.account_id)).id
     rows, next_cursor = await service.list_orders(session, limit=limit, cursor=cursor, status=status_filter, **scope)
-    return Page(data=[_order_for(principal, o) for o in rows], next_cursor=next_cursor)
+    return Page(data=[await _with_eta(session, redis, principal, o, _order_for(principal, o)) for o in rows],
+                next_cursor=next_cursor)
 
 
 @router.get("/{order_id}")
-async def get_order(order_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> OrderPublic:
-    return _order_for(principal, await _visible_order(session, principal, order_id))
+async def get_order(order_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
+                    redis: RedisDep) -> OrderPublic:
+    """With `eta`, the arrival range, from acceptance until the technician checks in."""
+    order = await _visible_order(session, principal, order_id)
+    return await _with_eta(session, redis, principal, order, _order_for(principal, order))
 
 
 @router.get("/{order_id}/events")

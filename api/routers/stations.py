@@ -2,12 +2,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
+from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from api import presenters
 from api.deps import Admin, CurrentPrincipal, SessionDep
 from dispatch import stations
-from dispatch.models import ServiceKind, ServiceStation
+from dispatch.models import Account, ServiceKind, ServiceStation
 from dispatch.schemas import (
     SERVICE_KIND_CODE,
     ServiceKindCreate,
@@ -17,7 +18,7 @@ from dispatch.schemas import (
     StationPublic,
     StationUpdate,
 )
-from kit.schemas import Page
+from kit.schemas import Input, Page
 
 router = APIRouter(tags=["stations"])
 
@@ -45,6 +46,33 @@ async def get_station(station_id: uuid.UUID, _: CurrentPrincipal, session: Sessi
 async def update_station(station_id: uuid.UUID, body: StationUpdate, _: Admin, session: SessionDep) -> StationPublic:
     changes = body.model_dump(exclude_unset=True)
     return presenters.station(await stations.update_station(session, station_id, changes))
+
+
+class DutyStaffUpdate(Input):
+    account_ids: list[uuid.UUID] = Field(max_length=50)
+
+
+class DutyStaffMember(BaseModel):
+    account_id: uuid.UUID
+    display_name: str
+    email: str
+
+
+def _duty_page(staff: list[Account]) -> Page[DutyStaffMember]:
+    return Page(data=[DutyStaffMember(account_id=a.id, display_name=a.display_name, email=a.email) for a in staff])
+
+
+@router.get("/v1/stations/{station_id}/duty-staff")
+async def get_duty_staff(station_id: uuid.UUID, _: Admin, session: SessionDep) -> Page[DutyStaffMember]:
+    """The operations accounts alerted, besides the ops console, when an order in the station's
+    area waits past an escalation threshold."""
+    return _duty_page(await stations.duty_staff(session, station_id))
+
+
+@router.put("/v1/stations/{station_id}/duty-staff", responses={422: {"description": "Not an enabled admin account"}})
+async def put_duty_staff(station_id: uuid.UUID, body: DutyStaffUpdate, _: Admin, session: SessionDep) -> Page[DutyStaffMember]:
+    """Replaces the station's duty staff (admin accounts; an empty list: nobody)."""
+    return _duty_page(await stations.set_duty_staff(session, station_id, body.account_ids))
 
 
 @router.get("/v1/service-kinds", tags=["catalogue"])

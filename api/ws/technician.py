@@ -49,6 +49,7 @@ from kit.db import database_now, session_scope
 from kit.errors import DomainError, NotFound
 from kit.fanout import account_channel, presence_key, publish_position
 from kit.redis import get_redis
+from matching import eta
 from matching import service as matching
 from matching.models import Offer
 
@@ -87,6 +88,7 @@ async def _locate(message: protocol.Location, technician_id: uuid.UUID) -> dict[
             await record_last_position(session, technician_id, lon=message.lon, lat=message.lat, at=at)
     if fix.outcome == "accepted":
         await publish_position(redis, technician_id, message.lon, message.lat, at.isoformat())
+        await eta.refresh_after_fix(redis, matching.geo_index(redis), technician_id)
     return {"outcome": fix.outcome}
 
 
@@ -191,7 +193,7 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID, sen
     try:
         reply: dict[str, Any] = {"v": 1, "type": "ack", "id": message.id, **await _act(message, account_id, technician_id)}
     except DomainError as exc:
-        reply = {"v": 1, "type": "error", "id": message.id, "code": exc.slug, "detail": exc.detail}
+        reply = {"v": 1, "type": "error", "id": message.id, "code": exc.slug, "detail": exc.detail, **exc.extra}
     except (ValueError, ValidationError) as exc:  # a malformed uuid or work report in a well-typed message
         reply = {"v": 1, "type": "error", "id": message.id, "code": "invalid-input", "detail": str(exc)}
     except Exception as exc:  # counted and answered; the socket and its neighbours carry on

@@ -40,6 +40,11 @@ class WrongCode(InvalidInput):
     """The one-time code does not match."""
 
     slug = "wrong-code"
+    fields = ("tries_left",)
+
+    def __init__(self, tries_left: int) -> None:
+        super().__init__(f"the code does not match; {tries_left} tries left")
+        self.extra = {"tries_left": tries_left}
 
 
 class IdentityLocked(TooManyAttempts):
@@ -225,8 +230,7 @@ async def submit_code(session: AsyncSession, order: Order, technician_id: uuid.U
         session.add(visit)
         await publish_event(session, events.IdentityLocked(order_id=order.id, technician_id=technician_id))
         return IdentityLocked()
-    left = get_settings().field_code_max_failures - visit.code_failures
-    return WrongCode(f"the code does not match; {left} tries left")
+    return WrongCode(tries_left=get_settings().field_code_max_failures - visit.code_failures)
 
 
 async def waive(session: AsyncSession, order: Order, actor: Actor, reason: str | None, now: datetime) -> Visit:

@@ -37,12 +37,22 @@ class TooFarFromAddress(InvalidInput):
     """The technician's last position is not at the order's address."""
 
     slug = "too-far-from-address"
+    fields = ("distance_m", "radius_m")
+
+    def __init__(self, distance_m: float, radius_m: float) -> None:
+        super().__init__(f"{round(distance_m)} m from the address; check-in needs {round(radius_m)} m or less")
+        self.extra = {"distance_m": round(distance_m), "radius_m": round(radius_m)}
 
 
 class ImplausibleArrival(InvalidInput):
     """The track the server holds cannot have reached the address by now (a jump at an impossible speed)."""
 
     slug = "implausible-arrival"
+    fields = ("jump_m", "elapsed_s")
+
+    def __init__(self, jump_m: float, elapsed_s: float) -> None:
+        super().__init__(f"{round(jump_m)} m in {round(elapsed_s)} s before reaching the address")
+        self.extra = {"jump_m": round(jump_m), "elapsed_s": round(elapsed_s)}
 
 
 class IdentityNotVerified(Conflict):
@@ -78,7 +88,7 @@ def _check_approach(track: list[TrackPoint]) -> None:
         elapsed = (latest.received_at - earlier.received_at).total_seconds()
         jump = haversine_m(earlier.lon, earlier.lat, latest.lon, latest.lat) - ARRIVAL_GPS_NOISE_M
         if jump > max(elapsed, 0.0) * max_mps:
-            raise ImplausibleArrival(f"{round(jump)} m in {round(elapsed)} s before reaching the address")
+            raise ImplausibleArrival(jump_m=jump, elapsed_s=elapsed)
 
 
 async def position_at_address(session: AsyncSession, redis: Redis, order: Order, technician_id: uuid.UUID,
@@ -96,7 +106,7 @@ async def position_at_address(session: AsyncSession, redis: Redis, order: Order,
         geo.ST_DWithin(Order.location, here, radius), geo.ST_Distance(Order.location, here),
     ).where(Order.id == order.id))).one()
     if not within:
-        raise TooFarFromAddress(f"{round(distance)} m from the address; check-in needs {round(radius)} m or less")
+        raise TooFarFromAddress(distance_m=distance, radius_m=radius)
     _check_approach(track)
     return Fix(latest.lon, latest.lat, float(distance))
 

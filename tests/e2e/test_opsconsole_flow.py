@@ -110,20 +110,9 @@ async def test_ops_see_why_reassign_to_another_technician_and_acknowledge_an_ale
     await expect(applicant).to_contain_text(NAMES["uncertified"])
     await expect(applicant).to_contain_text("考试 · 安装")
     await expect(applicant).to_contain_text("91 分 · 通过")
-    # A live update may redraw the hazard table while the operator types (the typed evidence is
-    # then lost: a known console defect), so type and resolve again, a bounded number of times.
-    hazard_row = ops.locator(f"tr[data-hazard='{hazard_id}']")
-    for attempt in range(3):
-        if not await hazard_row.count():
-            break  # the previous try went through, only slower than its wait
-        await ops.fill(f"#evidence-{hazard_id}", "用户已自行更换软管，电话回访确认")
-        await ops.click(f"#resolve-{hazard_id}")
-        try:
-            await expect(hazard_row).to_have_count(0, timeout=5000)
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
+    await ops.fill(f"#evidence-{hazard_id}", "用户已自行更换软管，电话回访确认")
+    await ops.click(f"#resolve-{hazard_id}")
+    await expect(ops.locator(f"tr[data-hazard='{hazard_id}']")).to_have_count(0)
     await ops.locator(f"#open-table tr[data-order='{order_id}']").click()
     detail = ops.locator("#order-detail")
     await expect(detail.locator("#detail-technician")).to_contain_text(NAMES["first"])

@@ -5,7 +5,7 @@ import { COLORS, createMap, distanceM, dot, fit, line, stationLayer } from "../s
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
 import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
-import { act, field, fill, h, kindText, money, statusText, toast, when } from "../shared/ui.js";
+import { act, errorText, field, fill, h, kindText, money, statusText, toast, UserError, when } from "../shared/ui.js";
 
 const STEPS = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service", "completed", "reviewed", "settled"];
 const ON_JOB = ["accepted", "en_route", "arrived", "in_service"];
@@ -196,9 +196,11 @@ async function openOrder(orderId) {
   };
   const mapEl = h("div", { class: "map", id: "order-map", role: "img", "aria-label": t("customer.orderMapLabel") });
   const distance = h("p", { id: "tech-distance", class: "muted", "aria-live": "polite" });
+  const arrival = h("p", { id: "order-eta", "aria-live": "polite" });
+  const connection = h("p", { id: "live-connection", class: "notice hidden", role: "status" });
   fill(main, h("p", {}, h("a", { href: "#" }, `← ${t("customer.back")}`)),
     h("div", { class: "grid-2" }, sections.status,
-      h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, distance)),
+      h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, arrival, distance, connection)),
     h("div", { class: "grid-2" }, sections.payment, sections.identity, sections.price, sections.consent),
     h("div", { class: "grid-2" }, sections.report, sections.review), sections.manage);
 
@@ -220,8 +222,15 @@ async function openOrder(orderId) {
     distance.textContent = t("customer.techDistance", { m: Math.round(distanceM(position, order.location)) });
   }
 
+  // From acceptance until he checks in; the server recomputes it from his live position.
+  function showEta(eta) {
+    const clock = (iso) => new Intl.DateTimeFormat(document.documentElement.lang, { timeStyle: "short" }).format(new Date(iso));
+    arrival.textContent = eta ? t("eta.range", { from: clock(eta.earliest), to: clock(eta.latest) }) : "";
+  }
+
   async function refresh() {
     order = await api.get(`/v1/orders/${orderId}`);
+    showEta(order.eta);
     const [events, visit] = await Promise.all([api.get(`/v1/orders/${orderId}/events`),
       order.technician_id || order.source === "followup" ? api.get(`/v1/orders/${orderId}/visit`) : null]);
     renderStatus(sections.status, order, events.data);
@@ -245,8 +254,14 @@ async function openOrder(orderId) {
   await refresh();
   const socket = new LiveSocket(() => api.socketUrl(`/v1/ws/orders/${orderId}`), {
     onMessage: (message) => {
-      if (message.type === "status" || message.type === "price_change") refresh().catch((error) => toast(error.message));
+      if (message.type === "status" || message.type === "price_change") refresh().catch((error) => toast(errorText(error)));
       if (message.type === "position") showTechnician(message.position);
+      if (message.type === "eta") showEta(message.eta);
+    },
+    // Live updates stop while the socket is down: say so until it is back (4403: it will not be).
+    onState: (s, code) => {
+      connection.classList.toggle("hidden", s !== "closed");
+      connection.textContent = s === "closed" ? t(code === 4403 ? "browser.socketRefused" : "browser.socketLost") : "";
     },
   });
   return { close: () => socket.close() };
@@ -293,7 +308,7 @@ function renderPriceChange(section, order, visit, refresh) {
   // The decision names the change shown here: if the technician asked another price meanwhile it
   // fails with 409, a toast says so (it outlives the redraw) and the refresh shows the new price.
   const decide = (button, verb) => act(button, null, () => api.post(`/v1/orders/${order.id}/price-change/${verb}`,
-    { price_change_id: change.id }).catch((e) => { throw e.status === 409 ? new Error(t("customer.priceChanged")) : e; }))
+    { price_change_id: change.id }).catch((e) => { throw e.status === 409 ? new UserError(t("customer.priceChanged")) : e; }))
     .then(refresh);
   approve.addEventListener("click", () => decide(approve, "approve"));
   reject.addEventListener("click", () => decide(reject, "reject"));
@@ -423,8 +438,8 @@ async function renderManage(section, order) {
   if (!shown) return;
   const cancel = h("button", { type: "button", class: "danger", id: "cancel-order" }, t("cancel.button"));
   const reschedule = h("button", { type: "button", id: "reschedule-order" }, t("cancel.reschedule"));
-  cancel.addEventListener("click", () => openCancelDialog(order, "cancel").catch((e) => toast(e.message)));
-  reschedule.addEventListener("click", () => openCancelDialog(order, "reschedule").catch((e) => toast(e.message)));
+  cancel.addEventListener("click", () => openCancelDialog(order, "cancel").catch((e) => toast(errorText(e))));
+  reschedule.addEventListener("click", () => openCancelDialog(order, "reschedule").catch((e) => toast(errorText(e))));
   fill(section, h("h2", { id: "manage-h" }, t("cancel.title")),
     h("p", { class: "muted", id: "cancel-fee-now" }, feeText(quote)),
     h("div", { class: "actions" }, quote.can_reschedule ? reschedule : null, " ", quote.can_cancel ? cancel : null));
@@ -465,7 +480,7 @@ async function openCancelDialog(order, mode) {
       if (e.status !== 409) throw e;
       quote = await api.get(`/v1/orders/${order.id}/cancellation-quote`);
       show();
-      throw new Error(t(e.problem?.type === "/problems/cancellation-fee-changed" ? "cancel.feeChanged" : "cancel.notNow",
+      throw new UserError(t(e.problem?.type === "/problems/cancellation-fee-changed" ? "cancel.feeChanged" : "cancel.notNow",
         { state: statusText(e.problem?.current_state ?? quote.status) }));
     }));
     if (!done) return;
@@ -498,7 +513,7 @@ async function safetyAdviceCard(orderId, notice = null) {
   if (notice) {
     const seen = h("button", { type: "button" }, t("safety.understood"));
     seen.addEventListener("click", async () => {
-      await api.post(`/v1/notifications/${notice.id}/read`, {}).catch((error) => toast(error.message));
+      await api.post(`/v1/notifications/${notice.id}/read`, {}).catch((error) => toast(errorText(error)));
       card.remove();
     });
     actions.append(" ", seen);

@@ -70,6 +70,34 @@ function showConnection(status) {
   fill(slot, h("span", { id: "ops-connection", class: `pill ${status === "open" ? "ok" : "warn"}` }, t(`ops.connection.${status}`)));
 }
 
+/**
+ * Redraws `el` with `draw()` and puts back what the operator typed or chose in its controls (by
+ * id) and the focus with the caret: a live update must not wipe or interrupt a half-typed
+ * evidence or reason. An action that succeeded clears its own controls before it redraws.
+ */
+function keepTyped(el, draw) {
+  const typed = new Map([...el.querySelectorAll("input[id], select[id], textarea[id]")].map((c) => [c.id, c.value]));
+  const focused = el.contains(document.activeElement) && document.activeElement.id ? document.activeElement : null;
+  const caret = focused && typeof focused.selectionStart === "number" ? [focused.selectionStart, focused.selectionEnd] : null;
+  draw();
+  for (const [id, value] of typed) {
+    const control = document.getElementById(id);
+    if (!control || !el.contains(control)) continue;
+    if (control.tagName === "SELECT" && ![...control.options].some((o) => o.value === value && !o.disabled)) continue;
+    control.value = value;
+  }
+  const again = focused && document.getElementById(focused.id);
+  if (again && el.contains(again)) {
+    again.focus({ preventScroll: true });
+    if (caret) again.setSelectionRange(...caret);
+  }
+}
+
+/** By id, as a redraw during the request may have replaced the controls the action read. */
+function clearControls(...ids) {
+  for (const id of ids) { const control = document.getElementById(id); if (control) control.value = ""; }
+}
+
 // Bumped by every change this console makes: a refresh that started before it is stale.
 let localChanges = 0;
 
@@ -292,11 +320,13 @@ function renderDetail() {
   const o = d.order;
   const section = document.getElementById("order-detail");
   if (!section) return;
+  // The same order redrawn (a live update): what the operator was typing or choosing stays.
+  const same = section.dataset.order === o.id && !section.classList.contains("hidden");
   section.classList.remove("hidden");
   section.dataset.order = o.id;
   const close = h("button", { type: "button", id: "detail-close" }, t("ops.close"));
   close.addEventListener("click", () => { state.detail = null; section.classList.add("hidden"); });
-  fill(section,
+  const draw = () => fill(section,
     h("div", { class: "detail-head" },
       h("h2", { id: "detail-h" }, t("ops.orderDetail"), " · ", kindText(o.kind)),
       h("span", { class: `pill ${o.priority}` }, t(`priority.${o.priority}`)),
@@ -324,6 +354,8 @@ function renderDetail() {
         h("h3", {}, t("ops.messages")), d.messages.length ? h("ul", { class: "plain", id: "detail-messages" }, d.messages.map((m) => h("li", {},
           h("span", { class: "pill" }, t(`ops.to.${m.recipient}`)), " ", m.text, " ", h("span", { class: "muted" }, when(m.created_at)))))
           : h("p", { class: "muted" }, t("ops.none")))));
+  if (same) keepTyped(section, draw);
+  else draw();
 }
 
 function actionsPanel(d) {
@@ -352,6 +384,7 @@ function actionsPanel(d) {
       const done = await api.post(`/v1/ops/orders/${o.id}/assign`, reason.value.trim()
         ? { technician_id: pick.value, reason: reason.value.trim() } : { technician_id: pick.value });
       toast(t("ops.assigned"));
+      clearControls("assign-technician", "assign-reason");
       await openOrder(done.order.id, { focus: false });
     }));
     parts.push(h("fieldset", {}, h("legend", {}, t(o.technician_id ? "ops.reassign" : "ops.assign")),
@@ -373,6 +406,7 @@ function actionsPanel(d) {
       if (!reason.value.trim()) throw new Error(t("ops.reasonNeeded"));
       await api.post(`/v1/ops/orders/${o.id}/cancel`, { reason: reason.value.trim() });
       toast(t("ops.cancelled"));
+      clearControls("cancel-reason");
       await openOrder(o.id, { focus: false });
     }));
     parts.push(h("fieldset", {}, h("legend", {}, t("ops.cancelOrder")), field("cancel-reason", "ops.cancelReason", reason),
@@ -386,6 +420,7 @@ function actionsPanel(d) {
     if (!text.value.trim()) throw new Error(t("ops.messageNeeded"));
     await api.post(`/v1/ops/orders/${o.id}/messages`, { to: to.value, text: text.value.trim() });
     toast(t("ops.sent"));
+    clearControls("message-text");
     await openOrder(o.id, { focus: false });
   }));
   parts.push(h("fieldset", {}, h("legend", {}, t("ops.message")), field("message-to", "ops.recipient", to),
@@ -458,7 +493,7 @@ const ownPicture = (ref) => typeof ref === "string" && ((ref.startsWith("/") && 
 function drawCerts() {
   const wrap = document.getElementById("certs");
   if (!state.certs.length) { fill(wrap, h("p", { class: "muted" }, t("ops.noCerts"))); return; }
-  fill(wrap, h("table", { id: "cert-table" }, h("thead", {}, h("tr", {},
+  keepTyped(wrap, () => fill(wrap, h("table", { id: "cert-table" }, h("thead", {}, h("tr", {},
     ["ops.applicant", "ops.certKind", "ops.certNumber", "ops.validity", "ops.training", "ops.decide"].map((k) => h("th", { scope: "col" }, t(k))))),
   h("tbody", {}, state.certs.map((a) => {
     const c = a.certification;
@@ -484,20 +519,16 @@ function drawCerts() {
       h("td", {}, t(`cert.${c.kind}`)), h("td", {}, c.number, h("div", { class: "muted" }, c.issuer)),
       h("td", {}, `${when(c.valid_from)} – ${when(c.valid_until)}`), h("td", {}, training),
       h("td", {}, h("label", { for: reason.id, class: "sr-only" }, t("ops.reason")), reason, h("div", { class: "actions" }, verify, reject)));
-  }))));
+  })))));
 }
-
-const evidenceDrafts = new Map();
 
 function drawHazards() {
   const now = new Date().toISOString();
-  fill(document.getElementById("hazards"), state.hazards.length ? h("table", { id: "hazard-table" },
+  const wrap = document.getElementById("hazards");
+  keepTyped(wrap, () => fill(wrap, state.hazards.length ? h("table", { id: "hazard-table" },
     h("thead", {}, h("tr", {}, ["ops.age", "ops.category", "ops.severity", "ops.deadline", "ops.hazardActions"].map((k) => h("th", { scope: "col" }, t(k))))),
     h("tbody", {}, state.hazards.map((z) => {
-      // What the operator typed survives the redraws that live updates cause.
       const evidence = h("input", { maxlength: 2000, id: `evidence-${z.id}` });
-      evidence.value = evidenceDrafts.get(z.id) ?? "";
-      evidence.addEventListener("input", () => evidenceDrafts.set(z.id, evidence.value));
       const resolve = h("button", { type: "button", id: `resolve-${z.id}` }, t("ops.markResolved"));
       resolve.addEventListener("click", () => act(resolve, null, async () => {
         if (!evidence.value.trim()) throw new Error(t("ops.evidenceNeeded"));
@@ -505,7 +536,6 @@ function drawHazards() {
         localChanges += 1;
         toast(t("ops.resolved"));
         state.hazards = state.hazards.filter((x) => x.id !== z.id);
-        evidenceDrafts.delete(z.id);
         drawHazards();
       }));
       const followup = z.followup_order_id ? h("button", { type: "button", id: `followup-${z.id}` }, t("ops.assignFollowup")) : null;
@@ -518,7 +548,7 @@ function drawHazards() {
           h("label", { for: evidence.id, class: "sr-only" }, t("ops.evidence")), evidence,
           h("div", { class: "actions" }, resolve)));
     })))
-    : h("p", { class: "muted" }, t("ops.none")));
+    : h("p", { class: "muted" }, t("ops.none"))));
 }
 
 function kpiCard() {

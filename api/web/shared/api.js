@@ -11,6 +11,18 @@ export class ApiError extends Error {
   }
 }
 
+/** fetch() itself failed: no connection, DNS, the server unreachable ("Failed to fetch"). */
+export class NetworkError extends Error {}
+
+async function call(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new NetworkError(error.message, { cause: error });
+  }
+}
+
 const RENEW_BEFORE_MS = 60_000;
 const JSON_HEADERS = { Accept: "application/json, application/problem+json", "Content-Type": "application/json" };
 
@@ -36,7 +48,7 @@ export function createApi(app) {
       const session = load();
       if (!session) return null;
       if (session.token !== stale) return session.token;  // another tab renewed it meanwhile
-      const response = await fetch("/v1/auth/refresh", {
+      const response = await call("/v1/auth/refresh", {
         method: "POST", headers: JSON_HEADERS, body: JSON.stringify({ refresh_token: session.refresh }),
       });
       if (response.status === 401 || response.status === 422) {
@@ -60,7 +72,7 @@ export function createApi(app) {
     const headers = { Accept: "application/json, application/problem+json" };
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    return fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return call(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   }
 
   async function request(method, path, body, { raw = false, anonymous = false } = {}) {

@@ -1,7 +1,7 @@
 // The frame every app shares: language switch, sign-in, sign-out.
-import { createApi } from "./api.js";
-import { languageSwitch, translatePage } from "./i18n.js";
-import { signIn } from "./ui.js";
+import { ApiError, createApi, NetworkError } from "./api.js";
+import { languageSwitch, t, translatePage } from "./i18n.js";
+import { errorText, fill, h, signIn } from "./ui.js";
 
 /** Signs in (once) with one of `roles`, then calls `boot(api)`; `rerender()` on a language change. */
 export async function startApp(name, roles, { boot, rerender }) {
@@ -19,7 +19,15 @@ export async function startApp(name, roles, { boot, rerender }) {
     }
     signOut.classList.remove("hidden");
     booted = true;
-    await boot(api);
+    try {
+      await boot(api);
+    } catch (error) {  // the first loads failed (offline, server down): say why in the user's words
+      fill(main, h("section", { class: "card", id: "boot-error", role: "alert" },
+        h("p", { class: "error" }, errorText(error)),
+        h("div", { class: "actions" }, h("button", { type: "button", class: "primary", onclick: () => location.reload() },
+          t("common.retry")))));
+      if (!(error instanceof ApiError || error instanceof NetworkError)) throw error;  // a fault in the page: surfaced
+    }
   }
   signOut.addEventListener("click", () => { api.signOut(); location.reload(); });
   window.addEventListener("gasdispatch:signed-out", () => location.reload());

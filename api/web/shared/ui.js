@@ -1,4 +1,5 @@
 // Small DOM helpers and formatting shared by the apps.
+import { NetworkError } from "./api.js";
 import { currentLang, hasText, t } from "./i18n.js";
 
 /** h("button", {class: "primary", onclick}, "text", child…) */
@@ -59,26 +60,74 @@ export function toast(message) {
   setTimeout(() => el.remove(), 3500);
 }
 
-/** What a person reads for a failed call: the problem's slug translated, never the server's English. */
-export function errorText(error) {
+/** An error whose message is already in the user's language (the apps' own refusals). */
+export class UserError extends Error {}
+
+/** How long to wait, in the user's words: "30 秒钟", "5 minutes", "24 小时". */
+export function duration(seconds) {
+  const [value, unit] = seconds < 90 ? [Math.ceil(seconds), "second"]
+    : seconds < 5400 ? [Math.ceil(seconds / 60), "minute"] : [Math.ceil(seconds / 3600), "hour"];
+  return new Intl.NumberFormat(currentLang(), { style: "unit", unit, unitDisplay: "long" }).format(value);
+}
+
+/** The slug and fields of a failed call: a REST problem+json, or a socket's `error` reply. */
+function problemOf(error) {
   const problem = error?.problem;
-  if (problem?.detail === "wrong-role") return t("login.wrongRole");
-  const slug = typeof problem?.type === "string" ? problem.type.split("/problems/")[1] : undefined;
-  if (slug && hasText(`problem.${slug}`)) return t(`problem.${slug}`);
-  if (problem?.status) return t("problem.generic", { status: problem.status });
-  if (error instanceof TypeError) return t("problem.network");  // fetch() failed: no connection
-  return error?.message || String(error);
+  if (problem) {
+    const slug = typeof problem.type === "string" ? problem.type.split("/problems/")[1] : undefined;
+    return { slug, fields: { ...problem, status: problem.status ?? error.status } };
+  }
+  if (error?.reply?.type === "error") return { slug: error.reply.code, fields: error.reply };
+  return null;
+}
+
+// Fields the server sends as data, put in words here: seconds as a duration, a state, money.
+function wordsFor(fields) {
+  const vars = { ...fields };
+  if (Number.isFinite(fields.retry_after_s)) vars.wait = duration(fields.retry_after_s);
+  if (typeof fields.current_state === "string") vars.state = statusText(fields.current_state);
+  if (fields.fee?.amount_minor !== undefined) vars.fee = money(fields.fee);
+  return vars;
+}
+
+const GEOLOCATION_CODES = { 1: "denied", 2: "unavailable", 3: "timeout" };
+
+/** The phone's position could not be had: permission refused, no fix, or too slow. */
+export function geolocationText(error) {
+  return t(`browser.geolocation.${GEOLOCATION_CODES[error?.code] ?? "unsupported"}`);
+}
+
+/** What a person reads for a failed call: the problem's slug translated with its fields, never the
+ * server's English `detail`. `context` names the screen ("login"): `<context>.problem.<slug>`
+ * words a slug for it; a `reason` field picks `problem.<slug>.<reason>`. */
+export function errorText(error, context) {
+  if (error?.problem?.detail === "wrong-role") return t("login.wrongRole");
+  if (error instanceof UserError) return error.message;
+  if (error instanceof NetworkError) return t("problem.network");
+  if (typeof GeolocationPositionError !== "undefined" && error instanceof GeolocationPositionError) {
+    return geolocationText(error);
+  }
+  const found = problemOf(error);
+  if (found) {
+    const { slug, fields } = found;
+    const key = [context && `${context}.problem.${slug}`, fields.reason && `problem.${slug}.${fields.reason}`,
+      `problem.${slug}`].find((k) => k && hasText(k));
+    if (key) return t(key, wordsFor(fields));
+    return fields.status ? t("problem.generic", { status: fields.status }) : t("problem.unexpected");
+  }
+  console.error(error);  // a fault in the page itself: for the developer, not the user
+  return t("problem.unexpected");
 }
 
 /** Runs an async action from a button: disables it meanwhile, shows the error in `errorEl`. */
-export async function act(button, errorEl, action) {
+export async function act(button, errorEl, action, { context } = {}) {
   if (errorEl) errorEl.textContent = "";
   if (button) button.disabled = true;
   try {
     return await action();
   } catch (error) {
-    if (errorEl) errorEl.textContent = errorText(error);
-    else toast(errorText(error));
+    if (errorEl) errorEl.textContent = errorText(error, context);
+    else toast(errorText(error, context));
     return undefined;
   } finally {
     if (button) button.disabled = false;
@@ -99,7 +148,7 @@ export function signIn(container, api, roles) {
       error, h("div", { class: "actions" }, submit));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const token = await act(submit, error, () => api.login(email.value.trim(), password.value, roles));
+      const token = await act(submit, error, () => api.login(email.value.trim(), password.value, roles), { context: "login" });
       if (token) resolve(token);
     });
     fill(container, form);

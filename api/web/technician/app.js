@@ -3,7 +3,7 @@
 import { t } from "../shared/i18n.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
-import { act, field, fill, h, kindText, minor, money, statusText, toast, when } from "../shared/ui.js";
+import { act, errorText, field, fill, geolocationText, h, kindText, minor, money, statusText, toast, when } from "../shared/ui.js";
 
 const ACTIVE = ["accepted", "en_route", "arrived", "in_service"];
 const DONE = ["completed", "reviewed", "settled"];
@@ -26,7 +26,8 @@ startApp("technician", ["technician"], {
     state.me = await api.get("/v1/technicians/me");
     socket = new LiveSocket(() => api.socketUrl("/v1/ws/technician"), {
       onMessage,
-      onState: (s) => { state.connection = s; renderHeader(); },
+      // 4403: the server refused this account; the socket gives up instead of reconnecting.
+      onState: (s, code) => { state.connection = code === 4403 ? "refused" : s; renderHeader(); },
       onOpen: sendFix,
     });
     watchPosition();
@@ -40,13 +41,13 @@ startApp("technician", ["technician"], {
 // -- position ---------------------------------------------------------------------------------
 
 function watchPosition() {
-  if (!("geolocation" in navigator)) { state.geoError = t("technician.noGeolocation"); render(); return; }
+  if (!("geolocation" in navigator)) { state.geoError = { code: null }; render(); return; }
   navigator.geolocation.watchPosition((position) => {
     state.lastFix = position;
     state.geoError = null;
     sendFix();
     renderHeader();
-  }, (error) => { state.geoError = error.message || t("technician.noGeolocation"); renderHeader(); },
+  }, (error) => { state.geoError = error; renderHeader(); },
   { enableHighAccuracy: true, maximumAge: 5000 });
 }
 
@@ -61,7 +62,7 @@ function sendFix() {
   socket.request(message).then(() => {
     state.lastSent = { at: new Date(), lat: latitude, lon: longitude };
     renderHeader();
-  }).catch((error) => toast(error.message));
+  }).catch((error) => toast(errorText(error)));
 }
 
 // -- socket pushes ------------------------------------------------------------------------------
@@ -73,6 +74,9 @@ function onMessage(message) {
   } else if (message.type === "offer_withdrawn") {
     state.offers.delete(message.offer_id);
     renderOffers();
+  } else if (message.type === "eta") {
+    const line = document.querySelector(`[data-order="${message.order_id}"] .job-eta`);
+    if (line) line.textContent = etaText(message.eta);
   } else if (message.type === "resync") {
     loadJobs();
   } else if (message.type === "job_updated" || message.type === "order_cancelled") {
@@ -118,7 +122,7 @@ function renderNotices() {
     const p = n.payload ?? {};
     const seen = h("button", { type: "button" }, t("notice.dismiss"));
     seen.addEventListener("click", async () => {
-      await api.post(`/v1/notifications/${n.id}/read`, {}).catch((error) => toast(error.message));
+      await api.post(`/v1/notifications/${n.id}/read`, {}).catch((error) => toast(errorText(error)));
       state.notices = state.notices.filter((x) => x.id !== n.id);
       renderNotices();
     });
@@ -160,7 +164,8 @@ function renderHeader() {
       t(`technician.connection.${state.connection}`)));
   const gps = document.getElementById("gps");
   if (!gps) return;
-  gps.textContent = state.geoError ? state.geoError
+  gps.classList.toggle("geo-error", Boolean(state.geoError));
+  gps.textContent = state.geoError ? geolocationText(state.geoError)
     : state.lastFix ? t("technician.gpsOk", { acc: Math.round(state.lastFix.coords.accuracy || 0) }) : t("technician.gpsWaiting");
   if (state.lastSent) {
     gps.textContent += ` · ${t("technician.gpsSent", { time: state.lastSent.at.toLocaleTimeString() })}`;
@@ -286,9 +291,16 @@ function jobCard(order) {
     h("h2", {}, `${t("technician.currentJob")}: ${kindText(order.kind)} `, h("span", { class: "pill", id: "job-status" }, statusText(order.status))),
     order.description ? h("p", {}, order.description) : null,
     h("p", { class: "muted" }, `${t("technician.address")}: ${lat.toFixed(5)}, ${lon.toFixed(5)} · ${t("customer.estimate")} ${money(order.price_estimate)}`),
+    h("p", { class: "job-eta", "aria-live": "polite" }, etaText(order.eta)),
     // geo: opens the phone's map app for navigation; nothing is fetched from here.
     h("p", {}, h("a", { class: "button", id: "navigate", href: `geo:${lat},${lon}?q=${lat},${lon}` }, t("technician.navigate"))),
     body, error);
+}
+
+// The arrival range the customer sees too, from acceptance until check-in.
+function etaText(eta) {
+  const clock = (iso) => new Intl.DateTimeFormat(document.documentElement.lang, { timeStyle: "short" }).format(new Date(iso));
+  return eta ? t("eta.range", { from: clock(eta.earliest), to: clock(eta.latest) }) : "";
 }
 
 function verifyForm(order) {
@@ -376,7 +388,7 @@ function reportForm(order) {
       fill(rectifies, h("legend", {}, t("technician.rectifies")),
         h("p", {}, `${t(`hazard.${hazard.category}`)} · ${t(`severity.${hazard.severity}`)}${hazard.description ? ` · ${hazard.description}` : ""}`),
         h("label", { class: "inline", for: "hazard-rectified" }, rectified, t("technician.rectified")));
-    }).catch((e) => toast(e.message));
+    }).catch((e) => toast(errorText(e)));
   }
 
   const error = h("p", { class: "error", role: "alert" }, draft.awaitingPrice ? t("technician.awaitingPrice") : "");

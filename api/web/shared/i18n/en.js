@@ -166,7 +166,6 @@ export default {
   "technician.gpsOk": "Location OK (±{acc} m)",
   "technician.gpsSent": "sent {time}",
   "technician.gpsWaiting": "Waiting for location…",
-  "technician.noGeolocation": "No location: allow location access",
   "technician.newOffer": "New job offer",
   "technician.distance": "Distance",
   "technician.eta": "ETA",
@@ -611,4 +610,8 @@ export default {
   "ops.engine.topicName.field.price_change_rejected": "Price change rejected",
   "ops.engine.topicName.field.price_change_approved": "Price change approved",
   "ops.engine.topicName.ratings.review_finalized": "Review finalized",
+  // Station duty staff (issue 14 item 3)
+  "problem.not-duty-staff": "Only enabled operations (admin) accounts can be a station's duty staff",
+  // Arrival time (issue 16 item 3)
+  "eta.range": "Arrives between {from} and {to}",
 };

@@ -166,7 +166,6 @@ export default {
   "technician.gpsOk": "定位正常（精度约 {acc} 米）",
   "technician.gpsSent": "{time} 已上报",
   "technician.gpsWaiting": "正在获取定位…",
-  "technician.noGeolocation": "无法获取定位，请允许位置权限",
   "technician.newOffer": "新派单",
   "technician.distance": "距离",
   "technician.eta": "预计",
@@ -611,4 +610,8 @@ export default {
   "ops.engine.topicName.field.price_change_rejected": "改价被拒",
   "ops.engine.topicName.field.price_change_approved": "改价已同意",
   "ops.engine.topicName.ratings.review_finalized": "评价已定稿",
+  // Station duty staff (issue 14 item 3)
+  "problem.not-duty-staff": "只能把已启用的运营（管理员）账号设为服务站值班人员",
+  // Arrival time (issue 16 item 3)
+  "eta.range": "预计 {from}–{to} 到达",
 };
