@@ -78,6 +78,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/stations"): {"admin"},
     ("GET", "/v1/stations/{station_id}"): SIGNED_IN,
     ("PATCH", "/v1/stations/{station_id}"): {"admin"},
+    ("GET", "/v1/stations/{station_id}/duty-staff"): {"admin"},
+    ("PUT", "/v1/stations/{station_id}/duty-staff"): {"admin"},
     ("GET", "/v1/settlement-rules"): {"admin", "auditor"},
     ("POST", "/v1/settlement-rules"): {"admin"},
     ("POST", "/v1/orders/{order_id}/refunds"): {"admin"},
