@@ -145,6 +145,7 @@ class TechOptions:
     max_jobs: int | None = None
     duration_s: float | None = None
     interactive: bool = False  # ask for the door code on stdin when nobody answers the doorstep
+    door_wait_s: float = 600.0  # nobody opens the door this long: report no access and leave
 
 
 @dataclass
@@ -411,7 +412,8 @@ class TechnicianClient:
             if status == "en_route":
                 self._say(f"driving {distance_m(self.here, self.target):.0f} m at {self.o.speed_kmh:g} km/h")
                 await self._near.wait()
-                await self._check_in(order_id)
+                if not await self._check_in(order_id):
+                    return
                 status = "arrived"
             if status == "arrived":
                 await self._status(order_id, "started")
@@ -436,17 +438,25 @@ class TechnicianClient:
             if self._done():
                 self.stop.set()
 
-    async def _check_in(self, order_id: str) -> None:
-        """At the door: settle identity with the customer's code, then check in (geofenced)."""
+    async def _check_in(self, order_id: str) -> bool:
+        """At the door: settle identity with the customer's code, then check in (geofenced).
+        False when nobody opened within `door_wait_s`: no access is reported and he leaves."""
         assert self._http is not None
         knock = True
+        give_up_at = time.monotonic() + self.o.door_wait_s
         while True:
             if knock:
                 await self._knock(order_id)
             try:
                 await self._status(order_id, "arrived")
-                return
+                return True
             except ClientError as exc:
+                if exc.code == "identity-not-verified" and time.monotonic() > give_up_at:
+                    response = await self._http.post(f"/v1/jobs/{order_id}/no-access",
+                                                     json={"photo_ref": f"tech-client:door:{order_id}"})
+                    response.raise_for_status()
+                    self._say(f"[yellow]nobody opened in {self.o.door_wait_s:g} s: no access reported[/]")
+                    return False
                 if exc.code not in ("identity-not-verified", "no-fresh-position", "too-far-from-address",
                                     "implausible-arrival"):
                     raise

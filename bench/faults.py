@@ -340,8 +340,9 @@ class Harness:
         self.say(f"settle window over; still moving: {waiting}")
 
     async def quiesce(self, limit_s: float = 60) -> None:
-        """The people stopped: let the engine deliver what their last steps published before
-        counting (a notification still queued is late, not lost), for at most `limit_s`."""
+        """The people stopped: let the engine deliver what their last steps published and finish
+        the payouts in flight before counting (a notification still queued is late, not lost),
+        for at most `limit_s`."""
         deadline = time.monotonic() + limit_s
         pending = None
         while time.monotonic() < deadline:
@@ -349,9 +350,11 @@ class Harness:
                 conn = await asyncpg.connect(host="127.0.0.1", port=self.stack.pg_port, user="postgres",
                                              database="gasdispatch")
                 try:
+                    # Payouts in flight too: the reconcile must not list the provider mid-transfer.
                     pending = await conn.fetchval("""
                         SELECT (SELECT count(*) FROM kit_delivery WHERE state = 'pending')
-                             + (SELECT count(*) FROM dispatch_outbox WHERE delivered_at IS NULL)""")
+                             + (SELECT count(*) FROM dispatch_outbox WHERE delivered_at IS NULL)
+                             + (SELECT count(*) FROM pgqueuer WHERE entrypoint = 'settlement.transfer')""")
                 finally:
                     await conn.close()
                 if not pending:

@@ -39,3 +39,35 @@ async def test_an_order_flows_from_placed_to_completed_and_reviewed_with_nobody_
     assert order.status == "completed" and order.technician_id == technician.technician.id
     assert review.stars == 5
     assert visit.verification == "code" and visit.arrival_distance_m <= 150
+
+
+async def test_nobody_at_the_door_the_client_reports_no_access_and_leaves(api_worker, committed_sessions) -> None:  # noqa: ANN001
+    import httpx
+
+    from app.tech_client import TechnicianClient
+
+    async with committed_sessions() as session:
+        customer = await make_customer(session, *ADDRESS)
+        technician = await make_technician(session)
+        await session.commit()
+    worker = api_worker(GASDISPATCH_EMBEDDED_WORKER="true", GASDISPATCH_BATCH_WINDOW_S="0.2")
+    token = technician.headers["Authorization"].removeprefix("Bearer ")
+    tech = TechOptions(base_url=worker, lon=ADDRESS[0] + 0.003, lat=ADDRESS[1], token=token, auto_accept=True,
+                       speed_kmh=120, interval_s=0.5, max_jobs=1, duration_s=60, door_wait_s=3)
+    client = TechnicianClient(tech, Console(quiet=True))  # a doorstep where nobody lives
+    running = asyncio.create_task(client.run())
+    async with httpx.AsyncClient(base_url=worker, headers=customer.headers, timeout=30) as http:
+        order_id = (await http.post("/v1/orders", json={"kind": "repair", "address_id": str(customer.address.id)})
+                    ).json()["id"]
+        for _ in range(120):
+            status = (await http.get(f"/v1/orders/{order_id}")).json()["status"]
+            if status == "cancelled":
+                break
+            await asyncio.sleep(0.5)
+    client.stop.set()
+    await asyncio.wait_for(running, 30)
+    assert status == "cancelled"
+    async with committed_sessions() as session:
+        order = await session.get(Order, uuid.UUID(order_id))
+        visit = (await session.exec(select(Visit).where(Visit.order_id == order.id))).one()
+    assert order.status == "cancelled" and visit.no_access_photo_ref == f"tech-client:door:{order_id}"
