@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.backbone.engine_support import empty_queue  # noqa: F401 (fixtures shared by the backbone tests)
+from tests.backbone.resilience_support import api_process  # noqa: F401
+
 
 def _free_ports(n: int) -> list[int]:
     """Free ports whose cluster bus ports (+10000) are free too."""

@@ -1,5 +1,7 @@
 """What the resilience tests share: API processes given a start-up allowance for a loaded machine."""
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -44,3 +46,14 @@ def api_process(tmp_path: Path) -> Iterator:
     for process in processes:
         process.terminate()
         process.wait(10)
+
+
+async def recv_until(ws, predicate, timeout: float = 30.0) -> dict:  # noqa: ANN001
+    """The next message on the socket that `predicate` accepts (others are skipped)."""
+    async def loop() -> dict:
+        while True:
+            message = json.loads(await ws.recv())
+            if predicate(message):
+                return message
+
+    return await asyncio.wait_for(loop(), timeout)

@@ -10,61 +10,26 @@ import pytest
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import accounts
-from dispatch.cities import city_at, ensure_city
+from dispatch.cities import city_at
 from dispatch.models import Account, Order, ServiceStation
 from dispatch.service import Actor, create_order
-from dispatch.stations import create_station
 from kit.db import session_scope
 from kit.events import drain
 from matching import service as engine
 from matching.index import live_key
-from tests.factories import PASSWORD, make_customer
-
-HANGZHOU = (120.155, 30.274)
-SHANGHAI = (121.474, 31.230)
+from tests.backbone.cities_support import (
+    HANGZHOU,
+    SHANGHAI,
+    online_at,
+    technician_of,
+    two_cities,
+)
+from tests.factories import make_customer
 
 
 @pytest.fixture
 def index(redis):  # noqa: ANN001, ANN201
     return engine.geo_index(redis)
-
-
-def _square(lon: float, lat: float, half: float = 0.03) -> dict:
-    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half], [lon - half, lat + half],
-            [lon - half, lat - half]]
-    return {"type": "Polygon", "coordinates": [ring]}
-
-
-async def _two_cities(session: AsyncSession) -> dict[str, ServiceStation]:
-    stations = {}
-    for city, name, (lon, lat) in (("hangzhou", "杭州", HANGZHOU), ("shanghai", "上海", SHANGHAI)):
-        await ensure_city(session, city, name=name)
-        stations[city] = await create_station(session, name=f"{name}服务站", city=city, lon=lon, lat=lat,
-                                              service_area=_square(lon, lat), daily_capacity=40)
-    return stations
-
-
-async def _technician(session: AsyncSession, station: ServiceStation, kinds: tuple[str, ...] = ("repair",)):  # noqa: ANN202
-    from dispatch.models import Certification
-
-    now = datetime.now(timezone.utc)
-    tech = await accounts.register_technician(session, email=f"t-{uuid.uuid4().hex[:8]}@test.local", password=PASSWORD,
-                                              name="韩梅梅", phone="+86 13800000000", station_id=station.id)
-    tech.onboarding = "active"
-    for kind in kinds:
-        session.add(Certification(technician_id=tech.id, kind=kind, number=f"T-{uuid.uuid4().hex[:12]}",
-                                  issuer="test issuer", valid_from=now - timedelta(days=30),
-                                  valid_until=now + timedelta(days=365), status="verified"))
-    await session.flush()
-    return tech
-
-
-async def _online_at(session: AsyncSession, index, station: ServiceStation, lon: float, lat: float):  # noqa: ANN001, ANN202
-    tech = await _technician(session, station)
-    await engine.go_online(session, index, tech)
-    await engine.record_position(session, index, tech, lon=lon, lat=lat, at=datetime.now(timezone.utc))
-    return tech
 
 
 async def _order_at(session: AsyncSession, lon: float, lat: float) -> Order:
@@ -77,18 +42,18 @@ async def _order_at(session: AsyncSession, lon: float, lat: float) -> Order:
 
 async def test_an_order_takes_the_city_of_the_station_nearest_its_address_and_a_technician_his_station(
         session: AsyncSession) -> None:
-    stations = await _two_cities(session)
+    stations = await two_cities(session)
     # Outside every service area, still nearer Shanghai's station.
     order = await _order_at(session, SHANGHAI[0] + 0.2, SHANGHAI[1])
     assert order.city_id == "shanghai"
     assert (await _order_at(session, *HANGZHOU)).city_id == "hangzhou"
-    assert (await _technician(session, stations["shanghai"])).city_id == "shanghai"
+    assert (await technician_of(session, stations["shanghai"])).city_id == "shanghai"
 
 
 async def test_a_matching_round_takes_only_its_city_orders_and_technicians(session: AsyncSession, index) -> None:  # noqa: ANN001
-    stations = await _two_cities(session)
-    in_hangzhou = await _online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
-    in_shanghai = await _online_at(session, index, stations["shanghai"], SHANGHAI[0] + 0.002, SHANGHAI[1])
+    stations = await two_cities(session)
+    in_hangzhou = await online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
+    in_shanghai = await online_at(session, index, stations["shanghai"], SHANGHAI[0] + 0.002, SHANGHAI[1])
     hangzhou_order = await _order_at(session, *HANGZHOU)
     shanghai_order = await _order_at(session, *SHANGHAI)
     assert await engine.active_cities(session) == ["hangzhou", "shanghai"]
@@ -104,8 +69,8 @@ async def test_a_matching_round_takes_only_its_city_orders_and_technicians(sessi
 async def test_going_online_reaches_the_live_index_only_once_committed(committed_sessions, redis) -> None:  # noqa: ANN001
     index = engine.geo_index(redis)
     async with committed_sessions() as session:
-        stations = await _two_cities(session)
-        tech = await _technician(session, stations["hangzhou"])
+        stations = await two_cities(session)
+        tech = await technician_of(session, stations["hangzhou"])
         await session.commit()
 
     with pytest.raises(RuntimeError):
@@ -129,9 +94,9 @@ async def test_after_redis_is_emptied_the_next_fix_puts_everyone_on_duty_back_on
         committed_sessions, redis) -> None:  # noqa: ANN001
     index = engine.geo_index(redis)
     async with committed_sessions() as session:
-        stations = await _two_cities(session)
-        moving = await _online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
-        resting = await _online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.004, HANGZHOU[1])
+        stations = await two_cities(session)
+        moving = await online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
+        resting = await online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.004, HANGZHOU[1])
         await session.commit()
     await redis.flushdb()
 
@@ -144,8 +109,8 @@ async def test_after_redis_is_emptied_the_next_fix_puts_everyone_on_duty_back_on
 
 async def test_after_redis_is_emptied_the_next_matching_round_rebuilds_and_offers(session: AsyncSession, index,
                                                                                   redis) -> None:  # noqa: ANN001
-    stations = await _two_cities(session)
-    tech = await _online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
+    stations = await two_cities(session)
+    tech = await online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
     order = await _order_at(session, *HANGZHOU)
     await redis.flushdb()
     offers = await engine.run_batch(session, index, city_id="hangzhou")
@@ -171,8 +136,8 @@ def skewed_process_clock(monkeypatch):  # noqa: ANN001, ANN201
 
 async def test_a_process_clock_60s_ahead_neither_refuses_an_accept_nor_lapses_fresh_offers(
         session: AsyncSession, index, skewed_process_clock) -> None:  # noqa: ANN001
-    stations = await _two_cities(session)
-    tech = await _online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
+    stations = await two_cities(session)
+    tech = await online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
     order = await _order_at(session, *HANGZHOU)
     skewed_process_clock(timedelta(seconds=60))
     [offer] = await engine.run_batch(session, index, city_id="hangzhou")
@@ -183,9 +148,9 @@ async def test_a_process_clock_60s_ahead_neither_refuses_an_accept_nor_lapses_fr
 
 async def test_a_process_clock_90s_ahead_or_60s_behind_still_makes_offers_that_last_their_timeout(
         session: AsyncSession, index, skewed_process_clock) -> None:  # noqa: ANN001
-    stations = await _two_cities(session)
-    await _online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
-    await _online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.004, HANGZHOU[1])
+    stations = await two_cities(session)
+    await online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
+    await online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.004, HANGZHOU[1])
     for offset in (timedelta(seconds=90), timedelta(seconds=-60)):
         skewed_process_clock(timedelta(0))
         order = await _order_at(session, *HANGZHOU)
@@ -221,12 +186,16 @@ async def test_the_demo_seeds_two_cities_each_with_stations_technicians_and_cust
 
 
 async def test_order_and_offer_gauges_and_the_ops_queue_are_per_city(session: AsyncSession, index, client) -> None:  # noqa: ANN001
-    from api.observability import OFFERS_BY_STATE, ORDERS_BY_STATE, refresh_marketplace_gauges
+    from api.observability import (
+        OFFERS_BY_STATE,
+        ORDERS_BY_STATE,
+        refresh_marketplace_gauges,
+    )
     from tests.factories import make_staff
 
-    stations = await _two_cities(session)
-    in_shanghai = await _online_at(session, index, stations["shanghai"], SHANGHAI[0] + 0.002, SHANGHAI[1])
-    await _technician(session, stations["hangzhou"])
+    stations = await two_cities(session)
+    in_shanghai = await online_at(session, index, stations["shanghai"], SHANGHAI[0] + 0.002, SHANGHAI[1])
+    await technician_of(session, stations["hangzhou"])
     await _order_at(session, *HANGZHOU)
     await _order_at(session, *SHANGHAI)
     await engine.run_batch(session, index, city_id="shanghai")
@@ -246,8 +215,8 @@ async def test_a_technician_of_another_city_checks_in_at_the_door_on_his_city_tr
         session: AsyncSession, index) -> None:  # noqa: ANN001
     from dispatch.field import identity, visits
 
-    stations = await _two_cities(session)
-    tech = await _online_at(session, index, stations["shanghai"], SHANGHAI[0] + 0.0003, SHANGHAI[1])
+    stations = await two_cities(session)
+    tech = await online_at(session, index, stations["shanghai"], SHANGHAI[0] + 0.0003, SHANGHAI[1])
     order = await _order_at(session, *SHANGHAI)
     offers = await engine.run_batch(session, index, city_id="shanghai")
     assert [o.technician_id for o in offers] == [tech.id]

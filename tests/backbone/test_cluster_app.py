@@ -1,7 +1,6 @@
 """The API on a Redis Cluster (GASDISPATCH_REDIS_CLUSTER_NODES): the same code as on one Redis puts a
 technician on the map, finds him near a customer under the rate limit, and pushes to his socket."""
 
-import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -10,24 +9,14 @@ import websockets
 from redis.asyncio import RedisCluster
 
 from kit.fanout import account_channel, message
-from tests.backbone.resilience_support import api_process  # noqa: F401 (a fixture)
+from tests.backbone.resilience_support import recv_until
 from tests.factories import make_customer, make_technician
 
 CENTER = (120.155, 30.274)
 
 
-async def _recv_until(ws, predicate, timeout: float = 30.0) -> dict:  # noqa: ANN001
-    async def loop() -> dict:
-        while True:
-            message = json.loads(await ws.recv())
-            if predicate(message):
-                return message
-
-    return await asyncio.wait_for(loop(), timeout)
-
-
 async def test_an_api_on_a_redis_cluster_serves_the_map_the_throttle_and_the_sockets(
-    api_process, cluster_ports: list[int], committed_sessions,  # noqa: F811 (api_process is the fixture)
+    api_process, cluster_ports: list[int], committed_sessions,
 ) -> None:
     cluster = RedisCluster(host="127.0.0.1", port=cluster_ports[0], decode_responses=True)
     await cluster.flushall(target_nodes=RedisCluster.PRIMARIES)
@@ -55,9 +44,9 @@ async def test_an_api_on_a_redis_cluster_serves_the_map_the_throttle_and_the_soc
 
             # A push published through the cluster reaches the socket held by the API's node connection.
             await tech_ws.send(json.dumps({"v": 1, "type": "ping", "id": "joined"}))
-            await _recv_until(tech_ws, lambda m: m.get("id") == "joined")
+            await recv_until(tech_ws, lambda m: m.get("id") == "joined")
             await cluster.publish(account_channel(technician.account.id), message("notification", notification={"kind": "cluster_check"}))
-            pushed = await _recv_until(tech_ws, lambda m: m.get("type") == "notification")
+            pushed = await recv_until(tech_ws, lambda m: m.get("type") == "notification")
             assert pushed["notification"]["kind"] == "cluster_check"
 
             # The nearby throttle counts in the cluster too: it refuses after its limit.

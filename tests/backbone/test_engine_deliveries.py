@@ -15,7 +15,6 @@ from kit.config import get_settings
 from kit.errors import NotReady
 from kit.events import drain, publish, subscribe, unsubscribe
 from kit.models import Delivery
-from tests.backbone.engine_support import empty_queue  # noqa: F401 (a fixture)
 from tests.factories import make_staff
 
 TOPIC = "test.engine_event"

@@ -12,14 +12,13 @@ from kit.db import session_scope
 from kit.models import Delivery
 from kit.redis import get_redis
 from matching import service as matching
-from tests.backbone.engine_support import empty_queue  # noqa: F401 (a fixture)
 from tests.factories import make_customer, make_technician
 
 CENTER = (120.155, 30.274)
 
 
 async def test_an_emergency_is_offered_by_the_committing_process_without_a_worker(
-        committed_sessions, redis, empty_queue) -> None:  # noqa: ANN001, F811
+        committed_sessions, redis, empty_queue) -> None:  # noqa: ANN001
     register_handlers()
     index = matching.geo_index(get_redis())
     async with committed_sessions() as session:

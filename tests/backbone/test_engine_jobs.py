@@ -19,7 +19,6 @@ from kit.redis import get_redis
 from matching import service as matching
 from matching.models import Offer
 from settlement.models import LedgerAnchor
-from tests.backbone.engine_support import empty_queue  # noqa: F401 (a fixture)
 from tests.factories import make_customer, make_technician
 
 CENTER = (120.155, 30.274)

@@ -5,41 +5,26 @@ is registered in its address's city."""
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 import websockets
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dispatch import accounts
 from dispatch.alerts import OpsAlert, raise_alert
-from dispatch.cities import ensure_city
-from dispatch.models import Certification, Order, ServiceStation, Technician
+from dispatch.models import Order
 from dispatch.service import Actor, create_order
-from dispatch.stations import create_station
 from kit.db import session_scope
 from matching import service as engine
 from meters import service as meters
-from tests.factories import PASSWORD, make_customer, make_staff
-
-HANGZHOU = (120.155, 30.274)
-SHANGHAI = (121.474, 31.230)
-
-
-def _square(lon: float, lat: float, half: float = 0.03) -> dict:
-    ring = [[lon - half, lat - half], [lon + half, lat - half], [lon + half, lat + half], [lon - half, lat + half],
-            [lon - half, lat - half]]
-    return {"type": "Polygon", "coordinates": [ring]}
-
-
-async def _two_cities(session: AsyncSession) -> dict[str, ServiceStation]:
-    stations = {}
-    for city, name, (lon, lat) in (("hangzhou", "杭州", HANGZHOU), ("shanghai", "上海", SHANGHAI)):
-        await ensure_city(session, city, name=name)
-        stations[city] = await create_station(session, name=f"{name}服务站", city=city, lon=lon, lat=lat,
-                                              service_area=_square(lon, lat), daily_capacity=40)
-    return stations
+from tests.backbone.cities_support import (
+    HANGZHOU,
+    SHANGHAI,
+    online_at,
+    two_cities,
+)
+from tests.factories import make_customer, make_staff
 
 
 async def _order_at(session: AsyncSession, lon: float, lat: float) -> Order:
@@ -55,7 +40,7 @@ async def _alert_in(session: AsyncSession, lon: float, lat: float) -> OpsAlert:
 
 async def test_an_alert_takes_its_orders_city_and_one_without_an_order_the_city_it_names(
         session: AsyncSession) -> None:
-    await _two_cities(session)
+    await two_cities(session)
     assert (await _alert_in(session, *SHANGHAI)).city_id == "shanghai"
     assert (await _alert_in(session, *HANGZHOU)).city_id == "hangzhou"
     alone = await raise_alert(session, kind="emergency_unaccepted", level="critical", order_id=None, details={},
@@ -65,7 +50,7 @@ async def test_an_alert_takes_its_orders_city_and_one_without_an_order_the_city_
 
 async def test_each_city_lists_only_its_own_alerts_and_without_a_city_all_of_them(
         client: AsyncClient, session: AsyncSession) -> None:
-    await _two_cities(session)
+    await two_cities(session)
     in_hangzhou = await _alert_in(session, *HANGZHOU)
     in_shanghai = await _alert_in(session, *SHANGHAI)
     _, admin = await make_staff(session, "admin")
@@ -84,26 +69,12 @@ async def test_each_city_lists_only_its_own_alerts_and_without_a_city_all_of_the
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
 
 
-async def _on_duty(session: AsyncSession, index, station: ServiceStation, lon: float, lat: float) -> Technician:  # noqa: ANN001
-    now = datetime.now(timezone.utc)
-    tech = await accounts.register_technician(session, email=f"t-{uuid.uuid4().hex[:8]}@test.local", password=PASSWORD,
-                                              name="韩梅梅", phone="+86 13800000000", station_id=station.id)
-    tech.onboarding = "active"
-    session.add(Certification(technician_id=tech.id, kind="repair", number=f"T-{uuid.uuid4().hex[:12]}",
-                              issuer="test issuer", valid_from=now - timedelta(days=30),
-                              valid_until=now + timedelta(days=365), status="verified"))
-    await session.flush()
-    await engine.go_online(session, index, tech)
-    await engine.record_position(session, index, tech, lon=lon, lat=lat, at=now)
-    return tech
-
-
 async def test_each_city_sees_only_its_technicians_on_duty_each_at_his_live_position(
         client: AsyncClient, session: AsyncSession, redis) -> None:  # noqa: ANN001
-    stations = await _two_cities(session)
+    stations = await two_cities(session)
     index = engine.geo_index(redis)
-    in_hangzhou = await _on_duty(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
-    in_shanghai = await _on_duty(session, index, stations["shanghai"], SHANGHAI[0] + 0.002, SHANGHAI[1])
+    in_hangzhou = await online_at(session, index, stations["hangzhou"], HANGZHOU[0] + 0.002, HANGZHOU[1])
+    in_shanghai = await online_at(session, index, stations["shanghai"], SHANGHAI[0] + 0.002, SHANGHAI[1])
     # The test's session never commits: put its picture in Redis as a rebuild would.
     await engine.rebuild_index(session, index)
     _, admin = await make_staff(session, "admin")
@@ -122,7 +93,7 @@ async def test_each_city_sees_only_its_technicians_on_duty_each_at_his_live_posi
 
 
 async def test_a_meter_is_registered_in_its_addresss_city(session: AsyncSession) -> None:
-    await _two_cities(session)
+    await two_cities(session)
     for city, (lon, lat) in (("shanghai", SHANGHAI), ("hangzhou", HANGZHOU)):
         home = await make_customer(session, lon=lon, lat=lat)
         device = await meters.register_device(
@@ -153,7 +124,7 @@ async def _alerts(ws, n: int, timeout: float = 10.0) -> list[str]:  # noqa: ANN0
 
 async def test_the_ops_socket_of_a_city_hears_only_that_citys_alerts(api_worker, committed_sessions) -> None:  # noqa: ANN001
     async with committed_sessions() as session:
-        await _two_cities(session)
+        await two_cities(session)
         _, admin_headers = await make_staff(session, "admin")
         await session.commit()
     token = admin_headers["Authorization"][7:]

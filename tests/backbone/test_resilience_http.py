@@ -13,7 +13,6 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from kit.config import get_settings
-from tests.backbone.resilience_support import api_process  # noqa: F401 (a fixture)
 from tests.factories import PASSWORD, make_technician
 
 METRICS_TOKEN = "m" * 40

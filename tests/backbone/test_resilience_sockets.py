@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from dispatch.service import Actor, transition
-from tests.backbone.resilience_support import api_process  # noqa: F401 (a fixture)
+from tests.backbone.resilience_support import recv_until
 from tests.factories import make_customer, make_technician
 
 CENTER = (120.155, 30.274)
@@ -58,18 +58,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 def connect(base: str, path: str, headers: dict[str, str]):  # noqa: ANN201
     return websockets.connect(base.replace("http://", "ws://") + path, additional_headers=headers)
-
-
-async def recv_until(ws, predicate, timeout: float = 30.0) -> dict:  # noqa: ANN001
-    import asyncio
-
-    async def loop() -> dict:
-        while True:
-            message = json.loads(await ws.recv())
-            if predicate(message):
-                return message
-
-    return await asyncio.wait_for(loop(), timeout)
 
 
 async def test_sockets_stay_open_across_a_redis_restart_and_resend_the_missed_update(
