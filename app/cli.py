@@ -107,14 +107,22 @@ def create_staff(
 
 
 @app.command()
-def worker() -> None:
+def worker(roles: str = typer.Option(
+        "urgent,realtime,background,matching",
+        help="Comma-separated: urgent (an emergency's deliveries), realtime (other deliveries, offer "
+             "expiry), background (payouts, reviews, webhooks, scans), matching (a loop per city).")) -> None:
     """Run the periodic work (events, matching, review finalization, payouts) without serving."""
     import asyncio
 
-    from app.worker import run_forever
+    from app.worker import ROLES, run_forever
 
+    chosen = [role.strip() for role in roles.split(",") if role.strip()]
+    unknown = sorted(set(chosen) - set(ROLES))
+    if unknown or not chosen:
+        console.print(f"[red]unknown roles: {', '.join(unknown) or '(none given)'}; choose from {', '.join(ROLES)}[/]")
+        raise typer.Exit(2)
     _check_connections()
-    asyncio.run(run_forever())
+    asyncio.run(run_forever(roles=chosen))
 
 
 def _check_connections() -> None:

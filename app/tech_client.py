@@ -187,6 +187,7 @@ class TechnicianClient:
         """Send one message and wait for its ack. After a lost socket the same id is sent again
         on the next connection; the server answers a repeated id without acting twice."""
         message = {"v": 1, "id": uuid.uuid4().hex, **message}
+        still_running = 0  # answers "duplicate": the first try is still being acted on
         while not self.stop.is_set():
             await self._connected.wait()
             future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -209,6 +210,10 @@ class TechnicianClient:
                 self._pending.pop(message["id"], None)
             if reply["type"] == "error":
                 raise ClientError(reply)
+            if reply.get("duplicate"):  # ask again for the first try's reply, less and less often
+                still_running += 1
+                await asyncio.sleep(min(0.25 * 2 ** still_running, 5.0))
+                continue
             return reply
         raise ClientError({"code": "stopped", "detail": "the client is stopping"})
 

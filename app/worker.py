@@ -1,6 +1,8 @@
 """The platform's background work: separate jobs on pgqueuer, each with its own cadence, retries
 and concurrency, on as many worker processes as wanted.
 
+- Urgent lane: the deliveries of an emergency's events (matching's offer round among them), on
+  connections of their own; `gasdispatch worker --roles urgent` runs them in a process of their own.
 - Realtime lane: event deliveries (one job per subscriber of an event), offer expiry (a job
   delayed to the offer's deadline), the lapse of offers whose technician is gone.
 - Background lane: payouts (one job per transfer, at most `payout_concurrency` provider calls
@@ -22,7 +24,7 @@ import math
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -224,7 +226,8 @@ def lanes() -> dict[str, list[jobs.JobSpec]]:
     for name, (_, job) in cron_jobs().items():
         background.append(jobs.JobSpec(name, _periodic_job(name, job), concurrency_limit=1, max_attempts=8,
                                        initial_delay=timedelta(seconds=30), max_delay=timedelta(minutes=30)))
-    return {"realtime": realtime, "background": background}
+    urgent = [jobs.JobSpec(jobs.DELIVER_URGENT, _job(events.deliver, "delivery_id"), max_attempts=10)]
+    return {"urgent": urgent, "realtime": realtime, "background": background}
 
 
 async def _schedule_periodic(stop: asyncio.Event) -> None:
@@ -360,7 +363,7 @@ async def _matchers(stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             cities = await active_cities()
-            share.cities, share.workers = max(len(cities), len(running), 1), await jobs.live_workers()
+            share.cities, share.workers = max(len(cities), len(running), 1), await jobs.live_workers(matchers_only=True)
         except Exception as exc:  # the cities already running go on; the list is read again soon
             WORKER_ERRORS.labels("matching").inc()
             log.warning("worker.cities_failed", error=f"{type(exc).__name__}: {exc}"[:500])
@@ -383,10 +386,13 @@ def _bind(loop: Callable[[str, MatcherShare, asyncio.Event], Awaitable[None]], c
 
 # Supervision -------------------------------------------------------------------------------
 
-async def _heartbeat(stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        await jobs.write_heartbeat(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), dict(jobs.finished))
-        await _sleep(stop, HEARTBEAT_EVERY_S)
+def _heartbeat(matches: bool) -> Callable[[asyncio.Event], Awaitable[None]]:
+    async def beat(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await jobs.write_heartbeat(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), dict(jobs.finished), matches)
+            await _sleep(stop, HEARTBEAT_EVERY_S)
+
+    return beat
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
@@ -417,9 +423,13 @@ async def supervise(name: str, loop: Callable[[asyncio.Event], Awaitable[None]],
             await _sleep(stop, min(0.5 * 2 ** (failures - 1), MAX_BACKOFF_S))
 
 
-async def run_forever(stop: asyncio.Event | None = None) -> None:
+ROLES = ("urgent", "realtime", "background", "matching")
+
+
+async def run_forever(stop: asyncio.Event | None = None, roles: Sequence[str] = ROLES) -> None:
     """Until `stop` (the API's lifespan) or, standalone, SIGTERM/SIGINT: running jobs finish and
-    hand their rows back instead of waiting out their heartbeat."""
+    hand their rows back instead of waiting out their heartbeat. `roles` picks the work: a
+    process of its own for `urgent` keeps emergencies off the event loop of routine work."""
     register_handlers()
     if stop is None:
         stop = asyncio.Event()
@@ -427,14 +437,19 @@ async def run_forever(stop: asyncio.Event | None = None) -> None:
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     lane_specs = lanes()
     schedules = {name: (expression, _cron_action(name)) for name, (expression, _) in cron_jobs().items()}
-    loops: dict[str, Callable[[asyncio.Event], Awaitable[None]]] = {
-        "heartbeat": _heartbeat,
-        "lane:realtime": lambda s: jobs.run_lane(lane_specs["realtime"], s, batch_size=10, pool_size=4),
-        "lane:background": lambda s: jobs.run_lane(lane_specs["background"], s, batch_size=5, pool_size=3),
-        "schedules": lambda s: jobs.run_schedules(schedules, s),
-        "periodic": _schedule_periodic,
-        "matchers": _matchers,
+    by_role: dict[str, dict[str, Callable[[asyncio.Event], Awaitable[None]]]] = {
+        "urgent": {"lane:urgent": lambda s: jobs.run_lane(lane_specs["urgent"], s, batch_size=5, pool_size=2)},
+        "realtime": {"lane:realtime": lambda s: jobs.run_lane(lane_specs["realtime"], s, batch_size=10, pool_size=4)},
+        "background": {
+            "lane:background": lambda s: jobs.run_lane(lane_specs["background"], s, batch_size=5, pool_size=3),
+            "schedules": lambda s: jobs.run_schedules(schedules, s),
+            "periodic": _schedule_periodic,
+        },
+        "matching": {"matchers": _matchers},
     }
+    loops = {"heartbeat": _heartbeat("matching" in roles)}
+    for role in roles:
+        loops.update(by_role[role])
     log.info("worker.started", worker=jobs.worker_id(), loops=list(loops))
     await asyncio.gather(*(supervise(name, loop, stop) for name, loop in loops.items()))
 

@@ -30,7 +30,7 @@ from sqlalchemy import exists
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kit import after_commit, jobs
+from kit import jobs
 from kit.config import get_settings
 from kit.db import database_now, session_scope
 from kit.errors import NotReady
@@ -154,33 +154,17 @@ async def _fan_out(session: AsyncSession, message: OutboxMessage) -> list[Delive
     message.delivered_at = await database_now(session)  # handed over to its subscribers
     session.add(message)
     await session.flush()
-    # An emergency's deliveries go ahead of routine work queued on the same lane, and its
-    # realtime ones are also tried here at once after the commit (the jobs stay as the fallback).
-    emergency = message.payload.get("priority") == "emergency"
-    await _enqueue_deliveries(session, deliveries, jobs.EMERGENCY_PRIORITY if emergency else 0)
-    eager = [d.id for d in deliveries if jobs.delivery_entrypoint(d.subscriber) == jobs.DELIVER]
-    if emergency and eager:
-        after_commit.defer(session, functools.partial(_deliver_now, eager))
+    await _enqueue_deliveries(session, deliveries, urgent=message.payload.get("priority") == "emergency")
     return deliveries
 
 
-async def _deliver_now(delivery_ids: list[int]) -> None:
-    """In the publishing process, right after its commit: no wait for a worker to pick the job.
-    The job finds the delivery done (or retries it on its own schedule when this try failed)."""
-    for delivery_id in delivery_ids:
-        try:
-            await deliver(delivery_id)
-        except RetryRequested:
-            pass  # recorded on the delivery; its job retries it
-
-
-async def _enqueue_deliveries(session: AsyncSession, deliveries: Sequence[Delivery], priority: int = 0) -> None:
+async def _enqueue_deliveries(session: AsyncSession, deliveries: Sequence[Delivery], urgent: bool = False) -> None:
     by_lane: dict[str, list[Delivery]] = defaultdict(list)
     for delivery in deliveries:
-        by_lane[jobs.delivery_entrypoint(delivery.subscriber)].append(delivery)
+        by_lane[jobs.delivery_entrypoint(delivery.subscriber, urgent)].append(delivery)
     for entrypoint, batch in by_lane.items():
         await jobs.enqueue_many(session, entrypoint, [{"delivery_id": d.id} for d in batch],
-                                dedupe_keys=[jobs.delivery_job_key(d) for d in batch], priority=priority)
+                                dedupe_keys=[jobs.delivery_job_key(d) for d in batch])
 
 
 def backoff(attempts: int) -> timedelta:

@@ -54,9 +54,12 @@ async def push_now(redis: Redis, channel: str, kind: str, **fields: Any) -> None
     await redis.publish(channel, message(kind, **fields))
 
 
-async def publish_position(redis: Redis, technician_id: uuid.UUID | str, lon: float, lat: float, at: str) -> int:
-    """Relay a technician's fix to the orders whose customers may follow him right now."""
-    order_ids = await redis.smembers(active_orders_key(technician_id))
+async def publish_position(redis: Redis, technician_id: uuid.UUID | str, lon: float, lat: float, at: str,
+                           order_ids: set[str] | None = None) -> int:
+    """Relay a technician's fix to the orders whose customers may follow him right now
+    (`order_ids`: his active orders when the caller has read them already)."""
+    if order_ids is None:
+        order_ids = await redis.smembers(active_orders_key(technician_id))
     for order_id in order_ids:
         await push_now(redis, order_channel(order_id), "position", order_id=order_id,
                        technician_id=str(technician_id), position={"type": "Point", "coordinates": [lon, lat]}, ts=at)

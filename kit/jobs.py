@@ -41,7 +41,10 @@ DELIVER = "events.deliver"
 # Deliveries to subscribers whose handlers call a payment provider: the background lane, so a
 # slow provider never holds a slot an emergency's delivery needs.
 DELIVER_SLOW = "events.deliver_slow"
-EMERGENCY_PRIORITY = 10
+# An emergency's other deliveries: a lane of their own (its own queue manager and connections,
+# and its own process where deployed so: `gasdispatch worker --roles urgent`), so that they
+# never wait behind routine work, nor share an event loop with it.
+DELIVER_URGENT = "events.deliver_urgent"
 FAN_OUT = "events.fanout"
 HEARTBEAT_PREFIX = "worker:heartbeat:"
 HEARTBEAT_TTL_S = 15
@@ -78,8 +81,10 @@ def mark_slow(subscriber: str) -> None:
     _slow_subscribers.add(subscriber)
 
 
-def delivery_entrypoint(subscriber: str) -> str:
-    return DELIVER_SLOW if subscriber in _slow_subscribers else DELIVER
+def delivery_entrypoint(subscriber: str, urgent: bool = False) -> str:
+    if subscriber in _slow_subscribers:
+        return DELIVER_SLOW
+    return DELIVER_URGENT if urgent else DELIVER
 
 
 def delivery_job_key(delivery: Delivery) -> str:
@@ -93,21 +98,20 @@ def _encode(payload: dict[str, Any]) -> bytes:
 
 
 async def enqueue(session: AsyncSession, entrypoint: str, payload: dict[str, Any], *,
-                  execute_after: timedelta | None = None, dedupe_key: str | None = None, priority: int = 0) -> None:
+                  execute_after: timedelta | None = None, dedupe_key: str | None = None) -> None:
     """A job that runs once the caller's transaction commits (after `execute_after`). With a
     `dedupe_key`, a job with the same key still queued or running makes this a no-op."""
     await enqueue_many(session, entrypoint, [payload], execute_after=execute_after,
-                       dedupe_keys=[dedupe_key], priority=priority)
+                       dedupe_keys=[dedupe_key])
 
 
 async def enqueue_many(session: AsyncSession, entrypoint: str, payloads: list[dict[str, Any]], *,
-                       execute_after: timedelta | None = None, dedupe_keys: list[str | None] | None = None,
-                       priority: int = 0) -> None:
+                       execute_after: timedelta | None = None, dedupe_keys: list[str | None] | None = None) -> None:
     if not payloads:
         return
     queries = await _queries(session)
     count = len(payloads)
-    await queries.enqueue([entrypoint] * count, [_encode(p) for p in payloads], [priority] * count,
+    await queries.enqueue([entrypoint] * count, [_encode(p) for p in payloads], [0] * count,
                           [execute_after] * count, dedupe_keys or [None] * count, on_conflict="skip")
 
 
@@ -220,17 +224,20 @@ async def ensure_scheduled(session: AsyncSession, periodic: dict[str, timedelta]
 
 # Health ------------------------------------------------------------------------------------
 
-async def write_heartbeat(at: str, jobs: dict[str, int]) -> None:
-    await get_redis().set(f"{HEARTBEAT_PREFIX}{worker_id()}", json.dumps({"at": at, "jobs": jobs}),
+async def write_heartbeat(at: str, jobs: dict[str, int], matches: bool) -> None:
+    """`matches`: this process runs matching loops (a worker of urgent deliveries only does not)."""
+    await get_redis().set(f"{HEARTBEAT_PREFIX}{worker_id()}", json.dumps({"at": at, "jobs": jobs, "matches": matches}),
                           ex=HEARTBEAT_TTL_S)
 
 
-async def live_workers() -> int:
-    """Worker processes with a fresh heartbeat."""
-    workers = 0
-    async for _ in get_redis().scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=100):
-        workers += 1
-    return workers
+async def live_workers(matchers_only: bool = False) -> int:
+    """Worker processes with a fresh heartbeat (only those that run matching loops)."""
+    redis = get_redis()
+    keys = [key async for key in redis.scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=100)]
+    if not matchers_only:
+        return len(keys)
+    beats = [await redis.get(key) for key in keys]  # one by one: the keys may sit on different cluster nodes
+    return sum(1 for beat in beats if beat and json.loads(beat).get("matches", True))
 
 
 async def engine_health(session: AsyncSession | None = None) -> dict[str, Any]:

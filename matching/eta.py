@@ -389,14 +389,16 @@ async def _push_changed(session: AsyncSession, redis: Redis, index: GeoIndex, te
 
 
 async def refresh_after_fix(redis: Redis, index: GeoIndex, technician_id: uuid.UUID,
-                            session: AsyncSession | None = None) -> int:
+                            session: AsyncSession | None = None, order_ids: set[str] | None = None) -> int:
     """After an accepted fix: the arrival range of each order he is heading to, recomputed at
     most every REFRESH_EVERY_S per order and pushed to the customer's order socket and to him
     when it moved by more than PUSH_CHANGE_S; in the caller's session, or a unit of work of its
     own. Returns the pushes made. Never fails the fix: the range is also computed whenever the
-    order is read."""
+    order is read. `order_ids`: his active orders when the caller has read them already."""
     try:
-        due = [order_id for order_id in await redis.smembers(active_orders_key(technician_id))
+        if order_ids is None:
+            order_ids = await redis.smembers(active_orders_key(technician_id))
+        due = [order_id for order_id in order_ids
                if await redis.set(refresh_key(order_id), "1", nx=True, ex=REFRESH_EVERY_S)]
         if not due:
             return 0

@@ -47,15 +47,23 @@ from dispatch.technicians import record_last_position
 from kit.config import get_settings
 from kit.db import database_now, session_scope
 from kit.errors import DomainError, NotFound
-from kit.fanout import account_channel, presence_key, publish_position
+from kit.fanout import (
+    account_channel,
+    active_orders_key,
+    presence_key,
+    publish_position,
+)
 from kit.redis import get_redis
 from matching import eta
 from matching import service as matching
+from matching.index import technician_city_key
 from matching.models import Offer
 
 router = APIRouter()
 log = structlog.get_logger(__name__)
 REPLAY_TTL_S = 600
+# A message still being acted on holds its id this long: a retry after a crash mid-way acts again.
+IN_FLIGHT_TTL_S = 30
 
 
 async def _resume(sender: Sender, technician_id: uuid.UUID, after: int = 0) -> None:
@@ -77,25 +85,26 @@ async def _resume(sender: Sender, technician_id: uuid.UUID, after: int = 0) -> N
                                    "status": job.status, "seq": seq})
 
 
-async def _locate(message: protocol.Location, technician_id: uuid.UUID) -> dict[str, Any]:
+async def _locate(message: protocol.Location, technician_id: uuid.UUID, city: str | None,
+                  order_ids: set[str]) -> dict[str, Any]:
     """The hot path (a fix every few seconds per phone): Redis only, and PostgreSQL only when
-    its lower-rate copy is due."""
+    its lower-rate copy is due. `city` and `order_ids` were read with the presence write."""
     redis = get_redis()
+    index = matching.geo_index(redis)
     at = message.ts if message.ts.tzinfo else message.ts.replace(tzinfo=timezone.utc)
-    fix = await matching.record_fix(matching.geo_index(redis), technician_id, lon=message.lon, lat=message.lat, at=at)
+    city = city or await matching.city_of_technician(index, technician_id)
+    fix = await matching.record_fix(index, technician_id, lon=message.lon, lat=message.lat, at=at, city=city)
     if fix.persist:
         async with session_scope() as session:
             await record_last_position(session, technician_id, lon=message.lon, lat=message.lat, at=at)
-    if fix.outcome == "accepted":
-        await publish_position(redis, technician_id, message.lon, message.lat, at.isoformat())
-        await eta.refresh_after_fix(redis, matching.geo_index(redis), technician_id)
+    if fix.outcome == "accepted" and order_ids:
+        await publish_position(redis, technician_id, message.lon, message.lat, at.isoformat(), order_ids)
+        await eta.refresh_after_fix(redis, index, technician_id, order_ids=order_ids)
     return {"outcome": fix.outcome}
 
 
 async def _act(message: Any, account_id: uuid.UUID, technician_id: uuid.UUID) -> dict[str, Any]:
     """Run one message in its own unit of work; returns the ack's extra fields."""
-    if isinstance(message, protocol.Location):
-        return await _locate(message, technician_id)
     redis = get_redis()
     index = matching.geo_index(redis)
     async with session_scope() as session:
@@ -155,13 +164,15 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID, sen
         return {"v": 1, "type": "error", "id": message_id if isinstance(message_id, str) else None, "detail": problems}
     WS_MESSAGES.labels(message.type).inc()
     redis = get_redis()
+    if isinstance(message, protocol.Location):
+        return await _handle_fix(message, technician_id)
     replay_key = f"realtime:reply:{account_id}:{message.id}"
     idempotent = isinstance(message, (protocol.Ping, protocol.Resume))
     try:
         async with redis.pipeline(transaction=False) as pipe:
             pipe.set(presence_key(technician_id), "1", ex=get_settings().stale_after_s)
             if not idempotent:
-                pipe.set(replay_key, "", nx=True, ex=REPLAY_TTL_S)
+                pipe.set(replay_key, "", nx=True, ex=IN_FLIGHT_TTL_S)
             first_delivery = (await pipe.execute())[-1]
     except (RedisError, OSError):
         if not idempotent:  # nothing to act on without the replay guard; ping and resume carry on
@@ -192,26 +203,46 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID, sen
         return {"v": 1, "type": "ack", "id": message.id, "duplicate": True}  # first delivery still running
     try:
         reply: dict[str, Any] = {"v": 1, "type": "ack", "id": message.id, **await _act(message, account_id, technician_id)}
-    except DomainError as exc:
-        reply = {"v": 1, "type": "error", "id": message.id, "code": exc.slug, "detail": exc.detail, **exc.extra}
-    except (ValueError, ValidationError) as exc:  # a malformed uuid or work report in a well-typed message
-        reply = {"v": 1, "type": "error", "id": message.id, "code": "invalid-input", "detail": str(exc)}
-    except Exception as exc:  # counted and answered; the socket and its neighbours carry on
-        service = unavailable_service(exc)
-        if service is None:
-            log.exception("ws.message_failed", type=message.type)
-            WS_REJECTED.labels("internal").inc()
-            reply = {"v": 1, "type": "error", "id": message.id, "code": "internal-error", "detail": "try again"}
-        else:
-            log.warning("ws.message_unavailable", type=message.type, service=service)
-            WS_REJECTED.labels("unavailable").inc()
-            reply = _unavailable(message.id, service)
+    except Exception as exc:
         with contextlib.suppress(RedisError, OSError):  # let the phone's retry act
             await redis.delete(replay_key)
-        return reply
+        return _error_reply(message, exc)
     with contextlib.suppress(RedisError, OSError):  # the acted-on reply stands; a retry may act again
         await redis.set(replay_key, json.dumps(reply, default=str), ex=REPLAY_TTL_S)
     return reply
+
+
+async def _handle_fix(message: protocol.Location, technician_id: uuid.UUID) -> dict[str, Any]:
+    """A position fix needs no replay guard (a fix sent twice is judged by its time stamp, the
+    second one stale), so it costs two round trips to Redis: presence, city and active orders
+    in one pipeline, then the index's batched script."""
+    redis = get_redis()
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.set(presence_key(technician_id), "1", ex=get_settings().stale_after_s)
+            pipe.get(technician_city_key(str(technician_id)))
+            pipe.smembers(active_orders_key(technician_id))
+            _, city, order_ids = await pipe.execute()
+        return {"v": 1, "type": "ack", "id": message.id, **await _locate(message, technician_id, city, order_ids)}
+    except Exception as exc:
+        return _error_reply(message, exc)
+
+
+def _error_reply(message: Any, exc: Exception) -> dict[str, Any]:
+    """The `error` for a message that failed: the domain's slug, invalid input, or a service
+    that is unavailable (the phone retries); anything else is counted and logged."""
+    if isinstance(exc, DomainError):
+        return {"v": 1, "type": "error", "id": message.id, "code": exc.slug, "detail": exc.detail, **exc.extra}
+    if isinstance(exc, (ValueError, ValidationError)):  # a malformed uuid or work report in a well-typed message
+        return {"v": 1, "type": "error", "id": message.id, "code": "invalid-input", "detail": str(exc)}
+    service = unavailable_service(exc)
+    if service is None:
+        log.error("ws.message_failed", type=message.type, exc_info=exc)
+        WS_REJECTED.labels("internal").inc()
+        return {"v": 1, "type": "error", "id": message.id, "code": "internal-error", "detail": "try again"}
+    log.warning("ws.message_unavailable", type=message.type, service=service)
+    WS_REJECTED.labels("unavailable").inc()
+    return _unavailable(message.id, service)
 
 
 async def _resync(sender: Sender, technician_id: uuid.UUID) -> None:

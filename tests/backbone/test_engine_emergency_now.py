@@ -1,14 +1,16 @@
-"""An emergency does not wait for a worker: the process that commits it runs its realtime
-deliveries (matching's among them) right after the commit; the queued jobs remain the fallback."""
+"""An emergency does not wait behind routine work: its deliveries go on the urgent lane, which a
+worker runs on connections (and, deployed so, in a process) of its own."""
 
+import asyncio
 from datetime import datetime, timezone
 
 from sqlmodel import select
 
+from app import worker
 from app.wiring import register_handlers
 from dispatch.models import Order
 from dispatch.service import HOME_EMERGENCY_KIND, Actor, create_order
-from kit.db import session_scope
+from kit import jobs
 from kit.models import Delivery
 from kit.redis import get_redis
 from matching import service as matching
@@ -17,7 +19,7 @@ from tests.factories import make_customer, make_technician
 CENTER = (120.155, 30.274)
 
 
-async def test_an_emergency_is_offered_by_the_committing_process_without_a_worker(
+async def test_a_worker_of_the_urgent_lane_alone_offers_an_emergency_and_leaves_routine_work(
         committed_sessions, redis, empty_queue) -> None:  # noqa: ANN001
     register_handlers()
     index = matching.geo_index(get_redis())
@@ -27,20 +29,36 @@ async def test_an_emergency_is_offered_by_the_committing_process_without_a_worke
         await matching.go_online(session, index, tech.technician)
         await matching.record_position(session, index, tech.technician, lon=CENTER[0] + 0.002, lat=CENTER[1],
                                        at=datetime.now(timezone.utc))
-        await session.commit()
-
-    async with session_scope() as session:  # the API's unit of work: commit, then its after-commit actions
-        order = await create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
-                                   kind=HOME_EMERGENCY_KIND, actor=Actor("customer", str(customer.account.id)))
         routine = await create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
                                      kind="repair", actor=Actor("customer", str(customer.account.id)))
+        order = await create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
+                                   kind=HOME_EMERGENCY_KIND, actor=Actor("customer", str(customer.account.id)))
+        await session.commit()
 
+    stop = asyncio.Event()
+    urgent = asyncio.create_task(jobs.run_lane(worker.lanes()["urgent"], stop))
+    try:
+        for _ in range(100):
+            async with committed_sessions() as session:
+                emergency = await session.get(Order, order.id, populate_existing=True)
+            if emergency.status == "offered":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await urgent
+    assert emergency.status == "offered" and emergency.technician_id is None  # offered, not yet accepted
     async with committed_sessions() as session:
-        emergency = await session.get(Order, order.id)
-        assert emergency.priority == "emergency" and emergency.status == "offered"
-        assert emergency.technician_id is None  # offered, not yet accepted
         states = {(d.subscriber, d.state) for d in (await session.exec(select(Delivery).where(
             Delivery.topic == "dispatch.order_created"))).all()}
-        assert ("matching", "done") in states
-        # A routine order waits for the worker and the batch.
+        # The routine order's deliveries wait on the realtime lane, which nobody ran.
+        assert ("matching", "done") in states and ("matching", "pending") in states
         assert (await session.get(Order, routine.id)).status == "created"
+
+
+async def test_a_worker_of_the_urgent_role_only_takes_no_share_of_the_cities(redis) -> None:  # noqa: ANN001
+    await jobs.write_heartbeat("2026-11-30T12:00:00Z", {}, matches=False)
+    await redis.set(f"{jobs.HEARTBEAT_PREFIX}other-host:1", '{"at": "2026-11-30T12:00:00Z", "jobs": {}, "matches": true}',
+                    ex=jobs.HEARTBEAT_TTL_S)
+    assert await jobs.live_workers() == 2
+    assert await jobs.live_workers(matchers_only=True) == 1

@@ -20,7 +20,7 @@ def test_the_packages_register_exactly_what_the_wiring_table_lists(monkeypatch) 
     assert registered == set(SUBSCRIPTIONS)
 
 
-async def test_provider_callers_wait_on_the_background_lane_and_an_emergency_goes_first(session) -> None:  # noqa: ANN001
+async def test_provider_callers_wait_on_the_background_lane_and_an_emergency_has_its_own(session) -> None:  # noqa: ANN001
     import uuid
 
     from sqlalchemy import text
@@ -43,8 +43,8 @@ async def test_provider_callers_wait_on_the_background_lane_and_an_emergency_goe
             OutboxMessage.payload["order_id"].astext == order_id))).all():
         for delivery in (await session.exec(select(Delivery).where(Delivery.event_id == message.id))).all():
             lanes[(message.topic, delivery.subscriber)] = tuple((await session.exec(text(
-                "SELECT entrypoint, priority FROM pgqueuer WHERE dedupe_key = :key").bindparams(
+                "SELECT entrypoint FROM pgqueuer WHERE dedupe_key = :key").bindparams(
                 key=jobs.delivery_job_key(delivery)))).one())
-    assert lanes[("dispatch.order_status_changed", "settlement")] == (jobs.DELIVER_SLOW, 0)
-    assert lanes[("dispatch.order_status_changed", "dispatch")] == (jobs.DELIVER, 0)
-    assert lanes[("dispatch.order_created", "matching")] == (jobs.DELIVER, jobs.EMERGENCY_PRIORITY)
+    assert lanes[("dispatch.order_status_changed", "settlement")] == (jobs.DELIVER_SLOW,)
+    assert lanes[("dispatch.order_status_changed", "dispatch")] == (jobs.DELIVER,)
+    assert lanes[("dispatch.order_created", "matching")] == (jobs.DELIVER_URGENT,)

@@ -152,11 +152,13 @@ async def test_a_repeated_message_id_is_acknowledged_again_without_acting_twice(
     worker = api_worker()
     token = token_of(technician.headers)
     async with connect(worker, "/v1/ws/technician", token) as ws:
-        await request(ws, {"type": "go_online", "id": "on"})
+        first = await request(ws, {"type": "go_online", "id": "on"})
+        second = await request(ws, {"type": "go_online", "id": "on"})
+        assert first == second and first["status"] == "online"
+        # A fix sent twice needs no replay guard: its time stamp makes the second one stale.
         message = fix(CENTER[0], CENTER[1])
-        first = await request(ws, message)
-        second = await request(ws, message)
-        assert first == second and first["outcome"] == "accepted"
+        assert (await request(ws, message))["outcome"] == "accepted"
+        assert (await request(ws, message))["outcome"] == "stale"
         newer = fix(CENTER[0] + 0.00001, CENTER[1])
         assert (await request(ws, newer))["outcome"] == "accepted"
 
