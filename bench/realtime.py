@@ -11,9 +11,11 @@ minute), runs in its own city (`bench-<run>`, so its Redis keys are its own) and
 database and the city's Redis keys at the end.
 
 It starts a slow proxy in front of the provider (every call answered after `--provider-delay-s`),
-`--workers` uvicorn processes on free loopback ports and one `python -m app worker` process
-(realtime lane, background lane with each payout its own job, matching per city;
-`--embedded-worker` runs it inside the first API process instead), connects N technician
+`--workers` uvicorn processes on free loopback ports and two worker processes, as production
+runs them: `python -m app worker --roles urgent` (an emergency's deliveries, its offer round
+among them) and `--roles realtime,background,matching` (other deliveries, offer expiry, each
+payout its own job, matching per city); `--embedded-worker` runs all of it inside the first API
+process instead), connects N technician
 sockets spread over the API processes, goes online (once the worker's first heartbeat is in
 Redis), and sends a position every `--interval-s` (jittered start). After a warm-up of two
 intervals, for `--duration-s`: customers place routine orders at `--orders-per-s` (batch
@@ -141,11 +143,12 @@ def start_slow_provider(upstream: str, delay_s: float, log_dir: Path) -> tuple[s
     return process, f"http://127.0.0.1:{port}"
 
 
-def start_periodic_worker(log_dir: Path, env: dict[str, str]) -> subprocess.Popen:
-    """`python -m app worker` in its own process, as production runs it: its loop is not
-    shared with thousands of sockets, and its lanes run payouts beside event deliveries."""
-    return subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=env,
-                            stdout=open(log_dir / "periodic-worker.log", "w"), stderr=subprocess.STDOUT)
+def start_periodic_workers(log_dir: Path, env: dict[str, str]) -> list[subprocess.Popen]:
+    """The worker roles in processes of their own: neither shares its event loop with thousands
+    of sockets, and the urgent one shares it with nothing routine."""
+    return [subprocess.Popen([sys.executable, "-m", "app", "worker", "--roles", roles], cwd=ROOT, env=env,
+                             stdout=open(log_dir / f"worker-{roles.split(',')[0]}.log", "w"), stderr=subprocess.STDOUT)
+            for roles in ("urgent", "realtime,background,matching")]
 
 
 async def wait_heartbeat(process: subprocess.Popen, log_dir: Path) -> None:
@@ -379,13 +382,14 @@ async def app_phase(args: argparse.Namespace, people: dict, completed: list[payo
                     fd_limit: int, log_dir: Path, console: Console, result: dict) -> Figures:
     """The application under load; fills `result` and returns the raw figures."""
     figures = Figures()
-    processes = [] if args.embedded_worker else [start_periodic_worker(log_dir, env)]
+    processes = [] if args.embedded_worker else start_periodic_workers(log_dir, env)
     workers: list[tuple[subprocess.Popen, str]] = []
     technicians: list[Technician] = []
     try:
         workers = start_workers(args.workers, fd_limit, log_dir, args.embedded_worker, env)
         processes += [p for p, _ in workers]
-        await wait_heartbeat(workers[0][0] if args.embedded_worker else processes[0], log_dir)
+        for process in [workers[0][0]] if args.embedded_worker else processes[:2]:
+            await wait_heartbeat(process, log_dir)
         bases = [base for _, base in workers]
         before = [_rss_kib(p.pid) for p, _ in workers]
         for i, (token, _, home) in enumerate(people["technicians"]):

@@ -26,7 +26,7 @@ import structlog
 from pgqueuer.errors import RetryRequested
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, PlainSerializer
-from sqlalchemy import exists
+from sqlalchemy import exists, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -129,12 +129,15 @@ def mark_wired() -> None:
 
 async def publish(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
     """Queue an event in the current transaction; nothing leaves before commit."""
-    message = OutboxMessage(topic=topic, payload=payload)
-    session.add(message)
-    await session.flush()
-    if _wired:
-        await _fan_out(session, message)
+    if _wired:  # handed over to its subscribers in this same INSERT
+        message = OutboxMessage(topic=topic, payload=payload, delivered_at=func.clock_timestamp())
+        session.add(message)
+        await session.flush()
+        await _fan_out(session, message, handed_over=True)
     else:
+        message = OutboxMessage(topic=topic, payload=payload)
+        session.add(message)
+        await session.flush()
         await jobs.enqueue(session, jobs.FAN_OUT, {"event_id": message.id}, dedupe_key=f"fanout:{message.id}")
 
 
@@ -145,14 +148,15 @@ async def publish_event(session: AsyncSession, event: Event) -> None:
     await publish(session, event.topic, event.wire())
 
 
-async def _fan_out(session: AsyncSession, message: OutboxMessage) -> list[Delivery]:
+async def _fan_out(session: AsyncSession, message: OutboxMessage, handed_over: bool = False) -> list[Delivery]:
     order_key = message.payload.get("order_id")
     deliveries = [Delivery(event_id=message.id, topic=message.topic, subscriber=name,
                            order_key=str(order_key)[:80] if order_key is not None else None)
                   for name in sorted(_subscriptions.get(message.topic, {}))]
     session.add_all(deliveries)
-    message.delivered_at = await database_now(session)  # handed over to its subscribers
-    session.add(message)
+    if not handed_over:
+        message.delivered_at = await database_now(session)
+        session.add(message)
     await session.flush()
     await _enqueue_deliveries(session, deliveries, urgent=message.payload.get("priority") == "emergency")
     return deliveries

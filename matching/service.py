@@ -266,12 +266,14 @@ async def _make_offers(session: AsyncSession, order_id: uuid.UUID, assignments: 
                 "policy": policy})
     await transition(session, order_id, "offer", MATCHER, now=now, payload=payload)
     order = await session.get(Order, order_id)
+    accounts = dict((await session.exec(select(Technician.id, Technician.account_id).where(
+        col(Technician.id).in_([o.technician_id for o in offers])))).all())
     for offer, assignment in zip(offers, assignments):
-        technician = await session.get(Technician, offer.technician_id)
-        if technician is not None and order is not None:
+        account_id = accounts.get(offer.technician_id)
+        if account_id is not None and order is not None:
             # Straight to the phone once this transaction commits; the outbox event that follows
             # records the notification.
-            push_after_commit(session, account_channel(technician.account_id), "offer", offer=offer_summary(
+            push_after_commit(session, account_channel(account_id), "offer", offer=offer_summary(
                 order, str(offer.id), assignment.distance_m, assignment.eta_s, offer.expires_at.isoformat()))
         await publish_event(session, OfferCreated(
             offer_id=offer.id, order_id=order_id, technician_id=assignment.technician_id,
