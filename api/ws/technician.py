@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from api.errors import RETRY_AFTER_S, unavailable_service
 from api.ws import protocol
@@ -280,7 +280,7 @@ async def technician_socket(websocket: WebSocket) -> None:
             reply = await _handle(raw, principal.account_id, technician.id, sender)
             if reply is not None:
                 await sender.send(reply)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, WebSocketDisconnected):  # the phone left, or the socket closed meanwhile
         pass
     except Exception:  # never a silent drop: the phone sees a close frame and reconnects
         log.exception("ws.technician_failed")
