@@ -43,3 +43,60 @@ class RefreshTokenReused(AuthenticationFailed):
     """This refresh token was already used; every session it belongs to is signed out."""
 
     slug = "refresh-token-reused"
+
+
+class CertificationNotPending(Conflict):
+    """The certification has been decided: its photo can no longer change."""
+
+    slug = "certification-not-pending"
+    fields = ("certification_status",)
+
+    def __init__(self, certification_status: str) -> None:
+        super().__init__(f"the certification is {certification_status}, not pending")
+        self.extra = {"certification_status": certification_status}
+
+
+class PhotoUnsupportedType(InvalidInput):
+    """A certificate photo is sent as image/jpeg, image/png or image/webp."""
+
+    slug = "photo-unsupported-type"
+
+
+class PhotoTooLarge(InvalidInput):
+    """The photo is larger than the limit."""
+
+    slug = "photo-too-large"
+    fields = ("max_bytes",)
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"a certificate photo is at most {max_bytes} bytes")
+        self.extra = {"max_bytes": max_bytes}
+
+
+class PhotoNotAnImage(InvalidInput):
+    """The body is not a readable image of the type it was sent as."""
+
+    slug = "photo-not-an-image"
+
+
+class PhotoTypeMismatch(InvalidInput):
+    """The image is of another type than the one it was sent as."""
+
+    slug = "photo-type-mismatch"
+    fields = ("declared", "detected")
+
+    def __init__(self, declared: str, detected: str) -> None:
+        super().__init__(f"sent as {declared} but the image is {detected}")
+        self.extra = {"declared": declared, "detected": detected}
+
+
+class PhotoBadDimensions(InvalidInput):
+    """The image is too small to read or too large to be a photo."""
+
+    slug = "photo-bad-dimensions"
+    fields = ("width", "height")
+
+    def __init__(self, width: int | None, height: int | None) -> None:
+        """None: too many pixels for the decoder even to say how many."""
+        super().__init__(f"a certificate photo of {width}×{height} pixels is out of range")
+        self.extra = {"width": width, "height": height}

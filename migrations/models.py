@@ -7,6 +7,7 @@ MODEL_MODULES = (
     "dispatch.models",
     "dispatch.alerts",
     "dispatch.stations",
+    "dispatch.certificate_photos",
     "settlement.models",
     "matching.models",
     "matching.candidates",

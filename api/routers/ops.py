@@ -1,8 +1,8 @@
 """The operations console's routes (admins only): one order in full — timeline, offers with the
 candidates considered and why, payment, visit, report, hazards, messages — and the actions on
-it: assign or reassign, cancel, message; the certification queue with who applied; hazards
-resolved with evidence. The logic lives in dispatch.assignments, dispatch.ops and
-matching.manual / matching.candidates."""
+it: assign or reassign, cancel, message; the certification queue with who applied and whether a
+photo of the certificate was uploaded; hazards resolved with evidence. The logic lives in
+dispatch.assignments, dispatch.ops and matching.manual / matching.candidates."""
 
 import uuid
 from datetime import datetime, timezone
@@ -15,7 +15,7 @@ from sqlmodel import select
 from api import presenters
 from api.deps import Admin, RedisDep, SessionDep
 from api.ws import ops as ops_ws
-from dispatch import assignments, ops, service
+from dispatch import assignments, certificate_photos, ops, service
 from dispatch.field import reports, visits
 from dispatch.field.models import Hazard
 from dispatch.models import Address, Customer, Technician
@@ -158,6 +158,9 @@ class ApplicationPublic(BaseModel):
     photo_ref: str | None
     onboarding: str
     training: list[TrainingRecordPublic]
+    # The certificate's own photo, at GET /v1/certifications/{id}/photo when there is one.
+    has_photo: bool
+    photo_uploaded_at: datetime | None
 
 
 def _actor(admin: Principal) -> service.Actor:
@@ -264,12 +267,14 @@ async def certification_queue(
     """Certifications by status, of one city's technicians with `?city=`."""
     rows, next_cursor = await ops.certification_queue(session, status=status_filter, limit=limit, cursor=cursor,
                                                       city_id=city)
+    uploaded = await certificate_photos.uploaded_at_of(session, [a.certification.id for a in rows])
     return Page(data=[ApplicationPublic(
         certification=presenters.certification(a.certification),
         applicant=PersonPublic(id=a.technician.id, name=a.technician.name, phone=a.technician.phone,
                                status=a.technician.status),
         photo_ref=a.technician.photo_ref, onboarding=a.technician.onboarding,
         training=[TrainingRecordPublic.model_validate(r, from_attributes=True) for r in a.training],
+        has_photo=a.certification.id in uploaded, photo_uploaded_at=uploaded.get(a.certification.id),
     ) for a in rows], next_cursor=next_cursor)
 
 

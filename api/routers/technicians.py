@@ -1,12 +1,17 @@
 import uuid
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel
 from sqlmodel import select
 
 from api import presenters
-from api.deps import Admin, CurrentTechnician, SessionDep, Staff
+from api.deps import Admin, CurrentPrincipal, CurrentTechnician, SessionDep, Staff
+from api.errors import PROBLEM_JSON
+from dispatch import certificate_photos as photos
 from dispatch import technicians as techs
+from dispatch.accounts import technician_for_account
 from dispatch.models import Certification, TrainingRecord
 from kit.pagination import page_of, paginate
 from dispatch.schemas import (
@@ -18,9 +23,27 @@ from dispatch.schemas import (
     TrainingRecordCreate,
     TrainingRecordPublic,
 )
+from kit.errors import NotFound
 from kit.schemas import Page
 
 router = APIRouter(tags=["technicians"])
+
+
+class MyCertificationPublic(CertificationPublic):
+    has_photo: bool
+    photo_uploaded_at: datetime | None
+
+
+class CertificatePhotoPublic(BaseModel):
+    certification_id: uuid.UUID
+    media_type: str
+    size_bytes: int
+    sha256: str
+    uploaded_at: datetime
+
+
+_PHOTO_BODY = {"requestBody": {"required": True, "content": {
+    media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in photos.FORMATS}}}
 
 
 @router.get("/v1/technicians/me")
@@ -38,8 +61,11 @@ async def update_me(body: TechnicianUpdate, technician: CurrentTechnician, sessi
 
 
 @router.get("/v1/technicians/me/certifications")
-async def my_certifications(technician: CurrentTechnician, session: SessionDep) -> Page[CertificationPublic]:
-    return Page(data=[presenters.certification(c) for c in await techs.certifications_of(session, technician.id)])
+async def my_certifications(technician: CurrentTechnician, session: SessionDep) -> Page[MyCertificationPublic]:
+    certs = await techs.certifications_of(session, technician.id)
+    uploaded = await photos.uploaded_at_of(session, [c.id for c in certs])
+    return Page(data=[MyCertificationPublic(**presenters.certification(c).model_dump(), has_photo=c.id in uploaded,
+                                            photo_uploaded_at=uploaded.get(c.id)) for c in certs])
 
 
 @router.post("/v1/technicians/me/certifications", status_code=status.HTTP_201_CREATED)
@@ -47,6 +73,41 @@ async def submit_certification(body: CertificationCreate, technician: CurrentTec
     """A certificate the technician already holds, submitted for the utility to verify."""
     cert = await techs.add_certification(session, technician_id=technician.id, **body.model_dump())
     return presenters.certification(cert)
+
+
+@router.put("/v1/technicians/me/certifications/{certification_id}/photo", openapi_extra=_PHOTO_BODY, responses={
+    404: {"description": "No such certification of yours"}, 409: {"description": "Already decided (certification_status)"},
+    413: {"description": "Larger than the limit (max_bytes)"},
+    415: {"description": "Not JPEG, PNG or WebP", "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+    422: {"description": "Not the image it claims to be, or absurd dimensions"}})
+async def upload_certificate_photo(
+    certification_id: uuid.UUID, request: Request, technician: CurrentTechnician, session: SessionDep,
+) -> CertificatePhotoPublic:
+    """The photo of the certificate (the raw image as the body), while it waits for verification;
+    a new one replaces the last."""
+    stored = await photos.upload(session, technician_id=technician.id, certification_id=certification_id,
+                                 content=await request.body(), content_type=request.headers.get("content-type"))
+    return CertificatePhotoPublic(certification_id=certification_id, media_type=stored.media_type,
+                                  size_bytes=stored.size_bytes, sha256=stored.sha256, uploaded_at=stored.uploaded_at)
+
+
+@router.get("/v1/certifications/{certification_id}/photo", response_class=Response, responses={
+    200: {"content": {media_type: {} for media_type in photos.FORMATS}, "description": "The image"},
+    404: {"description": "No photo, or not a certification you may see"}})
+async def certificate_photo(certification_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> Response:
+    """For the technician it belongs to, operations and auditors."""
+    if principal.role in ("admin", "auditor"):
+        owner = None
+    elif principal.role == "technician":
+        owner = (await technician_for_account(session, principal.account_id)).id
+    else:
+        raise NotFound("no such certification")
+    photo = await photos.photo_of(session, certification_id, owner)
+    return Response(content=photo.content, media_type=photo.media_type, headers={
+        "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
+        # Opened on its own in a tab, the image can run nothing.
+        "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+        "Content-Disposition": f'inline; filename="certificate-{certification_id}"'})
 
 
 @router.get("/v1/technicians/{technician_id}")

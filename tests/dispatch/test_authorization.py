@@ -48,6 +48,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("PATCH", "/v1/technicians/me"): {"technician"},
     ("GET", "/v1/technicians/me/certifications"): {"technician"},
     ("POST", "/v1/technicians/me/certifications"): {"technician"},
+    ("PUT", "/v1/technicians/me/certifications/{certification_id}/photo"): {"technician"},
+    ("GET", "/v1/certifications/{certification_id}/photo"): {"technician", "admin", "auditor"},  # his own only
     ("GET", "/v1/technicians/{technician_id}"): {"admin", "auditor"},
     ("GET", "/v1/technicians/{technician_id}/training-records"): {"admin", "auditor"},
     ("POST", "/v1/technicians/{technician_id}/training-records"): {"admin"},

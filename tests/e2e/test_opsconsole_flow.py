@@ -1,14 +1,17 @@
 """The operations console acting on a live order in a real browser, in Chinese: ops open the
 order, see every technician matching considered and why (picked, ranked lower, lacking the
-certification), see who applied for a certification with the training record, resolve a hazard
+certification), see who applied for a certification with the training record and the photo of the
+certificate he uploaded from his phone, resolve a hazard
 with evidence, reassign it to another technician — the first one's phone loses the job, the
 second's gets it, both are notified — and an alert arrives as a banner with a beep that stays
 until acknowledged. Screenshots land in test-artifacts/e2e."""
 
+import io
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
+from PIL import Image, ImageDraw
 from playwright.async_api import Page, expect
 from sqlalchemy import update
 
@@ -84,6 +87,14 @@ async def shot(page: Page, artifacts, name: str) -> None:  # noqa: ANN001
     await page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
+def certificate_png() -> bytes:
+    picture = Image.new("RGB", (640, 400), "white")
+    ImageDraw.Draw(picture).rectangle((40, 40, 600, 360), outline="darkred", width=8)
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
 async def test_ops_see_why_reassign_to_another_technician_and_acknowledge_an_alert(
     api_worker, people, new_context, offline, artifacts,  # noqa: ANN001
 ) -> None:
@@ -103,6 +114,15 @@ async def test_ops_see_why_reassign_to_another_technician_and_acknowledge_an_ale
     await first.locator("[id^=accept-]").click()
     await expect(first.locator("#job-depart")).to_be_visible()
 
+    # The applicant photographs his pending certificate on his phone.
+    applicant_phone = await (await new_context(viewport=PHONE, is_mobile=True, has_touch=True)).new_page()
+    await sign_in(applicant_phone, base, "technician", technicians["uncertified"].account.email)
+    await applicant_phone.locator("#my-certs input[type=file]").set_input_files(
+        files=[{"name": "certificate.png", "mimeType": "image/png", "buffer": certificate_png()}])
+    await expect(applicant_phone.locator("#my-certs [id^=cert-photo-msg-]")).to_have_text("证书照片已上传")
+    await expect(applicant_phone.locator("#my-certs")).to_contain_text("已上传照片")
+    await shot(applicant_phone, artifacts, "ops-00-certificate-photo")
+
     ops = await (await new_context(viewport=DESKTOP)).new_page()
     await sign_in(ops, base, "ops", admin.email)
     await expect(ops.locator("#ops-connection")).to_have_text("实时已连接")
@@ -110,6 +130,13 @@ async def test_ops_see_why_reassign_to_another_technician_and_acknowledge_an_ale
     await expect(applicant).to_contain_text(NAMES["uncertified"])
     await expect(applicant).to_contain_text("考试 · 安装")
     await expect(applicant).to_contain_text("91 分 · 通过")
+    thumbnail = applicant.locator("img.cert-photo-thumb")
+    await expect(thumbnail).to_be_visible()
+    assert await thumbnail.evaluate("img => img.complete && img.naturalWidth") == 640
+    await applicant.locator("button.cert-photo").click()
+    await expect(ops.locator("#cert-photo-dialog img")).to_be_visible()
+    await ops.locator("#cert-photo-close").click()
+    await expect(ops.locator("#cert-photo-dialog")).to_have_count(0)
     await ops.fill(f"#evidence-{hazard_id}", "用户已自行更换软管，电话回访确认")
     await ops.click(f"#resolve-{hazard_id}")
     await expect(ops.locator(f"tr[data-hazard='{hazard_id}']")).to_have_count(0)

@@ -1,9 +1,10 @@
 // The operations console: open orders on a map (emergencies first) with the technicians on
-// them, unfulfilled and late orders, certifications to verify with who applied, open hazards,
-// station KPIs — and the actions: one order in full (timeline, the candidates of each offer and
-// why, payment, visit, report, hazards) with assign/reassign, cancel and messages; alerts in a
-// banner with a sound until acknowledged. Live over the ops socket, not polling; the event
-// engine's health and its dead letters (retry, discard) are polled, as no push carries them.
+// them, unfulfilled and late orders, certifications to verify with who applied (and the photo of
+// the certificate), open hazards, station KPIs — and the actions: one order in full (timeline, the
+// candidates of each offer and why, payment, visit, report, hazards) with assign/reassign, cancel
+// and messages; alerts in a banner with a sound until acknowledged. Live over the ops socket, not
+// polling; the event engine's health and its dead letters (retry, discard) are polled, as no push
+// carries them.
 import { t } from "../shared/i18n.js";
 import { COLORS, L, createMap, dot, fit, line, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
@@ -115,6 +116,7 @@ async function refresh() {
   state.open = open;
   state.unfulfilled = unfulfilled.data;
   state.certs = certs.data;
+  loadCertPhotos();
   state.hazards = hazards.data.sort((a, b) => b.age_days - a.age_days || String(a.deadline_at).localeCompare(String(b.deadline_at)));
   follow();
   draw();
@@ -490,11 +492,66 @@ function reportFacts(r) {
 /** Only pictures this site serves (or inline ones): an outside address would leak the admin's visit. */
 const ownPicture = (ref) => typeof ref === "string" && ((ref.startsWith("/") && !ref.startsWith("//")) || ref.startsWith("data:image/"));
 
+// "<certification id>@<uploaded at>" -> the photo fetched once with the console's token, as an
+// object URL (an <img src> cannot send the token); a new upload has a new key.
+const certPhotos = new Map();
+
+function certPhotoKey(a) {
+  return a.has_photo ? `${a.certification.id}@${a.photo_uploaded_at}` : null;
+}
+
+/** Loads the photos of the queue not loaded yet and frees those no longer in it. */
+function loadCertPhotos() {
+  const wanted = new Set(state.certs.map(certPhotoKey).filter(Boolean));
+  for (const [key, photo] of certPhotos) {
+    if (wanted.has(key)) continue;
+    if (photo.url) URL.revokeObjectURL(photo.url);
+    certPhotos.delete(key);
+  }
+  for (const a of state.certs) {
+    const key = certPhotoKey(a);
+    if (!key || certPhotos.has(key)) continue;
+    const photo = { url: null, failed: false };
+    certPhotos.set(key, photo);
+    api.raw(`/v1/certifications/${a.certification.id}/photo`).then((response) => response.blob()).then((blob) => {
+      if (certPhotos.get(key) === photo) photo.url = URL.createObjectURL(blob);
+    }).catch(() => { photo.failed = true; }).finally(() => { if (certPhotos.get(key) === photo) drawCerts(); });
+  }
+}
+
+function certPhotoCell(a) {
+  const photo = certPhotos.get(certPhotoKey(a));
+  if (!photo) return h("span", { class: "muted cert-no-photo" }, t("ops.noCertPhoto"));
+  if (photo.failed) return h("span", { class: "muted" }, t("ops.certPhotoFailed"));
+  if (!photo.url) return h("span", { class: "muted", "aria-busy": "true" }, "…");
+  const alt = t("ops.certPhotoOf", { name: a.applicant.name, number: a.certification.number });
+  const open = h("button", { type: "button", class: "cert-photo", id: `cert-photo-${a.certification.id}`, title: t("ops.certPhotoOpen"),
+    style: "padding:0;border:0;background:none;cursor:zoom-in" },
+  h("img", { src: photo.url, alt, class: "cert-photo-thumb", style: "display:block;max-width:96px;max-height:72px;object-fit:contain" }));
+  open.addEventListener("click", () => showCertPhoto(photo.url, alt));
+  return open;
+}
+
+/** The photo at full size over the console, with a way to open it in a tab of its own. */
+function showCertPhoto(url, alt) {
+  document.getElementById("cert-photo-dialog")?.close();
+  const dialog = h("dialog", { class: "card", id: "cert-photo-dialog", "aria-label": alt, style: "max-width:min(60rem, 96vw)" });
+  dialog.addEventListener("close", () => dialog.remove());
+  const close = h("button", { type: "button", class: "primary", id: "cert-photo-close" }, t("ops.certPhotoClose"));
+  close.addEventListener("click", () => dialog.close());
+  fill(dialog, h("img", { src: url, alt, style: "display:block;max-width:100%;max-height:80vh;margin:auto" }),
+    h("div", { class: "actions" }, h("a", { href: url, target: "_blank", rel: "noopener", class: "button" }, t("ops.certPhotoNewTab")), close));
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
 function drawCerts() {
   const wrap = document.getElementById("certs");
+  if (!wrap) return;
   if (!state.certs.length) { fill(wrap, h("p", { class: "muted" }, t("ops.noCerts"))); return; }
   keepTyped(wrap, () => fill(wrap, h("table", { id: "cert-table" }, h("thead", {}, h("tr", {},
-    ["ops.applicant", "ops.certKind", "ops.certNumber", "ops.validity", "ops.training", "ops.decide"].map((k) => h("th", { scope: "col" }, t(k))))),
+    ["ops.applicant", "ops.certKind", "ops.certNumber", "ops.certPhoto", "ops.validity", "ops.training", "ops.decide"]
+      .map((k) => h("th", { scope: "col" }, t(k))))),
   h("tbody", {}, state.certs.map((a) => {
     const c = a.certification;
     const reason = h("input", { maxlength: 500, id: `reason-${c.id}` });
@@ -505,6 +562,7 @@ function drawCerts() {
       localChanges += 1;
       toast(t(`ops.decided.${decision}`));
       state.certs = state.certs.filter((x) => x.certification.id !== c.id);
+      loadCertPhotos();
       drawCerts();
     });
     verify.addEventListener("click", () => decide(verify, "verify"));
@@ -513,10 +571,11 @@ function drawCerts() {
       `${t(`ops.record.${r.record_type}`)} · ${t(`cert.${r.kind}`)} · ${when(r.held_at)}`,
       r.score !== null ? ` · ${t("ops.score", { n: r.score })}` : "",
       r.passed === null ? "" : ` · ${t(r.passed ? "ops.passed" : "ops.failed")}`))) : h("span", { class: "muted" }, t("ops.noTraining"));
-    return h("tr", { dataset: { technician: a.applicant.id } },
+    return h("tr", { dataset: { technician: a.applicant.id, certification: c.id } },
       h("td", {}, ownPicture(a.photo_ref) ? h("img", { src: a.photo_ref, alt: t("ops.photoOf", { name: a.applicant.name }), class: "applicant-photo" }) : null,
         h("strong", {}, a.applicant.name), h("div", { class: "muted" }, a.applicant.phone)),
       h("td", {}, t(`cert.${c.kind}`)), h("td", {}, c.number, h("div", { class: "muted" }, c.issuer)),
+      h("td", {}, certPhotoCell(a)),
       h("td", {}, `${when(c.valid_from)} – ${when(c.valid_until)}`), h("td", {}, training),
       h("td", {}, h("label", { for: reason.id, class: "sr-only" }, t("ops.reason")), reason, h("div", { class: "actions" }, verify, reject)));
   })))));

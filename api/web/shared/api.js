@@ -71,8 +71,10 @@ export function createApi(app) {
   function send(method, path, body, token) {
     const headers = { Accept: "application/json, application/problem+json" };
     if (token) headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    return call(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    // A Blob (a photo) goes as it is, typed by its own media type; anything else as JSON.
+    const raw = body instanceof Blob;
+    if (body !== undefined) headers["Content-Type"] = raw ? body.type : "application/json";
+    return call(path, { method, headers, body: body === undefined || raw ? body : JSON.stringify(body) });
   }
 
   async function request(method, path, body, { raw = false, anonymous = false } = {}) {
@@ -97,6 +99,7 @@ export function createApi(app) {
     post: (path, body = {}) => request("POST", path, body),
     patch: (path, body) => request("PATCH", path, body),
     del: (path) => request("DELETE", path),
+    put: (path, body) => request("PUT", path, body),
     raw: (path) => request("GET", path, undefined, { raw: true }),
     async login(email, password, roles) {
       const token = await request("POST", "/v1/auth/login", { email, password }, { anonymous: true });

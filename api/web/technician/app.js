@@ -1,9 +1,10 @@
 // The technician's phone app: online/offline, the phone's position streamed over the socket,
-// offers with a countdown, the current job step by step, completed jobs.
+// offers with a countdown, the current job step by step, completed jobs, his certificates (with
+// the photo of one awaiting review).
 import { t } from "../shared/i18n.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
-import { act, errorText, field, fill, geolocationText, h, kindText, minor, money, statusText, toast, when } from "../shared/ui.js";
+import { UserError, act, errorText, field, fill, geolocationText, h, kindText, minor, money, statusText, toast, when } from "../shared/ui.js";
 
 const ACTIVE = ["accepted", "en_route", "arrived", "in_service"];
 const DONE = ["completed", "reviewed", "settled"];
@@ -13,7 +14,7 @@ const SEVERITIES = ["minor", "major", "critical"];
 const RESOLUTIONS = ["needs_followup", "fixed_on_site"];  // the safe choice first
 const main = document.getElementById("main");
 const statusSlot = document.getElementById("status-slot");
-const state = { me: null, offers: new Map(), jobs: [], done: [], notices: [], connection: "connecting", lastFix: null, lastSent: null, geoError: null };
+const state = { me: null, offers: new Map(), jobs: [], done: [], notices: [], certs: [], connection: "connecting", lastFix: null, lastSent: null, geoError: null };
 const drafts = new Map();  // order id -> work report being written, kept across re-renders
 let api;
 let socket;
@@ -33,6 +34,7 @@ startApp("technician", ["technician"], {
     watchPosition();
     await loadJobs();
     await loadNotices();
+    await loadCerts().catch((error) => toast(errorText(error)));
     setInterval(renderOffers, 1000);  // the countdowns
   },
   rerender: render,
@@ -147,13 +149,15 @@ function render() {
       h("section", { class: "card hidden", id: "notices", "aria-live": "assertive" }),
       h("section", { class: "card", id: "offers", "aria-live": "assertive" }),
       h("section", { id: "jobs" }),
-      h("section", { class: "card", id: "done" }));
+      h("section", { class: "card", id: "done" }),
+      h("section", { class: "card", id: "my-certs", "aria-labelledby": "my-certs-h" }));
   }
   renderAvailability();
   renderNotices();
   renderOffers();
   renderJobs();
   renderDone();
+  renderCerts();
 }
 
 function renderHeader() {
@@ -436,4 +440,82 @@ function renderDone() {
     state.done.length ? h("ul", { class: "plain", id: "done-list" }, state.done.map((o) => h("li", {},
       `${kindText(o.kind)} · ${when(o.updated_at)} · ${money(o.price_estimate)} `, h("span", { class: "pill" }, statusText(o.status)))))
       : h("p", { class: "muted" }, t("technician.noDoneJobs")));
+}
+
+// -- his certificates: a photo of one awaiting review, for operations to check ------------------
+
+// The server's limit (dispatch/certificate_photos.py): a phone photo is scaled down and re-encoded
+// as JPEG below it, which also drops its metadata (the place it was taken).
+const PHOTO_MAX_BYTES = 800_000;
+const PHOTO_MAX_SIDE = 2000;
+const PHOTO_ENCODE_TRIES = 5;
+const certUploads = new Map();  // certification id -> {error}: the last upload's outcome, worded at each redraw
+
+async function loadCerts() {
+  state.certs = (await api.get("/v1/technicians/me/certifications")).data;
+  renderCerts();
+}
+
+async function photoForUpload(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    throw new UserError(t("technician.certPhotoUnreadable"));
+  }
+  try {
+    let scale = Math.min(1, PHOTO_MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+    let quality = 0.85;
+    for (let attempt = 1; ; attempt++) {
+      const canvas = h("canvas", { width: Math.max(1, Math.round(bitmap.width * scale)), height: Math.max(1, Math.round(bitmap.height * scale)) });
+      const context = canvas.getContext("2d");
+      context.fillStyle = "#fff";  // a transparent PNG would turn black in a JPEG
+      context.fillRect(0, 0, canvas.width, canvas.height);
+      context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+      if (!blob) throw new UserError(t("technician.certPhotoUnreadable"));
+      // Past the last try the server's answer names what is wrong.
+      if (blob.size <= PHOTO_MAX_BYTES || attempt >= PHOTO_ENCODE_TRIES) return blob;
+      scale *= 0.75;
+      quality = Math.max(0.6, quality - 0.1);
+    }
+  } finally {
+    bitmap.close();
+  }
+}
+
+function renderCerts() {
+  const section = document.getElementById("my-certs");
+  if (!section) return;
+  fill(section, h("h2", { id: "my-certs-h" }, t("technician.myCerts")), state.certs.length
+    ? h("ul", { class: "plain", id: "cert-list" }, state.certs.map(certItem))
+    : h("p", { class: "muted" }, t("technician.noCerts")));
+}
+
+function certItem(c) {
+  const tone = { pending: "warn", verified: "ok" }[c.status] ?? "bad";
+  const head = [h("strong", {}, t(`cert.${c.kind}`)), " ", h("span", { class: `pill ${tone}` }, t(`certStatus.${c.status}`)),
+    h("div", { class: "muted" }, t("technician.certNumber", { number: c.number }), " · ", c.issuer)];
+  if (c.status !== "pending") return h("li", { dataset: { certification: c.id } }, head);
+  const outcome = certUploads.get(c.id);
+  const message = h("p", { class: outcome?.error ? "error" : null, id: `cert-photo-msg-${c.id}`, role: "status", "aria-live": "polite" },
+    !outcome ? "" : outcome.error ? t("technician.certPhotoFailed", { reason: errorText(outcome.error) }) : t("technician.certPhotoOk"));
+  const input = h("input", { type: "file", accept: "image/*" });
+  input.addEventListener("change", async () => {
+    const [file] = input.files;
+    if (!file) return;
+    input.disabled = true;
+    try {
+      await api.put(`/v1/technicians/me/certifications/${c.id}/photo`, await photoForUpload(file));
+      certUploads.set(c.id, { error: null });
+      toast(t("technician.certPhotoOk"));
+    } catch (error) {
+      certUploads.set(c.id, { error });
+    }
+    await loadCerts().catch(() => renderCerts());
+  });
+  return h("li", { dataset: { certification: c.id } }, head,
+    h("p", {}, h("span", { class: `pill ${c.has_photo ? "ok" : ""}` }, t(c.has_photo ? "technician.certPhotoUploaded" : "technician.certPhotoMissing"))),
+    field(`cert-photo-${c.id}`, c.has_photo ? "technician.certPhotoReplace" : "technician.certPhotoUpload", input),
+    h("p", { class: "muted" }, t("technician.certPhotoHint")), message);
 }

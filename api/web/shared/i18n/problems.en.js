@@ -66,6 +66,14 @@ export default {
   "problem.webhook-replayed": "Replayed webhook",
   "problem.webhook-signature-invalid": "Invalid webhook signature",
 
+  // issue 14: certphoto
+  "problem.certification-not-pending": "This certification has been decided; its photo can no longer change",
+  "problem.photo-unsupported-type": "A certificate photo must be a JPEG, PNG or WebP image",
+  "problem.photo-too-large": "The photo file is too large; shrink or compress it and upload it again",
+  "problem.photo-not-an-image": "This picture cannot be read; take the photo again and upload it",
+  "problem.photo-type-mismatch": "The picture is not of the format it was sent as; choose the photo again",
+  "problem.photo-bad-dimensions": "The picture's size is not right; upload a whole, sharp photo of the certificate",
+
   // Errors worded by the page: its own faults, the socket's codes, a screen's wording, reasons, the browser's errors.
   "problem.unexpected": "Something went wrong on this page; please reload and try again",
   "problem.http-error": "That did not work ({status}); please try again later",
