@@ -4,7 +4,9 @@ Every client message carries `v`, `type` and `id`; the server answers each one w
 or `error` carrying the same `id`. A socket opened without an Authorization header starts with
 an `auth` message carrying the access token (never put in the URL). Server pushes: `offer`, `offer_withdrawn`, `job_updated`,
 `order_cancelled`, `notification`, `status`, `position`, `eta` (the arrival range, on the order
-socket and the technician's), `price_change`, `pong`, `resync`.
+socket and the technician's), `price_change`, `reposition` (a hint to an idle emergency
+technician: move towards an area below its reserve), `pong`, `resync`; on the operations socket
+`alert`, `alert_acknowledged` and `order_status`.
 
 Sequence numbers and resume. Every change of an order's status has a `seq`: the id of the order
 event that recorded it, increasing along the order's history (not contiguous: ids are shared by
@@ -98,7 +100,7 @@ technician_message = TypeAdapter(TechnicianMessage)
 class ServerMessage(BaseModel):
     v: Literal[1] = 1
     type: Literal["ack", "error", "offer", "offer_withdrawn", "job_updated", "order_cancelled", "notification", "price_change",
-                  "status", "position", "eta", "pong", "resync"]
+                  "status", "position", "eta", "reposition", "pong", "resync", "alert", "alert_acknowledged", "order_status"]
     id: str | None
     detail: str | None = None
     seq: int | None = None  # on status and job_updated: the order event's id (see Sequence numbers)
