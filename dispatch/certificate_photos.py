@@ -24,6 +24,7 @@ from dispatch.errors import (
     PhotoUnsupportedType,
 )
 from dispatch.models import Certification
+from dispatch.technicians import certification_queue_changed, get_technician
 from kit.errors import NotFound
 from kit.models import timestamp_column, utcnow
 
@@ -109,6 +110,7 @@ async def upload(session: AsyncSession, *, technician_id: uuid.UUID, certificati
     values = {**asdict(facts), "content": content}
     await session.exec(insert(CertificatePhoto).values(certification_id=certification_id, **values)  # type: ignore[call-overload]
                        .on_conflict_do_update(index_elements=["certification_id"], set_=values))
+    certification_queue_changed(session, await get_technician(session, technician_id))
     return facts
 
 

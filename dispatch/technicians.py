@@ -7,7 +7,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from dispatch.alerts import ops_channel
 from kit.config import get_settings
+from kit.fanout import push_after_commit
 from kit.errors import Conflict, NotFound
 from dispatch.errors import IllegalTransition
 from dispatch.events import CERTIFICATION_DECIDED
@@ -61,7 +63,14 @@ async def add_certification(
             await session.flush()
     except IntegrityError as exc:
         raise Conflict("this issuer's certificate number is already registered") from exc
+    certification_queue_changed(session, await get_technician(session, technician_id))
     return cert
+
+
+def certification_queue_changed(session: AsyncSession, technician: Technician) -> None:
+    """Once committed, the operations consoles of the technician's city reload their queue."""
+    push_after_commit(session, ops_channel(technician.city_id), "certification_queue",
+                      technician_id=str(technician.id))
 
 
 _DECISIONS = {
@@ -94,6 +103,7 @@ async def decide_certification(
     await session.flush()
     await publish_event(session, CERTIFICATION_DECIDED[target](
         certification_id=cert.id, technician_id=cert.technician_id, kind=cert.kind))
+    certification_queue_changed(session, technician)
     return cert
 
 

@@ -6,7 +6,7 @@ an `auth` message carrying the access token (never put in the URL). Server pushe
 `order_cancelled`, `notification`, `status`, `position`, `eta` (the arrival range, on the order
 socket and the technician's), `price_change`, `reposition` (a hint to an idle emergency
 technician: move towards an area below its reserve), `pong`, `resync`; on the operations socket
-`alert`, `alert_acknowledged` and `order_status`.
+`alert`, `alert_acknowledged`, `order_status` and `certification_queue` (reload the queue).
 
 Sequence numbers and resume. Every change of an order's status has a `seq`: the id of the order
 event that recorded it, increasing along the order's history (not contiguous: ids are shared by
@@ -100,7 +100,8 @@ technician_message = TypeAdapter(TechnicianMessage)
 class ServerMessage(BaseModel):
     v: Literal[1] = 1
     type: Literal["ack", "error", "offer", "offer_withdrawn", "job_updated", "order_cancelled", "notification", "price_change",
-                  "status", "position", "eta", "reposition", "pong", "resync", "alert", "alert_acknowledged", "order_status"]
+                  "status", "position", "eta", "reposition", "pong", "resync", "alert", "alert_acknowledged", "order_status",
+                  "certification_queue"]
     id: str | None
     detail: str | None = None
     seq: int | None = None  # on status and job_updated: the order event's id (see Sequence numbers)

@@ -114,7 +114,13 @@ async def test_ops_see_why_reassign_to_another_technician_and_acknowledge_an_ale
     await first.locator("[id^=accept-]").click()
     await expect(first.locator("#job-depart")).to_be_visible()
 
-    # The applicant photographs his pending certificate on his phone.
+    ops = await (await new_context(viewport=DESKTOP)).new_page()
+    await sign_in(ops, base, "ops", admin.email)
+    await expect(ops.locator("#ops-connection")).to_have_text("实时已连接")
+    applicant = ops.locator(f"#cert-table tr[data-technician='{technicians['uncertified'].technician.id}']")
+    await expect(applicant).to_contain_text("未上传照片")
+
+    # The applicant photographs his pending certificate on his phone; the open console shows it.
     applicant_phone = await (await new_context(viewport=PHONE, is_mobile=True, has_touch=True)).new_page()
     await sign_in(applicant_phone, base, "technician", technicians["uncertified"].account.email)
     await applicant_phone.locator("#my-certs input[type=file]").set_input_files(
@@ -122,11 +128,6 @@ async def test_ops_see_why_reassign_to_another_technician_and_acknowledge_an_ale
     await expect(applicant_phone.locator("#my-certs [id^=cert-photo-msg-]")).to_have_text("证书照片已上传")
     await expect(applicant_phone.locator("#my-certs")).to_contain_text("已上传照片")
     await shot(applicant_phone, artifacts, "ops-00-certificate-photo")
-
-    ops = await (await new_context(viewport=DESKTOP)).new_page()
-    await sign_in(ops, base, "ops", admin.email)
-    await expect(ops.locator("#ops-connection")).to_have_text("实时已连接")
-    applicant = ops.locator(f"#cert-table tr[data-technician='{technicians['uncertified'].technician.id}']")
     await expect(applicant).to_contain_text(NAMES["uncertified"])
     await expect(applicant).to_contain_text("考试 · 安装")
     await expect(applicant).to_contain_text("91 分 · 通过")

@@ -134,7 +134,16 @@ function onOpsMessage(message) {
   } else if (message.type === "alert_acknowledged") {
     state.alerts.delete(message.id);
     renderBanner();
+  } else if (message.type === "certification_queue") {
+    loadCerts().catch(() => {});
   }
+}
+
+// An application, a photo or another operator's decision: the queue again.
+async function loadCerts() {
+  state.certs = (await api.get("/v1/ops/certifications?status=pending&limit=100")).data;
+  loadCertPhotos();
+  draw();
 }
 
 async function orderChanged({ order_id: id, status }) {
