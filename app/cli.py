@@ -112,7 +112,7 @@ def worker(roles: str = typer.Option(
         help="Comma-separated: urgent (an emergency's deliveries), realtime (other deliveries, offer "
              "expiry), background (payouts, reviews, webhooks, scans), matching (a loop per city).")) -> None:
     """Run the periodic work (events, matching, review finalization, payouts) without serving."""
-    import asyncio
+    import uvloop  # with uvicorn[standard]; the API's loop is uvloop too
 
     from app.worker import ROLES, run_forever
 
@@ -122,7 +122,7 @@ def worker(roles: str = typer.Option(
         console.print(f"[red]unknown roles: {', '.join(unknown) or '(none given)'}; choose from {', '.join(ROLES)}[/]")
         raise typer.Exit(2)
     _check_connections()
-    asyncio.run(run_forever(roles=chosen))
+    uvloop.run(run_forever(roles=chosen))
 
 
 def _check_connections() -> None:
