@@ -50,6 +50,18 @@ class ClientError(Exception):
         self.code = reply.get("code")
 
 
+JOB_TRIES = 12  # about a minute and a half of a server away before a job is given up
+
+
+def _transient(exc: Exception) -> bool:
+    """The server or what it needs is away for now; the same step may succeed later."""
+    if isinstance(exc, ClientError):
+        return exc.code in RETRYABLE_CODES
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500 or exc.response.status_code == 429
+    return isinstance(exc, httpx.TransportError)
+
+
 def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Equirectangular: exact enough for a city and for a simulated drive."""
     dx = (b[0] - a[0]) * EARTH_M_PER_DEG * math.cos(math.radians((a[1] + b[1]) / 2))
@@ -401,47 +413,58 @@ class TechnicianClient:
         return reply
 
     async def _job(self, order_id: str) -> None:
+        """Drive to the job and do it; a server that is down for a while (restarting, its database
+        or Redis away) interrupts the job, it does not end it: he carries on from the order's
+        state, at growing intervals, and gives up (said and counted) only after JOB_TRIES."""
         async with self._one_job_at_a_time:
-            await self._drive_and_work(order_id)
+            try:
+                for attempt in range(1, JOB_TRIES + 1):
+                    try:
+                        await self._drive_and_work(order_id)
+                        return
+                    except (ClientError, httpx.HTTPError) as exc:
+                        if not _transient(exc) or attempt == JOB_TRIES:
+                            self.tally.errors.append(f"job {order_id[:8]}: {exc}")
+                            self._say(f"[red]job {order_id[:8]} stopped: {exc}[/]")
+                            return
+                        delay = min(0.5 * 2 ** attempt, MAX_BACKOFF_S)
+                        self._say(f"[yellow]job {order_id[:8]} interrupted ({exc}); carrying on in {delay:g} s[/]")
+                        await asyncio.sleep(delay)
+            finally:
+                self.target = None
+                self._jobs.pop(order_id, None)
+                self._finished.add(order_id)
+                if self._done():
+                    self.stop.set()
 
     async def _drive_and_work(self, order_id: str) -> None:
+        """From the order's current state to its completion."""
         assert self._http is not None
-        try:
-            order = (await self._http.get(f"/v1/orders/{order_id}")).raise_for_status().json()
-            self.target = tuple(order["location"]["coordinates"])  # exact once accepted
-            self._near.clear()
-            status = order["status"]
-            if status == "accepted":
-                await self._status(order_id, "en_route")
-                status = "en_route"
-            if status == "en_route":
-                self._say(f"driving {distance_m(self.here, self.target):.0f} m at {self.o.speed_kmh:g} km/h")
-                await self._near.wait()
-                if not await self._check_in(order_id):
-                    return
-                status = "arrived"
-            if status == "arrived":
-                await self._status(order_id, "started")
-                await asyncio.sleep(min(3.0, self.o.interval_s))
-            price = order["price_estimate"]
-            reply = await self._status(order_id, "completed", {
-                "work_done": "检查并更换了灶具连接软管，泄漏测试通过 / replaced the hose, leak test passed",
-                "final_price_minor": price["amount_minor"], "currency": price["currency"]})
-            if reply.get("price_change"):
-                self._say("final price awaits the customer's approval")
-            self.tally.completed += 1
-        except ClientError as exc:
-            self.tally.errors.append(f"job {order_id[:8]}: {exc}")
-            self._say(f"[red]job {order_id[:8]} stopped: {exc}[/]")
-        except httpx.HTTPError as exc:
-            self.tally.errors.append(f"job {order_id[:8]}: {exc}")
-            self._say(f"[red]job {order_id[:8]} stopped: {exc}[/]")
-        finally:
-            self.target = None
-            self._jobs.pop(order_id, None)
-            self._finished.add(order_id)
-            if self._done():
-                self.stop.set()
+        order = (await self._http.get(f"/v1/orders/{order_id}")).raise_for_status().json()
+        self.target = tuple(order["location"]["coordinates"])  # exact once accepted
+        self._near.clear()
+        status = order["status"]
+        if status not in ACTIVE_JOB_STATES:
+            return  # done meanwhile (or taken away): nothing left to do
+        if status == "accepted":
+            await self._status(order_id, "en_route")
+            status = "en_route"
+        if status == "en_route":
+            self._say(f"driving {distance_m(self.here, self.target):.0f} m at {self.o.speed_kmh:g} km/h")
+            await self._near.wait()
+            if not await self._check_in(order_id):
+                return
+            status = "arrived"
+        if status == "arrived":
+            await self._status(order_id, "started")
+            await asyncio.sleep(min(3.0, self.o.interval_s))
+        price = order["price_estimate"]
+        reply = await self._status(order_id, "completed", {
+            "work_done": "检查并更换了灶具连接软管，泄漏测试通过 / replaced the hose, leak test passed",
+            "final_price_minor": price["amount_minor"], "currency": price["currency"]})
+        if reply.get("price_change"):
+            self._say("final price awaits the customer's approval")
+        self.tally.completed += 1
 
     async def _check_in(self, order_id: str) -> bool:
         """At the door: settle identity with the customer's code, then check in (geofenced).

@@ -170,6 +170,17 @@ class Harness:
             await conn.close()
         return {r["email"] for r in rows}
 
+    async def technicians_with_open_jobs(self) -> set[str]:
+        conn = await asyncpg.connect(host="127.0.0.1", port=self.stack.pg_port, user="postgres", database="gasdispatch")
+        try:
+            rows = await conn.fetch("""
+                SELECT DISTINCT a.email FROM dispatch_order o JOIN dispatch_technician t ON t.id = o.technician_id
+                JOIN dispatch_account a ON a.id = t.account_id
+                WHERE o.status IN ('accepted', 'en_route', 'arrived', 'in_service')""")
+        finally:
+            await conn.close()
+        return {r["email"] for r in rows}
+
     # -- faults ------------------------------------------------------------------------------
 
     def schedule(self, rng: random.Random) -> list[tuple[float, str]]:
@@ -269,10 +280,14 @@ class Harness:
         customer_tasks: list[asyncio.Task] = []
         detectors: list[Detectors] = []
         owners = await self.customers_with_open_orders()
+        holders = await self.technicians_with_open_jobs()
         for city, people in sorted(cities.items()):
             doorstep = Doorstep()
-            for i, (email, lon, lat) in enumerate(rng.sample(people["technicians"],
-                                                             min(self.p.technicians_per_city, len(people["technicians"])))):
+            # Whoever still holds a job from an earlier run is back at work to finish it.
+            busy = [t for t in people["technicians"] if t[0] in holders]
+            free = [t for t in people["technicians"] if t[0] not in holders]
+            crew = busy + rng.sample(free, max(0, min(len(free), self.p.technicians_per_city - len(busy))))
+            for i, (email, lon, lat) in enumerate(crew):
                 options = technician_options(urls[i % 2], email, lon + rng.uniform(-0.01, 0.01), lat + rng.uniform(-0.01, 0.01))
                 client = FaultTolerantTechnician(options, doorstep, self.observed, email)
                 technicians.append((client, asyncio.create_task(client.run())))
