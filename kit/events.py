@@ -272,7 +272,8 @@ async def fan_out(event_id: int) -> None:
 
 async def requeue_stalled(session: AsyncSession, older_than: timedelta = timedelta(seconds=60)) -> int:
     """Safety net: pending deliveries whose job was lost (a worker killed between attempts, the
-    engine down while retrying) get a job again; events never fanned out are fanned out."""
+    engine down while retrying) get a job again; events never fanned out are fanned out; failed
+    jobs of deliveries done since are dropped."""
     now = await database_now(session)
     unfanned = (await session.exec(select(OutboxMessage).where(
         col(OutboxMessage.delivered_at).is_(None), OutboxMessage.created_at < now - older_than)
@@ -282,7 +283,7 @@ async def requeue_stalled(session: AsyncSession, older_than: timedelta = timedel
     stalled = (await session.exec(select(Delivery).where(
         Delivery.state == "pending", Delivery.next_attempt_at < now - older_than).limit(1000))).all()
     await _enqueue_deliveries(session, stalled)
-    return len(unfanned) + len(stalled)
+    return len(unfanned) + len(stalled) + await jobs.drop_obsolete_failures(session)
 
 
 # Tests -------------------------------------------------------------------------------------

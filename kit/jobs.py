@@ -258,6 +258,18 @@ async def engine_health(session: AsyncSession | None = None) -> dict[str, Any]:
             "oldest_ready_age_s": round(float(oldest), 3) if oldest is not None else 0.0}
 
 
+async def drop_obsolete_failures(session: AsyncSession) -> int:
+    """Delivery jobs held as failed although their delivery is done: pgqueuer lost the job's
+    outcome while the database was away and the safety net delivered it since. Not dead letters,
+    so they leave the engine's count (ops would chase work that is finished)."""
+    result = await session.exec(text("""
+        DELETE FROM pgqueuer q USING kit_delivery d
+        WHERE q.status = 'failed' AND q.entrypoint = ANY(:entrypoints)
+          AND d.id = (convert_from(q.payload, 'UTF8')::json ->> 'delivery_id')::bigint AND d.state = 'done'"""
+    ).bindparams(entrypoints=[DELIVER, DELIVER_SLOW, DELIVER_URGENT]))
+    return result.rowcount
+
+
 # Dead letters ------------------------------------------------------------------------------
 
 async def list_dead_letters(session: AsyncSession, *, limit: int = 50, cursor: str | None = None,

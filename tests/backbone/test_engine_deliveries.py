@@ -155,3 +155,29 @@ async def test_the_engine_job_asks_for_a_retry_after_the_backoff(committed_sessi
         (flaky,) = await _deliveries(session, "flaky")
         assert flaky.state == "pending" and flaky.attempts == 1
     assert seen["steady"] == ["1"]
+
+
+async def test_a_failed_job_whose_delivery_got_done_is_no_dead_letter(committed_sessions, calls, empty_queue) -> None:  # noqa: ANN001
+    """pgqueuer can hold a job as failed while the database was away, and the safety net
+    delivers it since: the engine no longer counts it; a failed job of an undone delivery stays."""
+    from sqlalchemy import text
+
+    from kit import jobs
+
+    _, failing, _ = calls
+    order = str(uuid.uuid4())
+    failing.add(order)
+    async with committed_sessions() as session:
+        await publish(session, TOPIC, {"order_id": order, "n": "1"})
+        await session.commit()
+        (steady,), (flaky,) = await _deliveries(session, "steady"), await _deliveries(session, "flaky")
+    await events.deliver(steady.id)
+    async with committed_sessions() as session:
+        await session.exec(text("UPDATE pgqueuer SET status = 'failed'"))
+        await session.commit()
+        assert (await jobs.engine_health(session))["dead_letters"] == 2
+        await events.requeue_stalled(session)
+        await session.commit()
+        assert (await jobs.engine_health(session))["dead_letters"] == 1
+        left = (await session.exec(text("SELECT convert_from(payload, 'UTF8') FROM pgqueuer"))).one()[0]
+        assert str(flaky.id) in left
