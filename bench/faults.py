@@ -159,27 +159,24 @@ class Harness:
                 cities[domain]["customers"].append((c["email"], c["customer_id"], c["address_id"]))
         return cities
 
-    async def customers_with_open_orders(self) -> set[str]:
+    async def _emails(self, query: str) -> set[str]:
         conn = await asyncpg.connect(host="127.0.0.1", port=self.stack.pg_port, user="postgres", database="gasdispatch")
         try:
-            rows = await conn.fetch("""
-                SELECT DISTINCT a.email FROM dispatch_order o JOIN dispatch_customer c ON c.id = o.customer_id
-                JOIN dispatch_account a ON a.id = c.account_id
-                WHERE o.status NOT IN ('settled', 'cancelled', 'unfulfilled', 'reviewed', 'completed')""")
+            return {r["email"] for r in await conn.fetch(query)}
         finally:
             await conn.close()
-        return {r["email"] for r in rows}
+
+    async def customers_with_open_orders(self) -> set[str]:
+        return await self._emails("""
+            SELECT DISTINCT a.email FROM dispatch_order o JOIN dispatch_customer c ON c.id = o.customer_id
+            JOIN dispatch_account a ON a.id = c.account_id
+            WHERE o.status NOT IN ('settled', 'cancelled', 'unfulfilled', 'reviewed', 'completed')""")
 
     async def technicians_with_open_jobs(self) -> set[str]:
-        conn = await asyncpg.connect(host="127.0.0.1", port=self.stack.pg_port, user="postgres", database="gasdispatch")
-        try:
-            rows = await conn.fetch("""
-                SELECT DISTINCT a.email FROM dispatch_order o JOIN dispatch_technician t ON t.id = o.technician_id
-                JOIN dispatch_account a ON a.id = t.account_id
-                WHERE o.status IN ('accepted', 'en_route', 'arrived', 'in_service')""")
-        finally:
-            await conn.close()
-        return {r["email"] for r in rows}
+        return await self._emails("""
+            SELECT DISTINCT a.email FROM dispatch_order o JOIN dispatch_technician t ON t.id = o.technician_id
+            JOIN dispatch_account a ON a.id = t.account_id
+            WHERE o.status IN ('accepted', 'en_route', 'arrived', 'in_service')""")
 
     # -- faults ------------------------------------------------------------------------------
 
