@@ -7,7 +7,7 @@ cd "$ROOT"
 PG_PORT="${GASDISPATCH_TEST_PG_PORT:-55442}"
 REDIS_PORT="${GASDISPATCH_TEST_REDIS_PORT:-56389}"
 STRIPE_PORT="${GASDISPATCH_TEST_STRIPE_PORT:-58420}"
-CLUSTER_PORTS=(46301 46302 46303)  # each also uses port + 10000 for the cluster bus
+CLUSTER_PORTS=(16301 16302 16303)  # and port + 10000 for the cluster bus: all below the ephemeral range (32768+), where a free-port pick of another process may land
 PG_PASSWORD=gasdispatch-test
 
 NEED_TEST_TOOLS=1 ensure_debian_packages
