@@ -6,7 +6,6 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
-from itertools import pairwise
 
 import asyncpg
 
@@ -51,30 +50,28 @@ async def unfinished_orders(conn: asyncpg.Connection) -> list[tuple[str, str, fl
 
 
 async def double_accepts(conn: asyncpg.Connection, observed: Observed) -> set[str]:
-    """Two technicians holding one order at once: two accepted offers (or two accept acks from
-    different technicians) with no release of the order between them."""
-    offers = await _rows(conn, """SELECT order_id::text AS order_id, technician_id::text AS technician_id, decided_at
-                                  FROM matching_offer WHERE status = 'accepted' ORDER BY decided_at""")
-    releases = await _rows(conn, """SELECT order_id::text AS order_id, created_at FROM dispatch_order_event
-                                    WHERE action = ANY($1::text[])""", list(RELEASES))
-    released: dict[str, list[datetime]] = defaultdict(list)
-    for r in releases:
-        released[r["order_id"]].append(r["created_at"])
+    """Two technicians holding one order at once: in the order's own log, in commit order (event
+    ids; a pre-emption is stamped with its round's start, which may precede the accept it
+    undoes), an accept by another technician while one holds it; or accept acks the log does not
+    back (more technicians told "yours" than accepts recorded)."""
+    rows = await _rows(conn, """SELECT e.order_id::text AS order_id, e.action, o.technician_id::text AS technician_id
+                                FROM dispatch_order_event e
+                                LEFT JOIN matching_offer o ON e.action = 'accept' AND o.id = (e.payload->>'offer_id')::uuid
+                                WHERE e.action = 'accept' OR e.action = ANY($1::text[]) ORDER BY e.id""", list(RELEASES))
     found: set[str] = set()
-
-    def overlapping(order_id: str, moments: list[tuple[datetime, str]]) -> bool:
-        for (earlier, who_a), (later, who_b) in pairwise(moments):
-            if who_a != who_b and not any(earlier <= at <= later for at in released[order_id]):
-                return True
-        return False
-
-    accepted: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-    for r in offers:
-        accepted[r["order_id"]].append((r["decided_at"], r["technician_id"]))
-    found |= {order_id for order_id, moments in accepted.items() if overlapping(order_id, moments)}
+    holder: dict[str, str | None] = {}
+    accepts: Counter[str] = Counter()
+    for r in rows:
+        order_id = r["order_id"]
+        if r["action"] != "accept":
+            holder[order_id] = None
+            continue
+        accepts[order_id] += 1
+        if holder.get(order_id) not in (None, r["technician_id"]):
+            found.add(order_id)
+        holder[order_id] = r["technician_id"]
     for order_id, acks in observed.accept_acks.items():
-        moments = [(datetime.fromtimestamp(t, timezone.utc), who) for t, who in sorted(acks)]
-        if overlapping(order_id, moments):
+        if len({who for _, who in acks}) > accepts[order_id]:
             found.add(order_id)
     return found
 
