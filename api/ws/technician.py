@@ -163,9 +163,9 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID, sen
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
         return {"v": 1, "type": "error", "id": message_id if isinstance(message_id, str) else None, "detail": problems}
     WS_MESSAGES.labels(message.type).inc()
-    redis = get_redis()
     if isinstance(message, protocol.Location):
         return await _handle_fix(message, technician_id)
+    redis = get_redis()
     replay_key = f"realtime:reply:{account_id}:{message.id}"
     idempotent = isinstance(message, (protocol.Ping, protocol.Resume))
     try:
@@ -203,10 +203,12 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID, sen
         return {"v": 1, "type": "ack", "id": message.id, "duplicate": True}  # first delivery still running
     try:
         reply: dict[str, Any] = {"v": 1, "type": "ack", "id": message.id, **await _act(message, account_id, technician_id)}
+    except (DomainError, ValueError, ValidationError) as exc:
+        reply = _refusal(message, exc)  # stored below: a retry gets the same answer
     except Exception as exc:
         with contextlib.suppress(RedisError, OSError):  # let the phone's retry act
             await redis.delete(replay_key)
-        return _error_reply(message, exc)
+        return _failure(message, exc)
     with contextlib.suppress(RedisError, OSError):  # the acted-on reply stands; a retry may act again
         await redis.set(replay_key, json.dumps(reply, default=str), ex=REPLAY_TTL_S)
     return reply
@@ -224,17 +226,23 @@ async def _handle_fix(message: protocol.Location, technician_id: uuid.UUID) -> d
             pipe.smembers(active_orders_key(technician_id))
             _, city, order_ids = await pipe.execute()
         return {"v": 1, "type": "ack", "id": message.id, **await _locate(message, technician_id, city, order_ids)}
+    except (DomainError, ValueError, ValidationError) as exc:
+        return _refusal(message, exc)
     except Exception as exc:
-        return _error_reply(message, exc)
+        return _failure(message, exc)
 
 
-def _error_reply(message: Any, exc: Exception) -> dict[str, Any]:
-    """The `error` for a message that failed: the domain's slug, invalid input, or a service
-    that is unavailable (the phone retries); anything else is counted and logged."""
+def _refusal(message: Any, exc: DomainError | ValueError | ValidationError) -> dict[str, Any]:
+    """The final answer to a message the domain refused or that carried invalid input."""
     if isinstance(exc, DomainError):
         return {"v": 1, "type": "error", "id": message.id, "code": exc.slug, "detail": exc.detail, **exc.extra}
-    if isinstance(exc, (ValueError, ValidationError)):  # a malformed uuid or work report in a well-typed message
-        return {"v": 1, "type": "error", "id": message.id, "code": "invalid-input", "detail": str(exc)}
+    # a malformed uuid or work report in a well-typed message
+    return {"v": 1, "type": "error", "id": message.id, "code": "invalid-input", "detail": str(exc)}
+
+
+def _failure(message: Any, exc: Exception) -> dict[str, Any]:
+    """A message that could not be acted on: a service that is unavailable (the phone retries),
+    or anything else, counted and logged."""
     service = unavailable_service(exc)
     if service is None:
         log.error("ws.message_failed", type=message.type, exc_info=exc)
