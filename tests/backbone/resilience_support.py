@@ -1,7 +1,6 @@
 """What the resilience tests share: API processes given a start-up allowance for a loaded machine."""
 
-import asyncio
-import json
+import functools
 import os
 import socket
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import sockets
 
 ROOT = Path(__file__).resolve().parents[2]
 START_ALLOWANCE_S = 120
@@ -48,12 +49,5 @@ def api_process(tmp_path: Path) -> Iterator:
         process.wait(10)
 
 
-async def recv_until(ws, predicate, timeout: float = 30.0) -> dict:  # noqa: ANN001
-    """The next message on the socket that `predicate` accepts (others are skipped)."""
-    async def loop() -> dict:
-        while True:
-            message = json.loads(await ws.recv())
-            if predicate(message):
-                return message
-
-    return await asyncio.wait_for(loop(), timeout)
+# Sockets that outlive a Redis restart or a cluster's start: longer waits than the default.
+recv_until = functools.partial(sockets.recv_until, timeout=30.0)

@@ -136,17 +136,23 @@ async def test_not_ready_is_retried_later_without_counting_as_a_failure(session:
     assert delivery.state == "done" and delivery.deferrals == 2 and seen["flaky"] == ["1"]
 
 
-async def test_the_engine_job_asks_for_a_retry_after_the_backoff(committed_sessions, calls, empty_queue) -> None:  # noqa: ANN001
-    """The worker's job records the failed try in its own committed transaction and asks
-    pgqueuer for a retry after the backoff; the other subscriber's delivery is done."""
-    seen, failing, _ = calls
+async def _one_failing_event_steady_delivered(committed_sessions, failing: set[str]) -> Delivery:  # noqa: ANN001
+    """A committed event whose `flaky` delivery fails and whose `steady` one is done; the flaky one."""
     order = str(uuid.uuid4())
     failing.add(order)
     async with committed_sessions() as session:
         await publish(session, TOPIC, {"order_id": order, "n": "1"})
         await session.commit()
-        flaky, steady = (await _deliveries(session, "flaky"))[0], (await _deliveries(session, "steady"))[0]
+        (flaky,), (steady,) = await _deliveries(session, "flaky"), await _deliveries(session, "steady")
     await events.deliver(steady.id)
+    return flaky
+
+
+async def test_the_engine_job_asks_for_a_retry_after_the_backoff(committed_sessions, calls, empty_queue) -> None:  # noqa: ANN001
+    """The worker's job records the failed try in its own committed transaction and asks
+    pgqueuer for a retry after the backoff; the other subscriber's delivery is done."""
+    seen, failing, _ = calls
+    flaky = await _one_failing_event_steady_delivered(committed_sessions, failing)
     with pytest.raises(RetryRequested) as retry:
         await events.deliver(flaky.id)
     assert timedelta(seconds=0.8) < retry.value.delay <= timedelta(seconds=1)
@@ -165,13 +171,7 @@ async def test_a_failed_job_whose_delivery_got_done_is_no_dead_letter(committed_
     from kit import jobs
 
     _, failing, _ = calls
-    order = str(uuid.uuid4())
-    failing.add(order)
-    async with committed_sessions() as session:
-        await publish(session, TOPIC, {"order_id": order, "n": "1"})
-        await session.commit()
-        (steady,), (flaky,) = await _deliveries(session, "steady"), await _deliveries(session, "flaky")
-    await events.deliver(steady.id)
+    flaky = await _one_failing_event_steady_delivered(committed_sessions, failing)
     async with committed_sessions() as session:
         await session.exec(text("UPDATE pgqueuer SET status = 'failed'"))
         await session.commit()

@@ -26,6 +26,7 @@ from dispatch.states import next_state
 from matching import service as engine
 from matching.models import Offer
 from tests.factories import make_customer, make_staff, make_technician
+from tests.support.sockets import recv_until
 
 CENTER = (120.155, 30.274)
 
@@ -270,16 +271,6 @@ def _ws(base: str, token: str):  # noqa: ANN202
                               additional_headers={"Authorization": f"Bearer {token}"})
 
 
-async def _until(ws, predicate, timeout: float = 10.0) -> dict:  # noqa: ANN001
-    async def loop() -> dict:
-        while True:
-            message = json.loads(await ws.recv())
-            if predicate(message):
-                return message
-
-    return await asyncio.wait_for(loop(), timeout)
-
-
 async def test_ops_socket_pushes_order_status_changes_and_alerts_to_admins_only(
     api_worker, committed_sessions, redis,  # noqa: ANN001
 ) -> None:
@@ -293,14 +284,14 @@ async def test_ops_socket_pushes_order_status_changes_and_alerts_to_admins_only(
             await refused.recv()
         assert closed.value.rcvd.code == 4403
     async with _ws(base, admin_headers["Authorization"][7:]) as ws:
-        await _until(ws, lambda m: m["type"] == "ready")
+        await recv_until(ws, lambda m: m["type"] == "ready")
         async with httpx.AsyncClient(base_url=base) as http:
             order = (await http.post("/v1/orders", headers=customer.headers,
                                      json={"kind": "repair", "address_id": str(customer.address.id)})).json()
-        pushed = await _until(ws, lambda m: m["type"] == "order_status" and m["order_id"] == order["id"])
+        pushed = await recv_until(ws, lambda m: m["type"] == "order_status" and m["order_id"] == order["id"])
         assert (pushed["status"], pushed["from_status"], pushed["priority"]) == ("matching", "created", "routine")
         alert = {"v": 1, "type": "alert", "alert": {"id": str(uuid.uuid4()), "kind": "emergency_unaccepted"}}
         await redis.publish(ops_channel(get_settings().city), json.dumps(alert))
-        assert (await _until(ws, lambda m: m["type"] == "alert"))["alert"] == alert["alert"]
+        assert (await recv_until(ws, lambda m: m["type"] == "alert"))["alert"] == alert["alert"]
         await ws.send(json.dumps({"v": 1, "type": "ping", "id": "p1"}))
-        assert (await _until(ws, lambda m: m.get("id") == "p1"))["type"] == "pong"
+        assert (await recv_until(ws, lambda m: m.get("id") == "p1"))["type"] == "pong"

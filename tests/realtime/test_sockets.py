@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from dispatch.models import Order
 from dispatch.service import Actor, transition
 from tests.factories import make_customer, make_technician
+from tests.support.sockets import recv_until
 
 CENTER = (120.155, 30.274)
 
@@ -25,16 +26,6 @@ def connect(base: str, path: str, token: str, **options):  # noqa: ANN003, ANN20
 
 def token_of(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
-
-
-async def recv_until(ws, predicate, timeout: float = 10.0) -> dict:  # noqa: ANN001
-    async def loop() -> dict:
-        while True:
-            message = json.loads(await ws.recv())
-            if predicate(message):
-                return message
-
-    return await asyncio.wait_for(loop(), timeout)
 
 
 async def request(ws, message: dict, timeout: float = 10.0) -> dict:  # noqa: ANN001
