@@ -21,7 +21,7 @@ from kit.fanout import account_channel, active_orders_key, push_after_commit
 from dispatch.models import Order, OrderEvent, Technician
 from dispatch.notifications import notify
 from kit.redis import get_redis
-from dispatch.service import Actor
+from dispatch.service import Actor, track_active_order
 from dispatch.states import ACTIVE_JOB_STATES, next_state
 from dispatch.technicians import release_job, take_job
 from matching.manual import assignability, withdraw_open_offers
@@ -104,6 +104,7 @@ async def assign(session: AsyncSession, redis: Redis, order_id: uuid.UUID, techn
     await publish_event(session, OrderStatusChanged(
         order_id=order_id, action=ASSIGN, from_=seen_status, to=step.to_status, technician_id=technician_id,
         reason=reason, payload=payload))
+    track_active_order(session, order_id, technician_id, seen_status, step.to_status)
     await session.flush()
     await _take_on(session, technician)
     await notify(session, technician.account_id, "job_assigned", "调度指派工单 / Job assigned to you",

@@ -9,17 +9,15 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kit import after_commit
 from kit.events import handles, subscribe
 from kit.geo import lonlat
-from kit.fanout import account_channel, active_orders_key, order_channel, push_after_commit
+from kit.fanout import account_channel, order_channel, push_after_commit
 from dispatch.events import OrderStatusChanged
 from dispatch.field.events import HazardFound, PriceChangeRejected, PriceChangeRequested
 from dispatch.models import Customer, Order, Technician
 from matching.events import OfferCreated, OfferWithdrawn
 from meters.events import MaintenanceReminderDue, SafetyAdviceIssued
 from dispatch.notifications import notify
-from kit.redis import get_redis
 from dispatch.service import shared_event_reason
 from dispatch.states import ACTIVE_JOB_STATES
 
@@ -51,8 +49,6 @@ async def on_order_status_changed(session: AsyncSession, event: OrderStatusChang
     to = event.to
     technician_id = str(event.technician_id) if event.technician_id else None
     technician = await _technician(session, event.technician_id)
-    # Track first: once the customer sees "accepted", the technician's fixes already reach him.
-    await _track_active_order(session, str(order.id), technician_id, event.from_, to)
     # The order's socket reaches the customer: only the reasons he may read.
     push_after_commit(session, order_channel(order.id), "status", order_id=str(order.id), status=to,
                       action=event.action, technician_id=technician_id,
@@ -113,21 +109,6 @@ async def _tell_released_technician(session: AsyncSession, order: Order, event: 
         body += f" · 补偿 / compensation {share / 100:.2f} {fee['currency']}"
     await notify(session, technician.account_id, kind, title, body, notice,
                  dedupe_key=f"released:{order.id}:{technician.id}:{action}:{event.from_}:{event.to}")
-
-
-async def _track_active_order(session: AsyncSession, order_id: str, technician_id: str | None, from_: str, to: str) -> None:
-    """Positions reach the customer only between acceptance and completion."""
-    if not technician_id:
-        return
-    key = active_orders_key(technician_id)
-    if to in ACTIVE_JOB_STATES:
-        async def add() -> None:
-            await get_redis().sadd(key, order_id)
-        after_commit.defer(session, add)
-    elif from_ in ACTIVE_JOB_STATES:
-        async def remove() -> None:
-            await get_redis().srem(key, order_id)
-        after_commit.defer(session, remove)
 
 
 def offer_summary(order: Order, offer_id: str, distance_m: float, eta_s: float, expires_at: str) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from sqlalchemy import Select, func, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kit import ratelimit
+from kit import after_commit, ratelimit
 from kit.config import get_settings
+from kit.fanout import active_orders_key
+from kit.redis import get_redis
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from dispatch.cities import city_at
 from dispatch.errors import IllegalTransition
@@ -24,7 +26,7 @@ from dispatch.events import OrderCreated, OrderStatusChanged
 from kit.events import publish_event
 from dispatch.models import Address, Customer, Order, OrderEvent, Technician
 from kit.pagination import page_of, paginate
-from dispatch.states import OPEN_STATES, next_state
+from dispatch.states import ACTIVE_JOB_STATES, OPEN_STATES, next_state
 from dispatch.stations import get_service_kind
 
 
@@ -157,13 +159,33 @@ async def transition(
         order_id=order_id, action=action, from_status=from_status, to_status=step.to_status,
         actor_role=actor.role, actor_id=actor.id, reason=reason, payload=payload or {}, created_at=now,
     ))
+    technician_id = values.get("technician_id") or held_by
     await publish_event(session, OrderStatusChanged(
         order_id=order_id, action=action, from_=from_status, to=step.to_status,
-        technician_id=values.get("technician_id") or held_by, reason=reason, payload=payload or {}))
+        technician_id=technician_id, reason=reason, payload=payload or {}))
+    track_active_order(session, order_id, technician_id, from_status, step.to_status)
     await session.flush()
     order = await session.get(Order, order_id, populate_existing=True)
     assert order is not None
     return order
+
+
+def track_active_order(session: AsyncSession, order_id: uuid.UUID, technician_id: uuid.UUID | None,
+                       from_status: str, to_status: str) -> None:
+    """The technician's fixes reach the customer only between acceptance and completion. Set
+    right after the change's commit, not by its event's delivery: a customer who reads the new
+    status (his socket catches up from the order's log) is already following."""
+    if technician_id is None:
+        return
+    key = active_orders_key(technician_id)
+    if to_status in ACTIVE_JOB_STATES:
+        async def add() -> None:
+            await get_redis().sadd(key, str(order_id))
+        after_commit.defer(session, add)
+    elif from_status in ACTIVE_JOB_STATES:
+        async def remove() -> None:
+            await get_redis().srem(key, str(order_id))
+        after_commit.defer(session, remove)
 
 
 async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
