@@ -129,7 +129,8 @@ def _eligible_pairs(
                 techs.append(tech)
                 available = technician_reason(tech, now, config) is None and tech.free_slots > 0
                 kinds.append(certified_kinds(tech, now) if available else frozenset())
-            if order.skill in kinds[j] and j not in seen and tech.id not in order.excluded_technicians:
+            if (order.skill in kinds[j] and j not in seen and tech.id not in order.excluded_technicians
+                    and not (tech.reserved and order.priority != "emergency")):
                 seen.add(j)
                 order_idx.append(i)
                 tech_idx.append(j)

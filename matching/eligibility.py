@@ -18,6 +18,7 @@ CERTIFICATION_NOT_YET_VALID = "certification_not_yet_valid"
 CERTIFICATION_EXPIRED = "certification_expired"
 AT_CAPACITY = "at_capacity"
 OUT_OF_RANGE = "out_of_range"
+RESERVED = "reserved_for_emergencies"
 
 
 def radius_m(order: OrderView, tech: TechnicianView, config: MatchingConfig) -> float:
@@ -85,6 +86,8 @@ def ineligibility_reason(
         return reason
     if tech.active_jobs >= tech.max_jobs:
         return AT_CAPACITY
+    if tech.reserved and order.priority != "emergency":
+        return RESERVED
     if haversine_m(tech.lon, tech.lat, order.lon, order.lat) > radius_m(order, tech, config):
         return OUT_OF_RANGE
     return None

@@ -69,8 +69,8 @@ def due_alerts(ladder: Ladder, created_at: datetime, now: datetime,
 
 def reserve_floor(emergencies_per_hour: float, sla_min: float, cover_probability: float) -> int:
     """Free emergency technicians an area keeps: enough that the emergencies arriving within
-    one SLA (Poisson at the area's rate) all find one with `cover_probability`; at least one
-    wherever emergencies happen at all."""
+    one SLA (Poisson at the area's rate) all find one with `cover_probability`. An area where
+    none arrives within an SLA that often keeps none: pre-emption and repositioning cover it."""
     if emergencies_per_hour <= 0:
         return 0
     mean = emergencies_per_hour * sla_min / 60
@@ -80,7 +80,7 @@ def reserve_floor(emergencies_per_hour: float, sla_min: float, cover_probability
         n += 1
         term *= mean / n
         total += term
-    return max(1, n)
+    return n
 
 
 def uncovered(free_emergency: Mapping[str, int], floors: Mapping[str, int]) -> list[str]:

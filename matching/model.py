@@ -37,7 +37,7 @@ class TechnicianView:
     last_seen_at: datetime
     idle_since: datetime | None = None  # None: not idle (or unknown)
     service_radius_m: float | None = None  # the station's radius, if it sets one
-    reserve_s: float = 0.0  # cost of taking him for non-emergency work: his area's emergency reserve
+    reserved: bool = False  # held in his area's emergency reserve: only emergencies may take him
 
     @property
     def free_slots(self) -> int:

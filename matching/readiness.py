@@ -1,6 +1,6 @@
 """Emergency readiness in the live engine: each station's service area keeps a floor of free
-emergency-certified technicians (from its emergency rate and the emergency SLA); routine work
-pays the reserve price to take one of them, and idle emergency technicians elsewhere get a
+emergency-certified technicians (from its emergency rate and the emergency SLA) that routine
+work may not take, and idle emergency technicians elsewhere get a
 hint to move towards areas below their floor. The rules are pure, in matching/escalation.py.
 """
 
@@ -75,10 +75,9 @@ def reserved(zones: Sequence[Area], techs: Sequence[TechnicianView], now: dateti
     return {tid for station, ranked in by_area.items() for _, tid in sorted(ranked)[:floors[station]]}
 
 
-def price_reserve(techs: Sequence[TechnicianView], keep: set[str]) -> list[TechnicianView]:
-    """Routine work pays the reserve price to take a reserved technician."""
-    price = get_settings().reserve_price_s
-    return [replace(t, reserve_s=price) if t.id in keep else t for t in techs]
+def hold_reserve(techs: Sequence[TechnicianView], keep: set[str]) -> list[TechnicianView]:
+    """The reserved technicians marked: routine work may not take them."""
+    return [replace(t, reserved=True) if t.id in keep else t for t in techs]
 
 
 async def hint_repositioning(session: AsyncSession, zones: Sequence[Area], techs: Sequence[TechnicianView],

@@ -60,7 +60,7 @@ def cost(order: OrderView, tech: TechnicianView, now: datetime, config: Matching
         return config.eta_weight * eta + load
     rep = config.reputation_weight_s * (config.reputation_prior - reputation(tech, config))
     fair = config.fairness_weight_s * min(1.0, idle_s(tech, now) / config.fairness_horizon_s)
-    return config.eta_weight * eta + rep - fair + load + tech.reserve_s
+    return config.eta_weight * eta + rep - fair + load
 
 
 def costs_np(
@@ -73,12 +73,12 @@ def costs_np(
     config: MatchingConfig,
 ) -> np.ndarray:
     """`cost` for many (orders[order_idx[i]], techs[tech_idx[i]]) pairs at once."""
-    rating, idle, jobs, reserve = np.array(
-        [(reputation(t, config), idle_s(t, now), t.active_jobs, t.reserve_s) for t in techs], dtype=float
-    ).reshape(-1, 4).T
+    rating, idle, jobs = np.array(
+        [(reputation(t, config), idle_s(t, now), t.active_jobs) for t in techs], dtype=float
+    ).reshape(-1, 3).T
     rep = config.reputation_weight_s * (config.reputation_prior - rating)
     fair = config.fairness_weight_s * np.minimum(1.0, idle / config.fairness_horizon_s)
     emergency = np.array([o.priority == "emergency" for o in orders], dtype=bool)[order_idx]
     eta = distance_m * config.detour_factor / (config.speed_kmh / 3.6)
-    extra = np.where(emergency, 0.0, rep[tech_idx] - fair[tech_idx] + reserve[tech_idx])
+    extra = np.where(emergency, 0.0, rep[tech_idx] - fair[tech_idx])
     return config.eta_weight * eta + extra + config.load_penalty_s * jobs[tech_idx]

@@ -390,7 +390,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     unique = {t.id: t for group in live for t in group}
     supply = await technician_views(session, list(unique.values()), now)
     keep = readiness.reserved(zones, supply, now, config)
-    tech_views = {t.id: t for t in readiness.price_reserve(supply, keep)}
+    tech_views = {t.id: t for t in readiness.hold_reserve(supply, keep)}
     candidates = {v.id: [tech_views[t.id] for t in group if t.id in tech_views] for v, group in zip(views, live)}
     by_id = {str(o.id): o for o in pooled}
     for assignment in batch(views, candidates, now, config):

@@ -47,11 +47,7 @@ GIVE_UP_SLA_FACTOR = 2.0
 CANDIDATES_K = 32  # nearest free, certified technicians handed to the assigner per order
 MAX_OFFER_ATTEMPTS = 5  # the live default (GASDISPATCH_MAX_OFFER_ATTEMPTS)
 OFFER_TIMEOUT_S, EMERGENCY_OFFER_TIMEOUT_S = 30.0, 15.0  # the live defaults
-RESERVE_COVER_PROBABILITY = 0.9  # the live default (GASDISPATCH_RESERVE_COVER_PROBABILITY)
-# Taking an area's reserved emergency technician for routine work costs this many seconds of
-# ETA (the live GASDISPATCH_RESERVE_PRICE_S): only an order that has waited long enough, or has
-# nobody else, outbids the reserve. A hard floor cost 25-32 % more routine wait in this simulator.
-RESERVE_PRICE_S = 600.0
+RESERVE_COVER_PROBABILITY = 0.7  # the live default (GASDISPATCH_RESERVE_COVER_PROBABILITY)
 EPOCH = datetime(2026, 1, 5, tzinfo=UTC)  # scenario second 0; only differences matter
 
 _ARRIVAL, _AT_SITE, _DONE, _LAPSE, _COOLED, _TICK = range(6)  # same-time order: arrivals before dispatching
@@ -255,7 +251,7 @@ class _Run:
         out: dict[str, list[TechnicianView]] = {}
         for (skill, emergency), group in by_group.items():
             index = TechnicianIndex([
-                replace(v, reserve_s=RESERVE_PRICE_S) if not emergency and v.id in held_back else v
+                replace(v, reserved=True) if not emergency and v.id in held_back else v
                 for v in free if skill in self.techs[v.id].spec.skills])
             out.update(index.candidates([self.view(o) for o in group], CANDIDATES_K,
                                         self.config.default_radius_m))

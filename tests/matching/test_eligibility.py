@@ -85,3 +85,20 @@ def test_station_radius_replaces_the_default():
 def test_order_radius_wins_over_the_station_radius():
     order = replace(ORDER, service_radius_m=2_000)
     assert reason(order, lat=39.90 + 0.027, service_radius_m=12_000) == e.OUT_OF_RANGE  # ~3 km
+
+
+def test_a_reserved_technician_takes_emergencies_only():
+    assert reason(reserved=True) == e.RESERVED
+    emergency = replace(ORDER, skill="repair", priority="emergency")
+    assert reason(emergency, reserved=True) is None
+
+
+@pytest.mark.parametrize("language", ["zh-CN", "en"])
+def test_the_ops_console_names_every_reason_in_both_languages(language: str) -> None:
+    from pathlib import Path
+
+    from matching.candidates import RANKED_LOWER
+
+    strings = (Path(__file__).resolve().parents[2] / "api/web/shared/i18n" / f"{language}.js").read_text(encoding="utf-8")
+    slugs = [value for name, value in vars(e).items() if name.isupper() and isinstance(value, str)] + [RANKED_LOWER]
+    assert [slug for slug in slugs if f'"ops.why.{slug}"' not in strings] == []

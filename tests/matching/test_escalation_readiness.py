@@ -1,5 +1,5 @@
-"""Emergency readiness in the live engine: an area's reserve of free emergency technicians is
-priced for routine work, and idle emergency technicians get a hint towards uncovered areas."""
+"""Emergency readiness in the live engine: routine work may not take an area's reserve of free
+emergency technicians, and idle emergency technicians get a hint towards uncovered areas."""
 
 import json
 from datetime import datetime, timedelta, timezone
@@ -9,12 +9,15 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit import after_commit
+from kit.config import get_settings
 from kit.events import drain
 from kit.fanout import account_channel
 from kit.geo import point, polygon_from_geojson
 from dispatch.models import Order, ServiceStation
 from dispatch.service import Actor, create_order
 from matching import service as engine
+from matching.escalation import reserve_floor
+from matching.candidates import OfferCandidate
 from matching.models import Offer
 from tests.factories import make_customer, make_technician
 
@@ -24,6 +27,13 @@ CENTER = (120.155, 30.274)
 @pytest.fixture
 def index(redis):  # noqa: ANN001, ANN201
     return engine.geo_index(redis)
+
+
+@pytest.fixture(autouse=True)
+def one_hour_of_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The areas' emergency rates from the last hour: one leak in it is a busy area (a floor of
+    one at the default cover probability)."""
+    monkeypatch.setattr(get_settings(), "reserve_history_days", 1 / 24)
 
 
 async def station(session: AsyncSession, lon: float, name: str) -> ServiceStation:
@@ -52,8 +62,8 @@ async def order(session: AsyncSession, kind: str, lon: float, created_at: dateti
 
 
 async def past_emergency(session: AsyncSession, lon: float) -> None:
-    """A leak last week in the area, long dealt with: it sets the area's emergency rate."""
-    leak = await order(session, "emergency_leak", lon, datetime.now(timezone.utc) - timedelta(days=7))
+    """A leak earlier this hour in the area, dealt with: it sets the area's emergency rate."""
+    leak = await order(session, "emergency_leak", lon, datetime.now(timezone.utc) - timedelta(minutes=20))
     leak.status = "cancelled"
     session.add(leak)
     await session.flush()
@@ -72,7 +82,23 @@ async def test_routine_work_goes_around_the_areas_last_free_emergency_technician
     await drain(session)
     await engine.run_batch(session, index)
     assert await offered_to(session, routine.id) == {other.technician.id}
-    assert reserve.technician.id not in await offered_to(session, routine.id)
+    why = {row.technician_id: row.reason for row in (await session.exec(
+        select(OfferCandidate).where(OfferCandidate.order_id == routine.id))).all()}
+    assert why[reserve.technician.id] == "reserved_for_emergencies"
+
+
+async def test_routine_work_waits_rather_than_drain_the_reserve(session: AsyncSession, index) -> None:  # noqa: ANN001
+    await station(session, CENTER[0], "东城服务站")
+    await past_emergency(session, CENTER[0])
+    reserve = await online(session, index, CENTER[0] + 0.001, ("repair", "emergency"))
+    routine = await order(session, "repair", CENTER[0])
+    await drain(session)
+    await engine.run_batch(session, index)
+    assert await offered_to(session, routine.id) == set()
+    leak = await order(session, "emergency_leak", CENTER[0])
+    await drain(session)
+    await engine.run_batch(session, index)
+    assert await offered_to(session, leak.id) == {reserve.technician.id}
 
 
 async def test_without_emergencies_in_the_area_the_nearest_takes_routine_work(session: AsyncSession, index) -> None:  # noqa: ANN001
@@ -111,3 +137,9 @@ async def test_idle_emergency_technician_is_hinted_towards_an_uncovered_area(ses
     again = await listener.get_message(ignore_subscribe_messages=True, timeout=0.3)
     assert again is None or json.loads(again["data"])["type"] != "reposition"
     await listener.aclose()
+
+
+@pytest.mark.parametrize(("per_hour", "floor"), [(0.0, 0), (0.05, 0), (0.5, 0), (1.0, 1), (4.0, 3)])
+def test_the_floor_covers_one_sla_of_the_areas_emergencies(per_hour: float, floor: int) -> None:
+    # Poisson arrivals within 30 minutes, all covered with probability 0.7: a quiet area keeps nobody.
+    assert reserve_floor(per_hour, 30, 0.7) == floor

@@ -510,6 +510,7 @@ export default {
   "ops.why.at_capacity": "At capacity",
   "ops.why.out_of_range": "Out of range",
   "ops.why.ranked_lower": "Ranked lower",
+  "ops.why.reserved_for_emergencies": "Kept free for emergencies in his area",
   "ops.noPayment": "No payment (free service or not accepted yet).",
   "ops.paymentStatus": "Status",
   "ops.held": "Authorised",

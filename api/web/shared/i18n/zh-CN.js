@@ -510,6 +510,7 @@ export default {
   "ops.why.at_capacity": "工单已满",
   "ops.why.out_of_range": "超出服务范围",
   "ops.why.ranked_lower": "综合排序靠后",
+  "ops.why.reserved_for_emergencies": "留守本片区应急，不接常规单",
   "ops.noPayment": "暂无支付（免费服务或尚未接单）。",
   "ops.paymentStatus": "支付状态",
   "ops.held": "预授权",
