@@ -5,6 +5,7 @@ processes and N workers. Every process is a child of the harness, killed by its 
 import contextlib
 import hashlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,6 +38,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cluster_port() -> int:
+    """A free port for a cluster node whose bus port (+10,000) is free too: the kernel's free
+    ports sit high enough that the bus port would pass 65,535, which Redis refuses."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20_000, 28_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise StackError("no free port pair for a Redis Cluster node")
 
 
 def wait_port(port: int, timeout_s: float) -> bool:
@@ -116,7 +133,7 @@ class Stack:
     def __post_init__(self) -> None:
         os.chmod(self.base, 0o755)  # the postgres user must enter it
         (self.base / "logs").mkdir()
-        self.redis_ports = [free_port() for _ in range(3 if self.redis_mode == "cluster" else 1)]
+        self.redis_ports = [cluster_port() for _ in range(3)] if self.redis_mode == "cluster" else [free_port()]
 
     # -- environment -----------------------------------------------------------------------
 
