@@ -45,6 +45,7 @@ class Profile:
     drive_s: float
     settle_s: float
     stall_s: float
+    door_wait_s: float  # below stall_s: a visit nobody opens to ends (no access) before it counts as stuck
     postgres_down_s: float
     provider_fault_s: float
     skew_window_s: float
@@ -58,11 +59,11 @@ class Profile:
 
 def profile(quick: bool, minutes: float | None) -> Profile:
     if quick:
-        return Profile(drive_s=(minutes or 0.67) * 60, settle_s=45, stall_s=40, postgres_down_s=6,
+        return Profile(drive_s=(minutes or 0.67) * 60, settle_s=45, stall_s=40, door_wait_s=30, postgres_down_s=6,
                        provider_fault_s=6, skew_window_s=12, technicians_per_city=6, customers_per_city=6,
                        households_per_city=2, order_every_s=8, alarm_every_s=12, faults_per_run=None)
     drive_s = (minutes or 3.0) * 60
-    return Profile(drive_s=drive_s, settle_s=150, stall_s=90, postgres_down_s=30, provider_fault_s=20,
+    return Profile(drive_s=drive_s, settle_s=150, stall_s=90, door_wait_s=60, postgres_down_s=30, provider_fault_s=20,
                    skew_window_s=45, technicians_per_city=12, customers_per_city=12, households_per_city=4,
                    order_every_s=10, alarm_every_s=20, faults_per_run=max(len(FAULT_KINDS), int(drive_s / 20)))
 
@@ -285,7 +286,8 @@ class Harness:
             free = [t for t in people["technicians"] if t[0] not in holders]
             crew = busy + rng.sample(free, max(0, min(len(free), self.p.technicians_per_city - len(busy))))
             for i, (email, lon, lat) in enumerate(crew):
-                options = technician_options(urls[i % 2], email, lon + rng.uniform(-0.01, 0.01), lat + rng.uniform(-0.01, 0.01))
+                options = technician_options(urls[i % 2], email, lon + rng.uniform(-0.01, 0.01), lat + rng.uniform(-0.01, 0.01),
+                                             door_wait_s=self.p.door_wait_s)
                 client = FaultTolerantTechnician(options, doorstep, self.observed, email)
                 technicians.append((client, asyncio.create_task(client.run())))
             # Whoever still has an order open from an earlier run is home again to open the door.

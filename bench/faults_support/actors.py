@@ -252,9 +252,9 @@ class Detectors:
         return False
 
 
-def technician_options(base_url: str, email: str, lon: float, lat: float) -> TechOptions:
+def technician_options(base_url: str, email: str, lon: float, lat: float, door_wait_s: float) -> TechOptions:
     return TechOptions(base_url=base_url, lon=lon, lat=lat, email=email, password=PASSWORD, auto_accept=True,
-                       speed_kmh=1000.0, interval_s=1.5, door_wait_s=45.0)
+                       speed_kmh=1000.0, interval_s=1.5, door_wait_s=door_wait_s)
 
 
 async def stop_technician(client: TechnicianClient, task: asyncio.Task) -> None:
