@@ -32,7 +32,7 @@ from dispatch.models import Certification, City, CustomerBlock, Order, Technicia
 from kit.redis import get_redis
 from dispatch.service import Actor, transition
 from dispatch.states import ACTIVE_JOB_STATES
-from dispatch import technicians
+from dispatch import reasons, technicians
 from dispatch.events import OrderCreated, OrderStatusChanged
 from dispatch.technicians import record_last_position, usable_kinds
 from dispatch.alerts import raise_alert
@@ -353,7 +353,7 @@ async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, can
         if job is None:
             continue
         await transition(session, job.id, "preempt", MATCHER, now=now, set_values={"technician_id": None},
-                         reason=f"technician taken by emergency order {order.id}",
+                         reason=reasons.PREEMPTED_BY_EMERGENCY,
                          payload={"technician_id": tech.id, "emergency_order_id": str(order.id)})
         choice = best_candidate(view, [freed], now, config)
         assert choice is not None
@@ -469,10 +469,10 @@ async def _after_lapse(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
     attempts = (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
     if attempts >= get_settings().max_offer_attempts and not ladder_for(order.priority).until_deadline:
         await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
-                         reason=f"no technician accepted after {attempts} offers")
+                         reason=reasons.NO_TECHNICIAN_ACCEPTED, payload={"offers": attempts})
     elif now >= order.sla_deadline:
         await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
-                         reason="no technician before the SLA deadline")
+                         reason=reasons.SLA_DEADLINE_PASSED)
     elif order.priority == "emergency":
         await dispatch_now(session, index, order_id, now)
 
@@ -503,7 +503,7 @@ async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | 
         payload = ({"offer_id": str(lapsed[0][0]), "technician_id": str(lapsed[0][1])} if len(lapsed) == 1 else
                    {"offer_ids": [str(o) for o, _ in lapsed], "technician_ids": [str(t) for _, t in lapsed]})
         await transition(session, order_id, "offer_lapsed", MATCHER, now=now, expected_status="offered",
-                         reason="offer expired", payload=payload)
+                         reason=reasons.OFFER_EXPIRED, payload=payload)
         await _alert_lapsed_round(session, order_id, len(lapsed), now)
         await _after_lapse(session, index, order_id, now)
     return len(expired)
@@ -626,7 +626,7 @@ async def sweep_unfulfilled(session: AsyncSession, now: datetime | None = None, 
         *([Order.city_id == city_id] if city_id else [])))).all()
     for order_id in overdue:
         await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
-                         reason="no technician before the SLA deadline")
+                         reason=reasons.SLA_DEADLINE_PASSED)
     return len(overdue)
 
 

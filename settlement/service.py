@@ -32,6 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dispatch import service as dispatch
 from dispatch.models import Account, Customer, Order, Technician
 from dispatch.notifications import notify
+from dispatch.reasons import CARD_DECLINED
 from dispatch.states import PAYMENT_RELEASES_TECHNICIAN
 from kit.config import get_settings
 from kit.errors import Conflict, InvalidInput, NotFound, NotReady, TooManyAttempts
@@ -203,7 +204,7 @@ async def place_hold(session: AsyncSession, order_id: uuid.UUID, gateway: Paymen
         return None  # declined before: only the customer's retry tries again
     payment = await _authorise(session, order, 1, get_settings().settlement_payment_method_ref, gateway)
     if payment is None:
-        await _needs_attention(session, order_id, "card_declined")
+        await _needs_attention(session, order_id, CARD_DECLINED)
     return payment
 
 
@@ -341,7 +342,7 @@ async def capture_order(session: AsyncSession, order_id: uuid.UUID, final_price_
             return None
         attempts = await payment_attempts(session, order_id)
         if attempts and attempts[-1].outcome == "declined":
-            await _needs_attention(session, order_id, attempts[-1].decline_code or "card_declined")
+            await _needs_attention(session, order_id, attempts[-1].decline_code or CARD_DECLINED)
             return None
         raise NotReady(f"order {order_id} has no hold yet", retry_after_s=5)
     if payment.status != "authorised":

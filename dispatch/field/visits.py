@@ -17,6 +17,7 @@ from dispatch.field.identity import ensure_visit
 from dispatch.field.models import Visit
 from kit.geo import point
 from dispatch.models import Order
+from dispatch.reasons import NO_ACCESS
 from dispatch.service import Actor, transition
 from matching.index import TrackPoint
 from matching.scoring import haversine_m
@@ -157,7 +158,7 @@ async def no_access(session: AsyncSession, redis: Redis, order_id: uuid.UUID, te
     visit.outcome, visit.no_access_photo_ref = "no_access", photo_ref
     visit.no_access_location, visit.checked_out_at = point(fix.lon, fix.lat), now
     session.add(visit)
-    order = await transition(session, order_id, "cancel", FIELD, reason="no_access", expected_status=order.status,
+    order = await transition(session, order_id, "cancel", FIELD, reason=NO_ACCESS, expected_status=order.status,
                              now=now, payload={"technician_id": str(technician_id), "photo_ref": photo_ref,
                                                "distance_m": round(fix.distance_m, 1)})
     await campaigns.record_outcome(session, order_id, "no_access", now)

@@ -104,3 +104,28 @@ def test_problem_texts_use_only_fields_the_server_sends(language: str) -> None:
 def test_both_languages_word_the_same_problems() -> None:
     keys = [set(entries(language)) for language in LANGUAGES]
     assert keys[0] == keys[1], f"only in one language: {sorted(keys[0] ^ keys[1])}"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_reason_the_system_writes_is_translated(language: str) -> None:
+    from dispatch.reasons import MACHINE_REASONS
+
+    strings = (WEB / "i18n" / f"{language}.js").read_text(encoding="utf-8")
+    assert [slug for slug in MACHINE_REASONS if f'"reason.{slug}"' not in strings] == []
+
+
+def test_the_system_writes_state_reasons_as_slugs() -> None:
+    """A reason passed to a transition as a literal must be a slug the apps translate, not a sentence."""
+    import ast
+
+    from dispatch.reasons import MACHINE_REASONS
+
+    written = []
+    for path in ROOT.glob("*/**/*.py"):
+        if path.parts[len(ROOT.parts)] in ("tests", "bench", ".venv", "migrations"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")).endswith("transition"):
+                written += [(path.name, k.value.value) for k in node.keywords
+                            if k.arg == "reason" and isinstance(k.value, ast.Constant)]
+    assert [w for w in written if w[1] not in MACHINE_REASONS] == []

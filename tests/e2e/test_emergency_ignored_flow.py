@@ -99,6 +99,8 @@ async def test_ignored_emergency_is_offered_again_alerts_ops_and_the_operator_as
     await expect(detail).to_have_attribute("data-order", order_id)
     await expect(detail.locator("#detail-timeline")).to_contain_text("已通知值班调度员跟进")
     await expect(detail.locator("#detail-timeline")).to_contain_text("派单未被接受")
+    # The lapse's reason is the system's slug, worded for the operator.
+    await expect(detail.locator("#detail-timeline")).to_contain_text("派单超时无人响应")
     picker = detail.locator("#assign-technician")
     await expect(picker.locator(f"option[value='{technician.technician.id}']")).to_be_enabled()
     await picker.select_option(str(technician.technician.id))

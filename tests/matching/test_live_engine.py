@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from kit import after_commit
 from kit.events import drain
 from dispatch.models import Order
-from dispatch.service import Actor, create_order, transition
+from dispatch.service import Actor, create_order, order_events, transition
 from matching import service as engine
 from matching.models import Offer
 from tests.factories import make_customer, make_technician
@@ -93,8 +93,8 @@ async def test_declines_up_to_the_limit_leave_the_order_unfulfilled_with_a_reaso
         assert offer.technician_id == tech.technician.id
         await engine.decline_offer(session, index, offer.id, tech.technician.id, "too far")
     order = await session.get(Order, order.id, populate_existing=True)
-    assert order.status == "unfulfilled"
-    assert "2 offers" in order.status_reason
+    assert (order.status, order.status_reason) == ("unfulfilled", "no_technician_accepted")
+    assert (await order_events(session, order.id))[-1].payload == {"offers": 2}
 
 
 async def test_accepting_sets_the_technician_and_fills_his_capacity(client: AsyncClient, session: AsyncSession, index) -> None:  # noqa: ANN001
@@ -213,7 +213,7 @@ async def test_overdue_orders_become_unfulfilled(session: AsyncSession, index) -
     order = await new_order(session)
     assert await engine.sweep_unfulfilled(session, order.sla_deadline + timedelta(seconds=1)) == 1
     order = await session.get(Order, order.id, populate_existing=True)
-    assert order.status == "unfulfilled" and "SLA" in order.status_reason
+    assert (order.status, order.status_reason) == ("unfulfilled", "sla_deadline_passed")
 
 
 async def test_offers_of_a_silent_technician_move_on_but_a_connected_one_keeps_them(session: AsyncSession, index) -> None:  # noqa: ANN001
@@ -250,7 +250,8 @@ async def test_emergency_preempts_a_routine_job_not_yet_started(session: AsyncSe
     assert (await open_offer(session, emergency.id)).technician_id == tech.technician.id
     routine = await session.get(Order, routine.id, populate_existing=True)
     assert (routine.status, routine.technician_id) == ("matching", None)
-    assert str(emergency.id) in routine.status_reason
+    assert routine.status_reason == "preempted_by_emergency"
+    assert (await order_events(session, routine.id))[-1].payload["emergency_order_id"] == str(emergency.id)
 
 
 async def test_emergency_does_not_preempt_when_disabled_or_job_started(session: AsyncSession, index, monkeypatch) -> None:  # noqa: ANN001

@@ -2,7 +2,7 @@
 // page, CSV exports, and the ledger's hash-chain check. Read-only (every read is logged server-side).
 import { t } from "../shared/i18n.js";
 import { startApp } from "../shared/shell.js";
-import { act, field, fill, h, kindText, money, statusText, when } from "../shared/ui.js";
+import { act, field, fill, h, kindText, money, reasonText, statusText, when } from "../shared/ui.js";
 
 const STATUSES = ["held", "accrued", "transfer_pending", "transferred"];
 const main = document.getElementById("main");
@@ -146,7 +146,7 @@ async function showEvidence(id) {
     h("h3", {}, t("auditor.timeline")),
     h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["auditor.at", "auditor.step", "auditor.actor", "auditor.details"].map((k) => h("th", { scope: "col" }, t(k))))),
       h("tbody", {}, bundle.timeline.map((e) => h("tr", {}, h("td", {}, when(e.at)), h("td", {}, `${e.from ? statusText(e.from) : "—"} → ${statusText(e.to)}`),
-        h("td", {}, e.actor_role), h("td", {}, Object.keys(e.payload || {}).length ? h("code", {}, JSON.stringify(e.payload)) : e.reason ?? "")))))),
+        h("td", {}, e.actor_role), h("td", {}, Object.keys(e.payload || {}).length ? h("code", {}, JSON.stringify(e.payload)) : e.reason ? reasonText(e.reason) : "")))))),
     h("h3", {}, t("auditor.payment")),
     dl([["auditor.hold", bundle.provider_ids.hold], ["auditor.charge", bundle.provider_ids.charge],
       ["auditor.account", bundle.provider_ids.connected_account], ["auditor.transfer", bundle.provider_ids.transfer],

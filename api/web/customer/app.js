@@ -5,7 +5,7 @@ import { COLORS, createMap, distanceM, dot, fit, line, stationLayer } from "../s
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
 import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
-import { act, errorText, field, fill, h, kindText, money, statusText, toast, UserError, when } from "../shared/ui.js";
+import { act, errorText, field, fill, h, kindText, money, reasonText, statusText, toast, UserError, when } from "../shared/ui.js";
 
 const STEPS = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service", "completed", "reviewed", "settled"];
 const ON_JOB = ["accepted", "en_route", "arrived", "in_service"];
@@ -279,7 +279,7 @@ function renderStatus(section, order, events) {
     h("ol", { class: "timeline", id: "timeline" }, steps.map((s) => h("li", {
       class: s === order.status ? "current" : "", "aria-current": s === order.status ? "step" : null },
       `${reached.has(s) ? "✓" : "○"} ${statusText(s)}`, reached.has(s) ? h("span", { class: "muted" }, ` ${when(reached.get(s))}`) : ""))),
-    order.status_reason ? h("p", { class: "notice" }, order.status_reason) : null);
+    order.status_reason ? h("p", { class: "notice", id: "status-reason" }, reasonText(order.status_reason)) : null);
 }
 
 async function renderIdentity(section, order) {

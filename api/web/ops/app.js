@@ -9,7 +9,7 @@ import { t } from "../shared/i18n.js";
 import { COLORS, L, createMap, dot, fit, line, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
-import { act, field, fill, h, kindText, money, statusText, toast, when } from "../shared/ui.js";
+import { act, field, fill, h, kindText, money, reasonText, statusText, toast, when } from "../shared/ui.js";
 
 const OPEN = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service"];
 const TRACKED = ["accepted", "en_route", "arrived", "in_service"];
@@ -351,7 +351,7 @@ function renderDetail() {
           h("dt", {}, t("ops.technician")), h("dd", { id: "detail-technician" },
             d.technician ? `${d.technician.name} · ${d.technician.phone} · ${t(`tech.${d.technician.status}`)}` : "—"),
           h("dt", {}, t("ops.description")), h("dd", {}, o.description || "—"),
-          o.status_reason ? [h("dt", {}, t("ops.statusReason")), h("dd", {}, o.status_reason)] : null),
+          o.status_reason ? [h("dt", {}, t("ops.statusReason")), h("dd", {}, reasonText(o.status_reason))] : null),
         actionsPanel(d)),
       h("div", {}, h("h3", {}, t("ops.timeline")), timeline(d.events))),
     h("h3", {}, t("ops.offers")), offersTable(d.offers),
@@ -443,7 +443,7 @@ function timeline(events) {
   return h("ol", { class: "timeline", id: "detail-timeline" }, events.map((e) => h("li", {},
     h("span", { class: "muted" }, when(e.created_at)), " ", slug("event", e.action),
     e.from_status && e.from_status !== e.to_status ? ` · ${statusText(e.from_status)} → ${statusText(e.to_status)}` : "",
-    ` · ${slug("actor", e.actor_role)}`, e.reason ? h("div", { class: "muted" }, e.reason) : null)));
+    ` · ${slug("actor", e.actor_role)}`, e.reason ? h("div", { class: "muted" }, reasonText(e.reason)) : null)));
 }
 
 function offersTable(offers) {

@@ -48,6 +48,9 @@ export function when(iso) {
 }
 
 export const statusText = (status) => t(`status.${status}`);
+
+/** Why an order changed state: the system's slug in the reader's language, a person's words as written. */
+export const reasonText = (reason) => (hasText(`reason.${reason}`) ? t(`reason.${reason}`) : reason);
 /** Service kinds are a catalogue admins extend: an unknown code shows as itself. */
 export function kindText(kind) {
   const text = t(`kind.${kind}`);

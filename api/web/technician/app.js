@@ -4,7 +4,7 @@
 import { t } from "../shared/i18n.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
-import { UserError, act, errorText, field, fill, geolocationText, h, kindText, minor, money, statusText, toast, when } from "../shared/ui.js";
+import { UserError, act, errorText, field, fill, geolocationText, h, kindText, minor, money, reasonText, statusText, toast, when } from "../shared/ui.js";
 
 const ACTIVE = ["accepted", "en_route", "arrived", "in_service"];
 const DONE = ["completed", "reviewed", "settled"];
@@ -113,7 +113,7 @@ async function loadNotices() {
 
 // A reason chosen from the list arrives as a slug, shown in his language; operations' free text as written.
 function noticeReason(p) {
-  return p.reason_code ? t(`cancelReason.${p.reason_code}`) : p.reason ?? "";
+  return p.reason_code ? t(`cancelReason.${p.reason_code}`) : p.reason ? reasonText(p.reason) : "";
 }
 
 function renderNotices() {

@@ -404,6 +404,13 @@ export default {
   "notice.action.payment_declined": "The customer's card was declined",
   "notice.action.assign": "Reassigned by operations",
   "notice.reason": "Reason: {reason}",
+  // Why an order changed state when the system decided it (dispatch/reasons.py).
+  "reason.offer_expired": "The offer expired without an answer",
+  "reason.sla_deadline_passed": "No technician could be found before the deadline",
+  "reason.no_technician_accepted": "No technician accepted the job",
+  "reason.preempted_by_emergency": "The technician was called to a gas emergency; we are finding another",
+  "reason.no_access": "Nobody was home to let the technician in",
+  "reason.card_declined": "The card was declined",
   "notice.compensation": "Your compensation: {amount}, paid with your payouts",
   "notice.dismiss": "Got it",
   "event.reschedule": "Rescheduled: looking for another technician",

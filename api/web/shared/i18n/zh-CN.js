@@ -404,6 +404,13 @@ export default {
   "notice.action.payment_declined": "用户银行卡被拒绝",
   "notice.action.assign": "调度改派",
   "notice.reason": "原因：{reason}",
+  // 系统决定的订单状态原因（dispatch/reasons.py）。
+  "reason.offer_expired": "派单超时无人响应",
+  "reason.sla_deadline_passed": "截止时间前未能找到师傅",
+  "reason.no_technician_accepted": "没有师傅接单",
+  "reason.preempted_by_emergency": "师傅被调派处理燃气紧急情况，正在为您另派师傅",
+  "reason.no_access": "上门时家中无人，师傅无法入户",
+  "reason.card_declined": "银行卡支付被拒绝",
   "notice.compensation": "您的补偿：{amount}，随结算发放",
   "notice.dismiss": "知道了",
   "event.reschedule": "已改约：正在重新派单",
