@@ -497,12 +497,16 @@ class _Run:
         for p in PRIORITIES:
             ids = [o.id for o in self.orders.values() if o.priority == p]
             waits = [self.waits_min[i] for i in ids if i in self.waits_min]
+            # An order never served counts as waiting until the give-up point (twice its SLA): without
+            # it, serving a late order that another policy abandons counts against the one serving it.
+            waits_all = [self.waits_min.get(i, GIVE_UP_SLA_FACTOR * self.orders[i].sla_min) for i in ids]
             out[p] = {
                 "orders": len(ids),
                 "served_within_sla": sum(
                     1 for i in ids if self.waits_min.get(i, float("inf")) <= self.orders[i].sla_min + 1e-9
                 ),
                 "mean_wait_min": round(sum(waits) / len(waits), 2) if waits else None,
+                "mean_wait_with_unserved_min": round(sum(waits_all) / len(waits_all), 2) if waits_all else None,
             }
         return out
 
