@@ -8,7 +8,7 @@ may be offered it again once the cooldown has passed. Past each alert threshold 
 operations console hears about it, once.
 
 Readiness: each area keeps a floor of free emergency-certified technicians (from its
-emergency rate and the SLA); routine work pays a reserve price to take one of them, and idle
+emergency rate and the SLA) that routine work may not take, and idle
 emergency technicians are hinted towards areas below their floor.
 """
 

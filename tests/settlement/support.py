@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dispatch import service as dispatch
 from kit.events import drain, publish
 from dispatch.models import Order
-from settlement import ledger
+from settlement import audit, ledger
 from settlement.models import LedgerEntry, LedgerPosting
 from tests.factories import CustomerCtx, TechnicianCtx, make_customer, make_technician
 
@@ -56,7 +56,8 @@ async def finalize_review(session: AsyncSession, order: Order, stars: int) -> No
 
 
 async def assert_ledger_balances(session: AsyncSession) -> None:
-    """Every entry sums to zero per currency and no technician payable is negative."""
+    """Every entry sums to zero per currency, no technician payable is negative and the
+    hash chains verify (what `gasdispatch audit verify` checks)."""
     rows = (await session.exec(select(LedgerPosting.entry_id, LedgerPosting.currency, LedgerPosting.amount_minor))).all()
     totals: dict = {}
     for entry_id, currency, amount in rows:
@@ -65,6 +66,8 @@ async def assert_ledger_balances(session: AsyncSession) -> None:
     for (account, _), amount in (await ledger.balances(session)).items():
         if account.startswith("technician_payable:"):
             assert amount <= 0, (account, amount)
+    verdict = await audit.verify_chain(session)
+    assert verdict.ok, verdict
 
 
 async def entries_of(session: AsyncSession, order_id: uuid.UUID) -> list[str]:
