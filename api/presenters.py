@@ -15,8 +15,9 @@ from kit.schemas import Money
 from dispatch.technicians import certification_usable, renewal_due
 
 
-def address(a: Address) -> AddressPublic:
-    return AddressPublic(id=a.id, label=a.label, line=a.line, location=to_geojson(a.location) or {}, created_at=a.created_at)
+def address(a: Address, city: str) -> AddressPublic:
+    return AddressPublic(id=a.id, label=a.label, line=a.line, location=to_geojson(a.location) or {},
+                         created_at=a.created_at, city=city)
 
 
 def station(s: ServiceStation) -> StationPublic:

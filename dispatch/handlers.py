@@ -118,6 +118,7 @@ def offer_summary(order: Order, offer_id: str, distance_m: float, eta_s: float, 
         "offer_id": offer_id, "order_id": str(order.id), "kind": order.kind, "priority": order.priority,
         "description": order.description, "area": {"type": "Point", "coordinates": [round(lon, 3), round(lat, 3)]},
         "distance_m": round(distance_m), "eta_min": max(1, round(eta_s / 60)), "expires_at": expires_at,
+        "sla_deadline": order.sla_deadline.isoformat(),
     }
 
 
@@ -157,8 +158,8 @@ async def on_safety_advice(session: AsyncSession, event: SafetyAdviceIssued) -> 
 
 @handles(HazardFound)
 async def on_hazard_found(session: AsyncSession, event: HazardFound) -> None:
-    await _notify_customer(session, event.customer_id, "hazard_found", "发现安全隐患 / Hazard found",
-                           f"{event.category} ({event.severity}), to fix by {event.deadline_at.isoformat()}",
+    # The apps word it from the kind and the payload's slugs (category, severity) and deadline.
+    await _notify_customer(session, event.customer_id, "hazard_found", "发现安全隐患 / Hazard found", "",
                            event.wire(), f"hazard:{event.hazard_id}")
 
 

@@ -56,9 +56,7 @@ async def notify(session: AsyncSession, account_id: uuid.UUID, kind: str, title:
                                 payload=payload or {}, dedupe_key=dedupe_key)
     session.add(notification)
     await session.flush()
-    push_after_commit(session, account_channel(account_id), "notification", notification={
-        "id": str(notification.id), "kind": kind, "title": title, "body": body, "payload": payload or {},
-        "created_at": notification.created_at.isoformat()})
+    push_after_commit(session, account_channel(account_id), "notification", notification=pushed(notification))
 
     async def deliver() -> None:
         for channel in _channels:
@@ -66,6 +64,21 @@ async def notify(session: AsyncSession, account_id: uuid.UUID, kind: str, title:
 
     after_commit.defer(session, deliver)
     return notification
+
+
+def pushed(notification: Notification) -> dict[str, Any]:
+    """A notification as the sockets carry it."""
+    return {"id": str(notification.id), "kind": notification.kind, "title": notification.title,
+            "body": notification.body, "payload": notification.payload,
+            "created_at": notification.created_at.isoformat()}
+
+
+async def messages_for(session: AsyncSession, account_id: uuid.UUID, order_id: uuid.UUID) -> list[Notification]:
+    """Operations' messages to this account about this order, oldest first."""
+    return list((await session.exec(select(Notification).where(
+        Notification.account_id == account_id, Notification.kind == MESSAGE,
+        Notification.payload["order_id"].astext == str(order_id),
+    ).order_by(Notification.created_at))).all())
 
 
 async def list_for(session: AsyncSession, account_id: uuid.UUID, *, unread_only: bool, limit: int,

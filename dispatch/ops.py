@@ -14,10 +14,11 @@ from dispatch.alerts import ops_channel
 from dispatch.events import OrderStatusChanged
 from kit.errors import Conflict, InvalidInput, NotFound
 from kit.events import handles, subscribe
-from kit.fanout import push_after_commit
+from kit.fanout import order_channel, push_after_commit
 from dispatch.field.models import Hazard
+from dispatch.field.reports import hazards_changed
 from dispatch.models import Certification, Customer, Notification, Order, OrderEvent, Technician, TrainingRecord
-from dispatch.notifications import MESSAGE, notify
+from dispatch.notifications import MESSAGE, notify, pushed
 from kit.pagination import page_of, paginate
 from dispatch.service import Actor, cancel_order
 
@@ -61,6 +62,8 @@ async def send_message(session: AsyncSession, order_id: uuid.UUID, recipient: st
     notification = await notify(session, account_id, MESSAGE, "运营消息 / Message from operations", text,
                                 {"order_id": str(order_id), "recipient": recipient, "sent_by": actor.id})
     assert notification is not None  # no dedupe key: every message is its own
+    if recipient == "customer":  # his order page listens on the order's socket, not his account's
+        push_after_commit(session, order_channel(order_id), "notification", notification=pushed(notification))
     return notification
 
 
@@ -102,6 +105,7 @@ async def resolve_hazard(session: AsyncSession, hazard_id: uuid.UUID, evidence: 
         if pending is not None and pending.status in _UNTAKEN:
             followup = await cancel_order(session, pending.id, actor, "hazard_resolved")
     await session.flush()
+    hazards_changed(session, order.city_id)
     return Resolved(hazard, followup)
 
 

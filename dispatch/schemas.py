@@ -72,6 +72,7 @@ class AddressPublic(BaseModel):
     line: str
     location: dict[str, Any]
     created_at: datetime
+    city: str  # the city id it belongs to (its nearest station's): whose hotline to call, say
 
 
 # Stations
@@ -312,6 +313,8 @@ class OrderPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     eta: EtaPublic | None = None
+    # The price of the work report once the job is done (the estimate is only what was held first).
+    final_price: Money | None = None
 
 
 class OrderEventPublic(BaseModel):
@@ -322,4 +325,12 @@ class OrderEventPublic(BaseModel):
     actor_role: str
     reason: str | None
     payload: dict[str, Any]
+    created_at: datetime
+
+
+class OrderMessagePublic(BaseModel):
+    """A message from operations about the order, in the words its sender wrote."""
+
+    id: uuid.UUID
+    text: str
     created_at: datetime

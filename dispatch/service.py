@@ -255,11 +255,13 @@ async def list_orders(
 
 # What customers and technicians see of an order's history. Reasons only where they explain the
 # order's end (a cancellation, no technician found): a decline reason is the technician's private
-# note and a pre-emption names another customer's order. Payload keys by allow-list.
+# note and a pre-emption names another customer's order. Payload keys by allow-list: the
+# matching steps share their round, how many were asked and how far, never whom.
 _SHARED_REASON_ACTIONS = frozenset({"cancel", "mark_unfulfilled"})
 _SHARED_REASON_STATUSES = frozenset({"cancelled", "unfulfilled"})
 _SHARED_PAYLOAD_KEYS = frozenset({
-    "source", "priority", "final_price_minor", "currency", "report_id", "valve_closed", "hazard_ids"})
+    "source", "priority", "final_price_minor", "currency", "report_id", "valve_closed", "hazard_ids",
+    "round", "offers", "radius_m"})
 
 
 def shared_event_reason(action: str, reason: str | None) -> str | None:

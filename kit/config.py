@@ -221,6 +221,12 @@ class Settings(BaseSettings):
     emergency_hotlines: dict[str, Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9-]{1,19}$")]] = Field(
         default_factory=lambda: {"demo": "96777"})
 
+    # The utility that issues the customer's receipt (GET /v1/orders/{id}/receipt); demo values
+    # until an install sets its own registered name, tax id and address.
+    invoice_issuer_name: str = Field("演示燃气有限公司 (Demo Gas Co.)", min_length=1, max_length=200)
+    invoice_issuer_tax_id: str = Field("DEMO-TAX-ID-0000", min_length=1, max_length=40)
+    invoice_issuer_address: str = Field("演示市燃气路 1 号 (1 Gas Road, Demo City)", min_length=1, max_length=300)
+
     # Web clients: maps draw vector layers on a plain background; a tile server is optional
     # (e.g. "https://tiles.example/{z}/{x}/{y}.png"), since the deployment may be offline.
     map_tile_url: str | None = None

@@ -25,7 +25,7 @@ from kit.errors import Conflict, InvalidInput, NotFound
 from dispatch.errors import IllegalTransition
 from kit.events import handles, publish_event, subscribe
 from kit.jobs import enqueue_many
-from kit.fanout import account_channel, presence_key, push_after_commit
+from kit.fanout import account_channel, order_channel, presence_key, push_after_commit
 from dispatch.handlers import offer_summary
 from kit.geo import lonlat
 from dispatch.models import Certification, City, CustomerBlock, Order, Technician
@@ -226,10 +226,14 @@ async def _candidates(session: AsyncSession, index: GeoIndex, city: str, order: 
 
 
 async def record_step(session: AsyncSession, order: Order, action: str, payload: dict, now: datetime) -> None:
-    """An escalation step on the order's timeline; the status does not change."""
+    """An escalation step on the order's timeline; the status does not change. The order's socket
+    is woken as for a status change, so the customer's page shows the step (the socket sends
+    the order's events from the database, this one included)."""
     session.add(OrderEvent(order_id=order.id, action=action, from_status=order.status, to_status=order.status,
                            actor_role=MATCHER.role, actor_id=MATCHER.id, payload=payload, created_at=now))
     await session.flush()
+    push_after_commit(session, order_channel(order.id), "status", order_id=str(order.id), status=order.status,
+                      action=action)
 
 
 async def _rounds_sent(session: AsyncSession, order_id: uuid.UUID) -> int:

@@ -6,6 +6,7 @@ from sqlmodel import select
 
 from api import presenters
 from api.deps import CurrentCustomer, SessionDep
+from dispatch.cities import city_at
 from kit.errors import Conflict, NotFound
 from kit.geo import point
 from dispatch.models import Account, Address, Order
@@ -30,6 +31,10 @@ async def _own_address(session: SessionDep, customer: CurrentCustomer, address_i
     return found
 
 
+async def _address_public(session: SessionDep, address: Address) -> AddressPublic:
+    return presenters.address(address, await city_at(session, address.location))
+
+
 @router.get("/addresses")
 async def list_addresses(
     customer: CurrentCustomer, session: SessionDep,
@@ -37,7 +42,7 @@ async def list_addresses(
 ) -> Page[AddressPublic]:
     statement = paginate(select(Address).where(Address.customer_id == customer.id), Address, limit, cursor)
     rows, next_cursor = page_of(list((await session.exec(statement)).all()), limit)
-    return Page(data=[presenters.address(a) for a in rows], next_cursor=next_cursor)
+    return Page(data=[await _address_public(session, a) for a in rows], next_cursor=next_cursor)
 
 
 @router.post("/addresses", status_code=status.HTTP_201_CREATED)
@@ -47,12 +52,12 @@ async def create_address(body: AddressCreate, customer: CurrentCustomer, session
     session.add(created)
     await session.flush()
     await session.refresh(created)
-    return presenters.address(created)
+    return await _address_public(session, created)
 
 
 @router.get("/addresses/{address_id}")
 async def get_address(address_id: uuid.UUID, customer: CurrentCustomer, session: SessionDep) -> AddressPublic:
-    return presenters.address(await _own_address(session, customer, address_id))
+    return await _address_public(session, await _own_address(session, customer, address_id))
 
 
 @router.patch("/addresses/{address_id}")
@@ -67,7 +72,7 @@ async def update_address(address_id: uuid.UUID, body: AddressUpdate, customer: C
     session.add(found)
     await session.flush()
     await session.refresh(found)
-    return presenters.address(found)
+    return await _address_public(session, found)
 
 
 @router.delete("/addresses/{address_id}", status_code=status.HTTP_204_NO_CONTENT)

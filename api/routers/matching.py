@@ -50,6 +50,7 @@ class OfferPublic(BaseModel):
     distance_m: int
     eta_min: int
     expires_at: datetime
+    sla_deadline: datetime  # when the order is due: the technician's phone counts down to it
 
 
 class DeclineBody(Input):

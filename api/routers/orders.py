@@ -11,8 +11,9 @@ from api.deps import (
     CurrentPrincipal, CustomerOrAdmin, CustomerPrincipal, IdempotencyKey, RedisDep, SessionDep, remember_idempotent,
     replay_idempotent,
 )
-from dispatch import service
+from dispatch import notifications, service
 from dispatch.accounts import customer_for_account, technician_for_account
+from dispatch.field import reports
 from dispatch.models import Address, Order, OrderEvent
 from dispatch.schemas import (
     CancellationQuotePublic,
@@ -20,6 +21,7 @@ from dispatch.schemas import (
     OrderCancel,
     OrderCreate,
     OrderEventPublic,
+    OrderMessagePublic,
     OrderPublic,
     OrderReschedule,
 )
@@ -58,6 +60,12 @@ async def _with_eta(session: SessionDep, redis: RedisDep, principal: Principal, 
         return public
     return public.model_copy(update={
         "eta": EtaPublic(earliest=arrival.earliest, latest=arrival.latest, model=arrival.model)})
+
+
+async def _with_final_prices(session: SessionDep, publics: list[OrderPublic]) -> list[OrderPublic]:
+    prices = await reports.final_prices(session, [p.id for p in publics])
+    return [p.model_copy(update={"final_price": Money(amount_minor=prices[p.id][0], currency=prices[p.id][1])})
+            if p.id in prices else p for p in publics]
 
 
 def _event_for(principal: Principal, event: OrderEvent) -> OrderEventPublic:
@@ -119,22 +127,33 @@ async def list_orders(
     elif principal.role == "technician":
         scope["technician_id"] = (await technician_for_account(session, principal.account_id)).id
     rows, next_cursor = await service.list_orders(session, limit=limit, cursor=cursor, status=status_filter, **scope)
-    return Page(data=[await _with_eta(session, redis, principal, o, _order_for(principal, o)) for o in rows],
-                next_cursor=next_cursor)
+    publics = [await _with_eta(session, redis, principal, o, _order_for(principal, o)) for o in rows]
+    return Page(data=await _with_final_prices(session, publics), next_cursor=next_cursor)
 
 
 @router.get("/{order_id}")
 async def get_order(order_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep,
                     redis: RedisDep) -> OrderPublic:
-    """With `eta`, the arrival range, from acceptance until the technician checks in."""
+    """With `eta`, the arrival range, from acceptance until the technician checks in, and
+    `final_price` once the work report is in."""
     order = await _visible_order(session, principal, order_id)
-    return await _with_eta(session, redis, principal, order, _order_for(principal, order))
+    public = await _with_eta(session, redis, principal, order, _order_for(principal, order))
+    return (await _with_final_prices(session, [public]))[0]
 
 
 @router.get("/{order_id}/events")
 async def order_events(order_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> Page[OrderEventPublic]:
     order = await _visible_order(session, principal, order_id)
     return Page(data=[_event_for(principal, e) for e in await service.order_events(session, order.id)])
+
+
+@router.get("/{order_id}/messages")
+async def order_messages(order_id: uuid.UUID, principal: CustomerPrincipal,
+                         session: SessionDep) -> Page[OrderMessagePublic]:
+    """Operations' messages to the customer about his order, oldest first."""
+    order = await _visible_order(session, principal, order_id)
+    return Page(data=[OrderMessagePublic(id=m.id, text=m.body, created_at=m.created_at)
+                      for m in await notifications.messages_for(session, principal.account_id, order.id)])
 
 
 @router.get("/{order_id}/cancellation-quote")

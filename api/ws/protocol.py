@@ -2,16 +2,21 @@
 
 Every client message carries `v`, `type` and `id`; the server answers each one with `ack`
 or `error` carrying the same `id`. A socket opened without an Authorization header starts with
-an `auth` message carrying the access token (never put in the URL). Server pushes: `offer`, `offer_withdrawn`, `job_updated`,
+an `auth` message carrying the access token (never put in the URL). Server pushes: `offer` (its
+summary, with the order's `sla_deadline`), `offer_withdrawn`, `job_updated`,
 `order_cancelled`, `notification`, `status`, `position`, `eta` (the arrival range, on the order
 socket and the technician's), `price_change`, `reposition` (a hint to an idle emergency
-technician: move towards an area below its reserve), `pong`, `resync`; on the operations socket
-`alert`, `alert_acknowledged`, `order_status` and `certification_queue` (reload the queue).
+technician: move towards an area below its reserve; `station_id`, `station_name` and `area`, the
+GeoJSON centre of its service area), `pong`, `resync`; on the operations socket
+`alert`, `alert_acknowledged`, `order_status`, `certification_queue` (reload the queue) and `hazards` (reload
+the open hazards).
 
 Sequence numbers and resume. Every change of an order's status has a `seq`: the id of the order
 event that recorded it, increasing along the order's history (not contiguous: ids are shared by
 all orders). The order socket's `status` messages carry it (the first one, on connect, the
 order's latest), and so do the technician socket's `job_updated` messages sent on (re)connect.
+The matching engine's steps (`offer_round`, `escalated`, `alerted`) are order events too: the
+order socket sends them as `status` messages with their `action` and the status unchanged.
 A client keeps the highest `seq` it has seen and, after reconnecting, sends
 `{"v":1,"type":"resume","id":…,"after":N}`: it is acknowledged with the socket's current `seq`,
 then the order socket sends every status change after N, in order, from the database; the
@@ -101,7 +106,7 @@ class ServerMessage(BaseModel):
     v: Literal[1] = 1
     type: Literal["ack", "error", "offer", "offer_withdrawn", "job_updated", "order_cancelled", "notification", "price_change",
                   "status", "position", "eta", "reposition", "pong", "resync", "alert", "alert_acknowledged", "order_status",
-                  "certification_queue"]
+                  "certification_queue", "hazards"]
     id: str | None
     detail: str | None = None
     seq: int | None = None  # on status and job_updated: the order event's id (see Sequence numbers)

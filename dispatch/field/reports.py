@@ -14,6 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from kit.config import get_settings
 from kit.errors import Conflict, InvalidInput, NotFound
 from kit.events import publish_event
+from kit.fanout import push_after_commit
+from dispatch.alerts import ops_channel
 from dispatch.field import campaigns
 from dispatch.field import events
 from dispatch.field.identity import ensure_visit
@@ -240,7 +242,14 @@ async def complete(session: AsyncSession, order_id: uuid.UUID, technician_id: uu
                                  "report_id": str(report.id), "valve_closed": body.valve_closed,
                                  "hazard_ids": [str(h.id) for h in hazards]})
     await campaigns.record_outcome(session, order_id, "done", now)
+    if fixed or hazards:
+        hazards_changed(session, order.city_id)
     return Completion(order=order, report=report)
+
+
+def hazards_changed(session: AsyncSession, city_id: str) -> None:
+    """Once committed, the operations consoles of the city reload their open hazards."""
+    push_after_commit(session, ops_channel(city_id), "hazards")
 
 
 async def decide_price_change(session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID,
@@ -275,6 +284,15 @@ async def decide_price_change(session: AsyncSession, order_id: uuid.UUID, custom
 
 async def report_of(session: AsyncSession, order_id: uuid.UUID) -> WorkReport | None:
     return (await session.exec(select(WorkReport).where(WorkReport.order_id == order_id))).first()
+
+
+async def final_prices(session: AsyncSession, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, str]]:
+    """order id -> (final price, currency) of those with a work report."""
+    if not order_ids:
+        return {}
+    rows = (await session.exec(select(WorkReport.order_id, WorkReport.final_price_minor, WorkReport.currency)
+                               .where(col(WorkReport.order_id).in_(order_ids)))).all()
+    return {order_id: (price, currency) for order_id, price, currency in rows}
 
 
 async def hazards_of(session: AsyncSession, order_id: uuid.UUID) -> list[Hazard]:

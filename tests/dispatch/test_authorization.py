@@ -39,6 +39,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/orders"): SIGNED_IN,
     ("GET", "/v1/orders/{order_id}"): SIGNED_IN,
     ("GET", "/v1/orders/{order_id}/events"): SIGNED_IN,
+    ("GET", "/v1/orders/{order_id}/messages"): {"customer"},  # operations' messages to him
     ("POST", "/v1/orders/{order_id}/cancel"): {"customer", "admin"},
     ("GET", "/v1/orders/{order_id}/cancellation-quote"): {"customer"},
     ("POST", "/v1/orders/{order_id}/reschedule"): {"customer", "admin"},
@@ -88,6 +89,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/settlements/{settlement_id}/release"): {"admin"},
     ("POST", "/v1/technicians/me/payout-account"): {"technician"},
     ("GET", "/v1/technicians/me/settlements"): {"technician"},
+    ("GET", "/v1/technicians/me/earnings"): {"technician"},
+    ("GET", "/v1/orders/{order_id}/receipt"): {"customer", "admin", "auditor"},  # a customer his own only
     ("POST", "/v1/webhooks/stripe"): EVERYONE,  # authenticated by the provider's signature
     ("GET", "/v1/settlements"): {"admin", "auditor"},
     ("GET", "/v1/settlements/{settlement_id}"): {"admin", "auditor"},

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import assignments
 from dispatch.errors import IllegalTransition
+from kit import after_commit
 from kit.events import drain
 from dispatch.field.models import Hazard
 from dispatch.models import Certification, Notification, Order, OrderEvent, Technician, TrainingRecord
@@ -243,7 +244,7 @@ async def test_certification_queue_names_the_applicant_with_the_training_record(
 
 
 async def test_resolving_a_hazard_needs_evidence_closes_it_and_withdraws_its_untaken_followup(
-    client: AsyncClient, session: AsyncSession, admin,  # noqa: ANN001
+    client: AsyncClient, session: AsyncSession, admin, redis,  # noqa: ANN001
 ) -> None:
     order = await matching_order(session)
     followup = await matching_order(session)
@@ -253,9 +254,16 @@ async def test_resolving_a_hazard_needs_evidence_closes_it_and_withdraws_its_unt
     session.add(hazard)
     await session.flush()
     assert (await client.post(f"/v1/ops/hazards/{hazard.id}/resolve", headers=admin, json={"evidence": " "})).status_code == 422
+    consoles = redis.pubsub()
+    await consoles.subscribe(ops_channel(order.city_id))
     response = await client.post(f"/v1/ops/hazards/{hazard.id}/resolve", headers=admin,
                                  json={"evidence": "用户自行更换软管，已电话回访", "photo_refs": ["/media/hose.jpg"]})
     assert response.status_code == 200, response.text
+    await after_commit.run(session)  # the test's session stands for the committed request
+    pushed = [json.loads(m["data"])["type"] for m in [await consoles.get_message(ignore_subscribe_messages=True, timeout=1)
+                                                      for _ in range(5)] if m]
+    await consoles.aclose()
+    assert "hazards" in pushed  # every console of the city reloads its open hazards
     assert response.json()["hazard"]["status"] == "fixed"
     assert response.json()["cancelled_followup_order_id"] == str(followup.id)
     assert (await session.get(Order, followup.id, populate_existing=True)).status == "cancelled"

@@ -50,3 +50,23 @@ async def assert_accessible(page: Any, where: str) -> None:
     low = [b for b in report["buttons"] if b["ratio"] < 4.5]
     assert not low, f"{where}: main buttons under 4.5:1 contrast: {low}"
     assert report["scrollWidth"] <= report["clientWidth"], f"{where}: scrolls sideways ({report['scrollWidth']} > {report['clientWidth']} px)"
+
+
+async def sign_in(page: Any, base: str, app: str, email: str) -> None:
+    from playwright.async_api import expect
+
+    from tests.factories import PASSWORD
+
+    await page.goto(f"{base}/app/{app}/")
+    await page.fill("#login-email", email)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-submit")
+    await expect(page.locator("#sign-out")).to_be_visible()
+
+
+async def shot(page: Any, folder: Path, name: str) -> None:
+    """An accessibility check, then the whole page from the top (or the sticky header is captured
+    where the page happened to be scrolled)."""
+    await assert_accessible(page, name)
+    await page.evaluate("window.scrollTo(0, 0)")
+    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)

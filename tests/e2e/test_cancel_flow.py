@@ -7,15 +7,15 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from sqlmodel import select
 
 from dispatch import service as dispatch
 from dispatch.stations import create_station
 from settlement import audit, ledger, service as settlement
 from settlement.models import Payment
-from tests.e2e.support import CENTER, DESKTOP, PHONE, assert_accessible, square
-from tests.factories import PASSWORD, make_customer, make_technician
+from tests.e2e.support import CENTER, DESKTOP, PHONE, square, sign_in, shot
+from tests.factories import make_customer, make_technician
 
 FEE, SHARE = 3000, 2400  # the rules below: 30 yuan once he set out, 80 % of it his
 
@@ -53,20 +53,6 @@ async def en_route_order(committed_sessions):  # noqa: ANN001, ANN201
                 "payout_schedule", "cancellation_fee_minor", "cancellation_fee_accepted_minor",
                 "cancellation_free_minutes", "cancellation_technician_bps")})
         await session.commit()
-
-
-async def sign_in(page: Page, base: str, app: str, email: str) -> None:
-    await page.goto(f"{base}/app/{app}/")
-    await page.fill("#login-email", email)
-    await page.fill("#login-password", PASSWORD)
-    await page.click("#login-submit")
-    await expect(page.locator("#sign-out")).to_be_visible()
-
-
-async def shot(page: Page, artifacts, name: str) -> None:  # noqa: ANN001
-    await assert_accessible(page, name)
-    await page.evaluate("window.scrollTo(0, 0)")
-    await page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
 async def test_customer_cancels_after_departure_sees_the_fee_and_the_technician_sees_why(

@@ -3,7 +3,6 @@ code with the tries left, a request that never reaches the server and a location
 refused, and checking in before the door check are each shown in the page's language, never as the server's or the browser's English.
 The screenshots land in test-artifacts/e2e/."""
 
-from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +10,7 @@ from playwright.async_api import Page, expect
 
 from dispatch import service as dispatch
 from dispatch.stations import create_station
-from tests.e2e.support import CENTER, PHONE, assert_accessible, square
+from tests.e2e.support import CENTER, PHONE, square, shot
 from tests.factories import PASSWORD, make_customer, make_technician
 
 # What the server and the browser say in English: none of it may reach the page.
@@ -53,12 +52,6 @@ def door_code(base: str, job: dict) -> str:
     token = httpx.post(f"{base}/v1/auth/login", json={"email": job["customer"], "password": PASSWORD}).json()["access_token"]
     card = httpx.get(f"{base}/v1/orders/{job['order_id']}/technician", headers={"Authorization": f"Bearer {token}"})
     return card.json()["code"]
-
-
-async def shot(page: Page, artifacts: Path, name: str) -> None:
-    await assert_accessible(page, name)
-    await page.evaluate("window.scrollTo(0, 0)")
-    await page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
 async def assert_no_raw_english(page: Page) -> None:

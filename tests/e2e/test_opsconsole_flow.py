@@ -21,8 +21,8 @@ from dispatch.field.models import Hazard
 from dispatch.models import Certification, Technician, TrainingRecord
 from dispatch.service import Actor, create_order, transition
 from dispatch.stations import create_station
-from tests.e2e.support import CENTER, DESKTOP, PHONE, assert_accessible, square
-from tests.factories import PASSWORD, make_customer, make_staff, make_technician
+from tests.e2e.support import CENTER, DESKTOP, PHONE, square, sign_in, shot
+from tests.factories import make_customer, make_staff, make_technician
 
 FAST = {"GASDISPATCH_EMBEDDED_WORKER": "true", "GASDISPATCH_BATCH_WINDOW_S": "0.3", "GASDISPATCH_MAX_SPEED_KMH": "2000"}
 NAMES = {"first": "张师傅", "second": "李师傅", "uncertified": "王师傅"}
@@ -60,14 +60,6 @@ async def people(committed_sessions):  # noqa: ANN001, ANN201
     return customer, technicians, admin, admin_headers, hazard.id
 
 
-async def sign_in(page: Page, base: str, app: str, email: str) -> None:
-    await page.goto(f"{base}/app/{app}/")
-    await page.fill("#login-email", email)
-    await page.fill("#login-password", PASSWORD)
-    await page.click("#login-submit")
-    await expect(page.locator("#sign-out")).to_be_visible()
-
-
 async def phone_online(new_context, base: str, email: str, lon: float) -> Page:  # noqa: ANN001
     context = await new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     await context.grant_permissions(["geolocation"], origin=base)
@@ -79,12 +71,6 @@ async def phone_online(new_context, base: str, email: str, lon: float) -> Page: 
     await expect(page.locator("#tech-status")).to_have_text("在线")
     await expect(page.locator("#gps")).to_have_attribute("data-sent", f"{CENTER[1]:.5f},{lon:.5f}")
     return page
-
-
-async def shot(page: Page, artifacts, name: str) -> None:  # noqa: ANN001
-    await assert_accessible(page, name)
-    await page.evaluate("window.scrollTo(0, 0)")
-    await page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
 def certificate_png() -> bytes:

@@ -7,15 +7,14 @@ import asyncio
 import shutil
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from dispatch.models import Certification
 from dispatch.stations import create_station
-from tests.e2e.support import CENTER, DESKTOP, PHONE, ROOT, assert_accessible, square
-from tests.factories import PASSWORD, make_customer, make_staff, make_technician
+from tests.e2e.support import CENTER, DESKTOP, PHONE, ROOT, square, sign_in, shot
+from tests.factories import make_customer, make_staff, make_technician
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 FAST = {
@@ -43,21 +42,6 @@ async def people(committed_sessions):  # noqa: ANN001, ANN201
         await session.commit()
     return {"customer": customer.account.email, "technician": technician.account.email,
             "auditor": auditor.email, "admin": admin.email}
-
-
-async def sign_in(page: Page, base: str, app: str, email: str) -> None:
-    await page.goto(f"{base}/app/{app}/")
-    await page.fill("#login-email", email)
-    await page.fill("#login-password", PASSWORD)
-    await page.click("#login-submit")
-    await expect(page.locator("#sign-out")).to_be_visible()
-
-
-async def shot(page: Page, artifacts: Path, name: str) -> None:
-    await assert_accessible(page, name)
-    # From the top, or the sticky header is captured where the page happened to be scrolled.
-    await page.evaluate("window.scrollTo(0, 0)")
-    await page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
 
 
 def fix(lon: float, lat: float) -> dict:

@@ -1,7 +1,8 @@
 """"I smell gas" on a 360 px phone in Chinese: signed out, the landing page and the customer
 app's sign-in screen give the safety steps and the emergency numbers and create nothing; signed
 in, one tap reports the leak and the order page shows the steps; a second report from that page
-opens the same order. The screenshots land in the test's tmp dir."""
+opens the same order. In English too, where the numbers follow the city of the chosen address.
+The screenshots land in the test's tmp dir."""
 
 from pathlib import Path
 
@@ -9,8 +10,12 @@ import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy import select
 
-from dispatch.models import Order
-from tests.e2e.support import CENTER, PHONE, assert_accessible
+from dispatch.cities import ensure_city
+from dispatch.models import Address, Order
+from dispatch.seed import CITIES
+from dispatch.stations import create_station
+from kit.geo import point
+from tests.e2e.support import CENTER, PHONE, square, shot
 from tests.factories import PASSWORD, make_customer
 
 STEP_TEXTS = ["立即离开房间，带家人到室外。", "不要点火、吸烟，不要开关电灯或任何电器。", "不要在室内打电话，到室外再拨打。",
@@ -48,11 +53,6 @@ async def assert_big_and_red(page: Page, selector: str, count: int) -> None:
         assert button["height"] >= 56 and button["width"] >= 300, button  # nearly the phone's width
         assert (button["background"], button["color"]) == (DANGER_RED, "rgb(255, 255, 255)"), button
         assert button["fontSize"] >= 18, button
-
-
-async def shot(page: Page, folder: Path, name: str) -> None:
-    await assert_accessible(page, name)
-    await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 async def expect_advice(page: Page) -> None:
@@ -112,3 +112,77 @@ async def test_smell_gas_signed_out_gives_steps_and_hotline_and_signed_in_report
     await expect(page.locator(".toast").last).to_have_text("该地址已有抢险单，抢险人员正在处理。")
     assert page.url.endswith(f"#order/{order.id}")
     assert [o.id for o in await emergencies(committed_sessions, household.customer.id)] == [order.id]
+
+
+EN_STEP_TEXTS = ["Leave the room now and take everyone outside.",
+                 "No flames or smoking; do not touch light switches or any electrical appliance.",
+                 "Make no phone calls inside; call from outdoors.", "Open doors and windows if it is safe to do so.",
+                 "Close the valve at the gas meter if you can reach it."]
+SHANGHAI = CITIES["shanghai"]
+
+
+@pytest.fixture
+async def two_city_household(committed_sessions):  # noqa: ANN001, ANN201
+    """A home in the demo city and the parents' flat in Shanghai, each city with a station; the
+    Shanghai row holds the seed's hotline (the demo city keeps the settings' 96777)."""
+    async with committed_sessions() as session:
+        await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
+                             service_area=square(*CENTER, 0.03), daily_capacity=40)
+        (await ensure_city(session, "shanghai", name=SHANGHAI.name)).hotline = SHANGHAI.hotline
+        await create_station(session, name=SHANGHAI.station_names[0], city="shanghai", lon=SHANGHAI.center[0],
+                             lat=SHANGHAI.center[1], service_area=square(*SHANGHAI.center, 0.03), daily_capacity=40)
+        customer = await make_customer(session, *CENTER)
+        parents = Address(customer_id=customer.customer.id, label="Parents", line="Xuhui Rd 8",
+                          location=point(*SHANGHAI.center))
+        session.add(parents)
+        await session.commit()
+    return customer, parents
+
+
+async def test_smell_gas_in_english_gives_the_hotline_of_the_chosen_addresss_city(
+    api_worker, two_city_household, committed_sessions, new_context, tmp_path: Path,  # noqa: ANN001
+) -> None:
+    household, parents = two_city_household
+    base = api_worker()
+    page = await (await new_context(viewport=PHONE, is_mobile=True, has_touch=True)).new_page()
+    dialog = page.locator("#smellgas-dialog")
+
+    await page.goto(f"{base}/app/")
+    await page.select_option("#lang-select", "en")
+    await expect(page.locator("#smell-gas")).to_have_text("I smell gas")
+    await page.click("#smell-gas")
+    await expect(dialog.locator(".gas-steps li")).to_have_text(EN_STEP_TEXTS)
+    await expect(dialog.locator("a.gas-call")).to_have_text(["Gas emergency 96777", "Fire service 119"])
+    await expect(page.locator("#smellgas-signed-out")).to_have_text("No account needed: call a number above from outside.")
+    await shot(page, tmp_path, "en-01-landing-signed-out-advice")
+
+    await page.click("#smellgas-sign-in")
+    await page.fill("#login-email", household.account.email)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-submit")
+    await expect(dialog.locator(".gas-steps li")).to_have_text(EN_STEP_TEXTS)
+    await expect(page.locator("#smellgas-report")).to_have_text("Report the gas leak now")
+    # The dialog opens on the first address, whichever it is, with the numbers of its city.
+    first = await page.locator("#smellgas-address").input_value()
+    number = "96777" if first == str(household.address.id) else SHANGHAI.hotline
+    await expect(dialog.locator("a.gas-call")).to_have_text([f"Gas emergency {number}", "Fire service 119"])
+
+    await page.select_option("#smellgas-address", str(household.address.id))
+    await expect(dialog.locator("a.gas-call")).to_have_text(["Gas emergency 96777", "Fire service 119"])
+
+    await page.select_option("#smellgas-address", str(parents.id))  # the parents' flat, in Shanghai
+    await expect(dialog.locator("a.gas-call")).to_have_text([f"Gas emergency {SHANGHAI.hotline}", "Fire service 119"])
+    assert await dialog.locator("a.gas-call").first.get_attribute("href") == f"tel:{SHANGHAI.hotline}"
+    await shot(page, tmp_path, "en-02-signed-in-other-city")
+
+    await page.click("#smellgas-report")
+    await expect(page.locator(".toast").last).to_have_text("Reported: an emergency crew is being sent.")
+    [order] = await emergencies(committed_sessions, household.customer.id)
+    assert (order.kind, order.address_id, order.city_id) == ("emergency_leak", parents.id, "shanghai")
+    card = page.locator(f"#safety-{order.id}")
+    await expect(card.locator("h2")).to_have_text("Suspected gas leak: act now")
+    await expect(card.locator(".gas-steps li")).to_have_text(EN_STEP_TEXTS)
+    await expect(card.locator("a.gas-call")).to_have_text([f"Gas emergency {SHANGHAI.hotline}", "Fire service 119"])
+    await expect(page.locator("#sla-clock")).to_contain_text("Emergency crew promised within")
+    await page.evaluate("window.scrollTo(0, 0)")
+    await shot(page, tmp_path, "en-03-emergency-order-page")

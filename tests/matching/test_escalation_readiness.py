@@ -129,6 +129,9 @@ async def test_idle_emergency_technician_is_hinted_towards_an_uncovered_area(ses
             hint = json.loads(message["data"])
             break
     assert hint is not None and hint["station_id"] == str(uncovered.id)
+    # What his phone shows without looking anything up: the station's name and where its area is.
+    assert hint["station_name"] == "东城服务站"
+    assert hint["area"] == {"type": "Point", "coordinates": [pytest.approx(CENTER[0]), pytest.approx(CENTER[1])]}
     assert "offer_id" not in hint
     after_commit.discard(session)
     await engine.run_batch(session, index)  # once per period

@@ -39,7 +39,9 @@ async function route() {
   view?.close();
   view = null;
   const match = location.hash.match(/^#order\/([0-9a-f-]{36})$/);
+  const receipt = location.hash.match(/^#order\/([0-9a-f-]{36})\/receipt$/);
   if (match) view = await openOrder(match[1]);
+  else if (receipt) await renderReceipt(receipt[1], seq);
   else await renderHome(seq);
   if (location.hash === "#gas-leak") {  // from the landing page's "sign in to report"
     history.replaceState(null, "", "#");
@@ -104,6 +106,7 @@ async function renderHome(seq = routeSeq) {
     state.selected = event.target.value;
     drawAddress();
     refreshNearby();
+    drawLeakAdvice(document.getElementById("order-leak-advice"));
   });
   await refreshNearby();
   const timer = setInterval(refreshNearby, 10000);
@@ -136,6 +139,12 @@ function addressCard() {
     form);
 }
 
+// The gas-leak advice under the order form names the hotline of the selected address's city.
+function drawLeakAdvice(target) {
+  const city = state.addresses.find((a) => a.id === state.selected)?.city;
+  gasLeakAdvice(city).then((advice) => fill(target, stepsList(advice.steps), hotlineLinks(advice.hotlines)));
+}
+
 function kindName(kind) {
   return document.documentElement.lang === "en" ? kind.name : kind.name_zh;
 }
@@ -146,7 +155,7 @@ function orderForm() {
   const technician = h("select", {}, new Option(t("customer.anyTechnician"), ""));
   const estimate = h("p", { id: "estimate", "aria-live": "polite" });
   const leakAdvice = h("div", { id: "order-leak-advice", class: "hidden" });
-  gasLeakAdvice().then((advice) => fill(leakAdvice, stepsList(advice.steps), hotlineLinks(advice.hotlines)));
+  drawLeakAdvice(leakAdvice);
   const error = h("p", { class: "error", role: "alert" });
   const submit = h("button", { type: "submit", class: "primary", id: "place-order" }, t("customer.placeOrder"));
   const showEstimate = () => {
@@ -193,19 +202,23 @@ async function openOrder(orderId) {
     report: h("section", { class: "card hidden", id: "report" }),
     review: h("section", { class: "card hidden", id: "review" }),
     manage: h("section", { class: "card hidden", id: "order-manage", "aria-labelledby": "manage-h" }),
+    charges: h("section", { class: "card hidden", id: "order-money", "aria-labelledby": "money-h" }),
+    messages: h("section", { class: "card hidden", id: "order-messages", "aria-labelledby": "messages-h" }),
   };
   const mapEl = h("div", { class: "map", id: "order-map", role: "img", "aria-label": t("customer.orderMapLabel") });
   const distance = h("p", { id: "tech-distance", class: "muted", "aria-live": "polite" });
   const arrival = h("p", { id: "order-eta", "aria-live": "polite" });
+  const slaClock = h("p", { id: "sla-clock", class: "hidden", role: "timer" });
   const connection = h("p", { id: "live-connection", class: "notice hidden", role: "status" });
   fill(main, h("p", {}, h("a", { href: "#" }, `← ${t("customer.back")}`)),
     h("div", { class: "grid-2" }, sections.status,
-      h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, arrival, distance, connection)),
+      h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, slaClock, arrival, distance, connection)),
+    sections.messages,
     h("div", { class: "grid-2" }, sections.payment, sections.identity, sections.price, sections.consent),
-    h("div", { class: "grid-2" }, sections.report, sections.review), sections.manage);
+    h("div", { class: "grid-2" }, sections.report, sections.review), sections.charges, sections.manage);
 
   let order = await api.get(`/v1/orders/${orderId}`);
-  if (order.kind === "emergency_leak") main.prepend(await safetyAdviceCard(order.id));
+  if (order.kind === "emergency_leak") main.prepend(await safetyAdviceCard(order.id, null, await addressCity(order.address_id)));
   const map = createMap(mapEl);
   stationLayer(state.stations).addTo(map);
   const home = dot(order.location, { label: t("customer.yourAddress") }).addTo(map);
@@ -234,6 +247,8 @@ async function openOrder(orderId) {
     const [events, visit] = await Promise.all([api.get(`/v1/orders/${orderId}/events`),
       order.technician_id || order.source === "followup" ? api.get(`/v1/orders/${orderId}/visit`) : null]);
     renderStatus(sections.status, order, events.data);
+    showSla(slaClock, order);
+    await renderMessages(sections.messages, orderId);
     if (order.technician_id && ON_JOB.includes(order.status)) {
       await renderIdentity(sections.identity, order);
     } else if (visit?.verification) {
@@ -246,6 +261,7 @@ async function openOrder(orderId) {
     renderFollowup(sections.consent, order, visit, refresh);
     renderPaymentAttention(sections.payment, order, refresh);
     renderReport(sections.report, visit);
+    await renderCharges(sections.charges, order);
     await renderManage(sections.manage, order);
     await renderReview(sections.review, order, refresh);
     if (!ON_JOB.includes(order.status)) { techDot?.remove(); route?.remove(); }
@@ -257,6 +273,9 @@ async function openOrder(orderId) {
       if (message.type === "status" || message.type === "price_change") refresh().catch((error) => toast(errorText(error)));
       if (message.type === "position") showTechnician(message.position);
       if (message.type === "eta") showEta(message.eta);
+      if (message.type === "notification" && message.notification.kind === "message") {
+        renderMessages(sections.messages, orderId).catch((error) => toast(errorText(error)));
+      }
     },
     // Live updates stop while the socket is down: say so until it is back (4403: it will not be).
     onState: (s, code) => {
@@ -264,7 +283,67 @@ async function openOrder(orderId) {
       connection.textContent = s === "closed" ? t(code === 4403 ? "browser.socketRefused" : "browser.socketLost") : "";
     },
   });
-  return { close: () => socket.close() };
+  // The countdown moves between pushes; `order` is the latest one refresh() read.
+  const slaTimer = setInterval(() => showSla(slaClock, order), 5000);
+  return { close: () => { socket.close(); clearInterval(slaTimer); } };
+}
+
+// Before the technician is at the door the page counts down to the time promised at ordering.
+const BEFORE_ARRIVAL = ["created", "matching", "offered", "accepted", "en_route"];
+
+function showSla(el, order) {
+  const waiting = BEFORE_ARRIVAL.includes(order.status);
+  el.classList.toggle("hidden", !waiting);
+  if (!waiting) {
+    el.textContent = "";
+    return;
+  }
+  const left = Math.ceil((new Date(order.sla_deadline) - Date.now()) / 60000);
+  const key = left <= 0 ? "slaClock.overdue" : order.priority === "emergency" ? "slaClock.emergency" : "slaClock.visit";
+  el.textContent = t(key, { left: minutesText(left), time: when(order.sla_deadline) });
+}
+
+function minutesText(minutes) {
+  if (minutes < 120) return t("slaClock.minutes", { n: minutes });
+  if (minutes < 48 * 60) return t("slaClock.hours", { h: Math.floor(minutes / 60), m: minutes % 60 });
+  return t("slaClock.days", { d: Math.floor(minutes / 1440), h: Math.floor((minutes % 1440) / 60) });
+}
+
+// The matching engine's steps, in plain words: how many are asked and how far, never whom.
+const MATCHING_STEPS = ["offer_round", "escalated", "offer_lapsed", "alerted"];
+
+function matchingStepText(event, order) {
+  const { offers, radius_m: radius } = event.payload;
+  if (event.action === "offer_round") {
+    const crew = order.priority === "emergency" ? "Emergency" : "";
+    return t(offers > 1 ? `orderStep.asking${crew}` : `orderStep.askingOne${crew}`, { n: offers });
+  }
+  if (event.action === "escalated") {
+    const km = new Intl.NumberFormat(document.documentElement.lang, { maximumFractionDigits: 1 }).format(radius / 1000);
+    return t("orderStep.widened", { km });
+  }
+  return t(`orderStep.${event.action}`);
+}
+
+function matchingSteps(order, events) {
+  const steps = events.filter((e) => MATCHING_STEPS.includes(e.action));
+  return steps.length ? h("ul", { class: "plain", id: "order-steps", "aria-label": t("orderStep.title") },
+    steps.map((e) => h("li", { "data-action": e.action }, matchingStepText(e, order), h("span", { class: "muted" }, ` ${when(e.created_at)}`)))) : null;
+}
+
+// Operations' messages to the customer about this order: a person's words, shown as written.
+async function renderMessages(section, orderId) {
+  const messages = (await api.get(`/v1/orders/${orderId}/messages`)).data;
+  section.classList.toggle("hidden", !messages.length);
+  fill(section, h("h2", { id: "messages-h" }, t("orderMessages.title")),
+    h("ul", { class: "plain", id: "order-message-list" }, messages.map((m) => h("li", {},
+      h("p", { class: "order-message" }, m.text), h("span", { class: "muted" }, when(m.created_at))))));
+}
+
+// The city of one of the customer's addresses, for its hotline (undefined: the install's city).
+async function addressCity(addressId) {
+  const known = state.addresses.find((a) => a.id === addressId);
+  return known ? known.city : (await api.get(`/v1/customers/me/addresses/${addressId}`).catch(() => null))?.city;
 }
 
 function renderStatus(section, order, events) {
@@ -274,11 +353,15 @@ function renderStatus(section, order, events) {
   const steps = ["cancelled", "unfulfilled", "payment_attention"].includes(order.status) ? [...reached.keys()] : path;
   fill(section, 
     h("h2", {}, `${kindText(order.kind)} `, h("span", { class: `pill ${order.priority}`, id: "order-status-pill" }, statusText(order.status))),
-    h("p", {}, `${t("customer.estimate")}: `, h("strong", { id: "order-estimate" }, money(order.price_estimate))),
+    order.final_price
+      ? h("p", {}, `${t("customer.finalPrice")}: `, h("strong", { id: "order-final-price" }, money(order.final_price)),
+        h("span", { class: "muted" }, ` · ${t("customer.estimate")} ${money(order.price_estimate)}`))
+      : h("p", {}, `${t("customer.estimate")}: `, h("strong", { id: "order-estimate" }, money(order.price_estimate))),
     order.description && order.source !== "followup" ? h("p", { class: "muted" }, order.description) : null,
     h("ol", { class: "timeline", id: "timeline" }, steps.map((s) => h("li", {
       class: s === order.status ? "current" : "", "aria-current": s === order.status ? "step" : null },
       `${reached.has(s) ? "✓" : "○"} ${statusText(s)}`, reached.has(s) ? h("span", { class: "muted" }, ` ${when(reached.get(s))}`) : ""))),
+    matchingSteps(order, events),
     order.status_reason ? h("p", { class: "notice", id: "status-reason" }, reasonText(order.status_reason)) : null);
 }
 
@@ -391,6 +474,76 @@ function renderReport(section, visit) {
       h("p", { class: "muted" }, t("customer.noHazards")));
 }
 
+// -- the money: the hold, what was charged, the receipt ------------------------------------------
+
+// The order's money as the ledger has it (GET /receipt): shown once a hold was placed.
+async function renderCharges(section, order) {
+  const receipt = await api.get(`/v1/orders/${order.id}/receipt`).catch(() => null);
+  const shown = Boolean(receipt?.holds.length);
+  section.classList.toggle("hidden", !shown);
+  if (!shown) return;
+  const [first, last] = [receipt.holds[0], receipt.holds.at(-1)];
+  fill(section, h("h2", { id: "money-h" }, t("money.title")),
+    h("dl", { class: "facts", id: "money-facts" },
+      h("dt", {}, t("money.hold")), h("dd", { id: "money-hold" }, money(last.amount),
+        receipt.holds.length > 1 ? h("span", { class: "muted" }, ` · ${t("money.holdRaised", { amount: money(first.amount) })}`) : null),
+      receipt.final_price ? [h("dt", {}, t("customer.finalPrice")), h("dd", { id: "money-final" }, money(receipt.final_price))] : null,
+      receipt.issued_at ? [
+        h("dt", {}, t("money.captured")), h("dd", { id: "money-captured" }, money(receipt.captured)),
+        h("dt", {}, t("money.released")), h("dd", { id: "money-released" }, money(receipt.released))] : null,
+      receipt.refunds.length ? [h("dt", {}, t("money.refunded")), h("dd", { id: "money-refunded" }, money(receipt.refunded))] : null),
+    receipt.issued_at
+      ? h("div", { class: "actions" }, h("a", { class: "button primary", id: "open-receipt", href: `#order/${order.id}/receipt` }, t("money.openReceipt")))
+      : h("p", { class: "muted" }, t(receipt.held.amount_minor ? "money.notCharged" : "money.releasedAll")));
+}
+
+const LINE_NAMES = { labour: "money.line.labour", discount: "money.line.discount", cancellation_fee: "money.line.cancellation_fee" };
+
+// The printable receipt: the utility's invoice details, the price in lines, the payment's figures.
+async function renderReceipt(orderId, seq) {
+  const receipt = await api.get(`/v1/orders/${orderId}/receipt`);
+  if (seq !== routeSeq) return;
+  const back = h("p", { class: "no-print" }, h("a", { href: `#order/${orderId}` }, `← ${t("money.backToOrder")}`));
+  if (!receipt.issued_at) {
+    fill(main, back, h("section", { class: "card", id: "receipt" }, h("h2", {}, t("money.receipt")),
+      h("p", { class: "notice" }, t("money.notIssued"))));
+    return;
+  }
+  const cell = (text, cls) => h("td", { class: cls }, text);
+  const print = h("button", { type: "button", class: "primary", id: "print-receipt" }, t("money.print"));
+  print.addEventListener("click", () => window.print());
+  const issuer = receipt.issuer;
+  fill(main, back, h("article", { class: "card receipt", id: "receipt", "aria-labelledby": "receipt-h" },
+    h("h2", { id: "receipt-h" }, t("money.receipt")),
+    h("dl", { class: "facts", id: "receipt-issuer" },
+      h("dt", {}, t("money.issuer")), h("dd", {}, issuer.name),
+      h("dt", {}, t("money.taxId")), h("dd", { id: "receipt-tax-id" }, issuer.tax_id),
+      h("dt", {}, t("money.issuerAddress")), h("dd", {}, issuer.address),
+      h("dt", {}, t("money.number")), h("dd", {}, receipt.order_id),
+      h("dt", {}, t("money.issuedAt")), h("dd", {}, when(receipt.issued_at)),
+      receipt.billed_to ? [h("dt", {}, t("money.billedTo")), h("dd", {}, `${receipt.billed_to.name} · ${receipt.billed_to.address}`)] : null,
+      h("dt", {}, t("money.service")), h("dd", {}, kindText(receipt.kind))),
+    h("div", { class: "table-wrap" }, h("table", { id: "receipt-lines" },
+      h("thead", {}, h("tr", {}, h("th", {}, t("money.item")), h("th", { class: "num" }, t("money.quantity")),
+        h("th", { class: "num" }, t("money.unitPrice")), h("th", { class: "num" }, t("money.amount")))),
+      h("tbody", {}, receipt.lines.map((line) => h("tr", { "data-kind": line.kind },
+        cell(line.kind === "part" ? `${t("money.line.part")}: ${line.name}` : t(LINE_NAMES[line.kind])),
+        cell(String(line.quantity), "num"), cell(money(line.unit_price), "num"), cell(money(line.amount), "num")))),
+      h("tfoot", {}, h("tr", {}, h("td", { colspan: 3 }, t("money.total")),
+        h("td", { class: "num", id: "receipt-total" }, money(receipt.final_price)))))),
+    receipt.followups.length ? [h("h3", {}, t("money.followups")), h("ul", { class: "plain", id: "receipt-followups" },
+      receipt.followups.map((f) => h("li", {}, `${t(`hazard.${f.hazard_category}`)} (${t(`severity.${f.hazard_severity}`)}) · `,
+        `${t("customer.estimate")} ${money(f.price_estimate)} · ${statusText(f.status)}`)))] : null,
+    h("h3", {}, t("money.payment")),
+    h("dl", { class: "facts", id: "receipt-payment" },
+      receipt.holds.map((hold) => [h("dt", {}, t("money.hold")), h("dd", {}, `${money(hold.amount)} · ${when(hold.at)}`)]),
+      h("dt", {}, t("money.captured")), h("dd", { id: "receipt-captured" }, money(receipt.captured)),
+      h("dt", {}, t("money.released")), h("dd", { id: "receipt-released" }, money(receipt.released)),
+      receipt.refunds.map((r) => [h("dt", {}, t(`money.${r.kind}`)), h("dd", {}, `−${money(r.amount)} · ${when(r.at)}`)]),
+      h("dt", {}, t("money.paid")), h("dd", { id: "receipt-paid" }, h("strong", {}, money(receipt.paid)))),
+    h("div", { class: "actions no-print" }, print)));
+}
+
 async function renderReview(section, order, refresh) {
   const reviewable = ["completed", "reviewed", "settled"].includes(order.status);
   section.classList.toggle("hidden", !reviewable);
@@ -501,12 +654,15 @@ async function openCancelDialog(order, mode) {
 async function showSafetyNotices() {
   const unread = await api.get("/v1/notifications?unread=true&limit=20").catch(() => ({ data: [] }));
   const notices = unread.data.filter((n) => n.kind === "alarm_safety_advice");
-  for (const notice of notices.reverse()) main.prepend(await safetyAdviceCard(notice.payload.order_id, notice));
+  for (const notice of notices.reverse()) {
+    const order = await api.get(`/v1/orders/${notice.payload.order_id}`).catch(() => null);
+    main.prepend(await safetyAdviceCard(notice.payload.order_id, notice, order && await addressCity(order.address_id)));
+  }
 }
 
-async function safetyAdviceCard(orderId, notice = null) {
+async function safetyAdviceCard(orderId, notice = null, city = null) {
   const card = await safetyCard({ id: `safety-${orderId}`, title: t(notice ? "safety.alarmTitle" : "safety.leakTitle"),
-    steps: notice?.payload.steps });
+    steps: notice?.payload.steps, city });
   card.append(h("p", { class: "muted" }, t("safety.crewComing")));
   const actions = h("div", { class: "actions" });
   if (location.hash !== `#order/${orderId}`) actions.append(h("a", { href: `#order/${orderId}` }, t("safety.followOrder")));

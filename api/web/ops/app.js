@@ -117,7 +117,7 @@ async function refresh() {
   state.unfulfilled = unfulfilled.data;
   state.certs = certs.data;
   loadCertPhotos();
-  state.hazards = hazards.data.sort((a, b) => b.age_days - a.age_days || String(a.deadline_at).localeCompare(String(b.deadline_at)));
+  state.hazards = byAge(hazards.data);
   follow();
   draw();
 }
@@ -136,7 +136,17 @@ function onOpsMessage(message) {
     renderBanner();
   } else if (message.type === "certification_queue") {
     loadCerts().catch(() => {});
+  } else if (message.type === "hazards") {
+    loadHazards().catch(() => {});
   }
+}
+
+const byAge = (hazards) => hazards.sort((a, b) => b.age_days - a.age_days || String(a.deadline_at).localeCompare(String(b.deadline_at)));
+
+// A hazard recorded at a door, fixed or resolved by another operator: the list again.
+async function loadHazards() {
+  state.hazards = byAge((await api.get("/v1/hazards?limit=200")).data);
+  draw();
 }
 
 // An application, a photo or another operator's decision: the queue again.

@@ -11,17 +11,25 @@ const WITHOUT_SERVER = {
   hotlines: [{ number: "119" }],
 };
 
-let advice = null;
+const advice = new Map();  // by city id, "" for the install's own city
 
-/** The steps and hotlines, fetched once per page (retried after a failure); never rejects. */
-export function gasLeakAdvice() {
-  advice ??= fetch("/v1/safety/gas-leak", { headers: { Accept: "application/json" } })
-    .then((response) => (response.ok ? response.json() : Promise.reject(new Error(`HTTP ${response.status}`))))
-    .catch(() => {
-      advice = null;
-      return WITHOUT_SERVER;
-    });
-  return advice;
+/**
+ * The steps and hotlines of a city (a city id; the install's city when none), fetched once per
+ * page and city (retried after a failure); never rejects. A city the server does not answer for
+ * gets the install's city's numbers.
+ */
+export function gasLeakAdvice(city = null) {
+  const key = city ?? "";
+  if (!advice.has(key)) {
+    const query = city ? `?city=${encodeURIComponent(city)}` : "";
+    advice.set(key, fetch(`/v1/safety/gas-leak${query}`, { headers: { Accept: "application/json" } })
+      .then((response) => (response.ok ? response.json() : Promise.reject(new Error(`HTTP ${response.status}`))))
+      .catch(() => {
+        advice.delete(key);
+        return city ? gasLeakAdvice() : WITHOUT_SERVER;
+      }));
+  }
+  return advice.get(key);
 }
 
 /** The steps, numbered in the order to follow them. */
@@ -36,9 +44,9 @@ export function hotlineLinks(hotlines) {
   t(line.city ? "gasLeak.cityHotline" : "gasLeak.fireHotline", { number: line.number }))));
 }
 
-/** The steps and numbers under a title, as a card for a page (order page, alarm notice). */
-export async function safetyCard({ id, title, steps = null }) {
-  const { steps: defaultSteps, hotlines } = await gasLeakAdvice();
+/** The steps and the city's numbers under a title, as a card for a page (order page, alarm notice). */
+export async function safetyCard({ id, title, steps = null, city = null }) {
+  const { steps: defaultSteps, hotlines } = await gasLeakAdvice(city);
   return h("section", { class: "card gas-safety", role: "alert", id, "aria-labelledby": `${id}-h` },
     h("h2", { id: `${id}-h` }, title), stepsList(steps ?? defaultSteps),
     h("h3", {}, t("gasLeak.callFromOutside")), hotlineLinks(hotlines));
@@ -53,24 +61,33 @@ export function smellGasButton(onClick) {
 /**
  * Opens the "I smell gas" dialog: the steps, then the action. Signed in (`report` given) the
  * action is one button reporting the leak at the chosen address, `report.submit(addressId)`
- * resolving once the order is open; signed out it is the emergency numbers, with a link to sign
- * in (`signInHref`).
+ * resolving once the order is open, and the numbers are those of that address's city; signed
+ * out it is the install's city's numbers, with a link to sign in (`signInHref`).
  */
 export async function openSmellGas({ report = null, signInHref = null } = {}) {
   document.getElementById("smellgas-dialog")?.close();
-  const { steps, hotlines } = await gasLeakAdvice();
+  const chosen = report?.addresses.find((a) => a.id === report.selected) ?? report?.addresses[0];
+  const { steps, hotlines } = await gasLeakAdvice(chosen?.city);
   const dialog = h("dialog", { class: "smellgas", id: "smellgas-dialog", "aria-labelledby": "smellgas-title" });
   dialog.addEventListener("close", () => dialog.remove());
   const close = h("button", { type: "button", id: "smellgas-close", onclick: () => dialog.close() }, t("gasLeak.close"));
   const signIn = signInHref
     ? h("a", { href: signInHref, id: "smellgas-sign-in", onclick: () => dialog.close() }, t("gasLeak.signIn"))
     : null;
+  let lines = hotlineLinks(hotlines);
+  // Another address may be in another city: its numbers replace these.
+  const showCity = async (addressId) => {
+    const next = hotlineLinks((await gasLeakAdvice(report.addresses.find((a) => a.id === addressId)?.city)).hotlines);
+    if (document.getElementById("smellgas-address")?.value !== addressId) return;  // chosen again meanwhile
+    lines.replaceWith(next);
+    lines = next;
+  };
   fill(dialog,
     h("h2", { id: "smellgas-title" }, t("gasLeak.title")),
     stepsList(steps),
-    report ? reportControls(report, dialog) : null,
+    report ? reportControls(report, dialog, showCity) : null,
     h("h3", {}, t("gasLeak.callFromOutside")),
-    hotlineLinks(hotlines),
+    lines,
     report ? null : h("p", { class: "muted", id: "smellgas-signed-out" }, t("gasLeak.signedOut")),
     h("div", { class: "actions smellgas-footer" }, signIn, close));
   document.body.append(dialog);
@@ -78,11 +95,12 @@ export async function openSmellGas({ report = null, signInHref = null } = {}) {
   return dialog;
 }
 
-function reportControls(report, dialog) {
+function reportControls(report, dialog, onAddress) {
   if (!report.addresses.length) return h("p", { class: "notice", id: "smellgas-no-address" }, t("gasLeak.noAddress"));
   const error = h("p", { class: "error", role: "alert" });
   const address = h("select", { id: "smellgas-address" }, report.addresses.map((a) =>
     new Option(`${a.label} · ${a.line}`, a.id, false, a.id === report.selected)));
+  address.addEventListener("change", () => onAddress(address.value));
   const button = h("button", { type: "button", class: "danger smellgas-report", id: "smellgas-report" }, t("gasLeak.report"));
   button.addEventListener("click", async () => {
     if (await act(button, error, () => report.submit(address.value))) dialog.close();

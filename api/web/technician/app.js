@@ -16,6 +16,7 @@ const main = document.getElementById("main");
 const statusSlot = document.getElementById("status-slot");
 const state = { me: null, offers: new Map(), jobs: [], done: [], notices: [], certs: [], connection: "connecting", lastFix: null, lastSent: null, geoError: null };
 const drafts = new Map();  // order id -> work report being written, kept across re-renders
+let reposition = null;  // the latest repositioning hint, until he dismisses it
 let api;
 let socket;
 
@@ -36,6 +37,7 @@ startApp("technician", ["technician"], {
     await loadNotices();
     await loadCerts().catch((error) => toast(errorText(error)));
     setInterval(renderOffers, 1000);  // the countdowns
+    setInterval(tickSla, 5000);
   },
   rerender: render,
 });
@@ -79,6 +81,9 @@ function onMessage(message) {
   } else if (message.type === "eta") {
     const line = document.querySelector(`[data-order="${message.order_id}"] .job-eta`);
     if (line) line.textContent = etaText(message.eta);
+  } else if (message.type === "reposition") {
+    reposition = message;
+    renderReposition();
   } else if (message.type === "resync") {
     loadJobs();
   } else if (message.type === "job_updated" || message.type === "order_cancelled") {
@@ -103,7 +108,7 @@ async function loadJobs() {
 
 // -- notices: a job taken away or a price refused, and why --------------------------------------
 
-const NOTICE_KINDS = ["job_cancelled", "job_released", "job_reassigned", "price_change_rejected"];
+const NOTICE_KINDS = ["job_cancelled", "job_released", "job_reassigned", "price_change_rejected", "message"];
 
 async function loadNotices() {
   const unread = await api.get("/v1/notifications?unread=true&limit=20").catch(() => ({ data: [] }));
@@ -135,6 +140,7 @@ function renderNotices() {
       p.action && n.kind !== "price_change_rejected" ? h("div", {}, t(`notice.action.${p.action}`)) : null,
       reason ? h("div", { class: "notice-reason" }, t("notice.reason", { reason })) : null,
       p.compensation ? h("div", {}, t("notice.compensation", { amount: money(p.compensation) })) : null,
+      n.kind === "message" ? h("p", { class: "notice-text" }, n.body) : null,  // an operator's words, as written
       h("div", { class: "muted" }, when(n.created_at), " ", seen));
   })));
 }
@@ -146,17 +152,21 @@ function render() {
   if (!document.getElementById("offers")) {
     fill(main, 
       h("section", { class: "card", id: "availability" }),
+      h("section", { class: "notice hidden", id: "reposition", role: "status" }),
       h("section", { class: "card hidden", id: "notices", "aria-live": "assertive" }),
       h("section", { class: "card", id: "offers", "aria-live": "assertive" }),
       h("section", { id: "jobs" }),
       h("section", { class: "card", id: "done" }),
+      h("section", { class: "card", id: "earnings", "aria-labelledby": "earnings-h" }),
       h("section", { class: "card", id: "my-certs", "aria-labelledby": "my-certs-h" }));
   }
   renderAvailability();
+  renderReposition();
   renderNotices();
   renderOffers();
   renderJobs();
   renderDone();
+  renderEarnings();
   renderCerts();
 }
 
@@ -252,6 +262,7 @@ function renderOffers() {
       h("p", { class: "offer-facts" }, `${t("technician.distance")} ${(offer.distance_m / 1000).toFixed(1)} km · ${t("technician.eta")} ${offer.eta_min} min`),
       h("p", { class: "muted" }, `${t("technician.area")}: ${lat.toFixed(3)}, ${lon.toFixed(3)}`),
       offer.description ? h("p", {}, offer.description) : null,
+      h("p", {}, slaClock(offer.sla_deadline)),
       h("p", { class: "pill warn", dataset: { countdown: offer.expires_at } },
         t("technician.countdown", { s: Math.max(0, Math.round((Date.parse(offer.expires_at) - now) / 1000)) })),
       error, h("div", { class: "actions" }, accept, decline));
@@ -295,6 +306,7 @@ function jobCard(order) {
     h("h2", {}, `${t("technician.currentJob")}: ${kindText(order.kind)} `, h("span", { class: "pill", id: "job-status" }, statusText(order.status))),
     order.description ? h("p", {}, order.description) : null,
     h("p", { class: "muted" }, `${t("technician.address")}: ${lat.toFixed(5)}, ${lon.toFixed(5)} · ${t("customer.estimate")} ${money(order.price_estimate)}`),
+    h("p", { class: "job-sla" }, slaClock(order.sla_deadline)),
     h("p", { class: "job-eta", "aria-live": "polite" }, etaText(order.eta)),
     // geo: opens the phone's map app for navigation; nothing is fetched from here.
     h("p", {}, h("a", { class: "button", id: "navigate", href: `geo:${lat},${lon}?q=${lat},${lon}` }, t("technician.navigate"))),
@@ -305,6 +317,44 @@ function jobCard(order) {
 function etaText(eta) {
   const clock = (iso) => new Intl.DateTimeFormat(document.documentElement.lang, { timeStyle: "short" }).format(new Date(iso));
   return eta ? t("eta.range", { from: clock(eta.earliest), to: clock(eta.latest) }) : "";
+}
+
+// The order's SLA deadline as minutes left (or past it); urgent under 10 minutes. tickSla()
+// rewrites only the text and colour, so a job card is not rebuilt for it.
+const SLA_URGENT_MS = 10 * 60_000;
+
+function slaClock(deadline) {
+  return showSla(h("span", { class: "pill", dataset: { sla: deadline } }), Date.now());
+}
+
+function showSla(el, now) {
+  const left = Date.parse(el.dataset.sla) - now;
+  el.textContent = left >= 0 ? t("technician.slaLeft", { min: Math.floor(left / 60_000) })
+    : t("technician.slaOver", { min: Math.ceil(-left / 60_000) });
+  el.classList.toggle("bad", left < SLA_URGENT_MS);
+  return el;
+}
+
+function tickSla() {
+  const now = Date.now();
+  for (const el of document.querySelectorAll("[data-sla]")) showSla(el, now);
+}
+
+// A hint to move towards an area short of emergency cover: the station by name (the push carries
+// it) and a link to the phone's map app for the area's centre, as the page has no map of its own.
+function renderReposition() {
+  const section = document.getElementById("reposition");
+  if (!section) return;
+  section.classList.toggle("hidden", !reposition);
+  if (!reposition) { fill(section); return; }
+  const [lon, lat] = reposition.area.coordinates;
+  const dismiss = h("button", { type: "button", id: "reposition-dismiss" }, t("reposition.dismiss"));
+  dismiss.addEventListener("click", () => { reposition = null; renderReposition(); });
+  section.dataset.station = reposition.station_id;
+  fill(section, h("strong", {}, t("reposition.title")),
+    h("p", { id: "reposition-text" }, t("reposition.text", { station: reposition.station_name })),
+    h("div", { class: "actions" }, h("a", { class: "button", id: "reposition-navigate", href: `geo:${lat},${lon}?q=${lat},${lon}` },
+      t("reposition.navigate")), dismiss));
 }
 
 function verifyForm(order) {
@@ -438,8 +488,86 @@ function renderDone() {
   fill(section, h("h2", {}, t("technician.doneJobs")),
     h("p", { class: "muted" }, t("technician.earningsNote")),
     state.done.length ? h("ul", { class: "plain", id: "done-list" }, state.done.map((o) => h("li", {},
-      `${kindText(o.kind)} · ${when(o.updated_at)} · ${money(o.price_estimate)} `, h("span", { class: "pill" }, statusText(o.status)))))
+      `${kindText(o.kind)} · ${when(o.updated_at)} · `, h("strong", { class: "done-price" }, money(o.final_price ?? o.price_estimate)), " ",
+      h("span", { class: "pill" }, statusText(o.status)))))
       : h("p", { class: "muted" }, t("technician.noDoneJobs")));
+}
+
+// -- his earnings: per day and per order, from the ledger, with the quality adjustment explained --
+
+let earnings = null;  // the last statement loaded, redrawn in his language
+
+async function loadEarnings() {
+  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  earnings = await api.get(`/v1/technicians/me/earnings?tz=${encodeURIComponent(tz)}`);
+  renderEarnings();
+}
+
+const percent = (bps, signDisplay = "exceptZero") => new Intl.NumberFormat(document.documentElement.lang,
+  { style: "percent", maximumFractionDigits: 2, signDisplay }).format(bps / 10000);
+const signed = (m) => `${m.amount_minor > 0 ? "+" : ""}${money(m)}`;
+const dayText = (day) => new Intl.DateTimeFormat(document.documentElement.lang, { dateStyle: "medium" }).format(new Date(`${day}T00:00:00`));
+
+function rulesText(rules) {
+  const table = Object.entries(rules.adjustment_bps_by_stars).sort(([a], [b]) => b - a);
+  const held = table.filter(([, bps]) => bps === null).map(([n]) => n).sort();
+  const stars = table.filter(([, bps]) => bps !== null).map(([n, bps]) => `${n}★ ${percent(bps)}`);
+  if (held.length) stars.push(t("earnings.ruleHeld", { stars: held.join("/") }));
+  const rate = percent(rules.platform_fee_bps, "auto");
+  const fee = rules.platform_fee_fixed.amount_minor ? `${rate} + ${money(rules.platform_fee_fixed)}` : rate;
+  return t("earnings.rules", { version: rules.rule_version, table: stars.join(t("earnings.listSep")), fee });
+}
+
+function figures(row) {
+  return [["earned", "earnings.earned"], ["paid_out", "earnings.paidOut"], ["owed", "earnings.owed"], ["recovered", "earnings.recovered"]]
+    .filter(([key]) => key === "earned" || row[key].amount_minor).map(([key, label]) => `${t(label)} ${money(row[key])}`).join(" · ");
+}
+
+function adjustmentText(o) {
+  if (o.kind === "cancellation") return t("earnings.cancellation");
+  if (o.status === "held") return t("earnings.held", { stars: o.stars });
+  const vars = { stars: o.stars, bps: percent(o.adjustment_bps), price: money(o.price), amount: signed(o.adjustment) };
+  return t(o.decided_by_operations ? "earnings.explainOps" : "earnings.explain", vars);
+}
+
+function earningsOrder(o) {
+  return h("li", { dataset: { order: o.order_id } },
+    h("strong", {}, kindText(o.order_kind)), " ", h("span", { class: `pill ${o.status === "held" ? "warn" : o.status === "transferred" ? "ok" : ""}` },
+      t(`settlementStatus.${o.status}`)), o.stars ? ` ${"★".repeat(o.stars)}` : "",
+    h("div", { class: "muted" }, when(o.settled_at), " · ", String(o.order_id).slice(0, 8)),
+    h("div", { class: "earnings-explain" }, adjustmentText(o)),
+    h("div", {}, `${t("earnings.price")} ${money(o.price)} · ${t("earnings.adjustment")} ${signed(o.adjustment)} · `,
+      `${t("earnings.fee")} −${money(o.fee)} · `, h("strong", {}, `${t("earnings.payout")} ${money(o.payout)}`)),
+    h("div", { class: "muted" }, figures(o)));
+}
+
+function renderEarnings() {
+  const section = document.getElementById("earnings");
+  if (!section) return;
+  const error = h("p", { class: "error", role: "alert" });
+  const open = h("button", { type: "button", id: "earnings-open" }, t(earnings ? "earnings.reload" : "earnings.open"));
+  open.addEventListener("click", () => act(open, error, loadEarnings));
+  if (!earnings) {
+    fill(section, h("h2", { id: "earnings-h" }, t("earnings.title")), error, h("div", { class: "actions" }, open));
+    return;
+  }
+  const balance = (list) => (list.length ? list.map(money).join(" · ") : "—");
+  fill(section, h("h2", { id: "earnings-h" }, t("earnings.title")),
+    h("p", { class: "muted" }, t("earnings.period", { from: dayText(earnings.from), to: dayText(earnings.to) })),
+    h("dl", { class: "facts", id: "earnings-balances" },
+      h("dt", {}, t("earnings.payable")), h("dd", {}, balance(earnings.payable)),
+      h("dt", {}, t("earnings.receivable")), h("dd", {}, balance(earnings.receivable))),
+    earnings.rules ? h("p", { class: "notice", id: "earnings-rules" }, rulesText(earnings.rules)) : null,
+    h("h3", {}, t("earnings.byDay")),
+    earnings.days.length ? h("ul", { class: "plain", id: "earnings-days" }, earnings.days.map((d) => h("li", { dataset: { day: d.day } },
+      h("strong", {}, dayText(d.day)), ` · ${t("earnings.orders", { n: d.orders })}`,
+      h("div", {}, figures(d)),
+      d.in_review.amount_minor ? h("div", { class: "muted" }, `${t("earnings.inReview")} ${money(d.in_review)}`) : null)))
+      : h("p", { class: "muted" }, t("earnings.none")),
+    h("h3", {}, t("earnings.byOrder")),
+    earnings.orders.length ? h("ul", { class: "plain", id: "earnings-orders" }, earnings.orders.map(earningsOrder))
+      : h("p", { class: "muted" }, t("earnings.none")),
+    error, h("div", { class: "actions" }, open));
 }
 
 // -- his certificates: a photo of one awaiting review, for operations to check ------------------
