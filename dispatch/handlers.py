@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from kit.config import get_settings
 from kit.events import handles, subscribe
 from kit.geo import lonlat
 from kit.fanout import account_channel, order_channel, push_after_commit
@@ -17,6 +18,7 @@ from dispatch.field.events import HazardFound, PriceChangeRejected, PriceChangeR
 from dispatch.models import Customer, Order, Technician
 from matching.events import OfferCreated, OfferWithdrawn
 from meters.events import MaintenanceReminderDue, SafetyAdviceIssued
+from dispatch import safety
 from dispatch.notifications import notify
 from dispatch.service import shared_event_reason
 from dispatch.states import ACTIVE_JOB_STATES
@@ -152,8 +154,13 @@ async def _notify_customer(session: AsyncSession, customer_id: uuid.UUID, kind: 
 
 @handles(SafetyAdviceIssued)
 async def on_safety_advice(session: AsyncSession, event: SafetyAdviceIssued) -> None:
+    # Prose too carries the city's hotline: an SMS or a locked phone shows only the body.
+    order = await session.get(Order, event.order_id)
+    lines = await safety.hotlines(session, get_settings(), order.city_id if order else None)
+    numbers = " / ".join(line["number"] for line in lines)
     await _notify_customer(session, event.customer_id, "alarm_safety_advice", "燃气报警 / Gas alarm",
-                           f"{event.text['zh']}\n{event.text['en']}", event.wire(), f"safety:{event.order_id}")
+                           f"{event.text['zh']}请到室外拨打：{numbers}\n{event.text['en']} From outside, call {numbers}.",
+                           {**event.wire(), "hotlines": lines}, f"safety:{event.order_id}")
 
 
 @handles(HazardFound)

@@ -60,3 +60,6 @@ async def test_methane_alarm_notification_carries_the_same_steps_as_the_public_a
     assert len(advice) == 1
     assert advice[0]["payload"]["steps"] == (await client.get("/v1/safety/gas-leak")).json()["steps"] == STEPS
     assert "close the main gas valve" in advice[0]["body"]  # SMS and other channels still get prose
+    hotlines = (await client.get("/v1/safety/gas-leak")).json()["hotlines"]
+    assert advice[0]["payload"]["hotlines"] == hotlines
+    assert all(line["number"] in advice[0]["body"] for line in hotlines)  # 119 too
