@@ -729,7 +729,7 @@ export default {
   "orderStep.widened": "扩大搜索范围至 {km} 公里",
   "orderStep.offer_lapsed": "刚才联系的师傅未能接单，我们继续为您寻找",
   "orderStep.alerted": "已通知值班调度员跟进",
-  "slaClock.visit": "预计 {left}内上门（最晚 {time}）",
+  "slaClock.visit": "承诺 {left}内上门（最晚 {time}）",
   "slaClock.emergency": "承诺 {left}内抢险人员到场（最晚 {time}）",
   "slaClock.overdue": "已超过承诺的上门时间（{time}），我们正在加紧安排",
   "slaClock.minutes": "{n} 分钟",
