@@ -65,7 +65,7 @@ def media_type_of(content_type: str | None) -> str:
     """The bare media type of a Content-Type header, if it is one of the accepted ones."""
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type not in FORMATS:
-        raise PhotoUnsupportedType(f"a certificate photo is one of {', '.join(FORMATS)}, not {media_type or 'untyped'}")
+        raise PhotoUnsupportedType(f"a photo is one of {', '.join(FORMATS)}, not {media_type or 'untyped'}")
     return media_type
 
 

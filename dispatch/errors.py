@@ -57,7 +57,7 @@ class CertificationNotPending(Conflict):
 
 
 class PhotoUnsupportedType(InvalidInput):
-    """A certificate photo is sent as image/jpeg, image/png or image/webp."""
+    """A photo is sent as image/jpeg, image/png or image/webp."""
 
     slug = "photo-unsupported-type"
 
@@ -69,7 +69,7 @@ class PhotoTooLarge(InvalidInput):
     fields = ("max_bytes",)
 
     def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"a certificate photo is at most {max_bytes} bytes")
+        super().__init__(f"a photo is at most {max_bytes} bytes")
         self.extra = {"max_bytes": max_bytes}
 
 
@@ -98,5 +98,16 @@ class PhotoBadDimensions(InvalidInput):
 
     def __init__(self, width: int | None, height: int | None) -> None:
         """None: too many pixels for the decoder even to say how many."""
-        super().__init__(f"a certificate photo of {width}×{height} pixels is out of range")
+        super().__init__(f"a photo of {width}×{height} pixels is out of range")
         self.extra = {"width": width, "height": height}
+
+
+class UnknownPhotoRefs(InvalidInput):
+    """A report names photos that were not uploaded for this order."""
+
+    slug = "unknown-photo-refs"
+    fields = ("unknown_refs",)
+
+    def __init__(self, unknown_refs: list[str]) -> None:
+        super().__init__(f"no photo uploaded for this order as {', '.join(unknown_refs)}")
+        self.extra = {"unknown_refs": unknown_refs}

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,8 +21,8 @@ from api.deps import (
 from api.errors import domain_problem
 from dispatch import service
 from dispatch.accounts import customer_for_account, technician_for_account
-from dispatch.field import identity, kpis, reports, visits
-from dispatch.field.models import Hazard, PriceChange
+from dispatch.field import identity, kpis, photos, reports, visits
+from dispatch.field.models import PHOTO_FORMATS, Hazard, PriceChange
 from dispatch.models import Order
 from dispatch.security import Principal
 from kit.db import database_now
@@ -64,6 +64,18 @@ class WaiveBody(Input):
 
 class NoAccessBody(Input):
     photo_ref: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class JobPhotoPublic(BaseModel):
+    ref: str  # the image's sha256, for photo_refs
+    media_type: str
+    size_bytes: int
+    uploaded_at: datetime
+
+
+PhotoRef = Annotated[str, Path(pattern="^[0-9a-f]{64}$")]
+_PHOTO_BODY = {"requestBody": {"required": True, "content": {
+    media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in PHOTO_FORMATS}}}
 
 
 class PriceChangeDecision(Input):
@@ -253,6 +265,18 @@ async def job_complete(order_id: uuid.UUID, body: reports.WorkReportIn, technici
                             report_id=done.report.id if done.report else None)
 
 
+@router.post("/v1/jobs/{order_id}/photos", status_code=status.HTTP_201_CREATED, openapi_extra=_PHOTO_BODY, responses={
+    404: {"description": "No such order of yours"}, 409: {"description": "Not on site now (current_state)"},
+    413: {"description": "Larger than the limit (max_bytes)"}, 415: {"description": "Not JPEG, PNG or WebP"},
+    422: {"description": "Not the image it claims to be, or absurd dimensions"}})
+async def job_photo_upload(order_id: uuid.UUID, request: Request, technician: CurrentTechnician,
+                           session: SessionDep) -> JobPhotoPublic:
+    """A photo taken on site (the raw image as the body), for the report and its hazards to name by `ref`."""
+    stored = await photos.upload(session, order_id=order_id, technician_id=technician.id, content=await request.body(),
+                                 content_type=request.headers.get("content-type"), now=await _now(session))
+    return JobPhotoPublic(**stored.__dict__)
+
+
 # Customer -----------------------------------------------------------------------------------
 
 @router.get("/v1/orders/{order_id}/technician")
@@ -326,6 +350,24 @@ async def order_visit(order_id: uuid.UUID, principal: CurrentPrincipal, session:
         followup_for=_hazard(rectifies, now) if rectifies else None,
         pending_price_change=_price_change(pending) if pending else None,
     )
+
+
+@router.get("/v1/orders/{order_id}/photos/{ref}", response_class=Response, responses={
+    200: {"content": {media_type: {} for media_type in PHOTO_FORMATS}, "description": "The image"},
+    404: {"description": "No such photo, or not an order you may see"}})
+async def job_photo(order_id: uuid.UUID, ref: PhotoRef, principal: CurrentPrincipal, session: SessionDep) -> Response:
+    """For the order's customer, its technicians, operations and auditors."""
+    scope: dict = {}
+    if principal.role == "customer":
+        scope["customer_id"] = (await customer_for_account(session, principal.account_id)).id
+    elif principal.role == "technician":
+        scope["technician_id"] = (await technician_for_account(session, principal.account_id)).id
+    photo = await photos.photo_for(session, order_id, ref, role=principal.role, **scope)
+    return Response(content=photo.content, media_type=photo.media_type, headers={
+        "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
+        # Opened on its own in a tab, the image can run nothing.
+        "Content-Security-Policy": "default-src 'none'; img-src 'self'; sandbox",
+        "Content-Disposition": f'inline; filename="job-photo-{ref[:12]}"'})
 
 
 # Public, operations -------------------------------------------------------------------------

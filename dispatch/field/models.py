@@ -6,10 +6,12 @@ from datetime import date, datetime
 from typing import Any
 
 from geoalchemy2 import Geography
-from sqlalchemy import CheckConstraint, Column, Date, Index, text
+from sqlalchemy import CheckConstraint, Column, Date, Index, LargeBinary, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from dispatch.certificate_photos import FORMATS as PHOTO_FORMATS
+from dispatch.certificate_photos import MAX_BYTES as PHOTO_MAX_BYTES
 from kit.models import timestamp_column, utcnow
 
 VERIFICATION_METHODS = ("qr", "code", "waived")
@@ -145,6 +147,25 @@ class Hazard(SQLModel, table=True):
     found_at: datetime = timestamp_column()
     fixed_at: datetime | None = timestamp_column(nullable=True, default=None)
     fixed_order_id: uuid.UUID | None = Field(default=None, foreign_key="dispatch_order.id")
+
+
+class JobPhoto(SQLModel, table=True):
+    """A photo the technician took on the job, named in the report or a hazard by its sha256.
+    Keyed by order too: a ref names a photo of this job, and the same image sent again is one row."""
+
+    __tablename__ = "field_job_photo"
+    __table_args__ = (
+        CheckConstraint(f"media_type IN {tuple(PHOTO_FORMATS)}", name="media_type"),
+        CheckConstraint(f"size_bytes > 0 AND size_bytes <= {PHOTO_MAX_BYTES}", name="size_bytes"),
+    )
+
+    order_id: uuid.UUID = Field(foreign_key="dispatch_order.id", primary_key=True)
+    sha256: str = Field(max_length=64, primary_key=True)
+    media_type: str = Field(max_length=32)
+    size_bytes: int
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    uploaded_by: uuid.UUID = Field(foreign_key="dispatch_technician.id")
+    uploaded_at: datetime = timestamp_column(default_factory=utcnow)
 
 
 class InspectionPlan(SQLModel, table=True):

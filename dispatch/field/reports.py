@@ -18,6 +18,7 @@ from kit.fanout import push_after_commit
 from dispatch.alerts import ops_channel
 from dispatch.field import campaigns
 from dispatch.field import events
+from dispatch.field import photos
 from dispatch.field.identity import ensure_visit
 from dispatch.field.models import HAZARD_CATEGORIES, HAZARD_SEVERITIES, Hazard, PriceChange, WorkReport
 from dispatch.field.visits import held_order
@@ -211,6 +212,9 @@ async def complete(session: AsyncSession, order_id: uuid.UUID, technician_id: uu
         raise Conflict(f"order is {order.status}, not in_service")
     if body.currency != order.currency:
         raise InvalidInput(f"the order is priced in {order.currency}")
+    await photos.check_refs(session, order.id, [*body.photo_refs, *(ref for h in body.hazards for ref in h.photo_refs),
+                                                *(ref for h in body.hazards if isinstance(h, HazardFixedOnSite)
+                                                  for ref in h.fix.photo_refs)])
     unresolved = [h for h in body.hazards if isinstance(h, HazardNeedsFollowup)]
     if any(h.severity == "critical" for h in unresolved) and not body.valve_closed:
         raise InvalidInput("a critical hazard left unfixed shuts the supply: close the valve and report valve_closed")

@@ -126,6 +126,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/jobs/{order_id}/start"): {"technician"},
     ("POST", "/v1/jobs/{order_id}/no-access"): {"technician"},
     ("POST", "/v1/jobs/{order_id}/complete"): {"technician"},
+    ("POST", "/v1/jobs/{order_id}/photos"): {"technician"},
+    ("GET", "/v1/orders/{order_id}/photos/{ref}"): SIGNED_IN,  # of an order he may see
     ("GET", "/v1/orders/{order_id}/technician"): {"customer"},
     ("POST", "/v1/orders/{order_id}/verify-technician"): {"customer"},
     ("POST", "/v1/orders/{order_id}/waive-verification"): {"customer"},

@@ -70,3 +70,33 @@ async def shot(page: Any, folder: Path, name: str) -> None:
     await assert_accessible(page, name)
     await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+async def job_in_service(new_context: Any, base: str, people: dict) -> tuple[Any, Any]:
+    """A technician's phone (360 px) and a customer's, after the customer's repair order was
+    accepted, travelled to, the door code checked, and the service started: (tech, customer) pages."""
+    from playwright.async_api import expect
+
+    at = (CENTER[0] + 0.0002, CENTER[1])
+    phone = await new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    await phone.grant_permissions(["geolocation"], origin=base)
+    await phone.set_geolocation({"longitude": at[0], "latitude": at[1], "accuracy": 8})
+    tech = await phone.new_page()
+    await sign_in(tech, base, "technician", people["technician"])
+    await tech.click("#toggle-online")
+    await expect(tech.locator("#gps")).to_have_attribute("data-sent", f"{at[1]:.5f},{at[0]:.5f}")
+
+    customer = await (await new_context(viewport={"width": 390, "height": 844}, is_mobile=True)).new_page()
+    await sign_in(customer, base, "customer", people["customer"])
+    await customer.select_option("#order-kind", "repair")
+    await customer.click("#place-order")
+    await tech.locator("[id^=accept-]").click()
+    await expect(customer.locator("#order-status-pill")).to_have_text("已接单")
+    await tech.click("#job-depart")
+    await expect(customer.locator("#order-status-pill")).to_have_text("上门途中")
+    await tech.fill("#door-code-input", (await customer.inner_text("#door-code")).strip())
+    await tech.click("#verify-code")
+    await expect(tech.locator("#verify-ok")).to_be_visible()
+    await tech.click("#job-arrive")
+    await tech.click("#job-start")
+    return tech, customer

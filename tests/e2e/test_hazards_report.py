@@ -3,35 +3,15 @@ left for a follow-up that the customer sees in his language and consents to."""
 
 from playwright.async_api import expect
 
-from tests.e2e.test_order_flow import CENTER, FAST, fix, people, sign_in  # noqa: F401 (people: fixture)
-from tests.e2e.support import PHONE
+from tests.e2e.test_order_flow import FAST, people  # noqa: F401 (people: fixture)
+from tests.e2e.support import job_in_service
 
 
 async def test_a_hazard_fixed_on_site_and_one_left_for_a_translated_followup(
     api_worker, people, new_context,  # noqa: ANN001, F811
 ) -> None:
     base = api_worker(**FAST)
-    phone = await new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-    await phone.grant_permissions(["geolocation"], origin=base)
-    await phone.set_geolocation(fix(CENTER[0] + 0.0002, CENTER[1]))
-    tech = await phone.new_page()
-    await sign_in(tech, base, "technician", people["technician"])
-    await tech.click("#toggle-online")
-    await expect(tech.locator("#gps")).to_have_attribute("data-sent", f"{CENTER[1]:.5f},{CENTER[0] + 0.0002:.5f}")
-
-    customer = await (await new_context(viewport={"width": 390, "height": 844}, is_mobile=True)).new_page()
-    await sign_in(customer, base, "customer", people["customer"])
-    await customer.select_option("#order-kind", "repair")
-    await customer.click("#place-order")
-    await tech.locator("[id^=accept-]").click()
-    await expect(customer.locator("#order-status-pill")).to_have_text("已接单")
-    await tech.click("#job-depart")
-    await expect(customer.locator("#order-status-pill")).to_have_text("上门途中")
-    await tech.fill("#door-code-input", (await customer.inner_text("#door-code")).strip())
-    await tech.click("#verify-code")
-    await expect(tech.locator("#verify-ok")).to_be_visible()
-    await tech.click("#job-arrive")
-    await tech.click("#job-start")
+    tech, customer = await job_in_service(new_context, base, people)
 
     await tech.fill("#work-done", "检查灶具")
     await tech.select_option("#hazard-category", "leaking_connector")

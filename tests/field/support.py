@@ -1,10 +1,13 @@
 """Field test helpers: a station around the test address, and a job accepted by a technician
 whose position the test controls."""
 
+import io
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from httpx import AsyncClient
+from PIL import Image
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.events import drain
@@ -81,7 +84,22 @@ async def in_service_job(session: AsyncSession, redis, **kw) -> Job:  # noqa: AN
 
 def report(price: int, **extra) -> dict:  # noqa: ANN003
     return {"work_done": "replaced the hose", "parts": [{"name": "hose 1.5 m", "quantity": 1, "unit_price_minor": 3500}],
-            "final_price_minor": price, "currency": "CNY", "photo_refs": ["s3://photos/a.jpg"], **extra}
+            "final_price_minor": price, "currency": "CNY", **extra}
+
+
+def png(shade: int = 0, size: tuple[int, int] = (200, 200)) -> bytes:
+    """A small real image; another shade is another photo."""
+    out = io.BytesIO()
+    Image.new("RGB", size, (shade, 120, 60)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def upload_photo(client: AsyncClient, job: Job, shade: int = 0) -> str:
+    """A photo of the job uploaded by its technician: its ref."""
+    response = await client.post(f"/v1/jobs/{job.order.id}/photos", content=png(shade),
+                                 headers={**job.technician.headers, "Content-Type": "image/png"})
+    assert response.status_code == 201, response.text
+    return response.json()["ref"]
 
 
 async def advance(session: AsyncSession, order_id: uuid.UUID, actions: list[str], now: datetime,

@@ -13,11 +13,11 @@ from dispatch.models import Order, ServiceKind
 from kit.models import OutboxMessage
 from matching import service as engine
 from tests.factories import make_staff
-from tests.field.support import in_service_job, make_station, report
+from tests.field.support import in_service_job, make_station, report, upload_photo
 
 FIX = {"work_done": "tightened the connector, leak test passed",
        "parts": [{"name": "sealing washer", "quantity": 2, "unit_price_minor": 100}],
-       "photo_refs": ["s3://photos/after.jpg"]}
+       "photo_refs": []}
 
 
 def fixed_on_site(category: str = "leaking_connector", severity: str = "critical", **extra) -> dict:  # noqa: ANN003
@@ -40,20 +40,22 @@ async def test_a_hazard_fixed_on_site_creates_no_followup_and_counts_as_a_first_
     start = datetime.now(timezone.utc) - timedelta(hours=1)
     fixed = await in_service_job(session, redis, station=station)
     # A critical hazard removed on the spot leaves nothing that needs the supply shut.
+    before, after = await upload_photo(client, fixed, 1), await upload_photo(client, fixed, 2)
+    fix = {**FIX, "photo_refs": [after]}
     done = await client.post(f"/v1/jobs/{fixed.order.id}/complete", headers=fixed.technician.headers,
-                             json=report(8000, hazards=[fixed_on_site(photo_refs=["s3://photos/before.jpg"])]))
+                             json=report(8000, hazards=[fixed_on_site(fix=fix, photo_refs=[before])]))
     assert done.status_code == 200, done.text
     hazard = (await session.exec(select(Hazard).where(Hazard.order_id == fixed.order.id))).one()
     assert (hazard.resolution, hazard.status, hazard.fixed_order_id, hazard.followup_order_id, hazard.deadline_at) == (
         "fixed_on_site", "fixed", fixed.order.id, None, None)
     assert (hazard.fix_work_done, hazard.fix_parts, hazard.fix_photo_refs, hazard.photo_refs) == (
-        FIX["work_done"], FIX["parts"], FIX["photo_refs"], ["s3://photos/before.jpg"])
+        FIX["work_done"], FIX["parts"], [after], [before])
     assert await followups_of(session, fixed.order.customer_id) == []
     assert (await session.exec(select(OutboxMessage).where(OutboxMessage.topic == "field.hazard_found"))).all() == []
     visit = (await client.get(f"/v1/orders/{fixed.order.id}/visit", headers=fixed.customer.headers)).json()
     [shown] = visit["hazards"]
     assert (shown["category"], shown["resolution"], shown["status"], shown["deadline_at"], shown["fix"]) == (
-        "leaking_connector", "fixed_on_site", "fixed", None, FIX)
+        "leaking_connector", "fixed_on_site", "fixed", None, fix)
 
     await engine.go_offline(session, engine.geo_index(redis), fixed.technician.technician, datetime.now(timezone.utc))
     left = await in_service_job(session, redis, station=station)

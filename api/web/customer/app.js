@@ -4,6 +4,7 @@ import { t } from "../shared/i18n.js";
 import { COLORS, createMap, distanceM, dot, fit, line, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
+import { jobPhotoThumbs } from "../shared/photos.js";
 import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
 import { act, errorText, field, fill, h, kindText, money, reasonText, statusText, toast, UserError, when } from "../shared/ui.js";
 
@@ -458,7 +459,7 @@ function renderReport(section, visit) {
   section.classList.toggle("hidden", !report && !hazards.length);
   if (!report && !hazards.length) return;
   fill(section, h("h2", {}, t("customer.workReport")),
-    report ? [h("p", {}, report.work_done),
+    report ? [h("p", {}, report.work_done), jobPhotoThumbs(api, visit.order_id, report.photo_refs, "report-photos"),
       report.parts?.length ? h("ul", {}, report.parts.map((p) => h("li", {}, `${p.name} × ${p.quantity} · ${money({ amount_minor: p.unit_price_minor, currency: report.currency })}`))) : null,
       h("p", {}, `${t("customer.finalPrice")}: `, h("strong", {}, money({ amount_minor: report.final_price_minor, currency: report.currency })))] : null,
     h("h3", {}, t("customer.hazards")),

@@ -9,6 +9,7 @@ import { t } from "../shared/i18n.js";
 import { COLORS, L, createMap, dot, fit, line, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
+import { jobPhotoThumbs } from "../shared/photos.js";
 import { act, field, fill, h, kindText, money, reasonText, statusText, toast, when } from "../shared/ui.js";
 
 const OPEN = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service"];
@@ -369,9 +370,10 @@ function renderDetail() {
     h("div", { class: "grid-2" },
       h("div", {}, h("h3", {}, t("ops.payment")), paymentFacts(d.payment),
         h("h3", {}, t("ops.visit")), visitFacts(d.visit)),
-      h("div", {}, h("h3", {}, t("ops.report")), reportFacts(d.report),
-        h("h3", {}, t("ops.orderHazards")), d.hazards.length ? h("ul", { class: "plain" }, d.hazards.map((z) => h("li", {},
-          `${slug("hazard", z.category)} · ${slug("severity", z.severity)} · ${slug("hazardStatus", z.status)}`))) : h("p", { class: "muted" }, t("ops.none")),
+      h("div", {}, h("h3", {}, t("ops.report")), reportFacts(d.report), jobPhotoThumbs(api, o.id, d.report?.photo_refs, "report-photos"),
+        h("h3", {}, t("ops.orderHazards")), d.hazards.length ? h("ul", { class: "plain", id: "detail-hazards" }, d.hazards.map((z) => h("li", {},
+          `${slug("hazard", z.category)} · ${slug("severity", z.severity)} · ${slug("hazardStatus", z.status)}`,
+          jobPhotoThumbs(api, o.id, [...z.photo_refs, ...z.fix_photo_refs], "hazard-photos")))) : h("p", { class: "muted" }, t("ops.none")),
         h("h3", {}, t("ops.messages")), d.messages.length ? h("ul", { class: "plain", id: "detail-messages" }, d.messages.map((m) => h("li", {},
           h("span", { class: "pill" }, t(`ops.to.${m.recipient}`)), " ", m.text, " ", h("span", { class: "muted" }, when(m.created_at)))))
           : h("p", { class: "muted" }, t("ops.none")))));

@@ -4,7 +4,8 @@
 import { t } from "../shared/i18n.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
-import { UserError, act, errorText, field, fill, geolocationText, h, kindText, minor, money, reasonText, statusText, toast, when } from "../shared/ui.js";
+import { photoForUpload } from "../shared/photos.js";
+import { act, errorText, field, fill, geolocationText, h, kindText, minor, money, reasonText, statusText, toast, when } from "../shared/ui.js";
 
 const ACTIVE = ["accepted", "en_route", "arrived", "in_service"];
 const DONE = ["completed", "reviewed", "settled"];
@@ -374,7 +375,8 @@ function verifyForm(order) {
 }
 
 function reportForm(order) {
-  const draft = drafts.get(order.id) ?? { parts: [], hazards: [] };
+  // photos: the work's refs; hazardPhotos, fixPhotos, fixParts: those of the hazard being written.
+  const draft = drafts.get(order.id) ?? { parts: [], hazards: [], photos: [], photoUrls: {}, hazardPhotos: [], fixPhotos: [], fixParts: [] };
   drafts.set(order.id, draft);
   const workDone = h("textarea", { required: true, maxlength: 2000, value: draft.workDone ?? "",
     oninput: (event) => { draft.workDone = event.target.value; } });
@@ -384,10 +386,14 @@ function reportForm(order) {
   const valve = h("input", { type: "checkbox", id: "valve-closed" });
   const partsList = h("ul", { id: "parts-list" });
   const hazardsList = h("ul", { id: "hazards-list" });
+  const fixPartsList = h("ul", { id: "fix-parts-list" });
   const drawLists = () => {
     fill(partsList, ...draft.parts.map((p) => h("li", {}, `${p.name} × ${p.quantity} · ${money({ amount_minor: p.unit_price_minor, currency: order.price_estimate.currency })}`)));
     fill(hazardsList, ...draft.hazards.map((z) => h("li", {}, `${t(`hazard.${z.category}`)} · ${t(`severity.${z.severity}`)} · ${t(`hazardResolution.${z.resolution}`)}`
-      + `${z.description ? ` · ${z.description}` : ""}${z.fix ? ` · ${z.fix.work_done}` : ""}`)));
+      + `${z.description ? ` · ${z.description}` : ""}${z.fix ? ` · ${z.fix.work_done}` : ""}`
+      + `${z.fix?.parts.length ? ` · ${z.fix.parts.map((p) => `${p.name} × ${p.quantity}`).join(", ")}` : ""}`,
+    photoThumbs(draft, [...z.photo_refs, ...(z.fix?.photo_refs ?? [])]))));
+    fill(fixPartsList, ...draft.fixParts.map((p) => h("li", {}, `${p.name} × ${p.quantity} · ${money({ amount_minor: p.unit_price_minor, currency: order.price_estimate.currency })}`)));
   };
   drawLists();
 
@@ -411,24 +417,40 @@ function reportForm(order) {
   const fixPartName = h("input", { maxlength: 100 });
   const fixPartQty = h("input", { type: "number", min: 1, value: "1", inputmode: "numeric" });
   const fixPartPrice = h("input", { type: "number", min: 0, step: "0.01", inputmode: "decimal" });
+  const typedFixPart = () => (fixPartName.value.trim()
+    ? { name: fixPartName.value.trim(), quantity: Number(fixPartQty.value) || 1, unit_price_minor: minor(fixPartPrice.value || 0) } : null);
+  const addFixPart = h("button", { type: "button", id: "add-fix-part" }, t("technician.addFixPart"));
+  addFixPart.addEventListener("click", () => {
+    const part = typedFixPart();
+    if (!part) return;
+    draft.fixParts.push(part);
+    fixPartName.value = ""; fixPartPrice.value = ""; fixPartQty.value = "1";
+    drawLists();
+  });
+  const [workPhotos] = photoPicker(order, draft, "work-photo", "technician.workPhotos", draft.photos);
+  const [hazardPhotos, drawHazardPhotos] = photoPicker(order, draft, "hazard-photo", "technician.hazardPhotos", draft.hazardPhotos);
+  const [fixPhotos, drawFixPhotos] = photoPicker(order, draft, "hazard-fix-photo", "technician.fixPhotos", draft.fixPhotos);
   const fixFields = h("div", { class: "hidden", id: "hazard-fix" }, field("hazard-fix-text", "technician.fixDone", fixText),
+    fixPartsList,
     h("div", { class: "row" }, h("div", {}, field("hazard-fix-part", "technician.fixPart", fixPartName)),
       h("div", {}, field("hazard-fix-qty", "technician.quantity", fixPartQty)),
-      h("div", {}, field("hazard-fix-price", "technician.unitPrice", fixPartPrice))));
+      h("div", {}, field("hazard-fix-price", "technician.unitPrice", fixPartPrice))),
+    h("div", { class: "actions" }, addFixPart), fixPhotos);
   resolution.addEventListener("change", () => fixFields.classList.toggle("hidden", resolution.value !== "fixed_on_site"));
   const addHazard = h("button", { type: "button", id: "add-hazard" }, t("technician.addHazard"));
   addHazard.addEventListener("click", () => {
+    const fixed = resolution.value === "fixed_on_site";
+    if (fixed && !fixText.value.trim()) { error.textContent = t("technician.fixDoneMissing"); fixText.focus(); return; }
     const hazard = { category: category.value, severity: severity.value, description: hazardText.value.trim(),
-      resolution: resolution.value };
-    if (resolution.value === "fixed_on_site") {
-      if (!fixText.value.trim()) { error.textContent = t("technician.fixDoneMissing"); fixText.focus(); return; }
-      const parts = fixPartName.value.trim()
-        ? [{ name: fixPartName.value.trim(), quantity: Number(fixPartQty.value) || 1, unit_price_minor: minor(fixPartPrice.value || 0) }] : [];
-      hazard.fix = { work_done: fixText.value.trim(), parts };
+      resolution: resolution.value, photo_refs: draft.hazardPhotos.splice(0) };
+    if (fixed) {
+      // A part typed but not added yet counts too.
+      hazard.fix = { work_done: fixText.value.trim(), parts: [...draft.fixParts.splice(0), typedFixPart()].filter(Boolean),
+        photo_refs: draft.fixPhotos.splice(0) };
     }
     draft.hazards.push(hazard);
-    hazardText.value = ""; fixText.value = ""; fixPartName.value = ""; fixPartPrice.value = ""; error.textContent = "";
-    drawLists();
+    hazardText.value = ""; fixText.value = ""; fixPartName.value = ""; fixPartPrice.value = ""; fixPartQty.value = "1"; error.textContent = "";
+    drawLists(); drawHazardPhotos(); drawFixPhotos();
   });
   // A follow-up job rectifies the hazard it was made for: reported fixed unless unticked.
   const rectified = h("input", { type: "checkbox", id: "hazard-rectified", checked: true });
@@ -448,7 +470,7 @@ function reportForm(order) {
   const error = h("p", { class: "error", role: "alert" }, draft.awaitingPrice ? t("technician.awaitingPrice") : "");
   const submit = h("button", { type: "submit", class: "primary", id: "job-complete" }, t("technician.complete"));
   const form = h("form", { id: "report-form" }, h("h3", {}, t("technician.report")),
-    field("work-done", "technician.workDone", workDone),
+    field("work-done", "technician.workDone", workDone), workPhotos,
     h("fieldset", {}, h("legend", {}, t("technician.parts")), partsList,
       h("div", { class: "row" }, h("div", {}, field("part-name", "technician.partName", partName)),
         h("div", {}, field("part-qty", "technician.quantity", partQty)), h("div", {}, field("part-price", "technician.unitPrice", partPrice))),
@@ -457,7 +479,7 @@ function reportForm(order) {
     h("fieldset", {}, h("legend", {}, t("customer.hazards")), hazardsList,
       h("div", { class: "row" }, h("div", {}, field("hazard-category", "technician.hazardCategory", category)),
         h("div", {}, field("hazard-severity", "technician.severity", severity))),
-      field("hazard-text", "technician.hazardText", hazardText),
+      field("hazard-text", "technician.hazardText", hazardText), hazardPhotos,
       field("hazard-resolution", "technician.hazardResolution", resolution), fixFields,
       h("div", { class: "actions" }, addHazard)),
     field("final-price", "technician.finalPrice", price),
@@ -466,7 +488,7 @@ function reportForm(order) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const result = await act(submit, error, () => api.post(`/v1/jobs/${order.id}/complete`, {
-      work_done: workDone.value, parts: draft.parts, hazards: draft.hazards, final_price_minor: minor(price.value),
+      work_done: workDone.value, parts: draft.parts, photo_refs: draft.photos, hazards: draft.hazards, final_price_minor: minor(price.value),
       fixed_hazard_ids: draft.rectifies && rectified.checked ? [draft.rectifies] : [],
       currency: order.price_estimate.currency, valve_closed: valve.checked }));
     if (!result) return;
@@ -481,6 +503,46 @@ function reportForm(order) {
     }
   });
   return form;
+}
+
+/** The thumbnails of photos he attached, from the images on the phone. */
+function photoThumbs(draft, refs) {
+  return refs.length ? h("div", { class: "photo-thumbs" }, refs.map((ref, i) =>
+    h("img", { src: draft.photoUrls[ref], alt: t("photo.nth", { n: i + 1 }), class: "photo-thumb" }))) : null;
+}
+
+/** A camera/file input that uploads each picture, resized, to the job and adds its ref to `refs`:
+ * [element, redraw of its thumbnails]. */
+function photoPicker(order, draft, id, labelKey, refs) {
+  const input = h("input", { type: "file", accept: "image/*", capture: "environment", multiple: true });
+  const thumbs = h("div", { id: `${id}-thumbs` });
+  const status = h("p", { role: "status", "aria-live": "polite" });
+  const draw = () => fill(thumbs, photoThumbs(draft, refs));
+  draw();
+  input.addEventListener("change", async () => {
+    const files = [...input.files];
+    if (!files.length) return;
+    input.disabled = true;
+    status.className = "muted";
+    status.textContent = t("photo.uploading");
+    try {
+      for (const file of files) {
+        const blob = await photoForUpload(file);
+        const { ref } = await api.post(`/v1/jobs/${order.id}/photos`, blob);
+        draft.photoUrls[ref] ??= URL.createObjectURL(blob);
+        if (!refs.includes(ref)) refs.push(ref);
+        draw();
+      }
+      status.textContent = "";
+    } catch (error) {
+      status.className = "error";
+      status.textContent = t("photo.uploadFailed", { reason: errorText(error) });
+    } finally {
+      input.disabled = false;
+      input.value = "";
+    }
+  });
+  return [h("div", { class: "photo-picker" }, field(id, labelKey, input), thumbs, status), draw];
 }
 
 function renderDone() {
@@ -572,44 +634,11 @@ function renderEarnings() {
 
 // -- his certificates: a photo of one awaiting review, for operations to check ------------------
 
-// The server's limit (dispatch/certificate_photos.py): a phone photo is scaled down and re-encoded
-// as JPEG below it, which also drops its metadata (the place it was taken).
-const PHOTO_MAX_BYTES = 800_000;
-const PHOTO_MAX_SIDE = 2000;
-const PHOTO_ENCODE_TRIES = 5;
 const certUploads = new Map();  // certification id -> {error}: the last upload's outcome, worded at each redraw
 
 async function loadCerts() {
   state.certs = (await api.get("/v1/technicians/me/certifications")).data;
   renderCerts();
-}
-
-async function photoForUpload(file) {
-  let bitmap;
-  try {
-    bitmap = await createImageBitmap(file);
-  } catch {
-    throw new UserError(t("technician.certPhotoUnreadable"));
-  }
-  try {
-    let scale = Math.min(1, PHOTO_MAX_SIDE / Math.max(bitmap.width, bitmap.height));
-    let quality = 0.85;
-    for (let attempt = 1; ; attempt++) {
-      const canvas = h("canvas", { width: Math.max(1, Math.round(bitmap.width * scale)), height: Math.max(1, Math.round(bitmap.height * scale)) });
-      const context = canvas.getContext("2d");
-      context.fillStyle = "#fff";  // a transparent PNG would turn black in a JPEG
-      context.fillRect(0, 0, canvas.width, canvas.height);
-      context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-      const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
-      if (!blob) throw new UserError(t("technician.certPhotoUnreadable"));
-      // Past the last try the server's answer names what is wrong.
-      if (blob.size <= PHOTO_MAX_BYTES || attempt >= PHOTO_ENCODE_TRIES) return blob;
-      scale *= 0.75;
-      quality = Math.max(0.6, quality - 0.1);
-    }
-  } finally {
-    bitmap.close();
-  }
 }
 
 function renderCerts() {

@@ -68,11 +68,12 @@ export default {
 
   // issue 14: certphoto
   "problem.certification-not-pending": "This certification has been decided; its photo can no longer change",
-  "problem.photo-unsupported-type": "A certificate photo must be a JPEG, PNG or WebP image",
+  "problem.photo-unsupported-type": "A photo must be a JPEG, PNG or WebP image",
   "problem.photo-too-large": "The photo file is too large; shrink or compress it and upload it again",
   "problem.photo-not-an-image": "This picture cannot be read; take the photo again and upload it",
   "problem.photo-type-mismatch": "The picture is not of the format it was sent as; choose the photo again",
-  "problem.photo-bad-dimensions": "The picture's size is not right; upload a whole, sharp photo of the certificate",
+  "problem.photo-bad-dimensions": "The picture's size is not right; upload a whole, sharp photo",
+  "problem.unknown-photo-refs": "Some photos of the report were not uploaded for this job; attach them again",
 
   // Errors worded by the page: its own faults, the socket's codes, a screen's wording, reasons, the browser's errors.
   "problem.unexpected": "Something went wrong on this page; please reload and try again",

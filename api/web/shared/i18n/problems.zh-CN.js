@@ -68,11 +68,12 @@ export default {
 
   // issue 14: certphoto
   "problem.certification-not-pending": "这份资质已审核完毕，证书照片不能再更换",
-  "problem.photo-unsupported-type": "证书照片请使用 JPEG、PNG 或 WebP 格式",
+  "problem.photo-unsupported-type": "照片请使用 JPEG、PNG 或 WebP 格式",
   "problem.photo-too-large": "照片文件太大，请缩小或压缩后再上传",
   "problem.photo-not-an-image": "无法识别这张图片，请重新拍照后上传",
   "problem.photo-type-mismatch": "图片的实际格式与所报格式不符，请重新选择照片",
-  "problem.photo-bad-dimensions": "图片尺寸不合适，请上传一张完整、清晰的证书照片",
+  "problem.photo-bad-dimensions": "图片尺寸不合适，请上传一张完整、清晰的照片",
+  "problem.unknown-photo-refs": "报告中有照片未上传到本工单，请重新添加",
 
   // Errors worded by the page: its own faults, the socket's codes, a screen's wording, reasons, the browser's errors.
   "problem.unexpected": "页面出错了，请刷新后重试",
