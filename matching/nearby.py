@@ -100,7 +100,8 @@ async def free_technicians_near_address(
         tech = techs.get(uuid.UUID(item.id))
         if tech is None:
             continue
-        shown_lon, shown_lat = coarse_position(item.id, item.lon, item.lat, now, key)
+        # Rounded before measuring: the distance is the one of the point shown, to the metre.
+        shown_lon, shown_lat = (round(v, 5) for v in coarse_position(item.id, item.lon, item.lat, now, key))
         distance = haversine_m(lon, lat, shown_lon, shown_lat)
         if distance > settings.default_service_radius_m:
             continue
@@ -109,7 +110,7 @@ async def free_technicians_near_address(
             continue
         out.append(NearbyTechnician(
             id=tech.id, name=tech.name, station=stations.get(tech.station_id) if tech.station_id else None,
-            certifications=kinds, lon=round(shown_lon, 5), lat=round(shown_lat, 5),
+            certifications=kinds, lon=shown_lon, lat=shown_lat,
             distance_m=int(round(distance / 100) * 100)))
     out.sort(key=lambda t: (t.distance_m, str(t.id)))
     return out[:limit]

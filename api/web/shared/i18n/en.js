@@ -727,8 +727,6 @@ export default {
   "technician.slaLeft": "{min} min left to the deadline",
   "technician.slaOver": "{min} min past the deadline",
   "notice.message": "Operations about order {order}",
-  "notification.hazard_found.title": "Safety hazard found",
-  "notification.hazard_found.body": "A safety hazard was found at your home: {hazard} ({severity}). Please have it fixed by {deadline}.",
   // issue 14: customer order page (matching steps, SLA clock, operations' messages)
   "orderStep.title": "Finding you a technician",
   "orderStep.asking": "Asking {n} nearby technicians at once",

@@ -727,8 +727,6 @@ export default {
   "technician.slaLeft": "距服务时限还剩 {min} 分钟",
   "technician.slaOver": "已超出服务时限 {min} 分钟",
   "notice.message": "调度中心关于订单 {order} 的消息",
-  "notification.hazard_found.title": "发现安全隐患",
-  "notification.hazard_found.body": "上门时发现安全隐患：{hazard}（{severity}），请在 {deadline} 前整改。",
   // issue 14: customer order page (matching steps, SLA clock, operations' messages)
   "orderStep.title": "为您寻找师傅的进展",
   "orderStep.asking": "我们正在同时联系 {n} 位附近的师傅",
