@@ -100,3 +100,25 @@ async def job_in_service(new_context: Any, base: str, people: dict) -> tuple[Any
     await tech.click("#job-arrive")
     await tech.click("#job-start")
     return tech, customer
+
+
+async def accepted_repair(session: Any, *then: str) -> tuple[Any, Any, Any]:
+    """A repair order at the demo station's centre, accepted by a technician of that station,
+    then moved on by operations through `then` (e.g. "depart"): (customer, technician, order)."""
+    from dispatch import service as dispatch
+    from dispatch.stations import create_station
+    from tests.factories import make_customer, make_technician
+
+    station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
+                                   service_area=square(*CENTER, 0.03), daily_capacity=40)
+    customer = await make_customer(session, *CENTER)
+    technician = await make_technician(session, station=station)
+    order = await dispatch.create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
+                                        kind="repair", actor=dispatch.Actor("customer", str(customer.account.id)))
+    ops = dispatch.Actor("admin", "e2e")
+    await dispatch.transition(session, order.id, "start_matching", ops)
+    await dispatch.transition(session, order.id, "offer", ops)
+    await dispatch.transition(session, order.id, "accept", ops, set_values={"technician_id": technician.technician.id})
+    for action in then:
+        await dispatch.transition(session, order.id, action, ops)
+    return customer, technician, order

@@ -10,12 +10,9 @@ import pytest
 from playwright.async_api import expect
 from sqlmodel import select
 
-from dispatch import service as dispatch
-from dispatch.stations import create_station
 from settlement import audit, ledger, service as settlement
 from settlement.models import Payment
-from tests.e2e.support import CENTER, DESKTOP, PHONE, square, sign_in, shot
-from tests.factories import make_customer, make_technician
+from tests.e2e.support import CENTER, DESKTOP, PHONE, sign_in, shot, accepted_repair
 
 FEE, SHARE = 3000, 2400  # the rules below: 30 yuan once he set out, 80 % of it his
 
@@ -32,17 +29,7 @@ async def en_route_order(committed_sessions):  # noqa: ANN001, ANN201
             adjustment_bps_by_stars=before.adjustment_bps_by_stars, minimum_payout_minor=0,
             payout_schedule="immediate", cancellation_fee_minor=FEE, cancellation_fee_accepted_minor=1000,
             cancellation_free_minutes=2, cancellation_technician_bps=8000)
-        station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
-                                       service_area=square(*CENTER, 0.03), daily_capacity=40)
-        customer = await make_customer(session, *CENTER)
-        technician = await make_technician(session, station=station)
-        order = await dispatch.create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
-                                            kind="repair", actor=dispatch.Actor("customer", str(customer.account.id)))
-        ops = dispatch.Actor("admin", "e2e")
-        await dispatch.transition(session, order.id, "start_matching", ops)
-        await dispatch.transition(session, order.id, "offer", ops)
-        await dispatch.transition(session, order.id, "accept", ops, set_values={"technician_id": technician.technician.id})
-        await dispatch.transition(session, order.id, "depart", ops)
+        customer, technician, order = await accepted_repair(session, "depart")
         await session.commit()
     yield {"order_id": order.id, "customer": customer.account.email, "technician": technician.account.email,
            "technician_id": technician.technician.id}

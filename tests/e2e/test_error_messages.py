@@ -8,10 +8,8 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from dispatch import service as dispatch
-from dispatch.stations import create_station
-from tests.e2e.support import CENTER, PHONE, square, shot
-from tests.factories import PASSWORD, make_customer, make_technician
+from tests.e2e.support import PHONE, shot, accepted_repair
+from tests.factories import PASSWORD
 
 # What the server and the browser say in English: none of it may reach the page.
 RAW_ENGLISH = ["wrong email or password", "the code does not match", "tries left;", "Failed to fetch",
@@ -32,17 +30,7 @@ SHOWN = {
 async def en_route_job(committed_sessions):  # noqa: ANN001, ANN201
     """A repair order whose technician is on his way to the door."""
     async with committed_sessions() as session:
-        station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
-                                       service_area=square(*CENTER, 0.03), daily_capacity=40)
-        customer = await make_customer(session, *CENTER)
-        technician = await make_technician(session, station=station)
-        order = await dispatch.create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
-                                            kind="repair", actor=dispatch.Actor("customer", str(customer.account.id)))
-        ops = dispatch.Actor("admin", "e2e")
-        await dispatch.transition(session, order.id, "start_matching", ops)
-        await dispatch.transition(session, order.id, "offer", ops)
-        await dispatch.transition(session, order.id, "accept", ops, set_values={"technician_id": technician.technician.id})
-        await dispatch.transition(session, order.id, "depart", ops)
+        customer, technician, order = await accepted_repair(session, "depart")
         await session.commit()
     return {"order_id": str(order.id), "customer": customer.account.email, "technician": technician.account.email}
 

@@ -13,15 +13,12 @@ import pytest
 from playwright.async_api import expect
 from sqlmodel import select
 
-from dispatch import service as dispatch
 from dispatch.field import reports
-from dispatch.stations import create_station
 from ratings import service as ratings
 from ratings.models import Review
 from settlement import ledger
 from settlement.models import Payment, Settlement
-from tests.e2e.support import CENTER, PHONE, ROOT, square, sign_in, shot
-from tests.factories import make_customer, make_technician
+from tests.e2e.support import CENTER, PHONE, ROOT, sign_in, shot, accepted_repair
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 PART = {"name": "燃气减压阀", "quantity": 1, "unit_price_minor": 5500}
@@ -33,18 +30,7 @@ PHONE_OPTIONS = {"viewport": PHONE, "is_mobile": True, "has_touch": True, "timez
 async def asking_135(committed_sessions):  # noqa: ANN001, ANN201
     """An 80.00 repair in service whose technician has asked 135.00 with a 55.00 part."""
     async with committed_sessions() as session:
-        station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
-                                       service_area=square(*CENTER, 0.03), daily_capacity=40)
-        customer = await make_customer(session, *CENTER)
-        technician = await make_technician(session, station=station)
-        order = await dispatch.create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
-                                            kind="repair", actor=dispatch.Actor("customer", str(customer.account.id)))
-        ops = dispatch.Actor("admin", "e2e")
-        for action in ("start_matching", "offer"):
-            await dispatch.transition(session, order.id, action, ops)
-        await dispatch.transition(session, order.id, "accept", ops, set_values={"technician_id": technician.technician.id})
-        for action in ("depart", "arrive", "start_service"):
-            await dispatch.transition(session, order.id, action, ops)
+        customer, technician, order = await accepted_repair(session, "depart", "arrive", "start_service")
         asked = await reports.complete(session, order.id, technician.technician.id, REPORT, datetime.now(timezone.utc))
         assert asked.price_change is not None
         await session.commit()
