@@ -130,15 +130,16 @@ async def transition(
     session: AsyncSession, order_id: uuid.UUID, action: str, actor: Actor, *,
     reason: str | None = None, payload: dict[str, Any] | None = None,
     expected_status: str | None = None, set_values: dict[str, Any] | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, locked: Order | None = None,
 ) -> Order:
     """Apply one state-machine action as a single conditional UPDATE.
 
     The UPDATE only matches while the order is still in the state we read, so of two
-    concurrent actors exactly one wins; the loser gets Conflict.
+    concurrent actors exactly one wins; the loser gets Conflict. `locked`: the order as this
+    transaction holds it (row locked), so it need not be read again.
     """
     now = now or datetime.now(timezone.utc)
-    current = await session.get(Order, order_id, populate_existing=True)
+    current = locked or await session.get(Order, order_id, populate_existing=True)
     if current is None:
         raise NotFound("no such order")
     from_status, held_by = current.status, current.technician_id  # the UPDATE below refreshes `current`
@@ -150,10 +151,12 @@ async def transition(
     values: dict[str, Any] = {"status": step.to_status, "updated_at": now, **(set_values or {})}
     if reason is not None:
         values["status_reason"] = reason
-    result = await session.exec(
-        update(Order).where(Order.id == order_id, Order.status == from_status).values(**values)
-    )
-    if result.rowcount != 1:
+    # RETURNING refreshes the order in the same round trip (no read after the write).
+    order = (await session.exec(
+        update(Order).where(Order.id == order_id, Order.status == from_status).values(**values).returning(Order)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )).scalars().first()
+    if order is None:
         raise Conflict("the order changed meanwhile; reload and retry")
     session.add(OrderEvent(
         order_id=order_id, action=action, from_status=from_status, to_status=step.to_status,
@@ -165,8 +168,6 @@ async def transition(
         technician_id=technician_id, reason=reason, payload=payload or {}))
     track_active_order(session, order_id, technician_id, from_status, step.to_status)
     await session.flush()
-    order = await session.get(Order, order_id, populate_existing=True)
-    assert order is not None
     return order
 
 

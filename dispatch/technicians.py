@@ -1,10 +1,13 @@
 """Technician profiles, certifications and onboarding (training, exam, verification)."""
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import func, literal_column
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.alerts import ops_channel
@@ -15,7 +18,8 @@ from dispatch.errors import IllegalTransition
 from dispatch.events import CERTIFICATION_DECIDED
 from kit.events import publish_event
 from kit.geo import point
-from dispatch.models import Certification, Technician, TrainingRecord
+from dispatch.models import Certification, Order, Technician, TrainingRecord
+from dispatch.states import ACTIVE_JOB_STATES
 
 
 def certification_usable(cert: Certification, now: datetime | None = None) -> bool:
@@ -40,6 +44,47 @@ async def certifications_of(session: AsyncSession, technician_id: uuid.UUID) -> 
             select(Certification).where(Certification.technician_id == technician_id).order_by(Certification.created_at)
         )).all()
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CertificationFacts:
+    kind: str
+    verified: bool
+    valid_from: datetime
+    valid_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchFacts:
+    """What matching needs of a technician to offer him work, as of this transaction."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    status: str
+    max_jobs: int
+    idle_since: datetime | None
+    active_jobs: int
+    certifications: tuple[CertificationFacts, ...]
+
+
+async def dispatch_facts(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, DispatchFacts]:
+    """The technicians' rows, certifications and jobs in hand in one round trip: an emergency's
+    offer waits on this query."""
+    if not ids:
+        return {}
+    certs = (select(func.coalesce(func.json_agg(func.json_build_array(
+        Certification.kind, Certification.status == "verified", Certification.valid_from, Certification.valid_until,
+    )), literal_column("'[]'::json"))).where(Certification.technician_id == Technician.id).scalar_subquery())
+    jobs = (select(func.count()).select_from(Order).where(
+        Order.technician_id == Technician.id, col(Order.status).in_(ACTIVE_JOB_STATES)).scalar_subquery())
+    rows = (await session.exec(select(
+        Technician.id, Technician.account_id, Technician.status, Technician.max_jobs, Technician.idle_since,
+        jobs, certs).where(col(Technician.id).in_(list(ids))))).all()
+    return {row[0]: DispatchFacts(
+        id=row[0], account_id=row[1], status=row[2], max_jobs=row[3], idle_since=row[4], active_jobs=row[5],
+        certifications=tuple(CertificationFacts(kind, verified, datetime.fromisoformat(start), datetime.fromisoformat(end))
+                             for kind, verified, start, end in row[6]),
+    ) for row in rows}
 
 
 async def get_technician(session: AsyncSession, technician_id: uuid.UUID) -> Technician:

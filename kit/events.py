@@ -26,7 +26,7 @@ import structlog
 from pgqueuer.errors import RetryRequested
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, PlainSerializer
-from sqlalchemy import exists, func
+from sqlalchemy import exists, func, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,7 +34,7 @@ from kit import jobs
 from kit.config import get_settings
 from kit.db import database_now, session_scope
 from kit.errors import NotReady
-from kit.models import Delivery, OutboxMessage
+from kit.models import Delivery, OutboxMessage, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -141,18 +141,52 @@ async def publish(session: AsyncSession, topic: str, payload: dict[str, Any]) ->
         await jobs.enqueue(session, jobs.FAN_OUT, {"event_id": message.id}, dedupe_key=f"fanout:{message.id}")
 
 
-async def publish_event(session: AsyncSession, event: Event) -> None:
-    """`publish` of a typed event under its own topic."""
+def _check_declared(event: Event) -> None:
     if EVENT_TYPES.get(event.topic) is not type(event):
         raise TypeError(f"{type(event).__name__} is not the declared type of a topic")
+
+
+async def publish_event(session: AsyncSession, event: Event) -> None:
+    """`publish` of a typed event under its own topic."""
+    _check_declared(event)
     await publish(session, event.topic, event.wire())
 
 
+async def publish_events(session: AsyncSession, events: Sequence[Event]) -> None:
+    """`publish_event` of several events with one INSERT of their outbox rows, one of their
+    deliveries and one enqueue per lane: an emergency's offers to several technicians wait on it."""
+    for event in events:
+        _check_declared(event)
+    if not _wired:
+        for event in events:
+            await publish(session, event.topic, event.wire())
+        return
+    if not events:
+        return
+    payloads = [event.wire() for event in events]
+    now = utcnow()
+    # Identity values are drawn in the order of the VALUES rows.
+    ids = sorted((await session.exec(insert(OutboxMessage).values([
+        {"topic": event.topic, "payload": payload, "created_at": now, "delivered_at": func.clock_timestamp(),
+         "attempts": 0} for event, payload in zip(events, payloads)]).returning(col(OutboxMessage.id)))).scalars())
+    deliveries = [(_deliveries_of(event_id, event.topic, payload), payload.get("priority") == "emergency")
+                  for event_id, event, payload in zip(ids, events, payloads)]
+    session.add_all([d for batch, _ in deliveries for d in batch])
+    await session.flush()
+    await _enqueue_deliveries(session, [d for batch, urgent in deliveries if urgent for d in batch], urgent=True)
+    await _enqueue_deliveries(session, [d for batch, urgent in deliveries if not urgent for d in batch])
+
+
+def _deliveries_of(event_id: int, topic: str, payload: dict[str, Any]) -> list[Delivery]:
+    order_key = payload.get("order_id")
+    return [Delivery(event_id=event_id, topic=topic, subscriber=name,
+                     order_key=str(order_key)[:80] if order_key is not None else None)
+            for name in sorted(_subscriptions.get(topic, {}))]
+
+
 async def _fan_out(session: AsyncSession, message: OutboxMessage, handed_over: bool = False) -> list[Delivery]:
-    order_key = message.payload.get("order_id")
-    deliveries = [Delivery(event_id=message.id, topic=message.topic, subscriber=name,
-                           order_key=str(order_key)[:80] if order_key is not None else None)
-                  for name in sorted(_subscriptions.get(message.topic, {}))]
+    assert message.id is not None
+    deliveries = _deliveries_of(message.id, message.topic, message.payload)
     session.add_all(deliveries)
     if not handed_over:
         message.delivered_at = await database_now(session)

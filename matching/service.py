@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import and_, func, or_, text, update
+from sqlalchemy import and_, func, literal, null, or_, text, union_all, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,7 +23,7 @@ from kit.config import Settings, get_settings
 from kit.db import session_scope
 from kit.errors import Conflict, InvalidInput, NotFound
 from dispatch.errors import IllegalTransition
-from kit.events import handles, publish_event, subscribe
+from kit.events import handles, publish_event, publish_events, subscribe
 from kit.jobs import enqueue_many
 from kit.fanout import account_channel, order_channel, presence_key, push_after_commit
 from dispatch.handlers import offer_summary
@@ -38,7 +38,7 @@ from dispatch.technicians import record_last_position, usable_kinds
 from dispatch.alerts import raise_alert
 from dispatch.models import OrderEvent
 from matching.assign import batch, best_candidate, best_candidates
-from matching.candidates import candidate_rows, record_candidates
+from matching.candidates import OfferCandidate, candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching.events import OfferCreated, OfferWithdrawn
@@ -164,31 +164,39 @@ async def _loads(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.U
     return load
 
 
+# A technician's account never changes: kept from the views, so an offer's push needs no query.
+_account_of: dict[uuid.UUID, uuid.UUID] = {}
+
+
+async def _open_offers(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    return dict((await session.exec(select(Offer.technician_id, func.count()).where(
+        col(Offer.technician_id).in_(ids), Offer.status == "offered").group_by(Offer.technician_id))).all())
+
+
 async def technician_views(
     session: AsyncSession, live: Sequence[LiveTechnician], now: datetime,
 ) -> list[TechnicianView]:
     ids = [uuid.UUID(t.id) for t in live]
     if not ids:
         return []
-    techs = {t.id: t for t in (await session.exec(select(Technician).where(col(Technician.id).in_(ids)))).all()}
-    certs: dict[uuid.UUID, list[Certification]] = {}
-    for cert in (await session.exec(select(Certification).where(col(Certification.technician_id).in_(ids)))).all():
-        certs.setdefault(cert.technician_id, []).append(cert)
-    load = await _loads(session, ids)
+    facts = await technicians.dispatch_facts(session, ids)
+    offers = await _open_offers(session, ids)
     reputation = await _reputation_lookup(session, ids)
     views = []
     for item in live:
         tid = uuid.UUID(item.id)
-        tech = techs.get(tid)
+        tech = facts.get(tid)
         if tech is None:
             continue
-        active = load.get(tid, 0)
+        if len(_account_of) < 200_000:
+            _account_of[tid] = tech.account_id
+        # Jobs in hand plus open offers: an offer reserves a slot until it is answered.
+        active = tech.active_jobs + offers.get(tid, 0)
         status = tech.status if tech.status in ("offline", "suspended") else ("busy" if active >= tech.max_jobs else "online")
         views.append(TechnicianView(
             id=item.id, lon=item.lon, lat=item.lat, status=status,
             certifications=tuple(
-                CertificationView(c.kind, c.status == "verified", c.valid_from, c.valid_until)
-                for c in certs.get(tid, ())),
+                CertificationView(c.kind, c.verified, c.valid_from, c.valid_until) for c in tech.certifications),
             active_jobs=active, max_jobs=tech.max_jobs, rating=reputation.get(tid, 0.0),
             last_seen_at=item.seen_at, idle_since=tech.idle_since,
         ))
@@ -198,12 +206,13 @@ async def technician_views(
 async def _excluded(session: AsyncSession, order: Order, now: datetime) -> frozenset[str]:
     """Technicians the customer blocked, those who declined this order or hold its offer now,
     and those who let its offer lapse within the ladder's cooldown."""
-    blocked = (await session.exec(select(CustomerBlock.technician_id).where(CustomerBlock.customer_id == order.customer_id))).all()
-    tried = (await session.exec(select(Offer.technician_id, Offer.status, Offer.decided_at).where(
-        Offer.order_id == order.id, col(Offer.status).in_(("declined", "expired", "offered"))))).all()
+    blocked = select(CustomerBlock.technician_id, literal("blocked"), null()).where(
+        CustomerBlock.customer_id == order.customer_id)
+    tried = select(Offer.technician_id, Offer.status, Offer.decided_at).where(
+        Offer.order_id == order.id, col(Offer.status).in_(("declined", "expired", "offered")))
     ladder = ladder_for(order.priority)
-    out = [str(t) for t in blocked]
-    for technician_id, status, decided_at in tried:
+    out = []
+    for technician_id, status, decided_at in (await session.exec(union_all(blocked, tried))).all():
         if status != "expired" or decided_at is None or not may_reoffer(ladder, decided_at, now):
             out.append(str(technician_id))
     return frozenset(out)
@@ -236,26 +245,35 @@ async def record_step(session: AsyncSession, order: Order, action: str, payload:
                       action=action)
 
 
-async def _rounds_sent(session: AsyncSession, order_id: uuid.UUID) -> int:
-    return (await session.exec(select(func.count()).select_from(OrderEvent).where(
-        OrderEvent.order_id == order_id, OrderEvent.action == "offer_round"))).one()
+async def _history(session: AsyncSession, order_id: uuid.UUID) -> tuple[int, int, int]:
+    """The order's rounds sent, offers made and last candidate round, in one round trip."""
+    rounds = select(func.count()).select_from(OrderEvent).where(
+        OrderEvent.order_id == order_id, OrderEvent.action == "offer_round").scalar_subquery()
+    offers = select(func.count()).select_from(Offer).where(Offer.order_id == order_id).scalar_subquery()
+    candidates = select(func.coalesce(func.max(OfferCandidate.round), 0)).where(
+        OfferCandidate.order_id == order_id).scalar_subquery()
+    sent, made, last = (await session.exec(select(rounds, offers, candidates))).one()
+    return sent, made, last
 
 
 # Offers ------------------------------------------------------------------------------------
 
-async def _make_offer(session: AsyncSession, order_id: uuid.UUID, assignment: Assignment, policy: str,
-                      priority: str, now: datetime) -> Offer:
-    return (await _make_offers(session, order_id, [assignment], policy, priority, now))[0]
+async def _make_offer(session: AsyncSession, order: Order, assignment: Assignment, policy: str,
+                      now: datetime) -> Offer:
+    return (await _make_offers(session, order, [assignment], policy, now))[0]
 
 
-async def _make_offers(session: AsyncSession, order_id: uuid.UUID, assignments: Sequence[Assignment], policy: str,
-                       priority: str, now: datetime) -> list[Offer]:
-    """Offer the order to these technicians at once (one transition): the first to accept wins."""
+async def _make_offers(session: AsyncSession, order: Order, assignments: Sequence[Assignment], policy: str,
+                       now: datetime, offers_made: int | None = None) -> list[Offer]:
+    """Offer the order (row locked by this transaction) to these technicians at once (one
+    transition): the first to accept wins. `offers_made`: the order's offers so far, when the
+    caller has just counted them."""
     settings = get_settings()
-    attempt = 1 + (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
-    timeout = settings.emergency_offer_timeout_s if priority == "emergency" else settings.offer_timeout_s
-    order = await session.get(Order, order_id)
-    assert order is not None
+    order_id = order.id
+    if offers_made is None:
+        offers_made = (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
+    attempt = 1 + offers_made
+    timeout = settings.emergency_offer_timeout_s if order.priority == "emergency" else settings.offer_timeout_s
     offers = [Offer(
         order_id=order_id, technician_id=uuid.UUID(a.technician_id), city_id=order.city_id, policy=policy,
         attempt=attempt + i,
@@ -268,28 +286,32 @@ async def _make_offers(session: AsyncSession, order_id: uuid.UUID, assignments: 
                if len(offers) == 1 else
                {"offer_ids": [str(o.id) for o in offers], "technician_ids": [a.technician_id for a in assignments],
                 "policy": policy})
-    await transition(session, order_id, "offer", MATCHER, now=now, payload=payload)
-    order = await session.get(Order, order_id)
-    accounts = dict((await session.exec(select(Technician.id, Technician.account_id).where(
-        col(Technician.id).in_([o.technician_id for o in offers])))).all())
+    order = await transition(session, order_id, "offer", MATCHER, now=now, payload=payload, locked=order)
+    missing = [o.technician_id for o in offers if o.technician_id not in _account_of]
+    if missing:
+        _account_of.update((await session.exec(select(Technician.id, Technician.account_id).where(
+            col(Technician.id).in_(missing)))).all())
     for offer, assignment in zip(offers, assignments):
-        account_id = accounts.get(offer.technician_id)
-        if account_id is not None and order is not None:
+        account_id = _account_of.get(offer.technician_id)
+        if account_id is not None:
             # Straight to the phone once this transaction commits; the outbox event that follows
             # records the notification.
             push_after_commit(session, account_channel(account_id), "offer", offer=offer_summary(
                 order, str(offer.id), assignment.distance_m, assignment.eta_s, offer.expires_at.isoformat()))
-        await publish_event(session, OfferCreated(
-            offer_id=offer.id, order_id=order_id, technician_id=assignment.technician_id,
-            expires_at=offer.expires_at, eta_s=assignment.eta_s, distance_m=assignment.distance_m))
+    await publish_events(session, [OfferCreated(
+        offer_id=offer.id, order_id=order_id, technician_id=assignment.technician_id,
+        expires_at=offer.expires_at, eta_s=assignment.eta_s, distance_m=assignment.distance_m)
+        for offer, assignment in zip(offers, assignments)])
     return offers
 
 
-async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime | None = None) -> Offer | None:
-    """Offer one order at once to its best candidate (emergencies, direct picks, retries)."""
+async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime | None = None,
+                       locked: Order | None = None) -> Offer | None:
+    """Offer one order at once to its best candidate (emergencies, direct picks, retries).
+    `locked`: the order as this transaction just wrote it (its row lock held)."""
     now = now or await database_now(session)
     config = matching_config()
-    order = await session.get(Order, order_id, populate_existing=True, with_for_update=True)
+    order = locked or await session.get(Order, order_id, populate_existing=True, with_for_update=True)
     if order is None or order.status != "matching":
         return None
     await ensure_index(session, index, order.city_id)
@@ -300,7 +322,7 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
         views = await technician_views(session, [live], now) if live else []
         choice = best_candidate(view, views, now, config)
         if choice is not None:
-            return await _make_offer(session, order.id, choice, "direct", order.priority, now)
+            return await _make_offer(session, order, choice, "direct", now)
         # The chosen technician cannot take it now: fall back to matching.
     ladder = ladder_for(order.priority)
     if ladder.offers_per_round[0] > 1 or len(ladder.offers_per_round) > 1 or ladder.round_radius_m:
@@ -312,14 +334,14 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
             return await _preempt_for(session, order, view, candidates, now, config)
         return None
     await record_candidates(session, order.id, None, candidate_rows(view, candidates, [choice.technician_id], now, config))
-    return await _make_offer(session, order.id, choice, "emergency" if order.priority == "emergency" else "direct", order.priority, now)
+    return await _make_offer(session, order, choice, "emergency" if order.priority == "emergency" else "direct", now)
 
 
 async def _offer_round(session: AsyncSession, index: GeoIndex, order: Order, view: OrderView, ladder: Ladder,
                        now: datetime, config: MatchingConfig) -> Offer | None:
     """The next round of the ladder: the K best eligible technicians within its radius at once;
     a round that finds nobody gives way to the next, wider one at once."""
-    sent = await _rounds_sent(session, order.id)
+    sent, offers_made, candidate_round = await _history(session, order.id)
     number = sent + 1
     last = max(len(ladder.offers_per_round), len(ladder.round_radius_m))
     while True:
@@ -334,13 +356,13 @@ async def _offer_round(session: AsyncSession, index: GeoIndex, order: Order, vie
         if order.priority == "emergency" and get_settings().emergency_preempt:
             return await _preempt_for(session, order, widened, candidates, now, config)
         return None
-    await record_candidates(session, order.id, None, candidate_rows(
+    await record_candidates(session, order.id, candidate_round + 1, candidate_rows(
         widened, candidates, [a.technician_id for a in chosen], now, config))
     if 1 < number <= last:
         await record_step(session, order, "escalated", {"round": number, "radius_m": radius}, now)
     await record_step(session, order, "offer_round", {"round": number, "offers": len(chosen), "radius_m": radius}, now)
     policy = "emergency" if order.priority == "emergency" else "round"
-    return (await _make_offers(session, order.id, chosen, policy, order.priority, now))[0]
+    return (await _make_offers(session, order, chosen, policy, now, offers_made=offers_made))[0]
 
 
 async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, candidates: Sequence[TechnicianView],
@@ -361,7 +383,7 @@ async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, can
                          payload={"technician_id": tech.id, "emergency_order_id": str(order.id)})
         choice = best_candidate(view, [freed], now, config)
         assert choice is not None
-        return await _make_offer(session, order.id, choice, "preempt", order.priority, now)
+        return await _make_offer(session, order, choice, "preempt", now)
     return None
 
 
@@ -400,7 +422,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     for assignment in batch(views, candidates, now, config):
         order = by_id[assignment.order_id]
         await record_candidates(session, order.id, None, candidate_rows(views[pooled.index(order)], candidates[assignment.order_id], [assignment.technician_id], now, config))
-        offers.append(await _make_offer(session, order.id, assignment, "batch", order.priority, now))
+        offers.append(await _make_offer(session, order, assignment, "batch", now))
     return offers
 
 
@@ -748,13 +770,13 @@ async def on_order_status_changed(session: AsyncSession, event: OrderStatusChang
 @handles(OrderCreated)
 async def on_order_created(session: AsyncSession, event: OrderCreated) -> None:
     """Every new order enters matching; an emergency or a direct pick is offered at once."""
-    order_id = event.order_id
-    order = await session.get(Order, order_id)
-    if order is None or order.status != "created":
+    try:
+        order = await transition(session, event.order_id, "start_matching", MATCHER, expected_status="created")
+    except (NotFound, Conflict):  # cancelled first, or another delivery of this event won
         return
-    await transition(session, order_id, "start_matching", MATCHER)
     if order.priority == "emergency" or order.preferred_technician_id is not None:
-        await dispatch_now(session, geo_index(get_redis()), order_id)
+        # The UPDATE above holds the order's row lock: no need to read and lock it again.
+        await dispatch_now(session, geo_index(get_redis()), order.id, locked=order)
 
 
 def register() -> None:
