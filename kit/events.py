@@ -18,7 +18,8 @@ types existed still parse.
 import functools
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -27,6 +28,7 @@ from pgqueuer.errors import RetryRequested
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 from sqlalchemy import exists, func, insert
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -129,11 +131,11 @@ def mark_wired() -> None:
 
 async def publish(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
     """Queue an event in the current transaction; nothing leaves before commit."""
-    if _wired:  # handed over to its subscribers in this same INSERT
-        message = OutboxMessage(topic=topic, payload=payload, delivered_at=func.clock_timestamp())
-        session.add(message)
-        await session.flush()
-        await _fan_out(session, message, handed_over=True)
+    together = session.info.get(_TOGETHER)
+    if together is not None:
+        together.append((topic, payload))
+    elif _wired:  # handed over to its subscribers in this same INSERT
+        await _write(session, [(topic, payload)])
     else:
         message = OutboxMessage(topic=topic, payload=payload)
         session.add(message)
@@ -152,29 +154,43 @@ async def publish_event(session: AsyncSession, event: Event) -> None:
     await publish(session, event.topic, event.wire())
 
 
-async def publish_events(session: AsyncSession, events: Sequence[Event]) -> None:
-    """`publish_event` of several events with one INSERT of their outbox rows, one of their
-    deliveries and one enqueue per lane: an emergency's offers to several technicians wait on it."""
-    for event in events:
-        _check_declared(event)
+_TOGETHER = "kit.events.together"
+
+
+@asynccontextmanager
+async def published_together(session: AsyncSession) -> AsyncIterator[None]:
+    """Events published inside the block are written when it ends, with one INSERT of their
+    outbox rows, one of their deliveries and one enqueue per lane: an emergency's round
+    publishes several, and its offers wait on each round trip. Nested blocks join the outer one."""
+    if session.info.get(_TOGETHER) is not None:
+        yield
+        return
+    pending: list[tuple[str, dict[str, Any]]] = []
+    session.info[_TOGETHER] = pending
+    try:
+        yield
+    finally:
+        del session.info[_TOGETHER]
     if not _wired:
-        for event in events:
-            await publish(session, event.topic, event.wire())
-        return
-    if not events:
-        return
-    payloads = [event.wire() for event in events]
+        for topic, payload in pending:
+            await publish(session, topic, payload)
+    elif pending:
+        await _write(session, pending)
+
+
+async def _write(session: AsyncSession, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """The outbox rows, already handed over to their subscribers: a delivery and a job each."""
     now = utcnow()
     # Identity values are drawn in the order of the VALUES rows.
     ids = sorted((await session.exec(insert(OutboxMessage).values([
-        {"topic": event.topic, "payload": payload, "created_at": now, "delivered_at": func.clock_timestamp(),
-         "attempts": 0} for event, payload in zip(events, payloads)]).returning(col(OutboxMessage.id)))).scalars())
-    deliveries = [(_deliveries_of(event_id, event.topic, payload), payload.get("priority") == "emergency")
-                  for event_id, event, payload in zip(ids, events, payloads)]
-    session.add_all([d for batch, _ in deliveries for d in batch])
+        {"topic": topic, "payload": payload, "created_at": now, "delivered_at": func.clock_timestamp(),
+         "attempts": 0} for topic, payload in messages]).returning(col(OutboxMessage.id)))).scalars())
+    batches = [(_deliveries_of(event_id, topic, payload), payload.get("priority") == "emergency")
+               for event_id, (topic, payload) in zip(ids, messages)]
+    session.add_all([d for batch, _ in batches for d in batch])
     await session.flush()
-    await _enqueue_deliveries(session, [d for batch, urgent in deliveries if urgent for d in batch], urgent=True)
-    await _enqueue_deliveries(session, [d for batch, urgent in deliveries if not urgent for d in batch])
+    await _enqueue_deliveries(session, [d for batch, urgent in batches if urgent for d in batch], urgent=True)
+    await _enqueue_deliveries(session, [d for batch, urgent in batches if not urgent for d in batch])
 
 
 def _deliveries_of(event_id: int, topic: str, payload: dict[str, Any]) -> list[Delivery]:
@@ -184,13 +200,13 @@ def _deliveries_of(event_id: int, topic: str, payload: dict[str, Any]) -> list[D
             for name in sorted(_subscriptions.get(topic, {}))]
 
 
-async def _fan_out(session: AsyncSession, message: OutboxMessage, handed_over: bool = False) -> list[Delivery]:
+async def _fan_out(session: AsyncSession, message: OutboxMessage) -> list[Delivery]:
+    """An event published where the subscriptions were not known, handed over now."""
     assert message.id is not None
     deliveries = _deliveries_of(message.id, message.topic, message.payload)
     session.add_all(deliveries)
-    if not handed_over:
-        message.delivered_at = await database_now(session)
-        session.add(message)
+    message.delivered_at = await database_now(session)
+    session.add(message)
     await session.flush()
     await _enqueue_deliveries(session, deliveries, urgent=message.payload.get("priority") == "emergency")
     return deliveries
@@ -222,18 +238,22 @@ async def _earlier_pending(session: AsyncSession, delivery: Delivery) -> bool:
     return bool((await session.exec(select(exists(earlier)))).one())
 
 
-async def _attempt(session: AsyncSession, delivery: Delivery, now: datetime) -> timedelta | None:
+async def _attempt(session: AsyncSession, delivery: Delivery, now: datetime,
+                   payload: dict[str, Any] | None = None) -> timedelta | None:
     """Run the subscriber's handlers in a savepoint and record the outcome on the delivery;
-    returns the delay before the next try, or None when the delivery is finished."""
+    returns the delay before the next try, or None when the delivery is finished. `payload`:
+    the event's, when the caller read it already."""
     settings = get_settings()
-    message = await session.get(OutboxMessage, delivery.event_id)
+    if payload is None:
+        message = await session.get(OutboxMessage, delivery.event_id)
+        payload = message.payload if message else {}
     handlers = _subscriptions.get(delivery.topic, {}).get(delivery.subscriber, [])
     topic, subscriber, delivery_id = delivery.topic, delivery.subscriber, delivery.id
     retry: timedelta | None = None
     try:
         async with session.begin_nested():
             for handler in handlers:
-                await handler(session, dict(message.payload) if message else {})
+                await handler(session, dict(payload))
     except NotReady as exc:
         await session.refresh(delivery)  # a savepoint rollback may have expired it
         delivery.deferrals += 1
@@ -280,17 +300,25 @@ async def deliver(delivery_id: int) -> None:
     """The `events.deliver` job: one delivery in its own transaction. A retry is asked of the
     engine after the commit, so the recorded attempt stands."""
     retry: timedelta | None = None
+    earlier = aliased(Delivery)
     async with session_scope() as session:
-        delivery = (await session.exec(select(Delivery).where(Delivery.id == delivery_id).with_for_update())).first()
-        if delivery is None or delivery.state != "pending":
+        # The delivery, its event, the clock and its order's earlier deliveries in one round
+        # trip: an emergency's offer round waits behind this.
+        row = (await session.exec(
+            select(Delivery, OutboxMessage.payload, func.clock_timestamp(), exists(select(earlier.id).where(
+                earlier.subscriber == Delivery.subscriber, earlier.order_key == Delivery.order_key,
+                earlier.state == "pending", earlier.event_id < Delivery.event_id)))
+            .outerjoin(OutboxMessage, col(OutboxMessage.id) == Delivery.event_id)
+            .where(Delivery.id == delivery_id).with_for_update(of=Delivery))).first()
+        if row is None or row[0].state != "pending":
             return
-        now = await database_now(session)
+        delivery, payload, now, waits = row
         if delivery.next_attempt_at > now:
             retry = delivery.next_attempt_at - now
-        elif await _earlier_pending(session, delivery):
+        elif waits:
             retry = ORDER_WAIT
         else:
-            retry = await _attempt(session, delivery, now)
+            retry = await _attempt(session, delivery, now, payload or {})
     if retry is not None:
         raise RetryRequested(delay=retry, reason="delivery retried later")
 

@@ -23,7 +23,7 @@ from kit.config import Settings, get_settings
 from kit.db import session_scope
 from kit.errors import Conflict, InvalidInput, NotFound
 from dispatch.errors import IllegalTransition
-from kit.events import handles, publish_event, publish_events, subscribe
+from kit.events import handles, publish_event, published_together, subscribe
 from kit.jobs import enqueue_many
 from kit.fanout import account_channel, order_channel, presence_key, push_after_commit
 from dispatch.handlers import offer_summary
@@ -286,22 +286,22 @@ async def _make_offers(session: AsyncSession, order: Order, assignments: Sequenc
                if len(offers) == 1 else
                {"offer_ids": [str(o.id) for o in offers], "technician_ids": [a.technician_id for a in assignments],
                 "policy": policy})
-    order = await transition(session, order_id, "offer", MATCHER, now=now, payload=payload, locked=order)
     missing = [o.technician_id for o in offers if o.technician_id not in _account_of]
     if missing:
         _account_of.update((await session.exec(select(Technician.id, Technician.account_id).where(
             col(Technician.id).in_(missing)))).all())
-    for offer, assignment in zip(offers, assignments):
-        account_id = _account_of.get(offer.technician_id)
-        if account_id is not None:
-            # Straight to the phone once this transaction commits; the outbox event that follows
-            # records the notification.
-            push_after_commit(session, account_channel(account_id), "offer", offer=offer_summary(
-                order, str(offer.id), assignment.distance_m, assignment.eta_s, offer.expires_at.isoformat()))
-    await publish_events(session, [OfferCreated(
-        offer_id=offer.id, order_id=order_id, technician_id=assignment.technician_id,
-        expires_at=offer.expires_at, eta_s=assignment.eta_s, distance_m=assignment.distance_m)
-        for offer, assignment in zip(offers, assignments)])
+    async with published_together(session):
+        order = await transition(session, order_id, "offer", MATCHER, now=now, payload=payload, locked=order)
+        for offer, assignment in zip(offers, assignments):
+            account_id = _account_of.get(offer.technician_id)
+            if account_id is not None:
+                # Straight to the phone once this transaction commits; the outbox event that
+                # follows records the notification.
+                push_after_commit(session, account_channel(account_id), "offer", offer=offer_summary(
+                    order, str(offer.id), assignment.distance_m, assignment.eta_s, offer.expires_at.isoformat()))
+            await publish_event(session, OfferCreated(
+                offer_id=offer.id, order_id=order_id, technician_id=assignment.technician_id,
+                expires_at=offer.expires_at, eta_s=assignment.eta_s, distance_m=assignment.distance_m))
     return offers
 
 
@@ -770,13 +770,14 @@ async def on_order_status_changed(session: AsyncSession, event: OrderStatusChang
 @handles(OrderCreated)
 async def on_order_created(session: AsyncSession, event: OrderCreated) -> None:
     """Every new order enters matching; an emergency or a direct pick is offered at once."""
-    try:
-        order = await transition(session, event.order_id, "start_matching", MATCHER, expected_status="created")
-    except (NotFound, Conflict):  # cancelled first, or another delivery of this event won
-        return
-    if order.priority == "emergency" or order.preferred_technician_id is not None:
-        # The UPDATE above holds the order's row lock: no need to read and lock it again.
-        await dispatch_now(session, geo_index(get_redis()), order.id, locked=order)
+    async with published_together(session):
+        try:
+            order = await transition(session, event.order_id, "start_matching", MATCHER, expected_status="created")
+        except (NotFound, Conflict):  # cancelled first, or another delivery of this event won
+            return
+        if order.priority == "emergency" or order.preferred_technician_id is not None:
+            # The UPDATE above holds the order's row lock: no need to read and lock it again.
+            await dispatch_now(session, geo_index(get_redis()), order.id, locked=order)
 
 
 def register() -> None:
