@@ -17,6 +17,8 @@ from api.routers import safety
 from api.routers import ops
 from api.routers import alerts
 from api.routers import jobs
+from api.routers import scheduling
+from api.routers import push
 from api.ws import customer as customer_ws
 from api.ws import technician as technician_ws
 from kit.config import get_settings
@@ -68,4 +70,6 @@ def build_app(background: Background | None = None) -> FastAPI:
     app.include_router(ops.router)  # the operations console's routes and its socket
     app.include_router(alerts.router)  # operations alerts (escalation)
     app.include_router(jobs.router)  # dead letters of the event backbone
+    app.include_router(scheduling.router)  # appointments and shifts
+    app.include_router(push.router)  # Web Push subscriptions (offer alerts)
     return app

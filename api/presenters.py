@@ -55,7 +55,7 @@ def order(o: Order) -> OrderPublic:
         status=o.status, status_reason=o.status_reason, description=o.description, sla_deadline=o.sla_deadline,
         preferred_technician_id=o.preferred_technician_id, technician_id=o.technician_id,
         price_estimate=Money(amount_minor=o.price_estimate_minor, currency=o.currency),
-        created_at=o.created_at, updated_at=o.updated_at,
+        created_at=o.created_at, updated_at=o.updated_at, window_start=o.window_start, window_end=o.window_end,
     )
 
 

@@ -11,6 +11,7 @@ parses it at the edge (`kit.events.handles`); tests/backbone/test_event_types.py
 
 from dispatch import handlers as dispatch_handlers
 from dispatch import ops as dispatch_ops
+from dispatch import push as dispatch_push
 from kit import events, jobs
 from matching import eta as matching_eta
 from matching import service as matching_service
@@ -30,6 +31,8 @@ SUBSCRIPTIONS: tuple[tuple[str, str, events.Handler], ...] = (
     ("dispatch.order_status_changed",   "meters",     meters_rules.on_order_status_changed),
     ("dispatch.order_status_changed",   "meters",     meters_reminders.on_order_status_changed),
     ("matching.offer_created",          "dispatch",   dispatch_handlers.on_offer_created),
+    # Web Push (dispatch/push.py) is a subscriber of its own: its retries hold up no dispatch delivery.
+    ("matching.offer_created",          "push",       dispatch_push.on_offer_created),
     ("matching.offer_withdrawn",        "dispatch",   dispatch_handlers.on_offer_withdrawn),
     ("meters.safety_advice_issued",     "dispatch",   dispatch_handlers.on_safety_advice),
     ("meters.maintenance_reminder_due", "dispatch",   dispatch_handlers.on_maintenance_reminder),
@@ -44,6 +47,9 @@ SUBSCRIPTIONS: tuple[tuple[str, str, events.Handler], ...] = (
 # Subscribers whose handlers call the payment provider (holds, captures): delivered on the
 # background lane, beside the payouts, never in front of an emergency offer.
 PROVIDER_CALLERS = ("settlement",)
+# Subscribers whose deliveries of one order stand alone: each offer's push goes out at once,
+# whatever another technician's push service does.
+UNORDERED = ("push",)
 
 
 def register_handlers() -> None:
@@ -54,4 +60,6 @@ def register_handlers() -> None:
         events.subscribe(topic, handler, subscriber=subscriber)
     for subscriber in PROVIDER_CALLERS:
         jobs.mark_slow(subscriber)
+    for subscriber in UNORDERED:
+        events.mark_unordered(subscriber)
     events.mark_wired()

@@ -7,7 +7,7 @@ and concurrency, on as many worker processes as wanted.
   delayed to the offer's deadline), the lapse of offers whose technician is gone.
 - Background lane: payouts (one job per transfer, at most `payout_concurrency` provider calls
   at once across all workers), review finalization, the Stripe webhook inbox, meter commands,
-  the sweep of orders past their SLA, and the cron jobs (meter comm-lost and consumption scans,
+  the sweep of orders past their SLA, the release of booked orders into matching, and the cron jobs (meter comm-lost and consumption scans,
   maintenance reminders, the daily inspection campaign, the ledger's daily anchor), each retried with backoff when it fails.
 - Matching: one loop per city, every `batch_window_s`, only while this process holds the city's
   PostgreSQL advisory lock on a connection of its own; each batch's transaction checks that the
@@ -52,6 +52,7 @@ from meters import rules as meters_rules
 from meters.consumption import check_consumption
 from meters.reminders import due_reminders
 from ratings.jobs import finalize_due
+from scheduling import service as scheduling
 from settlement import ledger as settlement_ledger
 from settlement import service as settlement
 from settlement import webhooks as settlement_webhooks
@@ -137,6 +138,8 @@ class Periodic:
 PERIODIC: dict[str, Periodic] = {
     "matching.lapse_absent": Periodic(timedelta(seconds=5), _lapse_absent, lane="realtime"),
     "matching.unfulfilled": Periodic(timedelta(seconds=10), lambda s, now: matching.sweep_unfulfilled(s, now)),
+    # Booked orders enter matching the travel allowance before their window.
+    "scheduling.release": Periodic(timedelta(seconds=30), lambda s, now: scheduling.release_due(s, now)),
     "ratings.finalize": Periodic(timedelta(seconds=30), lambda s, now: finalize_due(s, now)),
     "settlement.payouts": Periodic(timedelta(seconds=5), _queue_payouts),
     "settlement.webhooks": Periodic(timedelta(seconds=5), _webhooks),
@@ -450,8 +453,21 @@ async def run_forever(stop: asyncio.Event | None = None, roles: Sequence[str] = 
     loops = {"heartbeat": _heartbeat("matching" in roles)}
     for role in roles:
         loops.update(by_role[role])
+    if "urgent" in roles:
+        await _warm_up()
     log.info("worker.started", worker=jobs.worker_id(), loops=list(loops))
     await asyncio.gather(*(supervise(name, loop, stop) for name, loop in loops.items()))
+
+
+async def _warm_up() -> None:
+    """The emergency round's reads once before the first emergency; a failure here (the
+    database or Redis still starting) only leaves the first round cold."""
+    try:
+        async with session_scope() as session:
+            await matching.warm_up(session, matching.geo_index(get_redis()), get_settings().city)
+            await session.rollback()
+    except Exception as exc:  # noqa: BLE001 (a cold start is slower, not broken)
+        log.warning("worker.warm_up_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
 
 # In-process run (tests, operations) ---------------------------------------------------------

@@ -475,6 +475,8 @@ async def app_phase(args: argparse.Namespace, people: dict, completed: list[payo
         "offers_per_s": round(len(figures.offers) / args.duration_s, 2),
         "emergency_offer_ms": spread(by_kind[EMERGENCY_KIND]),
         "emergency_legs_ms": {leg: spread(values) for leg, values in legs.items()},
+        # In the order the emergencies were placed: a slow first round (a cold worker) shows here.
+        "emergency_offer_ms_in_order": [round(v) for v in by_kind[EMERGENCY_KIND]],
         "offer_delivery_ms": spread(delivery),
         "order_to_offer_ms": spread(by_kind["repair"]),
         "unanswered_messages": unanswered,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from redis.asyncio import Redis
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,9 +20,10 @@ from kit.events import publish_event
 from kit.fanout import account_channel, active_orders_key, push_after_commit
 from dispatch.models import Order, OrderEvent, Technician
 from dispatch.notifications import notify
+from dispatch.queries import jobs_held
 from kit.redis import get_redis
 from dispatch.service import Actor, track_active_order
-from dispatch.states import ACTIVE_JOB_STATES, next_state
+from dispatch.states import next_state
 from dispatch.technicians import release_job, take_job
 from matching.manual import assignability, withdraw_open_offers
 
@@ -117,13 +118,8 @@ async def assign(session: AsyncSession, redis: Redis, order_id: uuid.UUID, techn
     return Assigned(assigned, previous)
 
 
-async def _load(session: AsyncSession, technician_id: uuid.UUID) -> int:
-    return (await session.exec(select(func.count()).select_from(Order).where(
-        Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).one()
-
-
 async def _take_on(session: AsyncSession, technician: Technician) -> None:
-    await take_job(session, technician, await _load(session, technician.id))
+    await take_job(session, technician, await jobs_held(session, technician.id))
 
 
 async def _release(session: AsyncSession, technician_id: uuid.UUID, order_id: uuid.UUID, reason: str | None,
@@ -132,7 +128,7 @@ async def _release(session: AsyncSession, technician_id: uuid.UUID, order_id: uu
     technician = await session.get(Technician, technician_id, with_for_update=True)
     if technician is None:
         return
-    await release_job(session, technician, await _load(session, technician_id), now)
+    await release_job(session, technician, await jobs_held(session, technician_id), now)
 
     async def stop_tracking() -> None:
         await get_redis().srem(active_orders_key(technician_id), str(order_id))

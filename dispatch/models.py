@@ -227,6 +227,7 @@ class Order(SQLModel, table=True):
         CheckConstraint(f"source IN {ORDER_SOURCES}", name="source"),
         CheckConstraint(f"status IN {ORDER_STATES}", name="status"),
         CheckConstraint("price_estimate_minor >= 0", name="price"),
+        CheckConstraint("(window_start IS NULL) = (window_end IS NULL) AND window_end > window_start", name="window"),
         Index("ix_dispatch_order_open", "status", "priority", "created_at"),
         Index("ix_dispatch_order_city_status", "city_id", "status"),
     )
@@ -251,6 +252,9 @@ class Order(SQLModel, table=True):
     price_estimate_minor: int = Field(ge=0)
     currency: str = Field(max_length=3)
     status_reason: str | None = Field(default=None, max_length=500)
+    # A booked appointment's arrival window (scheduling); None for on-demand orders.
+    window_start: datetime | None = timestamp_column(nullable=True, default=None)
+    window_end: datetime | None = timestamp_column(nullable=True, default=None)
     created_at: datetime = timestamp_column(default_factory=utcnow)
     updated_at: datetime = timestamp_column(default_factory=utcnow)
 
@@ -305,3 +309,19 @@ class Notification(SQLModel, table=True):
     dedupe_key: str | None = Field(default=None, max_length=200)
     created_at: datetime = timestamp_column(default_factory=utcnow)
     read_at: datetime | None = timestamp_column(nullable=True, default=None)
+
+
+class PushSubscription(SQLModel, table=True):
+    """One device's Web Push subscription (the browser's PushSubscription): offers reach the
+    phone while the page is closed or the screen locked. An endpoint belongs to the account that
+    subscribed it last (a shared phone signed in by another technician)."""
+
+    __tablename__ = "dispatch_push_subscription"
+    __table_args__ = (UniqueConstraint("endpoint"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    account_id: uuid.UUID = Field(foreign_key="dispatch_account.id", index=True)
+    endpoint: str = Field(max_length=1000)
+    p256dh: str = Field(max_length=200)  # the browser's P-256 public key, base64url
+    auth: str = Field(max_length=100)  # the 16-byte auth secret, base64url
+    created_at: datetime = timestamp_column(default_factory=utcnow)

@@ -312,6 +312,9 @@ class OrderPublic(BaseModel):
     price_estimate: Money
     created_at: datetime
     updated_at: datetime
+    # A booked appointment's arrival window; null for on-demand orders.
+    window_start: datetime | None = None
+    window_end: datetime | None = None
     eta: EtaPublic | None = None
     # The price of the work report once the job is done (the estimate is only what was held first).
     final_price: Money | None = None

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit import after_commit, ratelimit
 from kit.config import get_settings
-from kit.fanout import active_orders_key
+from kit.fanout import active_orders_key, order_channel, push_after_commit
 from kit.redis import get_redis
 from kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from dispatch.cities import city_at
@@ -52,12 +52,15 @@ async def create_order(
     session: AsyncSession, *, customer_id: uuid.UUID, address_id: uuid.UUID, kind: str,
     actor: Actor, description: str = "", priority: str | None = None,
     preferred_technician_id: uuid.UUID | None = None, source: str = "customer",
-    sla_deadline: datetime | None = None, needs_consent: bool = False, now: datetime | None = None,
+    sla_deadline: datetime | None = None, needs_consent: bool = False,
+    window: tuple[datetime, datetime] | None = None, now: datetime | None = None,
 ) -> Order:
     """sla_deadline overrides the catalogue's SLA (a hazard's rectification deadline).
     priority overrides the catalogue's: for staff and meter alarms, never from a customer's input.
     needs_consent: the order waits in awaiting_consent, unmatched and uncharged, until the
-    customer (or operations) agrees."""
+    customer (or operations) agrees.
+    window: a booked appointment (scheduling): the order waits in `scheduled`, outside matching,
+    until its window nears, and is due by the window's end."""
     now = now or datetime.now(timezone.utc)
     service_kind = await get_service_kind(session, kind)
     address = await session.get(Address, address_id)
@@ -72,6 +75,9 @@ async def create_order(
             raise InvalidInput("the chosen technician cannot take orders")
     priority = priority or service_kind.default_priority
     sla_min = service_kind.sla_minutes.get(priority) or get_settings().sla_minutes(priority)
+    if window is not None:
+        sla_deadline = window[1]
+    status = "awaiting_consent" if needs_consent else "scheduled" if window is not None else "created"
     order = Order(
         customer_id=customer_id, address_id=address_id, location=address.location,
         city_id=await city_at(session, address.location), kind=kind,
@@ -79,7 +85,8 @@ async def create_order(
         description=description, sla_deadline=sla_deadline or now + timedelta(minutes=sla_min),
         preferred_technician_id=preferred_technician_id,
         price_estimate_minor=service_kind.base_price_minor, currency=service_kind.currency,
-        status="awaiting_consent" if needs_consent else "created", created_at=now, updated_at=now,
+        status=status, window_start=window[0] if window else None, window_end=window[1] if window else None,
+        created_at=now, updated_at=now,
     )
     session.add(order)
     await session.flush()
@@ -119,6 +126,27 @@ async def throttle_order_creation(redis: Redis, customer_id: uuid.UUID) -> None:
     """Counts one order the customer places; TooManyAttempts once a window is full."""
     await ratelimit.take(redis, parse_many(get_settings().customer_order_rate), "orders", str(customer_id),
                          detail="too many orders placed; try again later")
+
+
+async def move_window(session: AsyncSession, order_id: uuid.UUID, actor: Actor, window: tuple[datetime, datetime],
+                      now: datetime | None = None) -> Order:
+    """A booked appointment moved to another window: one conditional UPDATE while it is still
+    scheduled (a release into matching racing it wins or loses whole), and a row in its log."""
+    now = now or datetime.now(timezone.utc)
+    before = await get_order(session, order_id)
+    old = [before.window_start, before.window_end]
+    result = await session.exec(update(Order).where(Order.id == order_id, Order.status == "scheduled").values(
+        window_start=window[0], window_end=window[1], sla_deadline=window[1], updated_at=now))
+    if result.rowcount != 1:
+        raise OrderStateConflict("only a booked appointment not yet released can move", before.status)
+    session.add(OrderEvent(
+        order_id=order_id, action="move_window", from_status="scheduled", to_status="scheduled",
+        actor_role=actor.role, actor_id=actor.id, created_at=now,
+        payload={"from": [t.isoformat() if t else None for t in old], "to": [t.isoformat() for t in window]}))
+    await session.flush()
+    order = await session.get(Order, order_id, populate_existing=True)
+    assert order is not None
+    return order
 
 
 async def consent_order(session: AsyncSession, order_id: uuid.UUID, actor: Actor) -> Order:
@@ -169,6 +197,18 @@ async def transition(
     track_active_order(session, order_id, technician_id, from_status, step.to_status)
     await session.flush()
     return order
+
+
+async def record_step(session: AsyncSession, order: Order, action: str, actor: Actor, payload: dict[str, Any],
+                      now: datetime) -> None:
+    """A step on the order's timeline that leaves its status as it is (an escalation round, an
+    alert). The order's socket is woken as for a status change, so the customer's page shows the
+    step (the socket sends the order's events from the database, this one included)."""
+    session.add(OrderEvent(order_id=order.id, action=action, from_status=order.status, to_status=order.status,
+                           actor_role=actor.role, actor_id=actor.id, payload=payload, created_at=now))
+    await session.flush()
+    push_after_commit(session, order_channel(order.id), "status", order_id=str(order.id), status=order.status,
+                      action=action)
 
 
 def track_active_order(session: AsyncSession, order_id: uuid.UUID, technician_id: uuid.UUID | None,

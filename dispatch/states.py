@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from dispatch.errors import IllegalTransition
 
 STATES = (
-    "awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "arrived",
+    "awaiting_consent", "scheduled", "created", "matching", "offered", "accepted", "en_route", "arrived",
     "in_service", "completed", "reviewed", "settled", "cancelled", "unfulfilled", "payment_attention",
 )
 TERMINAL = frozenset({"settled", "cancelled", "unfulfilled"})
@@ -13,7 +13,8 @@ TERMINAL = frozenset({"settled", "cancelled", "unfulfilled"})
 # the customer's map, the identity card at the door).
 ACTIVE_JOB_STATES = ("accepted", "en_route", "arrived", "in_service")
 # Still to be served: what counts against a customer's cap of open orders.
-OPEN_STATES = ("created", "matching", "offered", *ACTIVE_JOB_STATES, "payment_attention")
+# A booked appointment (scheduled) waits outside matching until its window nears.
+OPEN_STATES = ("scheduled", "created", "matching", "offered", *ACTIVE_JOB_STATES, "payment_attention")
 # A declined card before the technician is at the door releases him; at the door or later the
 # job goes on (gas safety first) and the payment is settled with the customer afterwards.
 PAYMENT_RELEASES_TECHNICIAN = ("accepted", "en_route")
@@ -23,6 +24,8 @@ _TRANSITIONS: dict[str, dict[str, str]] = {
     # A priced follow-up waits for the customer (or operations) to agree before it is matched.
     "consent": {"awaiting_consent": "matching"},
     "start_matching": {"created": "matching"},
+    # A booked appointment enters matching shortly before its window (scheduling.service.release_due).
+    "release": {"scheduled": "matching"},
     "offer": {"matching": "offered"},
     # A declined or expired offer sends the order back to matching for the next candidate.
     "offer_lapsed": {"offered": "matching"},
@@ -51,6 +54,7 @@ _TRANSITIONS: dict[str, dict[str, str]] = {
 # Who may cancel in which state: once the technician is at the door, only operations may.
 _CANCEL_ROLES: dict[str, frozenset[str]] = {
     "awaiting_consent": frozenset({"customer", "admin", "system"}),
+    "scheduled": frozenset({"customer", "admin", "system"}),
     "created": frozenset({"customer", "admin", "system"}),
     "matching": frozenset({"customer", "admin", "system"}),
     "offered": frozenset({"customer", "admin", "system"}),
@@ -67,7 +71,7 @@ _CONSENT_ROLES = frozenset({"customer", "admin"})
 ACTIONS = tuple(_TRANSITIONS)
 REASON_REQUIRED = frozenset({"cancel", "mark_unfulfilled", "preempt", "reschedule", "payment_declined"})
 # Only the payment side moves an order into or out of payment_attention.
-_SYSTEM_ONLY = frozenset({"payment_declined", "payment_retried", "payment_recovered"})
+_SYSTEM_ONLY = frozenset({"payment_declined", "payment_retried", "payment_recovered", "release"})
 
 
 @dataclass(frozen=True)

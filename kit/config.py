@@ -17,6 +17,7 @@ DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"
 DEV_QR_KEY = "dev-only-qr-key-change-me"
 DEV_STRIPE_API_KEY = "sk_test_localstripe"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_local"
+DEV_VAPID_PRIVATE_KEY = "jVsOkxl91a6f1lGngDifh-id4GRBAoIGG4eYhE3Gg5A"  # a P-256 key for tests only
 MIN_SECRET_LENGTH = 32
 SECRETS_FILE = Path(__file__).resolve().parent.parent / "var" / "secrets.env"
 
@@ -59,6 +60,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     # Bearer token for GET /metrics; unset outside tests means /metrics answers 404.
     metrics_token: str | None = None
+
+    # Web Push (dispatch/push.py): the VAPID signing key (P-256, raw 32 bytes base64url; the
+    # public key is derived and served to the pages), the contact the push services may write to,
+    # and the push services' origins an endpoint may name (fnmatch patterns): the server POSTs to
+    # the stored endpoint, so an arbitrary one would let a client aim requests at internal hosts.
+    vapid_private_key: str = DEV_VAPID_PRIVATE_KEY
+    vapid_subject: str = "mailto:ops@gasdispatch.invalid"
+    push_service_origins: list[str] = Field(default_factory=lambda: [
+        "https://fcm.googleapis.com", "https://updates.push.services.mozilla.com", "https://web.push.apple.com",
+        "https://*.push.apple.com", "https://*.notify.windows.com"])
+    push_timeout_s: float = Field(5.0, gt=0)
 
     # Login: failures back off per (account, client address) in a moving window, so failures
     # elsewhere never lock the owner out, nor one address everybody behind it. X-Forwarded-For is
@@ -261,6 +273,8 @@ class Settings(BaseSettings):
             problems.append("GASDISPATCH_METERS_WEBHOOK_SECRETS")
         if weak(self.metrics_token):
             problems.append("GASDISPATCH_METRICS_TOKEN")
+        if weak(self.vapid_private_key, DEV_VAPID_PRIVATE_KEY):
+            problems.append("GASDISPATCH_VAPID_PRIVATE_KEY")
         return problems
 
     def sla_minutes(self, priority: str) -> int:

@@ -181,10 +181,12 @@ async def published_together(session: AsyncSession) -> AsyncIterator[None]:
 async def _write(session: AsyncSession, messages: Sequence[tuple[str, dict[str, Any]]]) -> None:
     """The outbox rows, already handed over to their subscribers: a delivery and a job each."""
     now = utcnow()
-    # Identity values are drawn in the order of the VALUES rows.
-    ids = sorted((await session.exec(insert(OutboxMessage).values([
-        {"topic": topic, "payload": payload, "created_at": now, "delivered_at": func.clock_timestamp(),
-         "attempts": 0} for topic, payload in messages]).returning(col(OutboxMessage.id)))).scalars())
+    # Parameters apart from the statement, so it is compiled once; ids come back in their order.
+    ids = (await session.execute(
+        insert(OutboxMessage).values(delivered_at=func.clock_timestamp())
+        .returning(col(OutboxMessage.id), sort_by_parameter_order=True),
+        [{"topic": topic, "payload": payload, "created_at": now, "attempts": 0} for topic, payload in messages],
+    )).scalars().all()
     batches = [(_deliveries_of(event_id, topic, payload), payload.get("priority") == "emergency")
                for event_id, (topic, payload) in zip(ids, messages)]
     session.add_all([d for batch, _ in batches for d in batch])
@@ -193,10 +195,19 @@ async def _write(session: AsyncSession, messages: Sequence[tuple[str, dict[str, 
     await _enqueue_deliveries(session, [d for batch, urgent in batches if not urgent for d in batch])
 
 
+_unordered: set[str] = set()
+
+
+def mark_unordered(subscriber: str) -> None:
+    """This subscriber's deliveries of one order need not wait for each other (each stands
+    alone: an offer's push to one technician must not wait behind another's retries)."""
+    _unordered.add(subscriber)
+
+
 def _deliveries_of(event_id: int, topic: str, payload: dict[str, Any]) -> list[Delivery]:
     order_key = payload.get("order_id")
     return [Delivery(event_id=event_id, topic=topic, subscriber=name,
-                     order_key=str(order_key)[:80] if order_key is not None else None)
+                     order_key=str(order_key)[:80] if order_key is not None and name not in _unordered else None)
             for name in sorted(_subscriptions.get(topic, {}))]
 
 

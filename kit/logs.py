@@ -29,7 +29,7 @@ def known_secrets(settings: Settings) -> list[str]:
     replaced whole)."""
     values: list[str | None] = [
         settings.jwt_secret, settings.stripe_api_key, settings.stripe_webhook_secret, settings.metrics_token,
-        *settings.qr_signing_keys.values(), *settings.meters_webhook_secrets.values(),
+        settings.vapid_private_key, *settings.qr_signing_keys.values(), *settings.meters_webhook_secrets.values(),
     ]
     for url in (settings.database_url, settings.redis_url):
         try:

@@ -1,10 +1,11 @@
 """Per-install secrets: generated once into an env file (mode 0600), never overwritten.
 
 `scripts/run.sh` calls this through `gasdispatch secrets init`, so a default install has its
-own JWT key, QR signing key, Stripe webhook secret, metrics token and one webhook secret per
-IoT platform; the settings refuse development values outside tests.
+own JWT key, QR signing key, Stripe webhook secret, metrics token, Web Push (VAPID) key and one
+webhook secret per IoT platform; the settings refuse development values outside tests.
 """
 
+import base64
 import json
 import os
 import secrets
@@ -16,6 +17,14 @@ from dotenv import dotenv_values
 
 def _token() -> str:
     return secrets.token_urlsafe(36)
+
+
+def _vapid_private_key() -> str:
+    # Generated here rather than by py_vapid: the raw 32-byte scalar is what pywebpush reads.
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    scalar = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
+    return base64.urlsafe_b64encode(scalar.to_bytes(32, "big")).rstrip(b"=").decode()
 
 
 def ensure_secrets(path: Path, platforms: list[str], *, legacy_jwt_secret: str | None = None) -> list[str]:
@@ -32,6 +41,8 @@ def ensure_secrets(path: Path, platforms: list[str], *, legacy_jwt_secret: str |
         wanted["GASDISPATCH_STRIPE_WEBHOOK_SECRET"] = "whsec_" + secrets.token_hex(24)
     if "GASDISPATCH_METRICS_TOKEN" not in present:
         wanted["GASDISPATCH_METRICS_TOKEN"] = _token()
+    if "GASDISPATCH_VAPID_PRIVATE_KEY" not in present:
+        wanted["GASDISPATCH_VAPID_PRIVATE_KEY"] = _vapid_private_key()
     platform_secrets = json.loads(present.get("GASDISPATCH_METERS_WEBHOOK_SECRETS", "{}"))
     missing_platforms = [p for p in platforms if p not in platform_secrets]
     if missing_platforms:

@@ -96,8 +96,9 @@ async def record_candidates(session: AsyncSession, order_id: uuid.UUID, round: i
             "blocked": bool(item.get("blocked", False)),
             "details": {k: v for k, v in item.items() if k not in _COLUMNS},
         })
-    await session.exec(insert(OfferCandidate).values(values).on_conflict_do_nothing(
-        index_elements=["order_id", "round", "technician_id"]))
+    # Parameters apart from the statement: compiled once, not once per number of candidates.
+    await session.execute(insert(OfferCandidate).on_conflict_do_nothing(
+        index_elements=["order_id", "round", "technician_id"]), values)
     return round
 
 

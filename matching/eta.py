@@ -36,7 +36,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.events import OrderStatusChanged
-from dispatch.models import City, Order, OrderEvent, Technician
+from dispatch import queries
+from dispatch.models import Order
 from kit.config import get_settings
 from kit.db import session_scope
 from kit.events import handles
@@ -195,24 +196,19 @@ def _departure_fix(track: list[TrackPoint], departed_at: datetime) -> TrackPoint
     return next((point for point in track if point.received_at <= by), None)
 
 
-async def _event_time(session: AsyncSession, order_id: uuid.UUID, action: str) -> datetime | None:
-    return (await session.exec(select(func.max(OrderEvent.created_at)).where(
-        OrderEvent.order_id == order_id, OrderEvent.action == action))).one()
-
-
 _zones: dict[str, ZoneInfo] = {}
 
 
 async def city_zone(session: AsyncSession, city_id: str) -> ZoneInfo:
     """A city's time zone, remembered: cities do not move."""
     if city_id not in _zones:
-        city = await session.get(City, city_id)
+        city = await queries.find_city(session, city_id)
         _zones[city_id] = ZoneInfo(city.timezone if city else "Asia/Shanghai")
     return _zones[city_id]
 
 
 async def _record_departure(session: AsyncSession, order: Order, technician_id: uuid.UUID) -> None:
-    departed_at = await _event_time(session, order.id, "depart")
+    departed_at = await queries.last_step_at(session, order.id, "depart")
     destination = lonlat(order.location)
     if departed_at is None or destination is None:
         return
@@ -235,7 +231,7 @@ async def _record_departure(session: AsyncSession, order: Order, technician_id: 
 
 
 async def _record_arrival(session: AsyncSession, order: Order, technician_id: uuid.UUID) -> None:
-    arrived_at = await _event_time(session, order.id, "arrive")
+    arrived_at = await queries.last_step_at(session, order.id, "arrive")
     if arrived_at is None:
         return
     await session.exec(update(TripTime).where(
@@ -250,7 +246,7 @@ async def on_order_status_changed(session: AsyncSession, event: OrderStatusChang
     """Departure opens a trip from the technician's position then; check-in closes it."""
     if event.to not in ("en_route", "arrived"):
         return
-    order = await session.get(Order, event.order_id)
+    order = await queries.find_order(session, event.order_id)
     technician_id = event.technician_id or (order.technician_id if order else None)
     if order is None or technician_id is None:
         return
@@ -373,9 +369,8 @@ async def _moved(redis: Redis, order_id: str, eta: Eta) -> bool:
 
 async def _push_changed(session: AsyncSession, redis: Redis, index: GeoIndex, technician_id: uuid.UUID,
                         order_ids: list[str]) -> int:
-    orders = (await session.exec(select(Order).where(
-        col(Order.id).in_([uuid.UUID(o) for o in order_ids]), col(Order.status).in_(HEADING)))).all()
-    account_id = (await session.exec(select(Technician.account_id).where(Technician.id == technician_id))).first()
+    orders = await queries.orders_in(session, [uuid.UUID(o) for o in order_ids], HEADING)
+    account_id = (await queries.technician_accounts(session, [technician_id])).get(technician_id)
     pushes = 0
     for order in orders:
         eta = await order_eta(session, index, order)

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import func, update
-from sqlmodel import col, select
+from sqlalchemy import update
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.config import get_settings
 from kit.events import publish_event
 from kit.fanout import presence_key
 from kit.geo import lonlat
-from dispatch.models import Certification, CustomerBlock, Order, Technician
-from dispatch.states import ACTIVE_JOB_STATES
+from dispatch import queries
+from dispatch.models import Order, Technician
 from matching.eligibility import EXCLUDED, OFFLINE, SUSPENDED, certification_reason
 from matching.events import OfferWithdrawn
 from matching.model import CertificationView, TechnicianView
@@ -41,25 +41,15 @@ class Assignability:
     seen_at: datetime | None
 
 
-async def _jobs(session: AsyncSession, ids: list[uuid.UUID], order_id: uuid.UUID) -> dict[uuid.UUID, int]:
-    rows = await session.exec(select(Order.technician_id, func.count()).where(
-        col(Order.technician_id).in_(ids), col(Order.status).in_(ACTIVE_JOB_STATES), Order.id != order_id,
-    ).group_by(Order.technician_id))
-    return {tid: n for tid, n in rows.all() if tid is not None}
-
-
 async def assignability(session: AsyncSession, redis: Redis, order: Order, technicians: list[Technician],
                         now: datetime) -> list[Assignability]:
     """Why each technician may or may not take `order` now, in the order of the rules: account
     state, reachable (online with his phone connected or a fresh position), blocked by the
     customer, certification, capacity (jobs other than this order)."""
     ids = [t.id for t in technicians]
-    certs: dict[uuid.UUID, list[Certification]] = {}
-    for cert in (await session.exec(select(Certification).where(col(Certification.technician_id).in_(ids)))).all():
-        certs.setdefault(cert.technician_id, []).append(cert)
-    blocked = set((await session.exec(select(CustomerBlock.technician_id).where(
-        CustomerBlock.customer_id == order.customer_id))).all())
-    jobs = await _jobs(session, ids, order.id)
+    certs = await queries.certifications_by_technician(session, ids)
+    blocked = set((await session.exec(queries.blocked_technicians_query(order.customer_id))).all())
+    jobs = await queries.jobs_in_hand(session, ids, other_than=order.id)
     index = geo_index(redis)
     stale_after = timedelta(seconds=get_settings().stale_after_s)
     order_lon, order_lat = lonlat(order.location) or (0.0, 0.0)

@@ -18,15 +18,14 @@ from datetime import datetime
 
 from limits import RateLimitItemPerMinute
 from redis.asyncio import Redis
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit import ratelimit
 from kit.config import get_settings
 from kit.errors import NotFound
 from kit.geo import lonlat
+from dispatch import queries
 from dispatch.cities import city_at
-from dispatch.models import Address, ServiceStation, Technician
 from dispatch.technicians import certifications_of, usable_kinds
 from matching.index import GeoIndex
 from matching.scoring import haversine_m
@@ -83,7 +82,7 @@ async def free_technicians_near_address(
     kind: str | None, limit: int, now: datetime,
 ) -> list[NearbyTechnician]:
     """Certified technicians free for work around the customer's address, nearest first."""
-    address = await session.get(Address, address_id)
+    address = await queries.find_address(session, address_id)
     if address is None or address.customer_id != customer_id:
         raise NotFound("no such address")
     lon, lat = lonlat(address.location) or (0.0, 0.0)
@@ -91,9 +90,8 @@ async def free_technicians_near_address(
     live = await index.nearby(await city_at(session, address.location), lon, lat, k=_CANDIDATES,
                               max_radius_m=settings.default_service_radius_m + _CELL_DIAGONAL_M)
     free = [t for t in live if t.status == "online" and t.active_jobs < t.max_jobs]
-    techs = {t.id: t for t in (await session.exec(select(Technician).where(
-        col(Technician.id).in_([uuid.UUID(t.id) for t in free]), Technician.status == "online"))).all()}
-    stations = {s.id: s.name for s in (await session.exec(select(ServiceStation))).all()}
+    techs = {t.id: t for t in await queries.online_technicians(session, [uuid.UUID(t.id) for t in free])}
+    stations = await queries.station_names(session)
     key = _coarsening_key()
     out = []
     for item in free:

@@ -11,13 +11,11 @@ from datetime import datetime, timedelta
 
 from geoalchemy2.shape import to_shape
 from shapely.geometry import Point
-from sqlalchemy import func
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit.config import get_settings
 from kit.fanout import account_channel, push_after_commit
-from dispatch.models import Order, ServiceStation, Technician
+from dispatch import queries
 from matching.eligibility import certified_kinds, technician_reason
 from matching.escalation import EMERGENCY_SKILL, reposition_hints, reserve_floor
 from matching.model import MatchingConfig, TechnicianView
@@ -38,13 +36,10 @@ async def areas(session: AsyncSession, now: datetime, city_id: str | None = None
     without emergencies keeps none."""
     settings = get_settings()
     since = now - timedelta(days=settings.reserve_history_days)
-    stations = (await session.exec(select(ServiceStation).where(
-        ServiceStation.city_id == (city_id or settings.city)))).all()
+    stations = await queries.stations_in(session, city_id or settings.city)
     out = []
     for station in stations:
-        count = (await session.exec(select(func.count()).select_from(Order).join(
-            ServiceStation, func.ST_Covers(ServiceStation.service_area, Order.location)).where(
-            Order.priority == "emergency", Order.created_at >= since, ServiceStation.id == station.id))).one()
+        count = await queries.emergencies_in_area(session, station.id, since)
         rate = count / (settings.reserve_history_days * 24)
         polygon = to_shape(station.service_area)
         centre = polygon.centroid
@@ -94,7 +89,7 @@ async def hint_repositioning(session: AsyncSession, zones: Sequence[Area], techs
     by_id = {a.station_id: a for a in zones}
     hints = reposition_hints([(t.id, home.station_id if home else None) for t, home in homes], counts, floors)
     for tech_id, station_id in hints:
-        technician = await session.get(Technician, uuid.UUID(tech_id))
+        technician = await queries.find_technician(session, uuid.UUID(tech_id))
         target = by_id[station_id]
         if technician is not None:
             push_after_commit(session, account_channel(technician.account_id), "reposition", station_id=station_id,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import and_, func, literal, null, or_, text, union_all, update
+from sqlalchemy import func, literal, null, text, union_all, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,18 +25,17 @@ from kit.errors import Conflict, InvalidInput, NotFound
 from dispatch.errors import IllegalTransition
 from kit.events import handles, publish_event, published_together, subscribe
 from kit.jobs import enqueue_many
-from kit.fanout import account_channel, order_channel, presence_key, push_after_commit
+from kit.fanout import account_channel, presence_key, push_after_commit
 from dispatch.handlers import offer_summary
 from kit.geo import lonlat
-from dispatch.models import Certification, City, CustomerBlock, Order, Technician
+from dispatch.models import Order, Technician
 from kit.redis import get_redis
-from dispatch.service import Actor, transition
+from dispatch.service import Actor, record_step, transition
 from dispatch.states import ACTIVE_JOB_STATES
-from dispatch import reasons, technicians
+from dispatch import queries, reasons, technicians
 from dispatch.events import OrderCreated, OrderStatusChanged
-from dispatch.technicians import record_last_position, usable_kinds
+from dispatch.technicians import certifications_of, record_last_position, usable_kinds
 from dispatch.alerts import raise_alert
-from dispatch.models import OrderEvent
 from matching.assign import batch, best_candidate, best_candidates
 from matching.candidates import OfferCandidate, candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
@@ -130,11 +129,7 @@ async def database_now(session: AsyncSession) -> datetime:
 
 async def active_cities(session: AsyncSession) -> list[str]:
     """Cities with work for a matching round: orders waiting or offered, or technicians on duty."""
-    waiting = select(Order.city_id).where(col(Order.status).in_(("created", "matching", "offered")))
-    on_duty = select(Technician.city_id).where(col(Technician.status).in_(("online", "busy")))
-    rows = await session.exec(select(City.id).where(or_(col(City.id).in_(waiting), col(City.id).in_(on_duty)))
-                              .order_by(City.id))
-    return list(rows.all())
+    return await queries.cities_with_work(session)
 
 
 async def ensure_index(session: AsyncSession, index: GeoIndex, city: str) -> bool:
@@ -151,15 +146,8 @@ async def ensure_index(session: AsyncSession, index: GeoIndex, city: str) -> boo
 
 async def _loads(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
     """Jobs in hand plus open offers: an offer reserves a slot until it is answered."""
-    jobs = await session.exec(
-        select(Order.technician_id, func.count()).where(
-            col(Order.technician_id).in_(ids), col(Order.status).in_(ACTIVE_JOB_STATES)
-        ).group_by(Order.technician_id))
-    offers = await session.exec(
-        select(Offer.technician_id, func.count()).where(
-            col(Offer.technician_id).in_(ids), Offer.status == "offered").group_by(Offer.technician_id))
-    load: dict[uuid.UUID, int] = {}
-    for tid, n in [*jobs.all(), *offers.all()]:
+    load = await queries.jobs_in_hand(session, ids)
+    for tid, n in (await _open_offers(session, ids)).items():
         load[tid] = load.get(tid, 0) + n
     return load
 
@@ -206,8 +194,7 @@ async def technician_views(
 async def _excluded(session: AsyncSession, order: Order, now: datetime) -> frozenset[str]:
     """Technicians the customer blocked, those who declined this order or hold its offer now,
     and those who let its offer lapse within the ladder's cooldown."""
-    blocked = select(CustomerBlock.technician_id, literal("blocked"), null()).where(
-        CustomerBlock.customer_id == order.customer_id)
+    blocked = queries.blocked_technicians_query(order.customer_id).add_columns(literal("blocked"), null())
     tried = select(Offer.technician_id, Offer.status, Offer.decided_at).where(
         Offer.order_id == order.id, col(Offer.status).in_(("declined", "expired", "offered")))
     ladder = ladder_for(order.priority)
@@ -227,6 +214,17 @@ async def order_view(session: AsyncSession, order: Order, now: datetime | None =
     )
 
 
+async def warm_up(session: AsyncSession, index: GeoIndex, city: str) -> None:
+    """Run the reads of an emergency's round once, on nobody, so that the first real one after
+    a worker starts does not pay for connections, statement compilation and script loading."""
+    now = await database_now(session)
+    nobody = LiveTechnician(id=str(uuid.uuid4()), lon=0.0, lat=0.0, seen_at=now, status="online",
+                            active_jobs=0, max_jobs=1, distance_m=0.0)
+    await technician_views(session, [nobody], now)
+    await _history(session, uuid.uuid4())
+    await index.nearby(city, 0.0, 0.0, k=1, max_radius_m=1.0)
+
+
 async def _candidates(session: AsyncSession, index: GeoIndex, city: str, order: OrderView, now: datetime,
                       config: MatchingConfig, radius_m: float | None = None) -> list[TechnicianView]:
     live = await index.nearby(city, order.lon, order.lat, k=CANDIDATES_PER_ORDER,
@@ -234,21 +232,9 @@ async def _candidates(session: AsyncSession, index: GeoIndex, city: str, order: 
     return await technician_views(session, live, now)
 
 
-async def record_step(session: AsyncSession, order: Order, action: str, payload: dict, now: datetime) -> None:
-    """An escalation step on the order's timeline; the status does not change. The order's socket
-    is woken as for a status change, so the customer's page shows the step (the socket sends
-    the order's events from the database, this one included)."""
-    session.add(OrderEvent(order_id=order.id, action=action, from_status=order.status, to_status=order.status,
-                           actor_role=MATCHER.role, actor_id=MATCHER.id, payload=payload, created_at=now))
-    await session.flush()
-    push_after_commit(session, order_channel(order.id), "status", order_id=str(order.id), status=order.status,
-                      action=action)
-
-
 async def _history(session: AsyncSession, order_id: uuid.UUID) -> tuple[int, int, int]:
     """The order's rounds sent, offers made and last candidate round, in one round trip."""
-    rounds = select(func.count()).select_from(OrderEvent).where(
-        OrderEvent.order_id == order_id, OrderEvent.action == "offer_round").scalar_subquery()
+    rounds = queries.step_count_query(order_id, "offer_round")
     offers = select(func.count()).select_from(Offer).where(Offer.order_id == order_id).scalar_subquery()
     candidates = select(func.coalesce(func.max(OfferCandidate.round), 0)).where(
         OfferCandidate.order_id == order_id).scalar_subquery()
@@ -288,8 +274,7 @@ async def _make_offers(session: AsyncSession, order: Order, assignments: Sequenc
                 "policy": policy})
     missing = [o.technician_id for o in offers if o.technician_id not in _account_of]
     if missing:
-        _account_of.update((await session.exec(select(Technician.id, Technician.account_id).where(
-            col(Technician.id).in_(missing)))).all())
+        _account_of.update(await queries.technician_accounts(session, missing))
     async with published_together(session):
         order = await transition(session, order_id, "offer", MATCHER, now=now, payload=payload, locked=order)
         for offer, assignment in zip(offers, assignments):
@@ -311,7 +296,7 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
     `locked`: the order as this transaction just wrote it (its row lock held)."""
     now = now or await database_now(session)
     config = matching_config()
-    order = locked or await session.get(Order, order_id, populate_existing=True, with_for_update=True)
+    order = locked or await queries.order_for_update(session, order_id)
     if order is None or order.status != "matching":
         return None
     await ensure_index(session, index, order.city_id)
@@ -359,8 +344,8 @@ async def _offer_round(session: AsyncSession, index: GeoIndex, order: Order, vie
     await record_candidates(session, order.id, candidate_round + 1, candidate_rows(
         widened, candidates, [a.technician_id for a in chosen], now, config))
     if 1 < number <= last:
-        await record_step(session, order, "escalated", {"round": number, "radius_m": radius}, now)
-    await record_step(session, order, "offer_round", {"round": number, "offers": len(chosen), "radius_m": radius}, now)
+        await record_step(session, order, "escalated", MATCHER, {"round": number, "radius_m": radius}, now)
+    await record_step(session, order, "offer_round", MATCHER, {"round": number, "offers": len(chosen), "radius_m": radius}, now)
     policy = "emergency" if order.priority == "emergency" else "round"
     return (await _make_offers(session, order, chosen, policy, now, offers_made=offers_made))[0]
 
@@ -373,9 +358,7 @@ async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, can
         freed = replace(tech, active_jobs=tech.active_jobs - 1, status="online")
         if ineligibility_reason(view, freed, now, config) is not None:
             continue
-        job = (await session.exec(select(Order).where(
-            Order.technician_id == uuid.UUID(tech.id), Order.status == "accepted", Order.priority == "routine",
-        ).order_by(col(Order.created_at).desc()).limit(1))).first()
+        job = await queries.routine_job_to_preempt(session, uuid.UUID(tech.id))
         if job is None:
             continue
         await transition(session, job.id, "preempt", MATCHER, now=now, set_values={"technician_id": None},
@@ -400,9 +383,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     await _hint_repositioning(session, index, city, zones, now, config)
     # Locked for the round, skipping orders another transaction holds (a cancel, an assign): those
     # wait for the next round instead of failing this one.
-    waiting = (await session.exec(
-        select(Order).where(Order.city_id == city, Order.status == "matching").order_by(Order.created_at)
-        .with_for_update(skip_locked=True))).all()
+    waiting = await queries.waiting_orders(session, city)
     offers: list[Offer] = []
     for order in [o for o in waiting if o.priority == "emergency" or o.preferred_technician_id is not None]:
         offer = await dispatch_now(session, index, order.id, now)
@@ -451,24 +432,21 @@ async def raise_due_alerts(session: AsyncSession, now: datetime | None = None, c
     first = {p: min(after for after, _ in ladder.alert_after_s) for p, ladder in ladders.items() if ladder.alert_after_s}
     if not first:
         return 0
-    orders = (await session.exec(select(Order).where(
-        col(Order.status).in_(("matching", "offered")), *([Order.city_id == city_id] if city_id else []),
-        or_(*(and_(Order.priority == p, Order.created_at <= now - timedelta(seconds=s)) for p, s in first.items())),
-    ))).all()
+    orders = await queries.orders_past_alert_threshold(session, now, first, city_id)
     if not orders:
         return 0
     raised: dict[uuid.UUID, list[float]] = {}
-    for order_id, payload in (await session.exec(select(OrderEvent.order_id, OrderEvent.payload).where(
-            col(OrderEvent.order_id).in_([o.id for o in orders]), OrderEvent.action == "alerted"))).all():
+    for order_id, payload in await queries.step_payloads(session, [o.id for o in orders], "alerted"):
         raised.setdefault(order_id, []).append(float(payload.get("threshold_s", -1)))
     count = 0
     for order in orders:
-        for after, level in due_alerts(ladders[order.priority], order.created_at, now, raised.get(order.id, ())):
+        for after, level in due_alerts(ladders[order.priority], order.window_start or order.created_at, now,
+                                       raised.get(order.id, ())):
             alert = await raise_alert(session, kind=f"{order.priority}_unaccepted", level=level, order_id=order.id,  # type: ignore[arg-type]
                                       details={"threshold_s": after, "status": order.status,
                                                "sla_deadline": order.sla_deadline.isoformat()}, now=now)
-            await record_step(session, order, "alerted", {"threshold_s": after, "level": level,
-                                                          "alert_id": str(alert.id)}, now)
+            await record_step(session, order, "alerted", MATCHER,
+                              {"threshold_s": after, "level": level, "alert_id": str(alert.id)}, now)
             count += 1
     return count
 
@@ -489,7 +467,7 @@ async def supply_near(index: GeoIndex, city: str, orders: Sequence[OrderView],
 
 
 async def _after_lapse(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime) -> None:
-    order = await session.get(Order, order_id, populate_existing=True)
+    order = await queries.find_order(session, order_id, refresh=True)
     if order is None or order.status != "matching":
         return
     attempts = (await session.exec(select(func.count()).select_from(Offer).where(Offer.order_id == order_id))).one()
@@ -514,7 +492,7 @@ async def expire_offers(session: AsyncSession, index: GeoIndex, now: datetime | 
         .distinct())).all()
     if not due:
         return 0
-    await session.exec(select(Order.id).where(col(Order.id).in_(due)).order_by(Order.id).with_for_update())
+    await queries.lock_orders(session, due)
     expired = (await session.exec(
         update(Offer).where(Offer.status == "offered", Offer.expires_at <= now, col(Offer.order_id).in_(due))
         .values(status="expired", decided_at=now).returning(Offer.id, Offer.order_id, Offer.technician_id))).all()
@@ -542,7 +520,7 @@ async def _still_offered(session: AsyncSession, order_id: uuid.UUID) -> bool:
 
 async def _alert_lapsed_round(session: AsyncSession, order_id: uuid.UUID, offers: int, now: datetime) -> None:
     """An emergency's whole round lapsed: the duty dispatcher hears of it (once while open)."""
-    order = await session.get(Order, order_id)
+    order = await queries.find_order(session, order_id)
     if order is None or order.priority != "emergency" or not get_settings().escalation_enabled:
         return
     await raise_alert(session, kind="offer_lapsed", level="warning", order_id=order_id,
@@ -576,8 +554,7 @@ async def lapse_offers_of_absent(session: AsyncSession, index: GeoIndex, now: da
 async def _lock_orders_of(session: AsyncSession, offer_ids: list[uuid.UUID]) -> None:
     """Locks the offers' orders, in one order, before their offers change: an accept takes the
     order first too, so the two never wait on each other crosswise (a deadlock)."""
-    await session.exec(select(Order.id).where(col(Order.id).in_(
-        select(Offer.order_id).where(col(Offer.id).in_(offer_ids)))).order_by(Order.id).with_for_update())
+    await queries.lock_orders(session, select(Offer.order_id).where(col(Offer.id).in_(offer_ids)))
 
 
 async def decline_offer(session: AsyncSession, index: GeoIndex, offer_id: uuid.UUID, technician_id: uuid.UUID,
@@ -608,8 +585,7 @@ async def accept_offer(session: AsyncSession, offer_id: uuid.UUID, technician_id
     # round's technicians accepting together one at a time gets past here, and expiry, declines
     # and new offers (whose rows reference the technician) never wait on an accept crosswise.
     await _lock_orders_of(session, [offer_id])
-    technician = (await session.exec(
-        select(Technician).where(Technician.id == technician_id).with_for_update())).first()
+    technician = await queries.technician_for_update(session, technician_id)
     if technician is None:
         raise NotFound("no such technician")
     row = (await session.exec(
@@ -618,8 +594,7 @@ async def accept_offer(session: AsyncSession, offer_id: uuid.UUID, technician_id
         .values(status="accepted", decided_at=now).returning(Offer.order_id))).first()
     if row is None:
         raise OfferNotAcceptable()
-    jobs = (await session.exec(select(func.count()).select_from(Order).where(
-        Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).one()
+    jobs = await queries.jobs_held(session, technician_id)
     if jobs >= technician.max_jobs:
         raise TechnicianAtCapacity()
     try:
@@ -639,7 +614,7 @@ async def _withdraw_others(session: AsyncSession, order: Order, accepted: uuid.U
         update(Offer).where(Offer.order_id == order.id, Offer.status == "offered", Offer.id != accepted)
         .values(status="withdrawn", decided_at=now).returning(Offer.id, Offer.technician_id))).all()
     for offer_id, technician_id in others:
-        technician = await session.get(Technician, technician_id)
+        technician = await queries.find_technician(session, technician_id)
         if technician is not None:
             push_after_commit(session, account_channel(technician.account_id), "offer_withdrawn",
                               offer_id=str(offer_id), order_id=str(order.id), reason="taken")
@@ -647,9 +622,7 @@ async def _withdraw_others(session: AsyncSession, order: Order, accepted: uuid.U
 
 async def sweep_unfulfilled(session: AsyncSession, now: datetime | None = None, city_id: str | None = None) -> int:
     now = now or await database_now(session)
-    overdue = (await session.exec(select(Order.id).where(
-        col(Order.status).in_(("created", "matching")), Order.sla_deadline <= now,
-        *([Order.city_id == city_id] if city_id else [])))).all()
+    overdue = await queries.orders_past_deadline(session, now, city_id)
     for order_id in overdue:
         await transition(session, order_id, "mark_unfulfilled", MATCHER, now=now,
                          reason=reasons.SLA_DEADLINE_PASSED)
@@ -670,8 +643,8 @@ def _publish_availability(session: AsyncSession, index: GeoIndex, technician: Te
 
 async def go_online(session: AsyncSession, index: GeoIndex, technician: Technician, now: datetime | None = None) -> Technician:
     now = now or await database_now(session)
-    certs = (await session.exec(select(Certification).where(Certification.technician_id == technician.id))).all()
-    if technician.status == "suspended" or technician.onboarding != "active" or not usable_kinds(list(certs), now):
+    certs = await certifications_of(session, technician.id)
+    if technician.status == "suspended" or technician.onboarding != "active" or not usable_kinds(certs, now):
         raise CannotGoOnline()
     load = (await _loads(session, [technician.id])).get(technician.id, 0)
     await technicians.go_on_duty(session, technician, load, now)
@@ -719,7 +692,7 @@ async def city_of_technician(index: GeoIndex, technician_id: uuid.UUID) -> str:
     city = await index.redis.get(key)
     if city is None:
         async with session_scope() as session:
-            city = (await session.exec(select(Technician.city_id).where(Technician.id == technician_id))).first()
+            city = await queries.technician_city(session, technician_id)
         city = city or index.home_city
         await index.redis.set(key, city, ex=TECHNICIAN_CITY_TTL_S)
     return city
@@ -737,9 +710,8 @@ async def record_position(session: AsyncSession, index: GeoIndex, technician: Te
 async def rebuild_index(session: AsyncSession, index: GeoIndex, city: str | None = None) -> int:
     """Refill Redis from PostgreSQL (after Redis lost its data): status and load of everyone on
     duty, positions as last persisted (a newer one in Redis is kept). One city, or all."""
-    cities = [city] if city else list((await session.exec(select(City.id))).all())
-    rows = (await session.exec(select(Technician).where(
-        col(Technician.city_id).in_(cities), col(Technician.status).in_(("online", "busy"))))).all()
+    cities = [city] if city else await queries.city_ids(session)
+    rows = await queries.technicians_on_duty(session, cities)
     load = await _loads(session, [t.id for t in rows])
     for tech in rows:
         location = lonlat(tech.last_location) if tech.last_location is not None else None
@@ -761,7 +733,7 @@ async def on_order_status_changed(session: AsyncSession, event: OrderStatusChang
         await session.exec(update(Offer).where(Offer.order_id == event.order_id, Offer.status == "offered")
                            .values(status="withdrawn", decided_at=now))
     if event.to in ("completed", "cancelled", "matching", "payment_attention") and event.technician_id and event.from_ in ACTIVE_JOB_STATES:
-        technician = await session.get(Technician, event.technician_id)
+        technician = await queries.find_technician(session, event.technician_id)
         if technician is not None and technician.status == "busy":
             load = (await _loads(session, [technician.id])).get(technician.id, 0)
             await technicians.release_job(session, technician, load, now)

@@ -65,9 +65,9 @@ async def register_device(
     """A wired device is bound to its concentrator (none: legacy plain TCP only); an NB-IoT
     device to its IoT platform, which it must name."""
     from dispatch.cities import city_at  # a device is in its address's city, as an order is
-    from dispatch.models import Address  # the address must belong to the customer
+    from dispatch.queries import find_address  # the address must belong to the customer
 
-    address = await session.get(Address, address_id)
+    address = await find_address(session, address_id)
     if address is None or address.customer_id != customer_id:
         raise NotFound("no such address for this customer")
     if (protocol == "nbiot") != (platform is not None) or (protocol == "nbiot" and concentrator_id is not None):

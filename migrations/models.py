@@ -14,6 +14,7 @@ MODEL_MODULES = (
     "ratings.models",
     "meters.models",
     "dispatch.field.models",
+    "scheduling.models",
 )
 
 

@@ -19,7 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
 from dispatch.errors import IllegalTransition
-from dispatch.models import Order, Technician
+from dispatch import queries
+from dispatch.models import Order
 from dispatch.states import next_state
 from kit.errors import Conflict
 from settlement import ledger, service
@@ -194,7 +195,7 @@ async def settle_cancelled_order(session: AsyncSession, order_id: uuid.UUID, *, 
 
 async def _cancellation_settlement(session: AsyncSession, payment: Payment, technician_id: uuid.UUID,
                                    rule_version: int, *, fee_minor: int, share: int) -> Settlement:
-    technician = await session.get(Technician, technician_id)
+    technician = await queries.find_technician(session, technician_id)
     settlement_id = cancellation_settlement_id(payment.order_id)
     await session.exec(insert(Settlement).values(
         id=settlement_id, order_id=payment.order_id, kind="cancellation", review_id="cancellation",

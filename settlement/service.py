@@ -29,8 +29,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from dispatch import queries
 from dispatch import service as dispatch
-from dispatch.models import Account, Customer, Order, Technician
+from dispatch.models import Order
 from dispatch.notifications import notify
 from dispatch.reasons import CARD_DECLINED
 from dispatch.states import PAYMENT_RELEASES_TECHNICIAN
@@ -211,7 +212,7 @@ async def place_hold(session: AsyncSession, order_id: uuid.UUID, gateway: Paymen
 async def _needs_attention(session: AsyncSession, order_id: uuid.UUID, reason_code: str) -> None:
     """The customer must pay with another card. Before the door the technician is released; at the
     door the job goes on and the order moves once it is completed (capture_order)."""
-    order = await session.get(Order, order_id, populate_existing=True)
+    order = await queries.find_order(session, order_id, refresh=True)
     if order.status not in (*PAYMENT_RELEASES_TECHNICIAN, "completed"):
         log.warning("settlement.declined_during_service", order_id=str(order_id), status=order.status)
         return
@@ -221,7 +222,7 @@ async def _needs_attention(session: AsyncSession, order_id: uuid.UUID, reason_co
         payload["released_technician_id"] = str(order.technician_id)
     await dispatch.transition(session, order_id, "payment_declined", SYSTEM, reason=reason_code, payload=payload,
                               set_values={"technician_id": None} if release else None)
-    customer = await session.get(Customer, order.customer_id)
+    customer = await queries.find_customer(session, order.customer_id)
     if customer is not None:
         attempts = len(await payment_attempts(session, order_id))
         await notify(session, customer.account_id, "payment_attention", "付款需要处理 / Payment needs attention",
@@ -401,7 +402,7 @@ async def compute_settlement(
     base = 0 if payment is None else payment.captured_minor - payment.refunded_minor
     rule_row = await current_rules(session)
     result = compute(as_rules(rule_row), base_minor=base, stars=stars)
-    technician = await session.get(Technician, order.technician_id)
+    technician = await queries.find_technician(session, order.technician_id)
     settlement_id = settlement_id_for(order_id)
     inserted = (await session.exec(insert(Settlement).values(
         id=settlement_id, order_id=order_id, review_id=review_id, technician_id=order.technician_id,
@@ -483,10 +484,10 @@ async def ensure_connected_account(session: AsyncSession, technician_id: uuid.UU
     row = await session.get(ConnectedAccount, technician_id)
     if row is not None:
         return row
-    technician = await session.get(Technician, technician_id)
+    technician = await queries.find_technician(session, technician_id)
     if technician is None:
         raise NotFound("no such technician")
-    account = await session.get(Account, technician.account_id)
+    account = await queries.find_account(session, technician.account_id)
     created = await _call(gateway.create_connected_account, technician_id=str(technician_id),
                           email=account.email if account else f"{technician_id}@technicians.invalid",
                           idempotency_key=f"settlement:technician:{technician_id}:account:v1")

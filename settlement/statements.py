@@ -22,7 +22,8 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.field import reports
-from dispatch.models import Address, Customer, Order
+from dispatch import queries
+from dispatch.models import Order
 from settlement import ledger
 from settlement.models import LedgerEntry, LedgerPosting, RuleSet, Settlement
 
@@ -112,10 +113,11 @@ async def receipt(session: AsyncSession, order: Order) -> Receipt:
     followups = []
     for hazard in await reports.hazards_of(session, order.id):
         if hazard.followup_order_id is not None:
-            followup = await session.get(Order, hazard.followup_order_id)
+            followup = await queries.find_order(session, hazard.followup_order_id)
             followups.append(Followup(followup.id, hazard.category, hazard.severity, followup.status,
                                       followup.price_estimate_minor))
-    customer, address = await session.get(Customer, order.customer_id), await session.get(Address, order.address_id)
+    customer = await queries.find_customer(session, order.customer_id)
+    address = await queries.find_address(session, order.address_id)
     return Receipt(order=order, currency=order.currency, holds=holds, held_minor=held, captured_minor=captured,
                    released_minor=last_hold - captured - held if holds else 0,
                    refunded_minor=sum(m.amount_minor for m in money_back), money_back=money_back,
@@ -201,7 +203,7 @@ async def earnings(session: AsyncSession, technician_id: uuid.UUID, start: date,
         if order_id is not None:
             day.order_ids.add(order_id)
     settlements = (await session.exec(
-        select(Settlement, Order.kind).join(Order, col(Order.id) == Settlement.order_id)
+        queries.with_order_kind(Settlement, Settlement.order_id)
         .where(Settlement.technician_id == technician_id, Settlement.created_at >= since,
                Settlement.created_at < until).order_by(col(Settlement.created_at).desc()))).all()
     for s, _ in settlements:

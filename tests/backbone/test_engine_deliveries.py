@@ -121,6 +121,27 @@ async def test_deliveries_of_one_order_wait_for_the_earlier_one(session: AsyncSe
     assert seen["flaky"] == ["b1", "a1", "a2"]
 
 
+async def test_an_unordered_subscriber_does_not_wait_for_the_orders_earlier_delivery(session: AsyncSession) -> None:
+    order, pushed = str(uuid.uuid4()), []
+
+    async def push(_session: AsyncSession, payload: dict) -> None:
+        if payload["technician"] == "t1":  # his push service is down
+            raise RuntimeError("503 from the push service")
+        pushed.append(payload["technician"])
+
+    subscribe(TOPIC, push, subscriber="push_test")
+    events.mark_unordered("push_test")
+    try:
+        for technician in ("t1", "t2", "t3"):  # one round's offers: one order, three technicians
+            await publish(session, TOPIC, {"order_id": order, "technician": technician})
+        await drain(session)
+    finally:
+        unsubscribe(TOPIC, push)
+        events._unordered.discard("push_test")
+    assert pushed == ["t2", "t3"]  # not held behind t1's retries
+    assert [d.order_key for d in await _deliveries(session, "push_test")] == [None, None, None]
+
+
 async def test_not_ready_is_retried_later_without_counting_as_a_failure(session: AsyncSession, calls) -> None:  # noqa: ANN001
     seen, _, not_ready = calls
     order = str(uuid.uuid4())

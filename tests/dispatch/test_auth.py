@@ -69,5 +69,5 @@ def test_production_refuses_the_default_secret(monkeypatch) -> None:  # noqa: AN
     with pytest.raises(ValidationError, match="QR_SIGNING_KEYS"):
         Settings(environment="production", jwt_secret="x" * 40)
     strong = Settings(environment="production", jwt_secret="x" * 40, qr_signing_keys={"2026-11": "q" * 40},
-                      stripe_webhook_secret="w" * 40)
+                      stripe_webhook_secret="w" * 40, vapid_private_key="v" * 43)
     assert strong.environment == "production"

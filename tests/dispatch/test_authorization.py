@@ -76,6 +76,9 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/notifications"): SIGNED_IN,
     ("POST", "/v1/notifications/{notification_id}/read"): {"customer", "technician", "admin"},
     ("GET", "/v1/ws/schema"): EVERYONE,
+    ("GET", "/v1/push/vapid-public-key"): EVERYONE,  # a public key
+    ("POST", "/v1/me/push-subscriptions"): {"technician"},
+    ("DELETE", "/v1/me/push-subscriptions/{subscription_id}"): {"technician"},  # his own only
     ("GET", "/v1/safety/gas-leak"): EVERYONE,  # a household in danger may have no account
     ("GET", "/v1/stations"): SIGNED_IN,
     ("POST", "/v1/stations"): {"admin"},
@@ -144,6 +147,13 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/ops/orders/{order_id}/messages"): {"admin"},
     ("GET", "/v1/ops/certifications"): {"admin"},
     ("POST", "/v1/ops/hazards/{hazard_id}/resolve"): {"admin"},
+    ("GET", "/v1/technicians/me/shifts"): {"technician"},
+    ("PUT", "/v1/technicians/me/shifts"): {"technician"},
+    ("GET", "/v1/ops/technicians/{technician_id}/shifts"): {"admin", "auditor"},
+    ("PUT", "/v1/ops/technicians/{technician_id}/shifts"): {"admin"},
+    ("GET", "/v1/slots"): {"customer"},
+    ("POST", "/v1/bookings"): {"customer"},
+    ("POST", "/v1/bookings/{order_id}/reschedule"): {"customer", "admin"},
 }
 
 

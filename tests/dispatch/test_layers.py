@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAINS = {"dispatch", "matching", "ratings", "settlement", "meters"}
+DOMAINS = {"dispatch", "matching", "ratings", "settlement", "meters", "scheduling"}
 FLOOR = {"kit": 0, **{d: 1 for d in DOMAINS}, "api": 2, "app": 3}
 
 

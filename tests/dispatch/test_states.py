@@ -24,7 +24,7 @@ LEGAL = {
     ("accepted", "reschedule"): "matching",
     **{(s, "assign"): "accepted" for s in ("matching", "offered", "accepted", "en_route")},
     **{(s, "cancel"): "cancelled" for s in
-       ("awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "arrived", "in_service",
+       ("awaiting_consent", "scheduled", "created", "matching", "offered", "accepted", "en_route", "arrived", "in_service",
         "payment_attention")},
 }
 
@@ -63,3 +63,10 @@ def test_unknown_state_and_action_are_refused() -> None:
         next_state("teleported", "accept")
     with pytest.raises(IllegalTransition):
         next_state("created", "teleport")
+
+
+def test_only_the_system_releases_a_booked_appointment_into_matching() -> None:
+    assert next_state("scheduled", "release", "system").to_status == "matching"
+    for role in ("customer", "admin", "technician"):
+        with pytest.raises(IllegalTransition):
+            next_state("scheduled", "release", role)

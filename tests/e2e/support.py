@@ -102,15 +102,21 @@ async def job_in_service(new_context: Any, base: str, people: dict) -> tuple[Any
     return tech, customer
 
 
+async def demo_station(session: Any) -> Any:
+    """The demo city's station the browser tests' people belong to, its area around CENTER."""
+    from dispatch.stations import create_station
+
+    return await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
+                                service_area=square(*CENTER, 0.03), daily_capacity=40)
+
+
 async def accepted_repair(session: Any, *then: str) -> tuple[Any, Any, Any]:
     """A repair order at the demo station's centre, accepted by a technician of that station,
     then moved on by operations through `then` (e.g. "depart"): (customer, technician, order)."""
     from dispatch import service as dispatch
-    from dispatch.stations import create_station
     from tests.factories import make_customer, make_technician
 
-    station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
-                                   service_area=square(*CENTER, 0.03), daily_capacity=40)
+    station = await demo_station(session)
     customer = await make_customer(session, *CENTER)
     technician = await make_technician(session, station=station)
     order = await dispatch.create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,

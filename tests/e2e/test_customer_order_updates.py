@@ -13,9 +13,8 @@ import pytest
 from playwright.async_api import expect
 
 from dispatch.models import Technician
-from dispatch.stations import create_station
 from matching import service as engine
-from tests.e2e.support import CENTER, PHONE, square
+from tests.e2e.support import CENTER, PHONE, demo_station
 from tests.e2e.test_opsconsole_flow import shot, sign_in
 from tests.factories import make_customer, make_staff, make_technician
 
@@ -32,8 +31,7 @@ MESSAGE = "抢险车已从西湖站出发，请保持电话畅通 <b>勿开灯</
 async def people(committed_sessions):  # noqa: ANN001, ANN201
     """A household and three emergency technicians of the demo city's station."""
     async with committed_sessions() as session:
-        station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
-                                       service_area=square(*CENTER, 0.03), daily_capacity=40)
+        station = await demo_station(session)
         customer = await make_customer(session, *CENTER)
         technicians = [(await make_technician(session, station=station, kinds=("repair", "emergency"))).technician
                        for _ in range(3)]

@@ -15,9 +15,9 @@ from playwright.async_api import expect
 from sqlalchemy import select, update
 
 from dispatch.models import OrderEvent, Technician
-from dispatch.stations import create_station, set_duty_staff
+from dispatch.stations import set_duty_staff
 from matching.models import Offer
-from tests.e2e.support import CENTER, DESKTOP, square
+from tests.e2e.support import CENTER, DESKTOP, demo_station
 from tests.e2e.test_opsconsole_flow import phone_online, shot, sign_in
 from tests.factories import make_customer, make_staff, make_technician
 
@@ -38,8 +38,7 @@ REASON = ("赵师傅未接单，", "电话确认后直接指派")
 @pytest.fixture
 async def people(committed_sessions):  # noqa: ANN001, ANN201
     async with committed_sessions() as session:
-        station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
-                                       service_area=square(*CENTER, 0.03), daily_capacity=40)
+        station = await demo_station(session)
         customer = await make_customer(session, *CENTER)
         technician = await make_technician(session, station=station, kinds=("repair", "emergency"))
         await session.exec(update(Technician).where(Technician.id == technician.technician.id).values(name=NAME))

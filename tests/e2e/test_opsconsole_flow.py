@@ -20,8 +20,7 @@ from kit.db import session_scope
 from dispatch.field.models import Hazard
 from dispatch.models import Certification, Technician, TrainingRecord
 from dispatch.service import Actor, create_order, transition
-from dispatch.stations import create_station
-from tests.e2e.support import CENTER, DESKTOP, PHONE, square, sign_in, shot
+from tests.e2e.support import CENTER, DESKTOP, PHONE, sign_in, shot, demo_station
 from tests.factories import make_customer, make_staff, make_technician
 
 FAST = {"GASDISPATCH_EMBEDDED_WORKER": "true", "GASDISPATCH_BATCH_WINDOW_S": "0.3", "GASDISPATCH_MAX_SPEED_KMH": "2000"}
@@ -31,8 +30,7 @@ NAMES = {"first": "张师傅", "second": "李师傅", "uncertified": "王师傅"
 @pytest.fixture
 async def people(committed_sessions):  # noqa: ANN001, ANN201
     async with committed_sessions() as session:
-        station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
-                                       service_area=square(*CENTER, 0.03), daily_capacity=40)
+        station = await demo_station(session)
         customer = await make_customer(session, *CENTER)
         technicians = {
             "first": await make_technician(session, station=station),

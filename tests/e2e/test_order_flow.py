@@ -12,8 +12,7 @@ import pytest
 from playwright.async_api import expect
 
 from dispatch.models import Certification
-from dispatch.stations import create_station
-from tests.e2e.support import CENTER, DESKTOP, PHONE, ROOT, square, sign_in, shot
+from tests.e2e.support import CENTER, DESKTOP, PHONE, ROOT, sign_in, shot, demo_station
 from tests.factories import make_customer, make_staff, make_technician
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -29,8 +28,7 @@ FAST = {
 @pytest.fixture
 async def people(committed_sessions):  # noqa: ANN001, ANN201
     async with committed_sessions() as session:
-        station = await create_station(session, name="西湖社区服务站", city="demo", lon=CENTER[0], lat=CENTER[1],
-                                       service_area=square(*CENTER, 0.03), daily_capacity=40)
+        station = await demo_station(session)
         customer = await make_customer(session, *CENTER)
         technician = await make_technician(session, station=station)
         now = datetime.now(timezone.utc)

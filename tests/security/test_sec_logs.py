@@ -79,7 +79,8 @@ def test_known_secrets_cover_every_secret_setting() -> None:
     settings = Settings(environment="test", _env_file=None, jwt_secret="j" * 40, stripe_api_key="sk_live_" + "s" * 30,
                         stripe_webhook_secret="whsec_" + "w" * 30, metrics_token="m" * 40,
                         qr_signing_keys={"a": "q" * 40}, meters_webhook_secrets={"ctwing": "c" * 40},
-                        database_url="postgresql+asyncpg://u:dbpassword1@h:1/d")
+                        vapid_private_key="v" * 43, database_url="postgresql+asyncpg://u:dbpassword1@h:1/d")
     redact = RedactSecrets(known_secrets(settings))
-    text = " ".join(["j" * 40, "sk_live_" + "s" * 30, "whsec_" + "w" * 30, "m" * 40, "q" * 40, "c" * 40, "dbpassword1"])
+    text = " ".join(["j" * 40, "sk_live_" + "s" * 30, "whsec_" + "w" * 30, "m" * 40, "q" * 40, "c" * 40, "v" * 43,
+                     "dbpassword1"])
     assert set(redact.scrub(text).split()) == {"[redacted]"}

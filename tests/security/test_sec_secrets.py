@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 from httpx import AsyncClient
+from py_vapid import Vapid02
 from pydantic import ValidationError
 
-from kit.config import DEV_QR_KEY, Settings
+from kit.config import DEV_QR_KEY, DEV_VAPID_PRIVATE_KEY, Settings
 from kit.secrets import ensure_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_VARIABLES = ("GASDISPATCH_JWT_SECRET", "GASDISPATCH_QR_SIGNING_KEYS", "GASDISPATCH_QR_ACTIVE_KEY_ID",
                     "GASDISPATCH_STRIPE_WEBHOOK_SECRET", "GASDISPATCH_METRICS_TOKEN",
-                    "GASDISPATCH_METERS_WEBHOOK_SECRETS", "GASDISPATCH_STRIPE_API_KEY", "GASDISPATCH_ENVIRONMENT")
+                    "GASDISPATCH_METERS_WEBHOOK_SECRETS", "GASDISPATCH_STRIPE_API_KEY", "GASDISPATCH_VAPID_PRIVATE_KEY",
+                    "GASDISPATCH_ENVIRONMENT")
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def test_every_default_secret_is_refused_outside_tests(clean_environment: None, 
                  _env_file=None)
     message = str(refused.value)
     for name in ("GASDISPATCH_JWT_SECRET", "GASDISPATCH_QR_SIGNING_KEYS", "GASDISPATCH_STRIPE_WEBHOOK_SECRET",
-                 "GASDISPATCH_STRIPE_API_KEY", "GASDISPATCH_METERS_WEBHOOK_SECRETS"):
+                 "GASDISPATCH_STRIPE_API_KEY", "GASDISPATCH_METERS_WEBHOOK_SECRETS", "GASDISPATCH_VAPID_PRIVATE_KEY"):
         assert name in message
 
 
@@ -60,6 +62,8 @@ def test_generated_secrets_start_a_non_test_install(clean_environment: None, tmp
     assert set(settings.meters_webhook_secrets) == {"ctwing", "onenet"}
     assert DEV_QR_KEY not in settings.qr_signing_keys.values()
     assert settings.stripe_webhook_secret != "whsec_local"
+    assert settings.vapid_private_key != DEV_VAPID_PRIVATE_KEY
+    Vapid02.from_raw(settings.vapid_private_key.encode())  # a usable P-256 key for pywebpush
 
 
 def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 // The technician's phone app: online/offline, the phone's position streamed over the socket,
-// offers with a countdown, the current job step by step, completed jobs, his certificates (with
+// offers with a countdown (a sound, a vibration and, through the service worker, a Web Push that
+// reaches a locked phone), the current job step by step, completed jobs, his certificates (with
 // the photo of one awaiting review).
-import { t } from "../shared/i18n.js";
+import { currentLang, t } from "../shared/i18n.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
 import { photoForUpload } from "../shared/photos.js";
@@ -21,7 +22,15 @@ let reposition = null;  // the latest repositioning hint, until he dismisses it
 let api;
 let socket;
 
-if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js").catch(() => {});
+// A module worker: it imports the dictionaries to word a push in his language.
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("sw.js", { type: "module" }).catch(() => {});
+  navigator.serviceWorker.addEventListener("message", (event) => {
+    if (event.data?.type === "offer_opened") showOffer(event.data.offer_id);
+  });
+}
+// Opened from an offer's notification: that offer's card is brought into view once it arrives.
+let offerToShow = new URLSearchParams(location.search).get("offer");
 
 startApp("technician", ["technician"], {
   boot: async (client) => {
@@ -34,13 +43,17 @@ startApp("technician", ["technician"], {
       onOpen: sendFix,
     });
     watchPosition();
+    rememberLanguage();
+    if (alertsState() === "granted") subscribePush().catch(() => renderAlerts());  // renews this device's subscription
+    document.addEventListener("visibilitychange", renderAlerts);  // permission changed in the settings
+    document.addEventListener("click", unlockAudio, { once: true });
     await loadJobs();
     await loadNotices();
     await loadCerts().catch((error) => toast(errorText(error)));
     setInterval(renderOffers, 1000);  // the countdowns
     setInterval(tickSla, 5000);
   },
-  rerender: render,
+  rerender: () => { rememberLanguage(); render(); },
 });
 
 // -- position ---------------------------------------------------------------------------------
@@ -74,6 +87,8 @@ function sendFix() {
 
 function onMessage(message) {
   if (message.type === "offer") {
+    // A reconnect resends the open offers: only a new one rings.
+    if (!state.offers.has(message.offer.offer_id)) ring(message.offer.priority);
     state.offers.set(message.offer.offer_id, message.offer);
     renderOffers();
   } else if (message.type === "offer_withdrawn") {
@@ -152,6 +167,7 @@ function render() {
   renderHeader();
   if (!document.getElementById("offers")) {
     fill(main, 
+      h("section", { class: "notice hidden", id: "alerts", role: "alert" }),
       h("section", { class: "card", id: "availability" }),
       h("section", { class: "notice hidden", id: "reposition", role: "status" }),
       h("section", { class: "card hidden", id: "notices", "aria-live": "assertive" }),
@@ -161,6 +177,7 @@ function render() {
       h("section", { class: "card", id: "earnings", "aria-labelledby": "earnings-h" }),
       h("section", { class: "card", id: "my-certs", "aria-labelledby": "my-certs-h" }));
   }
+  renderAlerts();
   renderAvailability();
   renderReposition();
   renderNotices();
@@ -268,6 +285,99 @@ function renderOffers() {
         t("technician.countdown", { s: Math.max(0, Math.round((Date.parse(offer.expires_at) - now) / 1000)) })),
       error, h("div", { class: "actions" }, accept, decline));
   }));
+  if (offerToShow) showOffer(offerToShow);
+}
+
+function showOffer(offerId) {
+  const accept = document.getElementById(`accept-${offerId}`);
+  offerToShow = accept ? null : offerId;
+  if (accept) { accept.scrollIntoView({ block: "center" }); accept.focus(); }
+}
+
+// -- alerts: an offer must wake him --------------------------------------------------------------
+
+let audio = null;  // created on his first tap: browsers keep sound muted until the page is touched
+
+function unlockAudio() {
+  try {
+    audio ??= new AudioContext();
+    audio.resume();
+  } catch { audio = null; }
+}
+
+const VIBRATION = { emergency: [400, 150, 400, 150, 800], other: [300, 100, 300] };
+
+/** A short beep pattern (oscillator, no sound file) and a vibration; three beeps for an emergency. */
+function ring(priority) {
+  const emergency = priority === "emergency";
+  navigator.vibrate?.(emergency ? VIBRATION.emergency : VIBRATION.other);
+  try {
+    audio ??= new AudioContext();
+    for (let i = 0; i < (emergency ? 3 : 2); i++) {
+      const start = audio.currentTime + i * 0.35;
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      tone.type = "square";
+      tone.frequency.value = emergency ? 988 : 880;
+      gain.gain.setValueAtTime(0.2, start);
+      gain.gain.setValueAtTime(0, start + 0.22);
+      tone.connect(gain).connect(audio.destination);
+      tone.start(start);
+      tone.stop(start + 0.25);
+    }
+  } catch { /* no audio here: the vibration and the card remain */ }
+}
+
+function alertsState() {
+  if (!("Notification" in window) || !("serviceWorker" in navigator) || !("PushManager" in window)) return "unsupported";
+  return Notification.permission;
+}
+
+// The service worker words a push in the language he chose: it reads it from this cache entry.
+function rememberLanguage() {
+  if ("caches" in window) caches.open("gasdispatch-prefs").then((cache) => cache.put("lang", new Response(currentLang()))).catch(() => {});
+}
+
+async function subscribePush() {
+  const registration = await navigator.serviceWorker.ready;
+  const { public_key: key } = await api.get("/v1/push/vapid-public-key");
+  let subscription = await registration.pushManager.getSubscription();
+  const current = subscription?.options.applicationServerKey;
+  if (subscription && current && base64url(current) !== key) {  // the install's key changed
+    await subscription.unsubscribe();
+    subscription = null;
+  }
+  subscription ??= await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+  await api.post("/v1/me/push-subscriptions", subscription.toJSON());
+}
+
+function base64url(buffer) {
+  return btoa(String.fromCharCode(...new Uint8Array(buffer))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** "Alerts off" while notifications are not granted: offers would not reach a locked phone. */
+function renderAlerts() {
+  const section = document.getElementById("alerts");
+  if (!section) return;
+  const permission = alertsState();
+  section.classList.toggle("hidden", permission === "granted");
+  // Rebuilt only when it changes: a button replaced under his finger would lose the tap.
+  const shown = `${permission}:${currentLang()}`;
+  if (permission === "granted" || section.dataset.shown === shown) return;
+  section.dataset.shown = shown;
+  const error = h("p", { class: "error", role: "alert" });
+  let enable = null;
+  if (permission === "default") {
+    enable = h("button", { type: "button", class: "primary", id: "alerts-enable" }, t("alerts.enable"));
+    enable.addEventListener("click", async () => {
+      unlockAudio();
+      if (await Notification.requestPermission() === "granted") await act(enable, error, subscribePush);
+      if (!error.textContent) renderAlerts();
+    });
+  }
+  fill(section, h("h2", {}, t("alerts.title")),
+    h("p", { id: "alerts-text" }, t(`alerts.${permission}`)), error,
+    enable ? h("div", { class: "actions" }, enable) : null);
 }
 
 const cards = new Map();  // order id -> {status, lang, element}: a card is rebuilt only when its job moves on

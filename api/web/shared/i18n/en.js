@@ -139,6 +139,7 @@ export default {
   "customer.thanks": "thank you",
   // Price approval bound to the price shown; follow-ups wait for the customer's consent.
   "status.awaiting_consent": "Awaiting your consent",
+  "status.scheduled": "Booked",
   "customer.priceChanged": "The technician changed the price meanwhile; please check the new one.",
   "customer.consentTitle": "Follow-up repair",
   "customer.consentText": "The technician found a hazard. Order the repair for {amount}? Nothing is charged until you agree.",
@@ -632,6 +633,8 @@ export default {
   "event.create": "Order created",
   "event.consent": "Follow-up approved",
   "event.start_matching": "Looking for a technician",
+  "event.release": "Booked window near: looking for the technician",
+  "event.move_window": "Moved to another window",
   "event.offer": "Offered to a technician",
   "event.offer_lapsed": "Offer not taken",
   "event.accept": "Technician accepted",
@@ -682,6 +685,7 @@ export default {
   "ops.engine.subscriberName.settlement": "Settlement",
   "ops.engine.subscriberName.meters": "Meters",
   "ops.engine.subscriberName.ratings": "Ratings",
+  "ops.engine.subscriberName.push": "Offer alerts (Web Push)",
   "ops.engine.topicName.dispatch.order_created": "Order created",
   "ops.engine.topicName.dispatch.order_status_changed": "Order status changed",
   "ops.engine.topicName.matching.offer_created": "Offer sent",
@@ -743,4 +747,13 @@ export default {
   "slaClock.hours": "{h} h {m} min",
   "slaClock.days": "{d} days {h} h",
   "orderMessages.title": "Messages from operations",
+  // issue 16: offer alerts (a sound, a vibration, Web Push to a locked phone)
+  "alerts.title": "Offer alerts are off",
+  "alerts.default": "New offers will not reach you while the screen is locked or this page is closed. Turn on notifications so an offer rings even then.",
+  "alerts.denied": "Notifications are blocked: offers will not reach a locked phone. Allow notifications for this site in the browser or phone settings.",
+  "alerts.unsupported": "This browser cannot alert you to offers on a locked screen. Use Chrome or add the app to the home screen, and keep this page open.",
+  "alerts.enable": "Turn alerts on",
+  "push.offer.title": "New job offer",
+  "push.offer.titleEmergency": "Emergency job offer",
+  "push.offer.body": "{kind}: accept before {time}",
 };

@@ -139,6 +139,7 @@ export default {
   "customer.thanks": "感谢您的评价",
   // Price approval bound to the price shown; follow-ups wait for the customer's consent.
   "status.awaiting_consent": "待您确认",
+  "status.scheduled": "已预约",
   "customer.priceChanged": "维修员已修改价格，请确认新的价格。",
   "customer.consentTitle": "隐患整改工单",
   "customer.consentText": "维修员发现了安全隐患。是否预约整改（{amount}）？确认前不会扣款。",
@@ -632,6 +633,8 @@ export default {
   "event.create": "创建工单",
   "event.consent": "用户同意整改",
   "event.start_matching": "开始派单",
+  "event.release": "预约时段将至：正在派单",
+  "event.move_window": "已改约到其他时段",
   "event.offer": "派单给维修员",
   "event.offer_lapsed": "派单未被接受",
   "event.accept": "维修员接单",
@@ -682,6 +685,7 @@ export default {
   "ops.engine.subscriberName.settlement": "结算",
   "ops.engine.subscriberName.meters": "燃气表",
   "ops.engine.subscriberName.ratings": "评价",
+  "ops.engine.subscriberName.push": "派单推送",
   "ops.engine.topicName.dispatch.order_created": "新工单",
   "ops.engine.topicName.dispatch.order_status_changed": "工单状态变化",
   "ops.engine.topicName.matching.offer_created": "派单邀请已发出",
@@ -743,4 +747,13 @@ export default {
   "slaClock.hours": "{h} 小时 {m} 分钟",
   "slaClock.days": "{d} 天 {h} 小时",
   "orderMessages.title": "运营中心消息",
+  // issue 16: offer alerts (a sound, a vibration, Web Push to a locked phone)
+  "alerts.title": "新派单提醒未开启",
+  "alerts.default": "锁屏或关闭本页时，您将收不到新派单。请开启通知，让派单在锁屏时也能响铃提醒。",
+  "alerts.denied": "通知已被拒绝：锁屏时收不到新派单。请在浏览器或手机设置中允许本站的通知。",
+  "alerts.unsupported": "此浏览器不能在锁屏时提醒新派单。请使用 Chrome 或将本应用添加到主屏幕，并保持本页打开。",
+  "alerts.enable": "开启提醒",
+  "push.offer.title": "新派单",
+  "push.offer.titleEmergency": "紧急抢险派单",
+  "push.offer.body": "{kind}，请在 {time} 前接单",
 };

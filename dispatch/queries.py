@@ -1,0 +1,235 @@
+"""What other packages read of dispatch's tables: orders, technicians, stations, addresses, blocks.
+
+Matching and settlement ask here instead of building SQL against dispatch's tables, so a column
+or an index changes in one package. A function returning a query (not rows) is for a caller
+that runs it inside one statement of its own (one round trip on the emergency path). Writes go
+through dispatch.service and dispatch.technicians.
+"""
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch.models import (
+    Account,
+    Address,
+    Certification,
+    City,
+    Customer,
+    CustomerBlock,
+    Order,
+    OrderEvent,
+    ServiceStation,
+    Technician,
+)
+from dispatch.states import ACTIVE_JOB_STATES
+
+# Orders ------------------------------------------------------------------------------------
+
+
+async def find_order(session: AsyncSession, order_id: uuid.UUID, *, refresh: bool = False) -> Order | None:
+    """`refresh`: read the row again even if this session holds it."""
+    return await session.get(Order, order_id, populate_existing=refresh)
+
+
+async def order_for_update(session: AsyncSession, order_id: uuid.UUID) -> Order | None:
+    """The order as the database has it, its row locked by this transaction."""
+    return await session.get(Order, order_id, populate_existing=True, with_for_update=True)
+
+
+async def lock_orders(session: AsyncSession, order_ids: Collection[uuid.UUID] | Select[Any]) -> None:
+    """Locks the orders (ids, or a query of ids) in id order: every path that locks several
+    orders takes them so, and none waits on another crosswise."""
+    await session.exec(select(Order.id).where(col(Order.id).in_(order_ids)).order_by(Order.id).with_for_update())
+
+
+async def waiting_orders(session: AsyncSession, city: str) -> Sequence[Order]:
+    """The city's orders in matching, oldest first, locked; an order another transaction holds
+    (a cancel, an assign) is skipped, not waited for."""
+    return (await session.exec(
+        select(Order).where(Order.city_id == city, Order.status == "matching").order_by(Order.created_at)
+        .with_for_update(skip_locked=True))).all()
+
+
+async def orders_past_deadline(session: AsyncSession, now: datetime, city_id: str | None = None) -> Sequence[uuid.UUID]:
+    """Orders not yet offered whose SLA deadline passed (of one city, or of all)."""
+    return (await session.exec(select(Order.id).where(
+        col(Order.status).in_(("created", "matching")), Order.sla_deadline <= now,
+        *([Order.city_id == city_id] if city_id else [])))).all()
+
+
+async def orders_past_alert_threshold(session: AsyncSession, now: datetime, first_alert_s: Mapping[str, float],
+                                      city_id: str | None = None) -> Sequence[Order]:
+    """Orders in matching or offered that have waited past their priority's first alert
+    threshold (`first_alert_s`: seconds per priority)."""
+    # A booked appointment waits from its window's start, not from the day it was booked.
+    since = func.coalesce(Order.window_start, Order.created_at)
+    return (await session.exec(select(Order).where(
+        col(Order.status).in_(("matching", "offered")), *([Order.city_id == city_id] if city_id else []),
+        or_(*(and_(Order.priority == p, since <= now - timedelta(seconds=s)) for p, s in first_alert_s.items())),
+    ))).all()
+
+
+async def orders_in(session: AsyncSession, order_ids: Collection[uuid.UUID], statuses: Collection[str]) -> Sequence[Order]:
+    """Those of the orders whose status is one of `statuses`."""
+    return (await session.exec(select(Order).where(
+        col(Order.id).in_(order_ids), col(Order.status).in_(statuses)))).all()
+
+
+async def routine_job_to_preempt(session: AsyncSession, technician_id: uuid.UUID) -> Order | None:
+    """The technician's latest routine job he accepted and has not set out for."""
+    return (await session.exec(select(Order).where(
+        Order.technician_id == technician_id, Order.status == "accepted", Order.priority == "routine",
+    ).order_by(col(Order.created_at).desc()).limit(1))).first()
+
+
+async def jobs_in_hand(session: AsyncSession, technician_ids: Collection[uuid.UUID], *,
+                       other_than: uuid.UUID | None = None) -> dict[uuid.UUID, int]:
+    """Active jobs per technician (those with none are absent); `other_than`: an order not counted."""
+    rows = await session.exec(select(Order.technician_id, func.count()).where(
+        col(Order.technician_id).in_(technician_ids), col(Order.status).in_(ACTIVE_JOB_STATES),
+        *([Order.id != other_than] if other_than is not None else []),
+    ).group_by(Order.technician_id))
+    return {tid: n for tid, n in rows.all() if tid is not None}
+
+
+async def jobs_held(session: AsyncSession, technician_id: uuid.UUID) -> int:
+    """One technician's active jobs."""
+    return (await session.exec(select(func.count()).select_from(Order).where(
+        Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).one()
+
+
+def with_order_kind(entity: Any, order_id: Any) -> Select[Any]:
+    """A query of `entity`'s rows, each with the kind of the order its column `order_id` names,
+    joined in one statement; the caller adds its own filters."""
+    return select(entity, Order.kind).join(Order, col(Order.id) == order_id)
+
+
+async def emergencies_in_area(session: AsyncSession, station_id: uuid.UUID, since: datetime) -> int:
+    """Emergency orders placed inside the station's service area since then."""
+    return (await session.exec(select(func.count()).select_from(Order).join(
+        ServiceStation, func.ST_Covers(ServiceStation.service_area, Order.location)).where(
+        Order.priority == "emergency", Order.created_at >= since, ServiceStation.id == station_id))).one()
+
+
+# An order's timeline -----------------------------------------------------------------------
+
+
+def step_count_query(order_id: uuid.UUID, action: str) -> Any:
+    """A scalar subquery: how often the action is on the order's timeline."""
+    return select(func.count()).select_from(OrderEvent).where(
+        OrderEvent.order_id == order_id, OrderEvent.action == action).scalar_subquery()
+
+
+async def step_payloads(session: AsyncSession, order_ids: Collection[uuid.UUID],
+                        action: str) -> Sequence[tuple[uuid.UUID, dict[str, Any]]]:
+    """(order id, payload) of each time the action is on these orders' timelines."""
+    return (await session.exec(select(OrderEvent.order_id, OrderEvent.payload).where(
+        col(OrderEvent.order_id).in_(order_ids), OrderEvent.action == action))).all()
+
+
+async def last_step_at(session: AsyncSession, order_id: uuid.UUID, action: str) -> datetime | None:
+    return (await session.exec(select(func.max(OrderEvent.created_at)).where(
+        OrderEvent.order_id == order_id, OrderEvent.action == action))).one()
+
+
+# Cities ------------------------------------------------------------------------------------
+
+
+async def find_city(session: AsyncSession, city_id: str) -> City | None:
+    return await session.get(City, city_id)
+
+
+async def city_ids(session: AsyncSession) -> list[str]:
+    return list((await session.exec(select(City.id))).all())
+
+
+async def cities_with_work(session: AsyncSession) -> list[str]:
+    """Cities with orders waiting or offered, or technicians on duty, by id."""
+    waiting = select(Order.city_id).where(col(Order.status).in_(("created", "matching", "offered")))
+    on_duty = select(Technician.city_id).where(col(Technician.status).in_(("online", "busy")))
+    rows = await session.exec(select(City.id).where(or_(col(City.id).in_(waiting), col(City.id).in_(on_duty)))
+                              .order_by(City.id))
+    return list(rows.all())
+
+
+# Technicians -------------------------------------------------------------------------------
+
+
+async def find_technician(session: AsyncSession, technician_id: uuid.UUID) -> Technician | None:
+    return await session.get(Technician, technician_id)
+
+
+async def technician_for_update(session: AsyncSession, technician_id: uuid.UUID) -> Technician | None:
+    """The technician's row, locked by this transaction."""
+    return (await session.exec(
+        select(Technician).where(Technician.id == technician_id).with_for_update())).first()
+
+
+async def technician_city(session: AsyncSession, technician_id: uuid.UUID) -> str | None:
+    return (await session.exec(select(Technician.city_id).where(Technician.id == technician_id))).first()
+
+
+async def technician_accounts(session: AsyncSession, technician_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """Each technician's account id."""
+    return dict((await session.exec(select(Technician.id, Technician.account_id).where(
+        col(Technician.id).in_(technician_ids)))).all())
+
+
+async def technicians_on_duty(session: AsyncSession, cities: Collection[str]) -> Sequence[Technician]:
+    """The cities' technicians online or busy."""
+    return (await session.exec(select(Technician).where(
+        col(Technician.city_id).in_(cities), col(Technician.status).in_(("online", "busy"))))).all()
+
+
+async def online_technicians(session: AsyncSession, technician_ids: Collection[uuid.UUID]) -> Sequence[Technician]:
+    """Those of the technicians who are online (not busy, not offline)."""
+    return (await session.exec(select(Technician).where(
+        col(Technician.id).in_(technician_ids), Technician.status == "online"))).all()
+
+
+async def certifications_by_technician(session: AsyncSession,
+                                       technician_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[Certification]]:
+    """Every certification of the technicians, whatever its status."""
+    certs: dict[uuid.UUID, list[Certification]] = {}
+    for cert in (await session.exec(select(Certification).where(
+            col(Certification.technician_id).in_(technician_ids)))).all():
+        certs.setdefault(cert.technician_id, []).append(cert)
+    return certs
+
+
+def blocked_technicians_query(customer_id: uuid.UUID) -> Select[Any]:
+    """A query of the ids of the technicians the customer blocked: the caller may run it alone
+    or unite it with its own (add_columns, union_all) in one statement."""
+    return select(CustomerBlock.technician_id).where(CustomerBlock.customer_id == customer_id)
+
+
+# Stations ----------------------------------------------------------------------------------
+
+
+async def stations_in(session: AsyncSession, city_id: str) -> Sequence[ServiceStation]:
+    return (await session.exec(select(ServiceStation).where(ServiceStation.city_id == city_id))).all()
+
+
+async def station_names(session: AsyncSession) -> dict[uuid.UUID, str]:
+    return {s.id: s.name for s in (await session.exec(select(ServiceStation))).all()}
+
+
+# Customers and accounts --------------------------------------------------------------------
+
+
+async def find_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
+    return await session.get(Customer, customer_id)
+
+
+async def find_address(session: AsyncSession, address_id: uuid.UUID) -> Address | None:
+    return await session.get(Address, address_id)
+
+
+async def find_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
+    return await session.get(Account, account_id)
