@@ -19,7 +19,10 @@ DEV_STRIPE_API_KEY = "sk_test_localstripe"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_local"
 DEV_VAPID_PRIVATE_KEY = "jVsOkxl91a6f1lGngDifh-id4GRBAoIGG4eYhE3Gg5A"  # a P-256 key for tests only
 MIN_SECRET_LENGTH = 32
-SECRETS_FILE = Path(__file__).resolve().parent.parent / "var" / "secrets.env"
+# Where `gasdispatch secrets init` writes and every command reads the install's secrets; a
+# deployment may keep them elsewhere (e.g. /etc/gasdispatch/secrets.env).
+SECRETS_FILE = Path(os.environ.get("GASDISPATCH_SECRETS_FILE")
+                    or Path(__file__).resolve().parent.parent / "var" / "secrets.env")
 
 
 class EscalationLadder(BaseModel):

@@ -84,6 +84,7 @@ def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
 def test_server_refuses_to_start_with_development_secrets(tmp_path: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
     environment["GASDISPATCH_ENVIRONMENT"] = "development"
+    environment["GASDISPATCH_SECRETS_FILE"] = str(tmp_path / "none.env")  # not this checkout's var/secrets.env
     result = subprocess.run([sys.executable, "-m", "app", "worker"], capture_output=True, text=True,
                             timeout=60, env=environment, cwd=tmp_path)
     assert result.returncode == 2
