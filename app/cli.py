@@ -157,6 +157,7 @@ def _mount_subcommands() -> None:
     from matching.cli import engine_app, plan, simulate
     from meters.cli import app as meters_app
     from ratings.cli import app as ratings_app
+    from scheduling.cli import app as scheduling_app
     from settlement.cli import app as settlement_app
     from settlement.cli import audit_app
 
@@ -168,6 +169,7 @@ def _mount_subcommands() -> None:
     app.add_typer(ratings_app, name="ratings")
     app.add_typer(field_app, name="field")
     app.add_typer(settlement_app, name="settlement")
+    app.add_typer(scheduling_app, name="scheduling")
     app.add_typer(audit_app, name="audit")
     app.add_typer(secrets_app, name="secrets")
 

@@ -52,6 +52,7 @@ from meters import rules as meters_rules
 from meters.consumption import check_consumption
 from meters.reminders import due_reminders
 from ratings.jobs import finalize_due
+from scheduling import planner as scheduling_planner
 from scheduling import service as scheduling
 from settlement import ledger as settlement_ledger
 from settlement import service as settlement
@@ -124,6 +125,10 @@ async def _ledger_anchor(session: AsyncSession, now: datetime) -> int:
     return 1
 
 
+async def _day_plan(session: AsyncSession, now: datetime) -> int:
+    return await scheduling_planner.plan_tomorrow(session, now, time_limit=get_settings().day_plan_time_limit_s)
+
+
 async def _requeue_stalled(session: AsyncSession, now: datetime) -> int:
     return await events.requeue_stalled(session)
 
@@ -158,6 +163,7 @@ def cron_jobs() -> dict[str, tuple[str, Job]]:
         "meters.reminders": (settings.cron_reminders, _reminders),
         "field.campaign": (settings.cron_campaign, _campaign),
         "settlement.ledger_anchor": (settings.cron_ledger_anchor, _ledger_anchor),
+        "scheduling.day_plan": (settings.cron_day_plan, _day_plan),
     }
 
 

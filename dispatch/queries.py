@@ -8,6 +8,7 @@ through dispatch.service and dispatch.technicians.
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from dispatch.models import (
     CustomerBlock,
     Order,
     OrderEvent,
+    ServiceKind,
     ServiceStation,
     Technician,
 )
@@ -233,3 +235,67 @@ async def find_address(session: AsyncSession, address_id: uuid.UUID) -> Address 
 
 async def find_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
     return await session.get(Account, account_id)
+
+
+# Booked visits (the day planner, scheduling/planner.py) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookedVisit:
+    order_id: uuid.UUID
+    status: str
+    address_line: str
+    location: Any  # geography(Point): kit.geo.lonlat
+    window_start: datetime
+    window_end: datetime
+    kind: str
+    certification: str  # the certification kind the work needs
+    duration_min: int  # the service kind's typical duration
+
+
+def _visits() -> Select[Any]:
+    return (select(Order.id, Order.status, Address.line, Address.location, Order.window_start, Order.window_end,
+                   Order.kind, ServiceKind.required_certification, ServiceKind.typical_duration_min)
+            .join(Address, Address.id == Order.address_id).join(ServiceKind, ServiceKind.code == Order.kind)
+            .where(col(Order.window_start).is_not(None)))
+
+
+async def scheduled_visits(session: AsyncSession, city_id: str, start: datetime, end: datetime) -> list[BookedVisit]:
+    """The city's orders still `scheduled` whose window starts in [start, end), earliest first."""
+    rows = (await session.exec(_visits().where(  # type: ignore[call-overload]
+        Order.city_id == city_id, Order.status == "scheduled", col(Order.window_start) >= start,
+        col(Order.window_start) < end).order_by(Order.window_start, Order.id))).all()
+    return [BookedVisit(*row) for row in rows]
+
+
+async def visits_of(session: AsyncSession, order_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, BookedVisit]:
+    rows = (await session.exec(_visits().where(col(Order.id).in_(order_ids)))).all()  # type: ignore[call-overload]
+    return {row[0]: BookedVisit(*row) for row in rows}
+
+
+async def bookable_technicians(session: AsyncSession, city_id: str,
+                               technician_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """Those of the technicians who are active, not suspended and of the city -> their station's
+    location (None without a station)."""
+    rows = (await session.exec(
+        select(Technician.id, ServiceStation.location)
+        .outerjoin(ServiceStation, ServiceStation.id == Technician.station_id)
+        .where(col(Technician.id).in_(technician_ids), Technician.city_id == city_id,
+               Technician.onboarding == "active", Technician.status != "suspended"))).all()
+    return dict(rows)
+
+
+async def covering(session: AsyncSession, technician_ids: Collection[uuid.UUID],
+                   order_ids: Collection[uuid.UUID]) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """(technician, order) pairs where the technician covers the order's address: his station's
+    service area covers it, or he has no station and the order is in his city."""
+    rows = (await session.exec(
+        select(Technician.id, Order.id)
+        .join(Address, Address.id == Order.address_id)
+        .join(Technician, col(Technician.id).in_(technician_ids))
+        .outerjoin(ServiceStation, ServiceStation.id == Technician.station_id)
+        .where(col(Order.id).in_(order_ids),
+               or_(and_(col(Technician.station_id).is_not(None),
+                        func.ST_Covers(ServiceStation.service_area, Address.location)),
+                   and_(col(Technician.station_id).is_(None), Technician.city_id == Order.city_id))))).all()
+    return {(technician_id, order_id) for technician_id, order_id in rows}

@@ -6,7 +6,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from geoalchemy2 import Geography
-from sqlalchemy import CheckConstraint, Column, Date, SmallInteger, Time
+from sqlalchemy import CheckConstraint, Column, Date, Index, SmallInteger, Time
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -65,3 +65,25 @@ class Booking(SQLModel, table=True):
     order_id: uuid.UUID = Field(foreign_key="dispatch_order.id", primary_key=True)
     technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
     created_at: datetime = timestamp_column(default_factory=utcnow)
+
+
+class PlanStop(SQLModel, table=True):
+    """One stop of the day plan (scheduling/planner.py): the technician's `sequence`-th visit of
+    his local `day` in `city_id`, with the planned arrival (service start, inside the booking's
+    window) and departure. A city-day's plan is replaced whole when it is planned again."""
+
+    __tablename__ = "scheduling_plan_stop"
+    __table_args__ = (
+        CheckConstraint("sequence >= 1", name="sequence"),
+        CheckConstraint("planned_departure_at >= planned_arrival_at", name="times"),
+        Index("ix_scheduling_plan_stop_city_day", "city_id", "day"),
+    )
+
+    order_id: uuid.UUID = Field(foreign_key="dispatch_order.id", primary_key=True)
+    city_id: str = Field(foreign_key="dispatch_city.id", max_length=60)
+    day: date = Field(sa_type=Date)
+    technician_id: uuid.UUID = Field(foreign_key="dispatch_technician.id", index=True)
+    sequence: int
+    planned_arrival_at: datetime = timestamp_column()
+    planned_departure_at: datetime = timestamp_column()
+    planned_at: datetime = timestamp_column(default_factory=utcnow)

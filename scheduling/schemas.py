@@ -76,3 +76,29 @@ class BookingCreate(Input):
 
 class BookingMove(Input):
     window_start: AwareDatetime
+
+
+class PlannedStopPublic(BaseModel):
+    """A stop of the day plan: arrive at `planned_arrival_at` (inside the window), leave at
+    `planned_departure_at`."""
+
+    sequence: int
+    technician_id: uuid.UUID
+    order_id: uuid.UUID
+    kind: str
+    address: str
+    location: dict[str, Any] | None
+    window_start: datetime
+    window_end: datetime
+    planned_arrival_at: datetime
+    planned_departure_at: datetime
+
+
+class DayPlanPublic(BaseModel):
+    """A city-day's plan, or one technician's part of it: by technician, then sequence."""
+
+    city_id: str
+    date: date
+    timezone: str
+    planned_at: datetime | None
+    data: list[PlannedStopPublic]

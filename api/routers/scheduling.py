@@ -25,10 +25,13 @@ from dispatch import service as dispatch
 from dispatch.accounts import customer_for_account
 from dispatch.schemas import OrderPublic
 from kit.db import database_now
-from scheduling import service
+from kit.geo import to_geojson
+from scheduling import planner, service
 from scheduling.schemas import (
     BookingCreate,
     BookingMove,
+    DayPlanPublic,
+    PlannedStopPublic,
     ScheduleIn,
     SchedulePublic,
     SlotPublic,
@@ -112,3 +115,31 @@ async def move_booking(order_id: uuid.UUID, body: BookingMove, principal: Custom
                                actor=dispatch.Actor(principal.role, str(principal.account_id)),
                                now=await database_now(session))
     return presenters.order(moved)
+
+
+def _day_plan(city_id: str, day: date, tz: str, visits: list[planner.PlannedVisit]) -> DayPlanPublic:
+    return DayPlanPublic(
+        city_id=city_id, date=day, timezone=tz, planned_at=max((v.stop.planned_at for v in visits), default=None),
+        data=[PlannedStopPublic(
+            sequence=v.stop.sequence, technician_id=v.stop.technician_id, order_id=v.stop.order_id, kind=v.visit.kind,
+            address=v.visit.address_line, location=to_geojson(v.visit.location),
+            window_start=v.visit.window_start.astimezone(timezone.utc),
+            window_end=v.visit.window_end.astimezone(timezone.utc),
+            planned_arrival_at=v.stop.planned_arrival_at.astimezone(timezone.utc),
+            planned_departure_at=v.stop.planned_departure_at.astimezone(timezone.utc)) for v in visits])
+
+
+@router.get("/v1/technicians/me/day")
+async def my_day(technician: CurrentTechnician, session: SessionDep,
+                 day: Annotated[date, Query(alias="date")]) -> DayPlanPublic:
+    """His own planned stops of a local day, in order (empty until the day is planned)."""
+    tz, visits = await planner.technician_day(session, technician.id, day)
+    return _day_plan(technician.city_id, day, tz, visits)
+
+
+@router.get("/v1/ops/plans", responses={404: {"description": "no such city"}})
+async def day_plans(principal: Staff, session: SessionDep, city: Annotated[str, Query(min_length=1, max_length=60)],
+                    day: Annotated[date, Query(alias="date")]) -> DayPlanPublic:
+    """A city's stored day plan: every technician's stops, by technician, then sequence."""
+    tz, visits = await planner.city_day(session, city, day)
+    return _day_plan(city, day, tz, visits)

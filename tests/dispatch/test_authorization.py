@@ -154,6 +154,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/slots"): {"customer"},
     ("POST", "/v1/bookings"): {"customer"},
     ("POST", "/v1/bookings/{order_id}/reschedule"): {"customer", "admin"},
+    ("GET", "/v1/technicians/me/day"): {"technician"},  # his own stops only
+    ("GET", "/v1/ops/plans"): {"admin", "auditor"},
 }
 
 

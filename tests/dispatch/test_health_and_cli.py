@@ -46,7 +46,7 @@ def test_cli_help_lists_the_commands() -> None:
 COMMANDS = ["migrate", "seed", "serve", "worker", "create-staff", "simulate", "tech-client",
             "matching rebuild-index", "meters decode", "meters listen", "meters check-comm-lost",
             "meters check-consumption", "meters reminders", "ratings finalize-due", "field campaign",
-            "settlement run-once", "settlement reconcile", "audit verify"]
+            "settlement run-once", "settlement reconcile", "audit verify", "scheduling plan-day"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -510,6 +510,7 @@ export default {
   "ops.openOrderOf": "Open order: {kind}",
   "alert.kind.emergency_unaccepted": "Emergency not accepted",
   "alert.kind.offer_lapsed": "Offer lapsed",
+  "alert.kind.booking_unplanned": "Booked visit not in the day plan",
   "alert.level.critical": "Critical",
   "alert.level.warning": "Warning",
   "ops.slaLeft": "{time} left",

@@ -510,6 +510,7 @@ export default {
   "ops.openOrderOf": "查看工单：{kind}",
   "alert.kind.emergency_unaccepted": "抢险工单无人接单",
   "alert.kind.offer_lapsed": "派单超时未接",
+  "alert.kind.booking_unplanned": "预约工单未能排入日计划",
   "alert.level.critical": "紧急",
   "alert.level.warning": "提醒",
   "ops.slaLeft": "剩余 {time}",
