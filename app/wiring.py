@@ -18,6 +18,7 @@ from matching import service as matching_service
 from meters import reminders as meters_reminders
 from meters import rules as meters_rules
 from ratings import service as ratings_service
+from scheduling import replan as scheduling_replan
 from settlement import handlers as settlement_handlers
 
 SUBSCRIPTIONS: tuple[tuple[str, str, events.Handler], ...] = (
@@ -30,6 +31,7 @@ SUBSCRIPTIONS: tuple[tuple[str, str, events.Handler], ...] = (
     ("dispatch.order_status_changed",   "settlement", settlement_handlers.on_order_status_changed),
     ("dispatch.order_status_changed",   "meters",     meters_rules.on_order_status_changed),
     ("dispatch.order_status_changed",   "meters",     meters_reminders.on_order_status_changed),
+    ("dispatch.order_status_changed",   "scheduling", scheduling_replan.on_order_status_changed),
     ("matching.offer_created",          "dispatch",   dispatch_handlers.on_offer_created),
     # Web Push (dispatch/push.py) is a subscriber of its own: its retries hold up no dispatch delivery.
     ("matching.offer_created",          "push",       dispatch_push.on_offer_created),
@@ -44,9 +46,10 @@ SUBSCRIPTIONS: tuple[tuple[str, str, events.Handler], ...] = (
 )
 
 
-# Subscribers whose handlers call the payment provider (holds, captures): delivered on the
-# background lane, beside the payouts, never in front of an emergency offer.
-PROVIDER_CALLERS = ("settlement",)
+# Subscribers whose handlers call the payment provider (holds, captures) or run the route
+# solver (a day re-planned): delivered on the background lane, beside the payouts, never in
+# front of an emergency offer.
+SLOW_SUBSCRIBERS = ("settlement", "scheduling")
 # Subscribers whose deliveries of one order stand alone: each offer's push goes out at once,
 # whatever another technician's push service does.
 UNORDERED = ("push",)
@@ -54,11 +57,12 @@ UNORDERED = ("push",)
 
 def register_handlers() -> None:
     """Every subscription of the table, once per process, and the ports one package offers
-    another (reputation for matching)."""
+    another (reputation and day plans for matching)."""
     matching_service.use_reputation(ratings_service.reputations)
+    matching_service.use_plans(scheduling_replan.commitments)
     for topic, subscriber, handler in SUBSCRIPTIONS:
         events.subscribe(topic, handler, subscriber=subscriber)
-    for subscriber in PROVIDER_CALLERS:
+    for subscriber in SLOW_SUBSCRIBERS:
         jobs.mark_slow(subscriber)
     for subscriber in UNORDERED:
         events.mark_unordered(subscriber)

@@ -7,8 +7,10 @@ and concurrency, on as many worker processes as wanted.
   delayed to the offer's deadline), the lapse of offers whose technician is gone.
 - Background lane: payouts (one job per transfer, at most `payout_concurrency` provider calls
   at once across all workers), review finalization, the Stripe webhook inbox, meter commands,
-  the sweep of orders past their SLA, the release of booked orders into matching, and the cron jobs (meter comm-lost and consumption scans,
-  maintenance reminders, the daily inspection campaign, the ledger's daily anchor), each retried with backoff when it fails.
+  the sweep of orders past their SLA, the release of booked orders into matching and their
+  reminders, and the cron jobs (meter comm-lost and consumption scans, maintenance reminders, the
+  daily inspection campaign, the ledger's daily anchor, tomorrow's day plans and today's
+  re-plans), each retried with backoff when it fails.
 - Matching: one loop per city, every `batch_window_s`, only while this process holds the city's
   PostgreSQL advisory lock on a connection of its own; each batch's transaction checks that the
   lock is still held (fencing). A dead holder's connection closes and frees the lock at once, so
@@ -53,6 +55,7 @@ from meters.consumption import check_consumption
 from meters.reminders import due_reminders
 from ratings.jobs import finalize_due
 from scheduling import planner as scheduling_planner
+from scheduling import replan as scheduling_replan
 from scheduling import service as scheduling
 from settlement import ledger as settlement_ledger
 from settlement import service as settlement
@@ -129,6 +132,10 @@ async def _day_plan(session: AsyncSession, now: datetime) -> int:
     return await scheduling_planner.plan_tomorrow(session, now, time_limit=get_settings().day_plan_time_limit_s)
 
 
+async def _replan(session: AsyncSession, now: datetime) -> int:
+    return await scheduling_replan.replan_due(session, now)
+
+
 async def _requeue_stalled(session: AsyncSession, now: datetime) -> int:
     return await events.requeue_stalled(session)
 
@@ -145,6 +152,7 @@ PERIODIC: dict[str, Periodic] = {
     "matching.unfulfilled": Periodic(timedelta(seconds=10), lambda s, now: matching.sweep_unfulfilled(s, now)),
     # Booked orders enter matching the travel allowance before their window.
     "scheduling.release": Periodic(timedelta(seconds=30), lambda s, now: scheduling.release_due(s, now)),
+    "scheduling.remind": Periodic(timedelta(minutes=5), lambda s, now: scheduling_replan.remind_due(s, now)),
     "ratings.finalize": Periodic(timedelta(seconds=30), lambda s, now: finalize_due(s, now)),
     "settlement.payouts": Periodic(timedelta(seconds=5), _queue_payouts),
     "settlement.webhooks": Periodic(timedelta(seconds=5), _webhooks),
@@ -164,6 +172,7 @@ def cron_jobs() -> dict[str, tuple[str, Job]]:
         "field.campaign": (settings.cron_campaign, _campaign),
         "settlement.ledger_anchor": (settings.cron_ledger_anchor, _ledger_anchor),
         "scheduling.day_plan": (settings.cron_day_plan, _day_plan),
+        "scheduling.replan": (settings.cron_replan, _replan),
     }
 
 

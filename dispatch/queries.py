@@ -106,6 +106,32 @@ async def jobs_held(session: AsyncSession, technician_id: uuid.UUID) -> int:
         Order.technician_id == technician_id, col(Order.status).in_(ACTIVE_JOB_STATES)))).one()
 
 
+async def typical_durations(session: AsyncSession) -> dict[str, int]:
+    """Service kind -> its typical duration in minutes."""
+    return dict((await session.exec(select(ServiceKind.code, ServiceKind.typical_duration_min))).all())
+
+
+@dataclass(frozen=True, slots=True)
+class JobUnderway:
+    technician_id: uuid.UUID
+    order_id: uuid.UUID
+    status: str
+    location: Any  # geography(Point): kit.geo.lonlat
+    duration_min: int
+    updated_at: datetime
+
+
+async def jobs_underway(session: AsyncSession, technician_ids: Collection[uuid.UUID]) -> list[JobUnderway]:
+    """The technicians' active jobs, oldest first."""
+    rows = (await session.exec(
+        select(Order.technician_id, Order.id, Order.status, Order.location, ServiceKind.typical_duration_min,
+               Order.updated_at)
+        .join(ServiceKind, ServiceKind.code == Order.kind)
+        .where(col(Order.technician_id).in_(technician_ids), col(Order.status).in_(ACTIVE_JOB_STATES))
+        .order_by(Order.created_at))).all()
+    return [JobUnderway(*row) for row in rows]
+
+
 def with_order_kind(entity: Any, order_id: Any) -> Select[Any]:
     """A query of `entity`'s rows, each with the kind of the order its column `order_id` names,
     joined in one statement; the caller adds its own filters."""
@@ -266,6 +292,13 @@ async def scheduled_visits(session: AsyncSession, city_id: str, start: datetime,
         Order.city_id == city_id, Order.status == "scheduled", col(Order.window_start) >= start,
         col(Order.window_start) < end).order_by(Order.window_start, Order.id))).all()
     return [BookedVisit(*row) for row in rows]
+
+
+async def scheduled_starting(session: AsyncSession, after: datetime, until: datetime) -> Sequence[Order]:
+    """Orders still `scheduled` whose window starts in (after, until], earliest first."""
+    return (await session.exec(select(Order).where(
+        Order.status == "scheduled", col(Order.window_start) > after, col(Order.window_start) <= until)
+        .order_by(Order.window_start))).all()
 
 
 async def visits_of(session: AsyncSession, order_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, BookedVisit]:

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     cron_ledger_anchor: str = "5 0 * * *"  # UTC: anchors the chain tips of the day just ended
     cron_day_plan: str = "0 12 * * *"  # UTC (20:00 in China): plans every city's next local day
     day_plan_time_limit_s: float = Field(10.0, gt=0, le=600)
+    # Today's plans again as on-demand work and bookings arrive (and at once after an insertion).
+    cron_replan: str = "*/15 * * * *"
+    replan_time_limit_s: float = Field(2.0, gt=0, le=120)
     # An emergency with no free technician may take one from a routine job not yet started.
     emergency_preempt: bool = True
     position_persist_every_s: int = 30

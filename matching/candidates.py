@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from kit.models import timestamp_column, utcnow
 from matching.eligibility import EXCLUDED, certification_reason, ineligibility_reason
 from matching.model import MatchingConfig, OrderView, TechnicianView
-from matching.scoring import cost, eta_s, haversine_m
+from matching.scoring import cost, eta_s, haversine_m, plan_cost
 
 PICKED = "picked"
 # Eligible, but another technician cost less (or the batch gave this one another order).
@@ -70,6 +70,7 @@ def candidate_rows(order: OrderView, techs: Sequence[TechnicianView], picked: Co
             "active_jobs": tech.active_jobs, "max_jobs": tech.max_jobs,
             "blocked": tech.id in order.excluded_technicians or reason == EXCLUDED,
             "cost_s": round(cost(order, tech, now, config), 1) if reason in (None, RANKED_LOWER) else None,
+            **({"plan_cost_s": round(plan_cost(order, tech, now, config), 1)} if tech.planned else {}),
         })
     rows.sort(key=lambda r: (not r["picked"], r["cost_s"] is None, r["cost_s"] or r["distance_m"]))
     return rows

@@ -25,6 +25,17 @@ class CertificationView:
 
 
 @dataclass(frozen=True, slots=True)
+class PlannedVisit:
+    """A booked visit of his day plan still ahead of him (scheduling's day planner): where, when
+    he is planned to arrive, and the end of the customer's window."""
+
+    lon: float
+    lat: float
+    arrival: datetime
+    latest: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TechnicianView:
     id: str
     lon: float
@@ -38,6 +49,7 @@ class TechnicianView:
     idle_since: datetime | None = None  # None: not idle (or unknown)
     service_radius_m: float | None = None  # the station's radius, if it sets one
     reserved: bool = False  # held in his area's emergency reserve: only emergencies may take him
+    planned: tuple[PlannedVisit, ...] = ()  # his booked visits still ahead today, by planned arrival
 
     @property
     def free_slots(self) -> int:
@@ -54,6 +66,7 @@ class OrderView:
     created_at: datetime
     sla_deadline: datetime
     service_radius_m: float | None = None
+    service_s: float = 0.0  # the visit's typical duration: how long it keeps a technician
     excluded_technicians: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -84,3 +97,8 @@ class MatchingConfig:
     sla_boost_s: float = 0.0  # batch: value of an order that has used up its SLA
     urgent_boost_s: float = 900.0  # batch: extra value of serving an urgent order
     emergency_boost_s: float = 3600.0
+    # Inserting an on-demand job into a planned day (scheduling): what the planned visits lose.
+    slip_weight: float = 1.0  # per second a planned visit would start after its window
+    slip_visit_s: float = 900.0  # per planned visit that would miss its window
+    detour_weight: float = 0.5  # per second of extra travel before his next planned visit
+    emergency_plan_weight: float = 0.1  # an emergency outranks the plan: its slips count a tenth

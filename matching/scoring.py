@@ -1,13 +1,14 @@
 """Distances, ETAs and the cost of sending one technician to one order.
 
 Cost is in seconds: the ETA, plus or minus what reputation, fairness and current load are
-worth in seconds (weights in MatchingConfig). Lower is better.
+worth in seconds (weights in MatchingConfig), plus what the job would cost the technician's
+planned visits of the day (`plan_cost`). Lower is better.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -49,18 +50,51 @@ def idle_s(tech: TechnicianView, now: datetime) -> float:
     return max(0.0, (now - tech.idle_since).total_seconds())
 
 
+def plan_cost(order: OrderView, tech: TechnicianView, now: datetime, config: MatchingConfig,
+              eta: float | None = None) -> float:
+    """What taking `order` now costs his planned visits, in seconds (0 without a plan).
+
+    He goes to the order (`eta`), serves it (`order.service_s`), then on to his next planned
+    visit instead of straight there. Each planned visit pushed past its window's end costs the
+    seconds late and `slip_visit_s`; the delay is carried to every later visit unabsorbed (his
+    waits between visits would absorb some: an upper bound). Before an emergency those count
+    `emergency_plan_weight`; other orders also pay for the extra travel (`detour_weight`).
+    """
+    if not tech.planned:
+        return 0.0
+    if eta is None:
+        eta = eta_s(haversine_m(tech.lon, tech.lat, order.lon, order.lat), config)
+    first = tech.planned[0]
+    onward = eta_s(haversine_m(order.lon, order.lat, first.lon, first.lat), config)
+    direct = eta_s(haversine_m(tech.lon, tech.lat, first.lon, first.lat), config)
+    delay = (now + timedelta(seconds=eta + order.service_s + onward) - first.arrival).total_seconds()
+    late_s, late = 0.0, 0
+    if delay > 0:
+        for visit in tech.planned:
+            over = (visit.arrival - visit.latest).total_seconds() + delay
+            if over > 0:
+                late_s += over
+                late += 1
+    slips = config.slip_weight * late_s + config.slip_visit_s * late
+    if order.priority == "emergency":
+        return config.emergency_plan_weight * slips
+    return slips + config.detour_weight * max(0.0, eta + onward - direct)
+
+
 def cost(order: OrderView, tech: TechnicianView, now: datetime, config: MatchingConfig) -> float:
     """Seconds-equivalent cost of offering `order` to `tech`; lower is better.
 
-    For an emergency only getting there counts: reputation and fairness are left out.
+    For an emergency only getting there (and, a little, his planned visits) counts: reputation
+    and fairness are left out.
     """
     eta = eta_s(haversine_m(tech.lon, tech.lat, order.lon, order.lat), config)
     load = config.load_penalty_s * tech.active_jobs
+    plan = plan_cost(order, tech, now, config, eta)
     if order.priority == "emergency":
-        return config.eta_weight * eta + load
+        return config.eta_weight * eta + load + plan
     rep = config.reputation_weight_s * (config.reputation_prior - reputation(tech, config))
     fair = config.fairness_weight_s * min(1.0, idle_s(tech, now) / config.fairness_horizon_s)
-    return config.eta_weight * eta + rep - fair + load
+    return config.eta_weight * eta + rep - fair + load + plan
 
 
 def costs_np(
@@ -81,4 +115,8 @@ def costs_np(
     emergency = np.array([o.priority == "emergency" for o in orders], dtype=bool)[order_idx]
     eta = distance_m * config.detour_factor / (config.speed_kmh / 3.6)
     extra = np.where(emergency, 0.0, rep[tech_idx] - fair[tech_idx])
-    return config.eta_weight * eta + extra + config.load_penalty_s * jobs[tech_idx]
+    out = config.eta_weight * eta + extra + config.load_penalty_s * jobs[tech_idx]
+    planned = [i for i, t in enumerate(techs) if t.planned]
+    for k in np.flatnonzero(np.isin(tech_idx, planned)) if planned else ():
+        out[k] += plan_cost(orders[order_idx[k]], techs[tech_idx[k]], now, config, float(eta[k]))
+    return out

@@ -43,7 +43,7 @@ from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching.events import OfferCreated, OfferWithdrawn
 from matching import eta, readiness
 from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, reposition_key, technician_city_key
-from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
+from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, PlannedVisit, TechnicianView
 from matching.models import Offer
 from matching.scoring import haversine_m
 from matching.spatial import PointIndex
@@ -66,6 +66,35 @@ _reputation_lookup: ReputationLookup = neutral_reputation
 def use_reputation(lookup: ReputationLookup) -> None:
     global _reputation_lookup
     _reputation_lookup = lookup
+
+
+# Booked visits still ahead per technician id, by planned arrival; scheduling plugs its day
+# plans in here, so that an on-demand job weighs what it would make them miss.
+PlanLookup = Callable[[AsyncSession, Sequence[uuid.UUID], datetime],
+                      Awaitable[dict[uuid.UUID, tuple[PlannedVisit, ...]]]]
+
+
+async def no_plans(session: AsyncSession, ids: Sequence[uuid.UUID], now: datetime) -> dict[uuid.UUID, tuple[PlannedVisit, ...]]:
+    return {}
+
+
+_plan_lookup: PlanLookup = no_plans
+
+
+def use_plans(lookup: PlanLookup) -> None:
+    global _plan_lookup
+    _plan_lookup = lookup
+
+
+# Service kinds' typical durations, read once per process: they change rarely, and a stale one
+# only shifts the estimate of what a planned visit would slip.
+_durations: dict[str, int] = {}
+
+
+async def _service_s(session: AsyncSession, kind: str) -> float:
+    if kind not in _durations:
+        _durations.update(await queries.typical_durations(session))
+    return 60.0 * _durations.get(kind, 0)
 
 
 class OfferNotAcceptable(Conflict):
@@ -170,6 +199,7 @@ async def technician_views(
     facts = await technicians.dispatch_facts(session, ids)
     offers = await _open_offers(session, ids)
     reputation = await _reputation_lookup(session, ids)
+    plans = await _plan_lookup(session, ids, now)
     views = []
     for item in live:
         tid = uuid.UUID(item.id)
@@ -186,7 +216,7 @@ async def technician_views(
             certifications=tuple(
                 CertificationView(c.kind, c.verified, c.valid_from, c.valid_until) for c in tech.certifications),
             active_jobs=active, max_jobs=tech.max_jobs, rating=reputation.get(tid, 0.0),
-            last_seen_at=item.seen_at, idle_since=tech.idle_since,
+            last_seen_at=item.seen_at, idle_since=tech.idle_since, planned=plans.get(tid, ()),
         ))
     return views
 
@@ -209,7 +239,7 @@ async def order_view(session: AsyncSession, order: Order, now: datetime | None =
     lon, lat = lonlat(order.location) or (0.0, 0.0)
     return OrderView(
         id=str(order.id), lon=lon, lat=lat, skill=order.required_certification, priority=order.priority,  # type: ignore[arg-type]
-        created_at=order.created_at, sla_deadline=order.sla_deadline,
+        created_at=order.created_at, sla_deadline=order.sla_deadline, service_s=await _service_s(session, order.kind),
         excluded_technicians=await _excluded(session, order, now or await database_now(session)),
     )
 
@@ -222,6 +252,7 @@ async def warm_up(session: AsyncSession, index: GeoIndex, city: str) -> None:
                             active_jobs=0, max_jobs=1, distance_m=0.0)
     await technician_views(session, [nobody], now)
     await _history(session, uuid.uuid4())
+    _durations.update(await queries.typical_durations(session))
     await index.nearby(city, 0.0, 0.0, k=1, max_radius_m=1.0)
 
 

@@ -16,6 +16,9 @@ The problem, in seconds since the day's local midnight:
   The solver has no breaks; they are honoured as the capacity rule honours them (no visit whose
   window touches one), so a visit may run on into a break as a booked one may.
 - travel: great-circle distance x the detour factor / the speed (the settings matching uses).
+- planning today (scheduling/replan.py re-plans as on-demand work arrives): a technician on a
+  job starts from its address once it should be done; the stops of visits already released
+  into matching stay as they were, the new ones numbered after them.
 
 Orders no technician may take, and any the solver could not fit (a late arrival or a late
 return), are not planned: returned, logged and raised as an ops alert; their booking is kept.
@@ -128,6 +131,37 @@ def _repair(problem: Problem, plan: Plan) -> tuple[Plan, list[str]]:
         dropped.append(str(bad[1]))
 
 
+async def _busy_until(session: AsyncSession, ids: list[uuid.UUID],
+                      now: datetime) -> dict[uuid.UUID, tuple[datetime, tuple[float, float]]]:
+    """Technicians on jobs now -> when and where their last one should end: each job's typical
+    duration (counted from its last step once he is there), with the travel between his jobs;
+    the way to the first is not known here (his live position is matching's) and counts nothing."""
+    out: dict[uuid.UUID, tuple[datetime, tuple[float, float]]] = {}
+    for job in await queries.jobs_underway(session, ids):
+        where = lonlat(job.location)
+        if where is None:
+            continue
+        duration = timedelta(minutes=job.duration_min)
+        if job.technician_id in out:
+            free_at, last = out[job.technician_id]
+            free_at += timedelta(seconds=float(travel_matrix([last, where])[0, 1])) + duration
+        elif job.status in ("arrived", "in_service"):
+            free_at = max(now, job.updated_at + duration)
+        else:
+            free_at = now + duration
+        out[job.technician_id] = (free_at, where)
+    return out
+
+
+async def _kept_stops(session: AsyncSession, city_id: str, day: date) -> list[PlanStop]:
+    """The day's stops whose visits left the plan for matching (released, offered, under way):
+    a new plan keeps them as they are and plans the rest after them."""
+    stops = (await session.exec(select(PlanStop).where(PlanStop.city_id == city_id, PlanStop.day == day))).all()
+    visits = await queries.visits_of(session, [s.order_id for s in stops]) if stops else {}
+    return [s for s in stops if s.order_id in visits and visits[s.order_id].status != "scheduled"
+            and visits[s.order_id].status in OPEN_STATES]
+
+
 async def _lock_day(session: AsyncSession, city_id: str, day: date) -> None:
     """The bookings' own lock of a city's day (scheduling.service): no booking or move of that
     day runs while it is planned, and two plans of it run one after the other."""
@@ -136,8 +170,9 @@ async def _lock_day(session: AsyncSession, city_id: str, day: date) -> None:
 
 
 async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datetime,
-                   time_limit: float = TIME_LIMIT_S) -> DayPlanResult:
-    """Plan the city's booked orders of its local `day` and store the plan in place of the last."""
+                   time_limit: float = TIME_LIMIT_S, alert_unplanned: bool = True) -> DayPlanResult:
+    """Plan the city's booked orders of its local `day` and store the plan in place of the last.
+    `alert_unplanned` False: the caller deals with what could not be planned."""
     if await queries.find_city(session, city_id) is None:
         raise NotFound("no such city")
     tz = await city_timezone(session, city_id)
@@ -152,6 +187,9 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
         select(Roster).where(col(Roster.technician_id).in_(ids)))).all()} if ids else {}
     certs = await queries.certifications_by_technician(session, ids) if ids else {}
     covered = await queries.covering(session, ids, [v.order_id for v in visits]) if ids and visits else set()
+    today = midnight <= now < datetime.combine(day + timedelta(days=1), time(0), tz)
+    busy = await _busy_until(session, ids, now) if today and ids else {}
+    kept = await _kept_stops(session, city_id, day)
 
     def secs(at: datetime) -> float:
         return (at - midnight).total_seconds()
@@ -169,6 +207,11 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
             else:
                 points.append(where)
                 places.append(len(points) - 1)
+        free_at = now
+        if s.technician_id in busy:  # on a job now: his day goes on from its address once it is done
+            free_at, where = busy[s.technician_id]
+            points.append(where)
+            places[0] = len(points) - 1
         verified = [c for c in certs.get(s.technician_id, []) if c.status == "verified"]
         fits = {f"fits:{v.order_id}" for v in visits
                 if (s.technician_id, v.order_id) in covered
@@ -178,7 +221,7 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
                         for c in verified)}
         kinds = {c.kind for c in verified if c.valid_from < s.shift.end and c.valid_until > s.shift.start}
         vehicles.append(Vehicle(id=str(s.technician_id), start=places[0], end=places[1],
-                                earliest=max(secs(s.shift.start), secs(now)), latest=secs(s.shift.end),
+                                earliest=max(secs(s.shift.start), secs(free_at)), latest=secs(s.shift.end),
                                 skills=frozenset(kinds | fits)))
     vehicles = [v for v in vehicles if v.earliest <= v.latest]  # planning today: his shift is not over
     takers: set[str] = set().union(*(v.skills for v in vehicles))
@@ -197,15 +240,21 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
     plan, dropped = _repair(problem, solved)
     unplanned += [Unplanned(uuid.UUID(job), "no_room") for job in dropped]
 
+    after = {}  # the visits already released from the plan keep their places in front
+    for stop in kept:
+        after[stop.technician_id] = max(after.get(stop.technician_id, 0), stop.sequence)
     stops = [PlanStop(order_id=uuid.UUID(str(stop.job)), city_id=city_id, day=day,
-                      technician_id=uuid.UUID(str(route.vehicle)), sequence=n,
+                      technician_id=uuid.UUID(str(route.vehicle)),
+                      sequence=after.get(uuid.UUID(str(route.vehicle)), 0) + n,
                       planned_arrival_at=(midnight + timedelta(seconds=stop.start)).astimezone(timezone.utc),
                       planned_departure_at=(midnight + timedelta(seconds=stop.departure)).astimezone(timezone.utc),
                       planned_at=now)
              for route in plan.routes for n, stop in enumerate(route.stops, start=1)]
     planned = [s.order_id for s in stops]
     await session.exec(delete(PlanStop).where(  # type: ignore[call-overload]
-        or_(and_(PlanStop.city_id == city_id, PlanStop.day == day), col(PlanStop.order_id).in_(planned))))
+        or_(and_(PlanStop.city_id == city_id, PlanStop.day == day,
+                 col(PlanStop.order_id).not_in([k.order_id for k in kept])),
+            col(PlanStop.order_id).in_(planned))))
     session.add_all(stops)
     bookings = {b.order_id: b for b in (await session.exec(
         select(Booking).where(col(Booking.order_id).in_(planned)).with_for_update())).all()} if planned else {}
@@ -217,12 +266,18 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
     for missing in unplanned:
         log.warning("scheduling.unplanned", city=city_id, day=day.isoformat(), order_id=str(missing.order_id),
                     reason=missing.reason)
-        await raise_alert(session, kind=UNPLANNED_ALERT, level="warning", order_id=missing.order_id,
-                          details={"day": day.isoformat(), "reason": missing.reason}, now=now)
+        if alert_unplanned:
+            await alert(session, missing, day, now)
     await session.flush()
     log.info("scheduling.day_planned", city=city_id, day=day.isoformat(), stops=len(stops),
              unplanned=len(unplanned), travel_s=round(plan.travel), seconds=round(solved.seconds, 2))
     return DayPlanResult(city_id, day, tz.key, stops, unplanned, plan.travel, solved.seconds)
+
+
+async def alert(session: AsyncSession, missing: Unplanned, day: date, now: datetime) -> None:
+    """Operations are told of a booked visit no plan of its day could keep."""
+    await raise_alert(session, kind=UNPLANNED_ALERT, level="warning", order_id=missing.order_id,
+                      details={"day": day.isoformat(), "reason": missing.reason}, now=now)
 
 
 async def plan_tomorrow(session: AsyncSession, now: datetime, time_limit: float = TIME_LIMIT_S) -> int:

@@ -247,6 +247,12 @@ async def _plan(session: AsyncSession, *, address: Address, kind: str, day: date
     return DayPlan(city_id, tz, day, kind, found)
 
 
+async def day_windows(session: AsyncSession, *, address: Address, kind: str, day: date, now: datetime,
+                      skip_order: uuid.UUID | None = None) -> DayPlan:
+    """The windows with room at an address on a local day (`skip_order`'s own visit not counted)."""
+    return await _plan(session, address=address, kind=kind, day=day, now=now, field="date", skip_order=skip_order)
+
+
 async def available_slots(session: AsyncSession, *, customer_id: uuid.UUID, address_id: uuid.UUID, kind: str,
                           day: date, now: datetime) -> DayPlan:
     address = await _own_address(session, address_id, customer_id)

@@ -70,6 +70,16 @@ async def make_technician(
     return TechnicianCtx(account, technician, bearer(account))
 
 
+async def online_technician(session: AsyncSession, index, lon: float, lat: float, **kw) -> TechnicianCtx:  # noqa: ANN001, ANN003
+    """A technician (make_technician's keywords) on duty at (lon, lat) in the live index."""
+    from matching import service as engine
+
+    ctx = await make_technician(session, **kw)
+    await engine.go_online(session, index, ctx.technician)
+    await engine.record_position(session, index, ctx.technician, lon=lon, lat=lat, at=datetime.now(timezone.utc))
+    return ctx
+
+
 async def make_staff(session: AsyncSession, role: str) -> tuple[Account, dict[str, str]]:
     account = await make_account(session, role)
     return account, bearer(account)

@@ -8,13 +8,15 @@ from dispatch import push as dispatch_push
 from kit import events
 from matching import service as matching_service
 from meters import service as meters_service
+from scheduling import replan as scheduling_replan
 from settlement import handlers as settlement_handlers
 
 
 def test_the_packages_register_exactly_what_the_wiring_table_lists(monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(events, "_subscriptions", type(events._subscriptions)(dict))
     for register in (dispatch_handlers.register, dispatch_ops.register, dispatch_push.register,
-                     matching_service.register, meters_service.register, settlement_handlers.register):
+                     matching_service.register, meters_service.register, settlement_handlers.register,
+                     scheduling_replan.register):
         register()
     registered = {(topic, name, handler) for topic, subs in events.subscriptions().items()
                   for name, handlers in subs.items() for handler in handlers}

@@ -14,7 +14,7 @@ from dispatch.models import Order
 from dispatch.service import Actor, create_order, order_events, transition
 from matching import service as engine
 from matching.models import Offer
-from tests.factories import make_customer, make_technician
+from tests.factories import make_customer, make_technician, online_technician
 
 CENTER = (120.155, 30.274)
 
@@ -22,13 +22,6 @@ CENTER = (120.155, 30.274)
 @pytest.fixture
 def index(redis):  # noqa: ANN001, ANN201
     return engine.geo_index(redis)
-
-
-async def online_technician(session: AsyncSession, index, lon: float, lat: float, **kw):  # noqa: ANN001, ANN003, ANN201
-    ctx = await make_technician(session, **kw)
-    await engine.go_online(session, index, ctx.technician)
-    await engine.record_position(session, index, ctx.technician, lon=lon, lat=lat, at=datetime.now(timezone.utc))
-    return ctx
 
 
 async def new_order(session: AsyncSession, kind: str = "repair", lon: float = CENTER[0], lat: float = CENTER[1],
