@@ -1,12 +1,13 @@
-// The customer's app: addresses, technicians nearby, placing an order, following it live,
-// checking the technician at the door, approving a price change, rating, hazards found.
+// The customer's app: addresses, technicians nearby, placing an order or booking a visit for a
+// window, following it live, checking the technician at the door, approving a price change,
+// rating, hazards found.
 import { t } from "../shared/i18n.js";
 import { COLORS, createMap, distanceM, dot, fit, line, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
 import { jobPhotoThumbs } from "../shared/photos.js";
 import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
-import { act, errorText, field, fill, h, kindText, money, reasonText, statusText, toast, UserError, when } from "../shared/ui.js";
+import { act, errorText, field, fill, h, isoDay, kindText, money, reasonText, statusText, toast, UserError, when, windowText } from "../shared/ui.js";
 
 const STEPS = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service", "completed", "reviewed", "settled"];
 const ON_JOB = ["accepted", "en_route", "arrived", "in_service"];
@@ -64,7 +65,7 @@ async function renderHome(seq = routeSeq) {
   fill(main, 
     h("div", { class: "grid-2" }, addressCard(), h("section", { class: "card", "aria-labelledby": "nearby-h" },
       h("h2", { id: "nearby-h" }, t("customer.nearby")), mapEl, h("p", { class: "muted" }, t("customer.nearbyHint")), nearbyList)),
-    h("div", { class: "grid-2" }, orderForm(), ordersCard()));
+    h("div", { class: "grid-2" }, orderForm(), bookingForm()), ordersCard());
   await showSafetyNotices();
 
   const map = createMap(mapEl);
@@ -188,7 +189,94 @@ function ordersCard() {
   return h("section", { class: "card", "aria-labelledby": "orders-h" }, h("h2", { id: "orders-h" }, t("customer.myOrders")),
     state.orders.length ? h("ul", { class: "plain" }, state.orders.map((o) => h("li", {},
       h("a", { href: `#order/${o.id}` }, `${kindText(o.kind)} · ${when(o.created_at)}`), " ",
-      h("span", { class: "pill" }, statusText(o.status))))) : h("p", { class: "muted" }, t("customer.noOrders")));
+      h("span", { class: "pill" }, statusText(o.status)),
+      o.window_start ? h("div", { class: "muted order-window" }, bookedWindow(o)) : null))) : h("p", { class: "muted" }, t("customer.noOrders")));
+}
+
+// -- booking a visit: a 2-hour window of a day, from the windows some technician has room in ----
+
+// Emergencies and urgent work are sent at once; the server refuses to book them (on-demand-only).
+const ON_DEMAND = ["emergency", "urgent"];
+const BOOKING_DAYS = 14;  // the server takes up to 30 days ahead; two weeks fit a phone's list
+
+// The order carries no zone: its window shows in the phone's, the city's for a customer at home.
+const bookedWindow = (order) => t("booking.window", { window: windowText(order.window_start, order.window_end, undefined, true) });
+
+function bookingForm() {
+  const kinds = state.kinds.filter((k) => !ON_DEMAND.includes(k.default_priority));
+  const address = h("select", { required: true }, state.addresses.map((a) => new Option(`${a.label} · ${a.line}`, a.id, false, a.id === state.selected)));
+  const kind = h("select", { required: true }, kinds.map((k) => new Option(`${kindName(k)} · ${money(k.base_price)}`, k.code)));
+  const description = h("textarea", { maxlength: 2000 });
+  const error = h("p", { class: "error", role: "alert" });
+  const submit = h("button", { type: "submit", class: "primary", id: "book-visit" }, t("booking.confirm"));
+  const picker = slotPicker("booking", () => ({ addressId: address.value, kind: kind.value }));
+  address.addEventListener("change", picker.load);
+  kind.addEventListener("change", picker.load);
+  const form = h("form", { class: "card", id: "booking-form", "aria-labelledby": "booking-h" },
+    h("h2", { id: "booking-h" }, t("booking.title")), h("p", { class: "muted" }, t("booking.hint")),
+    state.addresses.length ? [field("booking-address", "customer.serviceAddress", address), field("booking-kind", "customer.kind", kind),
+      picker.element, field("booking-description", "customer.description", description), error,
+      h("div", { class: "actions" }, submit)] : h("p", { class: "notice" }, t("customer.noAddress")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const slot = picker.chosen();
+    if (!slot) { error.textContent = t("booking.pickWindow"); return; }
+    const order = await act(submit, error, () => api.post("/v1/bookings", { address_id: address.value, kind: kind.value,
+      window_start: slot.window_start, description: description.value }));
+    if (order) { toast(t("booking.booked")); location.hash = `#order/${order.id}`; }
+    else picker.load();  // the window may have filled meanwhile: the windows left
+  });
+  if (state.addresses.length) picker.load();
+  return form;
+}
+
+/** A day and, as buttons, that day's windows with room for `params()` ({addressId, kind}), in the
+ * city's own time: {element, chosen(), load()}. `firstDay` opens another day than today. */
+function slotPicker(prefix, params, firstDay = null) {
+  const days = Array.from({ length: BOOKING_DAYS }, (_, i) => {
+    const date = new Date();
+    date.setDate(date.getDate() + i);
+    return date;
+  });
+  const dayName = new Intl.DateTimeFormat(document.documentElement.lang, { month: "short", day: "numeric", weekday: "short" });
+  const day = h("select", {}, days.map((date, i) => new Option(
+    i < 2 ? `${t(i ? "booking.tomorrow" : "booking.today")} · ${dayName.format(date)}` : dayName.format(date), isoDay(date))));
+  if (firstDay && days.some((date) => isoDay(date) === firstDay)) day.value = firstDay;
+  const list = h("div", { class: "slot-list", id: `${prefix}-slots`, role: "group", "aria-labelledby": `${prefix}-slots-h` });
+  const status = h("p", { class: "muted", id: `${prefix}-slots-status`, "aria-live": "polite" });
+  let chosen = null;
+  let seq = 0;  // a reply for an earlier day, address or kind must not draw over the current one
+
+  async function load() {
+    const mine = ++seq;
+    const { addressId, kind } = params();
+    chosen = null;
+    fill(list);
+    status.className = "muted";
+    status.textContent = t("booking.loading");
+    try {
+      const found = await api.get(`/v1/slots?address_id=${encodeURIComponent(addressId)}&kind=${encodeURIComponent(kind)}&date=${day.value}`);
+      if (mine !== seq) return;
+      status.textContent = found.data.length ? "" : t("booking.noWindows");
+      fill(list, found.data.map((slot) => {
+        const button = h("button", { type: "button", "aria-pressed": "false" },
+          windowText(slot.window_start, slot.window_end, found.timezone),
+          h("span", { class: "slot-room" }, t("booking.room", { n: slot.capacity })));
+        button.addEventListener("click", () => {
+          chosen = slot;
+          for (const other of list.children) other.setAttribute("aria-pressed", String(other === button));
+        });
+        return button;
+      }));
+    } catch (error) {
+      if (mine !== seq) return;
+      status.className = "error";
+      status.textContent = errorText(error);
+    }
+  }
+  day.addEventListener("change", load);
+  return { element: [field(`${prefix}-day`, "booking.day", day), h("p", { class: "slot-label", id: `${prefix}-slots-h` }, t("booking.windows")), list, status],
+    chosen: () => chosen, load };
 }
 
 // -- one order, live ------------------------------------------------------------------------
@@ -256,14 +344,15 @@ async function openOrder(orderId) {
       fill(sections.identity, h("h2", {}, t("customer.atTheDoor")),
         h("p", {}, h("span", { class: "pill ok", id: "verification" }, `${t("customer.verified")} (${t(`verify.${visit.verification}`)})`)));
     } else {
-      fill(sections.identity, h("h2", {}, t("customer.technician")), h("p", { class: "muted" }, t("customer.waitingMatch")));
+      fill(sections.identity, h("h2", {}, t("customer.technician")),
+        h("p", { class: "muted" }, t(order.status === "scheduled" ? "booking.waiting" : "customer.waitingMatch")));
     }
     renderPriceChange(sections.price, order, visit, refresh);
     renderFollowup(sections.consent, order, visit, refresh);
     renderPaymentAttention(sections.payment, order, refresh);
     renderReport(sections.report, visit);
     await renderCharges(sections.charges, order);
-    await renderManage(sections.manage, order);
+    await renderManage(sections.manage, order, refresh);
     await renderReview(sections.review, order, refresh);
     if (!ON_JOB.includes(order.status)) { techDot?.remove(); route?.remove(); }
   }
@@ -349,11 +438,13 @@ async function addressCity(addressId) {
 
 function renderStatus(section, order, events) {
   const reached = new Map(events.map((e) => [e.to_status, e.created_at]));
-  // A follow-up starts by waiting for the customer's consent instead of "created".
-  const path = reached.has("awaiting_consent") ? ["awaiting_consent", ...STEPS.slice(1)] : STEPS;
+  // A follow-up starts by waiting for the customer's consent, a booking scheduled, instead of "created".
+  const first = ["awaiting_consent", "scheduled"].find((s) => reached.has(s));
+  const path = first ? [first, ...STEPS.slice(1)] : STEPS;
   const steps = ["cancelled", "unfulfilled", "payment_attention"].includes(order.status) ? [...reached.keys()] : path;
   fill(section, 
     h("h2", {}, `${kindText(order.kind)} `, h("span", { class: `pill ${order.priority}`, id: "order-status-pill" }, statusText(order.status))),
+    order.window_start ? h("p", { class: "order-window", id: "order-window" }, bookedWindow(order)) : null,
     order.final_price
       ? h("p", {}, `${t("customer.finalPrice")}: `, h("strong", { id: "order-final-price" }, money(order.final_price)),
         h("span", { class: "muted" }, ` · ${t("customer.estimate")} ${money(order.price_estimate)}`))
@@ -580,23 +671,54 @@ async function renderReview(section, order, refresh) {
 // -- cancel and reschedule ------------------------------------------------------------------------
 
 const CANCEL_REASONS = ["changed_mind", "too_slow", "fixed_myself", "not_home", "wrong_service", "other"];
-const CANCELLABLE = ["awaiting_consent", "created", "matching", "offered", "accepted", "en_route", "payment_attention"];
+const CANCELLABLE = ["awaiting_consent", "scheduled", "created", "matching", "offered", "accepted", "en_route", "payment_attention"];
 
 // The buttons follow the quote: what cancelling costs now, and whether rescheduling is possible.
-// The order's socket redraws the page after either, so nothing is refreshed here.
-async function renderManage(section, order) {
+// The order's socket redraws the page after either, so nothing is refreshed here. A booking not
+// yet released moves to another window instead (its own route, redrawn by `refresh`).
+async function renderManage(section, order, refresh) {
   const quote = CANCELLABLE.includes(order.status)
     ? await api.get(`/v1/orders/${order.id}/cancellation-quote`).catch(() => null) : null;
-  const shown = Boolean(quote && (quote.can_cancel || quote.can_reschedule));
+  const booked = order.status === "scheduled";
+  const shown = Boolean(quote && (quote.can_cancel || quote.can_reschedule || booked));
   section.classList.toggle("hidden", !shown);
   if (!shown) return;
   const cancel = h("button", { type: "button", class: "danger", id: "cancel-order" }, t("cancel.button"));
   const reschedule = h("button", { type: "button", id: "reschedule-order" }, t("cancel.reschedule"));
+  const move = h("button", { type: "button", id: "move-booking" }, t("booking.move"));
   cancel.addEventListener("click", () => openCancelDialog(order, "cancel").catch((e) => toast(errorText(e))));
   reschedule.addEventListener("click", () => openCancelDialog(order, "reschedule").catch((e) => toast(errorText(e))));
+  move.addEventListener("click", () => openMoveDialog(order, refresh));
   fill(section, h("h2", { id: "manage-h" }, t("cancel.title")),
     h("p", { class: "muted", id: "cancel-fee-now" }, feeText(quote)),
-    h("div", { class: "actions" }, quote.can_reschedule ? reschedule : null, " ", quote.can_cancel ? cancel : null));
+    h("div", { class: "actions" }, booked ? move : null, quote.can_reschedule ? reschedule : null, " ", quote.can_cancel ? cancel : null));
+}
+
+// The same windows as booking, for this order's address and work, from its current day.
+function openMoveDialog(order, refresh) {
+  document.getElementById("move-dialog")?.close();
+  const dialog = h("dialog", { class: "card", id: "move-dialog", "aria-labelledby": "move-dialog-h" });
+  dialog.addEventListener("close", () => dialog.remove());
+  const picker = slotPicker("move", () => ({ addressId: order.address_id, kind: order.kind }), isoDay(new Date(order.window_start)));
+  const error = h("p", { class: "error", role: "alert" });
+  const confirm = h("button", { type: "button", class: "primary", id: "move-confirm" }, t("booking.moveConfirm"));
+  const keep = h("button", { type: "button", id: "move-keep" }, t("booking.keep"));
+  keep.addEventListener("click", () => dialog.close());
+  confirm.addEventListener("click", async () => {
+    const slot = picker.chosen();
+    if (!slot) { error.textContent = t("booking.pickWindow"); return; }
+    const moved = await act(confirm, error, () => api.post(`/v1/bookings/${order.id}/reschedule`, { window_start: slot.window_start }));
+    if (!moved) { picker.load(); return; }
+    dialog.close();
+    toast(t("booking.moved"));
+    await refresh();
+  });
+  fill(dialog, h("h2", { id: "move-dialog-h" }, t("booking.moveTitle")),
+    h("p", { class: "muted" }, bookedWindow(order)),
+    picker.element, error, h("div", { class: "actions" }, keep, " ", confirm));
+  document.body.append(dialog);
+  dialog.showModal();
+  picker.load();
 }
 
 function feeText(quote) {

@@ -39,6 +39,18 @@ export function line(points, color = COLORS.route) {
   return L.polyline(points.map(latLng), { color, weight: 3, dashArray: "6 6" });
 }
 
+/** A numbered stop of a route: its number on a disc (a div icon, no image to fetch). Not focusable:
+ * the list beside the map is the way through the stops by keyboard. */
+export function numbered(point, n, { color = COLORS.route, label } = {}) {
+  const disc = document.createElement("span");
+  disc.textContent = String(n);
+  disc.style.background = color;
+  const marker = L.marker(latLng(point), { keyboard: false,
+    icon: L.divIcon({ className: "stop-marker", html: disc, iconSize: [28, 28], iconAnchor: [14, 14] }) });
+  if (label) marker.bindTooltip(asText(label));
+  return marker;
+}
+
 /** Fits the map around the given layers (skipping empty groups). */
 export function fit(map, layers, maxZoom = 16) {
   const group = L.featureGroup(layers.filter(Boolean));

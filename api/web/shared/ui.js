@@ -47,6 +47,24 @@ export function when(iso) {
   return new Intl.DateTimeFormat(currentLang(), { dateStyle: "short", timeStyle: "short" }).format(new Date(iso));
 }
 
+/** The phone's calendar day of `date` as the API's `date` parameter: "2026-12-02". */
+export function isoDay(date) {
+  return [date.getFullYear(), String(date.getMonth() + 1).padStart(2, "0"), String(date.getDate()).padStart(2, "0")].join("-");
+}
+
+/** A time of day in a zone's wall clock ("08:40"): an appointment's city, the browser's without one. */
+export function clockTime(iso, timeZone) {
+  return new Intl.DateTimeFormat(currentLang(), { timeZone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(iso));
+}
+
+/** An appointment window: "08:00–10:00", after its day ("12月2日周三") when `withDay`. */
+export function windowText(start, end, timeZone, withDay = false) {
+  const range = `${clockTime(start, timeZone)}–${clockTime(end, timeZone)}`;
+  if (!withDay) return range;
+  const day = new Intl.DateTimeFormat(currentLang(), { timeZone, month: "short", day: "numeric", weekday: "short" }).format(new Date(start));
+  return `${day} ${range}`;
+}
+
 export const statusText = (status) => t(`status.${status}`);
 
 /** Why an order changed state: the system's slug in the reader's language, a person's words as written. */

@@ -1,12 +1,13 @@
 // The technician's phone app: online/offline, the phone's position streamed over the socket,
 // offers with a countdown (a sound, a vibration and, through the service worker, a Web Push that
-// reaches a locked phone), the current job step by step, completed jobs, his certificates (with
-// the photo of one awaiting review).
+// reaches a locked phone), the current job step by step, his day's planned visits in order (a list
+// and a map), completed jobs, his certificates (with the photo of one awaiting review).
 import { currentLang, t } from "../shared/i18n.js";
+import { createMap, fit, line, numbered } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
 import { photoForUpload } from "../shared/photos.js";
-import { act, errorText, field, fill, geolocationText, h, kindText, minor, money, reasonText, statusText, toast, when } from "../shared/ui.js";
+import { act, clockTime, errorText, field, fill, geolocationText, h, isoDay, kindText, minor, money, reasonText, statusText, toast, when, windowText } from "../shared/ui.js";
 
 const ACTIVE = ["accepted", "en_route", "arrived", "in_service"];
 const DONE = ["completed", "reviewed", "settled"];
@@ -46,8 +47,11 @@ startApp("technician", ["technician"], {
     rememberLanguage();
     if (alertsState() === "granted") subscribePush().catch(() => renderAlerts());  // renews this device's subscription
     document.addEventListener("visibilitychange", renderAlerts);  // permission changed in the settings
+    // Back on the phone's screen: the plan may have changed while the app was in the background.
+    document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") loadDay(); });
     document.addEventListener("click", unlockAudio, { once: true });
     await loadJobs();
+    await loadDay();
     await loadNotices();
     await loadCerts().catch((error) => toast(errorText(error)));
     setInterval(renderOffers, 1000);  // the countdowns
@@ -102,10 +106,13 @@ function onMessage(message) {
     renderReposition();
   } else if (message.type === "resync") {
     loadJobs();
+    loadDay();
   } else if (message.type === "job_updated" || message.type === "order_cancelled") {
     if (message.type === "order_cancelled") toast(t("technician.cancelled"));
     loadJobs();
+    loadDay();
   } else if (message.type === "notification" && message.notification?.title) {
+    loadDay();  // a booking cancelled, moved or given to him
     toast(message.notification.title);
     if (NOTICE_KINDS.includes(message.notification.kind)) {
       state.notices = [message.notification, ...state.notices.filter((n) => n.id !== message.notification.id)];
@@ -173,6 +180,7 @@ function render() {
       h("section", { class: "card hidden", id: "notices", "aria-live": "assertive" }),
       h("section", { class: "card", id: "offers", "aria-live": "assertive" }),
       h("section", { id: "jobs" }),
+      h("section", { class: "card", id: "my-day", "aria-labelledby": "my-day-h" }),
       h("section", { class: "card", id: "done" }),
       h("section", { class: "card", id: "earnings", "aria-labelledby": "earnings-h" }),
       h("section", { class: "card", id: "my-certs", "aria-labelledby": "my-certs-h" }));
@@ -183,6 +191,7 @@ function render() {
   renderNotices();
   renderOffers();
   renderJobs();
+  renderDay();
   renderDone();
   renderEarnings();
   renderCerts();
@@ -663,6 +672,90 @@ function renderDone() {
       `${kindText(o.kind)} · ${when(o.updated_at)} · `, h("strong", { class: "done-price" }, money(o.final_price ?? o.price_estimate)), " ",
       h("span", { class: "pill" }, statusText(o.status)))))
       : h("p", { class: "muted" }, t("technician.noDoneJobs")));
+}
+
+// -- his day: the booked visits of a local day as planned, in order, listed and on a map ---------
+
+// His city's next day is planned the evening before (the worker's day-plan job); a day not yet
+// planned is empty. `date` starts as the phone's today; the plan says in which zone its times are.
+const day = { date: isoDay(new Date()), plan: null, error: null, seq: 0 };
+let dayMap = null;  // {map, layer, element}: made once, kept across redraws (Leaflet owns its element)
+
+function shiftDay(iso, days) {
+  const date = new Date(`${iso}T12:00:00`);
+  date.setDate(date.getDate() + days);
+  return isoDay(date);
+}
+
+async function loadDay() {
+  const mine = ++day.seq;  // a reply for a day he has left must not draw over the one he picked
+  const date = day.date;
+  try {
+    const plan = await api.get(`/v1/technicians/me/day?date=${date}`);
+    if (mine !== day.seq) return;
+    Object.assign(day, { plan, error: null });
+  } catch (error) {
+    if (mine !== day.seq) return;
+    Object.assign(day, { plan: null, error });
+  }
+  renderDay();
+}
+
+function pickDay(date) {
+  if (!date || date === day.date) return;
+  Object.assign(day, { date, plan: null, error: null });
+  renderDay();
+  loadDay();
+}
+
+function stopLabel(stop) {
+  return `${stop.sequence}. ${kindText(stop.kind)} · ${stop.address}`;
+}
+
+function renderDay() {
+  const section = document.getElementById("my-day");
+  if (!section) return;
+  const plan = day.plan?.date === day.date ? day.plan : null;
+  const stops = plan?.data ?? [];
+  const input = h("input", { type: "date", value: day.date, required: true });
+  input.addEventListener("change", () => pickDay(input.value));
+  const previous = h("button", { type: "button", id: "day-previous", "aria-label": t("day.previous") }, "‹");
+  const next = h("button", { type: "button", id: "day-next", "aria-label": t("day.next") }, "›");
+  previous.addEventListener("click", () => pickDay(shiftDay(day.date, -1)));
+  next.addEventListener("click", () => pickDay(shiftDay(day.date, 1)));
+  dayMap ??= { element: h("div", { class: "map", id: "day-map", role: "img" }) };
+  dayMap.element.setAttribute("aria-label", t("day.mapLabel"));
+  const summary = day.error ? h("p", { class: "error", role: "alert" }, errorText(day.error))
+    : !plan ? h("p", { class: "muted" }, t("day.loading"))
+      : h("p", { class: "muted", id: "day-summary" }, stops.length ? t("day.count", { n: stops.length }) : t("day.none"));
+  fill(section, h("h2", { id: "my-day-h" }, t(day.date === isoDay(new Date()) ? "day.today" : "day.title")),
+    h("div", { class: "day-nav" }, previous, h("div", {}, field("day-date", "day.date", input)), next),
+    summary,
+    stops.length ? h("ol", { class: "stops", id: "day-stops" }, stops.map((stop) => h("li", { dataset: { order: stop.order_id } },
+      h("span", { class: "stop-seq", "aria-hidden": "true" }, String(stop.sequence)),
+      h("div", {},
+        h("strong", { class: "stop-window" }, windowText(stop.window_start, stop.window_end, plan.timezone)),
+        ` · ${kindText(stop.kind)}`,
+        h("div", { class: "stop-address" }, stop.address),
+        h("div", { class: "muted stop-arrival" }, t("day.arrival", { time: clockTime(stop.planned_arrival_at, plan.timezone) })))))) : null,
+    dayMap.element);
+  drawDay(stops);
+}
+
+// The stops joined in their order; the map is hidden while there is nothing to show on it.
+function drawDay(stops) {
+  const placed = stops.filter((stop) => stop.location);
+  dayMap.element.classList.toggle("hidden", !placed.length);
+  if (!placed.length) return;
+  if (!dayMap.map) {
+    dayMap.map = createMap(dayMap.element);
+    dayMap.layer = window.L.layerGroup().addTo(dayMap.map);
+  }
+  dayMap.map.invalidateSize();  // it was hidden, or redrawn into the page again
+  dayMap.layer.clearLayers();
+  if (placed.length > 1) line(placed.map((stop) => stop.location)).addTo(dayMap.layer);
+  const markers = placed.map((stop) => numbered(stop.location, stop.sequence, { label: stopLabel(stop) }).addTo(dayMap.layer));
+  fit(dayMap.map, markers, 16);
 }
 
 // -- his earnings: per day and per order, from the ledger, with the quality adjustment explained --

@@ -10,6 +10,7 @@ const SHELL = [
   "./", "./index.html", "./app.js", "./manifest.json", "./icon.svg",
   "../shared/app.css", "../shared/api.js", "../shared/i18n.js", "../shared/i18n/zh-CN.js", "../shared/i18n/en.js",
   "../shared/shell.js", "../shared/socket.js", "../shared/ui.js",
+  "../shared/map.js", "../config.js", "../vendor/leaflet/leaflet.js", "../vendor/leaflet/leaflet.css",
 ];
 
 self.addEventListener("install", (event) => {
