@@ -12,6 +12,7 @@ parses it at the edge (`kit.events.handles`); tests/backbone/test_event_types.py
 from dispatch import handlers as dispatch_handlers
 from dispatch import ops as dispatch_ops
 from dispatch import push as dispatch_push
+from dispatch.field import campaigns as field_campaigns
 from kit import events, jobs
 from matching import eta as matching_eta
 from matching import service as matching_service
@@ -19,6 +20,7 @@ from meters import reminders as meters_reminders
 from meters import rules as meters_rules
 from ratings import service as ratings_service
 from scheduling import replan as scheduling_replan
+from scheduling import service as scheduling_service
 from settlement import handlers as settlement_handlers
 
 SUBSCRIPTIONS: tuple[tuple[str, str, events.Handler], ...] = (
@@ -57,9 +59,10 @@ UNORDERED = ("push",)
 
 def register_handlers() -> None:
     """Every subscription of the table, once per process, and the ports one package offers
-    another (reputation and day plans for matching)."""
+    another (reputation and day plans for matching, booked windows for inspection campaigns)."""
     matching_service.use_reputation(ratings_service.reputations)
     matching_service.use_plans(scheduling_replan.commitments)
+    field_campaigns.use_booker(scheduling_service.book_campaign_visit)
     for topic, subscriber, handler in SUBSCRIPTIONS:
         events.subscribe(topic, handler, subscriber=subscriber)
     for subscriber in SLOW_SUBSCRIBERS:

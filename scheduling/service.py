@@ -19,10 +19,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
 from dispatch.cities import city_at
+from dispatch.notifications import notify
 from dispatch.models import (
     Address,
     Certification,
     City,
+    Customer,
     Order,
     ServiceKind,
     ServiceStation,
@@ -291,15 +293,50 @@ async def _take(session: AsyncSession, *, address: Address, kind: str, window_st
 
 
 async def book(session: AsyncSession, *, customer_id: uuid.UUID, address_id: uuid.UUID, kind: str,
-               window_start: datetime, actor: dispatch.Actor, description: str = "", now: datetime) -> Order:
+               window_start: datetime, actor: dispatch.Actor, description: str = "", now: datetime,
+               source: str = "customer") -> Order:
     address = await _own_address(session, address_id, customer_id)
     window, technician_id = await _take(session, address=address, kind=kind, window_start=window_start, now=now)
     order = await dispatch.create_order(session, customer_id=customer_id, address_id=address_id, kind=kind,
                                         actor=actor, description=description, window=(window.start, window.end),
-                                        now=now)
+                                        now=now, source=source)
     session.add(Booking(order_id=order.id, technician_id=technician_id, created_at=now))
     await session.flush()
     return order
+
+
+# A campaign's time of day -> the local hours its windows start in.
+TIME_OF_DAY_HOURS = {"morning": (8, 12), "afternoon": (12, 18), "evening": (18, 22)}
+CAMPAIGN = dispatch.Actor.system("field.campaign")
+
+
+async def book_campaign_visit(session: AsyncSession, *, customer_id: uuid.UUID, address_id: uuid.UUID, kind: str,
+                              day: date, time_of_day: str, description: str, now: datetime) -> Order | None:
+    """A periodic inspection booked like a customer's visit: the first window with room in its
+    time of day, else the first of the day; the household is told and may move it. None: no
+    window of the day has room (or the day is past)."""
+    address = await _own_address(session, address_id, customer_id)
+    try:
+        plan = await day_windows(session, address=address, kind=kind, day=day, now=now)
+    except BookingInvalid:
+        return None
+    first, last = TIME_OF_DAY_HOURS[time_of_day]
+    for slot in sorted(plan.slots, key=lambda s: (not first <= s.window.start.hour < last, s.window.start)):
+        try:
+            order = await book(session, customer_id=customer_id, address_id=address_id, kind=kind,
+                               window_start=slot.window.start, actor=CAMPAIGN, description=description, now=now,
+                               source="campaign")
+        except SlotUnavailable:
+            continue
+        assert order.window_start is not None and order.window_end is not None
+        customer = await session.get(Customer, customer_id)
+        assert customer is not None, "a customer outlives his addresses"
+        await notify(session, customer.account_id, "inspection_booked", "安检预约 / Safety inspection booked",
+                     f"Inspection visit {order.window_start.isoformat()} to {order.window_end.isoformat()}",
+                     {"order_id": str(order.id), "window_start": order.window_start.isoformat(),
+                      "window_end": order.window_end.isoformat()}, dedupe_key=f"booking:{order.id}:booked")
+        return order
+    return None
 
 
 async def move(session: AsyncSession, order_id: uuid.UUID, *, window_start: datetime, actor: dispatch.Actor,

@@ -1,8 +1,10 @@
 """Periodic home inspections (入户安检): plan due households within each station's daily
-capacity, create the orders on their day, and re-plan visits where nobody opened the door."""
+capacity, book each a window the day before (routed by the day planner with the other booked
+visits), and re-plan visits where nobody opened the door: the household is booked another
+window, on another day and time of day, and told."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -28,9 +30,27 @@ ACTIVE = ("planned", "ordered", "no_access")
 @dataclass
 class CampaignRun:
     planned: int = 0
-    ordered: int = 0
+    ordered: int = 0  # orders made, booked windows among them
+    booked: int = 0
     replanned: int = 0
     exhausted: int = 0
+
+
+# Books a planned inspection a window on its day in its time of day (else another with room):
+# the scheduling package plugs its bookings in here. None: no window with room.
+Booker = Callable[..., Awaitable[Order | None]]
+
+
+async def no_bookings(session: AsyncSession, **visit: Any) -> Order | None:
+    return None
+
+
+_booker: Booker = no_bookings
+
+
+def use_booker(booker: Booker) -> None:
+    global _booker
+    _booker = booker
 
 
 async def station_covering(session: AsyncSession, location: Any) -> uuid.UUID | None:
@@ -122,13 +142,24 @@ async def _plan_due(session: AsyncSession, now: datetime, run: CampaignRun,
             on_station(station.name)
 
 
-async def _order_todays(session: AsyncSession, now: datetime, run: CampaignRun) -> None:
+async def _order_upcoming(session: AsyncSession, now: datetime, run: CampaignRun) -> None:
+    """Tomorrow's visits (and any left from earlier days) are booked a window; one that finds
+    no window with room by its own day becomes an on-demand order on that day, as before."""
     plans = (await session.exec(select(InspectionPlan).where(
-        InspectionPlan.status == "planned", col(InspectionPlan.planned_on) <= now.date()).with_for_update())).all()
+        InspectionPlan.status == "planned", col(InspectionPlan.planned_on) <= now.date() + timedelta(days=1))
+        .with_for_update())).all()
     for plan in plans:
-        order = await create_order(session, customer_id=plan.customer_id, address_id=plan.address_id,
-                                   kind=INSPECTION_KIND, actor=CAMPAIGN, now=now, source="campaign",
-                                   description=f"periodic safety inspection, {plan.slot}, try {plan.attempt}")
+        description = f"periodic safety inspection, {plan.slot}, try {plan.attempt}"
+        order = await _booker(session, customer_id=plan.customer_id, address_id=plan.address_id, kind=INSPECTION_KIND,
+                              day=plan.planned_on, time_of_day=plan.slot, description=description, now=now)
+        if order is not None:
+            run.booked += 1
+        elif plan.planned_on > now.date():
+            continue  # booked on a later run, or ordered on its day
+        else:
+            order = await create_order(session, customer_id=plan.customer_id, address_id=plan.address_id,
+                                       kind=INSPECTION_KIND, actor=CAMPAIGN, now=now, source="campaign",
+                                       description=description)
         plan.order_id, plan.status, plan.updated_at = order.id, "ordered", now
         session.add(plan)
         run.ordered += 1
@@ -141,9 +172,9 @@ async def stations_count(session: AsyncSession) -> int:
 
 async def run_daily(session: AsyncSession, now: datetime,
                     on_station: Callable[[str], None] | None = None) -> CampaignRun:
-    """The daily job: re-plan missed visits, plan newly due households, order today's visits."""
+    """The daily job: re-plan missed visits, plan newly due households, book tomorrow's visits."""
     run = CampaignRun()
     await _replan(session, now, run)
     await _plan_due(session, now, run, on_station)
-    await _order_todays(session, now, run)
+    await _order_upcoming(session, now, run)
     return run

@@ -29,7 +29,7 @@ def _at(value: str | None) -> datetime:
 
 @app.command("campaign")
 def campaign(now: str | None = typer.Option(None, help="Run as of this RFC 3339 time (default: now).")) -> None:
-    """The daily job: re-plan no-access visits, plan due households, create today's inspection orders."""
+    """The daily job: re-plan no-access visits, plan due households, book tomorrow's inspection visits."""
     from kit.db import get_engine, session_scope
     from dispatch.field import campaigns
 
