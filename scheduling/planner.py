@@ -42,6 +42,7 @@ from dispatch.alerts import raise_alert
 from dispatch.states import OPEN_STATES
 from kit.config import get_settings
 from kit.errors import NotFound
+from kit.fanout import account_channel, push_after_commit
 from kit.geo import lonlat
 from matching.planning import Job, Plan, Problem, Vehicle, evaluate, plan_routes
 from matching.planning.problem import TOLERANCE
@@ -251,6 +252,7 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
                       planned_at=now)
              for route in plan.routes for n, stop in enumerate(route.stops, start=1)]
     planned = [s.order_id for s in stops]
+    await _tell_technicians(session, city_id, day, [*kept, *stops])
     await session.exec(delete(PlanStop).where(  # type: ignore[call-overload]
         or_(and_(PlanStop.city_id == city_id, PlanStop.day == day,
                  col(PlanStop.order_id).not_in([k.order_id for k in kept])),
@@ -272,6 +274,22 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
     log.info("scheduling.day_planned", city=city_id, day=day.isoformat(), stops=len(stops),
              unplanned=len(unplanned), travel_s=round(plan.travel), seconds=round(solved.seconds, 2))
     return DayPlanResult(city_id, day, tz.key, stops, unplanned, plan.travel, solved.seconds)
+
+
+async def _tell_technicians(session: AsyncSession, city_id: str, day: date, stops: list[PlanStop]) -> None:
+    """Each technician whose stops of the day change (in order, technician or time) hears it on
+    his socket once the plan commits: his day screen reloads."""
+    def route(rows) -> dict[uuid.UUID, list[tuple[uuid.UUID, datetime]]]:  # noqa: ANN001
+        out: dict[uuid.UUID, list[tuple[uuid.UUID, datetime]]] = {}
+        for row in sorted(rows, key=lambda r: (str(r.technician_id), r.sequence)):
+            out.setdefault(row.technician_id, []).append((row.order_id, row.planned_arrival_at))
+        return out
+
+    before = route((await session.exec(select(PlanStop).where(PlanStop.city_id == city_id, PlanStop.day == day))).all())
+    after = route(stops)
+    changed = [t for t in set(before) | set(after) if before.get(t) != after.get(t)]
+    for account_id in (await queries.technician_accounts(session, changed)).values() if changed else ():
+        push_after_commit(session, account_channel(account_id), "plan_changed", day=day.isoformat())
 
 
 async def alert(session: AsyncSession, missing: Unplanned, day: date, now: datetime) -> None:

@@ -7,7 +7,8 @@ summary, with the order's `sla_deadline`), `offer_withdrawn`, `job_updated`,
 `order_cancelled`, `notification`, `status`, `position`, `eta` (the arrival range, on the order
 socket and the technician's), `price_change`, `reposition` (a hint to an idle emergency
 technician: move towards an area below its reserve; `station_id`, `station_name` and `area`, the
-GeoJSON centre of its service area), `pong`, `resync`; on the operations socket
+GeoJSON centre of its service area), `plan_changed` (the technician's day plan of `day` was
+planned again: reload it), `pong`, `resync`; on the operations socket
 `alert`, `alert_acknowledged`, `order_status`, `certification_queue` (reload the queue) and `hazards` (reload
 the open hazards).
 
@@ -106,7 +107,7 @@ class ServerMessage(BaseModel):
     v: Literal[1] = 1
     type: Literal["ack", "error", "offer", "offer_withdrawn", "job_updated", "order_cancelled", "notification", "price_change",
                   "status", "position", "eta", "reposition", "pong", "resync", "alert", "alert_acknowledged", "order_status",
-                  "certification_queue", "hazards"]
+                  "certification_queue", "hazards", "plan_changed"]
     id: str | None
     detail: str | None = None
     seq: int | None = None  # on status and job_updated: the order event's id (see Sequence numbers)

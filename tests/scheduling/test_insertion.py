@@ -3,6 +3,7 @@ job would make a technician's planned visits miss; an accepted insertion re-plan
 his day, moving a visit it can no longer keep to the next window with room and telling its
 customer; customers are reminded of a visit the day before."""
 
+import json
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -16,6 +17,8 @@ from app import worker
 from dispatch.alerts import OpsAlert
 from dispatch.models import Notification, Order
 from dispatch.service import Actor, create_order
+from kit import after_commit
+from kit.fanout import account_channel
 from kit.events import drain
 from matching import service as engine
 from matching.candidates import OfferCandidate
@@ -142,13 +145,24 @@ async def planned_day(client: AsyncClient, session: AsyncSession, index):  # noq
 
 
 async def test_an_accepted_insertion_replans_his_day_and_moves_the_visit_it_makes_him_miss(
-    session: AsyncSession, index, planned_day, monkeypatch,  # noqa: ANN001
+    session: AsyncSession, index, planned_day, monkeypatch, redis,  # noqa: ANN001
 ) -> None:
     fitter, household, booked, day = planned_day
     # That day at 11:15 he accepts a 90-minute installation next to him: done 12:45, 8 km from
     # the booked repair, which could then end only after his shift.
     monkeypatch.setattr(replan, "database_now", _clock(local(day, 11) + timedelta(minutes=15)))
+    listener = redis.pubsub()
+    await listener.subscribe(account_channel(fitter.account.id))
     await _accept_job_next_to(session, index, fitter, "installation")
+    await session.commit()
+    await after_commit.run(session)
+    heard = []
+    for _ in range(40):
+        message = await listener.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            heard.append(json.loads(message["data"]))
+    assert {"type": "plan_changed", "day": day.isoformat()} in [
+        {k: v for k, v in m.items() if k in ("type", "day")} for m in heard]  # his day screen reloads
 
     moved = await session.get(Order, booked, populate_existing=True)
     assert moved.status == "scheduled"
