@@ -240,13 +240,20 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=delay * random.uniform(0.9, 1.0))
 
 
+def _earlier_pending_of(subscriber: Any, order_key: Any, event_id: Any) -> Any:
+    """Whether an earlier event's delivery of the same order to the same subscriber is still
+    pending (then this one waits: order per order). Columns or values; a NULL key is unordered."""
+    earlier = aliased(Delivery)
+    return exists(select(earlier.id).where(
+        earlier.subscriber == subscriber, earlier.order_key == order_key,
+        earlier.state == "pending", earlier.event_id < event_id))
+
+
 async def _earlier_pending(session: AsyncSession, delivery: Delivery) -> bool:
     if delivery.order_key is None:
         return False
-    earlier = select(Delivery.id).where(
-        Delivery.subscriber == delivery.subscriber, Delivery.order_key == delivery.order_key,
-        Delivery.state == "pending", Delivery.event_id < delivery.event_id)
-    return bool((await session.exec(select(exists(earlier)))).one())
+    return bool((await session.exec(select(
+        _earlier_pending_of(delivery.subscriber, delivery.order_key, delivery.event_id)))).one())
 
 
 async def _attempt(session: AsyncSession, delivery: Delivery, now: datetime,
@@ -311,14 +318,12 @@ async def deliver(delivery_id: int) -> None:
     """The `events.deliver` job: one delivery in its own transaction. A retry is asked of the
     engine after the commit, so the recorded attempt stands."""
     retry: timedelta | None = None
-    earlier = aliased(Delivery)
     async with session_scope() as session:
         # The delivery, its event, the clock and its order's earlier deliveries in one round
         # trip: an emergency's offer round waits behind this.
         row = (await session.exec(
-            select(Delivery, OutboxMessage.payload, func.clock_timestamp(), exists(select(earlier.id).where(
-                earlier.subscriber == Delivery.subscriber, earlier.order_key == Delivery.order_key,
-                earlier.state == "pending", earlier.event_id < Delivery.event_id)))
+            select(Delivery, OutboxMessage.payload, func.clock_timestamp(),
+                   _earlier_pending_of(Delivery.subscriber, Delivery.order_key, Delivery.event_id))
             .outerjoin(OutboxMessage, col(OutboxMessage.id) == Delivery.event_id)
             .where(Delivery.id == delivery_id).with_for_update(of=Delivery))).first()
         if row is None or row[0].state != "pending":
