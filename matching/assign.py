@@ -8,7 +8,7 @@ order; an order without one stays open. None of them mutates its inputs.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
@@ -69,6 +69,22 @@ def best_candidates(
     if radius_m is not None:
         options = [a for a in options if a.distance_m <= radius_m]
     return sorted(options, key=lambda a: (a.cost, a.technician_id))[:k]
+
+
+def uncontended(
+    orders: Sequence[OrderView],
+    candidates_by_order: Candidates,
+    now: datetime,
+    config: MatchingConfig,
+    depth: int = 2,
+) -> list[str]:
+    """The orders no other order competes with: none of their `depth` best eligible technicians
+    is among another order's `depth` best. Offered at once, they lose nothing a batch could win
+    for them (adaptive batching: only contended orders wait for the window)."""
+    best = {o.id: [a.technician_id for a in best_candidates(o, candidates_by_order.get(o.id, ()), now, config, depth)]
+            for o in orders}
+    wanted = Counter(t for technicians in best.values() for t in technicians)
+    return [oid for oid, technicians in best.items() if technicians and all(wanted[t] == 1 for t in technicians)]
 
 
 def greedy(

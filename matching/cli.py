@@ -26,6 +26,7 @@ class InstanceFormat(str, Enum):
 class PolicyName(str, Enum):
     greedy = "greedy"
     batch = "batch"
+    batch_v2 = "batch-v2"  # adaptive batching (matching/simulate.py)
 
 
 class Switch(str, Enum):

@@ -5,7 +5,13 @@ the detour factor), serves it for `service_min`, and then takes his next job or 
 where he finished. Policies:
   greedy  every arrival and every freed technician triggers `assign.greedy` at once;
   batch   emergencies are offered at once, everything else waits for the next `window_s`
-          tick and goes through `assign.batch`.
+          tick and goes through `assign.batch`;
+  batch-v2 adaptive batching (issue #17): as batch, but while free technician slots number at
+          least AMPLE_SUPPLY per waiting order, any order no other waiting order competes with
+          (`assign.uncontended`: none of its best technicians is another's) is offered at once;
+          only contended orders wait for the tick. With ample supply that is greedy's speed,
+          under contention the batch's optimum. Not the default yet: with the emergency ladder
+          or readiness on it serves fewer emergencies within SLA than batch.
 Every assignment is an offer: the technician accepts with his acceptance rate (at once), or
 the offer lapses after the offer timeout, holding his slot meanwhile (as live offers do).
 Escalation off is today's engine: one technician per offer, a technician who let an order's
@@ -35,15 +41,16 @@ from typing import Literal
 
 import numpy as np
 
-from matching.assign import batch, best_candidates, greedy
+from matching.assign import batch, best_candidates, greedy, uncontended
 from matching.escalation import FLAT, EMERGENCY_SKILL, Ladder, ladders, reserve_floor
 from matching.model import PRIORITIES, Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.scenario import OrderSpec, Scenario, TechnicianSpec
 from matching.scoring import eta_s, haversine_m
 from matching.spatial import TechnicianIndex
 
-Policy = Literal["greedy", "batch"]
+Policy = Literal["greedy", "batch", "batch-v2"]
 GIVE_UP_SLA_FACTOR = 2.0
+AMPLE_SUPPLY = 2.0  # adaptive batching: free technician slots per waiting order that count as ample
 CANDIDATES_K = 32  # nearest free, certified technicians handed to the assigner per order
 MAX_OFFER_ATTEMPTS = 5  # the live default (GASDISPATCH_MAX_OFFER_ATTEMPTS)
 OFFER_TIMEOUT_S, EMERGENCY_OFFER_TIMEOUT_S = 30.0, 15.0  # the live defaults
@@ -133,6 +140,7 @@ class _Run:
                  on_progress: Callable[[int, int], None] | None, ladder_by_priority: Mapping[str, Ladder] | None,
                  readiness: bool):
         self.scenario, self.policy, self.window_s, self.config = scenario, policy, window_s, config
+        self.batching, self.adaptive = policy in ("batch", "batch-v2"), policy == "batch-v2"
         self.on_progress = on_progress
         self.ladders = dict(ladder_by_priority) if ladder_by_priority is not None else None
         self.techs = {
@@ -363,6 +371,18 @@ class _Run:
                 idle = [(x, a) for x, a in idle if x is not t]
                 self.counts["repositioned"] += 1
 
+    def dispatch_uncontended(self) -> None:
+        """Adaptive batching: while supply clearly exceeds demand, the waiting orders nobody
+        competes with are offered now."""
+        waiting = self.waiting(emergency=False)
+        free = sum(t.spec.max_jobs - t.held for t in self.techs.values())
+        if not waiting or free < AMPLE_SUPPLY * len(waiting):
+            return
+        views = [self.view(o) for o in waiting]
+        alone = set(uncontended(views, self.candidates(waiting), _at(self.now), self.config))
+        if alone:
+            self.dispatch([o for o in waiting if o.id in alone], "greedy")
+
     def waiting(self, emergency: bool) -> list[OrderSpec]:
         return [o for o in self.queue.values() if (o.priority == "emergency") == emergency]
 
@@ -371,7 +391,7 @@ class _Run:
     def run(self) -> None:
         for o in self.scenario.orders:
             self.push(o.t_s, _ARRIVAL, o.id)
-        if self.policy == "batch" and self.scenario.orders:
+        if self.batching and self.scenario.orders:
             self.push(self.scenario.orders[0].t_s, _TICK)
         while self.events:
             self.now, kind, _, ref = heapq.heappop(self.events)
@@ -400,6 +420,8 @@ class _Run:
             self.dispatch(list(self.queue.values()), "greedy")
         elif o.priority == "emergency":
             self.dispatch([o], "immediate")
+        elif self.adaptive:
+            self.dispatch_uncontended()
 
     def on_at_site(self, tech: _Tech) -> None:
         o = tech.jobs[0]
@@ -435,8 +457,8 @@ class _Run:
         """Who let the order's offer lapse may be asked again: an emergency at once (the live
         engine retries it every tick), other orders at the next batch."""
         if o.id in self.queue and (o.priority == "emergency" or self.policy == "greedy"):
-            self.dispatch([o] if self.policy == "batch" else list(self.queue.values()),
-                          "immediate" if self.policy == "batch" else "greedy")
+            self.dispatch([o] if self.batching else list(self.queue.values()),
+                          "immediate" if self.batching else "greedy")
 
     def after_release(self) -> None:
         self.give_up_expired()
@@ -444,6 +466,8 @@ class _Run:
             self.dispatch(list(self.queue.values()), "greedy")
         else:
             self.dispatch(self.waiting(emergency=True), "immediate")
+            if self.adaptive:
+                self.dispatch_uncontended()
 
     def on_tick(self) -> None:
         self.give_up_expired()
@@ -463,7 +487,7 @@ class _Run:
         emergency_accept = [m for oid, m in self.accepted_min.items() if self.orders[oid].priority == "emergency"]
         return {
             "policy": self.policy,
-            "window_s": self.window_s if self.policy == "batch" else None,
+            "window_s": self.window_s if self.batching else None,
             "seed": self.scenario.seed,
             "escalation": self.ladders is not None,
             "readiness": self.areas is not None,
@@ -527,7 +551,7 @@ def simulate(
     `on_progress(arrived, total)` is called as orders arrive; the ladders default to the
     settings' defaults.
     """
-    if policy not in ("greedy", "batch"):
+    if policy not in ("greedy", "batch", "batch-v2"):
         raise ValueError(f"unknown policy {policy!r}")
     if window_s <= 0:
         raise ValueError("window_s must be positive")

@@ -208,3 +208,62 @@ def test_readiness_reaches_95_percent_of_reachable_emergencies_at_little_routine
     assert after["emergency_within_sla"] >= 0.95 * after["reachable"] > before["emergency_within_sla"]
     assert after["routine_mean_wait"] <= 1.10 * before["routine_mean_wait"]
     assert after["routine_mean_wait_with_unserved"] <= 1.10 * before["routine_mean_wait_with_unserved"]
+
+
+# Adaptive batching (issue #17, item 1) -------------------------------------------------------
+
+def test_an_order_nobody_competes_for_is_offered_at_once_under_adaptive_batching():
+    # Two orders far apart, each near a technician of its own, two more far off: supply is
+    # ample and nobody contests them, so neither waits for a window.
+    others = [{**TECH, "id": "t2", "lat": 39.99}, {**TECH, "id": "t3", "lat": 40.30}, {**TECH, "id": "t4", "lat": 40.31}]
+    late = {**ORDER, "id": "o2", "t_s": 10, "lat": 39.995}
+    day = parse(scenario(techs=[TECH, *others], orders=[ORDER, late]))
+    greedy, v1, v2 = (simulate(day, policy, window_s=60, escalation=False, readiness=False)
+                      for policy in ("greedy", "batch", "batch-v2"))
+    assert v2["mean_wait_min"] == pytest.approx(greedy["mean_wait_min"])
+    # the batch kept o2 until the next tick, 50 s after it came: half of that on the mean
+    assert v1["mean_wait_min"] == pytest.approx(greedy["mean_wait_min"] + 25 / 60, abs=0.01)  # rounded
+
+
+def test_without_ample_supply_an_order_waits_for_the_batch_under_adaptive_batching():
+    # The first order takes one of two technicians; the second comes when one slot is free for
+    # it: not ample, so it waits for the tick as under the batch, where greedy sends it at once.
+    late = {**ORDER, "id": "o2", "t_s": 10, "lat": 39.995}
+    day = parse(scenario(techs=[TECH, {**TECH, "id": "t2", "lat": 39.99}], orders=[ORDER, late]))
+    greedy, v1, v2 = (simulate(day, policy, window_s=60, escalation=False, readiness=False)
+                      for policy in ("greedy", "batch", "batch-v2"))
+    assert v2["mean_wait_min"] == pytest.approx(v1["mean_wait_min"])
+    assert v2["mean_wait_min"] > greedy["mean_wait_min"]
+
+
+def test_adaptive_batching_matches_greedy_with_ample_supply_and_the_batch_when_scarce():
+    ample = generate(technicians=80, orders=400, hours=12, seed=2)
+    greedy, v2 = (simulate(ample, policy, window_s=60, escalation=False, readiness=False)
+                  for policy in ("greedy", "batch-v2"))
+    assert v2["mean_wait_min"] <= greedy["mean_wait_min"] and v2["p90_wait_min"] <= greedy["p90_wait_min"]
+    scarce = generate(technicians=40, orders=400, hours=12, seed=2)
+    v1, v2 = (simulate(scarce, policy, window_s=60, escalation=False, readiness=False)
+              for policy in ("batch", "batch-v2"))
+    assert v2["mean_wait_min"] <= v1["mean_wait_min"] and v2["p90_wait_min"] <= v1["p90_wait_min"]
+
+
+def test_uncontended_orders_are_those_whose_best_technicians_nobody_else_wants():
+    from datetime import UTC, datetime, timedelta
+
+    from matching.assign import uncontended
+    from matching.model import CertificationView, OrderView, TechnicianView
+
+    now = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+    def tech(tid: str, lat: float) -> TechnicianView:
+        return TechnicianView(tid, 116.40, lat, "online", (CertificationView("repair", True),), 0, 1, 4.5, now)
+
+    def order(oid: str, lat: float) -> OrderView:
+        return OrderView(oid, 116.40, lat, "repair", "routine", now, now + timedelta(hours=1))
+
+    techs = [tech("a", 39.90), tech("b", 39.95), tech("c", 40.20), tech("d", 40.25)]
+    orders = [order("near-a", 39.901), order("near-b", 39.949), order("far", 40.22)]
+    by_order = {o.id: techs for o in orders}
+    # near-a's two best are a and b, near-b's are b and a: they contest; far has c and d alone
+    assert uncontended(orders, by_order, now, MatchingConfig()) == ["far"]
+    assert uncontended(orders, by_order, now, MatchingConfig(), depth=1) == ["near-a", "near-b", "far"]
