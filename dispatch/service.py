@@ -144,6 +144,9 @@ async def move_window(session: AsyncSession, order_id: uuid.UUID, actor: Actor, 
         actor_role=actor.role, actor_id=actor.id, created_at=now,
         payload={"from": [t.isoformat() if t else None for t in old], "to": [t.isoformat() for t in window]}))
     await session.flush()
+    # The customer's open order page redraws with the new window.
+    push_after_commit(session, order_channel(order_id), "status", order_id=str(order_id), status="scheduled",
+                      action="move_window")
     order = await session.get(Order, order_id, populate_existing=True)
     assert order is not None
     return order

@@ -26,7 +26,6 @@ from dispatch import queries
 from dispatch import service as dispatch
 from dispatch.events import OrderStatusChanged
 from dispatch.states import ACTIVE_JOB_STATES
-from dispatch.notifications import notify
 from kit.config import get_settings
 from kit.db import database_now
 from kit.events import handles, subscribe
@@ -72,20 +71,27 @@ async def replan_day(session: AsyncSession, city_id: str, day: date, now: dateti
                      time_limit: float | None = None) -> planner.DayPlanResult:
     """Plan what is left of the city's local day again; a visit it cannot keep moves to the next
     window with room, and only one that cannot move is raised to operations."""
+    limit = time_limit or get_settings().replan_time_limit_s
     result = await planner.plan_day(session, city_id=city_id, day=day, now=now, alert_unplanned=False,
-                                    time_limit=time_limit or get_settings().replan_time_limit_s)
+                                    time_limit=limit)
+    moved_within_day = False
     for missing in result.unplanned:
-        if not await _move_to_next_window(session, missing.order_id, now):
+        moved = await _move_to_next_window(session, missing.order_id, now)
+        if moved is None:
             await planner.alert(session, missing, day, now)
+        moved_within_day |= moved == day
+    if moved_within_day:  # a visit moved to a later window of the same day gets its place in the plan
+        result = await planner.plan_day(session, city_id=city_id, day=day, now=now, time_limit=limit)
     return result
 
 
-async def _move_to_next_window(session: AsyncSession, order_id: uuid.UUID, now: datetime) -> bool:
+async def _move_to_next_window(session: AsyncSession, order_id: uuid.UUID, now: datetime) -> date | None:
     """The first window with room after the booking's own (that day, then the next days of the
-    horizon), and a notification to its customer; False when none has room."""
+    horizon), and a notification to its customer; the local day it moved to, None when none has
+    room."""
     order = await queries.find_order(session, order_id)
     if order is None or order.status != "scheduled" or order.window_start is None:
-        return False
+        return None
     address = await queries.find_address(session, order.address_id)
     assert address is not None, "an order's address outlives it"
     tz = await city_timezone(session, order.city_id)
@@ -104,21 +110,12 @@ async def _move_to_next_window(session: AsyncSession, order_id: uuid.UUID, now: 
                 moved = await bookings.move(session, order_id, window_start=slot.window.start, actor=REPLANNER, now=now)
             except SlotUnavailable:
                 continue
-            await _tell_moved(session, moved, order.window_start)
+            await bookings.tell_customer(session, moved, "booking_moved", "预约时段已调整 / Appointment moved",
+                                         dedupe_key=f"booking:{moved.id}:moved:{moved.window_start.isoformat()}",
+                                         was=order.window_start.isoformat())
             log.info("scheduling.booking_moved", order_id=str(order_id), window_start=moved.window_start.isoformat())
-            return True
-    return False
-
-
-async def _tell_moved(session: AsyncSession, order, was: datetime) -> None:  # noqa: ANN001
-    customer = await queries.find_customer(session, order.customer_id)
-    if customer is None:
-        return
-    await notify(session, customer.account_id, "booking_moved", "预约时段已调整 / Appointment moved",
-                 f"New window {order.window_start.isoformat()} to {order.window_end.isoformat()}",
-                 {"order_id": str(order.id), "window_start": order.window_start.isoformat(),
-                  "window_end": order.window_end.isoformat(), "was": was.isoformat()},
-                 dedupe_key=f"booking:{order.id}:moved:{order.window_start.isoformat()}")
+            return day
+    return None
 
 
 async def _next_stop(session: AsyncSession, technician_id: uuid.UUID, now: datetime) -> PlanStop | None:
@@ -169,15 +166,10 @@ async def remind_due(session: AsyncSession, now: datetime) -> int:
         col(Booking.order_id).in_([o.id for o in orders])))).all()) if orders else {}
     reminded = 0
     for order in orders:
-        customer = await queries.find_customer(session, order.customer_id)
-        if order.id not in booked or booked[order.id] > order.window_start - REMINDER_LEAD or customer is None:
-            continue
-        sent = await notify(session, customer.account_id, "booking_reminder", "上门提醒 / Visit reminder",
-                            f"Technician visit {order.window_start.isoformat()} to {order.window_end.isoformat()}",
-                            {"order_id": str(order.id), "window_start": order.window_start.isoformat(),
-                             "window_end": order.window_end.isoformat()},
-                            dedupe_key=f"booking:{order.id}:reminder:{order.window_start.isoformat()}")
-        reminded += sent is not None
+        if order.id in booked and booked[order.id] <= order.window_start - REMINDER_LEAD:
+            reminded += await bookings.tell_customer(
+                session, order, "booking_reminder", "上门提醒 / Visit reminder",
+                dedupe_key=f"booking:{order.id}:reminder:{order.window_start.isoformat()}")
     return reminded
 
 

@@ -19,7 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
 from dispatch.cities import city_at
-from dispatch.notifications import notify
+from dispatch.notifications import notify, pushed
+from kit.fanout import order_channel, push_after_commit
 from dispatch.models import (
     Address,
     Certification,
@@ -328,15 +329,28 @@ async def book_campaign_visit(session: AsyncSession, *, customer_id: uuid.UUID, 
                                source="campaign")
         except SlotUnavailable:
             continue
-        assert order.window_start is not None and order.window_end is not None
-        customer = await session.get(Customer, customer_id)
-        assert customer is not None, "a customer outlives his addresses"
-        await notify(session, customer.account_id, "inspection_booked", "安检预约 / Safety inspection booked",
-                     f"Inspection visit {order.window_start.isoformat()} to {order.window_end.isoformat()}",
-                     {"order_id": str(order.id), "window_start": order.window_start.isoformat(),
-                      "window_end": order.window_end.isoformat()}, dedupe_key=f"booking:{order.id}:booked")
+        await tell_customer(session, order, "inspection_booked", "安检预约 / Safety inspection booked",
+                            dedupe_key=f"booking:{order.id}:booked")
         return order
     return None
+
+
+async def tell_customer(session: AsyncSession, order: Order, kind: str, title: str, *, dedupe_key: str,
+                        **extra: str) -> bool:
+    """A notice about a booked visit's window: to the customer's account (his list, his channels)
+    and on the order's socket, which his open order page listens to. False: told already."""
+    assert order.window_start is not None and order.window_end is not None
+    customer = await session.get(Customer, order.customer_id)
+    if customer is None:
+        return False
+    window = {"window_start": order.window_start.isoformat(), "window_end": order.window_end.isoformat()}
+    sent = await notify(session, customer.account_id, kind, title,
+                        f"Visit window {window['window_start']} to {window['window_end']}",
+                        {"order_id": str(order.id), **window, **extra}, dedupe_key=dedupe_key)
+    if sent is None:
+        return False
+    push_after_commit(session, order_channel(order.id), "notification", notification=pushed(sent))
+    return True
 
 
 async def move(session: AsyncSession, order_id: uuid.UUID, *, window_start: datetime, actor: dispatch.Actor,

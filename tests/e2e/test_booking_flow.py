@@ -2,7 +2,10 @@
 for tomorrow from the windows on offer (the one he picked first fills meanwhile, and the app says
 so in his words and offers the rest), then moves it to a later window; the day is planned, and the
 technician's day shows his two visits in order, listed with their windows and addresses and drawn
-as numbered stops on the map. The screenshots land in test-artifacts/e2e/ and docs/screenshots/."""
+as numbered stops on the map. Then an emergency arrives: he accepts a gas leak next to his first
+stop, the day is re-planned and his open day view redraws itself with the later arrival; later
+still, the first visit can no longer be kept, moves, and its customer's app says so. The
+screenshots land in test-artifacts/e2e/ and docs/screenshots/."""
 
 import shutil
 import uuid
@@ -11,11 +14,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import expect
+from sqlmodel import select
 
 from dispatch import service as dispatch
-from dispatch.models import Order
+from dispatch.models import Notification, Order
+from kit import after_commit
 from kit.db import database_now
-from scheduling import planner
+from scheduling import planner, replan
 from scheduling import service as scheduling
 from scheduling.schemas import ScheduleIn, WeeklyShiftIn
 from tests.e2e.support import CENTER, PHONE, ROOT, assert_accessible, demo_station, shot, sign_in
@@ -29,6 +34,10 @@ NEIGHBOUR_LINE = "西湖大道 8 号 3 单元"
 
 def tomorrow():  # noqa: ANN201
     return datetime.now(timezone.utc).astimezone(TZ).date() + timedelta(days=1)
+
+
+def clock(at: datetime) -> str:
+    return f"{at.astimezone(TZ):%H:%M}"
 
 
 @pytest.fixture
@@ -46,7 +55,7 @@ async def people(committed_sessions):  # noqa: ANN001, ANN201
         session.add(neighbour.address)
         await session.commit()
     return {"customer": customer.account.email, "customer_line": customer.address.line,
-            "technician": technician.account.email, "neighbour": neighbour}
+            "technician": technician.account.email, "technician_id": technician.technician.id, "neighbour": neighbour}
 
 
 async def test_a_booked_visit_from_the_customers_phone_to_the_technicians_day(
@@ -158,7 +167,70 @@ async def test_a_booked_visit_from_the_customers_phone_to_the_technicians_day(
     await expect(customer.locator("#move-booking")).to_have_text("Reschedule")
     await shot(customer, artifacts, "booking-05-customer-order-en")
 
+    # An emergency arrives: a gas leak next door to his first stop, given to him by operations and
+    # accepted. Its events stay in the outbox (this API process runs no worker), so neither the
+    # job's own push nor the re-plan it would start on the real clock happens: only the plan's
+    # push below can redraw his day.
+    first = stops.nth(0).locator(".stop-arrival")
+    await tech.select_option("#lang-select", "zh-CN")
+    await expect(first).to_have_text(f"计划 {clock(planned.stops[0].planned_arrival_at)} 到达")
+    async with committed_sessions() as session:
+        caller = await make_customer(session, CENTER[0] + 0.011, CENTER[1])
+        leak = await dispatch.create_order(session, customer_id=caller.customer.id, address_id=caller.address.id,
+                                           kind="emergency_leak", actor=dispatch.Actor("customer", str(caller.account.id)))
+        ops = dispatch.Actor("admin", "e2e")
+        await dispatch.transition(session, leak.id, "start_matching", ops)
+        await dispatch.transition(session, leak.id, "offer", ops)
+        await dispatch.transition(session, leak.id, "accept", ops, set_values={"technician_id": people["technician_id"]})
+        await session.commit()
+
+    # The day is re-planned on a synthetic clock, "as of tomorrow 07:30": a plan counts the jobs in
+    # hand only when it plans its own today, so the real clock (still today) cannot make tomorrow
+    # busy. As of 07:30 the leak's hour of work keeps him there until 08:30.
+    async with committed_sessions() as session:
+        replanned = await replan.replan_day(session, order.city_id, day, now=datetime.combine(day, time(7, 30), TZ),
+                                            time_limit=1.0)
+        await session.commit()
+        await after_commit.run(session)  # plan_changed, to his socket
+    assert replanned.unplanned == []
+    ordered = sorted(replanned.stops, key=lambda s: s.sequence)
+    assert [s.order_id for s in ordered] == [taken.id, order_id]
+    assert ordered[0].planned_arrival_at >= datetime.combine(day, time(8, 30), TZ) > planned.stops[0].planned_arrival_at
+    await expect(first).to_have_text(f"计划 {clock(ordered[0].planned_arrival_at)} 到达")  # no reload: by itself
+    await expect(stops.nth(0)).to_contain_text(NEIGHBOUR_LINE)
+    await expect(stops.nth(1)).to_contain_text(people["customer_line"])
+    await expect(stops.nth(1).locator(".stop-arrival")).to_have_text(f"计划 {clock(ordered[1].planned_arrival_at)} 到达")
+    await expect(day_map.locator(".stop-marker")).to_have_text(["1", "2"])
+    await tech.locator("#my-day").scroll_into_view_if_needed()
+    await shot(tech, artifacts, "technician-day-replanned")
+
+    # Later, as of 09:30 on the same clock, the leak still holds him until 10:30: the neighbour's
+    # 08:00-10:00 visit cannot be kept, moves to the next window with room, and the neighbour's
+    # app says so, in his time, when he opens it, and marks the notice read.
+    async with committed_sessions() as session:
+        later = await replan.replan_day(session, order.city_id, day, now=datetime.combine(day, time(9, 30), TZ),
+                                        time_limit=1.0)
+        await session.commit()
+        await after_commit.run(session)
+        moved = await session.get(Order, taken.id)
+    assert later.unplanned == [] and taken.id in {s.order_id for s in later.stops}  # planned again in its new window
+    assert (moved.status, moved.window_start > datetime.combine(day, time(8), TZ)) == ("scheduled", True)
+    new_window = f"{clock(moved.window_start)}–{clock(moved.window_end)}"
+    await expect(stops.filter(has_text=NEIGHBOUR_LINE)).to_contain_text(new_window)  # his day, by itself
+    told = await (await new_context(**PHONE_OPTIONS)).new_page()
+    await sign_in(told, base, "customer", neighbour.account.email)
+    toast = told.locator(".toast", has_text="您的预约已调整为")
+    await expect(toast).to_contain_text(f"{day.month}月{day.day}日")
+    await expect(toast).to_contain_text(new_window)
+    await expect(told.locator(f"li:has(a[href='#order/{taken.id}']) .order-window")).to_contain_text(new_window)
+    await shot(told, artifacts, "booking-06-customer-moved")
+    async with committed_sessions() as session:
+        notice = (await session.exec(select(Notification).where(
+            Notification.account_id == neighbour.account.id, Notification.kind == "booking_moved"))).one()
+    assert notice.read_at is not None
+
     assert offline.blocked == [], f"pages reached outside the machine: {offline.blocked}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for name, source in (("customer-booking", "booking-01-customer-windows"), ("technician-day", "booking-03-technician-day")):
+    for name, source in (("customer-booking", "booking-01-customer-windows"), ("technician-day", "booking-03-technician-day"),
+                         ("technician-day-replanned", "technician-day-replanned")):
         shutil.copyfile(artifacts / f"{source}.png", SCREENSHOTS / f"{name}.png")

@@ -18,7 +18,7 @@ from dispatch.alerts import OpsAlert
 from dispatch.models import Notification, Order
 from dispatch.service import Actor, create_order
 from kit import after_commit
-from kit.fanout import account_channel
+from kit.fanout import account_channel, order_channel
 from kit.events import drain
 from matching import service as engine
 from matching.candidates import OfferCandidate
@@ -188,6 +188,47 @@ async def test_an_insertion_that_leaves_room_keeps_the_visit_planned_after_the_j
     assert (await session.get(Order, booked)).window_start == local(day, 12)
     assert (await session.exec(select(Notification).where(Notification.account_id == household.account.id,
                                                           Notification.kind == "booking_moved"))).all() == []
+
+
+async def test_a_visit_moved_to_a_later_window_of_the_same_day_keeps_its_place_in_the_plan(
+    client: AsyncClient, session: AsyncSession, index, monkeypatch, redis,  # noqa: ANN001
+) -> None:
+    fitter = await _online(session, index, 8.0, kinds=("repair", "installation"), max_jobs=2)
+    await put_week(client, fitter.headers, start="08:00", end="18:00", breaks=[])
+    day = day_ahead()
+    household = await make_customer(session)
+    response = await client.post("/v1/bookings", headers=household.headers, json={
+        "address_id": str(household.address.id), "kind": "repair", "window_start": local(day, 10).isoformat()})
+    assert response.status_code == 201, response.text
+    booked = uuid.UUID(response.json()["id"])
+    city_id = (await session.get(Order, booked)).city_id
+    await planner.plan_day(session, city_id=city_id, day=day, now=local(day, 8), time_limit=1.0)
+    # At 09:15 he takes two 90-minute installations 8 km away: done 12:15, at the door 12:40,
+    # after the 10:00-12:00 window; 12:00-14:00 has room that day.
+    monkeypatch.setattr(replan, "database_now", _clock(local(day, 9) + timedelta(minutes=15)))
+    listener = redis.pubsub()
+    await listener.subscribe(order_channel(booked))
+    for _ in range(2):
+        await _accept_job_next_to(session, index, fitter, "installation")
+
+    moved = await session.get(Order, booked, populate_existing=True)
+    assert moved.window_start == local(day, 12)
+    stop = (await session.exec(select(PlanStop).where(PlanStop.order_id == booked)
+                               .execution_options(populate_existing=True))).one()
+    assert stop.technician_id == fitter.technician.id
+    assert local(day, 12) + timedelta(minutes=30) <= stop.planned_arrival_at <= local(day, 14)
+    # his open order page hears the notice and the move on the order's socket
+    await session.commit()
+    await after_commit.run(session)
+    heard = []
+    for _ in range(40):
+        message = await listener.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if message is not None:
+            heard.append(json.loads(message["data"]))
+    assert {m["type"] for m in heard} >= {"notification", "status"}
+    notice = next(m["notification"] for m in heard if m["type"] == "notification")
+    assert (notice["kind"], notice["payload"]["window_start"]) == ("booking_moved", moved.window_start.isoformat())
+    assert any(m["type"] == "status" and m.get("action") == "move_window" for m in heard)
 
 
 async def test_customers_are_reminded_the_day_before_once_per_window(

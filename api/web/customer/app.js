@@ -29,6 +29,12 @@ startApp("customer", ["customer"], {
     state.stations = stations.data;
     window.addEventListener("hashchange", route);
     await route();
+    await tellBookingNotices();
+    // Back on screen (say, from the text message telling him): the notices, and the page redrawn
+    // with the new window.
+    document.addEventListener("visibilitychange", async () => {
+      if (document.visibilityState === "visible" && await tellBookingNotices()) await route();
+    });
   },
   rerender: () => route(),
 });
@@ -202,6 +208,27 @@ const BOOKING_DAYS = 14;  // the server takes up to 30 days ahead; two weeks fit
 // The order carries no zone: its window shows in the phone's, the city's for a customer at home.
 const bookedWindow = (order) => t("booking.window", { window: windowText(order.window_start, order.window_end, undefined, true) });
 
+// Booked visits the service moved, booked for the household (a campaign's inspection) or is
+// about to make: said once in his language, with the window in his time, then marked read. The
+// open order's socket carries its own; the others are read when the app opens or comes back on
+// screen (his app has no socket of its own).
+const BOOKING_NOTICES = {
+  booking_moved: (range) => t("booking.movedByPlan", { window: range }),
+  inspection_booked: (range) => t("booking.inspectionBooked", { window: range }),
+  booking_reminder: (range) => t("booking.reminder", { window: range }),
+};
+
+/** Toasts the unread booking notices, oldest first; how many there were. */
+async function tellBookingNotices() {
+  const unread = await api.get("/v1/notifications?unread=true&limit=20").catch(() => ({ data: [] }));
+  const notices = unread.data.filter((n) => Object.hasOwn(BOOKING_NOTICES, n.kind)).reverse();
+  for (const notice of notices) {
+    toast(BOOKING_NOTICES[notice.kind](windowText(notice.payload.window_start, notice.payload.window_end, undefined, true)));
+    await api.post(`/v1/notifications/${notice.id}/read`, {}).catch((error) => toast(errorText(error)));
+  }
+  return notices.length;
+}
+
 function bookingForm() {
   const kinds = state.kinds.filter((k) => !ON_DEMAND.includes(k.default_priority));
   const address = h("select", { required: true }, state.addresses.map((a) => new Option(`${a.label} · ${a.line}`, a.id, false, a.id === state.selected)));
@@ -365,6 +392,9 @@ async function openOrder(orderId) {
       if (message.type === "eta") showEta(message.eta);
       if (message.type === "notification" && message.notification.kind === "message") {
         renderMessages(sections.messages, orderId).catch((error) => toast(errorText(error)));
+      }
+      if (message.type === "notification" && Object.hasOwn(BOOKING_NOTICES, message.notification.kind)) {
+        tellBookingNotices().then(refresh).catch((error) => toast(errorText(error)));
       }
     },
     // Live updates stop while the socket is down: say so until it is back (4403: it will not be).

@@ -104,6 +104,8 @@ function onMessage(message) {
   } else if (message.type === "reposition") {
     reposition = message;
     renderReposition();
+  } else if (message.type === "plan_changed") {
+    if (message.day === day.date) loadDay();  // his stops of that day re-planned: new order or times
   } else if (message.type === "resync") {
     loadJobs();
     loadDay();
