@@ -8,8 +8,8 @@ where he finished. Policies:
           tick and goes through `assign.batch`;
   batch-v2 adaptive batching (issue #17): as batch, but while free technician slots number at
           least AMPLE_SUPPLY per waiting order, any order no other waiting order competes with
-          (`assign.uncontended`: none of its best technicians is another's) is offered at once;
-          only contended orders wait for the tick. With ample supply that is greedy's speed,
+          (`assign.uncontended`: none of its best technicians is another's) is offered at once,
+          and contended ones are batched after CONTENDED_WINDOW_S instead of the next tick. With ample supply that is greedy's speed,
           under contention the batch's optimum. Not the default yet: with the emergency ladder
           or readiness on it serves fewer emergencies within SLA than batch.
 Every assignment is an offer: the technician accepts with his acceptance rate (at once), or
@@ -51,13 +51,15 @@ from matching.spatial import TechnicianIndex
 Policy = Literal["greedy", "batch", "batch-v2"]
 GIVE_UP_SLA_FACTOR = 2.0
 AMPLE_SUPPLY = 2.0  # adaptive batching: free technician slots per waiting order that count as ample
+CONTENDED_WINDOW_S = 10.0  # adaptive batching: how long contended orders wait while supply is ample
 CANDIDATES_K = 32  # nearest free, certified technicians handed to the assigner per order
 MAX_OFFER_ATTEMPTS = 5  # the live default (GASDISPATCH_MAX_OFFER_ATTEMPTS)
 OFFER_TIMEOUT_S, EMERGENCY_OFFER_TIMEOUT_S = 30.0, 15.0  # the live defaults
 RESERVE_COVER_PROBABILITY = 0.7  # the live default (GASDISPATCH_RESERVE_COVER_PROBABILITY)
 EPOCH = datetime(2026, 1, 5, tzinfo=UTC)  # scenario second 0; only differences matter
 
-_ARRIVAL, _AT_SITE, _DONE, _LAPSE, _COOLED, _TICK = range(6)  # same-time order: arrivals before dispatching
+# same-time order: arrivals before dispatching
+_ARRIVAL, _AT_SITE, _DONE, _LAPSE, _COOLED, _SOON, _TICK = range(7)
 
 
 def _at(t: float) -> datetime:
@@ -141,6 +143,7 @@ class _Run:
                  readiness: bool):
         self.scenario, self.policy, self.window_s, self.config = scenario, policy, window_s, config
         self.batching, self.adaptive = policy in ("batch", "batch-v2"), policy == "batch-v2"
+        self.soon_pending = False  # a short batch for contended orders is due
         self.on_progress = on_progress
         self.ladders = dict(ladder_by_priority) if ladder_by_priority is not None else None
         self.techs = {
@@ -382,6 +385,9 @@ class _Run:
         alone = set(uncontended(views, self.candidates(waiting), _at(self.now), self.config))
         if alone:
             self.dispatch([o for o in waiting if o.id in alone], "greedy")
+        if len(alone) < len(waiting) and not self.soon_pending:  # the contended: a short batch window
+            self.soon_pending = True
+            self.push(self.now + min(self.window_s, CONTENDED_WINDOW_S), _SOON)
 
     def waiting(self, emergency: bool) -> list[OrderSpec]:
         return [o for o in self.queue.values() if (o.priority == "emergency") == emergency]
@@ -407,6 +413,9 @@ class _Run:
                 self.on_lapse(self.orders[ref])
             elif kind == _COOLED:
                 self.on_cooled(self.orders[ref])
+            elif kind == _SOON:
+                self.soon_pending = False
+                self.dispatch(self.waiting(emergency=False), "batch")
             else:
                 self.on_tick()
 
