@@ -1,6 +1,7 @@
-"""Errors on a 360 px phone, in Chinese (the default) and in English: a wrong sign-in, a wrong door
-code with the tries left, a request that never reaches the server and a location permission
-refused, and checking in before the door check are each shown in the page's language, never as the server's or the browser's English.
+"""Errors on a 360 px phone, in Chinese (the default) and in English: a sign-in address the server
+refuses (the message names the field), a wrong sign-in, a wrong door code with the tries left, a
+request that never reaches the server and a location permission refused, and checking in before
+the door check are each shown in the page's language, never as the server's or the browser's English.
 The screenshots land in test-artifacts/e2e/."""
 
 
@@ -13,12 +14,15 @@ from tests.factories import PASSWORD
 
 # What the server and the browser say in English: none of it may reach the page.
 RAW_ENGLISH = ["wrong email or password", "the code does not match", "tries left;", "Failed to fetch",
-               "User denied Geolocation", "unavailable; try again", "has not verified the technician"]
+               "User denied Geolocation", "unavailable; try again", "has not verified the technician",
+               "the request is not valid", "String should have at most"]
+# An address the browser's email check accepts (it sets no length) and the server refuses: over 254 characters.
+TOO_LONG_EMAIL = f"{'a' * 250}@example.com"
 SHOWN = {
-    "zh-CN": {"login": "邮箱或密码错误", "code": "验证码不对，请让用户再核对其 App 上的 6 位验证码（还可输入 4 次）",
+    "zh-CN": {"field": "请检查「邮箱」后重试", "login": "邮箱或密码错误", "code": "验证码不对，请让用户再核对其 App 上的 6 位验证码（还可输入 4 次）",
               "network": "网络不可用，请检查连接后重试", "geolocation": "未获得位置权限：请在浏览器设置中允许本站使用位置",
               "door": "签到前请先完成上门身份核验：输入用户 App 上显示的 6 位验证码"},
-    "en": {"login": "The email or password is not right",
+    "en": {"field": "Please check “Email” and try again", "login": "The email or password is not right",
            "code": "That is not the code in the customer's app; ask them to read it again (4 tries left)",
            "network": "No connection; check the network and try again",
            "geolocation": "Location access is blocked: allow this site to use your location in the browser settings",
@@ -59,8 +63,14 @@ async def test_errors_on_the_technicians_phone_are_in_his_language(
     if language != "zh-CN":
         await tech.select_option("#lang-select", language)
 
-    await tech.fill("#login-email", en_route_job["technician"])
+    await tech.fill("#login-email", TOO_LONG_EMAIL)
     await tech.fill("#login-password", "not the password")
+    await tech.click("#login-submit")  # a 422 validation-error whose loc is ["body", "email"]
+    await expect(tech.locator("#login-form .error")).to_have_text(shown["field"])
+    await assert_no_raw_english(tech)
+    await shot(tech, artifacts, f"errors-{language}-00-field-refused")
+
+    await tech.fill("#login-email", en_route_job["technician"])
     await tech.click("#login-submit")
     await expect(tech.locator("#login-form .error")).to_have_text(shown["login"])
     await assert_no_raw_english(tech)

@@ -10,7 +10,7 @@ import { COLORS, L, createMap, dot, fit, line, stationLayer } from "../shared/ma
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
 import { jobPhotoThumbs } from "../shared/photos.js";
-import { act, field, fill, h, kindText, money, reasonText, statusText, toast, when } from "../shared/ui.js";
+import { act, errorText, field, fill, h, kindText, money, reasonText, statusText, toast, UserError, when } from "../shared/ui.js";
 
 const OPEN = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service"];
 const TRACKED = ["accepted", "en_route", "arrived", "in_service"];
@@ -334,7 +334,7 @@ function problemText(error) {
   const p = error?.problem || {};
   if (p.current_state) return t("ops.stateConflict", { state: statusText(p.current_state) });
   if (p.reason) return t("ops.cannotAssign", { reason: slug("ops.why", p.reason) });
-  return error?.message || String(error);
+  return errorText(error);  // translated from the slug, never the server's English detail
 }
 
 function renderDetail() {
@@ -403,7 +403,7 @@ function actionsPanel(d) {
     const reason = h("input", { maxlength: 500 });
     const go = h("button", { type: "button", class: "primary", id: "assign-submit" }, t(o.technician_id ? "ops.reassign" : "ops.assign"));
     go.addEventListener("click", () => run(go, async () => {
-      if (!pick.value) throw new Error(t("ops.chooseTechnician"));
+      if (!pick.value) throw new UserError(t("ops.chooseTechnician"));
       const done = await api.post(`/v1/ops/orders/${o.id}/assign`, reason.value.trim()
         ? { technician_id: pick.value, reason: reason.value.trim() } : { technician_id: pick.value });
       toast(t("ops.assigned"));
@@ -426,7 +426,7 @@ function actionsPanel(d) {
     const reason = h("input", { maxlength: 500 });
     const cancel = h("button", { type: "button", class: "danger", id: "cancel-submit" }, t("ops.cancelOrder"));
     cancel.addEventListener("click", () => run(cancel, async () => {
-      if (!reason.value.trim()) throw new Error(t("ops.reasonNeeded"));
+      if (!reason.value.trim()) throw new UserError(t("ops.reasonNeeded"));
       await api.post(`/v1/ops/orders/${o.id}/cancel`, { reason: reason.value.trim() });
       toast(t("ops.cancelled"));
       clearControls("cancel-reason");
@@ -440,7 +440,7 @@ function actionsPanel(d) {
   const text = h("textarea", { maxlength: 1000 });
   const send = h("button", { type: "button", id: "message-send" }, t("ops.send"));
   send.addEventListener("click", () => run(send, async () => {
-    if (!text.value.trim()) throw new Error(t("ops.messageNeeded"));
+    if (!text.value.trim()) throw new UserError(t("ops.messageNeeded"));
     await api.post(`/v1/ops/orders/${o.id}/messages`, { to: to.value, text: text.value.trim() });
     toast(t("ops.sent"));
     clearControls("message-text");
@@ -611,7 +611,7 @@ function drawHazards() {
       const evidence = h("input", { maxlength: 2000, id: `evidence-${z.id}` });
       const resolve = h("button", { type: "button", id: `resolve-${z.id}` }, t("ops.markResolved"));
       resolve.addEventListener("click", () => act(resolve, null, async () => {
-        if (!evidence.value.trim()) throw new Error(t("ops.evidenceNeeded"));
+        if (!evidence.value.trim()) throw new UserError(t("ops.evidenceNeeded"));
         await api.post(`/v1/ops/hazards/${z.id}/resolve`, { evidence: evidence.value.trim() });
         localChanges += 1;
         toast(t("ops.resolved"));
@@ -808,7 +808,7 @@ function metersSection() {
 
   device.addEventListener("change", () => { cursor = null; act(null, error, () => loadReadings(false)); });
   more.addEventListener("click", () => act(more, error, () => loadReadings(true)));
-  setTimeout(() => loadLists().catch((e) => toast(e.message)));
+  setTimeout(() => loadLists().catch((e) => toast(errorText(e))));
   return h("div", { class: "grid-2" },
     h("section", { class: "card", "aria-labelledby": "meters-q-h" },
       h("h2", { id: "meters-q-h" }, t("meters.quarantine")), quarantine,

@@ -102,9 +102,27 @@ function problemOf(error) {
   return null;
 }
 
-// Fields the server sends as data, put in words here: seconds as a duration, a state, money.
+// Where a 422's `loc` says the value was (the JSON body, the URL's query or path): not a field.
+const REQUEST_PARTS = new Set(["body", "query", "path", "header", "cookie"]);
+
+/** The form field a problem names, in the reader's words: a 422's first error (`loc`) or a domain
+ * error's `field` ("weekly[0].breaks[1]"). Its last name, as worded under the nearest enclosing
+ * name ("parts.name", "query.to") or alone ("name"); list positions are skipped. Undefined when
+ * the dictionary does not word it: the page then says it generally, never the raw English name. */
+function fieldText(fields) {
+  const path = Array.isArray(fields.errors) ? fields.errors[0]?.loc
+    : typeof fields.field === "string" ? fields.field.split(/[.[\]]+/) : undefined;
+  const names = (Array.isArray(path) ? path : []).map(String).filter((part) => part && !/^\d+$/.test(part));
+  const name = names.pop();
+  if (!name || REQUEST_PARTS.has(name)) return undefined;
+  const key = [...names.reverse().map((outer) => `field.${outer}.${name}`), `field.${name}`].find(hasText);
+  return key && t(key);
+}
+
+// Fields the server sends as data, put in words here: seconds as a duration, a state, money, the
+// field at fault (replacing its raw name, which a text must not show).
 function wordsFor(fields) {
-  const vars = { ...fields };
+  const vars = { ...fields, field: fieldText(fields) };
   if (Number.isFinite(fields.retry_after_s)) vars.wait = duration(fields.retry_after_s);
   if (typeof fields.current_state === "string") vars.state = statusText(fields.current_state);
   if (fields.fee?.amount_minor !== undefined) vars.fee = money(fields.fee);
@@ -120,7 +138,8 @@ export function geolocationText(error) {
 
 /** What a person reads for a failed call: the problem's slug translated with its fields, never the
  * server's English `detail`. `context` names the screen ("login"): `<context>.problem.<slug>`
- * words a slug for it; a `reason` field picks `problem.<slug>.<reason>`. */
+ * words a slug for it; a `reason` field picks `problem.<slug>.<reason>`; a field at fault with
+ * words for it picks `problem.<slug>.field`, which names it. */
 export function errorText(error, context) {
   if (error?.problem?.detail === "wrong-role") return t("login.wrongRole");
   if (error instanceof UserError) return error.message;
@@ -131,9 +150,10 @@ export function errorText(error, context) {
   const found = problemOf(error);
   if (found) {
     const { slug, fields } = found;
+    const vars = wordsFor(fields);
     const key = [context && `${context}.problem.${slug}`, fields.reason && `problem.${slug}.${fields.reason}`,
-      `problem.${slug}`].find((k) => k && hasText(k));
-    if (key) return t(key, wordsFor(fields));
+      vars.field && `problem.${slug}.field`, `problem.${slug}`].find((k) => k && hasText(k));
+    if (key) return t(key, vars);
     return fields.status ? t("problem.generic", { status: fields.status }) : t("problem.unexpected");
   }
   console.error(error);  // a fault in the page itself: for the developer, not the user
