@@ -18,7 +18,8 @@ The problem, in seconds since the day's local midnight:
 - travel: great-circle distance x the detour factor / the speed (the settings matching uses).
 - planning today (scheduling/replan.py re-plans as on-demand work arrives): a technician on a
   job starts from its address once it should be done; the stops of visits already released
-  into matching stay as they were, the new ones numbered after them.
+  into matching stay as they were, the new ones after them (from the last one's place, once
+  its planned departure has passed).
 
 Orders no technician may take, and any the solver could not fit (a late arrival or a late
 return), are not planned: returned, logged and raised as an ops alert; their booking is kept.
@@ -154,12 +155,14 @@ async def _busy_until(session: AsyncSession, ids: list[uuid.UUID],
     return out
 
 
-async def _kept_stops(session: AsyncSession, city_id: str, day: date) -> list[PlanStop]:
-    """The day's stops whose visits left the plan for matching (released, offered, under way):
-    a new plan keeps them as they are and plans the rest after them."""
+async def _kept_stops(session: AsyncSession, city_id: str,
+                      day: date) -> list[tuple[PlanStop, tuple[float, float] | None]]:
+    """The day's stops whose visits left the plan for matching (released, offered, under way),
+    with their places: a new plan keeps them as they are and plans the rest after them."""
     stops = (await session.exec(select(PlanStop).where(PlanStop.city_id == city_id, PlanStop.day == day))).all()
     visits = await queries.visits_of(session, [s.order_id for s in stops]) if stops else {}
-    return [s for s in stops if s.order_id in visits and visits[s.order_id].status != "scheduled"
+    return [(s, lonlat(visits[s.order_id].location)) for s in stops
+            if s.order_id in visits and visits[s.order_id].status != "scheduled"
             and visits[s.order_id].status in OPEN_STATES]
 
 
@@ -208,10 +211,13 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
             else:
                 points.append(where)
                 places.append(len(points) - 1)
-        free_at = now
-        if s.technician_id in busy:  # on a job now: his day goes on from its address once it is done
-            free_at, where = busy[s.technician_id]
-            points.append(where)
+        # On a job now, or a kept visit still ahead: his day goes on from there once it is done.
+        free_at, start = busy.get(s.technician_id, (now, None))
+        for stop, where in kept:
+            if stop.technician_id == s.technician_id and stop.planned_departure_at > free_at and where:
+                free_at, start = stop.planned_departure_at, where
+        if start is not None:
+            points.append(start)
             places[0] = len(points) - 1
         verified = [c for c in certs.get(s.technician_id, []) if c.status == "verified"]
         fits = {f"fits:{v.order_id}" for v in visits
@@ -242,7 +248,7 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
     unplanned += [Unplanned(uuid.UUID(job), "no_room") for job in dropped]
 
     after = {}  # the visits already released from the plan keep their places in front
-    for stop in kept:
+    for stop, _ in kept:
         after[stop.technician_id] = max(after.get(stop.technician_id, 0), stop.sequence)
     stops = [PlanStop(order_id=uuid.UUID(str(stop.job)), city_id=city_id, day=day,
                       technician_id=uuid.UUID(str(route.vehicle)),
@@ -252,10 +258,10 @@ async def plan_day(session: AsyncSession, *, city_id: str, day: date, now: datet
                       planned_at=now)
              for route in plan.routes for n, stop in enumerate(route.stops, start=1)]
     planned = [s.order_id for s in stops]
-    await _tell_technicians(session, city_id, day, [*kept, *stops])
+    await _tell_technicians(session, city_id, day, [*(k for k, _ in kept), *stops])
     await session.exec(delete(PlanStop).where(  # type: ignore[call-overload]
         or_(and_(PlanStop.city_id == city_id, PlanStop.day == day,
-                 col(PlanStop.order_id).not_in([k.order_id for k in kept])),
+                 col(PlanStop.order_id).not_in([k.order_id for k, _ in kept])),
             col(PlanStop.order_id).in_(planned))))
     session.add_all(stops)
     bookings = {b.order_id: b for b in (await session.exec(

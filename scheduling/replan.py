@@ -47,7 +47,7 @@ REMINDER_LEAD = timedelta(days=1)
 
 async def commitments(session: AsyncSession, ids: Sequence[uuid.UUID],
                       now: datetime) -> dict[uuid.UUID, tuple[PlannedVisit, ...]]:
-    """Technician -> his planned visits not yet begun, by planned arrival."""
+    """Technician -> his planned visits not yet served, by planned arrival."""
     if not ids:
         return {}
     stops = (await session.exec(select(PlanStop).where(
@@ -64,7 +64,7 @@ async def commitments(session: AsyncSession, ids: Sequence[uuid.UUID],
             continue
         out.setdefault(stop.technician_id, []).append(
             PlannedVisit(lon=where[0], lat=where[1], arrival=stop.planned_arrival_at, latest=visit.window_end))
-    return {technician_id: tuple(visits) for technician_id, visits in out.items()}
+    return {technician_id: tuple(planned) for technician_id, planned in out.items()}
 
 
 async def replan_day(session: AsyncSession, city_id: str, day: date, now: datetime,

@@ -27,7 +27,7 @@ from matching.models import Offer
 from matching.scoring import cost, plan_cost
 from scheduling import planner, replan
 from scheduling.models import Booking, PlanStop
-from tests.factories import make_customer, online_technician
+from tests.factories import make_customer, make_technician, online_technician
 from tests.scheduling.scheduling_factories import day_ahead, local, put_week
 
 LON, LAT = 120.155, 30.274
@@ -229,6 +229,36 @@ async def test_a_visit_moved_to_a_later_window_of_the_same_day_keeps_its_place_i
     notice = next(m["notification"] for m in heard if m["type"] == "notification")
     assert (notice["kind"], notice["payload"]["window_start"]) == ("booking_moved", moved.window_start.isoformat())
     assert any(m["type"] == "status" and m.get("action") == "move_window" for m in heard)
+
+
+async def test_a_replan_plans_the_rest_of_his_day_after_a_released_visit_he_still_has_to_make(
+    client: AsyncClient, session: AsyncSession,
+) -> None:
+    from scheduling import service as bookings
+
+    fitter = await make_technician(session, kinds=("repair",))
+    await put_week(client, fitter.headers, start="08:00", end="18:00", breaks=[])
+    day = day_ahead()
+    ids = []
+    for hour, km in ((10, 0.0), (12, 2.0)):
+        household = await make_customer(session, lon=LON + km * KM_LON, lat=LAT)
+        response = await client.post("/v1/bookings", headers=household.headers, json={
+            "address_id": str(household.address.id), "kind": "repair", "window_start": local(day, hour).isoformat()})
+        assert response.status_code == 201, response.text
+        ids.append(uuid.UUID(response.json()["id"]))
+    first, second = ids
+    city_id = (await session.get(Order, first)).city_id
+    await planner.plan_day(session, city_id=city_id, day=day, now=local(day, 8), time_limit=1.0)
+    # The 10:00 visit, planned late in its window (11:20-12:20), is released into matching.
+    kept = await session.get(PlanStop, first)
+    kept.planned_arrival_at, kept.planned_departure_at = local(day, 11) + timedelta(minutes=20), local(day, 12) + timedelta(minutes=20)
+    assert await bookings.release_due(session, local(day, 9) + timedelta(minutes=35)) == 1
+
+    result = await replan.replan_day(session, city_id, day, now=local(day, 9) + timedelta(minutes=40), time_limit=1.0)
+    [stop] = result.stops
+    assert stop.order_id == second and stop.sequence == 2
+    assert stop.planned_arrival_at >= kept.planned_departure_at  # not while he is at the first door
+    assert (await session.get(PlanStop, first)).planned_arrival_at == kept.planned_arrival_at  # kept as it was
 
 
 async def test_customers_are_reminded_the_day_before_once_per_window(
