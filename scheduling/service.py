@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, func, or_, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from dispatch import queries
 from dispatch import service as dispatch
 from dispatch.cities import city_at
 from dispatch.notifications import notify, pushed
@@ -25,7 +26,6 @@ from dispatch.models import (
     Address,
     Certification,
     City,
-    Customer,
     Order,
     ServiceKind,
     ServiceStation,
@@ -340,7 +340,7 @@ async def tell_customer(session: AsyncSession, order: Order, kind: str, title: s
     """A notice about a booked visit's window: to the customer's account (his list, his channels)
     and on the order's socket, which his open order page listens to. False: told already."""
     assert order.window_start is not None and order.window_end is not None
-    customer = await session.get(Customer, order.customer_id)
+    customer = await queries.find_customer(session, order.customer_id)
     if customer is None:
         return False
     window = {"window_start": order.window_start.isoformat(), "window_end": order.window_end.isoformat()}

@@ -14,8 +14,9 @@ LANGUAGES = ("zh-CN", "en")
 # The server's own bodies besides a DomainError's `extra` (api/errors.py, api/ws/technician.py).
 OWN_FIELDS = {"service-unavailable": {"service", "retry_after_s"}, "validation-error": {"errors"}}
 EVERY_PROBLEM_HAS = {"status"}
-# Placeholders ui.js's errorText makes from a field: {wait} from retry_after_s, and so on.
-WORDED_FROM = {"wait": "retry_after_s", "state": "current_state", "fee": "fee"}
+# Placeholders ui.js's errorText makes from a field: {wait} from retry_after_s, {field} from a
+# 422's first error (a domain error's own `field` is sent as such), and so on.
+WORDED_FROM = {"wait": "retry_after_s", "state": "current_state", "fee": "fee", "field": "errors"}
 # Slugs written as literals: problem(503, "service-unavailable", …), (413, "payload-too-large", …)
 # in the body guard, and the sockets' {"code": "throttled"} replies.
 _STATUS_SLUG = re.compile(r'\(\s*\d{3},\s*"([a-z][a-z0-9-]*)"')
