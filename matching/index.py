@@ -14,19 +14,22 @@ push the older track out;
 lacks it, and whoever notices (a position fix, a matching round) rebuilds the city's index.
 """
 
+from __future__ import annotations
+
 import asyncio
-import json
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import numpy as np
+import orjson
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
 POSITION_UPDATES = Counter("gasdispatch_position_updates_total", "Technician position fixes by outcome", ["outcome"])
+# Bound once: looking a label up per fix is a measurable part of a fix's cost.
+_COUNTED = {outcome: POSITION_UPDATES.labels(outcome) for outcome in ("accepted", "stale", "implausible_jump", "future")}
 
-EARTH_RADIUS_M = 6_371_008.8
 # Radii tried in turn: the search stops as soon as enough candidates are found, so its cost
 # follows the local density of technicians, not the size of the city.
 SEARCH_RADII_M = (250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0, 50_000.0)
@@ -37,9 +40,12 @@ REBUILD_CLAIM_S = 30
 # Many fixes of one city in one call. KEYS: geo, live, generation, then one track key per fix;
 # ARGV: max m/s, persist period, track spacing, length and ttl, then one "id lon lat ts rx
 # status" string per fix (status "-" keeps the stored one). Validates each fix against the
-# previous one (ordering, speed), stores it and adds it to the track, and says whether
-# PostgreSQL should get a copy (at a lower rate than Redis). Returns whether the generation
-# key exists, then outcome, persist pairs.
+# previous one (ordering, speed), adds it to the track, and says whether PostgreSQL should get
+# a copy (at a lower rate than Redis). The batch's states are read with one HMGET and written
+# back with one HSET, GEOADD and ZREM, so a fix costs little more than its track entry. The
+# state remembers when the track's two newest entries arrived (head_rx, prev_rx), so choosing
+# between replacing the newest and pushing needs no read of the list. Returns whether the
+# generation key exists, then outcome, persist pairs.
 _UPDATE_POSITIONS = """
 local max_mps, persist_every = tonumber(ARGV[1]), tonumber(ARGV[2])
 local spacing, track_len, track_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -48,14 +54,24 @@ local rad = math.pi / 180
 local clock = redis.call('TIME')
 local server_now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
 local out = {redis.call('EXISTS', KEYS[3])}
+local fixes, ids = {}, {}
 for i = 7, #ARGV do
-  local id, slon, slat, sts, srx, status = string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local fix = {string.match(ARGV[i], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')}
+  fixes[#fixes + 1] = fix
+  ids[#ids + 1] = fix[1]
+end
+local raws = redis.call('HMGET', KEYS[2], unpack(ids))
+local states, changed = {}, {}
+for j, id in ipairs(ids) do
+  if states[id] == nil then states[id] = raws[j] and cjson.decode(raws[j]) or {} end
+end
+for j, fix in ipairs(fixes) do
+  local id, slon, slat, sts, srx, status = fix[1], fix[2], fix[3], fix[4], fix[5], fix[6]
   local lon, lat, ts = tonumber(slon), tonumber(slat), tonumber(sts)
   -- Received on Redis's clock, the one every process shares, unless the caller (a test) names it.
   local rx = srx == '-' and server_now or tonumber(srx)
   srx = string.format('%.6f', rx)
-  local raw = redis.call('HGET', KEYS[2], id)
-  local state = raw and cjson.decode(raw) or {}
+  local state = states[id]
   local outcome = 'accepted'
   if ts - rx > future_skew then
     outcome = 'future'
@@ -75,33 +91,46 @@ for i = 7, #ARGV do
   if outcome == 'accepted' then
     state.lon, state.lat, state.ts = slon, slat, sts
     if status ~= '-' then state.status = status end
-    local track = KEYS[i - 3]
+    local track = KEYS[j + 3]
     local entry = slon .. ' ' .. slat .. ' ' .. sts .. ' ' .. srx
-    local kept = redis.call('LINDEX', track, 1)
-    if kept and rx - tonumber(string.match(kept, '(%S+)$')) < spacing then
-      redis.call('LSET', track, 0, entry)
+    -- LPOP + LPUSH rather than LSET: an expired track is simply started again.
+    if state.prev_rx and rx - tonumber(state.prev_rx) < spacing then
+      redis.call('LPOP', track)
+      redis.call('LPUSH', track, entry)
     else
       redis.call('LPUSH', track, entry)
       redis.call('LTRIM', track, 0, track_len - 1)
+      state.prev_rx = state.head_rx
     end
+    state.head_rx = srx
     redis.call('EXPIRE', track, track_ttl)
-    if state.status == 'online' or state.status == 'busy' then
-      redis.call('GEOADD', KEYS[1], lon, lat, id)
-    else
-      redis.call('ZREM', KEYS[1], id)
-    end
     if ts - tonumber(state.persisted_at or '0') >= persist_every then
       state.persisted_at = sts
       persist = 1
     end
-    redis.call('HSET', KEYS[2], id, cjson.encode(state))
+    changed[id] = true
   end
   out[#out + 1] = outcome
   out[#out + 1] = persist
 end
+local hset, geoadd, zrem = {}, {}, {}
+for id in pairs(changed) do
+  local state = states[id]
+  hset[#hset + 1] = id
+  hset[#hset + 1] = cjson.encode(state)
+  if state.status == 'online' or state.status == 'busy' then
+    geoadd[#geoadd + 1] = state.lon
+    geoadd[#geoadd + 1] = state.lat
+    geoadd[#geoadd + 1] = id
+  else
+    zrem[#zrem + 1] = id
+  end
+end
+if #hset > 0 then redis.call('HSET', KEYS[2], unpack(hset)) end
+if #geoadd > 0 then redis.call('GEOADD', KEYS[1], unpack(geoadd)) end
+if #zrem > 0 then redis.call('ZREM', KEYS[1], unpack(zrem)) end
 return out
 """
-
 # Status and load beside the position. KEYS: geo, live; ARGV: id, status, active_jobs,
 # max_jobs, then optionally lon, lat, ts and "newer" (the position is kept only if newer than
 # the stored fix). Offline or suspended technicians leave the GEO set.
@@ -224,20 +253,6 @@ end
 return {per, states}
 """
 
-# Every technician of the GEO set inside a box with his state: a batch round takes its supply
-# snapshot in one call and searches it locally. KEYS: geo, live.
-_SNAPSHOT = """
-local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2], 'BYBOX', ARGV[3], ARGV[4], 'm')
-local out = {}
-for _, id in ipairs(found) do
-  local raw = redis.call('HGET', KEYS[2], id)
-  if raw then
-    out[#out + 1] = id
-    out[#out + 1] = raw
-  end
-end
-return out
-"""
 # Points per script call: bounds how long one call holds Redis (a batch round is split).
 _POINTS_PER_CALL = 100
 # Fixes per script call: bounds how long one call holds Redis.
@@ -258,7 +273,6 @@ class GeoIndex:
         self._set_availability = redis.register_script(_SET_AVAILABILITY)
         self._remove = redis.register_script(_REMOVE)
         self._nearby_many = redis.register_script(_NEARBY_MANY)
-        self._snapshot = redis.register_script(_SNAPSHOT)
         self._pending: list[tuple[str, str, str, asyncio.Future]] = []
         self._flush_scheduled = False
 
@@ -282,7 +296,7 @@ class GeoIndex:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
         outcome, persist, generation = await future
-        POSITION_UPDATES.labels(outcome).inc()
+        _COUNTED[outcome].inc()
         return Fix(outcome, bool(persist), index_lost=not generation)
 
     async def _flush(self) -> None:
@@ -322,7 +336,7 @@ class GeoIndex:
 
     async def get(self, technician_id: str, city: str) -> LiveTechnician | None:
         raw = await self.redis.hget(live_key(city), technician_id)
-        return _live(technician_id, json.loads(raw), distance_m=0.0) if raw else None
+        return _live(technician_id, orjson.loads(raw), distance_m=0.0) if raw else None
 
     async def track(self, technician_id: str, city: str) -> list[TrackPoint]:
         """The technician's recent accepted fixes, newest first."""
@@ -348,23 +362,30 @@ class GeoIndex:
             for start in range(0, len(points), _POINTS_PER_CALL)))
         out: list[list[LiveTechnician]] = []
         for per_point, flat_states in replies:
-            states = {flat_states[i]: json.loads(flat_states[i + 1]) for i in range(0, len(flat_states), 2)}
+            states = {flat_states[i]: orjson.loads(flat_states[i + 1]) for i in range(0, len(flat_states), 2)}
             for flat in per_point:
                 items = (_live(flat[j], states[flat[j]], float(flat[j + 1])) for j in range(0, len(flat), 2))
                 out.append([item for item in items if item is not None])
         return out
 
+    async def supply(self, city: str) -> Supply:
+        """The city's technicians on the map (online or busy, with a position): one read of its
+        state hash, whatever the number of technicians."""
+        ids, lon, lat, states = [], [], [], []
+        for technician_id, raw in (await self.redis.hgetall(live_key(city))).items():
+            state = orjson.loads(raw)
+            if state.get("status") in ON_MAP and "lon" in state and "ts" in state:
+                ids.append(technician_id)
+                lon.append(float(state["lon"]))
+                lat.append(float(state["lat"]))
+                states.append(state)
+        return Supply(ids, np.array(lon, dtype=float), np.array(lat, dtype=float), states)
+
     async def snapshot(self, city: str, west: float, south: float, east: float, north: float) -> list[LiveTechnician]:
-        """Every technician of the city's GEO set inside the box (lon/lat bounds)."""
-        lon, lat = (west + east) / 2, (south + north) / 2
-        # Measured at the latitude nearest the equator, where the box is widest, plus 1 %.
-        equatorward = 0.0 if south <= 0 <= north else min(abs(south), abs(north))
-        width = 1.01 * EARTH_RADIUS_M * math.radians(east - west) * math.cos(math.radians(equatorward))
-        height = 1.01 * EARTH_RADIUS_M * math.radians(north - south)
-        flat = await self._snapshot(keys=[geo_key(city), live_key(city)],
-                                    args=[repr(lon), repr(lat), max(width, 1.0), max(height, 1.0)])
-        items = (_live(flat[i], json.loads(flat[i + 1]), 0.0) for i in range(0, len(flat), 2))
-        return [item for item in items if item is not None]
+        """Every technician on the city's map inside the box (lon/lat bounds)."""
+        supply = await self.supply(city)
+        inside = (supply.lon >= west) & (supply.lon <= east) & (supply.lat >= south) & (supply.lat <= north)
+        return [supply.technician(int(i)) for i in np.flatnonzero(inside)]
 
     async def remove(self, technician_id: str, city: str) -> None:
         await self._remove(keys=[geo_key(city), live_key(city), track_key(city, technician_id)], args=[technician_id])
@@ -380,6 +401,24 @@ class GeoIndex:
     async def rebuilt(self, city: str) -> None:
         await self.redis.set(generation_key(city), repr(time.time()))
         await self.redis.delete(rebuild_claim_key(city))
+
+
+@dataclass(frozen=True)
+class Supply:
+    """A city's technicians on the map as columns, so a round searches them without building an
+    object per technician; `technician(i)` builds the few it needs."""
+    ids: list[str]
+    lon: np.ndarray
+    lat: np.ndarray
+    states: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def technician(self, i: int, distance_m: float = 0.0) -> LiveTechnician:
+        live = _live(self.ids[i], self.states[i], distance_m)
+        assert live is not None  # kept only with a position
+        return live
 
 
 def _live(technician_id: str, data: dict[str, str], distance_m: float) -> LiveTechnician | None:

@@ -42,7 +42,7 @@ from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching.events import OfferCreated, OfferWithdrawn
 from matching import eta, readiness
-from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, reposition_key, technician_city_key
+from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, Supply, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, PlannedVisit, TechnicianView
 from matching.models import Offer
 from matching.scoring import haversine_m
@@ -484,17 +484,24 @@ async def raise_due_alerts(session: AsyncSession, now: datetime | None = None, c
 
 async def supply_near(index: GeoIndex, city: str, orders: Sequence[OrderView],
                       config: MatchingConfig) -> list[list[LiveTechnician]]:
-    """The k nearest technicians of each order: one snapshot of the supply around the whole
-    batch from Redis, then a local k-d tree search (one round trip instead of one per order)."""
+    """The k nearest technicians of each order: one read of the city's supply from Redis (one
+    round trip instead of one per order), then `nearest_in` it."""
+    return nearest_in(await index.supply(city), orders, config)
+
+
+def nearest_in(supply: Supply, orders: Sequence[OrderView], config: MatchingConfig) -> list[list[LiveTechnician]]:
+    """The k nearest technicians of each order within the default radius, by a k-d tree over the
+    part of the supply around the batch."""
     margin_deg = config.default_radius_m / 111_000
-    lat_margin = margin_deg
     lon_margin = margin_deg / max(0.1, math.cos(math.radians(max(abs(o.lat) for o in orders))))
-    supply = await index.snapshot(
-        city, min(o.lon for o in orders) - lon_margin, min(o.lat for o in orders) - lat_margin,
-        max(o.lon for o in orders) + lon_margin, max(o.lat for o in orders) + lat_margin)
-    points = PointIndex(np.array([t.lon for t in supply]), np.array([t.lat for t in supply]))
+    around = np.flatnonzero(
+        (supply.lon >= min(o.lon for o in orders) - lon_margin) & (supply.lon <= max(o.lon for o in orders) + lon_margin)
+        & (supply.lat >= min(o.lat for o in orders) - margin_deg) & (supply.lat <= max(o.lat for o in orders) + margin_deg))
+    points = PointIndex(supply.lon[around], supply.lat[around])
     nearest = points.nearest_many([(o.lon, o.lat) for o in orders], CANDIDATES_PER_ORDER, config.default_radius_m)
-    return [[supply[j] for j in row] for row in nearest]
+    # One object per technician found, however many orders found him.
+    found: dict[int, LiveTechnician] = {}
+    return [[found.get(j) or found.setdefault(j, supply.technician(int(around[j]))) for j in row] for row in nearest]
 
 
 async def _after_lapse(session: AsyncSession, index: GeoIndex, order_id: uuid.UUID, now: datetime) -> None:

@@ -112,3 +112,20 @@ async def test_a_flushed_cluster_is_noticed_by_the_next_fix(index: GeoIndex, clu
     assert await index.claim_rebuild("hangzhou") and not await index.claim_rebuild("hangzhou")
     await index.rebuilt("hangzhou")
     assert not await index.lost("hangzhou")
+
+
+async def test_a_track_keeps_fixes_spaced_and_fixes_of_one_batch_apply_in_order(index: GeoIndex) -> None:
+    start = datetime.now(timezone.utc)
+    # Received 0, 1, 2, 6 and 7 s in: the third replaces the second (under 5 s after the first
+    # kept one), the others are kept.
+    fixes = [index.update_position(technician_id="t-1", city="hangzhou", lon=HANGZHOU[0] + 0.0001 * s, lat=HANGZHOU[1],
+                                   at=start + timedelta(seconds=s), now=start + timedelta(seconds=s), status="online")
+             for s in (0, 1, 2, 6, 7)]
+    assert [f.outcome for f in await asyncio.gather(*fixes)] == ["accepted"] * 5  # one batch, in order
+    track = await index.track("t-1", "hangzhou")
+    assert [round((p.received_at - start).total_seconds()) for p in track] == [7, 6, 2, 0]
+    assert (await index.get("t-1", "hangzhou")).lon == pytest.approx(HANGZHOU[0] + 0.0007)
+    await index.redis.delete(track_key("hangzhou", "t-1"))  # expired after an hour's silence
+    await index.update_position(technician_id="t-1", city="hangzhou", lon=HANGZHOU[0], lat=HANGZHOU[1],
+                                at=start + timedelta(seconds=8), now=start + timedelta(seconds=8))
+    assert len(await index.track("t-1", "hangzhou")) == 1

@@ -202,6 +202,30 @@ async def test_going_offline_lapses_open_offers(session: AsyncSession, index) ->
     assert str(a.technician.id) not in [t.id for t in await index.nearby("demo", CENTER[0], CENTER[1], k=5, max_radius_m=5000)]
 
 
+async def test_each_round_reads_the_supply_afresh_so_a_move_or_going_offline_is_never_offered_stale(
+        session: AsyncSession, index) -> None:  # noqa: ANN001
+    east = (CENTER[0] + 0.02, CENTER[1])
+    nearest_east = await online_technician(session, index, east[0] + 0.001, east[1])
+    mover = await online_technician(session, index, CENTER[0] - 0.03, CENTER[1])
+    first = await new_order(session, lon=CENTER[0] - 0.029, lat=CENTER[1])
+    await engine.run_batch(session, index)  # a round, so a snapshot kept between rounds would hold both
+    assert (await open_offer(session, first.id)).technician_id == mover.technician.id
+    await engine.go_offline(session, index, nearest_east.technician)
+    await after_commit.run(session)
+    moved_at = datetime.now(timezone.utc) + timedelta(minutes=5)  # 3 km in 5 min is a plausible drive
+    assert await engine.record_position(session, index, mover.technician, lon=east[0] + 0.003, lat=east[1],
+                                        at=moved_at, now=moved_at) == "accepted"
+    supply = await index.supply(mover.technician.city_id)
+    assert supply.ids == [str(mover.technician.id)]
+    assert (supply.lon[0], supply.lat[0]) == (pytest.approx(east[0] + 0.003), pytest.approx(east[1]))
+    await engine.decline_offer(session, index, (await open_offer(session, first.id)).id, mover.technician.id, "busy")
+    second = await new_order(session, lon=east[0], lat=east[1])
+    await engine.run_batch(session, index)
+    offer = await open_offer(session, second.id)
+    assert offer.technician_id == mover.technician.id
+    assert offer.distance_m == pytest.approx(3 * 96, rel=0.05)  # from where he is now, not where he was
+
+
 async def test_overdue_orders_become_unfulfilled(session: AsyncSession, index) -> None:  # noqa: ANN001
     order = await new_order(session)
     assert await engine.sweep_unfulfilled(session, order.sla_deadline + timedelta(seconds=1)) == 1
