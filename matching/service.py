@@ -41,7 +41,7 @@ from matching.candidates import OfferCandidate, candidate_rows, record_candidate
 from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching.events import OfferCreated, OfferWithdrawn
-from matching import eta, readiness
+from matching import adaptive, eta, readiness
 from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, Supply, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, PlannedVisit, TechnicianView
 from matching.models import Offer
@@ -404,7 +404,8 @@ async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, can
 async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None = None,
                     city_id: str | None = None) -> list[Offer]:
     """One matching round of one city (the configured one unless named): emergencies first, one
-    by one; then routine and urgent orders together through the optimal assignment."""
+    by one; then routine and urgent orders together through the optimal assignment, those that
+    adaptive batching holds for a short window left for a later round."""
     now = now or await database_now(session)
     city = city_id or get_settings().city
     config = matching_config()
@@ -431,9 +432,11 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     tech_views = {t.id: t for t in readiness.hold_reserve(supply, keep)}
     candidates = {v.id: [tech_views[t.id] for t in group if t.id in tech_views] for v, group in zip(views, live)}
     by_id = {str(o.id): o for o in pooled}
-    for assignment in batch(views, candidates, now, config):
+    view_of = {v.id: v for v in views}
+    due = adaptive.split(views, candidates, now, config).now
+    for assignment in batch(due, candidates, now, config):
         order = by_id[assignment.order_id]
-        await record_candidates(session, order.id, None, candidate_rows(views[pooled.index(order)], candidates[assignment.order_id], [assignment.technician_id], now, config))
+        await record_candidates(session, order.id, None, candidate_rows(view_of[assignment.order_id], candidates[assignment.order_id], [assignment.technician_id], now, config))
         offers.append(await _make_offer(session, order, assignment, "batch", now))
     return offers
 

@@ -1,0 +1,50 @@
+"""Adaptive batching (issue 17): which of a round's waiting orders are offered now and which wait
+for others to batch with.
+
+A batch only pays when orders compete for the same technicians; without contention its window
+is pure delay. So, per round: while the free slots around the waiting orders are at least
+AMPLE_SUPPLY per order, an order none of whose best technicians another order wants
+(`assign.uncontended`) is offered at once; a contended one waits until it is `window_s` old,
+the window growing with the measured contention up to MAX_WINDOW_S. When supply is not ample
+every order is batched in every round: the orders outnumber the technicians anyway, and the
+round's cadence is the only window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from matching.assign import uncontended
+from matching.model import MatchingConfig, OrderView, TechnicianView
+
+AMPLE_SUPPLY = 2.0  # free slots per waiting order that count as ample
+MAX_WINDOW_S = 10.0  # the longest a contended order waits while supply is ample
+
+
+@dataclass(frozen=True)
+class Split:
+    now: list[OrderView]  # offered in this round
+    held: list[OrderView]  # contended, younger than the window
+    window_s: float
+
+
+def window_s(waiting: int, free_slots: int) -> float:
+    """0 s without demand, MAX_WINDOW_S once demand reaches the edge of ample supply."""
+    if waiting == 0:
+        return 0.0
+    return MAX_WINDOW_S * min(1.0, AMPLE_SUPPLY * waiting / max(free_slots, 1))
+
+
+def split(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[TechnicianView]], now: datetime,
+          config: MatchingConfig) -> Split:
+    """`candidates`: each order's technicians as the round would assign them (reserves held back)."""
+    found = {t.id: t for group in candidates.values() for t in group}.values()
+    free = sum(t.free_slots for t in found if t.status == "online" and not t.reserved)
+    if free < AMPLE_SUPPLY * len(orders):
+        return Split(list(orders), [], 0.0)
+    alone = set(uncontended(orders, candidates, now, config))
+    window = window_s(len(orders), free)
+    offer = [o for o in orders if o.id in alone or (now - o.created_at).total_seconds() >= window]
+    return Split(offer, [o for o in orders if o not in offer], window)
