@@ -154,14 +154,15 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID, sen
         data = load_json(raw)
     except ValueError:
         WS_REJECTED.labels("malformed").inc()
-        return {"v": 1, "type": "error", "id": None, "detail": "malformed JSON"}
+        return {"v": 1, "type": "error", "id": None, "code": "invalid-input", "detail": "malformed JSON"}
     message_id = data.get("id") if isinstance(data, dict) else None
     try:
         message = protocol.technician_message.validate_python(data)
     except ValidationError as exc:
         WS_REJECTED.labels("invalid").inc()
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        return {"v": 1, "type": "error", "id": message_id if isinstance(message_id, str) else None, "detail": problems}
+        return {"v": 1, "type": "error", "id": message_id if isinstance(message_id, str) else None,
+                "code": "invalid-input", "detail": problems}
     WS_MESSAGES.labels(message.type).inc()
     if isinstance(message, protocol.Location):
         return await _handle_fix(message, technician_id)

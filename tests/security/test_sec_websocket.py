@@ -80,7 +80,10 @@ async def test_both_sockets_throttle_bound_and_survive_hostile_frames(api_worker
         async with ws(base, path, token) as socket:
             # A document nested past Python's recursion limit is an error reply, not a dead socket.
             await socket.send("[" * 30_000 + "]" * 30_000)
-            assert (await next_error(socket))["detail"] == "malformed JSON"
+            malformed = await next_error(socket)
+            assert (malformed["code"], malformed["detail"]) == ("invalid-input", "malformed JSON")
+            await socket.send(json.dumps({"v": 1, "type": "no-such-type", "id": "odd"}))
+            assert (await next_error(socket))["code"] == "invalid-input"  # a slug the apps translate
             await socket.send(b"\x00\x01")
             assert (await next_error(socket))["detail"] == "text frames only"
             for i in range(30):
