@@ -45,25 +45,26 @@ AHEAD_STATES = ("scheduled", "created", "matching", "offered")
 REMINDER_LEAD = timedelta(days=1)
 
 
+async def _stops_ahead(session: AsyncSession, ids: Sequence[uuid.UUID], now: datetime) -> list[tuple[PlanStop, queries.BookedVisit]]:
+    """The technicians' planned stops not yet begun whose visits are still to be served, each
+    with its visit, by planned arrival."""
+    stops = (await session.exec(select(PlanStop).where(
+        col(PlanStop.technician_id).in_(ids), PlanStop.planned_departure_at > now)
+        .order_by(PlanStop.planned_arrival_at))).all() if ids else []
+    visits = await queries.visits_of(session, [s.order_id for s in stops]) if stops else {}
+    return [(s, visits[s.order_id]) for s in stops
+            if s.order_id in visits and visits[s.order_id].status in AHEAD_STATES]
+
+
 async def commitments(session: AsyncSession, ids: Sequence[uuid.UUID],
                       now: datetime) -> dict[uuid.UUID, tuple[PlannedVisit, ...]]:
     """Technician -> his planned visits not yet served, by planned arrival."""
-    if not ids:
-        return {}
-    stops = (await session.exec(select(PlanStop).where(
-        col(PlanStop.technician_id).in_(ids), PlanStop.planned_departure_at > now)
-        .order_by(PlanStop.planned_arrival_at))).all()
-    if not stops:
-        return {}
-    visits = await queries.visits_of(session, [s.order_id for s in stops])
     out: dict[uuid.UUID, list[PlannedVisit]] = {}
-    for stop in stops:
-        visit = visits.get(stop.order_id)
-        where = lonlat(visit.location) if visit else None
-        if visit is None or where is None or visit.status not in AHEAD_STATES:
-            continue
-        out.setdefault(stop.technician_id, []).append(
-            PlannedVisit(lon=where[0], lat=where[1], arrival=stop.planned_arrival_at, latest=visit.window_end))
+    for stop, visit in await _stops_ahead(session, ids, now):
+        where = lonlat(visit.location)
+        if where is not None:
+            out.setdefault(stop.technician_id, []).append(
+                PlannedVisit(lon=where[0], lat=where[1], arrival=stop.planned_arrival_at, latest=visit.window_end))
     return {technician_id: tuple(planned) for technician_id, planned in out.items()}
 
 
@@ -120,11 +121,8 @@ async def _move_to_next_window(session: AsyncSession, order_id: uuid.UUID, now: 
 
 async def _next_stop(session: AsyncSession, technician_id: uuid.UUID, now: datetime) -> PlanStop | None:
     """His next planned visit not yet begun and still to be served."""
-    stops = (await session.exec(select(PlanStop).where(
-        PlanStop.technician_id == technician_id, PlanStop.planned_departure_at > now)
-        .order_by(PlanStop.planned_arrival_at))).all()
-    visits = await queries.visits_of(session, [s.order_id for s in stops]) if stops else {}
-    return next((s for s in stops if s.order_id in visits and visits[s.order_id].status in AHEAD_STATES), None)
+    ahead = await _stops_ahead(session, [technician_id], now)
+    return ahead[0][0] if ahead else None
 
 
 @handles(OrderStatusChanged)
