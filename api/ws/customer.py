@@ -9,6 +9,8 @@ import uuid
 
 import structlog
 from fastapi import APIRouter, WebSocket
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from pydantic import ValidationError
 from sqlalchemy import func
 from sqlmodel import select
@@ -22,10 +24,11 @@ from dispatch.models import Order, OrderEvent
 from dispatch.accounts import customer_for_account
 from kit.db import session_scope
 from kit.errors import NotFound
-from kit.fanout import order_channel
+from kit.fanout import message, order_channel
 from kit.redis import get_redis
 from dispatch.service import get_order_for, shared_event_reason
 from dispatch.states import ACTIVE_JOB_STATES
+from matching import service as matching
 
 router = APIRouter()
 log = structlog.get_logger(__name__)
@@ -116,6 +119,18 @@ async def _answer(text: str, feed: OrderFeed) -> dict | None:
             "detail": "this socket only accepts ping and resume"}
 
 
+async def _last_position(sender: Sender, redis: Redis, order: Order) -> None:
+    """The technician's latest fix at once, so the map shows him before his next one arrives."""
+    try:
+        live = await matching.geo_index(redis).get(str(order.technician_id), order.city_id)
+    except (RedisError, OSError):  # his next fix will show him
+        return
+    if live is not None:
+        await sender.send(message("position", order_id=str(order.id), technician_id=live.id,
+                                  position={"type": "Point", "coordinates": [live.lon, live.lat]},
+                                  ts=live.seen_at.isoformat()))
+
+
 @router.websocket("/v1/ws/orders/{order_id}")
 async def order_socket(websocket: WebSocket, order_id: str) -> None:
     claims = await authenticate(websocket, "customer", "admin")
@@ -141,6 +156,8 @@ async def order_socket(websocket: WebSocket, order_id: str) -> None:
     try:
         await sender.send({"v": 1, "type": "status", "id": uuid.uuid4().hex, "order_id": str(order.id), "seq": seq,
                            "status": order.status, "technician_id": str(order.technician_id) if order.technician_id else None})
+        if order.status in ACTIVE_JOB_STATES and order.technician_id is not None:
+            await _last_position(sender, redis, order)
         while (text := await inbox.next_text()) is not None:
             reply = await _answer(text, feed)
             if reply is not None:

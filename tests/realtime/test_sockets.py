@@ -195,6 +195,10 @@ async def test_customer_sees_positions_only_between_acceptance_and_completion(ap
             await request(tech_ws, fix(CENTER[0] + 0.00198, CENTER[1]))
             seen = await recv_until(order_ws, lambda m: m["type"] == "position")
             assert seen["position"]["coordinates"][0] == pytest.approx(CENTER[0] + 0.00198)
+            # A page opened now shows him at once, not after his next fix.
+            async with connect(worker, f"/v1/ws/orders/{order_id}", token_of(customer.headers)) as late_ws:
+                last = await recv_until(late_ws, lambda m: m["type"] == "position", timeout=2)
+                assert last["position"]["coordinates"][0] == pytest.approx(CENTER[0] + 0.00198)
             async with committed_sessions() as session:
                 # The field rules (door check, geofence, report) have their own tests; here only
                 # the order's status matters, so the test moves it directly.
