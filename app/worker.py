@@ -47,6 +47,7 @@ from kit.config import get_settings
 from kit.db import database_now, session_scope
 from kit.models import Delivery
 from kit.redis import get_redis
+from matching import eta
 from matching import service as matching
 from matching.models import Offer
 from meters import commands as meters_commands
@@ -136,6 +137,11 @@ async def _replan(session: AsyncSession, now: datetime) -> int:
     return await scheduling_replan.replan_due(session, now)
 
 
+async def _train_eta(session: AsyncSession, now: datetime) -> int:
+    training = await eta.retrain(session)
+    return 1 if training is not None and training.model_id is not None else 0
+
+
 async def _requeue_stalled(session: AsyncSession, now: datetime) -> int:
     return await events.requeue_stalled(session)
 
@@ -173,6 +179,7 @@ def cron_jobs() -> dict[str, tuple[str, Job]]:
         "settlement.ledger_anchor": (settings.cron_ledger_anchor, _ledger_anchor),
         "scheduling.day_plan": (settings.cron_day_plan, _day_plan),
         "scheduling.replan": (settings.cron_replan, _replan),
+        "matching.train_eta": (settings.cron_train_eta, _train_eta),
     }
 
 

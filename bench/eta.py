@@ -8,7 +8,10 @@ log-normal luck); 20 % of them, drawn at random, are held out. With --real, also
 deployment recorded (`matching_trip_time` in the database named by GASDISPATCH_DATABASE_URL),
 the newest 20 % held out, as `gasdispatch matching train-eta` does. Errors are of the point
 estimate (the learned median, the distance model's value) in minutes; "range holds" is the share
-of held-out trips that arrived inside the learned 10th-90th percentile range.
+of held-out trips that arrived inside the learned 10th-90th percentile range. "Thin data": the
+same held-out trips against models fitted on only the first N training trips (--sizes), which is
+where the fallback to the distance model (fewer than MIN_TRIPS, or no better on held-out trips)
+earns its keep.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not th
 from matching.city_traffic import generate_trips
 from matching.eta import (
     HOLDOUT_SHARE,
+    MIN_TRIPS,
     Figures,
     TravelModel,
     Trip,
@@ -92,8 +96,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--real", action="store_true", help="also the deployment's recorded trips")
     parser.add_argument("--min-real", type=int, default=50, help="fewer recorded trips: not measured")
+    parser.add_argument("--sizes", default="25,50,100,200,400,1000",
+                        help="training-set sizes for the thin-data rows (comma-separated; empty: none)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -104,8 +111,10 @@ def main() -> None:
         cut = int(len(trips) * (1 - HOLDOUT_SHARE))
         progress.add_task(f"fitting on {cut} trips", total=None)
         simulated = in_minutes(*measure(trips[:cut], trips[cut:]), cut)
+        thin = [in_minutes(*measure(trips[:n], trips[cut:]), n) for n in sizes if n < cut]
     result: dict = {"machine": machine(), "load_average": [round(v, 1) for v in os.getloadavg()],
-                    "simulated": {"trips": len(trips), "days": args.days, "seed": args.seed, **simulated}, "real": None}
+                    "simulated": {"trips": len(trips), "days": args.days, "seed": args.seed, **simulated},
+                    "thin": thin, "min_trips": MIN_TRIPS, "real": None}
     if args.real:
         recorded = asyncio.run(real_trips())
         if len(recorded) >= args.min_real:
@@ -126,6 +135,15 @@ def main() -> None:
                       f"{figures['learned_p90_min']:.2f}", f"{figures['range_coverage']:.0%}")
         table.add_row("", "distance", f"{figures['baseline_mae_min']:.2f}", f"{figures['baseline_p90_min']:.2f}", "")
     Console().print(table)
+    if thin:
+        curve = Table(title=f"thin data: the same held-out trips, fitted on fewer (learned used from {MIN_TRIPS} "
+                            "trips, and only when it beats the distance model on both)")
+        for column in ("trained on", "learned MAE", "learned p90", "range holds", "distance MAE", "distance p90"):
+            curve.add_column(column, justify="right")
+        for f in thin:
+            curve.add_row(str(f["trained_on"]), f"{f['learned_mae_min']:.2f}", f"{f['learned_p90_min']:.2f}",
+                          f"{f['range_coverage']:.0%}", f"{f['baseline_mae_min']:.2f}", f"{f['baseline_p90_min']:.2f}")
+        Console().print(curve)
     if result["real"] and "skipped" in result["real"]:
         print(f"real trips: {result['real']['trips']}, {result['real']['skipped']}")
     print(f"{result['machine']}; load average {result['load_average']}; "

@@ -5,9 +5,10 @@
 Part 1 times one batch round as the live matcher runs it: 2,000 open orders, 20,000 online
 technicians, candidate search (k nearest within the radius) plus `assign.batch`; the
 median of several runs. Target: under 250 ms. Part 2 runs the scarce generated day
-(40 technicians, 400 orders in 12 hours) and the same demand with ample supply (80) through
-greedy, the batch and adaptive batching (batch-v2) for a few seeds. Part 3 runs
-the same days through the batch policy for emergencies: the escalation ladder on and off when
+(40 technicians, 400 orders in 12 hours), the same demand with ample supply (80), and the
+scarce day with one earlier day as history through greedy, the batch before issue #17
+(batch-v1) and v2 (adaptive batching with look-ahead values) for a few seeds. Part 3 runs
+the same days through batch-v1 for emergencies: the escalation ladder on and off when
 technicians accept 70 % of offers, and emergency readiness (reserve, pre-emption,
 repositioning) before and after when they accept every offer.
 """
@@ -111,35 +112,66 @@ def bench_assignment(runs: int) -> None:
                   f"{assigned:,} orders assigned)")
 
 
+POLICIES = ("greedy", "batch-v1", "batch")  # batch: v2, adaptive batching with look-ahead values
+FAMILIES = (  # name, technicians, days of history
+    ("scarce", 40, 0),
+    ("ample", 80, 0),
+    ("with history", 40, 1),
+)
+
+
+def _figures(r: dict) -> tuple[float, float, int, int]:
+    return r["mean_wait_min"], r["p90_wait_min"], r["served_within_sla"], r["emergency_within_sla"]
+
+
 def bench_simulator(seeds: int) -> None:
-    """Greedy, the batch and adaptive batching (batch-v2) on the same days: scarce (40
-    technicians) and ample supply (80, the same demand)."""
-    policies = ("greedy", "batch", "batch-v2")
-    for family, technicians in (("scarce", 40), ("ample", 80)):
-        table = Table(title=f"{family} day: {technicians} technicians, 400 orders, 12 h (batch window 60 s)")
-        for col in ("seed", "policy", "utilization", "mean wait min", "p90 wait min",
-                    "within SLA", "unfulfilled", "travel km"):
+    """Greedy, the batch before issue #17 (batch-v1) and v2 on the same days, per family:
+    scarce (40 technicians) and ample (80) supply without history, where the first half of
+    the day trains the values for the second (both halves' figures: the whole day, and the
+    second half alone), and scarce supply with the history of one earlier day of the same city
+    (values all day)."""
+    for family, technicians, history_days in FAMILIES:
+        parts = ("whole day",) if history_days else ("whole day", "second half")
+        results: dict[tuple[str, str], list[tuple]] = {(policy, part): [] for policy in POLICIES for part in parts}
+        table = Table(title=f"{family}: {technicians} technicians, 400 orders in 12 h"
+                            f"{f', {history_days} day of history' if history_days else ''} (batch window 60 s)")
+        for col in ("seed", "policy", "part", "mean wait min", "p90 wait min", "within SLA",
+                    "emergencies in SLA", "unfulfilled", "travel km"):
             table.add_column(col, justify="right")
-        results: dict[str, list[dict]] = {p: [] for p in policies}
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"simulating {family}", total=len(policies) * seeds)
+            task = progress.add_task(f"simulating {family}", total=len(POLICIES) * seeds)
             for seed in range(1, seeds + 1):
-                day = generate(technicians, 400, 12, seed)
-                for policy in policies:
+                day = generate(technicians, 400, 12, seed, history_days=history_days)
+                for policy in POLICIES:
                     r = simulate(day, policy, window_s=60, escalation=False, readiness=False)
-                    results[policy].append(r)
-                    table.add_row(str(seed), r["policy"], f"{r['utilization']:.2f}", f"{r['mean_wait_min']:.2f}",
-                                  f"{r['p90_wait_min']:.2f}", str(r["served_within_sla"]), str(r["unfulfilled"]),
-                                  f"{r['travel_km']:.0f}")
+                    for part in parts:
+                        f = r if part == "whole day" else r["second_half"]
+                        results[(policy, part)].append(_figures(f))
+                        table.add_row(str(seed), policy, part, f"{f['mean_wait_min']:.2f}", f"{f['p90_wait_min']:.2f}",
+                                      f"{f['served_within_sla']}/{f['orders']}",
+                                      f"{f['emergency_within_sla']}/{f['emergencies']}",
+                                      str(r["unfulfilled"]) if part == "whole day" else "",
+                                      f"{r['travel_km']:.0f}" if part == "whole day" else "")
                     progress.advance(task)
         console.print(table)
-        for policy in policies:
-            rows = results[policy]
-            console.print(f"{family} {policy}: mean wait {statistics.mean(r['mean_wait_min'] for r in rows):.2f} min, "
-                          f"p90 {statistics.mean(r['p90_wait_min'] for r in rows):.2f} min (means over seeds), "
-                          f"within SLA {sum(r['served_within_sla'] for r in rows)}")
-        gains = [1 - b["mean_wait_min"] / g["mean_wait_min"] for g, b in zip(results["greedy"], results["batch"])]
-        console.print(f"{family}: batch mean wait vs greedy {-100 * statistics.mean(gains):+.1f}% on average")
+        summary = Table(title=f"{family}: means over seeds 1-{seeds} (mean, p90), sums (within SLA, emergencies)")
+        for col in ("part", *(f"{p} mean / p90 / SLA / emerg." for p in POLICIES), "v2 mean vs v1", "v2 vs greedy"):
+            summary.add_column(col, justify="right")
+        for part in parts:
+            cells = []
+            for policy in POLICIES:
+                rows = results[(policy, part)]
+                cells.append(f"{statistics.mean(x[0] for x in rows):.2f} / {statistics.mean(x[1] for x in rows):.2f}"
+                             f" / {sum(x[2] for x in rows)} / {sum(x[3] for x in rows)}")
+            v1, v2, g = (results[(p, part)] for p in ("batch-v1", "batch", "greedy"))
+            vs_v1 = statistics.mean(b[0] / a[0] - 1 for a, b in zip(v1, v2))  # the mean of per-day changes
+            vs_g = (statistics.mean(b[0] for b in v2) / statistics.mean(a[0] for a in g) - 1,
+                    statistics.mean(b[1] for b in v2) / statistics.mean(a[1] for a in g) - 1)
+            summary.add_row(part, *cells, f"{100 * vs_v1:+.1f} %",
+                            f"mean {100 * vs_g[0]:+.1f} %, p90 {100 * vs_g[1]:+.1f} %")
+        console.print(summary)
+    console.print("targets: ample, v2 <= greedy on mean and p90; scarce, v2 mean >= 8 % below batch-v1 "
+                  "on average at equal or more within SLA")
 
 
 def _emergency_row(table: Table, label: str, results: list[dict]) -> None:
@@ -171,7 +203,7 @@ def bench_emergencies(seeds: int) -> None:
         for (group, label), (rate, escalation, readiness) in runs.items():
             results = []
             for day in days:
-                results.append(simulate(replace(day, acceptance_rate=rate), "batch", window_s=60,
+                results.append(simulate(replace(day, acceptance_rate=rate), "batch-v1", window_s=60,
                                         escalation=escalation, readiness=readiness))
                 progress.advance(task)
             _emergency_row(table, f"{group}, {label}", results)

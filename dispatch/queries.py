@@ -132,6 +132,30 @@ async def jobs_underway(session: AsyncSession, technician_ids: Collection[uuid.U
     return [JobUnderway(*row) for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class CompletedOrder:
+    location: Any  # geography(Point): kit.geo.lonlat
+    created_at: datetime
+    started_at: datetime | None  # service began (None: the log has no start_service)
+    completed_at: datetime
+
+
+async def completed_in(session: AsyncSession, city_id: str, start: datetime, end: datetime) -> list[CompletedOrder]:
+    """The city's orders that reached `completed` in [start, end) (whatever came after), by
+    completion time: what matching learns cell values from."""
+    def reached(status: str) -> Any:
+        return (select(OrderEvent.order_id, func.max(OrderEvent.created_at).label("at"))
+                .where(OrderEvent.to_status == status).group_by(OrderEvent.order_id).subquery())
+
+    done, begun = reached("completed"), reached("in_service")
+    rows = (await session.exec(
+        select(Order.location, Order.created_at, begun.c.at, done.c.at)
+        .join(done, done.c.order_id == Order.id).outerjoin(begun, begun.c.order_id == Order.id)
+        .where(Order.city_id == city_id, done.c.at >= start, done.c.at < end)
+        .order_by(done.c.at, Order.id))).all()
+    return [CompletedOrder(*row) for row in rows]
+
+
 def with_order_kind(entity: Any, order_id: Any) -> Select[Any]:
     """A query of `entity`'s rows, each with the kind of the order its column `order_id` names,
     joined in one statement; the caller adds its own filters."""

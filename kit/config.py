@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     day_plan_time_limit_s: float = Field(10.0, gt=0, le=600)
     # Today's plans again as on-demand work and bookings arrive (and at once after an insertion).
     cron_replan: str = "*/15 * * * *"
+    # The arrival-time model refitted on the trips recorded so far (matching/eta.py), when new ones arrived.
+    cron_train_eta: str = "40 2 * * *"
     replan_time_limit_s: float = Field(2.0, gt=0, le=120)
     # An emergency with no free technician may take one from a routine job not yet started.
     emergency_preempt: bool = True
@@ -251,6 +253,34 @@ class Settings(BaseSettings):
     # (e.g. "https://tiles.example/{z}/{x}/{y}.png"), since the deployment may be offline.
     map_tile_url: str | None = None
     map_tile_attribution: str = ""
+    # Leaflet's {s} values ("01234567" for Tianditu's t0-t7, "1234" for AMap's webrd01-04).
+    map_tile_subdomains: str = Field("abc", min_length=1, max_length=20)
+    # A layer drawn over the base tiles: Tianditu's place names (cva_w) come apart from its roads.
+    map_tile_labels_url: str | None = None
+    # The tiles' datum: AMap draws on GCJ-02, so the apps shift WGS-84 points onto it (and a dragged
+    # pin back); Tianditu (CGCS2000) and OSM are WGS-84 for a map's purposes.
+    map_tile_datum: Literal["wgs84", "gcj02"] = "wgs84"
+
+    # Technician -> household calls through the utility's relay (dispatch/contact.py): per job, so a
+    # phone is not rung on end (`limits` notation).
+    contact_rate: str = "3/minute;10/hour"
+
+    # Evidence photos by sha256 (kit/objects.py): files under objects_dir, or with "s3" a bucket of
+    # any S3-compatible service (endpoint unset: AWS; keys unset: obstore reads AWS_* or the instance's role).
+    object_store: Literal["filesystem", "s3"] = "filesystem"
+    objects_dir: Path = Path(__file__).resolve().parent.parent / "var" / "objects"
+    object_store_s3_bucket: str | None = None
+    object_store_s3_endpoint: str | None = None  # e.g. "https://minio.internal:9000"
+    object_store_s3_region: str = "us-east-1"
+    object_store_s3_prefix: str = ""
+    object_store_s3_access_key_id: str | None = None
+    object_store_s3_secret_access_key: str | None = None
+
+    @model_validator(mode="after")
+    def _s3_store_needs_a_bucket(self) -> "Settings":
+        if self.object_store == "s3" and not self.object_store_s3_bucket:
+            raise ValueError("GASDISPATCH_OBJECT_STORE=s3 needs GASDISPATCH_OBJECT_STORE_S3_BUCKET")
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secrets_outside_tests(self) -> "Settings":

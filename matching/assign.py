@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -19,6 +20,9 @@ from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from matching.eligibility import certified_kinds, is_eligible, technician_reason
 from matching.model import Assignment, MatchingConfig, OrderView, TechnicianView
 from matching.scoring import cost, costs_np, eta_s, haversine_m, haversine_m_np
+
+if TYPE_CHECKING:
+    from matching.values import ValueTable
 
 Candidates = Mapping[str, Sequence[TechnicianView]]
 
@@ -169,6 +173,7 @@ def batch(
     candidates_by_order: Candidates,
     now: datetime,
     config: MatchingConfig,
+    values: ValueTable | None = None,
 ) -> list[Assignment]:
     """Minimum-cost assignment over the sparse order x technician-slot graph.
 
@@ -176,16 +181,25 @@ def batch(
     so he never gets more than c orders. Every order also has a private "unassigned" column
     so a full matching always exists; its cost exceeds any gain from a real edge, so the
     matching assigns as many orders as possible and, among those, minimises
-    sum(cost - order_boost_s).
+    sum(cost - order_boost_s - look-ahead bonus), the bonus (with `values`) being where the job
+    leaves the technician against where he stands (matching/values.py, seconds like the cost).
     """
     if not orders:
         return []
     oi, ti, distance, techs = _eligible_pairs(orders, candidates_by_order, now, config)
     pair_cost = costs_np(list(orders), techs, oi, ti, distance, now, config)
-
     # A technician cannot use more slots than orders list him.
     degree = np.bincount(ti, minlength=len(techs))
     slots = np.minimum(np.array([t.free_slots for t in techs], dtype=np.intp), degree)
+    # Look-ahead only without a backlog: the values are learned as if each job were served as it
+    # came; with more orders waiting than free slots every technician has work wherever he ends,
+    # and his place is worth only his next drive, which the next round weighs itself.
+    if values is not None and slots.sum() >= len(orders):
+        service_s = np.array([o.service_s for o in orders])
+        busy_s = distance * config.detour_factor / (config.speed_kmh / 3.6) + service_s[oi]
+        pair_cost = pair_cost - values.bonuses([(t.lon, t.lat) for t in techs], [(o.lon, o.lat) for o in orders],
+                                               ti, oi, now, busy_s)
+
     first_col = np.cumsum(slots) - slots
     n_slots = int(slots.sum())
     reps = slots[ti]

@@ -1,9 +1,11 @@
 """`gasdispatch simulate`: run a scenario through greedy or batch matching, or write one.
-`gasdispatch plan`: plan routes for a VRPTW instance file."""
+`gasdispatch plan`: plan routes for a VRPTW instance file. `gasdispatch matching ...`: the live
+engine's commands."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,8 +27,8 @@ class InstanceFormat(str, Enum):
 
 class PolicyName(str, Enum):
     greedy = "greedy"
-    batch = "batch"
-    batch_v2 = "batch-v2"  # adaptive batching (matching/simulate.py)
+    batch = "batch"  # v2: adaptive batching with look-ahead values (matching/simulate.py)
+    batch_v1 = "batch-v1"  # the batch before issue #17, for comparison
 
 
 class Switch(str, Enum):
@@ -168,7 +170,7 @@ def train_eta_command(
         progress.add_task("", total=None)
         training = asyncio.run(run())
     summary = {"trips": training.trips, "model_id": training.model_id,
-               "model": "learned" if training.model_id is not None else "distance",
+               "model": training.model,
                **({k: round(v, 3) for k, v in asdict(training.figures).items()} if training.figures else {})}
     if json_out:
         typer.echo(json.dumps(summary))
@@ -181,3 +183,42 @@ def train_eta_command(
     typer.echo(f"  learned   MAE {f.learned_mae_s / 60:.2f} min, p90 {f.learned_p90_s / 60:.2f} min, "
                f"range holds {f.range_coverage:.0%}")
     typer.echo(f"  distance  MAE {f.baseline_mae_s / 60:.2f} min, p90 {f.baseline_p90_s / 60:.2f} min")
+    if training.model == "distance":
+        stderr.print("the learned model does no better: arrival times stay on the distance model")
+
+
+@engine_app.command("train-values")
+def train_values_command(
+    start: Annotated[datetime, typer.Option("--from", help="Start (inclusive), UTC unless an offset is given.")],
+    end: Annotated[datetime, typer.Option("--to", help="End (exclusive).")],
+    city: Annotated[Optional[str], typer.Option(help="City id (default: the configured city).")] = None,
+) -> None:
+    """Learn the look-ahead values per (H3 cell, hour of the day) from the orders completed in
+    [--from, --to) and store them as the city's new version; exit 2 on bad input, the current
+    values left in place."""
+    import asyncio
+
+    from kit.config import get_settings
+    from kit.db import get_engine, session_scope
+    from matching.values import ValuesInputError, train_and_store
+
+    chosen = city or get_settings().city
+    utc = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end)]
+
+    async def run():  # noqa: ANN202
+        try:
+            async with session_scope() as session:
+                return await train_and_store(session, chosen, *utc)
+        finally:
+            await get_engine().dispose()
+
+    try:
+        with Progress(TextColumn("training look-ahead values"), TimeElapsedColumn(), console=stderr,
+                      transient=True, disable=not stderr.is_terminal) as progress:
+            progress.add_task("", total=None)
+            training = asyncio.run(run())
+    except ValuesInputError as exc:
+        stderr.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    typer.echo(f"stored version {training.version} for {chosen}: {training.states} (cell, hour) values "
+               f"from {training.orders} completed orders")

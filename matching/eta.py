@@ -8,7 +8,8 @@ Two models answer "how long from here to there":
   features distance, local hour, weekday, district and kind. They learn the ratio of the trip to
   the distance model's, so they extrapolate like it beyond the distances they saw.
 The learned model is used once `gasdispatch matching train-eta` stored one, which it does only
-from at least MIN_TRIPS usable trips; until then the distance model answers.
+from at least MIN_TRIPS usable trips, and only while the newest stored one beat the distance
+model on the trips it held out (mean and p90 error); otherwise the distance model answers.
 
 A district is the grid cell of the address (DISTRICT_CELL_DEG), the same in every city and
 needing no map data. Hour and weekday are the city's local ones.
@@ -16,6 +17,7 @@ needing no map data. Hour and weekday are the city's local ones.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import uuid
@@ -30,7 +32,7 @@ import joblib
 import numpy as np
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -55,6 +57,7 @@ ModelName = Literal["learned", "distance"]
 QUANTILES = (0.1, 0.5, 0.9)
 MIN_TRIPS = 200  # fewer usable trips than this: the distance model stays
 HOLDOUT_SHARE = 0.2
+KEEP_MODELS = 30  # a month of nightly trainings; each model is some 0.7 MB
 DISTRICT_CELL_DEG = 0.03  # about 3 km: a city of 25 km has some 80 districts
 MAX_CATEGORIES = 250  # HistGradientBoosting's limit is 255 bins; the rarest districts share "unknown"
 # The distance model's range: traffic makes a late arrival likelier than an early one.
@@ -172,6 +175,15 @@ class Figures:
     baseline_p90_s: float
     range_coverage: float  # share of held-out trips inside the learned range
 
+    @property
+    def learned_better(self) -> bool:
+        return beats_distance(self.learned_mae_s, self.learned_p90_s, self.baseline_mae_s, self.baseline_p90_s)
+
+
+def beats_distance(learned_mae_s: float, learned_p90_s: float, baseline_mae_s: float, baseline_p90_s: float) -> bool:
+    """Thin or noisy trips fit a model worse than the straight line: then it is not used."""
+    return learned_mae_s < baseline_mae_s and learned_p90_s < baseline_p90_s
+
 
 def evaluate(model: TravelModel, held_out: Sequence[Trip]) -> Figures:
     predicted = model.predict([t.features for t in held_out])
@@ -272,32 +284,59 @@ class Training:
     figures: Figures | None  # on the most recent HOLDOUT_SHARE, by a model fitted on the rest
     model_id: int | None  # None: too few trips, nothing stored
 
+    @property
+    def model(self) -> ModelName:
+        """What arrival times use after this training."""
+        return "learned" if self.figures is not None and self.figures.learned_better else "distance"
+
+
+def _fit(trips: list[Trip], config: MatchingConfig) -> tuple[Figures, bytes]:
+    cut = int(len(trips) * (1 - HOLDOUT_SHARE))
+    figures = evaluate(TravelModel(config).fit(trips[:cut]), trips[cut:])
+    return figures, TravelModel(config).fit(trips).dumps()
+
 
 async def train(session: AsyncSession, *, min_trips: int = MIN_TRIPS) -> Training:
     """Fit on the older 80 % of the trips and measure on the newest 20 % (the model is used on
-    trips after those it learned from), then fit on all of them and store that model."""
+    trips after those it learned from), then fit on all of them and store that model with the
+    figures, which decide whether it is used (a losing one is kept for the record)."""
     trips = usable(await completed_trips(session))
     if len(trips) < min_trips:
         return Training(len(trips), None, None)
-    config = distance_config()
-    cut = int(len(trips) * (1 - HOLDOUT_SHARE))
-    figures = evaluate(TravelModel(config).fit(trips[:cut]), trips[cut:])
+    # Seconds of CPU: off the event loop, which may be the API's (the embedded worker's nightly run).
+    figures, blob = await asyncio.to_thread(_fit, trips, distance_config())
     row = EtaModel(trips=len(trips), learned_mae_s=figures.learned_mae_s, learned_p90_s=figures.learned_p90_s,
-                   baseline_mae_s=figures.baseline_mae_s, baseline_p90_s=figures.baseline_p90_s,
-                   blob=TravelModel(config).fit(trips).dumps())
+                   baseline_mae_s=figures.baseline_mae_s, baseline_p90_s=figures.baseline_p90_s, blob=blob)
     session.add(row)
     await session.flush()
     return Training(len(trips), figures, row.id)
+
+
+async def retrain(session: AsyncSession, *, min_trips: int = MIN_TRIPS) -> Training | None:
+    """The worker's nightly training, so arrival times learn without anybody running train-eta:
+    None when no trip reached the door since the newest model; keeps the newest KEEP_MODELS."""
+    trained_at = (await session.exec(select(func.max(EtaModel.trained_at)))).one()
+    arrived_at = (await session.exec(select(func.max(TripTime.arrived_at)))).one()
+    if arrived_at is None or (trained_at is not None and arrived_at <= trained_at):
+        return None
+    training = await train(session, min_trips=min_trips)
+    if training.model_id is not None:
+        newest = select(EtaModel.id).order_by(col(EtaModel.id).desc()).limit(KEEP_MODELS)
+        await session.exec(delete(EtaModel).where(col(EtaModel.id).not_in(newest.scalar_subquery())))
+    return training
 
 
 _loaded: dict[str, Any] = {"id": None, "model": None}
 
 
 async def current_model(session: AsyncSession) -> TravelModel | None:
-    """The newest stored model, loaded once per process and again only when a newer one is stored."""
-    newest = (await session.exec(select(func.max(EtaModel.id)))).one()
-    if newest is None:
+    """The newest stored model, loaded once per process and again only when a newer one is stored;
+    None (the distance model) when there is none or it did worse than the distance model."""
+    row = (await session.exec(select(EtaModel.id, EtaModel.learned_mae_s, EtaModel.learned_p90_s, EtaModel.baseline_mae_s,
+                                     EtaModel.baseline_p90_s).order_by(col(EtaModel.id).desc()).limit(1))).first()
+    if row is None or not beats_distance(*row[1:]):
         return None
+    newest = row[0]
     if _loaded["id"] != newest:
         blob = (await session.exec(select(EtaModel.blob).where(EtaModel.id == newest))).one()
         _loaded.update(id=newest, model=TravelModel.loads(blob))

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Identity, Index, LargeBinary, text
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Identity, Index, LargeBinary, text
 from sqlmodel import Field, SQLModel
 
 from dispatch.models import city_id_field
@@ -77,3 +77,33 @@ class EtaModel(SQLModel, table=True):
     baseline_mae_s: float
     baseline_p90_s: float
     blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ValueVersion(SQLModel, table=True):
+    """One training of a city's look-ahead values (matching/values.py); the newest is current."""
+
+    __tablename__ = "matching_value_version"
+    __table_args__ = (Index("ix_matching_value_version_city_id", "city_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    city_id: str = Field(foreign_key="dispatch_city.id", max_length=60)
+    trained_at: datetime = timestamp_column(default_factory=utcnow)
+    period_start: datetime = timestamp_column()  # the completed orders it learned from: [start, end)
+    period_end: datetime = timestamp_column()
+    orders: int
+    resolution: int  # H3
+    slot_s: int
+    discount_per_s: float
+
+
+class CellValue(SQLModel, table=True):
+    """V of one (H3 cell, slot of the local day) in one version: minus the discounted seconds a
+    technician there loses ahead, driving to his next jobs or waiting for them."""
+
+    __tablename__ = "matching_cell_value"
+
+    version_id: int = Field(sa_column=Column(BigInteger, ForeignKey("matching_value_version.id", ondelete="CASCADE"),
+                                             primary_key=True))
+    cell: str = Field(primary_key=True, max_length=16)
+    slot: int = Field(primary_key=True)
+    value_s: float

@@ -3,11 +3,13 @@
 Format (unknown fields are ignored):
     {"speed_kmh": 25, "detour_factor": 1.3, "seed": 7, "acceptance_rate": 1,
      "technicians": [{"id", "lon", "lat", "skills": [...], "rating", "max_jobs", "acceptance_rate"}],
-     "orders": [{"id", "t_s", "lon", "lat", "skill", "priority", "service_min", "sla_min"}]}
+     "orders": [{"id", "t_s", "lon", "lat", "skill", "priority", "service_min", "sla_min"}],
+     "history": [... as orders ...]}
 `rating` (default 0: unrated), `max_jobs` (default 1), `priority` (default: "emergency" for
 the emergency skill, else "routine"), `speed_kmh`, `detour_factor` and `seed` are optional.
 `acceptance_rate` (0-1, default 1) is the chance that a technician accepts an offer; a
-technician's own value overrides the scenario's.
+technician's own value overrides the scenario's. `history` (optional) holds past orders of the
+same city, their `t_s` on the same clock of the day: the look-ahead values learn from them.
 """
 
 from __future__ import annotations
@@ -58,9 +60,12 @@ class Scenario:
     detour_factor: float = 1.3
     seed: int | None = None
     acceptance_rate: float = 1.0
+    history: tuple[OrderSpec, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if not self.history:
+            del data["history"]
         for tech in data["technicians"]:
             tech["skills"] = list(tech["skills"])
             if tech["acceptance_rate"] is None:
@@ -114,6 +119,30 @@ def _unique(ids: list[str], key: str) -> None:
         seen.add(id_)
 
 
+def _orders(data: dict, key: str) -> list[OrderSpec]:
+    orders = []
+    for i, item in enumerate(_objects(data, key)):
+        where = f"{key}[{i}]"
+        skill = _string(item, "skill", where, SKILLS)
+        priority = (
+            _string(item, "priority", where, PRIORITIES)
+            if "priority" in item
+            else ("emergency" if skill == "emergency" else "routine")
+        )
+        orders.append(OrderSpec(
+            id=_string(item, "id", where),
+            t_s=_number(item, "t_s", where, lo=0, hi=math.inf),
+            lon=_number(item, "lon", where, lo=-180, hi=180),
+            lat=_number(item, "lat", where, lo=-90, hi=90),
+            skill=skill,
+            priority=priority,
+            service_min=_number(item, "service_min", where, lo=0, hi=24 * 60),
+            sla_min=_number(item, "sla_min", where, lo=1, hi=7 * 24 * 60),
+        ))
+    _unique([o.id for o in orders], key)
+    return orders
+
+
 def parse(data: Any) -> Scenario:
     """Validate decoded JSON into a Scenario or raise ScenarioError."""
     if not isinstance(data, dict):
@@ -140,27 +169,9 @@ def parse(data: Any) -> Scenario:
             acceptance_rate=(_number(item, "acceptance_rate", where, lo=0, hi=1)
                              if "acceptance_rate" in item else None),
         ))
-    orders = []
-    for i, item in enumerate(_objects(data, "orders")):
-        where = f"orders[{i}]"
-        skill = _string(item, "skill", where, SKILLS)
-        priority = (
-            _string(item, "priority", where, PRIORITIES)
-            if "priority" in item
-            else ("emergency" if skill == "emergency" else "routine")
-        )
-        orders.append(OrderSpec(
-            id=_string(item, "id", where),
-            t_s=_number(item, "t_s", where, lo=0, hi=math.inf),
-            lon=_number(item, "lon", where, lo=-180, hi=180),
-            lat=_number(item, "lat", where, lo=-90, hi=90),
-            skill=skill,
-            priority=priority,
-            service_min=_number(item, "service_min", where, lo=0, hi=24 * 60),
-            sla_min=_number(item, "sla_min", where, lo=1, hi=7 * 24 * 60),
-        ))
+    orders = _orders(data, "orders")
+    history = _orders(data, "history") if "history" in data else []
     _unique([t.id for t in techs], "technicians")
-    _unique([o.id for o in orders], "orders")
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ScenarioError("seed: not an integer")
@@ -172,6 +183,7 @@ def parse(data: Any) -> Scenario:
                               default=1.3),
         seed=seed,
         acceptance_rate=_number(data, "acceptance_rate", "scenario", lo=0, hi=1, required=False, default=1),
+        history=tuple(sorted(history, key=lambda o: (o.t_s, o.id))),
     )
 
 
@@ -209,16 +221,20 @@ def _rate(hour_of_day: np.ndarray) -> np.ndarray:
     return rate
 
 
-def generate(technicians: int, orders: int, hours: float, seed: int, acceptance_rate: float = 1.0) -> Scenario:
+def generate(technicians: int, orders: int, hours: float, seed: int, acceptance_rate: float = 1.0,
+             history_days: int = 0) -> Scenario:
     """A seeded city day: demand clustered around a few hot spots (old estates, industrial
-    parks) with morning and evening peaks; technicians spread evenly over the city."""
-    if technicians < 1 or orders < 0 or hours <= 0 or not 0 <= acceptance_rate <= 1:
-        raise ScenarioError("generate: need technicians >= 1, orders >= 0, hours > 0, 0 <= acceptance_rate <= 1")
+    parks) with morning and evening peaks; technicians spread evenly over the city. With
+    `history_days`, as many earlier days of the same city (same hot spots, other draws) make
+    the scenario's history, their order ids prefixed `h<day>-`."""
+    if technicians < 1 or orders < 0 or hours <= 0 or not 0 <= acceptance_rate <= 1 or history_days < 0:
+        raise ScenarioError("generate: need technicians >= 1, orders >= 0, hours > 0, 0 <= acceptance_rate <= 1,"
+                            " history_days >= 0")
     rng = np.random.default_rng(seed)
     (lon0, lat0), (dlon, dlat) = CENTER, HALF_SPAN_DEG
 
-    def uniform_points(n: int) -> np.ndarray:
-        return np.column_stack([lon0 + rng.uniform(-dlon, dlon, n), lat0 + rng.uniform(-dlat, dlat, n)])
+    def uniform_points(n: int, r: np.random.Generator = rng) -> np.ndarray:
+        return np.column_stack([lon0 + r.uniform(-dlon, dlon, n), lat0 + r.uniform(-dlat, dlat, n)])
 
     techs = []
     for i, (lon, lat) in enumerate(uniform_points(technicians)):
@@ -234,13 +250,16 @@ def generate(technicians: int, orders: int, hours: float, seed: int, acceptance_
     # Arrival times by rejection sampling from the daily rate profile.
     horizon_s = hours * 3600
     peak_rate = float(_rate(np.linspace(0, 24, 2401)).max())
-    times: list[float] = []
-    while len(times) < orders:
-        t = rng.uniform(0, horizon_s, 2 * orders + 16)
-        keep = rng.uniform(0, peak_rate, t.size) < _rate((START_HOUR + t / 3600) % 24)
-        times.extend(t[keep].tolist())
-    times = sorted(times[:orders])
 
+    def arrival_times(r: np.random.Generator) -> list[float]:
+        times: list[float] = []
+        while len(times) < orders:
+            t = r.uniform(0, horizon_s, 2 * orders + 16)
+            keep = r.uniform(0, peak_rate, t.size) < _rate((START_HOUR + t / 3600) % 24)
+            times.extend(t[keep].tolist())
+        return sorted(times[:orders])
+
+    times = arrival_times(rng)
     centres = uniform_points(HOTSPOTS)
     centres[:, 0] = lon0 + (centres[:, 0] - lon0) * 0.7  # hot spots away from the edge
     centres[:, 1] = lat0 + (centres[:, 1] - lat0) * 0.7
@@ -248,20 +267,30 @@ def generate(technicians: int, orders: int, hours: float, seed: int, acceptance_
     km_lat = 1 / 111.2
     km_lon = km_lat / math.cos(math.radians(lat0))
     skills, shares = list(SKILL_MIX), list(SKILL_MIX.values())
-    out = []
-    for i, t in enumerate(times):
-        if rng.random() < HOTSPOT_SHARE:
-            c = centres[rng.choice(HOTSPOTS, p=weights)]
-            lon = float(np.clip(c[0] + rng.normal(0, HOTSPOT_SIGMA_KM) * km_lon, lon0 - dlon, lon0 + dlon))
-            lat = float(np.clip(c[1] + rng.normal(0, HOTSPOT_SIGMA_KM) * km_lat, lat0 - dlat, lat0 + dlat))
-        else:
-            lon, lat = (float(v) for v in uniform_points(1)[0])
-        skill = str(rng.choice(skills, p=shares))
-        if skill == "emergency":
-            priority = "emergency"
-        else:
-            priority = "urgent" if rng.random() < URGENT_SHARE else "routine"
-        lo, hi = SERVICE_MIN[skill]
-        out.append(OrderSpec(f"o{i}", round(t, 1), round(lon, 6), round(lat, 6), skill, priority,
-                             round(float(rng.uniform(lo, hi)), 1), SLA_MIN[priority]))
-    return Scenario(tuple(techs), tuple(out), 25.0, 1.3, seed, acceptance_rate)
+
+    def day_orders(r: np.random.Generator, times: list[float], prefix: str) -> list[OrderSpec]:
+        out = []
+        for i, t in enumerate(times):
+            if r.random() < HOTSPOT_SHARE:
+                c = centres[r.choice(HOTSPOTS, p=weights)]
+                lon = float(np.clip(c[0] + r.normal(0, HOTSPOT_SIGMA_KM) * km_lon, lon0 - dlon, lon0 + dlon))
+                lat = float(np.clip(c[1] + r.normal(0, HOTSPOT_SIGMA_KM) * km_lat, lat0 - dlat, lat0 + dlat))
+            else:
+                lon, lat = (float(v) for v in uniform_points(1, r)[0])
+            skill = str(r.choice(skills, p=shares))
+            if skill == "emergency":
+                priority = "emergency"
+            else:
+                priority = "urgent" if r.random() < URGENT_SHARE else "routine"
+            lo, hi = SERVICE_MIN[skill]
+            out.append(OrderSpec(f"{prefix}{i}", round(t, 1), round(lon, 6), round(lat, 6), skill, priority,
+                                 round(float(r.uniform(lo, hi)), 1), SLA_MIN[priority]))
+        return out
+
+    out = day_orders(rng, times, "o")
+    history = []
+    for d in range(1, history_days + 1):
+        r = np.random.default_rng([seed, d])  # the same city on another day
+        history += day_orders(r, arrival_times(r), f"h{d}-o")
+    history.sort(key=lambda o: (o.t_s, o.id))
+    return Scenario(tuple(techs), tuple(out), 25.0, 1.3, seed, acceptance_rate, tuple(history))

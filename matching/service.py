@@ -42,6 +42,7 @@ from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching.events import OfferCreated, OfferWithdrawn
 from matching import adaptive, eta, readiness
+from matching.values import current_values
 from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, Supply, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, PlannedVisit, TechnicianView
 from matching.models import Offer
@@ -404,8 +405,9 @@ async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, can
 async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None = None,
                     city_id: str | None = None) -> list[Offer]:
     """One matching round of one city (the configured one unless named): emergencies first, one
-    by one; then routine and urgent orders together through the optimal assignment, those that
-    adaptive batching holds for a short window left for a later round."""
+    by one; then routine and urgent orders together through the optimal assignment (with the
+    city's look-ahead values once trained), those that adaptive batching holds for a short
+    window left for a later round."""
     now = now or await database_now(session)
     city = city_id or get_settings().city
     config = matching_config()
@@ -434,7 +436,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     by_id = {str(o.id): o for o in pooled}
     view_of = {v.id: v for v in views}
     due = adaptive.split(views, candidates, now, config).now
-    for assignment in batch(due, candidates, now, config):
+    for assignment in batch(due, candidates, now, config, await current_values(session, city)):
         order = by_id[assignment.order_id]
         await record_candidates(session, order.id, None, candidate_rows(view_of[assignment.order_id], candidates[assignment.order_id], [assignment.technician_id], now, config))
         offers.append(await _make_offer(session, order, assignment, "batch", now))

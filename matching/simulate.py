@@ -4,14 +4,17 @@ Orders arrive at their `t_s`; a technician drives to the order at the scenario s
 the detour factor), serves it for `service_min`, and then takes his next job or becomes free
 where he finished. Policies:
   greedy  every arrival and every freed technician triggers `assign.greedy` at once;
-  batch   emergencies are offered at once, everything else waits for the next `window_s`
+  batch-v1 emergencies are offered at once, everything else waits for the next `window_s`
           tick and goes through `assign.batch`;
-  batch-v2 adaptive batching (issue #17): as batch, but while free technician slots number at
-          least AMPLE_SUPPLY per waiting order, any order no other waiting order competes with
-          (`assign.uncontended`: none of its best technicians is another's) is offered at once,
-          and contended ones are batched after CONTENDED_WINDOW_S instead of the next tick. With ample supply that is greedy's speed,
-          under contention the batch's optimum. Not the default yet: with the emergency ladder
-          or readiness on it serves fewer emergencies within SLA than batch.
+  batch   (v2, issue #17) adaptive batching with look-ahead: as batch-v1, but while free
+          technician slots number at least AMPLE_SUPPLY per waiting order, any order no other
+          waiting order competes with (`assign.uncontended`: none of its best technicians is
+          another's) is offered at once, and contended ones are batched after CONTENDED_WINDOW_S
+          instead of the next tick: with ample supply greedy's speed, under contention the
+          batch's optimum. Its batches add look-ahead values (matching/values.py; in rounds
+          without a backlog, see `assign.batch`) learned from the scenario's `history`, or
+          without one from the first half of the day's orders for the second half (whose
+          figures `second_half` reports for every policy).
 Every assignment is an offer: the technician accepts with his acceptance rate (at once), or
 the offer lapses after the offer timeout, holding his slot meanwhile (as live offers do).
 Escalation off is today's engine: one technician per offer, a technician who let an order's
@@ -34,7 +37,7 @@ import itertools
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -47,8 +50,10 @@ from matching.model import PRIORITIES, Assignment, CertificationView, MatchingCo
 from matching.scenario import OrderSpec, Scenario, TechnicianSpec
 from matching.scoring import eta_s, haversine_m
 from matching.spatial import TechnicianIndex
+from matching.values import Job, ValueTable, next_jobs, train
 
-Policy = Literal["greedy", "batch", "batch-v2"]
+Policy = Literal["greedy", "batch", "batch-v1"]
+POLICIES = ("greedy", "batch", "batch-v1")
 GIVE_UP_SLA_FACTOR = 2.0
 AMPLE_SUPPLY = 2.0  # adaptive batching: free technician slots per waiting order that count as ample
 CONTENDED_WINDOW_S = 10.0  # adaptive batching: how long contended orders wait while supply is ample
@@ -68,7 +73,32 @@ def _at(t: float) -> datetime:
 
 def _order_view(o: OrderSpec) -> OrderView:
     return OrderView(o.id, o.lon, o.lat, o.skill, o.priority, _at(o.t_s),  # type: ignore[arg-type]
-                     _at(o.t_s + o.sla_min * 60))
+                     _at(o.t_s + o.sla_min * 60), service_s=o.service_min * 60)
+
+
+def _values(orders: Iterable[OrderSpec], config: MatchingConfig) -> ValueTable | None:
+    """Values learned from past orders, each done when its visit ended (a scenario's history
+    has no waits); None without any."""
+    jobs = [Job(o.lon, o.lat, _at(o.t_s), _at(o.t_s + o.service_min * 60), o.service_min * 60) for o in orders]
+    return train(next_jobs(jobs, config)) if jobs else None
+
+
+def second_half_from(scenario: Scenario) -> float | None:
+    """Without a history, where the day is cut: the first half trains the second's values."""
+    if scenario.history or not scenario.orders:
+        return None
+    return scenario.orders[-1].t_s / 2
+
+
+def look_ahead(scenario: Scenario, config: MatchingConfig) -> tuple[ValueTable | None, float]:
+    """The values and from when they apply: the history's for the whole day, else the first
+    half's for the second half."""
+    if scenario.history:
+        return _values(scenario.history, config), 0.0
+    half = second_half_from(scenario)
+    if half is None:
+        return None, math.inf
+    return _values([o for o in scenario.orders if o.t_s < half], config), half
 
 
 @dataclass
@@ -142,7 +172,8 @@ class _Run:
                  on_progress: Callable[[int, int], None] | None, ladder_by_priority: Mapping[str, Ladder] | None,
                  readiness: bool):
         self.scenario, self.policy, self.window_s, self.config = scenario, policy, window_s, config
-        self.batching, self.adaptive = policy in ("batch", "batch-v2"), policy == "batch-v2"
+        self.batching, self.adaptive = policy in ("batch", "batch-v1"), policy == "batch"
+        self.values, self.values_from = look_ahead(scenario, config) if self.adaptive else (None, math.inf)
         self.soon_pending = False  # a short batch for contended orders is due
         self.on_progress = on_progress
         self.ladders = dict(ladder_by_priority) if ladder_by_priority is not None else None
@@ -279,7 +310,10 @@ class _Run:
             return
         cands = self.candidates(orders)
         views = [self.view(o) for o in orders]
-        chosen = greedy(views, cands, now, self.config) if how == "greedy" else batch(views, cands, now, self.config)
+        if how == "greedy":
+            chosen = greedy(views, cands, now, self.config)
+        else:
+            chosen = batch(views, cands, now, self.config, self.values if self.now >= self.values_from else None)
         for a in chosen:
             self.offer(a.order_id, [a])
 
@@ -517,6 +551,28 @@ class _Run:
             "emergency_reachable": self.reachable_emergencies(),
             **self.counts,
             "by_priority": by_priority,
+            "look_ahead": None if self.values is None else "history" if self.scenario.history else "first half",
+            "second_half": self.second_half(),
+        }
+
+    def second_half(self) -> dict | None:
+        """The figures of the orders from the middle of the day on, the part the look-ahead
+        values trained on the first half apply to (None with a history: they apply all day)."""
+        half = second_half_from(self.scenario)
+        if half is None:
+            return None
+        ids = [o.id for o in self.orders.values() if o.t_s >= half]
+        waits = np.array([self.waits_min[i] for i in ids if i in self.waits_min])
+        within = [i for i in ids if self.waits_min.get(i, math.inf) <= self.orders[i].sla_min + 1e-9]
+        return {
+            "from_s": half,
+            "orders": len(ids),
+            "served": int(waits.size),
+            "served_within_sla": len(within),
+            "mean_wait_min": round(float(waits.mean()), 2) if waits.size else None,
+            "p90_wait_min": round(float(np.percentile(waits, 90)), 2) if waits.size else None,
+            "emergencies": sum(1 for i in ids if self.orders[i].priority == "emergency"),
+            "emergency_within_sla": sum(1 for i in within if self.orders[i].priority == "emergency"),
         }
 
     def reachable_emergencies(self) -> int:
@@ -560,7 +616,7 @@ def simulate(
     `on_progress(arrived, total)` is called as orders arrive; the ladders default to the
     settings' defaults.
     """
-    if policy not in ("greedy", "batch", "batch-v2"):
+    if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
     if window_s <= 0:
         raise ValueError("window_s must be positive")

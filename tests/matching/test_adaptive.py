@@ -11,7 +11,7 @@ from matching import adaptive
 from matching import service as engine
 from matching.model import CertificationView, MatchingConfig, OrderView, TechnicianView
 from tests.factories import online_technician
-from tests.matching.test_live_engine import CENTER, index, new_order, open_offer  # noqa: F401 (index: the fixture)
+from tests.matching.test_live_engine import CENTER, new_order, open_offer
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 REPAIR = (CertificationView("repair", True),)

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from matching.assign import batch, best_candidate, greedy
 from matching.eligibility import is_eligible
 from matching.model import CertificationView, MatchingConfig, OrderView, TechnicianView
+from matching.scoring import eta_s
+from matching.values import ValueTable
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 CONFIG = MatchingConfig(default_radius_m=10_000)
@@ -163,3 +165,43 @@ def test_batch_respects_capacity_and_assigns_at_least_as_many_as_greedy(instance
     assert len(result) >= len(greedy(orders, candidates, NOW, CONFIG))
     if any(is_eligible(o, t, NOW, CONFIG) for o in orders for t in candidates[o.id]):
         assert result
+
+
+# Look-ahead values (issue #17, item 2) -----------------------------------------------------------
+
+def _values(by_km_north: dict[float, float]):
+    """Values at 10:00 of the cells at these places (km north of the test origin)."""
+    table = ValueTable({})
+    return ValueTable({(table.cell(116.40, 39.90 + km * KM), table.slot(NOW)): v for km, v in by_km_north.items()})
+
+
+def test_look_ahead_sends_the_technician_whose_place_is_worth_least():
+    # One order 2 km north; "busy" is 1.8 km south of it where work keeps coming, "quiet" 2.2 km
+    # north of it where a technician loses an hour between jobs.
+    o, busy, quiet = order("o", 2), tech("busy", 0.2), tech("quiet", 4.2)
+    candidates = {"o": [busy, quiet]}
+    assert pairs(batch([o], candidates, NOW, CONFIG)) == {("o", "busy")}
+    values = _values({0.2: -300.0, 2: -900.0, 4.2: -3600.0})
+    assert values.cell(116.40, 39.90 + 0.2 * KM) != values.cell(116.40, 39.90 + 4.2 * KM)
+    assert pairs(batch([o], candidates, NOW, CONFIG, values)) == {("o", "quiet")}
+
+
+def test_values_learned_from_nothing_change_nothing():
+    orders = [order(f"o{i}", i * 1.3, minutes_ago=i) for i in range(6)]
+    techs = [tech(f"t{i}", i * 1.1 - 1) for i in range(5)]
+    candidates = {o.id: techs for o in orders}
+    without = pairs(batch(orders, candidates, NOW, CONFIG))
+    assert pairs(batch(orders, candidates, NOW, CONFIG, ValueTable({}))) == without
+
+
+def test_look_ahead_is_left_out_while_orders_outnumber_free_technicians():
+    # One technician, two orders: whichever he takes, he has work after it. The values would
+    # send him to the farther order (its place is busy, the near one's quiet); the backlog
+    # leaves him the near one, as without values.
+    t, near, farther = tech("t", 0.2), order("near", 2), order("farther", -2.5)
+    values = _values({0.2: -300.0, 2: -3600.0, -2.5: -300.0})
+    eta = {o.id: eta_s(1000 * abs(o.lat - t.lat) / KM, CONFIG) for o in (near, farther)}
+    gain = {o.id: values.bonus(t.lon, t.lat, o.lon, o.lat, NOW, eta[o.id]) for o in (near, farther)}
+    assert gain["farther"] - gain["near"] > eta["farther"] - eta["near"]  # it would tip the choice
+    candidates = {"near": [t], "farther": [t]}
+    assert pairs(batch([near, farther], candidates, NOW, CONFIG, values)) == {("near", "t")}

@@ -4,7 +4,6 @@ many were asked and how far, never whom; and each step wakes his order's socket.
 import json
 from datetime import timedelta
 
-import pytest
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -16,11 +15,6 @@ from kit.fanout import order_channel
 from matching import service as engine
 from tests.factories import make_customer
 from tests.matching.test_escalation_ladder import CENTER, emergency_tech
-
-
-@pytest.fixture
-def index(redis):  # noqa: ANN001, ANN201
-    return engine.geo_index(redis)
 
 
 async def test_the_customer_sees_the_round_with_counts_and_radius_but_no_technician(

@@ -25,11 +25,6 @@ CENTER = (120.155, 30.274)
 KM_LON = 1 / (111.32 * 0.8645)  # degrees of longitude per km at this latitude
 
 
-@pytest.fixture
-def index(redis):  # noqa: ANN001, ANN201
-    return engine.geo_index(redis)
-
-
 async def emergency_tech(session: AsyncSession, index, km: float, **kw):  # noqa: ANN001, ANN003, ANN201
     ctx = await make_technician(session, kinds=("repair", "emergency"), **kw)
     await engine.go_online(session, index, ctx.technician)

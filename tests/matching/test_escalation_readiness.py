@@ -24,11 +24,6 @@ from tests.factories import make_customer, make_technician
 CENTER = (120.155, 30.274)
 
 
-@pytest.fixture
-def index(redis):  # noqa: ANN001, ANN201
-    return engine.geo_index(redis)
-
-
 @pytest.fixture(autouse=True)
 def one_hour_of_history(monkeypatch: pytest.MonkeyPatch) -> None:
     """The areas' emergency rates from the last hour: one leak in it is a busy area (a floor of

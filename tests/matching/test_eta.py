@@ -112,8 +112,8 @@ async def test_too_few_trips_keep_the_distance_model(session: AsyncSession, redi
 async def test_a_stored_model_answers_and_is_named_learned(client: AsyncClient, session: AsyncSession, redis) -> None:  # noqa: ANN001
     trips = eta.usable(generate_trips(days=2, orders_per_day=200, seed=7))
     model = eta.TravelModel(eta.distance_config()).fit(trips)
-    session.add(EtaModel(trips=len(trips), learned_mae_s=0, learned_p90_s=0, baseline_mae_s=0, baseline_p90_s=0,
-                         blob=model.dumps()))
+    session.add(EtaModel(trips=len(trips), learned_mae_s=200, learned_p90_s=400, baseline_mae_s=300,
+                         baseline_p90_s=600, blob=model.dumps()))
     await session.flush()
     async for job, status in _drive(session, redis):
         read = (await client.get(f"/v1/orders/{job.order.id}", headers=job.customer.headers)).json()
@@ -146,23 +146,65 @@ async def test_position_fixes_push_the_eta_only_when_it_moves_by_more_than_a_min
         break
 
 
-async def test_enough_trips_train_and_store_the_learned_model(session: AsyncSession) -> None:
+async def _recorded(session: AsyncSession, slowdown: float) -> None:
+    """Twelve trips of 1-12 km, each taking `slowdown` times the distance model's estimate."""
     from dispatch.service import create_order
     from tests.factories import make_customer, make_technician
 
     customer = await make_customer(session)
     technician = await make_technician(session)
-    simulated = eta.usable(generate_trips(days=1, orders_per_day=12, seed=11))[:12]
+    config = eta.distance_config()
     departed = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
-    for i, trip in enumerate(simulated):
+    for i in range(12):
         order = await create_order(session, customer_id=customer.customer.id, address_id=customer.address.id,
                                    kind="repair", actor=Actor.system("test"), source="campaign")
-        f = trip.features
-        session.add(TripTime(order_id=order.id, technician_id=technician.technician.id, kind=f.kind, district=f.district,
-                             start_lon=0, start_lat=0, end_lon=0, end_lat=0, distance_m=f.distance_m,
-                             local_hour=f.local_hour, weekday=f.weekday, departed_at=departed + timedelta(hours=i),
-                             arrived_at=departed + timedelta(hours=i, seconds=trip.duration_s), duration_s=trip.duration_s))
+        distance, at = 1000.0 * (i + 1), departed + timedelta(hours=i)
+        duration = slowdown * eta_s(distance, config)
+        session.add(TripTime(order_id=order.id, technician_id=technician.technician.id, kind="repair", district="0:0",
+                             start_lon=0, start_lat=0, end_lon=0, end_lat=0, distance_m=distance, local_hour=at.hour,
+                             weekday=at.weekday(), departed_at=at, arrived_at=at + timedelta(seconds=duration),
+                             duration_s=duration))
     await session.flush()
+
+
+async def test_enough_trips_train_and_store_the_learned_model(session: AsyncSession) -> None:
+    await _recorded(session, slowdown=2.0)  # the streets are twice as slow as the straight line says
     training = await eta.train(session, min_trips=10)
     assert training.trips == 12 and training.model_id is not None and training.figures.trips == 3
+    assert training.model == "learned"
+    assert training.figures.learned_mae_s < training.figures.baseline_mae_s
     assert isinstance(await eta.current_model(session), eta.TravelModel)
+
+
+async def test_a_model_no_better_than_the_distance_model_is_stored_but_not_used(session: AsyncSession) -> None:
+    good = EtaModel(trips=500, learned_mae_s=200, learned_p90_s=400, baseline_mae_s=300, baseline_p90_s=600,
+                    blob=eta.TravelModel(eta.distance_config()).fit(
+                        eta.usable(generate_trips(days=1, orders_per_day=100, seed=13))).dumps())
+    session.add(good)
+    await session.flush()
+    assert isinstance(await eta.current_model(session), eta.TravelModel)
+    await _recorded(session, slowdown=1.0)  # trips the distance model gets exactly right
+    training = await eta.train(session, min_trips=10)
+    assert training.model_id is not None and training.model_id > good.id
+    assert training.model == "distance"
+    assert await eta.current_model(session) is None  # the newest training says so, not the older model
+
+
+async def test_the_nightly_job_trains_when_trips_arrived_since_and_keeps_the_newest_models(
+    session: AsyncSession, monkeypatch,  # noqa: ANN001
+) -> None:
+    from app import worker
+
+    _, job = worker.cron_jobs()["matching.train_eta"]
+    blob = eta.TravelModel(eta.distance_config()).fit(eta.usable(generate_trips(days=1, orders_per_day=100, seed=17))).dumps()
+    older = [EtaModel(trained_at=datetime(2026, 1, day, tzinfo=UTC), trips=500, learned_mae_s=200, learned_p90_s=400,
+                      baseline_mae_s=300, baseline_p90_s=600, blob=blob) for day in (1, 2)]
+    session.add_all(older)
+    await _recorded(session, slowdown=2.0)  # arrived in March, after both
+    assert await job(session, datetime.now(UTC)) == 0  # 12 trips: too few for the job's 200
+    monkeypatch.setattr(eta, "KEEP_MODELS", 2)
+    training = await eta.retrain(session, min_trips=10)
+    assert training is not None and training.model == "learned"
+    kept = (await session.exec(select(EtaModel.id).order_by(EtaModel.id))).all()
+    assert kept == [older[1].id, training.model_id]
+    assert await eta.retrain(session, min_trips=10) is None  # no trip reached a door since

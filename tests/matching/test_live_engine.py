@@ -19,11 +19,6 @@ from tests.factories import make_customer, make_technician, online_technician
 CENTER = (120.155, 30.274)
 
 
-@pytest.fixture
-def index(redis):  # noqa: ANN001, ANN201
-    return engine.geo_index(redis)
-
-
 async def new_order(session: AsyncSession, kind: str = "repair", lon: float = CENTER[0], lat: float = CENTER[1],
                     now: datetime | None = None) -> Order:
     c = await make_customer(session, lon=lon, lat=lat)

@@ -19,18 +19,19 @@ def scenario(techs=(TECH,), orders=(ORDER,), **extra):
             "orders": list(orders), **extra}
 
 
-def test_batch_waits_less_than_greedy_on_a_scarce_day_without_losing_sla():
+@pytest.mark.parametrize("policy", ["batch-v1", "batch"])
+def test_batch_waits_less_than_greedy_on_a_scarce_day_without_losing_sla(policy):
     # 40 technicians, 400 orders in 12 hours with peaks: they are busy ~80% of the day.
     day = generate(technicians=40, orders=400, hours=12, seed=1)
     g = simulate(day, "greedy")
-    b = simulate(day, "batch", window_s=60)
+    b = simulate(day, policy, window_s=60)
     assert g["utilization"] > 0.75
     assert b["mean_wait_min"] <= 0.9 * g["mean_wait_min"]
     assert b["served_within_sla"] >= g["served_within_sla"]
     assert b["served"] >= g["served"]
 
 
-@pytest.mark.parametrize("policy", ["greedy", "batch"])
+@pytest.mark.parametrize("policy", ["greedy", "batch-v1", "batch"])
 def test_single_order_waits_exactly_the_drive(policy):
     result = simulate(parse(scenario()), policy, window_s=30)
     distance = haversine_m(116.40, 39.90, 116.40, 39.945)
@@ -49,7 +50,7 @@ def test_order_nobody_can_serve_is_unfulfilled():
 def test_second_order_of_a_two_job_technician_waits_for_the_first():
     second = {**ORDER, "id": "o2", "lat": 39.945 + 0.0001}
     result = simulate(parse(scenario(techs=[{**TECH, "max_jobs": 2}], orders=[ORDER, second])),
-                      "batch")
+                      "batch-v1")
     drive = eta_s(haversine_m(116.40, 39.90, 116.40, 39.945), MatchingConfig()) / 60
     assert result["served"] == 2
     # Waits are `drive` and `drive + 30 min of service + 11 m`: the mean is half-way.
@@ -191,8 +192,8 @@ def test_cli_switches_escalation_and_reports_emergency_figures():
 
 def test_escalation_serves_more_emergencies_at_acceptance_0_7_without_hurting_routine():
     days = generated_days(0.7)
-    on = totals([simulate(day, "batch", 60, escalation=True) for day in days])
-    off = totals([simulate(day, "batch", 60, escalation=False) for day in days])
+    on = totals([simulate(day, "batch-v1", 60, escalation=True) for day in days])
+    off = totals([simulate(day, "batch-v1", 60, escalation=False) for day in days])
     assert on["emergency_within_sla"] > off["emergency_within_sla"]
     assert on["routine_within_sla"] >= off["routine_within_sla"]
     assert on["routine_mean_wait_with_unserved"] <= off["routine_mean_wait_with_unserved"]
@@ -202,8 +203,8 @@ def test_escalation_serves_more_emergencies_at_acceptance_0_7_without_hurting_ro
 
 def test_readiness_reaches_95_percent_of_reachable_emergencies_at_little_routine_cost():
     days = generated_days(1.0)
-    before = totals([simulate(day, "batch", 60, escalation=False, readiness=False) for day in days])
-    after = totals([simulate(day, "batch", 60) for day in days])
+    before = totals([simulate(day, "batch-v1", 60, escalation=False, readiness=False) for day in days])
+    after = totals([simulate(day, "batch-v1", 60) for day in days])
     assert after["reachable"] == after["emergencies"]  # every leak has an emergency technician's home in reach
     assert after["emergency_within_sla"] >= 0.95 * after["reachable"] > before["emergency_within_sla"]
     assert after["routine_mean_wait"] <= 1.10 * before["routine_mean_wait"]
@@ -219,7 +220,7 @@ def test_an_order_nobody_competes_for_is_offered_at_once_under_adaptive_batching
     late = {**ORDER, "id": "o2", "t_s": 10, "lat": 39.995}
     day = parse(scenario(techs=[TECH, *others], orders=[ORDER, late]))
     greedy, v1, v2 = (simulate(day, policy, window_s=60, escalation=False, readiness=False)
-                      for policy in ("greedy", "batch", "batch-v2"))
+                      for policy in ("greedy", "batch-v1", "batch"))
     assert v2["mean_wait_min"] == pytest.approx(greedy["mean_wait_min"])
     # the batch kept o2 until the next tick, 50 s after it came: half of that on the mean
     assert v1["mean_wait_min"] == pytest.approx(greedy["mean_wait_min"] + 25 / 60, abs=0.01)  # rounded
@@ -231,7 +232,7 @@ def test_without_ample_supply_an_order_waits_for_the_batch_under_adaptive_batchi
     late = {**ORDER, "id": "o2", "t_s": 10, "lat": 39.995}
     day = parse(scenario(techs=[TECH, {**TECH, "id": "t2", "lat": 39.99}], orders=[ORDER, late]))
     greedy, v1, v2 = (simulate(day, policy, window_s=60, escalation=False, readiness=False)
-                      for policy in ("greedy", "batch", "batch-v2"))
+                      for policy in ("greedy", "batch-v1", "batch"))
     assert v2["mean_wait_min"] == pytest.approx(v1["mean_wait_min"])
     assert v2["mean_wait_min"] > greedy["mean_wait_min"]
 
@@ -239,11 +240,11 @@ def test_without_ample_supply_an_order_waits_for_the_batch_under_adaptive_batchi
 def test_adaptive_batching_matches_greedy_with_ample_supply_and_the_batch_when_scarce():
     ample = generate(technicians=80, orders=400, hours=12, seed=2)
     greedy, v2 = (simulate(ample, policy, window_s=60, escalation=False, readiness=False)
-                  for policy in ("greedy", "batch-v2"))
+                  for policy in ("greedy", "batch"))
     assert v2["mean_wait_min"] <= greedy["mean_wait_min"] and v2["p90_wait_min"] <= greedy["p90_wait_min"]
     scarce = generate(technicians=40, orders=400, hours=12, seed=2)
     v1, v2 = (simulate(scarce, policy, window_s=60, escalation=False, readiness=False)
-              for policy in ("batch", "batch-v2"))
+              for policy in ("batch-v1", "batch"))
     assert v2["mean_wait_min"] <= v1["mean_wait_min"] and v2["p90_wait_min"] <= v1["p90_wait_min"]
 
 
@@ -267,3 +268,55 @@ def test_uncontended_orders_are_those_whose_best_technicians_nobody_else_wants()
     # near-a's two best are a and b, near-b's are b and a: they contest; far has c and d alone
     assert uncontended(orders, by_order, now, MatchingConfig()) == ["far"]
     assert uncontended(orders, by_order, now, MatchingConfig(), depth=1) == ["near-a", "near-b", "far"]
+
+
+# Look-ahead values in the simulator (issue #17, item 2) ----------------------------------------
+
+def test_history_parses_round_trips_and_names_a_bad_field():
+    parsed = parse(scenario(history=[{**ORDER, "id": "h2", "t_s": 500}, {**ORDER, "id": "h1", "t_s": 100}]))
+    assert [o.id for o in parsed.history] == ["h1", "h2"]  # by time, as orders
+    assert parse(json.loads(json.dumps(parsed.to_dict()))) == parsed
+    assert "history" not in parse(scenario()).to_dict()
+    with pytest.raises(ScenarioError, match=r"history\[0\].lat: out of range"):
+        parse(scenario(history=[{**ORDER, "lat": 95}]))
+    with pytest.raises(ScenarioError, match="history: missing or not a list"):
+        parse(scenario(history={"o1": ORDER}))
+
+
+def test_generated_history_is_other_days_of_the_same_city():
+    day = generate(20, 100, 12, seed=3, history_days=2)
+    assert day.orders == generate(20, 100, 12, seed=3).orders
+    assert len(day.history) == 200 and {o.id.split("-")[0] for o in day.history} == {"h1", "h2"}
+    assert day.history != generate(20, 100, 12, seed=4, history_days=2).history
+
+
+def test_without_a_history_the_first_half_trains_the_second_half_reported_apart():
+    day = generate(40, 400, 12, seed=1)
+    half = day.orders[-1].t_s / 2
+    later = [o for o in day.orders if o.t_s >= half]
+    for policy in ("greedy", "batch-v1", "batch"):
+        result = simulate(day, policy, escalation=False, readiness=False)
+        second = result["second_half"]
+        assert (second["from_s"], second["orders"]) == (half, len(later))
+        assert second["emergencies"] == sum(1 for o in later if o.priority == "emergency")
+        assert second["served_within_sla"] <= second["served"] <= second["orders"]
+        assert result["look_ahead"] == ("first half" if policy == "batch" else None)
+
+
+def test_with_a_history_the_values_apply_all_day_and_change_the_batches():
+    from dataclasses import replace
+
+    day = generate(40, 400, 12, seed=1, history_days=1)
+    with_history = simulate(day, "batch", escalation=False, readiness=False)
+    assert (with_history["look_ahead"], with_history["second_half"]) == ("history", None)
+    without = simulate(replace(day, history=()), "batch", escalation=False, readiness=False)
+    assert without["look_ahead"] == "first half"
+    assert with_history["mean_wait_min"] != without["mean_wait_min"]
+
+
+def test_cli_knows_batch_v1_and_no_longer_batch_v2():
+    runner = CliRunner()
+    args = ["--technicians", "5", "--orders", "20", "--hours", "2", "--json"]
+    v1 = runner.invoke(app, [*args, "--policy", "batch-v1"])
+    assert v1.exit_code == 0 and json.loads(v1.stdout)["policy"] == "batch-v1"
+    assert runner.invoke(app, [*args, "--policy", "batch-v2"]).exit_code == 2

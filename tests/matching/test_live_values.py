@@ -1,0 +1,45 @@
+"""The live batch round adds the city's stored look-ahead values (issue 17, item 2): of two
+technicians about as near, it sends the one standing where little work comes."""
+
+from datetime import datetime, timezone
+
+import h3
+import pytest
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from matching import service as engine
+from matching.models import CellValue, ValueVersion
+from matching.values import RESOLUTION, SLOT_S
+from tests.factories import online_technician
+from tests.matching.test_live_engine import CENTER, new_order, open_offer
+
+BUSY = (CENTER[0] + 0.02, CENTER[1])  # the order's own cell: work comes here all day
+DEAD = (CENTER[0] - 0.022, CENTER[1])  # ~0.2 km further, in a cell where it rarely does
+
+
+async def store_values(session: AsyncSession, city: str) -> None:
+    """A version as `gasdispatch matching train-values` writes it: V is minus the discounted
+    seconds lost ahead, so the dead cell is far below the busy one in every slot."""
+    assert h3.latlng_to_cell(BUSY[1], BUSY[0], RESOLUTION) != h3.latlng_to_cell(DEAD[1], DEAD[0], RESOLUTION)
+    now = datetime.now(timezone.utc)
+    version = ValueVersion(city_id=city, period_start=now, period_end=now, orders=100, resolution=RESOLUTION,
+                           slot_s=SLOT_S, discount_per_s=0.9 ** (1 / 600))
+    session.add(version)
+    await session.flush()
+    for (lon, lat), value in ((BUSY, -100.0), (DEAD, -3000.0)):
+        cell = h3.latlng_to_cell(lat, lon, RESOLUTION)
+        session.add_all([CellValue(version_id=version.id, cell=cell, slot=s, value_s=value) for s in range(86_400 // SLOT_S)])
+    await session.flush()
+
+
+@pytest.mark.parametrize("trained", [False, True])
+async def test_a_round_sends_the_technician_from_the_dead_corner_once_values_are_trained(
+        session: AsyncSession, index, trained: bool) -> None:  # noqa: ANN001
+    busy = await online_technician(session, index, *BUSY)
+    dead = await online_technician(session, index, *DEAD)
+    if trained:
+        await store_values(session, busy.technician.city_id)
+    order = await new_order(session)
+    await engine.run_batch(session, index)
+    expected = dead if trained else busy  # untrained: simply the nearer one
+    assert (await open_offer(session, order.id)).technician_id == expected.technician.id
