@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 import numpy as np
 import orjson
 from prometheus_client import Counter
 from redis.asyncio import Redis
+
+from kit.coalesce import Coalesced
 
 POSITION_UPDATES = Counter("gasdispatch_position_updates_total", "Technician position fixes by outcome", ["outcome"])
 # Bound once: looking a label up per fix is a measurable part of a fix's cost.
@@ -273,8 +277,7 @@ class GeoIndex:
         self._set_availability = redis.register_script(_SET_AVAILABILITY)
         self._remove = redis.register_script(_REMOVE)
         self._nearby_many = redis.register_script(_NEARBY_MANY)
-        self._pending: list[tuple[str, str, str, asyncio.Future]] = []
-        self._flush_scheduled = False
+        self._fixes: dict[str, Coalesced[tuple[str, str], tuple[str, int, int]]] = {}  # per city
 
     async def update_position(
         self, *, technician_id: str, city: str | None = None, lon: float, lat: float, at: datetime,
@@ -289,37 +292,19 @@ class GeoIndex:
         """
         city = city or self.home_city
         received = repr(now.timestamp()) if now is not None else "-"  # "-": Redis's own clock
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
         fix = f"{technician_id} {lon!r} {lat!r} {at.timestamp()!r} {received} {status or '-'}"
-        self._pending.append((city, technician_id, fix, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
-        outcome, persist, generation = await future
+        coalesced = self._fixes.get(city)
+        if coalesced is None:
+            coalesced = self._fixes[city] = Coalesced(partial(self._store_fixes, city), max_batch=_FIXES_PER_CALL)
+        outcome, persist, generation = await coalesced((technician_id, fix))
         _COUNTED[outcome].inc()
         return Fix(outcome, bool(persist), index_lost=not generation)
 
-    async def _flush(self) -> None:
-        batch, self._pending, self._flush_scheduled = self._pending, [], False
-        by_city: dict[str, list[tuple[str, str, asyncio.Future]]] = {}
-        for city, technician_id, fix, future in batch:
-            by_city.setdefault(city, []).append((technician_id, fix, future))
-        for city, items in by_city.items():
-            for start in range(0, len(items), _FIXES_PER_CALL):
-                chunk = items[start:start + _FIXES_PER_CALL]
-                keys = [geo_key(city), live_key(city), generation_key(city), *(track_key(city, t) for t, _, _ in chunk)]
-                try:
-                    flat = await self._update(keys=keys, args=[self.max_mps, self.persist_every_s, TRACK_SPACING_S,
-                                                               TRACK_LENGTH, TRACK_TTL_S, self.future_skew_s,
-                                                               *(f for _, f, _ in chunk)])
-                except Exception as exc:  # the callers see the failure; the index stays usable
-                    for _, _, future in chunk:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for i, (_, _, future) in enumerate(chunk):
-                    if not future.done():
-                        future.set_result((flat[1 + 2 * i], flat[2 + 2 * i], flat[0]))
+    async def _store_fixes(self, city: str, fixes: Sequence[tuple[str, str]]) -> list[tuple[str, int, int]]:
+        keys = [geo_key(city), live_key(city), generation_key(city), *(track_key(city, t) for t, _ in fixes)]
+        flat = await self._update(keys=keys, args=[self.max_mps, self.persist_every_s, TRACK_SPACING_S, TRACK_LENGTH,
+                                                   TRACK_TTL_S, self.future_skew_s, *(f for _, f in fixes)])
+        return [(flat[1 + 2 * i], flat[2 + 2 * i], flat[0]) for i in range(len(fixes))]
 
     async def set_availability(
         self, *, technician_id: str, city: str | None = None, status: str, active_jobs: int, max_jobs: int,

@@ -11,6 +11,7 @@ import contextlib
 import json
 import uuid
 from datetime import timezone
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -44,6 +45,7 @@ from dispatch.handlers import offer_summary
 from dispatch.models import Order, OrderEvent
 from dispatch.states import ACTIVE_JOB_STATES
 from dispatch.technicians import record_last_position
+from kit.coalesce import Coalesced
 from kit.config import get_settings
 from kit.db import database_now, session_scope
 from kit.errors import DomainError, NotFound
@@ -215,17 +217,29 @@ async def _handle(raw: str, account_id: uuid.UUID, technician_id: uuid.UUID, sen
     return reply
 
 
-async def _handle_fix(message: protocol.Location, technician_id: uuid.UUID) -> dict[str, Any]:
-    """A position fix needs no replay guard (a fix sent twice is judged by its time stamp, the
-    second one stale), so it costs two round trips to Redis: presence, city and active orders
-    in one pipeline, then the index's batched script."""
-    redis = get_redis()
-    try:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.set(presence_key(technician_id), "1", ex=get_settings().stale_after_s)
+async def _fix_contexts(technician_ids: Sequence[uuid.UUID]) -> list[tuple[str | None, set[str]]]:
+    """Mark each technician present and read his city and active orders: the concurrent fixes of
+    one loop iteration in one pipeline."""
+    stale_after_s = get_settings().stale_after_s
+    async with get_redis().pipeline(transaction=False) as pipe:
+        for technician_id in technician_ids:
+            pipe.set(presence_key(technician_id), "1", ex=stale_after_s)
             pipe.get(technician_city_key(str(technician_id)))
             pipe.smembers(active_orders_key(technician_id))
-            _, city, order_ids = await pipe.execute()
+        replies = await pipe.execute()
+    return [(replies[i + 1], replies[i + 2]) for i in range(0, len(replies), 3)]
+
+
+_fix_context = Coalesced(_fix_contexts)
+
+
+async def _handle_fix(message: protocol.Location, technician_id: uuid.UUID) -> dict[str, Any]:
+    """A position fix needs no replay guard (a fix sent twice is judged by its time stamp, the
+    second one stale), so it costs two round trips to Redis, each shared with the fixes arriving
+    at the same moment: presence, city and active orders in one pipeline, then the index's
+    batched script."""
+    try:
+        city, order_ids = await _fix_context(technician_id)
         return {"v": 1, "type": "ack", "id": message.id, **await _locate(message, technician_id, city, order_ids)}
     except (DomainError, ValueError, ValidationError) as exc:
         return _refusal(message, exc)
