@@ -1,16 +1,16 @@
 """The photo of a certificate, uploaded by its technician while the certification waits for
-verification: one per certification (a new upload replaces it), its bytes in PostgreSQL, checked
-to be the JPEG, PNG or WebP image it claims to be. The only module that imports Pillow."""
+verification: one per certification (a new upload replaces it), its bytes in the object store by
+sha256 (kit/objects.py), checked to be the JPEG, PNG or WebP image it claims to be. The only
+module that imports Pillow."""
 
 import asyncio
-import hashlib
 import io
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import CheckConstraint, Column, LargeBinary
+from sqlalchemy import CheckConstraint
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,6 +25,7 @@ from dispatch.errors import (
 )
 from dispatch.models import Certification
 from dispatch.technicians import certification_queue_changed, get_technician
+from kit import objects
 from kit.errors import NotFound
 from kit.models import timestamp_column, utcnow
 
@@ -48,8 +49,7 @@ class CertificatePhoto(SQLModel, table=True):
     certification_id: uuid.UUID = Field(foreign_key="dispatch_certification.id", primary_key=True)
     media_type: str = Field(max_length=32)
     size_bytes: int
-    sha256: str = Field(max_length=64)
-    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sha256: str = Field(max_length=64)  # the object's name in the store
     uploaded_at: datetime = timestamp_column(default_factory=utcnow)
 
 
@@ -59,6 +59,14 @@ class PhotoFacts:
     size_bytes: int
     sha256: str
     uploaded_at: datetime
+
+
+@dataclass(frozen=True)
+class PhotoFile:
+    """A photo as served: its type and its bytes, read back from the store and checked against their hash."""
+
+    media_type: str
+    content: bytes
 
 
 def media_type_of(content_type: str | None) -> str:
@@ -106,8 +114,9 @@ async def upload(session: AsyncSession, *, technician_id: uuid.UUID, certificati
     media_type = media_type_of(content_type)
     await asyncio.to_thread(check_image, content, media_type)
     await _own_pending_certification(session, certification_id, technician_id)
-    facts = PhotoFacts(media_type, len(content), hashlib.sha256(content).hexdigest(), utcnow())
-    values = {**asdict(facts), "content": content}
+    # Stored before the row, as a job photo is (dispatch/field/photos.py).
+    facts = PhotoFacts(media_type, len(content), await objects.get_store().put_async(content), utcnow())
+    values = asdict(facts)
     await session.exec(insert(CertificatePhoto).values(certification_id=certification_id, **values)  # type: ignore[call-overload]
                        .on_conflict_do_update(index_elements=["certification_id"], set_=values))
     certification_queue_changed(session, await get_technician(session, technician_id))
@@ -115,7 +124,7 @@ async def upload(session: AsyncSession, *, technician_id: uuid.UUID, certificati
 
 
 async def photo_of(session: AsyncSession, certification_id: uuid.UUID,
-                   technician_id: uuid.UUID | None) -> CertificatePhoto:
+                   technician_id: uuid.UUID | None) -> PhotoFile:
     """The photo, for its technician (`technician_id`) or for staff (None): NotFound for another
     technician's certification, as when there is no photo."""
     cert = await session.get(Certification, certification_id)
@@ -125,7 +134,7 @@ async def photo_of(session: AsyncSession, certification_id: uuid.UUID,
     photo = await session.get(CertificatePhoto, certification_id, populate_existing=True)
     if photo is None:
         raise NotFound("no photo of this certificate")
-    return photo
+    return PhotoFile(photo.media_type, await objects.get_store().get_async(photo.sha256))
 
 
 async def uploaded_at_of(session: AsyncSession, certification_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:

@@ -3,7 +3,9 @@ check of the hash chains and their daily anchors, and the log of every such read
 
 import csv
 import io
+import json
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +16,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import service as dispatch
+from dispatch.field import photos
+from kit import objects
 from kit.errors import NotFound
 from kit.pagination import page_of, paginate
 from settlement import ledger
@@ -79,7 +83,8 @@ async def get_settlement(session: AsyncSession, settlement_id: uuid.UUID) -> Set
 
 
 # What an audit of the money needs from an order event's payload; anything else (a customer's
-# phone or address, a photo) stays out of the auditor's view.
+# phone or address) stays out of the auditor's view. Photos reach it only as the bundle's own
+# list: those the report and its hazards name, by hash, each read of one logged like any other.
 _AUDIT_PAYLOAD_KEYS = frozenset({
     "source", "priority", "offer_id", "policy", "technician_id", "emergency_order_id", "distance_m", "verification",
     "report_id", "final_price_minor", "currency", "valve_closed", "hazard_ids", "review_id", "automatic",
@@ -98,6 +103,7 @@ async def evidence(session: AsyncSession, settlement_id: uuid.UUID) -> dict[str,
     payment = await session.get(Payment, s.order_id)
     rules = await session.get(RuleSet, s.rule_version)
     entries = await ledger.entries_for_order(session, s.order_id)
+    evidence_photos = await photos.evidence_of(session, s.order_id)
     return {
         "settlement": s.model_dump(mode="json"),
         "order": {"id": str(order.id), "kind": order.kind, "status": order.status, "customer_id": str(order.customer_id),
@@ -118,7 +124,32 @@ async def evidence(session: AsyncSession, settlement_id: uuid.UUID) -> dict[str,
                     "content_hash": e.content_hash,
                     "postings": [{"account": p.account, "amount_minor": p.amount_minor, "currency": p.currency}
                                  for p in postings]} for e, postings in entries],
+        # The bytes are fetched from `href`, or found in the archive as photos/<sha256>.<ext>.
+        "photos": [{"sha256": p.ref, "media_type": p.media_type, "size_bytes": p.size_bytes,
+                    "uploaded_at": p.uploaded_at.isoformat(), "shows": p.shows,
+                    "href": f"/v1/orders/{order.id}/photos/{p.ref}", "file": _photo_file(p.ref, p.media_type)}
+                   for p in evidence_photos],
     }
+
+
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+
+def _photo_file(sha256: str, media_type: str) -> str:
+    return f"photos/{sha256}.{_EXTENSIONS[media_type]}"
+
+
+async def evidence_archive(session: AsyncSession, settlement_id: uuid.UUID) -> bytes:
+    """The bundle to keep or hand on: evidence.json and each photo's bytes under the name its entry
+    gives, so that anyone can check a photo against its hash without access to this system."""
+    bundle = await evidence(session, settlement_id)
+    buffer = io.BytesIO()
+    # Photos are compressed already: stored as they are.
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("evidence.json", json.dumps(bundle, ensure_ascii=False, indent=2))
+        for photo in bundle["photos"]:
+            archive.writestr(photo["file"], await objects.get_store().get_async(photo["sha256"]))
+    return buffer.getvalue()
 
 
 @dataclass

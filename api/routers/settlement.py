@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -387,6 +387,14 @@ async def get_settlement(settlement_id: uuid.UUID, _: AuditReader, session: Sess
 @router.get("/v1/settlements/{settlement_id}/evidence", name="evidence")
 async def settlement_evidence(settlement_id: uuid.UUID, _: AuditReader, session: SessionDep) -> dict[str, Any]:
     return await audit.evidence(session, settlement_id)
+
+
+@router.get("/v1/settlements/{settlement_id}/evidence.zip", name="evidence_archive", response_class=Response,
+            responses={200: {"content": {"application/zip": {}}, "description": "evidence.json and the photos"}})
+async def settlement_evidence_archive(settlement_id: uuid.UUID, _: AuditReader, session: SessionDep) -> Response:
+    """The evidence bundle to keep: evidence.json and each photo's bytes as photos/<sha256>.<ext>."""
+    return Response(await audit.evidence_archive(session, settlement_id), media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="evidence-{settlement_id}.zip"', "Cache-Control": "private, no-store"})
 
 
 def _period(start: datetime, end: datetime) -> None:

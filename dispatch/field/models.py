@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from geoalchemy2 import Geography
-from sqlalchemy import CheckConstraint, Column, Date, Index, LargeBinary, text
+from sqlalchemy import CheckConstraint, Column, Date, Index, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -150,8 +150,9 @@ class Hazard(SQLModel, table=True):
 
 
 class JobPhoto(SQLModel, table=True):
-    """A photo the technician took on the job, named in the report or a hazard by its sha256.
-    Keyed by order too: a ref names a photo of this job, and the same image sent again is one row."""
+    """A photo the technician took on the job, named in the report or a hazard by its sha256; its
+    bytes are in the object store under that digest (kit/objects.py). Keyed by order too: a ref
+    names a photo of this job, and the same image sent again is one row."""
 
     __tablename__ = "field_job_photo"
     __table_args__ = (
@@ -163,7 +164,6 @@ class JobPhoto(SQLModel, table=True):
     sha256: str = Field(max_length=64, primary_key=True)
     media_type: str = Field(max_length=32)
     size_bytes: int
-    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     uploaded_by: uuid.UUID = Field(foreign_key="dispatch_technician.id")
     uploaded_at: datetime = timestamp_column(default_factory=utcnow)
 

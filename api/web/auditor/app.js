@@ -1,6 +1,8 @@
 // The auditor's console: settlements with filters and totals, one settlement's evidence on one
-// page, CSV exports, and the ledger's hash-chain check. Read-only (every read is logged server-side).
+// page (with the job's photos, and as an archive to keep), CSV exports, and the ledger's
+// hash-chain check. Read-only (every read is logged server-side).
 import { t } from "../shared/i18n.js";
+import { jobPhotoThumbs } from "../shared/photos.js";
 import { startApp } from "../shared/shell.js";
 import { act, field, fill, h, kindText, money, reasonText, statusText, when } from "../shared/ui.js";
 
@@ -132,8 +134,12 @@ async function showEvidence(id) {
   const s = bundle.settlement;
   const dl = (pairs) => h("dl", { class: "facts" }, pairs.flatMap(([k, v]) => [h("dt", {}, t(k)), h("dd", {}, v ?? "—")]));
   section.classList.remove("hidden");
+  const archiveError = h("p", { class: "error", role: "alert" });
+  const archive = h("button", { type: "button", id: "download-evidence" }, t("auditor.downloadBundle"));
+  archive.addEventListener("click", () => act(archive, archiveError, () => save(`/v1/settlements/${id}/evidence.zip`, `evidence-${id}.zip`)));
   fill(section, 
     h("h2", {}, t("auditor.evidence"), " ", h("code", {}, id)),
+    h("div", { class: "actions" }, archive), archiveError,
     h("div", { class: "grid-2" },
       h("div", {}, h("h3", {}, t("auditor.order")), dl([
         ["auditor.order", bundle.order.id], ["customer.kind", kindText(bundle.order.kind)], ["auditor.status", statusText(bundle.order.status)],
@@ -143,6 +149,8 @@ async function showEvidence(id) {
         ["auditor.status", t(`settlement.${s.status}`)], ["auditor.ruleVersion", String(s.rule_version)],
         ...MONEY_COLUMNS.map((c) => [`auditor.col.${c}`, money({ amount_minor: s[c], currency: s.currency })])]),
         h("pre", { class: "json" }, JSON.stringify(bundle.arithmetic, null, 2)))),
+    h("div", { id: "evidence-photos-part" }, h("h3", {}, t("auditor.photos")), h("p", { class: "muted" }, t("auditor.photosHint")),
+      evidencePhotos(bundle)),
     h("h3", {}, t("auditor.timeline")),
     h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["auditor.at", "auditor.step", "auditor.actor", "auditor.details"].map((k) => h("th", { scope: "col" }, t(k))))),
       h("tbody", {}, bundle.timeline.map((e) => h("tr", {}, h("td", {}, when(e.at)), h("td", {}, `${e.from ? statusText(e.from) : "—"} → ${statusText(e.to)}`),
@@ -162,14 +170,33 @@ async function showEvidence(id) {
   section.scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
-/** The CSV routes need the bearer token, so the file is fetched and handed over as a download. */
+/** The photos the report and its hazards name, each with what it shows and its hash. */
+function evidencePhotos(bundle) {
+  if (!bundle.photos.length) return h("p", { class: "muted", id: "evidence-photos" }, t("auditor.noPhotos"));
+  return h("ul", { class: "plain", id: "evidence-photos" }, bundle.photos.map((p) => h("li", { dataset: { sha256: p.sha256 } },
+    jobPhotoThumbs(api, bundle.order.id, [p.sha256], "evidence-photo"),
+    h("div", {}, p.shows.map(photoShows).join(" · ")),
+    h("code", { class: "muted", title: p.sha256 }, `SHA-256 ${p.sha256.slice(0, 16)}…`))));
+}
+
+function photoShows(shows) {
+  if (shows.what === "work") return t("auditor.photoWork");
+  const category = t(`hazard.${shows.category}`);
+  return shows.what === "hazard" ? t("auditor.photoHazard", { category }) : t("auditor.photoFix", { category });
+}
+
 async function download(name) {
   const f = state.filters;
   const end = f.to ? dayEnd(f.to) : new Date(Date.now() + 60000).toISOString();
   const start = f.from ? dayStart(f.from) : new Date(Date.now() - 30 * 86400000).toISOString();
-  const response = await api.raw(`/v1/audit/${name}.csv?${new URLSearchParams({ from: start, to: end })}`);
+  await save(`/v1/audit/${name}.csv?${new URLSearchParams({ from: start, to: end })}`, `${name}.csv`);
+}
+
+/** The exports need the bearer token, so the file is fetched and handed over as a download. */
+async function save(path, filename) {
+  const response = await api.raw(path);
   const url = URL.createObjectURL(await response.blob());
-  const link = h("a", { href: url, download: `${name}.csv` });
+  const link = h("a", { href: url, download: filename });
   document.body.append(link);
   link.click();
   link.remove();
