@@ -19,6 +19,7 @@ from api.routers import alerts
 from api.routers import jobs
 from api.routers import scheduling
 from api.routers import push
+from api.routers import job_address
 from api.ws import customer as customer_ws
 from api.ws import technician as technician_ws
 from kit.config import get_settings
@@ -72,4 +73,5 @@ def build_app(background: Background | None = None) -> FastAPI:
     app.include_router(jobs.router)  # dead letters of the event backbone
     app.include_router(scheduling.router)  # appointments and shifts
     app.include_router(push.router)  # Web Push subscriptions (offer alerts)
+    app.include_router(job_address.router)  # a job's address for its technician, calls through the relay
     return app

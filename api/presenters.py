@@ -1,5 +1,6 @@
 """ORM rows -> public API shapes."""
 
+from dispatch import addresses
 from kit.geo import to_geojson
 from dispatch.models import Address, Certification, Order, OrderEvent, ServiceKind, ServiceStation, Technician
 from dispatch.schemas import (
@@ -9,6 +10,7 @@ from dispatch.schemas import (
     OrderPublic,
     ServiceKindPublic,
     StationPublic,
+    StructuredAddress,
     TechnicianPublic,
 )
 from kit.schemas import Money
@@ -16,8 +18,9 @@ from dispatch.technicians import certification_usable, renewal_due
 
 
 def address(a: Address, city: str) -> AddressPublic:
+    parts = addresses.structured(a)
     return AddressPublic(id=a.id, label=a.label, line=a.line, location=to_geojson(a.location) or {},
-                         created_at=a.created_at, city=city)
+                         structured=StructuredAddress(**parts) if parts else None, created_at=a.created_at, city=city)
 
 
 def station(s: ServiceStation) -> StationPublic:

@@ -107,7 +107,18 @@ class Address(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     customer_id: uuid.UUID = Field(foreign_key="dispatch_customer.id", index=True)
     label: str = Field(max_length=60)
+    # The whole address on one line: composed from the parts below when they are given.
     line: str = Field(max_length=200)
+    # The structured address (dispatch.addresses); null on addresses saved as a line only.
+    province: str | None = Field(default=None, max_length=30)
+    city: str | None = Field(default=None, max_length=30)
+    district: str | None = Field(default=None, max_length=30)
+    street: str | None = Field(default=None, max_length=100)  # road and number: 文三路 90 号
+    community: str | None = Field(default=None, max_length=60)  # 小区
+    building: str | None = Field(default=None, max_length=20)
+    unit: str | None = Field(default=None, max_length=20)
+    room: str | None = Field(default=None, max_length=20)
+    # WGS-84, where the customer dropped the pin.
     location: Any = Field(
         sa_column=Column(Geography("POINT", srid=4326, spatial_index=True), nullable=False)
     )

@@ -54,15 +54,44 @@ class CustomerPublic(BaseModel):
 
 
 # Addresses
+# A part of an address as people write it (Chinese, Latin letters, digits, -#/·() and spaces), never
+# markup or control characters: the technician's page shows it. Sizes are the columns'.
+_ADDRESS_PART = r"^[\p{L}\p{N}][\p{L}\p{M}\p{N} .·'()（）#＃/-]*$"
+Region = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=30, pattern=_ADDRESS_PART)]
+Street = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=_ADDRESS_PART)]
+Community = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60, pattern=_ADDRESS_PART)]
+Door = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20, pattern=_ADDRESS_PART)]
+
+
+class StructuredAddress(Input):
+    """A Chinese address, largest first: 浙江省 杭州市 西湖区, 文三路 90 号, 翠苑一区 (小区), 3 幢, 2 单元, 501 室.
+    Province, city, district and street are needed; a household outside a 小区 or in a house has no
+    community, building, unit or room."""
+
+    province: Region
+    city: Region
+    district: Region
+    street: Street
+    community: Community | None = None
+    building: Door | None = None
+    unit: Door | None = None
+    room: Door | None = None
+
+
 class AddressCreate(Input):
+    """With `structured`, the line is composed from it (a `line` sent beside it is refused); a line
+    alone is still taken (records imported from the utility's billing system)."""
+
     label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]  # the column's size
-    line: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    location: GeoPoint
+    line: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    structured: StructuredAddress | None = None
+    location: GeoPoint  # WGS-84: where the customer dropped the pin
 
 
 class AddressUpdate(Input):
     label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)] | None = None
     line: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    structured: StructuredAddress | None = None
     location: GeoPoint | None = None
 
 
@@ -70,9 +99,40 @@ class AddressPublic(BaseModel):
     id: uuid.UUID
     label: str
     line: str
+    structured: StructuredAddress | None = None  # null for an address saved as a line only
     location: dict[str, Any]
     created_at: datetime
     city: str  # the city id it belongs to (its nearest station's): whose hotline to call, say
+
+
+class NavigationLinks(BaseModel):
+    """Routes to the address in each map app (https links that open the app where installed)."""
+
+    amap: str
+    baidu: str
+    apple: str
+    google: str
+
+
+class JobAddressPublic(BaseModel):
+    """What a technician sees of a job's address: on an offer only `district` and `street`; once the
+    job is his, the whole address, the customer's name and navigation (never a phone number)."""
+
+    full: bool
+    district: str | None
+    street: str | None
+    line: str | None = None
+    structured: StructuredAddress | None = None
+    customer_name: str | None = None
+    location: dict[str, Any] | None = None
+    navigation: NavigationLinks | None = None
+
+
+class ContactRequested(BaseModel):
+    """The relay was asked to ring both phones and bridge them; no number is given to either side."""
+
+    status: Literal["requested"] = "requested"
+    relay: str
 
 
 # Stations

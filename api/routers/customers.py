@@ -6,6 +6,7 @@ from sqlmodel import select
 
 from api import presenters
 from api.deps import CurrentCustomer, SessionDep
+from dispatch import addresses
 from dispatch.cities import city_at
 from kit.errors import Conflict, NotFound
 from kit.geo import point
@@ -45,10 +46,13 @@ async def list_addresses(
     return Page(data=[await _address_public(session, a) for a in rows], next_cursor=next_cursor)
 
 
-@router.post("/addresses", status_code=status.HTTP_201_CREATED)
+@router.post("/addresses", status_code=status.HTTP_201_CREATED, responses={
+    422: {"description": "`validation-error`, or `address-invalid` naming the `field` (a unit without its building, "
+                         "neither parts nor a line, both)"}})
 async def create_address(body: AddressCreate, customer: CurrentCustomer, session: SessionDep) -> AddressPublic:
-    created = Address(customer_id=customer.id, label=body.label, line=body.line,
+    created = Address(customer_id=customer.id, label=body.label, line="",
                       location=point(body.location.lon, body.location.lat))
+    addresses.set_place(created, line=body.line, parts=body.structured.model_dump() if body.structured else None)
     session.add(created)
     await session.flush()
     await session.refresh(created)
@@ -60,13 +64,14 @@ async def get_address(address_id: uuid.UUID, customer: CurrentCustomer, session:
     return await _address_public(session, await _own_address(session, customer, address_id))
 
 
-@router.patch("/addresses/{address_id}")
+@router.patch("/addresses/{address_id}", responses={422: {"description": "`validation-error` or `address-invalid`"}})
 async def update_address(address_id: uuid.UUID, body: AddressUpdate, customer: CurrentCustomer, session: SessionDep) -> AddressPublic:
+    """A new `structured` address recomposes the line; a new `line` alone clears the parts."""
     found = await _own_address(session, customer, address_id)
     if body.label is not None:
         found.label = body.label
-    if body.line is not None:
-        found.line = body.line
+    if body.line is not None or body.structured is not None:
+        addresses.set_place(found, line=body.line, parts=body.structured.model_dump() if body.structured else None)
     if body.location is not None:
         found.location = point(body.location.lon, body.location.lat)
     session.add(found)

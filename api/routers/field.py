@@ -14,9 +14,12 @@ from api.deps import (
     CurrentCustomer,
     CurrentPrincipal,
     CurrentTechnician,
+    IdempotencyKey,
     RedisDep,
     SessionDep,
     Staff,
+    remember_idempotent,
+    replay_idempotent,
 )
 from api.errors import domain_problem
 from dispatch import service
@@ -144,6 +147,7 @@ class HazardPublic(BaseModel):
     category: str
     severity: str
     description: str
+    photo_refs: list[str]  # of the hazard as found, on the order that found it; the fix's are on fix
     resolution: str
     deadline_at: datetime | None  # none when fixed on site
     status: str
@@ -196,7 +200,7 @@ def _hazard(h: Hazard, now: datetime) -> HazardPublic:
     fix = (HazardFixPublic(work_done=h.fix_work_done, parts=h.fix_parts, photo_refs=h.fix_photo_refs)
            if h.fix_work_done is not None else None)
     return HazardPublic(id=h.id, order_id=h.order_id, station_id=h.station_id, category=h.category,
-                        severity=h.severity, description=h.description, resolution=h.resolution,
+                        severity=h.severity, description=h.description, photo_refs=h.photo_refs, resolution=h.resolution,
                         deadline_at=h.deadline_at, status=h.status, fix=fix, followup_order_id=h.followup_order_id,
                         found_at=h.found_at, fixed_at=h.fixed_at, age_days=(now - h.found_at).days)
 
@@ -231,19 +235,42 @@ async def job_verify_code(order_id: uuid.UUID, body: CodeBody, technician: Curre
     return {"order_id": str(order.id), "verification": "code"}
 
 
-@router.post("/v1/jobs/{order_id}/depart")
-async def job_depart(order_id: uuid.UUID, technician: CurrentTechnician, session: SessionDep, redis: RedisDep) -> JobStatus:
-    return _job(await visits.depart(session, redis, order_id, technician.id, await _now(session)))
+# The phone queues these steps and the report while offline and sends them again when the
+# connection returns, with the Idempotency-Key it made when he tapped: a step whose first answer was
+# lost is answered from the record instead of refused as an illegal transition.
+_IDEMPOTENT = {409: {"description": "Idempotency-Key reused with another request"}}
 
 
-@router.post("/v1/jobs/{order_id}/arrive")
-async def job_arrive(order_id: uuid.UUID, technician: CurrentTechnician, session: SessionDep, redis: RedisDep) -> JobStatus:
-    return _job(await visits.arrive(session, redis, order_id, technician.id, await _now(session)))
+async def _step(session: AsyncSession, principal: Principal, key: str | None, order_id: uuid.UUID, step: str,
+                run: Any) -> Any:
+    route = f"POST /v1/jobs/{order_id}/{step}"
+    request_hash, replay = await replay_idempotent(session, principal, key, route, {})
+    if replay is not None:
+        return replay
+    job = _job(await run(await _now(session)))
+    await remember_idempotent(session, principal, key, route, request_hash, 200, job)
+    return job
 
 
-@router.post("/v1/jobs/{order_id}/start")
-async def job_start(order_id: uuid.UUID, technician: CurrentTechnician, session: SessionDep) -> JobStatus:
-    return _job(await visits.start(session, order_id, technician.id, await _now(session)))
+@router.post("/v1/jobs/{order_id}/depart", response_model=JobStatus, responses=_IDEMPOTENT)
+async def job_depart(order_id: uuid.UUID, technician: CurrentTechnician, principal: CurrentPrincipal,
+                     session: SessionDep, redis: RedisDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await _step(session, principal, idempotency_key, order_id, "depart",
+                       lambda now: visits.depart(session, redis, order_id, technician.id, now))
+
+
+@router.post("/v1/jobs/{order_id}/arrive", response_model=JobStatus, responses=_IDEMPOTENT)
+async def job_arrive(order_id: uuid.UUID, technician: CurrentTechnician, principal: CurrentPrincipal,
+                     session: SessionDep, redis: RedisDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await _step(session, principal, idempotency_key, order_id, "arrive",
+                       lambda now: visits.arrive(session, redis, order_id, technician.id, now))
+
+
+@router.post("/v1/jobs/{order_id}/start", response_model=JobStatus, responses=_IDEMPOTENT)
+async def job_start(order_id: uuid.UUID, technician: CurrentTechnician, principal: CurrentPrincipal,
+                    session: SessionDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await _step(session, principal, idempotency_key, order_id, "start",
+                       lambda now: visits.start(session, order_id, technician.id, now))
 
 
 @router.post("/v1/jobs/{order_id}/no-access")
@@ -252,17 +279,24 @@ async def job_no_access(order_id: uuid.UUID, body: NoAccessBody, technician: Cur
     return _job(await visits.no_access(session, redis, order_id, technician.id, body.photo_ref, await _now(session)))
 
 
-@router.post("/v1/jobs/{order_id}/complete", responses={202: {"model": CompletionPublic}})
+@router.post("/v1/jobs/{order_id}/complete", responses={202: {"model": CompletionPublic}, **_IDEMPOTENT})
 async def job_complete(order_id: uuid.UUID, body: reports.WorkReportIn, technician: CurrentTechnician,
-                       session: SessionDep) -> Any:
+                       principal: CurrentPrincipal, session: SessionDep, idempotency_key: IdempotencyKey = None) -> Any:
     """200 with the completed order; 202 when the final price waits for the customer's approval."""
+    route = f"POST /v1/jobs/{order_id}/complete"
+    request_hash, replay = await replay_idempotent(session, principal, idempotency_key, route, body)
+    if replay is not None:
+        return replay
     done = await reports.complete(session, order_id, technician.id, body, await _now(session))
     if done.price_change is not None:
         pending = CompletionPublic(order_id=done.order.id, status=done.order.status,
                                    price_change=_price_change(done.price_change))
+        await remember_idempotent(session, principal, idempotency_key, route, request_hash, 202, pending)
         return JSONResponse(pending.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
-    return CompletionPublic(order_id=done.order.id, status=done.order.status,
-                            report_id=done.report.id if done.report else None)
+    completed = CompletionPublic(order_id=done.order.id, status=done.order.status,
+                                 report_id=done.report.id if done.report else None)
+    await remember_idempotent(session, principal, idempotency_key, route, request_hash, 200, completed)
+    return completed
 
 
 @router.post("/v1/jobs/{order_id}/photos", status_code=status.HTTP_201_CREATED, openapi_extra=_PHOTO_BODY, responses={

@@ -21,15 +21,17 @@ router = APIRouter(include_in_schema=False)
 
 
 def content_security_policy() -> str:
-    """Only this origin, plus the tile server when one is configured: a page can never pull a
+    """Only this origin, plus the tile servers when configured: a page can never pull a
     script or a map tile from elsewhere by mistake."""
-    tiles = get_settings().map_tile_url
-    tile_origin = ""
-    if tiles:
-        parts = urlsplit(tiles)  # Leaflet's {s} subdomain placeholder becomes a CSP wildcard
-        tile_origin = f" {parts.scheme}://{parts.netloc.replace('{s}', '*')}"
+    settings = get_settings()
+    tile_origins = ""
+    for tiles in filter(None, (settings.map_tile_url, settings.map_tile_labels_url)):
+        parts = urlsplit(tiles)
+        # The host label holding Leaflet's {s} ("a", "t{s}", "webrd0{s}") becomes CSP's leading wildcard.
+        host = ".".join("*" if "{s}" in label else label for label in parts.netloc.split("."))
+        tile_origins += f" {parts.scheme}://{host}"
     return ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            f"img-src 'self' data: blob:{tile_origin}; connect-src 'self' ws: wss:; "
+            f"img-src 'self' data: blob:{tile_origins}; connect-src 'self' ws: wss:; "
             "manifest-src 'self'; worker-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
@@ -52,7 +54,8 @@ async def landing() -> RedirectResponse:
 async def config_js() -> Response:
     settings = get_settings()
     config = {"tileUrl": settings.map_tile_url, "tileAttribution": settings.map_tile_attribution,
-              "currency": settings.currency}
+              "tileSubdomains": settings.map_tile_subdomains, "tileLabelsUrl": settings.map_tile_labels_url,
+              "tileDatum": settings.map_tile_datum, "currency": settings.currency}
     return Response(f"export default {json.dumps(config, ensure_ascii=False)};\n",
                     media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 

@@ -52,7 +52,8 @@ def test_both_languages_hold_the_same_keys() -> None:
 # them. "outer.name" is a name worded inside another, as fieldText in shared/ui.js looks it up.
 SENT_FIELDS = {
     "login": {"email", "password"},
-    "customer address": {"label", "line", "location", "coordinates"},
+    "customer address": {"label", "structured", "province", "city", "district", "street", "community", "building", "unit",
+                         "room", "location", "coordinates"},
     "customer order and booking": {"kind", "address_id", "description", "preferred_technician_id", "window_start", "date"},
     "customer price change, payment": {"price_change_id", "payment_method"},
     "customer cancel and reschedule": {"reason", "reason_code", "accepted_fee_minor"},
@@ -60,6 +61,8 @@ SENT_FIELDS = {
     "ops assign, cancel, message, certification, hazard": {"technician_id", "reason", "to", "text", "evidence"},
     "ops and auditor queries": {"from", "query.to", "station_id", "status", "technician_id", "adjusted", "held"},
     "technician door check": {"code"},
+    "sign-up (shared/signup.js)": {"name", "phone", "email", "password"},
+    "technician certificate (technician/onboarding.js)": {"kind", "number", "issuer", "valid_from", "valid_until"},
     "technician report": {"work_done", "parts", "parts.name", "quantity", "unit_price_minor", "final_price_minor", "currency",
                           "photo_refs", "hazards", "category", "severity", "hazards.description", "resolution", "fix",
                           "fix.work_done", "fixed_hazard_ids", "valve_closed"},

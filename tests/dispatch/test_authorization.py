@@ -50,6 +50,10 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/technicians/me/certifications"): {"technician"},
     ("POST", "/v1/technicians/me/certifications"): {"technician"},
     ("PUT", "/v1/technicians/me/certifications/{certification_id}/photo"): {"technician"},
+    ("PUT", "/v1/technicians/me/photo"): {"technician"},
+    ("GET", "/v1/technicians/me/training-records"): {"technician"},
+    ("GET", "/v1/orders/{order_id}/technician/profile"): {"customer"},  # his own order's only
+    ("GET", "/v1/orders/{order_id}/technician/photo"): {"customer"},  # his own order's only
     ("GET", "/v1/certifications/{certification_id}/photo"): {"technician", "admin", "auditor"},  # his own only
     ("GET", "/v1/technicians/{technician_id}"): {"admin", "auditor"},
     ("GET", "/v1/technicians/{technician_id}/training-records"): {"admin", "auditor"},
@@ -98,6 +102,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/settlements"): {"admin", "auditor"},
     ("GET", "/v1/settlements/{settlement_id}"): {"admin", "auditor"},
     ("GET", "/v1/settlements/{settlement_id}/evidence"): {"admin", "auditor"},
+    ("GET", "/v1/settlements/{settlement_id}/evidence.zip"): {"admin", "auditor"},
     ("GET", "/v1/audit/ledger.csv"): {"admin", "auditor"},
     ("GET", "/v1/audit/settlements.csv"): {"admin", "auditor"},
     ("GET", "/v1/audit/ledger/verify"): {"admin", "auditor"},
@@ -130,6 +135,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/jobs/{order_id}/no-access"): {"technician"},
     ("POST", "/v1/jobs/{order_id}/complete"): {"technician"},
     ("POST", "/v1/jobs/{order_id}/photos"): {"technician"},
+    ("GET", "/v1/jobs/{order_id}/address"): {"technician"},
+    ("POST", "/v1/jobs/{order_id}/contact"): {"technician"},
     ("GET", "/v1/orders/{order_id}/photos/{ref}"): SIGNED_IN,  # of an order he may see
     ("GET", "/v1/orders/{order_id}/technician"): {"customer"},
     ("POST", "/v1/orders/{order_id}/verify-technician"): {"customer"},

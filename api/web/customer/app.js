@@ -2,9 +2,11 @@
 // window, following it live, checking the technician at the door, approving a price change,
 // rating, hazards found.
 import { t } from "../shared/i18n.js";
-import { COLORS, createMap, distanceM, dot, fit, line, stationLayer } from "../shared/map.js";
+import { COLORS, createMap, distanceM, dot, fit, latLng, line, pin, stationLayer, toPoint } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
+import { renderHistory } from "./history.js";
+import { renderTechnicianProfile } from "./technician.js";
 import { jobPhotoThumbs } from "../shared/photos.js";
 import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
 import { act, errorText, field, fill, h, isoDay, kindText, money, reasonText, statusText, toast, UserError, when, windowText } from "../shared/ui.js";
@@ -37,6 +39,8 @@ startApp("customer", ["customer"], {
     });
   },
   rerender: () => route(),
+  signUp: "customer",
+  orderHref: (orderId) => `#order/${orderId}`,
 });
 
 // Bumped by every navigation: a page still loading for an earlier one must not draw over it.
@@ -50,6 +54,7 @@ async function route() {
   const receipt = location.hash.match(/^#order\/([0-9a-f-]{36})\/receipt$/);
   if (match) view = await openOrder(match[1]);
   else if (receipt) await renderReceipt(receipt[1], seq);
+  else if (location.hash === "#history") await renderHistory(main, api, () => seq === routeSeq);
   else await renderHome(seq);
   if (location.hash === "#gas-leak") {  // from the landing page's "sign in to report"
     history.replaceState(null, "", "#");
@@ -85,11 +90,7 @@ async function renderHome(seq = routeSeq) {
     fit(map, addressDot ? [addressDot] : [stations], 15);
   };
   drawAddress();
-  // Clicking the map fills the coordinates of the address being added.
-  map.on("click", (event) => {
-    document.getElementById("addr-lon").value = event.latlng.lng.toFixed(6);
-    document.getElementById("addr-lat").value = event.latlng.lat.toFixed(6);
-  });
+  mountAddressPin();
 
   async function refreshNearby() {
     const a = address();
@@ -121,25 +122,56 @@ async function renderHome(seq = routeSeq) {
   view = { close: () => clearInterval(timer) };
 }
 
+// A Chinese address, largest first: [part, max length (the column's), required, autocomplete].
+const ADDRESS_PARTS = [["province", 30, true, "address-level1"], ["city", 30, true, "address-level2"],
+  ["district", 30, true, "address-level3"], ["street", 100, true, "address-line1"], ["community", 60, false, "address-line2"],
+  ["building", 20, false, "off"], ["unit", 20, false, "off"], ["room", 20, false, "off"]];
+let addressPin = null;  // GeoJSON (WGS-84) where the new address's pin stands
+
+// The new address's pin starts on the selected address (a neighbour's door is usually close), else
+// on the first station; the customer drags it, or taps the map, to his own building.
+function mountAddressPin() {
+  const element = document.getElementById("addr-map");
+  if (!element) return;
+  const map = createMap(element);
+  const start = state.addresses.find((a) => a.id === state.selected)?.location ?? state.stations[0]?.location
+    ?? toPoint(map.getCenter());
+  map.setView(latLng(start), 17);
+  const shown = document.getElementById("addr-pin-at");
+  const place = (point) => {
+    addressPin = point;
+    const [lon, lat] = point.coordinates;
+    shown.textContent = t("customer.pinAt", { lat: lat.toFixed(6), lon: lon.toFixed(6) });
+  };
+  pin(map, start, place).addTo(map);
+  place(start);
+}
+
 function addressCard() {
   const select = h("select", {}, state.addresses.map((a) => new Option(`${a.label} · ${a.line}`, a.id, false, a.id === state.selected)));
   const error = h("p", { class: "error", role: "alert" });
   const label = h("input", { required: true, maxlength: 60 });
-  const lineInput = h("input", { required: true, maxlength: 200 });
-  const lon = h("input", { type: "number", step: "any", min: -180, max: 180, required: true, inputmode: "decimal" });
-  const lat = h("input", { type: "number", step: "any", min: -90, max: 90, required: true, inputmode: "decimal" });
-  const save = h("button", { type: "submit", class: "primary" }, t("customer.addAddress"));
+  const parts = Object.fromEntries(ADDRESS_PARTS.map(([name, maxlength, required, autocomplete]) =>
+    [name, h("input", { maxlength, required, autocomplete })]));
+  const part = (name) => field(`addr-${name}`, `customer.addr.${name}`, parts[name]);
+  const save = h("button", { type: "submit", class: "primary", id: "addr-save" }, t("customer.addAddress"));
   const form = h("form", { id: "address-form" },
     h("h3", {}, t("customer.newAddress")),
-    field("addr-label", "customer.addressLabel", label), field("addr-line", "customer.addressLine", lineInput),
+    field("addr-label", "customer.addressLabel", label),
+    h("div", { class: "row" }, ["province", "city", "district"].map((name) => h("div", {}, part(name)))),
+    part("street"), part("community"),
+    h("div", { class: "row" }, ["building", "unit", "room"].map((name) => h("div", {}, part(name)))),
     h("p", { class: "muted" }, t("customer.pickOnMap")),
-    h("div", { class: "row" }, h("div", {}, field("addr-lon", "customer.lon", lon)), h("div", {}, field("addr-lat", "customer.lat", lat))),
+    h("div", { class: "map", id: "addr-map", role: "img", "aria-label": t("customer.pinMapLabel") }),
+    h("p", { class: "muted", id: "addr-pin-at", "aria-live": "polite" }),
     error, h("div", { class: "actions" }, save));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    // Optional parts left empty are omitted: the server composes the line from what is given.
+    const structured = Object.fromEntries(Object.entries(parts).map(([name, input]) => [name, input.value.trim()])
+      .filter(([, value]) => value));
     const created = await act(save, error, () => api.post("/v1/customers/me/addresses", {
-      label: label.value, line: lineInput.value,
-      location: { type: "Point", coordinates: [Number(lon.value), Number(lat.value)] } }));
+      label: label.value, structured, location: addressPin }));
     if (created) { state.selected = created.id; toast(t("customer.addressSaved")); renderHome(); }
   });
   return h("section", { class: "card", "aria-labelledby": "addr-h" }, h("h2", { id: "addr-h" }, t("customer.addresses")),
@@ -196,7 +228,8 @@ function ordersCard() {
     state.orders.length ? h("ul", { class: "plain" }, state.orders.map((o) => h("li", {},
       h("a", { href: `#order/${o.id}` }, `${kindText(o.kind)} · ${when(o.created_at)}`), " ",
       h("span", { class: "pill" }, statusText(o.status)),
-      o.window_start ? h("div", { class: "muted order-window" }, bookedWindow(o)) : null))) : h("p", { class: "muted" }, t("customer.noOrders")));
+      o.window_start ? h("div", { class: "muted order-window" }, bookedWindow(o)) : null))) : h("p", { class: "muted" }, t("customer.noOrders")),
+    state.orders.length ? h("div", { class: "actions" }, h("a", { class: "button", id: "open-history", href: "#history" }, t("history.open"))) : null);
 }
 
 // -- booking a visit: a 2-hour window of a day, from the windows some technician has room in ----
@@ -312,6 +345,7 @@ async function openOrder(orderId) {
   const sections = {
     status: h("section", { class: "card", id: "order-status", "aria-live": "polite" }),
     identity: h("section", { class: "card", id: "identity" }),
+    profile: h("section", { class: "card hidden", id: "tech-profile", "aria-labelledby": "tech-profile-h" }),
     price: h("section", { class: "card hidden", id: "price-change" }),
     consent: h("section", { class: "card hidden", id: "followup-consent" }),
     payment: h("section", { class: "card hidden", id: "payment-attention", "aria-live": "polite" }),
@@ -330,7 +364,7 @@ async function openOrder(orderId) {
     h("div", { class: "grid-2" }, sections.status,
       h("section", { class: "card", "aria-labelledby": "live-h" }, h("h2", { id: "live-h" }, t("customer.live")), mapEl, slaClock, arrival, distance, connection)),
     sections.messages,
-    h("div", { class: "grid-2" }, sections.payment, sections.identity, sections.price, sections.consent),
+    h("div", { class: "grid-2" }, sections.payment, sections.identity, sections.profile, sections.price, sections.consent),
     h("div", { class: "grid-2" }, sections.report, sections.review), sections.charges, sections.manage);
 
   let order = await api.get(`/v1/orders/${orderId}`);
@@ -378,6 +412,7 @@ async function openOrder(orderId) {
     renderFollowup(sections.consent, order, visit, refresh);
     renderPaymentAttention(sections.payment, order, refresh);
     renderReport(sections.report, visit);
+    await renderTechnicianProfile(sections.profile, api, order);
     await renderCharges(sections.charges, order);
     await renderManage(sections.manage, order, refresh);
     await renderReview(sections.review, order, refresh);
@@ -589,6 +624,7 @@ function renderReport(section, visit) {
       " ", h("span", { class: `pill ${z.resolution === "fixed_on_site" ? "ok" : ""}` },
         t(z.resolution === "fixed_on_site" ? "hazardResolution.fixed_on_site" : `hazardStatus.${z.status}`)),
       z.description ? h("div", {}, z.description) : null,
+      jobPhotoThumbs(api, visit.order_id, [...z.photo_refs, ...(z.fix?.photo_refs ?? [])], "hazard-photos"),
       z.fix ? h("div", {}, `${t("customer.fixDone")}: ${z.fix.work_done}`,
         z.fix.parts.length ? ` (${z.fix.parts.map((p) => `${p.name} × ${p.quantity}`).join("、")})` : "") :
         h("div", { class: "muted" }, `${t("customer.fixBy")} ${when(z.deadline_at)}`,

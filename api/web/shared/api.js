@@ -68,21 +68,22 @@ export function createApi(app) {
     return session.expiresAt - Date.now() > RENEW_BEFORE_MS ? session.token : renew(session.token);
   }
 
-  function send(method, path, body, token) {
+  function send(method, path, body, token, idempotencyKey) {
     const headers = { Accept: "application/json, application/problem+json" };
     if (token) headers.Authorization = `Bearer ${token}`;
+    if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
     // A Blob (a photo) goes as it is, typed by its own media type; anything else as JSON.
     const raw = body instanceof Blob;
     if (body !== undefined) headers["Content-Type"] = raw ? body.type : "application/json";
     return call(path, { method, headers, body: body === undefined || raw ? body : JSON.stringify(body) });
   }
 
-  async function request(method, path, body, { raw = false, anonymous = false } = {}) {
+  async function request(method, path, body, { raw = false, anonymous = false, idempotencyKey } = {}) {
     const token = anonymous ? null : await freshToken();
-    let response = await send(method, path, body, token);
+    let response = await send(method, path, body, token, idempotencyKey);
     if (response.status === 401 && token) {
       const renewed = await renew(token);
-      if (renewed) response = await send(method, path, body, renewed);
+      if (renewed) response = await send(method, path, body, renewed, idempotencyKey);
       if (response.status === 401 && load()) signedOut();
     }
     if (!response.ok) {
@@ -96,7 +97,8 @@ export function createApi(app) {
   return {
     session: load,
     get: (path) => request("GET", path),
-    post: (path, body = {}) => request("POST", path, body),
+    /** options.idempotencyKey: sent as Idempotency-Key, so a repeat is answered, not done again. */
+    post: (path, body = {}, options = {}) => request("POST", path, body, options),
     patch: (path, body) => request("PATCH", path, body),
     del: (path) => request("DELETE", path),
     put: (path, body) => request("PUT", path, body),

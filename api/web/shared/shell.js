@@ -1,23 +1,34 @@
-// The frame every app shares: language switch, sign-in, sign-out.
+// The frame every app shares: language switch, sign-in (and sign-up where accounts are
+// self-registered), the notification inbox, sign-out.
 import { ApiError, createApi, NetworkError } from "./api.js";
 import { languageSwitch, t, translatePage } from "./i18n.js";
+import { mountInbox } from "./inbox.js";
+import { showSignUp } from "./signup.js";
 import { errorText, fill, h, signIn } from "./ui.js";
 
-/** Signs in (once) with one of `roles`, then calls `boot(api)`; `rerender()` on a language change. */
-export async function startApp(name, roles, { boot, rerender }) {
+/** Signs in (once) with one of `roles`, then calls `boot(api)`; `rerender()` on a language change.
+ * `signUp`: the role a new account is registered as from the sign-in form; `orderHref(id)`: where
+ * the inbox links a notice about an order. */
+export async function startApp(name, roles, { boot, rerender, signUp = null, orderHref = null }) {
   const api = createApi(name);
   const main = document.getElementById("main");
   const signOut = document.getElementById("sign-out");
   let booted = false;
-  languageSwitch(document.getElementById("lang"), () => (booted ? rerender() : run()));
+  let inbox = null;
+  languageSwitch(document.getElementById("lang"), () => {
+    if (!booted) return run();
+    inbox?.rerender();
+    return rerender();
+  });
   translatePage();
 
   async function run() {
     if (!api.session() || !roles.includes(api.session().role)) {
       signOut.classList.add("hidden");
-      await signIn(main, api, roles);
+      await signIn(main, api, roles, { signUp: signUp && ((container, steps) => showSignUp(container, api, signUp, steps)) });
     }
     signOut.classList.remove("hidden");
+    inbox ??= mountInbox(signOut, api, { canMarkRead: api.session().role !== "auditor", orderHref });
     booted = true;
     try {
       await boot(api);

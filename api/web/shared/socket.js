@@ -5,7 +5,9 @@
 // URL; when the server closes the socket for its token (4401: expired or revoked) the token is
 // renewed and the socket reconnects, unless the session is over. Order updates carry `seq`; the
 // highest one seen is sent in a `resume` after each reconnect, so the server resends what was
-// missed meanwhile (see api/ws/protocol.py).
+// missed meanwhile (see api/ws/protocol.py). The phone's own offline/online signals cut the wait:
+// a socket kept open through a dead network would say "connected" and swallow requests, and
+// the backoff (up to 30 s) is skipped the moment the network returns.
 
 let counter = 0;
 export const messageId = (prefix = "m") => `${prefix}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
@@ -25,6 +27,17 @@ export class LiveSocket {
     this.delay = 500;
     this.lastSeq = null;  // the highest `seq` received, asked for again after a reconnect
     this.closed = false;
+    this.timer = null;
+    this.onOffline = () => this.ws?.close();
+    this.onOnline = () => {  // only while waiting to retry: a connection under way is left alone
+      if (this.timer === null || this.closed) return;
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.delay = 500;
+      this.connect();
+    };
+    window.addEventListener("offline", this.onOffline);
+    window.addEventListener("online", this.onOnline);
     this.connect();
   }
 
@@ -81,7 +94,7 @@ export class LiveSocket {
     if (this.closed) return;
     const wait = this.delay * (0.75 + Math.random() / 2);
     this.delay = Math.min(this.delay * 2, 30000);
-    this.timer = setTimeout(() => this.connect(), wait);
+    this.timer = setTimeout(() => { this.timer = null; this.connect(); }, wait);
   }
 
   get open() { return this.ws && this.ws.readyState === WebSocket.OPEN; }
@@ -104,6 +117,8 @@ export class LiveSocket {
 
   close() {
     this.closed = true;
+    window.removeEventListener("offline", this.onOffline);
+    window.removeEventListener("online", this.onOnline);
     clearTimeout(this.timer);
     this.ws?.close();
   }

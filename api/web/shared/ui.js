@@ -175,8 +175,9 @@ export async function act(button, errorEl, action, { context } = {}) {
   }
 }
 
-/** The sign-in form, rendered into `container`; resolves once signed in with an allowed role. */
-export function signIn(container, api, roles) {
+/** The sign-in form, rendered into `container`; resolves once signed in with an allowed role.
+ * `signUp(container, {done, back})`, where accounts may be self-registered, offers a new account. */
+export function signIn(container, api, roles, { signUp } = {}) {
   return new Promise((resolve) => {
     const error = h("p", { class: "error", role: "alert" });
     const email = h("input", { type: "email", autocomplete: "username", required: true });
@@ -187,6 +188,11 @@ export function signIn(container, api, roles) {
       field("login-email", "login.email", email),
       field("login-password", "login.password", password),
       error, h("div", { class: "actions" }, submit));
+    if (signUp) {
+      const create = h("button", { type: "button", id: "signup-open" }, t("signup.open"));
+      create.addEventListener("click", () => signUp(container, { done: resolve, back: () => fill(container, form) }));
+      form.append(h("p", { class: "signup-offer" }, t("signup.noAccount"), " ", create));
+    }
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const token = await act(submit, error, () => api.login(email.value.trim(), password.value, roles), { context: "login" });

@@ -1,13 +1,19 @@
 // The technician's phone app: online/offline, the phone's position streamed over the socket,
 // offers with a countdown (a sound, a vibration and, through the service worker, a Web Push that
 // reaches a locked phone), the current job step by step, his day's planned visits in order (a list
-// and a map), completed jobs, his certificates (with the photo of one awaiting review).
+// and a map), completed jobs, his certificates (with the photo of one awaiting review). It survives
+// the field: the service worker keeps the app shell, the last answers and his report drafts stay on
+// the phone, and steps, reports and photos taken offline wait in the outbox until the connection
+// returns (shared/outbox.js).
+import { NetworkError } from "../shared/api.js";
 import { currentLang, t } from "../shared/i18n.js";
 import { createMap, fit, line, numbered } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
+import { createOutbox } from "../shared/outbox.js";
 import { photoForUpload } from "../shared/photos.js";
-import { act, clockTime, errorText, field, fill, geolocationText, h, isoDay, kindText, minor, money, reasonText, statusText, toast, when, windowText } from "../shared/ui.js";
+import { loadOnboarding, renderOnboarding } from "./onboarding.js";
+import { UserError, act, clockTime, errorText, field, fill, geolocationText, h, isoDay, kindText, minor, money, reasonText, statusText, toast, when, windowText } from "../shared/ui.js";
 
 const ACTIVE = ["accepted", "en_route", "arrived", "in_service"];
 const DONE = ["completed", "reviewed", "settled"];
@@ -17,11 +23,13 @@ const SEVERITIES = ["minor", "major", "critical"];
 const RESOLUTIONS = ["needs_followup", "fixed_on_site"];  // the safe choice first
 const main = document.getElementById("main");
 const statusSlot = document.getElementById("status-slot");
-const state = { me: null, offers: new Map(), jobs: [], done: [], notices: [], certs: [], connection: "connecting", lastFix: null, lastSent: null, geoError: null };
+const state = { me: null, offers: new Map(), jobs: [], done: [], notices: [], certs: [], connection: "connecting", lastFix: null, lastSent: null, geoError: null,
+  queue: [], replayFailures: [], savedAt: null };  // queue: the outbox's entries; savedAt: the time of the answers shown offline
 const drafts = new Map();  // order id -> work report being written, kept across re-renders
 let reposition = null;  // the latest repositioning hint, until he dismisses it
 let api;
 let socket;
+let outbox;
 
 // A module worker: it imports the dictionaries to word a push in his language.
 if ("serviceWorker" in navigator) {
@@ -36,13 +44,19 @@ let offerToShow = new URLSearchParams(location.search).get("offer");
 startApp("technician", ["technician"], {
   boot: async (client) => {
     api = client;
-    state.me = await api.get("/v1/technicians/me");
+    outbox = createOutbox(api, { onChange: renderQueue, onSent: replayed, onFailed: replayFailed, onDrained: drained });
+    await outbox.start();
+    await restoreDrafts();
+    state.me = await remembered("me", () => api.get("/v1/technicians/me"));
     socket = new LiveSocket(() => api.socketUrl("/v1/ws/technician"), {
       onMessage,
       // 4403: the server refused this account; the socket gives up instead of reconnecting.
       onState: (s, code) => { state.connection = code === 4403 ? "refused" : s; renderHeader(); },
-      onOpen: sendFix,
+      onOpen: () => { sendFix(); reconnected(); },
     });
+    window.addEventListener("online", renderHeader);
+    window.addEventListener("offline", renderHeader);
+    window.addEventListener("pagehide", saveDrafts);
     watchPosition();
     rememberLanguage();
     if (alertsState() === "granted") subscribePush().catch(() => renderAlerts());  // renews this device's subscription
@@ -54,17 +68,20 @@ startApp("technician", ["technician"], {
     await loadDay();
     await loadNotices();
     await loadCerts().catch((error) => toast(errorText(error)));
+    if (state.me.onboarding === "applicant") await loadApplicant().catch((error) => toast(errorText(error)));
     setInterval(renderOffers, 1000);  // the countdowns
     setInterval(tickSla, 5000);
   },
   rerender: () => { rememberLanguage(); render(); },
+  signUp: "technician",
 });
 
 // -- position ---------------------------------------------------------------------------------
 
 function watchPosition() {
   if (!("geolocation" in navigator)) { state.geoError = { code: null }; render(); return; }
-  navigator.geolocation.watchPosition((position) => {
+  if (state.watch !== undefined) navigator.geolocation.clearWatch(state.watch);
+  state.watch = navigator.geolocation.watchPosition((position) => {
     state.lastFix = position;
     state.geoError = null;
     sendFix();
@@ -75,7 +92,9 @@ function watchPosition() {
 
 function sendFix() {
   const fix = state.lastFix;
-  if (!fix || !socket) return;
+  // Offline, fixes are not piled up for later (a stale one is worth nothing): the socket sends
+  // the latest when it opens again.
+  if (!fix || !socket?.open) return;
   const { longitude, latitude, accuracy, heading, speed } = fix.coords;
   const message = { type: "location", lon: longitude, lat: latitude, ts: new Date(fix.timestamp).toISOString() };
   if (Number.isFinite(accuracy)) message.accuracy = Math.min(accuracy, 10000);
@@ -99,6 +118,9 @@ function onMessage(message) {
     state.offers.delete(message.offer_id);
     renderOffers();
   } else if (message.type === "eta") {
+    // Kept on the job too: a card rebuilt (another language) shows this range, not the one loaded.
+    const job = state.jobs.find((o) => o.id === message.order_id);
+    if (job) job.eta = message.eta;
     const line = document.querySelector(`[data-order="${message.order_id}"] .job-eta`);
     if (line) line.textContent = etaText(message.eta);
   } else if (message.type === "reposition") {
@@ -124,11 +146,156 @@ function onMessage(message) {
 }
 
 async function loadJobs() {
-  const [orders, me] = await Promise.all([api.get("/v1/orders?limit=50"), api.get("/v1/technicians/me")]);
+  const [orders, me] = await Promise.all([remembered("orders", () => api.get("/v1/orders?limit=50")),
+    remembered("me", () => api.get("/v1/technicians/me"))]);
   state.me = me;
-  state.jobs = orders.data.filter((o) => ACTIVE.includes(o.status));
+  state.jobs = orders.data.filter((o) => ACTIVE.includes(o.status)).map(withQueuedSteps);
   state.done = orders.data.filter((o) => DONE.includes(o.status));
+  if (!state.savedAt) {  // the server's word: drafts of jobs no longer his are dropped
+    for (const id of drafts.keys()) if (!state.jobs.some((o) => o.id === id) && !queuedFor(id).length) dropDraft(id);
+  }
   render();
+}
+
+// -- in the field without a connection -----------------------------------------------------------
+
+// The last answers, kept on the phone (per account): a reload without a connection shows them,
+// with their time, instead of a blank page.
+const SAVED = "gasdispatch.technician.saved";
+
+async function remembered(name, load) {
+  // Read after the answer, not before: loads running side by side must not write back each other's old answers.
+  const saved = () => {
+    const owner = api.session()?.email;
+    const kept = JSON.parse(localStorage.getItem(SAVED) || "null");
+    return kept?.owner === owner ? kept : { owner, data: {} };
+  };
+  try {
+    const value = await load();
+    const mine = saved();
+    mine.data[name] = value;
+    mine.at = Date.now();
+    localStorage.setItem(SAVED, JSON.stringify(mine));
+    state.savedAt = null;
+    return value;
+  } catch (error) {
+    const mine = saved();
+    if (!(error instanceof NetworkError) || !(name in mine.data)) throw error;
+    state.savedAt = mine.at;
+    return mine.data[name];
+  }
+}
+
+// A step taken offline moves his job on at once; the server hears of it on reconnection.
+const STEP_STATUS = { depart: "en_route", arrive: "arrived", start: "in_service" };
+const queuedFor = (orderId) => state.queue.filter((entry) => entry.meta.order === orderId);
+
+function withQueuedSteps(order) {
+  const steps = queuedFor(order.id).filter((entry) => STEP_STATUS[entry.meta.step]);
+  return steps.length ? { ...order, status: STEP_STATUS[steps.at(-1).meta.step] } : order;
+}
+
+function renderQueue(entries) {
+  state.queue = entries;
+  renderOffline();
+  for (const card of document.querySelectorAll("article.job")) {
+    const waiting = queuedFor(card.dataset.order);
+    card.querySelector(".job-queued")?.classList.toggle("hidden", !waiting.some((entry) => entry.meta.step !== "photo"));
+    const report = waiting.some((entry) => entry.meta.step === "complete");
+    card.querySelector("#report-queued")?.classList.toggle("hidden", !report);
+    const submit = card.querySelector("#job-complete");
+    if (submit) submit.disabled = report;  // a second report would be refused once the first is in
+  }
+}
+
+/** The connection is back (the socket opened): what waits is sent, then what is shown is reloaded
+ * if it came from the phone. */
+async function reconnected() {
+  await outbox.flush();
+  if (!state.savedAt) return;
+  await loadJobs().catch((error) => toast(errorText(error)));
+  loadDay();
+  loadNotices();
+  loadCerts().catch(() => {});
+}
+
+function replayed(entry, reply) {
+  if (entry.meta.step !== "complete") return;
+  if (reply.http_status === 202) {  // the price waits for the customer: submitted again once approved
+    const draft = drafts.get(entry.meta.order);
+    if (draft) draft.awaitingPrice = true;
+    saveDrafts();
+    const error = document.querySelector(`[data-order="${entry.meta.order}"] #report-form .error`);
+    if (error) error.textContent = t("technician.awaitingPrice");
+  } else {
+    dropDraft(entry.meta.order);
+    toast(t("technician.completedToast"));
+  }
+}
+
+function replayFailed(entry, error) {
+  state.replayFailures.push({ step: entry.meta.step, error });  // worded when drawn: in the language of the moment
+  renderOffline();
+  loadJobs().catch((e) => toast(errorText(e)));  // the job as the server has it (cancelled, given to another)
+}
+
+function drained(sent) {
+  toast(t("offline.sent", { n: sent }));
+  loadJobs().catch((error) => toast(errorText(error)));
+}
+
+function renderOffline() {
+  const section = document.getElementById("offline");
+  if (!section) return;
+  const offline = !navigator.onLine;
+  const shown = JSON.stringify([offline, state.queue.length, state.savedAt, state.replayFailures.length, currentLang()]);
+  if (section.dataset.shown === shown) return;  // rebuilt only when it changes: a tap on it is kept
+  section.dataset.shown = shown;
+  const time = state.savedAt && new Date(state.savedAt).toLocaleTimeString(currentLang(), { hour: "2-digit", minute: "2-digit" });
+  const dismiss = h("button", { type: "button", id: "offline-dismiss" }, t("offline.dismiss"));
+  dismiss.addEventListener("click", () => { state.replayFailures = []; renderOffline(); });
+  section.classList.toggle("hidden", !offline && !state.queue.length && !state.savedAt && !state.replayFailures.length);
+  fill(section,
+    offline ? h("strong", {}, t("offline.title")) : null,
+    offline ? h("p", { id: "offline-text" }, t("offline.text")) : null,
+    state.queue.length ? h("p", { id: "offline-pending" }, t("offline.pending", { n: state.queue.length })) : null,
+    time ? h("p", { class: "muted", id: "offline-saved" }, t("offline.snapshot", { time })) : null,
+    state.replayFailures.length ? h("ul", { class: "plain", id: "offline-failures" },
+      state.replayFailures.map(({ step, error }) => h("li", { class: "error" },
+        t("offline.failed", { action: t(`offline.step.${step}`), reason: errorText(error) })))) : null,
+    state.replayFailures.length ? h("div", { class: "actions" }, dismiss) : null);
+}
+
+// Drafts of work reports, kept on the phone (per account) with their photos' images: a reload, a
+// crash or a signed-out session mid-job loses nothing he wrote.
+const DRAFTS = "gasdispatch.technician.drafts";
+const draftRefs = (d) => [...d.photos, ...d.hazardPhotos, ...d.fixPhotos,
+  ...d.hazards.flatMap((z) => [...z.photo_refs, ...(z.fix?.photo_refs ?? [])])];
+
+function saveDrafts() {
+  if (!api?.session()) return;
+  const kept = Object.fromEntries([...drafts].map(([id, { photoUrls, ...draft }]) => [id, draft]));
+  localStorage.setItem(DRAFTS, JSON.stringify({ owner: api.session().email, drafts: kept }));
+}
+
+async function restoreDrafts() {
+  const saved = JSON.parse(localStorage.getItem(DRAFTS) || "null");
+  if (!saved || saved.owner !== api.session()?.email) return;
+  for (const [id, draft] of Object.entries(saved.drafts)) {
+    draft.photoUrls = {};
+    for (const ref of draftRefs(draft)) {
+      const blob = await outbox.photoBlob(ref).catch(() => undefined);
+      if (blob) draft.photoUrls[ref] = URL.createObjectURL(blob);
+    }
+    drafts.set(id, draft);
+  }
+}
+
+function dropDraft(orderId) {
+  const draft = drafts.get(orderId);
+  drafts.delete(orderId);
+  saveDrafts();
+  if (draft) outbox.forgetPhotos(draftRefs(draft)).catch(() => {});
 }
 
 // -- notices: a job taken away or a price refused, and why --------------------------------------
@@ -176,7 +343,9 @@ function render() {
   renderHeader();
   if (!document.getElementById("offers")) {
     fill(main, 
+      h("section", { class: "notice hidden", id: "offline", role: "status", "aria-live": "polite" }),
       h("section", { class: "notice hidden", id: "alerts", role: "alert" }),
+      h("section", { class: "card hidden", id: "onboarding", "aria-labelledby": "onboarding-h" }),
       h("section", { class: "card", id: "availability" }),
       h("section", { class: "notice hidden", id: "reposition", role: "status" }),
       h("section", { class: "card hidden", id: "notices", "aria-live": "assertive" }),
@@ -193,18 +362,22 @@ function render() {
   renderNotices();
   renderOffers();
   renderJobs();
+  renderQueue(state.queue);  // what waits to be sent, on the cards just drawn
   renderDay();
   renderDone();
   renderEarnings();
   renderCerts();
+  drawOnboarding();
 }
 
 function renderHeader() {
   const status = state.me?.status ?? "offline";
+  const connection = navigator.onLine ? state.connection : "offline";  // the phone knows before the socket does
   fill(statusSlot, 
     h("span", { class: `pill ${status}`, id: "tech-status" }, t(`tech.${status}`)), " ",
-    h("span", { class: `pill ${state.connection === "open" ? "ok" : "warn"}`, id: "connection" },
-      t(`technician.connection.${state.connection}`)));
+    h("span", { class: `pill ${connection === "open" ? "ok" : "warn"}`, id: "connection" },
+      t(`technician.connection.${connection}`)));
+  renderOffline();
   const gps = document.getElementById("gps");
   if (!gps) return;
   gps.classList.toggle("geo-error", Boolean(state.geoError));
@@ -241,6 +414,8 @@ const ONLINE_RETRYABLE = ["service-unavailable", "internal-error", "throttled"];
 const ONLINE_MAX_TRIES = 8;
 
 async function goOnline() {
+  if (!navigator.onLine) throw new NetworkError("offline");  // the request would wait for the network
+  await locationAllowed();
   let pause = 1000;
   try {
     for (let attempt = 1; ; attempt++) {
@@ -257,6 +432,25 @@ async function goOnline() {
   } finally {
     state.onlineRetry = null;
   }
+}
+
+// Offers follow his position: online without location access he would never be offered a job.
+async function locationAllowed() {
+  const refused = () => new UserError(t("technician.onlineNeedsLocation"));
+  if (!("geolocation" in navigator)) throw refused();
+  const permission = await navigator.permissions?.query({ name: "geolocation" }).then((p) => p.state, () => null);
+  if (permission === "denied") throw refused();
+  const watchRefused = state.geoError?.code === GeolocationPositionError.PERMISSION_DENIED;
+  if (permission === "granted" && !watchRefused) return;
+  // Not decided yet, or allowed in the settings since the watch was refused: asked now.
+  try {
+    state.lastFix = await new Promise((resolve, reject) =>
+      navigator.geolocation.getCurrentPosition(resolve, reject, { timeout: 15000, maximumAge: 60000 }));
+    state.geoError = null;
+  } catch (error) {
+    if (error.code === GeolocationPositionError.PERMISSION_DENIED) throw refused();
+  }
+  if (watchRefused) watchPosition();  // a refused watch ends: started again now that it is allowed
 }
 
 function renderOffers() {
@@ -285,11 +479,10 @@ function renderOffers() {
       const reply = await act(decline, error, () => socket.request({ type: "decline_offer", offer_id: offer.offer_id }));
       if (reply) { state.offers.delete(offer.offer_id); renderOffers(); }
     });
-    const [lon, lat] = offer.area.coordinates;
     return h("article", { class: "offer", dataset: { offer: offer.offer_id } },
       h("h3", {}, kindText(offer.kind), " ", h("span", { class: `pill ${offer.priority}` }, t(`priority.${offer.priority}`))),
       h("p", { class: "offer-facts" }, `${t("technician.distance")} ${(offer.distance_m / 1000).toFixed(1)} km · ${t("technician.eta")} ${offer.eta_min} min`),
-      h("p", { class: "muted" }, `${t("technician.area")}: ${lat.toFixed(3)}, ${lon.toFixed(3)}`),
+      offerArea(offer),
       offer.description ? h("p", {}, offer.description) : null,
       h("p", {}, slaClock(offer.sla_deadline)),
       h("p", { class: "pill warn", dataset: { countdown: offer.expires_at } },
@@ -297,6 +490,17 @@ function renderOffers() {
       error, h("div", { class: "actions" }, accept, decline));
   }));
   if (offerToShow) showOffer(offerToShow);
+}
+
+// An offer names its district and street, enough to judge the trip; the door comes with acceptance.
+// Until they arrive (or for an address saved as one line) the area's rounded point stands.
+function offerArea(offer) {
+  const [lon, lat] = offer.area.coordinates;
+  const area = h("p", { class: "muted offer-area" }, `${t("technician.area")}: ${lat.toFixed(3)}, ${lon.toFixed(3)}`);
+  api.get(`/v1/jobs/${offer.order_id}/address`).then((place) => {
+    if (place.district) area.textContent = `${t("technician.area")}: ${[place.district, place.street].filter(Boolean).join(" · ")}`;
+  }).catch(() => {});  // offline or already taken: the rounded point stays
+  return area;
 }
 
 function showOffer(offerId) {
@@ -397,7 +601,11 @@ function renderJobs() {
   const lang = document.documentElement.lang;
   const elements = state.jobs.map((order) => {
     const kept = cards.get(order.id);
-    if (kept && kept.status === order.status && kept.lang === lang) return kept.element;
+    if (kept && kept.status === order.status && kept.lang === lang) {
+      // The arrival range moves while the status stays: a reload (a resync) brings the current one.
+      kept.element.querySelector(".job-eta").textContent = etaText(order.eta);
+      return kept.element;
+    }
     const element = jobCard(order);
     cards.set(order.id, { status: order.status, lang, element });
     return element;
@@ -410,12 +618,13 @@ function renderJobs() {
 }
 
 function jobCard(order) {
-  const [lon, lat] = order.location.coordinates;
   const error = h("p", { class: "error", role: "alert" });
   const step = (label, path, id, cls = "primary") => {
     const button = h("button", { type: "button", class: cls, id }, t(label));
     button.addEventListener("click", async () => {
-      if (await act(button, error, () => api.post(`/v1/jobs/${order.id}/${path}`))) loadJobs();
+      const reply = await act(button, error, () => outbox.send(`/v1/jobs/${order.id}/${path}`, {}, { order: order.id, step: path }));
+      if (reply?.queued) toast(t("offline.queued"));
+      if (reply) loadJobs();
     });
     return button;
   };
@@ -425,14 +634,38 @@ function jobCard(order) {
   if (order.status === "arrived") body.push(h("div", { class: "actions" }, step("technician.start", "start", "job-start")));
   if (order.status === "in_service") body.push(reportForm(order));
   return h("article", { class: "card job", dataset: { order: order.id } },
-    h("h2", {}, `${t("technician.currentJob")}: ${kindText(order.kind)} `, h("span", { class: "pill", id: "job-status" }, statusText(order.status))),
+    h("h2", {}, `${t("technician.currentJob")}: ${kindText(order.kind)} `, h("span", { class: "pill", id: "job-status" }, statusText(order.status)),
+      " ", h("span", { class: "pill warn hidden job-queued" }, t("offline.queuedStep"))),
     order.description ? h("p", {}, order.description) : null,
-    h("p", { class: "muted" }, `${t("technician.address")}: ${lat.toFixed(5)}, ${lon.toFixed(5)} · ${t("customer.estimate")} ${money(order.price_estimate)}`),
+    jobPlace(order),
+    h("p", { class: "muted" }, `${t("customer.estimate")} ${money(order.price_estimate)}`),
     h("p", { class: "job-sla" }, slaClock(order.sla_deadline)),
     h("p", { class: "job-eta", "aria-live": "polite" }, etaText(order.eta)),
-    // geo: opens the phone's map app for navigation; nothing is fetched from here.
-    h("p", {}, h("a", { class: "button", id: "navigate", href: `geo:${lat},${lon}?q=${lat},${lon}` }, t("technician.navigate"))),
     body, error);
+}
+
+// The job's address, the customer's name, a call through the utility's relay (neither number is
+// shown) and routes in the four map apps, fetched apart: the job list does not carry them. Offline,
+// the coordinates stand in.
+function jobPlace(order) {
+  const [lon, lat] = order.location.coordinates;
+  const box = h("div", { class: "job-address" },
+    h("p", { class: "muted" }, `${t("technician.address")}: ${lat.toFixed(5)}, ${lon.toFixed(5)}`));
+  api.get(`/v1/jobs/${order.id}/address`).then((place) => {
+    const error = h("p", { class: "error", role: "alert" });
+    const call = h("button", { type: "button", id: "job-contact" }, t("technician.contact"));
+    call.addEventListener("click", async () => {
+      if (await act(call, error, () => api.post(`/v1/jobs/${order.id}/contact`))) toast(t("technician.contactRequested"));
+    });
+    // https links: each opens its app where installed, its web page elsewhere.
+    const links = Object.entries(place.navigation).map(([app, href]) =>
+      h("a", { class: "button", id: `nav-${app}`, href, target: "_blank", rel: "noopener noreferrer" }, t(`technician.nav.${app}`)));
+    fill(box, h("p", { id: "job-address" }, h("strong", {}, `${t("technician.address")}: `), place.line),
+      h("p", { id: "job-customer" }, `${t("technician.customerName")}: ${place.customer_name}`),
+      h("div", { class: "actions" }, call), error,
+      h("p", { class: "muted" }, t("technician.navigateWith")), h("div", { class: "actions" }, links));
+  }).catch(() => {});  // offline: the coordinates stay
+  return box;
 }
 
 // The arrival range the customer sees too, from acceptance until check-in.
@@ -504,7 +737,8 @@ function reportForm(order) {
   const price = h("input", { type: "number", min: 0, step: "0.01", inputmode: "decimal", required: true,
     value: draft.price ?? (order.price_estimate.amount_minor / 100).toFixed(2),
     oninput: (event) => { draft.price = event.target.value; } });
-  const valve = h("input", { type: "checkbox", id: "valve-closed" });
+  const valve = h("input", { type: "checkbox", id: "valve-closed", checked: Boolean(draft.valveClosed),
+    onchange: (event) => { draft.valveClosed = event.target.checked; } });
   const partsList = h("ul", { id: "parts-list" });
   const hazardsList = h("ul", { id: "hazards-list" });
   const fixPartsList = h("ul", { id: "fix-parts-list" });
@@ -605,20 +839,26 @@ function reportForm(order) {
       h("div", { class: "actions" }, addHazard)),
     field("final-price", "technician.finalPrice", price),
     h("label", { class: "inline", for: "valve-closed" }, valve, t("technician.valveClosed")),
-    error, h("div", { class: "actions" }, submit));
+    error, h("p", { class: "pill warn hidden", id: "report-queued", role: "status" }, t("offline.reportQueued")),
+    h("div", { class: "actions" }, submit));
+  // Every change is kept on the phone (the handlers above change the draft on a click or an input).
+  for (const type of ["input", "change", "click"]) form.addEventListener(type, () => setTimeout(saveDrafts));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const result = await act(submit, error, () => api.post(`/v1/jobs/${order.id}/complete`, {
+    const result = await act(submit, error, () => outbox.send(`/v1/jobs/${order.id}/complete`, {
       work_done: workDone.value, parts: draft.parts, photo_refs: draft.photos, hazards: draft.hazards, final_price_minor: minor(price.value),
       fixed_hazard_ids: draft.rectifies && rectified.checked ? [draft.rectifies] : [],
-      currency: order.price_estimate.currency, valve_closed: valve.checked }));
+      currency: order.price_estimate.currency, valve_closed: valve.checked }, { order: order.id, step: "complete" }));
     if (!result) return;
-    if (result.http_status === 202) {
+    if (result.queued) {  // kept, with the draft, until the server has it (replayed())
+      toast(t("offline.queued"));
+      renderQueue(state.queue);
+    } else if (result.http_status === 202) {
       draft.awaitingPrice = true;  // submitted again once the customer approves
       // The job view may have been redrawn while the request was out: write to the live form.
       (document.querySelector("#report-form .error") || error).textContent = t("technician.awaitingPrice");
     } else {
-      drafts.delete(order.id);
+      dropDraft(order.id);
       toast(t("technician.completedToast"));
       loadJobs();
     }
@@ -649,9 +889,10 @@ function photoPicker(order, draft, id, labelKey, refs) {
     try {
       for (const file of files) {
         const blob = await photoForUpload(file);
-        const { ref } = await api.post(`/v1/jobs/${order.id}/photos`, blob);
+        const { ref } = await outbox.photo(order.id, blob);  // uploaded now, or queued when offline
         draft.photoUrls[ref] ??= URL.createObjectURL(blob);
         if (!refs.includes(ref)) refs.push(ref);
+        saveDrafts();
         draw();
       }
       status.textContent = "";
@@ -835,6 +1076,26 @@ function renderEarnings() {
     earnings.orders.length ? h("ul", { class: "plain", id: "earnings-orders" }, earnings.orders.map(earningsOrder))
       : h("p", { class: "muted" }, t("earnings.none")),
     error, h("div", { class: "actions" }, open));
+}
+
+// -- onboarding: an applicant's checklist until the utility verifies a certificate --------------
+
+let onboarding = null;  // his training, exam and certificate records while he is an applicant
+
+async function loadApplicant() {
+  [state.me, onboarding] = await Promise.all([api.get("/v1/technicians/me"), loadOnboarding(api)]);
+  drawOnboarding();
+}
+
+// Until then the checklist is his page: going online, jobs and earnings wait for the verification.
+function drawOnboarding() {
+  const section = document.getElementById("onboarding");
+  const applicant = state.me?.onboarding === "applicant" && onboarding !== null;
+  main.classList.toggle("applicant", applicant);
+  section?.classList.toggle("hidden", !applicant);
+  if (applicant && section) {
+    renderOnboarding(section, api, state.me, onboarding, () => loadApplicant().catch((error) => toast(errorText(error))));
+  }
 }
 
 // -- his certificates: a photo of one awaiting review, for operations to check ------------------

@@ -4,12 +4,16 @@
 import zh from "../shared/i18n/zh-CN.js";
 import en from "../shared/i18n/en.js";
 
-const CACHE = "gasdispatch-technician-v1";
+const CACHE = "gasdispatch-technician-v2";
 const PREFS = "gasdispatch-prefs";  // the language he chose, written by the page
+// Every module the page imports: one missing and a reload offline is a blank page
+// (tests/dispatch/test_technician_app_shell.py walks the imports and fails on a missing one).
 const SHELL = [
   "./", "./index.html", "./app.js", "./manifest.json", "./icon.svg",
   "../shared/app.css", "../shared/api.js", "../shared/i18n.js", "../shared/i18n/zh-CN.js", "../shared/i18n/en.js",
-  "../shared/shell.js", "../shared/socket.js", "../shared/ui.js",
+  "../shared/i18n/problems.zh-CN.js", "../shared/i18n/problems.en.js",
+  "./onboarding.js", "../shared/shell.js", "../shared/inbox.js", "../shared/signup.js", "../shared/socket.js",
+  "../shared/ui.js", "../shared/photos.js", "../shared/outbox.js",
   "../shared/map.js", "../config.js", "../vendor/leaflet/leaflet.js", "../vendor/leaflet/leaflet.css",
 ];
 
@@ -33,7 +37,8 @@ self.addEventListener("fetch", (event) => {
       if (response.ok) caches.open(CACHE).then((cache) => cache.put(event.request, copy));
       return response;
     })
-    .catch(() => caches.match(event.request)));
+    // The page opened from a notification carries ?offer=…: the cached page serves it too.
+    .catch(() => caches.match(event.request, { ignoreSearch: event.request.mode === "navigate" })));
 });
 
 // -- offer alerts ---------------------------------------------------------------------------------
