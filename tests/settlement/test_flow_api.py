@@ -1,5 +1,7 @@
 """The money flow of an order end to end through the HTTP API and the event bus."""
 
+import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -33,7 +35,10 @@ async def _pay_pending(session: AsyncSession) -> None:
 async def test_order_is_held_captured_settled_and_transferred_and_the_ledger_reconciles(
     client: AsyncClient, session: AsyncSession
 ) -> None:
-    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    # The provider stamps charges in whole seconds: start on a fresh one, so the window holds
+    # this order's charge and not the one a previous test made in the same second.
+    await asyncio.sleep(1.05 - time.time() % 1)
+    started = datetime.now(timezone.utc).replace(microsecond=0)
     # Other suites commit orders to the same database; only this order's movement counts.
     holds_before = await ledger.balance(session, ledger.CUSTOMER_HOLDS)
     order, customer, technician = await new_order(client, session)

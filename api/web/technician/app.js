@@ -684,8 +684,11 @@ function slaClock(deadline) {
 
 function showSla(el, now) {
   const left = Date.parse(el.dataset.sla) - now;
-  el.textContent = left >= 0 ? t("technician.slaLeft", { min: Math.floor(left / 60_000) })
-    : t("technician.slaOver", { min: Math.ceil(-left / 60_000) });
+  const minutes = Math.floor(left / 60_000);
+  // A routine job's two days read as hours, not 2879 minutes.
+  el.textContent = left < 0 ? t("technician.slaOver", { min: Math.ceil(-left / 60_000) })
+    : minutes >= 120 ? t("technician.slaLeftHours", { h: Math.floor(minutes / 60) })
+    : t("technician.slaLeft", { min: minutes });
   el.classList.toggle("bad", left < SLA_URGENT_MS);
   return el;
 }

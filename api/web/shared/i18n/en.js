@@ -769,6 +769,7 @@ export default {
   "reposition.navigate": "Navigate there",
   "reposition.dismiss": "Got it",
   "technician.slaLeft": "{min} min left to the deadline",
+  "technician.slaLeftHours": "over {h} h left to the deadline",
   "technician.slaOver": "{min} min past the deadline",
   "notice.message": "Operations about order {order}",
   // issue 14: customer order page (matching steps, SLA clock, operations' messages)

@@ -769,6 +769,7 @@ export default {
   "reposition.navigate": "导航前往",
   "reposition.dismiss": "知道了",
   "technician.slaLeft": "距服务时限还剩 {min} 分钟",
+  "technician.slaLeftHours": "距服务时限还剩 {h} 小时以上",
   "technician.slaOver": "已超出服务时限 {min} 分钟",
   "notice.message": "调度中心关于订单 {order} 的消息",
   // issue 14: customer order page (matching steps, SLA clock, operations' messages)
