@@ -8,6 +8,11 @@ import { act, fill, h, toast, errorText, when } from "./ui.js";
 const PAGE = 50;
 const POLL_MS = 30_000;  // the count between pushes of the app's own socket; the list reloads when opened
 
+/** A notice's title in the reader's language, from its kind. */
+export function noticeTitle(n) {
+  return hasText(`inbox.kind.${n.kind}`) ? t(`inbox.kind.${n.kind}`) : t("inbox.kind.other");
+}
+
 /** Mounts the inbox button before `anchor`. `canMarkRead`: auditors never write, not even read
  * marks. `orderHref(id)`: where a notice about an order leads, in apps that show orders. */
 export function mountInbox(anchor, api, { canMarkRead = true, orderHref = null } = {}) {
@@ -32,10 +37,6 @@ export function mountInbox(anchor, api, { canMarkRead = true, orderHref = null }
     label();
   }
 
-  function title(n) {
-    return hasText(`inbox.kind.${n.kind}`) ? t(`inbox.kind.${n.kind}`) : t("inbox.kind.other");
-  }
-
   function item(n, list) {
     const read = Boolean(n.read_at);
     const orderId = n.payload?.order_id;
@@ -48,7 +49,7 @@ export function mountInbox(anchor, api, { canMarkRead = true, orderHref = null }
       }
     });
     return h("li", { class: read ? "inbox-item read" : "inbox-item", dataset: { id: n.id, kind: n.kind, read: String(read) } },
-      h("strong", {}, title(n)), " ", h("span", { class: `pill ${read ? "" : "warn"}` }, t(read ? "inbox.read" : "inbox.unread")),
+      h("strong", {}, noticeTitle(n)), " ", h("span", { class: `pill ${read ? "" : "warn"}` }, t(read ? "inbox.read" : "inbox.unread")),
       n.kind === "message" && n.body ? h("p", { class: "inbox-body" }, n.body) : null,
       h("div", { class: "muted" }, when(n.created_at),
         orderId && orderHref ? [" · ", h("a", { href: orderHref(orderId), class: "inbox-order" }, t("inbox.openOrder"))] : null),

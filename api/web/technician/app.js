@@ -9,6 +9,7 @@ import { NetworkError } from "../shared/api.js";
 import { currentLang, t } from "../shared/i18n.js";
 import { createMap, fit, line, numbered } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
+import { noticeTitle } from "../shared/inbox.js";
 import { LiveSocket } from "../shared/socket.js";
 import { createOutbox } from "../shared/outbox.js";
 import { photoForUpload } from "../shared/photos.js";
@@ -137,7 +138,7 @@ function onMessage(message) {
     loadDay();
   } else if (message.type === "notification" && message.notification?.title) {
     loadDay();  // a booking cancelled, moved or given to him
-    toast(message.notification.title);
+    toast(noticeTitle(message.notification));  // the server's title is bilingual prose
     if (NOTICE_KINDS.includes(message.notification.kind)) {
       state.notices = [message.notification, ...state.notices.filter((n) => n.id !== message.notification.id)];
       renderNotices();
