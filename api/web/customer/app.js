@@ -399,11 +399,14 @@ async function openOrder(orderId) {
     renderStatus(sections.status, order, events.data);
     showSla(slaClock, order);
     await renderMessages(sections.messages, orderId);
+    sections.identity.classList.remove("hidden");
     if (order.technician_id && ON_JOB.includes(order.status)) {
       await renderIdentity(sections.identity, order);
     } else if (visit?.verification) {
       fill(sections.identity, h("h2", {}, t("customer.atTheDoor")),
         h("p", {}, h("span", { class: "pill ok", id: "verification" }, `${t("customer.verified")} (${t(`verify.${visit.verification}`)})`)));
+    } else if (!["created", "matching", "scheduled"].includes(order.status)) {
+      sections.identity.classList.add("hidden");  // over without a door check: nobody is being found now
     } else {
       fill(sections.identity, h("h2", {}, t("customer.technician")),
         h("p", { class: "muted" }, t(order.status === "scheduled" ? "booking.waiting" : "customer.waitingMatch")));
