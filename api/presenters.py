@@ -1,6 +1,8 @@
 """ORM rows -> public API shapes."""
 
-from dispatch import addresses
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from dispatch import addresses, cities
 from kit.geo import to_geojson
 from dispatch.models import Address, Certification, Order, OrderEvent, ServiceKind, ServiceStation, Technician
 from dispatch.schemas import (
@@ -51,14 +53,16 @@ def service_kind(k: ServiceKind) -> ServiceKindPublic:
     )
 
 
-def order(o: Order) -> OrderPublic:
+async def order(session: AsyncSession, o: Order) -> OrderPublic:
+    """Its times read on the clock of its city (`timezone`)."""
     return OrderPublic(
         id=o.id, customer_id=o.customer_id, address_id=o.address_id, location=to_geojson(o.location) or {},
         kind=o.kind, required_certification=o.required_certification, priority=o.priority, source=o.source,
         status=o.status, status_reason=o.status_reason, description=o.description, sla_deadline=o.sla_deadline,
         preferred_technician_id=o.preferred_technician_id, technician_id=o.technician_id,
         price_estimate=Money(amount_minor=o.price_estimate_minor, currency=o.currency),
-        created_at=o.created_at, updated_at=o.updated_at, window_start=o.window_start, window_end=o.window_end,
+        created_at=o.created_at, updated_at=o.updated_at, timezone=await cities.timezone_of(session, o.city_id), window_start=o.window_start,
+        window_end=o.window_end,
     )
 
 

@@ -26,3 +26,9 @@ async def ensure_city(session: AsyncSession, city_id: str, *, name: str, timezon
         session.add(city)
         await session.flush()
     return city
+
+
+async def timezone_of(session: AsyncSession, city_id: str) -> str:
+    """The IANA zone a city's clocks show; a session keeps the city row, so a page of orders reads it once."""
+    city = await session.get(City, city_id)
+    return city.timezone if city is not None else City.model_fields["timezone"].default

@@ -372,6 +372,8 @@ class OrderPublic(BaseModel):
     price_estimate: Money
     created_at: datetime
     updated_at: datetime
+    # The IANA zone of the order's city: its window and times read on the city's clock, not the phone's.
+    timezone: str
     # A booked appointment's arrival window; null for on-demand orders.
     window_start: datetime | None = None
     window_end: datetime | None = None

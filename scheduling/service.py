@@ -343,7 +343,8 @@ async def tell_customer(session: AsyncSession, order: Order, kind: str, title: s
     customer = await queries.find_customer(session, order.customer_id)
     if customer is None:
         return False
-    window = {"window_start": order.window_start.isoformat(), "window_end": order.window_end.isoformat()}
+    window = {"window_start": order.window_start.isoformat(), "window_end": order.window_end.isoformat(),
+              "timezone": str(await city_timezone(session, order.city_id))}
     sent = await notify(session, customer.account_id, kind, title,
                         f"Visit window {window['window_start']} to {window['window_end']}",
                         {"order_id": str(order.id), **window, **extra}, dedupe_key=dedupe_key)

@@ -195,7 +195,7 @@ async def order_detail(order_id: uuid.UUID, _: Admin, session: SessionDep) -> Or
     visit = await visits.visit_of(session, order.id)
     report = await reports.report_of(session, order.id)
     return OrderDetail(
-        order=presenters.order(order),
+        order=await presenters.order(session, order),
         customer=PersonPublic(id=customer.id, name=customer.name, phone=customer.phone) if customer else None,
         address={"label": address.label, "line": address.line} if address else None,
         technician=PersonPublic(id=technician.id, name=technician.name, phone=technician.phone, status=technician.status)
@@ -243,12 +243,12 @@ async def assign_order(order_id: uuid.UUID, body: AssignBody, admin: Admin, sess
                        redis: RedisDep) -> AssignResult:
     """Give the order to this technician; whoever held it or had its offer is released and told."""
     done = await assignments.assign(session, redis, order_id, body.technician_id, _actor(admin), reason=body.reason)
-    return AssignResult(order=presenters.order(done.order), previous_technician_id=done.previous_technician_id)
+    return AssignResult(order=await presenters.order(session, done.order), previous_technician_id=done.previous_technician_id)
 
 
 @router.post("/v1/ops/orders/{order_id}/cancel", responses={409: {"description": "The order's state does not allow it (current_state)"}})
 async def cancel_order(order_id: uuid.UUID, body: CancelBody, admin: Admin, session: SessionDep) -> OrderPublic:
-    return presenters.order(await service.cancel_order(session, order_id, _actor(admin), body.reason))
+    return await presenters.order(session, await service.cancel_order(session, order_id, _actor(admin), body.reason))
 
 
 @router.post("/v1/ops/orders/{order_id}/messages", status_code=status.HTTP_201_CREATED)

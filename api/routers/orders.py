@@ -39,8 +39,8 @@ StatusFilter = Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$
 STAFF = ("admin", "auditor")
 
 
-def _order_for(principal: Principal, order: Order) -> OrderPublic:
-    public = presenters.order(order)
+async def _order_for(session: SessionDep, principal: Principal, order: Order) -> OrderPublic:
+    public = await presenters.order(session, order)
     if principal.role == "auditor":  # an audit follows the money, not the household's door or words
         lon, lat = public.location["coordinates"]
         return public.model_copy(update={"location": {"type": "Point", "coordinates": [round(lon, 2), round(lat, 2)]},
@@ -104,13 +104,14 @@ async def create_order(
         joined = await service.open_home_emergency(session, body.address_id) \
             if address is not None and address.customer_id == customer.id else None
         if joined is not None:  # a detector (or another member of the household) reported it first
-            return JSONResponse(jsonable_encoder(_order_for(principal, joined)), status_code=status.HTTP_200_OK)
+            return JSONResponse(jsonable_encoder(await _order_for(session, principal, joined)),
+                                status_code=status.HTTP_200_OK)
     order = await service.create_order(
         session, customer_id=customer.id, address_id=body.address_id, kind=body.kind,
         description=body.description, preferred_technician_id=body.preferred_technician_id,
         actor=service.Actor("customer", str(principal.account_id)),
     )
-    public = _order_for(principal, order)
+    public = await _order_for(session, principal, order)
     await remember_idempotent(session, principal, idempotency_key, "POST /v1/orders", request_hash, 201, public)
     return public
 
@@ -127,7 +128,7 @@ async def list_orders(
     elif principal.role == "technician":
         scope["technician_id"] = (await technician_for_account(session, principal.account_id)).id
     rows, next_cursor = await service.list_orders(session, limit=limit, cursor=cursor, status=status_filter, **scope)
-    publics = [await _with_eta(session, redis, principal, o, _order_for(principal, o)) for o in rows]
+    publics = [await _with_eta(session, redis, principal, o, await _order_for(session, principal, o)) for o in rows]
     return Page(data=await _with_final_prices(session, publics), next_cursor=next_cursor)
 
 
@@ -137,7 +138,7 @@ async def get_order(order_id: uuid.UUID, principal: CurrentPrincipal, session: S
     """With `eta`, the arrival range, from acceptance until the technician checks in, and
     `final_price` once the work report is in."""
     order = await _visible_order(session, principal, order_id)
-    public = await _with_eta(session, redis, principal, order, _order_for(principal, order))
+    public = await _with_eta(session, redis, principal, order, await _order_for(session, principal, order))
     return (await _with_final_prices(session, [public]))[0]
 
 
@@ -179,7 +180,7 @@ async def cancel_order(
     cancelled = await cancellation.cancel(
         session, order.id, service.Actor(principal.role, str(principal.account_id)), reason=body.reason,
         reason_code=body.reason_code, accepted_fee_minor=body.accepted_fee_minor)
-    return _order_for(principal, cancelled)
+    return await _order_for(session, principal, cancelled)
 
 
 @router.post("/{order_id}/reschedule", responses={
@@ -190,7 +191,7 @@ async def reschedule_order(order_id: uuid.UUID, body: OrderReschedule, session: 
     order = await _visible_order(session, principal, order_id)
     moved = await cancellation.reschedule(session, order.id, service.Actor(principal.role, str(principal.account_id)),
                                           reason_code=body.reason_code, reason=body.reason)
-    return _order_for(principal, moved)
+    return await _order_for(session, principal, moved)
 
 
 @router.post("/{order_id}/consent")
@@ -199,7 +200,7 @@ async def consent_to_order(order_id: uuid.UUID, session: SessionDep, principal: 
     Declining is cancelling it."""
     order = await _visible_order(session, principal, order_id)
     agreed = await service.consent_order(session, order.id, service.Actor(principal.role, str(principal.account_id)))
-    return _order_for(principal, agreed)
+    return await _order_for(session, principal, agreed)
 
 
 
@@ -224,4 +225,4 @@ async def retry_payment(order_id: uuid.UUID, body: PaymentRetry, session: Sessio
     order = await _visible_order(session, principal, order_id)
     order, outcome, left = await settlement.retry_payment(session, order.id, body.payment_method,
                                                           settlement.get_gateway())
-    return PaymentRetryPublic(order=_order_for(principal, order), outcome=outcome, attempts_left=left)
+    return PaymentRetryPublic(order=await _order_for(session, principal, order), outcome=outcome, attempts_left=left)

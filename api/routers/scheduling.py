@@ -97,7 +97,7 @@ async def book(body: BookingCreate, principal: CustomerPrincipal, session: Sessi
                                window_start=body.window_start, description=body.description,
                                actor=dispatch.Actor("customer", str(principal.account_id)),
                                now=await database_now(session))
-    public = presenters.order(order)
+    public = await presenters.order(session, order)
     await remember_idempotent(session, principal, idempotency_key, "POST /v1/bookings", request_hash, 201, public)
     return public
 
@@ -114,7 +114,7 @@ async def move_booking(order_id: uuid.UUID, body: BookingMove, principal: Custom
     moved = await service.move(session, order_id, window_start=body.window_start,
                                actor=dispatch.Actor(principal.role, str(principal.account_id)),
                                now=await database_now(session))
-    return presenters.order(moved)
+    return await presenters.order(session, moved)
 
 
 def _day_plan(city_id: str, day: date, tz: str, visits: list[planner.PlannedVisit]) -> DayPlanPublic:

@@ -115,6 +115,11 @@ async def test_a_booked_visit_from_the_customers_phone_to_the_technicians_day(
     listed = customer.locator(f"li:has(a[href='#order/{order_id}'])")
     await expect(listed).to_contain_text("已预约")
     await expect(listed.locator(".order-window")).to_contain_text("12:00–14:00")
+    # Away from home, the phone's clock is New York's: the visit still reads on the city's clock.
+    travelling = await (await new_context(**{**PHONE_OPTIONS, "timezone_id": "America/New_York"})).new_page()
+    await sign_in(travelling, base, "customer", people["customer"])
+    await travelling.goto(f"{base}/app/customer/#order/{order_id}")
+    await expect(travelling.locator("#order-window")).to_contain_text("12:00–14:00")
 
     async with committed_sessions() as session:
         order = await session.get(Order, order_id)

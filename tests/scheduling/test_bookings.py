@@ -54,6 +54,7 @@ async def test_a_booking_is_confirmed_with_its_window_and_holds_a_technician(
     order = response.json()
     assert order["status"] == "scheduled"
     assert (order["window_start"], order["window_end"]) == (f"{day}T06:00:00Z", f"{day}T08:00:00Z")
+    assert order["timezone"] == "Asia/Shanghai"  # the apps show the window on the city's clock
     row = await session.get(Order, uuid.UUID(order["id"]))
     assert (row.window_start, row.window_end, row.sla_deadline) == (local(day, 14), local(day, 16), local(day, 16))
     assert (await session.get(Booking, uuid.UUID(order["id"]))).technician_id == on_shift.technician.id

@@ -271,7 +271,7 @@ async def test_customers_are_reminded_the_day_before_once_per_window(
     assert await replan.remind_due(session, window_start - timedelta(hours=19)) == 0  # once
     reminders = (await session.exec(select(Notification).where(
         Notification.account_id == household.account.id, Notification.kind == "booking_reminder"))).all()
-    assert [n.payload["order_id"] for n in reminders] == [str(booked)]
+    assert [(n.payload["order_id"], n.payload["timezone"]) for n in reminders] == [(str(booked), "Asia/Shanghai")]
     # a booking made less than a day ahead was confirmed at booking time: no reminder
     late = await make_customer(session)
     response = await client.post("/v1/bookings", headers=late.headers, json={

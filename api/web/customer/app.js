@@ -239,7 +239,8 @@ const ON_DEMAND = ["emergency", "urgent"];
 const BOOKING_DAYS = 14;  // the server takes up to 30 days ahead; two weeks fit a phone's list
 
 // The order carries no zone: its window shows in the phone's, the city's for a customer at home.
-const bookedWindow = (order) => t("booking.window", { window: windowText(order.window_start, order.window_end, undefined, true) });
+// The window reads on the city's clock (order.timezone), whatever zone the phone is set to.
+const bookedWindow = (order) => t("booking.window", { window: windowText(order.window_start, order.window_end, order.timezone, true) });
 
 // Booked visits the service moved, booked for the household (a campaign's inspection) or is
 // about to make: said once in his language, with the window in his time, then marked read. The
@@ -256,7 +257,7 @@ async function tellBookingNotices() {
   const unread = await api.get("/v1/notifications?unread=true&limit=20").catch(() => ({ data: [] }));
   const notices = unread.data.filter((n) => Object.hasOwn(BOOKING_NOTICES, n.kind)).reverse();
   for (const notice of notices) {
-    toast(BOOKING_NOTICES[notice.kind](windowText(notice.payload.window_start, notice.payload.window_end, undefined, true)));
+    toast(BOOKING_NOTICES[notice.kind](windowText(notice.payload.window_start, notice.payload.window_end, notice.payload.timezone, true)));
     await api.post(`/v1/notifications/${notice.id}/read`, {}).catch((error) => toast(errorText(error)));
   }
   return notices.length;
