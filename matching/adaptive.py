@@ -41,7 +41,7 @@ def split(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[Technic
           config: MatchingConfig) -> Split:
     """`candidates`: each order's technicians as the round would assign them (reserves held back)."""
     found = {t.id: t for group in candidates.values() for t in group}.values()
-    free = sum(t.free_slots for t in found if t.status == "online" and not t.reserved)
+    free = sum(t.free_slots for t in found if t.status == "online" and not t.reserved and t.free_in_s <= 0)
     if free < AMPLE_SUPPLY * len(orders):
         return Split(list(orders), [], 0.0)
     alone = set(uncontended(orders, candidates, now, config))

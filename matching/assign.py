@@ -8,16 +8,17 @@ order; an order without one stays open. None of them mutates its inputs.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from matching.eligibility import certified_kinds, is_eligible, technician_reason
+from matching.eligibility import certification_reason, certified_kinds, is_eligible, technician_reason
 from matching.model import Assignment, MatchingConfig, OrderView, TechnicianView
 from matching.scoring import cost, costs_np, eta_s, haversine_m, haversine_m_np
 
@@ -33,7 +34,7 @@ def _eligible(
     seen: set[str] = set()
     out = []
     for tech in techs:
-        if tech.id not in seen and is_eligible(order, tech, now, config):
+        if tech.id not in seen and tech.free_in_s <= 0 and is_eligible(order, tech, now, config):
             seen.add(tech.id)
             out.append(tech)
     return out
@@ -73,6 +74,20 @@ def best_candidates(
     if radius_m is not None:
         options = [a for a in options if a.distance_m <= radius_m]
     return sorted(options, key=lambda a: (a.cost, a.technician_id))[:k]
+
+
+def soon_free_first(order: OrderView, ranked: Sequence[Assignment], finishing: Sequence[TechnicianView],
+                    now: datetime, config: MatchingConfig) -> bool:
+    """Whether an order that cannot wait is better left for a technician finishing a job
+    (`free_in_s` > 0): only when nobody free (`ranked`, best first) reaches it within its SLA
+    and one of them, certified for it, gets there first (time left plus the drive)."""
+    if ranked and now + timedelta(seconds=ranked[0].eta_s) <= order.sla_deadline:
+        return False
+    best_free = ranked[0].eta_s if ranked else math.inf
+    arrivals = [t.free_in_s + eta_s(haversine_m(t.lon, t.lat, order.lon, order.lat), config) for t in finishing
+                if t.free_in_s > 0 and t.id not in order.excluded_technicians
+                and certification_reason(order.skill, t, now) is None]
+    return bool(arrivals) and min(arrivals) < best_free
 
 
 def uncontended(
@@ -183,6 +198,8 @@ def batch(
     matching assigns as many orders as possible and, among those, minimises
     sum(cost - order_boost_s - look-ahead bonus), the bonus (with `values`) being where the job
     leaves the technician against where he stands (matching/values.py, seconds like the cost).
+    Technicians finishing a job (`free_in_s` > 0) take part so that an order he will reach
+    first is kept for him, but no assignment to them is returned.
     """
     if not orders:
         return []
@@ -197,7 +214,7 @@ def batch(
     if values is not None and slots.sum() >= len(orders):
         service_s = np.array([o.service_s for o in orders])
         busy_s = distance * config.detour_factor / (config.speed_kmh / 3.6) + service_s[oi]
-        pair_cost = pair_cost - values.bonuses([(t.lon, t.lat) for t in techs], [(o.lon, o.lat) for o in orders],
+        pair_cost = pair_cost - config.value_weight * values.bonuses([(t.lon, t.lat) for t in techs], [(o.lon, o.lat) for o in orders],
                                                ti, oi, now, busy_s)
 
     first_col = np.cumsum(slots) - slots
@@ -222,8 +239,9 @@ def batch(
     matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)
 
     tech_of_col = np.repeat(np.arange(len(techs)), slots)
+    # An order matched to a technician not yet free waits for him: nobody else takes it this round.
     return [
         _assignment(orders[i], techs[tech_of_col[j]], now, config)
         for i, j in sorted(zip(matched_rows.tolist(), matched_cols.tolist()))
-        if j < n_slots
+        if j < n_slots and techs[tech_of_col[j]].free_in_s <= 0
     ]

@@ -50,6 +50,9 @@ class TechnicianView:
     service_radius_m: float | None = None  # the station's radius, if it sets one
     reserved: bool = False  # held in his area's emergency reserve: only emergencies may take him
     planned: tuple[PlannedVisit, ...] = ()  # his booked visits still ahead today, by planned arrival
+    # > 0: busy now, free in this many seconds where his job is (lon, lat): a batch may keep an
+    # order for him (look-ahead) but never offers him one before he is free.
+    free_in_s: float = 0.0
 
     @property
     def free_slots(self) -> int:
@@ -97,6 +100,12 @@ class MatchingConfig:
     sla_boost_s: float = 0.0  # batch: value of an order that has used up its SLA
     urgent_boost_s: float = 900.0  # batch: extra value of serving an urgent order
     emergency_boost_s: float = 3600.0
+    # Look-ahead in a batch: technicians finishing their only job within this many seconds take
+    # part (where that job is), so an order one of them reaches first is kept for him.
+    soon_free_s: float = 1200.0
+    # How much of the look-ahead values' bonus a batch adds: at full weight they lengthened waits in
+    # the simulator (bench/matching_assign.py), at a tenth they help a little.
+    value_weight: float = 0.1
     # Inserting an on-demand job into a planned day (scheduling): what the planned visits lose.
     slip_weight: float = 1.0  # per second a planned visit would start after its window
     slip_visit_s: float = 900.0  # per planned visit that would miss its window

@@ -1,6 +1,7 @@
 """Distances, ETAs and the cost of sending one technician to one order.
 
-Cost is in seconds: the ETA, plus or minus what reputation, fairness and current load are
+Cost is in seconds: the ETA (for a technician finishing a job, from when he is free: `free_in_s`
+plus the drive from that job), plus or minus what reputation, fairness and current load are
 worth in seconds (weights in MatchingConfig), plus what the job would cost the technician's
 planned visits of the day (`plan_cost`). Lower is better.
 """
@@ -87,7 +88,7 @@ def cost(order: OrderView, tech: TechnicianView, now: datetime, config: Matching
     For an emergency only getting there (and, a little, his planned visits) counts: reputation
     and fairness are left out.
     """
-    eta = eta_s(haversine_m(tech.lon, tech.lat, order.lon, order.lat), config)
+    eta = eta_s(haversine_m(tech.lon, tech.lat, order.lon, order.lat), config) + tech.free_in_s
     load = config.load_penalty_s * tech.active_jobs
     plan = plan_cost(order, tech, now, config, eta)
     if order.priority == "emergency":
@@ -107,13 +108,13 @@ def costs_np(
     config: MatchingConfig,
 ) -> np.ndarray:
     """`cost` for many (orders[order_idx[i]], techs[tech_idx[i]]) pairs at once."""
-    rating, idle, jobs = np.array(
-        [(reputation(t, config), idle_s(t, now), t.active_jobs) for t in techs], dtype=float
-    ).reshape(-1, 3).T
+    rating, idle, jobs, free_in = np.array(
+        [(reputation(t, config), idle_s(t, now), t.active_jobs, t.free_in_s) for t in techs], dtype=float
+    ).reshape(-1, 4).T
     rep = config.reputation_weight_s * (config.reputation_prior - rating)
     fair = config.fairness_weight_s * np.minimum(1.0, idle / config.fairness_horizon_s)
     emergency = np.array([o.priority == "emergency" for o in orders], dtype=bool)[order_idx]
-    eta = distance_m * config.detour_factor / (config.speed_kmh / 3.6)
+    eta = distance_m * config.detour_factor / (config.speed_kmh / 3.6) + free_in[tech_idx]
     extra = np.where(emergency, 0.0, rep[tech_idx] - fair[tech_idx])
     out = config.eta_weight * eta + extra + config.load_penalty_s * jobs[tech_idx]
     planned = [i for i, t in enumerate(techs) if t.planned]

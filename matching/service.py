@@ -36,7 +36,7 @@ from dispatch import queries, reasons, technicians
 from dispatch.events import OrderCreated, OrderStatusChanged
 from dispatch.technicians import certifications_of, record_last_position, usable_kinds
 from dispatch.alerts import raise_alert
-from matching.assign import batch, best_candidate, best_candidates
+from matching.assign import batch, best_candidate, best_candidates, soon_free_first
 from matching.candidates import OfferCandidate, candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
@@ -46,7 +46,7 @@ from matching.values import current_values
 from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, Supply, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, PlannedVisit, TechnicianView
 from matching.models import Offer
-from matching.scoring import haversine_m
+from matching.scoring import eta_s, haversine_m
 from matching.spatial import PointIndex
 
 log = structlog.get_logger(__name__)
@@ -346,6 +346,8 @@ async def dispatch_now(session: AsyncSession, index: GeoIndex, order_id: uuid.UU
         return await _offer_round(session, index, order, view, ladder, now, config)
     candidates = await _candidates(session, index, order.city_id, view, now, config)
     choice = best_candidate(view, candidates, now, config)
+    if await _kept_for_finishing(session, order, view, [choice] if choice else [], candidates, now, config):
+        return None
     if choice is None:
         if order.priority == "emergency" and get_settings().emergency_preempt:
             return await _preempt_for(session, order, view, candidates, now, config)
@@ -369,6 +371,8 @@ async def _offer_round(session: AsyncSession, index: GeoIndex, order: Order, vie
         if chosen or number >= last:
             break
         number += 1
+    if await _kept_for_finishing(session, order, view, chosen, candidates, now, config):
+        return None
     if not chosen:
         if order.priority == "emergency" and get_settings().emergency_preempt:
             return await _preempt_for(session, order, widened, candidates, now, config)
@@ -380,6 +384,20 @@ async def _offer_round(session: AsyncSession, index: GeoIndex, order: Order, vie
     await record_step(session, order, "offer_round", MATCHER, {"round": number, "offers": len(chosen), "radius_m": radius}, now)
     policy = "emergency" if order.priority == "emergency" else "round"
     return (await _make_offers(session, order, chosen, policy, now, offers_made=offers_made))[0]
+
+
+async def _kept_for_finishing(session: AsyncSession, order: Order, view: OrderView, ranked: Sequence[Assignment],
+                              candidates: Sequence[TechnicianView], now: datetime, config: MatchingConfig) -> bool:
+    """An emergency nobody free reaches within its SLA waits for a technician finishing his job
+    nearby if he gets there first (`assign.soon_free_first`); each round asks again, so a job
+    that runs over hands it to the free ones."""
+    if order.priority != "emergency":
+        return False
+    finishing = [t for t in await _soon_free(session, list(candidates), now, config) if t.free_in_s > 0]
+    if not soon_free_first(view, ranked, finishing, now, config):
+        return False
+    log.info("matching.kept_for_finishing", order_id=str(order.id), technicians=len(finishing))
+    return True
 
 
 async def _preempt_for(session: AsyncSession, order: Order, view: OrderView, candidates: Sequence[TechnicianView],
@@ -431,7 +449,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     unique = {t.id: t for group in live for t in group}
     supply = await technician_views(session, list(unique.values()), now)
     keep = readiness.reserved(zones, supply, now, config)
-    tech_views = {t.id: t for t in readiness.hold_reserve(supply, keep)}
+    tech_views = {t.id: t for t in await _soon_free(session, readiness.hold_reserve(supply, keep), now, config)}
     candidates = {v.id: [tech_views[t.id] for t in group if t.id in tech_views] for v, group in zip(views, live)}
     by_id = {str(o.id): o for o in pooled}
     view_of = {v.id: v for v in views}
@@ -441,6 +459,34 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
         await record_candidates(session, order.id, None, candidate_rows(view_of[assignment.order_id], candidates[assignment.order_id], [assignment.technician_id], now, config))
         offers.append(await _make_offer(session, order, assignment, "batch", now))
     return offers
+
+
+async def _soon_free(session: AsyncSession, views: list[TechnicianView], now: datetime,
+                     config: MatchingConfig) -> list[TechnicianView]:
+    """Busy technicians whose only job should end within `soon_free_s` become look-ahead views:
+    at that job, free in the time left (its kind's typical duration from check-in, or from now plus
+    the drive while he is on his way). The batch may keep an order for them, never offer them one."""
+    single = [v for v in views if v.status == "busy" and v.active_jobs == 1 and v.max_jobs == 1]
+    if not single or config.soon_free_s <= 0:
+        return views
+    jobs: dict[uuid.UUID, list[queries.JobUnderway]] = {}
+    for job in await queries.jobs_underway(session, [uuid.UUID(v.id) for v in single]):
+        jobs.setdefault(job.technician_id, []).append(job)
+    soon: dict[str, TechnicianView] = {}
+    for view in single:
+        held = jobs.get(uuid.UUID(view.id), [])
+        where = lonlat(held[0].location) if len(held) == 1 else None
+        if where is None:
+            continue
+        job, service_s = held[0], held[0].duration_min * 60.0
+        if job.status in ("arrived", "in_service"):
+            left = max(0.0, (job.updated_at - now).total_seconds() + service_s)
+        else:
+            left = eta_s(haversine_m(view.lon, view.lat, *where), config) + service_s
+        if 0 < left <= config.soon_free_s:
+            soon[view.id] = replace(view, lon=where[0], lat=where[1], status="online", active_jobs=0,
+                                    idle_since=None, free_in_s=left)
+    return [soon.get(v.id, v) for v in views]
 
 
 async def _hint_repositioning(session: AsyncSession, index: GeoIndex, city: str, zones: list[readiness.Area],

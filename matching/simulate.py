@@ -6,15 +6,19 @@ where he finished. Policies:
   greedy  every arrival and every freed technician triggers `assign.greedy` at once;
   batch-v1 emergencies are offered at once, everything else waits for the next `window_s`
           tick and goes through `assign.batch`;
-  batch   (v2, issue #17) adaptive batching with look-ahead: as batch-v1, but while free
-          technician slots number at least AMPLE_SUPPLY per waiting order, any order no other
-          waiting order competes with (`assign.uncontended`: none of its best technicians is
-          another's) is offered at once, and contended ones are batched after CONTENDED_WINDOW_S
-          instead of the next tick: with ample supply greedy's speed, under contention the
-          batch's optimum. Its batches add look-ahead values (matching/values.py; in rounds
-          without a backlog, see `assign.batch`) learned from the scenario's `history`, or
-          without one from the first half of the day's orders for the second half (whose
-          figures `second_half` reports for every policy).
+  batch   (v2, issue #17) adaptive batching with look-ahead: a round runs whenever demand or
+          supply changes (an order arrives, a technician is freed, an offer lapses) and
+          `adaptive.split`, the live engine's code, decides what it offers: with ample supply
+          the orders nobody competes with at once and the contended ones once they are the
+          window old; otherwise every order, in one optimal batch. The batch also sees the
+          technicians finishing a job within `soon_free_s`, placed at that job and counting the time
+          left: an order such a technician reaches first is kept for him instead of going to
+          someone farther who is free now. Its batches add look-ahead values
+          (matching/values.py; in rounds without a backlog, see `assign.batch`) learned from
+          the scenario's `history`, or without one from the first half of the day's orders for
+          the second half (whose figures `second_half` reports for every policy). An
+          emergency nobody free reaches within its SLA waits for such a technician if he gets
+          there first.
 Every assignment is an offer: the technician accepts with his acceptance rate (at once), or
 the offer lapses after the offer timeout, holding his slot meanwhile (as live offers do).
 Escalation off is today's engine: one technician per offer, a technician who let an order's
@@ -44,7 +48,8 @@ from typing import Literal
 
 import numpy as np
 
-from matching.assign import batch, best_candidates, greedy, uncontended
+from matching import adaptive
+from matching.assign import batch, best_candidates, greedy, soon_free_first
 from matching.escalation import FLAT, EMERGENCY_SKILL, Ladder, ladders, reserve_floor
 from matching.model import PRIORITIES, Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.scenario import OrderSpec, Scenario, TechnicianSpec
@@ -55,8 +60,6 @@ from matching.values import Job, ValueTable, next_jobs, train
 Policy = Literal["greedy", "batch", "batch-v1"]
 POLICIES = ("greedy", "batch", "batch-v1")
 GIVE_UP_SLA_FACTOR = 2.0
-AMPLE_SUPPLY = 2.0  # adaptive batching: free technician slots per waiting order that count as ample
-CONTENDED_WINDOW_S = 10.0  # adaptive batching: how long contended orders wait while supply is ample
 CANDIDATES_K = 32  # nearest free, certified technicians handed to the assigner per order
 MAX_OFFER_ATTEMPTS = 5  # the live default (GASDISPATCH_MAX_OFFER_ATTEMPTS)
 OFFER_TIMEOUT_S, EMERGENCY_OFFER_TIMEOUT_S = 30.0, 15.0  # the live defaults
@@ -113,6 +116,7 @@ class _Tech:
     on_site: bool = False  # serving jobs[0], not driving to it
     offers: set[str] = field(default_factory=set)  # orders offered to him, unanswered
     idle_since: float | None = 0.0
+    done_at: float = 0.0  # when the job he is serving ends (on site)
 
     def position(self, t: float) -> tuple[float, float]:
         if self.leg is None:
@@ -128,6 +132,13 @@ class _Tech:
     def held(self) -> int:
         """Jobs plus open offers: an offer reserves a slot until it is answered."""
         return len(self.jobs) + len(self.offers)
+
+    def free_in_s(self, t: float) -> float | None:
+        """Seconds until he is free where his only job is; None with more in hand."""
+        if len(self.jobs) != 1 or self.offers:
+            return None
+        end = self.done_at if self.on_site else self.leg[5] + self.jobs[0].service_min * 60  # type: ignore[index]
+        return max(0.0, end - t)
 
     def view(self, t: float) -> TechnicianView:
         lon, lat = self.position(t)
@@ -174,7 +185,7 @@ class _Run:
         self.scenario, self.policy, self.window_s, self.config = scenario, policy, window_s, config
         self.batching, self.adaptive = policy in ("batch", "batch-v1"), policy == "batch"
         self.values, self.values_from = look_ahead(scenario, config) if self.adaptive else (None, math.inf)
-        self.soon_pending = False  # a short batch for contended orders is due
+        self.held_until = math.inf  # when the next held (contended) order's window ends
         self.on_progress = on_progress
         self.ladders = dict(ladder_by_priority) if ladder_by_priority is not None else None
         self.techs = {
@@ -284,9 +295,18 @@ class _Run:
         return (EMERGENCY_SKILL in t.spec.skills and not t.on_site and len(t.jobs) == 1 and not t.offers
                 and t.jobs[0].priority != "emergency")
 
-    def candidates(self, orders: list[OrderSpec]) -> dict[str, list[TechnicianView]]:
+    def candidates(self, orders: list[OrderSpec], soon: bool = False) -> dict[str, list[TechnicianView]]:
+        """The nearest free technicians of each order; with `soon`, also those finishing their only
+        job within `soon_free_s`, where that job is (they can be kept for, never offered)."""
         held_back = self.protected() if any(o.priority != "emergency" for o in orders) else set()
         free = [t.view(self.now) for t in self.techs.values() if t.held < t.spec.max_jobs]
+        if soon:
+            for t in self.techs.values():
+                left = t.free_in_s(self.now) if t.held == t.spec.max_jobs else None
+                if left is not None and 0 < left <= self.config.soon_free_s:
+                    job = t.jobs[0]
+                    free.append(replace(t.view(self.now), lon=job.lon, lat=job.lat, status="online",
+                                        active_jobs=t.spec.max_jobs - 1, idle_since=None, free_in_s=left))
         by_group: dict[tuple[str, bool], list[OrderSpec]] = {}
         for o in orders:
             by_group.setdefault((o.skill, o.priority == "emergency"), []).append(o)
@@ -308,7 +328,7 @@ class _Run:
                 if o.id in self.queue:
                     self.dispatch_one(o)
             return
-        cands = self.candidates(orders)
+        cands = self.candidates(orders, soon=self.adaptive and how == "batch")
         views = [self.view(o) for o in orders]
         if how == "greedy":
             chosen = greedy(views, cands, now, self.config)
@@ -322,6 +342,8 @@ class _Run:
         nobody; with readiness, an emergency nobody free can take pre-empts routine work."""
         ladder = self.ladder(o)
         ranked = best_candidates(self.view(o), self.candidates([o])[o.id], _at(self.now), self.config, CANDIDATES_K)
+        if self.adaptive and self.kept_for_soon_free(o, ranked):
+            return
         number = self.rounds.get(o.id, 1)
         while True:
             k, radius = ladder.round(number, self.config.default_radius_m)
@@ -336,6 +358,12 @@ class _Run:
             chosen = self.preempt_for(o, chosen[0].eta_s if chosen else math.inf) or chosen
         if chosen:
             self.offer(o.id, chosen)
+
+    def kept_for_soon_free(self, o: OrderSpec, ranked: list[Assignment]) -> bool:
+        """v2: an order that cannot wait waits all the same when nobody free reaches it within its
+        SLA and a technician finishing his job gets there first (`assign.soon_free_first`)."""
+        soon = [t for t in self.candidates([o], soon=True)[o.id] if t.free_in_s > 0]
+        return soon_free_first(self.view(o), ranked, soon, _at(self.now), self.config)
 
     def preempt_for(self, o: OrderSpec, free_eta_s: float) -> list[Assignment]:
         """The nearest emergency technician still driving to routine work takes the emergency
@@ -408,20 +436,20 @@ class _Run:
                 idle = [(x, a) for x, a in idle if x is not t]
                 self.counts["repositioned"] += 1
 
-    def dispatch_uncontended(self) -> None:
-        """Adaptive batching: while supply clearly exceeds demand, the waiting orders nobody
-        competes with are offered now."""
+    def dispatch_adaptive(self) -> None:
+        """A v2 round: `adaptive.split` picks the orders to batch now; the held ones get a round
+        when the first of them is the window old."""
         waiting = self.waiting(emergency=False)
-        free = sum(t.spec.max_jobs - t.held for t in self.techs.values())
-        if not waiting or free < AMPLE_SUPPLY * len(waiting):
+        if not waiting:
             return
-        views = [self.view(o) for o in waiting]
-        alone = set(uncontended(views, self.candidates(waiting), _at(self.now), self.config))
-        if alone:
-            self.dispatch([o for o in waiting if o.id in alone], "greedy")
-        if len(alone) < len(waiting) and not self.soon_pending:  # the contended: a short batch window
-            self.soon_pending = True
-            self.push(self.now + min(self.window_s, CONTENDED_WINDOW_S), _SOON)
+        part = adaptive.split([self.view(o) for o in waiting], self.candidates(waiting), _at(self.now), self.config)
+        offered = {v.id for v in part.now}
+        self.dispatch([o for o in waiting if o.id in offered], "batch")
+        if part.held:
+            due = min(self.orders[v.id].t_s for v in part.held) + part.window_s
+            if due < self.held_until:
+                self.held_until = due
+                self.push(max(due, self.now + 1e-3), _SOON)  # ages are whole microseconds in `split`
 
     def waiting(self, emergency: bool) -> list[OrderSpec]:
         return [o for o in self.queue.values() if (o.priority == "emergency") == emergency]
@@ -448,8 +476,9 @@ class _Run:
             elif kind == _COOLED:
                 self.on_cooled(self.orders[ref])
             elif kind == _SOON:
-                self.soon_pending = False
-                self.dispatch(self.waiting(emergency=False), "batch")
+                if self.now >= self.held_until:
+                    self.held_until = math.inf
+                    self.dispatch_adaptive()
             else:
                 self.on_tick()
 
@@ -464,13 +493,14 @@ class _Run:
         elif o.priority == "emergency":
             self.dispatch([o], "immediate")
         elif self.adaptive:
-            self.dispatch_uncontended()
+            self.dispatch_adaptive()
 
     def on_at_site(self, tech: _Tech) -> None:
         o = tech.jobs[0]
         tech.lon, tech.lat, tech.leg, tech.on_site = o.lon, o.lat, None, True
         self.waits_min[o.id] = (self.now - o.t_s) / 60
-        self.push(self.now + o.service_min * 60, _DONE, tech.spec.id)
+        tech.done_at = self.now + o.service_min * 60
+        self.push(tech.done_at, _DONE, tech.spec.id)
 
     def on_done(self, tech: _Tech) -> None:
         tech.jobs.popleft()
@@ -510,12 +540,15 @@ class _Run:
         else:
             self.dispatch(self.waiting(emergency=True), "immediate")
             if self.adaptive:
-                self.dispatch_uncontended()
+                self.dispatch_adaptive()
 
     def on_tick(self) -> None:
         self.give_up_expired()
         self.dispatch(self.waiting(emergency=True), "immediate")
-        self.dispatch(self.waiting(emergency=False), "batch")
+        if self.adaptive:
+            self.dispatch_adaptive()
+        else:
+            self.dispatch(self.waiting(emergency=False), "batch")
         self.reposition()
         if self.queue or self.open_offers or self.arrived < len(self.orders):
             self.push(self.now + self.window_s, _TICK)

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from matching import adaptive
+from dispatch.models import ServiceKind
+from kit.db import database_now
+from matching import adaptive, assign
 from matching import service as engine
 from matching.model import CertificationView, MatchingConfig, OrderView, TechnicianView
 from tests.factories import online_technician
@@ -68,3 +70,62 @@ async def test_live_rounds_offer_uncontended_orders_at_once_and_contended_ones_a
     assert await open_offer(session, x.id) is None and await open_offer(session, y.id) is None
     await engine.run_batch(session, index, created + timedelta(seconds=adaptive.MAX_WINDOW_S + 1))
     assert await open_offer(session, x.id) is not None and await open_offer(session, y.id) is not None
+
+
+def test_a_batch_keeps_an_order_for_the_technician_finishing_next_to_it() -> None:
+    """Look-ahead: B, done in 5 min beside `near`, reaches it before A (free, ~5 km away) could;
+    so A takes the other order and `near` is offered to nobody this round. B is never offered."""
+    near, other = order("near", CENTER[0]), order("other", CENTER[0] + 0.05)
+    a = tech("a", CENTER[0] + 0.06)
+    b = tech("b", CENTER[0] + 0.001, free_in_s=300.0)
+    chosen = assign.batch([near, other], {"near": [a, b], "other": [a, b]}, NOW, MatchingConfig())
+    assert [(x.order_id, x.technician_id) for x in chosen] == [("other", "a")]
+    # Not yet free: never offered by the one-at-a-time paths either.
+    assert assign.best_candidate(near, [b], NOW, MatchingConfig()) is None
+    assert assign.greedy([near], {"near": [b]}, NOW, MatchingConfig()) == []
+    # Nor counted as free supply by adaptive batching.
+    assert adaptive.split([near], {"near": [b, b]}, NOW, MatchingConfig()).now == [near]
+
+
+async def test_live_rounds_keep_an_order_for_a_technician_finishing_a_job_beside_it(
+        session: AsyncSession, index) -> None:  # noqa: ANN001
+    finishing = await online_technician(session, index, CENTER[0] + 0.001, CENTER[1])
+    far = await online_technician(session, index, CENTER[0] + 0.06, CENTER[1])  # ~5 km
+    job = await new_order(session, lon=CENTER[0] + 0.001, lat=CENTER[1])
+    typical = timedelta(minutes=(await session.get(ServiceKind, job.kind)).typical_duration_min)
+    now = await database_now(session)
+    job.technician_id, job.status, job.updated_at = finishing.technician.id, "in_service", now - typical + timedelta(minutes=5)
+    session.add(job)
+    waiting = await new_order(session)
+    await engine.run_batch(session, index, now)
+    assert await open_offer(session, waiting.id) is None  # kept for him: there in ~5 min, the other in ~16
+    # A job with long to go: the free technician goes.
+    job.updated_at = now
+    session.add(job)
+    await engine.run_batch(session, index, now)
+    offer = await open_offer(session, waiting.id)
+    assert offer is not None and offer.technician_id == far.technician.id
+
+
+async def test_an_emergency_nobody_free_reaches_in_time_waits_for_a_technician_finishing_beside_it(
+        session: AsyncSession, index) -> None:  # noqa: ANN001
+    finishing = await online_technician(session, index, CENTER[0] + 0.001, CENTER[1], kinds=("repair", "emergency"))
+    job = await new_order(session, lon=CENTER[0] + 0.001, lat=CENTER[1])
+    typical = timedelta(minutes=(await session.get(ServiceKind, job.kind)).typical_duration_min)
+    now = await database_now(session)
+    job.technician_id, job.status, job.updated_at = finishing.technician.id, "in_service", now - typical + timedelta(minutes=3)
+    session.add(job)
+    # Free, certified, in range, but too far to make the SLA (10 % past it at the configured speed).
+    config = engine.matching_config()
+    leak = await new_order(session, kind="emergency_leak", lon=CENTER[0] + 0.0005, lat=CENTER[1])
+    sla_s = (leak.sla_deadline - leak.created_at).total_seconds()
+    too_far_deg = 1.1 * sla_s * config.speed_kmh / 3.6 / config.detour_factor / 96_100
+    assert too_far_deg * 96_100 < engine.ladder_for("emergency").round_radius_m[-1]  # found by the widest round
+    await online_technician(session, index, CENTER[0] + too_far_deg, CENTER[1], kinds=("repair", "emergency"))
+    await engine.dispatch_now(session, index, leak.id, await database_now(session))
+    assert await open_offer(session, leak.id) is None  # the one finishing is there in ~3 min
+    # Someone free who reaches it within its SLA is sent at once, however soon the other is done.
+    free = await online_technician(session, index, CENTER[0] + too_far_deg / 2, CENTER[1], kinds=("repair", "emergency"))
+    await engine.dispatch_now(session, index, leak.id, await database_now(session))
+    offer = await open_offer(session, leak.id)
+    assert offer is not None and offer.technician_id == free.technician.id

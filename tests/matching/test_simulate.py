@@ -226,15 +226,29 @@ def test_an_order_nobody_competes_for_is_offered_at_once_under_adaptive_batching
     assert v1["mean_wait_min"] == pytest.approx(greedy["mean_wait_min"] + 25 / 60, abs=0.01)  # rounded
 
 
-def test_without_ample_supply_an_order_waits_for_the_batch_under_adaptive_batching():
+def test_without_ample_supply_the_round_runs_when_an_order_comes_not_at_the_tick():
     # The first order takes one of two technicians; the second comes when one slot is free for
-    # it: not ample, so it waits for the tick as under the batch, where greedy sends it at once.
+    # it: not ample, so everything waiting is batched at once (the event is the round), where the
+    # batch before issue 17 waited for its tick.
     late = {**ORDER, "id": "o2", "t_s": 10, "lat": 39.995}
     day = parse(scenario(techs=[TECH, {**TECH, "id": "t2", "lat": 39.99}], orders=[ORDER, late]))
     greedy, v1, v2 = (simulate(day, policy, window_s=60, escalation=False, readiness=False)
                       for policy in ("greedy", "batch-v1", "batch"))
-    assert v2["mean_wait_min"] == pytest.approx(v1["mean_wait_min"])
-    assert v2["mean_wait_min"] > greedy["mean_wait_min"]
+    assert v2["mean_wait_min"] == pytest.approx(greedy["mean_wait_min"])
+    assert v1["mean_wait_min"] == pytest.approx(greedy["mean_wait_min"] + 25 / 60, abs=0.01)  # 50 s to the tick
+
+
+def test_an_order_is_kept_for_the_technician_finishing_beside_it_not_sent_to_a_far_free_one():
+    # t1 serves o1 where he stands until minute 30; o2 comes at minute 25 beside him; t2 is free
+    # ~7.7 km away (~24 min). Greedy and the old batch send t2; v2 waits for t1 (~5 min).
+    here = {**ORDER, "lat": 39.90}
+    beside = {**ORDER, "id": "o2", "t_s": 1500, "lat": 39.901}
+    day = parse(scenario(techs=[TECH, {**TECH, "id": "t2", "lat": 39.97}], orders=[here, beside]))
+    greedy, v1, v2 = (simulate(day, policy, window_s=60, escalation=False, readiness=False)
+                      for policy in ("greedy", "batch-v1", "batch"))
+    assert greedy["mean_wait_min"] == pytest.approx(v1["mean_wait_min"]) == pytest.approx(23.9 / 2, abs=0.1)
+    assert v2["mean_wait_min"] == pytest.approx((5 + 0.3) / 2, abs=0.1)
+    assert v2["travel_km"] < 1 < v1["travel_km"]
 
 
 def test_adaptive_batching_matches_greedy_with_ample_supply_and_the_batch_when_scarce():
