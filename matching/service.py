@@ -391,8 +391,8 @@ async def _kept_for_finishing(session: AsyncSession, order: Order, view: OrderVi
     """An emergency nobody free reaches within its SLA waits for a technician finishing his job
     nearby if he gets there first (`assign.soon_free_first`); each round asks again, so a job
     that runs over hands it to the free ones."""
-    if order.priority != "emergency":
-        return False
+    if order.priority != "emergency" or (ranked and now + timedelta(seconds=ranked[0].eta_s) <= view.sla_deadline):
+        return False  # the usual case, decided before the query: someone free makes it in time
     finishing = [t for t in await _soon_free(session, list(candidates), now, config) if t.free_in_s > 0]
     if not soon_free_first(view, ranked, finishing, now, config):
         return False
