@@ -120,6 +120,14 @@ class JobUnderway:
     duration_min: int
     updated_at: datetime
 
+    def ends_at(self, now: datetime, drive_s: float = 0.0) -> datetime:
+        """When it should be done: its kind's typical duration from its last step once he is
+        there, else from now plus the drive (`drive_s`, where the caller knows it)."""
+        duration = timedelta(minutes=self.duration_min)
+        if self.status in ("arrived", "in_service"):
+            return max(now, self.updated_at + duration)
+        return now + timedelta(seconds=drive_s) + duration
+
 
 async def jobs_underway(session: AsyncSession, technician_ids: Collection[uuid.UUID]) -> list[JobUnderway]:
     """The technicians' active jobs, oldest first."""

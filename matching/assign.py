@@ -76,12 +76,17 @@ def best_candidates(
     return sorted(options, key=lambda a: (a.cost, a.technician_id))[:k]
 
 
+def free_in_time(order: OrderView, ranked: Sequence[Assignment], now: datetime) -> bool:
+    """Whether the best free technician (`ranked`, best first) reaches the order within its SLA."""
+    return bool(ranked) and now + timedelta(seconds=ranked[0].eta_s) <= order.sla_deadline
+
+
 def soon_free_first(order: OrderView, ranked: Sequence[Assignment], finishing: Sequence[TechnicianView],
                     now: datetime, config: MatchingConfig) -> bool:
     """Whether an order that cannot wait is better left for a technician finishing a job
     (`free_in_s` > 0): only when nobody free (`ranked`, best first) reaches it within its SLA
     and one of them, certified for it, gets there first (time left plus the drive)."""
-    if ranked and now + timedelta(seconds=ranked[0].eta_s) <= order.sla_deadline:
+    if free_in_time(order, ranked, now):
         return False
     best_free = ranked[0].eta_s if ranked else math.inf
     arrivals = [t.free_in_s + eta_s(haversine_m(t.lon, t.lat, order.lon, order.lat), config) for t in finishing

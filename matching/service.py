@@ -36,7 +36,7 @@ from dispatch import queries, reasons, technicians
 from dispatch.events import OrderCreated, OrderStatusChanged
 from dispatch.technicians import certifications_of, record_last_position, usable_kinds
 from dispatch.alerts import raise_alert
-from matching.assign import batch, best_candidate, best_candidates, soon_free_first
+from matching.assign import batch, best_candidate, best_candidates, free_in_time, soon_free_first
 from matching.candidates import OfferCandidate, candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
@@ -391,7 +391,7 @@ async def _kept_for_finishing(session: AsyncSession, order: Order, view: OrderVi
     """An emergency nobody free reaches within its SLA waits for a technician finishing his job
     nearby if he gets there first (`assign.soon_free_first`); each round asks again, so a job
     that runs over hands it to the free ones."""
-    if order.priority != "emergency" or (ranked and now + timedelta(seconds=ranked[0].eta_s) <= view.sla_deadline):
+    if order.priority != "emergency" or free_in_time(view, ranked, now):
         return False  # the usual case, decided before the query: someone free makes it in time
     finishing = [t for t in await _soon_free(session, list(candidates), now, config) if t.free_in_s > 0]
     if not soon_free_first(view, ranked, finishing, now, config):
@@ -478,11 +478,8 @@ async def _soon_free(session: AsyncSession, views: list[TechnicianView], now: da
         where = lonlat(held[0].location) if len(held) == 1 else None
         if where is None:
             continue
-        job, service_s = held[0], held[0].duration_min * 60.0
-        if job.status in ("arrived", "in_service"):
-            left = max(0.0, (job.updated_at - now).total_seconds() + service_s)
-        else:
-            left = eta_s(haversine_m(view.lon, view.lat, *where), config) + service_s
+        drive_s = eta_s(haversine_m(view.lon, view.lat, *where), config)
+        left = (held[0].ends_at(now, drive_s) - now).total_seconds()
         if 0 < left <= config.soon_free_s:
             soon[view.id] = replace(view, lon=where[0], lat=where[1], status="online", active_jobs=0,
                                     idle_since=None, free_in_s=left)

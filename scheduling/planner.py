@@ -147,10 +147,8 @@ async def _busy_until(session: AsyncSession, ids: list[uuid.UUID],
         if job.technician_id in out:
             free_at, last = out[job.technician_id]
             free_at += timedelta(seconds=float(travel_matrix([last, where])[0, 1])) + duration
-        elif job.status in ("arrived", "in_service"):
-            free_at = max(now, job.updated_at + duration)
         else:
-            free_at = now + duration
+            free_at = job.ends_at(now)
         out[job.technician_id] = (free_at, where)
     return out
 

@@ -19,13 +19,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch import queries
 from dispatch import service as dispatch
-from dispatch.cities import city_at
+from dispatch.cities import city_at, timezone_of
 from dispatch.notifications import notify, pushed
 from kit.fanout import order_channel, push_after_commit
 from dispatch.models import (
     Address,
     Certification,
-    City,
     Order,
     ServiceKind,
     ServiceStation,
@@ -58,8 +57,7 @@ RELEASER = dispatch.Actor.system("scheduling")
 
 async def city_timezone(session: AsyncSession, city_id: str) -> ZoneInfo:
     """The city's zone; a configured city without its row yet has the column's default."""
-    city = await session.get(City, city_id)
-    return ZoneInfo(city.timezone if city else City.model_fields["timezone"].default)
+    return ZoneInfo(await timezone_of(session, city_id))
 
 
 def _today(now: datetime, tz: ZoneInfo) -> date:
@@ -344,7 +342,7 @@ async def tell_customer(session: AsyncSession, order: Order, kind: str, title: s
     if customer is None:
         return False
     window = {"window_start": order.window_start.isoformat(), "window_end": order.window_end.isoformat(),
-              "timezone": str(await city_timezone(session, order.city_id))}
+              "timezone": await timezone_of(session, order.city_id)}
     sent = await notify(session, customer.account_id, kind, title,
                         f"Visit window {window['window_start']} to {window['window_end']}",
                         {"order_id": str(order.id), **window, **extra}, dedupe_key=dedupe_key)
