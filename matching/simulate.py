@@ -49,7 +49,7 @@ from typing import Literal
 import numpy as np
 
 from matching import adaptive
-from matching.assign import batch, best_candidates, greedy, soon_free_first
+from matching.assign import batch, best_candidates, free_in_time, greedy, soon_free_first
 from matching.escalation import FLAT, EMERGENCY_SKILL, Ladder, ladders, reserve_floor
 from matching.model import PRIORITIES, Assignment, CertificationView, MatchingConfig, OrderView, TechnicianView
 from matching.scenario import OrderSpec, Scenario, TechnicianSpec
@@ -362,8 +362,11 @@ class _Run:
     def kept_for_soon_free(self, o: OrderSpec, ranked: list[Assignment]) -> bool:
         """v2: an order that cannot wait waits all the same when nobody free reaches it within its
         SLA and a technician finishing his job gets there first (`assign.soon_free_first`)."""
+        view, now = self.view(o), _at(self.now)
+        if free_in_time(view, ranked, now):  # the usual case, before searching the finishing ones
+            return False
         soon = [t for t in self.candidates([o], soon=True)[o.id] if t.free_in_s > 0]
-        return soon_free_first(self.view(o), ranked, soon, _at(self.now), self.config)
+        return soon_free_first(view, ranked, soon, now, self.config)
 
     def preempt_for(self, o: OrderSpec, free_eta_s: float) -> list[Assignment]:
         """The nearest emergency technician still driving to routine work takes the emergency
