@@ -4,20 +4,27 @@ for others to batch with.
 A batch only pays when orders compete for the same technicians; without contention its window
 is pure delay. So, per round: while the free slots around the waiting orders are at least
 AMPLE_SUPPLY per order, an order none of whose best technicians another order wants
-(`assign.uncontended`) is offered at once; a contended one waits until it is `window_s` old,
+(`assign.uncontended`) goes at once to the free technician who gets there first
+(`assign.first_arrival`: greedy's choice, but for what it would cost his booked visits); a
+contended one waits until it is `window_s` old,
 the window growing with the measured contention up to MAX_WINDOW_S. When supply is not ample
 every order is batched in every round: the orders outnumber the technicians anyway, and the
-round's cadence is the only window.
+round's cadence is the only window. Offered orders other than those go through the batch.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from matching.assign import uncontended
-from matching.model import MatchingConfig, OrderView, TechnicianView
+from matching.assign import assignment, batch, first_arrival, uncontended
+from matching.model import Assignment, MatchingConfig, OrderView, TechnicianView
+
+if TYPE_CHECKING:
+    from matching.values import ValueTable
 
 AMPLE_SUPPLY = 2.0  # free slots per waiting order that count as ample
 MAX_WINDOW_S = 10.0  # the longest a contended order waits while supply is ample
@@ -28,6 +35,7 @@ class Split:
     now: list[OrderView]  # offered in this round
     held: list[OrderView]  # contended, younger than the window
     window_s: float
+    alone: frozenset[str] = frozenset()  # ids of `now` nobody competes for while supply is ample
 
 
 def window_s(waiting: int, free_slots: int) -> float:
@@ -47,4 +55,23 @@ def split(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[Technic
     alone = set(uncontended(orders, candidates, now, config))
     window = window_s(len(orders), free)
     offer = [o for o in orders if o.id in alone or (now - o.created_at).total_seconds() >= window]
-    return Split(offer, [o for o in orders if o not in offer], window)
+    return Split(offer, [o for o in orders if o not in offer], window, frozenset(alone))
+
+
+def assign_round(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[TechnicianView]], now: datetime,
+                 config: MatchingConfig, values: ValueTable | None = None) -> tuple[list[Assignment], Split]:
+    """A round's offers: the uncontended orders of an ample moment to whoever free arrives first,
+    the other offered orders through the batch (which may keep one for a technician finishing a
+    job), on what the first ones left."""
+    part = split(orders, candidates, now, config)
+    taken: Counter[str] = Counter()
+    out = []
+    for order in (o for o in part.now if o.id in part.alone):
+        tech = first_arrival(order, [t for t in candidates.get(order.id, ()) if t.free_slots > taken[t.id]], now, config)
+        if tech is not None:
+            taken[tech.id] += 1
+            out.append(assignment(order, tech, now, config))
+    left = {oid: [replace(t, active_jobs=t.active_jobs + taken[t.id]) if taken[t.id] else t for t in group]
+            for oid, group in candidates.items()}
+    out += batch([o for o in part.now if o.id not in part.alone], left, now, config, values)
+    return out, part

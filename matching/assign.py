@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from matching.eligibility import certification_reason, certified_kinds, is_eligible, technician_reason
 from matching.model import Assignment, MatchingConfig, OrderView, TechnicianView
-from matching.scoring import cost, costs_np, eta_s, haversine_m, haversine_m_np
+from matching.scoring import cost, costs_np, eta_s, haversine_m, haversine_m_np, plan_cost
 
 if TYPE_CHECKING:
     from matching.values import ValueTable
@@ -40,7 +40,7 @@ def _eligible(
     return out
 
 
-def _assignment(
+def assignment(
     order: OrderView, tech: TechnicianView, now: datetime, config: MatchingConfig
 ) -> Assignment:
     distance = haversine_m(tech.lon, tech.lat, order.lon, order.lat)
@@ -56,7 +56,7 @@ def best_candidate(
     config: MatchingConfig,
 ) -> Assignment | None:
     """The lowest-cost eligible technician, for an offer that cannot wait for a batch."""
-    options = [_assignment(order, t, now, config) for t in _eligible(order, candidates, now, config)]
+    options = [assignment(order, t, now, config) for t in _eligible(order, candidates, now, config)]
     return min(options, key=lambda a: (a.cost, a.technician_id), default=None)
 
 
@@ -70,7 +70,7 @@ def best_candidates(
 ) -> list[Assignment]:
     """Up to k eligible technicians, lowest cost first, within `radius_m` if given: the
     technicians one round of an escalating offer goes to at once."""
-    options = [_assignment(order, t, now, config) for t in _eligible(order, candidates, now, config)]
+    options = [assignment(order, t, now, config) for t in _eligible(order, candidates, now, config)]
     if radius_m is not None:
         options = [a for a in options if a.distance_m <= radius_m]
     return sorted(options, key=lambda a: (a.cost, a.technician_id))[:k]
@@ -93,6 +93,22 @@ def soon_free_first(order: OrderView, ranked: Sequence[Assignment], finishing: S
                 if t.free_in_s > 0 and t.id not in order.excluded_technicians
                 and certification_reason(order.skill, t, now) is None]
     return bool(arrivals) and min(arrivals) < best_free
+
+
+def first_arrival(
+    order: OrderView, candidates: Sequence[TechnicianView], now: datetime, config: MatchingConfig,
+) -> TechnicianView | None:
+    """The eligible free technician who gets there first, his planned visits' loss counted
+    (`plan_cost`: other customers' booked windows) and the cost breaking ties. Reputation and
+    fairness do not count here: where supply is ample they would send someone who arrives later
+    for an order nobody competes for. Nor do technicians finishing a job: a free one is sure, the
+    end of a job is a guess (keeping orders for them there made waits longer than greedy's in
+    bench/matching_assign.py)."""
+    def arrival(t: TechnicianView) -> float:
+        eta = eta_s(haversine_m(t.lon, t.lat, order.lon, order.lat), config)
+        return eta + plan_cost(order, t, now, config, eta)
+    return min(_eligible(order, candidates, now, config), default=None,
+               key=lambda t: (arrival(t), cost(order, t, now, config), t.id))
 
 
 def uncontended(
@@ -131,7 +147,7 @@ def greedy(
             continue
         tech = min(free, key=lambda t: (haversine_m(t.lon, t.lat, order.lon, order.lat), t.id))
         used[tech.id] += 1
-        out.append(_assignment(order, tech, now, config))
+        out.append(assignment(order, tech, now, config))
     return out
 
 
@@ -246,7 +262,7 @@ def batch(
     tech_of_col = np.repeat(np.arange(len(techs)), slots)
     # An order matched to a technician not yet free waits for him: nobody else takes it this round.
     return [
-        _assignment(orders[i], techs[tech_of_col[j]], now, config)
+        assignment(orders[i], techs[tech_of_col[j]], now, config)
         for i, j in sorted(zip(matched_rows.tolist(), matched_cols.tolist()))
         if j < n_slots and techs[tech_of_col[j]].free_in_s <= 0
     ]

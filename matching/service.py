@@ -36,7 +36,7 @@ from dispatch import queries, reasons, technicians
 from dispatch.events import OrderCreated, OrderStatusChanged
 from dispatch.technicians import certifications_of, record_last_position, usable_kinds
 from dispatch.alerts import raise_alert
-from matching.assign import batch, best_candidate, best_candidates, free_in_time, soon_free_first
+from matching.assign import best_candidate, best_candidates, free_in_time, soon_free_first
 from matching.candidates import OfferCandidate, candidate_rows, record_candidates
 from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
@@ -453,8 +453,8 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     candidates = {v.id: [tech_views[t.id] for t in group if t.id in tech_views] for v, group in zip(views, live)}
     by_id = {str(o.id): o for o in pooled}
     view_of = {v.id: v for v in views}
-    due = adaptive.split(views, candidates, now, config).now
-    for assignment in batch(due, candidates, now, config, await current_values(session, city)):
+    chosen, _ = adaptive.assign_round(views, candidates, now, config, await current_values(session, city))
+    for assignment in chosen:
         order = by_id[assignment.order_id]
         await record_candidates(session, order.id, None, candidate_rows(view_of[assignment.order_id], candidates[assignment.order_id], [assignment.technician_id], now, config))
         offers.append(await _make_offer(session, order, assignment, "batch", now))

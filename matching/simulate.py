@@ -328,12 +328,9 @@ class _Run:
                 if o.id in self.queue:
                     self.dispatch_one(o)
             return
-        cands = self.candidates(orders, soon=self.adaptive and how == "batch")
+        cands = self.candidates(orders)
         views = [self.view(o) for o in orders]
-        if how == "greedy":
-            chosen = greedy(views, cands, now, self.config)
-        else:
-            chosen = batch(views, cands, now, self.config, self.values if self.now >= self.values_from else None)
+        chosen = greedy(views, cands, now, self.config) if how == "greedy" else batch(views, cands, now, self.config)
         for a in chosen:
             self.offer(a.order_id, [a])
 
@@ -440,14 +437,16 @@ class _Run:
                 self.counts["repositioned"] += 1
 
     def dispatch_adaptive(self) -> None:
-        """A v2 round: `adaptive.split` picks the orders to batch now; the held ones get a round
-        when the first of them is the window old."""
+        """A v2 round, the live one (`adaptive.assign_round`); the held orders get a round when the
+        first of them is the window old."""
         waiting = self.waiting(emergency=False)
         if not waiting:
             return
-        part = adaptive.split([self.view(o) for o in waiting], self.candidates(waiting), _at(self.now), self.config)
-        offered = {v.id for v in part.now}
-        self.dispatch([o for o in waiting if o.id in offered], "batch")
+        values = self.values if self.now >= self.values_from else None
+        chosen, part = adaptive.assign_round([self.view(o) for o in waiting], self.candidates(waiting, soon=True),
+                                             _at(self.now), self.config, values)
+        for a in chosen:
+            self.offer(a.order_id, [a])
         if part.held:
             due = min(self.orders[v.id].t_s for v in part.held) + part.window_s
             if due < self.held_until:

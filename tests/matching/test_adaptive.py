@@ -23,8 +23,8 @@ def order(oid: str, lon: float, age_s: float = 0.0) -> OrderView:
     return OrderView(oid, lon, CENTER[1], "repair", "routine", NOW - timedelta(seconds=age_s), NOW + timedelta(hours=4))
 
 
-def tech(tid: str, lon: float, **kw) -> TechnicianView:  # noqa: ANN003
-    return TechnicianView(tid, lon, CENTER[1], "online", REPAIR, 0, 1, 4.5, NOW, **kw)
+def tech(tid: str, lon: float, rating: float = 4.5, **kw) -> TechnicianView:  # noqa: ANN003
+    return TechnicianView(tid, lon, CENTER[1], "online", REPAIR, 0, 1, rating, NOW, **kw)
 
 
 def test_the_window_grows_with_contention_and_is_bounded() -> None:
@@ -46,6 +46,35 @@ def test_ample_supply_offers_uncontended_orders_now_and_holds_contended_ones_for
     later = adaptive.split([order("alone", CENTER[0]), order("x", far, 10), order("y", far + 0.0005, 3)],
                            candidates, NOW, MatchingConfig())
     assert [o.id for o in later.now] == ["alone", "x"]
+
+
+def test_ample_supply_sends_whoever_free_arrives_first_and_the_batch_gets_the_rest() -> None:
+    """Greedy's choice where nobody competes: not the better-rated, long-idle technician 300 m
+    further, nor one finishing a job beside the order (an end of job is a guess, a free one is
+    sure). The contended orders' batch, once their window is over, never reuses him."""
+    far = CENTER[0] + 0.2
+    nearest = tech("nearest", CENTER[0] + 0.002, rating=4.0)
+    starred = tech("starred", CENTER[0] + 0.005, rating=5.0, idle_since=NOW - timedelta(hours=2))
+    finishing = tech("finishing", CENTER[0] + 0.0005, free_in_s=60.0)
+    b1, b2, b3, b4 = (tech(f"b{i}", far + i / 1000) for i in range(1, 5))
+    alone, x, y = order("alone", CENTER[0]), order("x", far, 30), order("y", far + 0.0005, 30)
+    candidates = {"alone": [finishing, starred, nearest], "x": [b1, b2, b3, b4], "y": [b1, b2, b3, b4]}
+    config = MatchingConfig()
+    assert assign.best_candidate(alone, candidates["alone"], NOW, config).technician_id == "starred"  # by cost
+    chosen, part = adaptive.assign_round([alone, x, y], candidates, NOW, config)
+    assert part.alone == {"alone"} and not part.held
+    by_order = {a.order_id: a.technician_id for a in chosen}
+    assert by_order["alone"] == "nearest" and {by_order["x"], by_order["y"]} == {"b1", "b2"}
+    # Two uncontended orders (their best by cost are the starred ones on either side) whose first
+    # arrival is the same low-rated technician between them: the second takes its next.
+    low = tech("low", CENTER[0] + 0.002, rating=3.5)
+    west = [tech(f"w{i}", CENTER[0] - 0.003 - i / 2000, rating=5.0) for i in (0, 1)]
+    east = [tech(f"e{i}", CENTER[0] + 0.006 + i / 2000, rating=5.0) for i in (0, 1)]
+    everyone = [low, *west, *east]
+    chosen, part = adaptive.assign_round([alone, order("x", CENTER[0] + 0.003)], {"alone": everyone, "x": everyone},
+                                         NOW, config)
+    assert part.alone == {"alone", "x"}
+    assert [(a.order_id, a.technician_id) for a in chosen] == [("alone", "low"), ("x", "e0")]
 
 
 def test_scarce_supply_batches_every_order_in_every_round_and_reserves_do_not_count() -> None:

@@ -1,5 +1,6 @@
 """The live batch round adds the city's stored look-ahead values (issue 17, item 2): of two
-technicians about as near, it sends the one standing where little work comes."""
+technicians about as near, it sends the one standing where little work comes. Values weigh in
+the batch, where supply is not ample (where it is, the first to arrive goes: test_adaptive)."""
 
 from datetime import datetime, timezone
 
@@ -15,6 +16,8 @@ from tests.matching.test_live_engine import CENTER, new_order, open_offer
 
 BUSY = (CENTER[0] + 0.02, CENTER[1])  # the order's own cell: work comes here all day
 DEAD = (CENTER[0] - 0.022, CENTER[1])  # ~0.2 km further, in a cell where it rarely does
+ELSEWHERE = (CENTER[0], CENTER[1] + 0.08)  # a second order ~9 km north, with its own technician:
+# three free technicians for two orders is not ample supply, so the round is a batch
 
 
 async def store_values(session: AsyncSession, city: str) -> None:
@@ -37,9 +40,11 @@ async def test_a_round_sends_the_technician_from_the_dead_corner_once_values_are
         session: AsyncSession, index, trained: bool) -> None:  # noqa: ANN001
     busy = await online_technician(session, index, *BUSY)
     dead = await online_technician(session, index, *DEAD)
+    await online_technician(session, index, *ELSEWHERE)
     if trained:
         await store_values(session, busy.technician.city_id)
     order = await new_order(session)
+    await new_order(session, lon=ELSEWHERE[0], lat=ELSEWHERE[1])
     await engine.run_batch(session, index)
     expected = dead if trained else busy  # untrained: simply the nearer one
     assert (await open_offer(session, order.id)).technician_id == expected.technician.id
