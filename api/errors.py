@@ -44,6 +44,7 @@ STATUS_BY_ERROR: list[tuple[type[k.DomainError], int]] = [
     (e.AuthenticationFailed, 401),
     (k.TooManyAttempts, 429),
     (k.NotReady, 409),
+    (k.ServiceUnavailable, 503),
 ]
 
 # Slugs for HTTP errors the framework raises (an unknown route, a wrong method), not a DomainError.
@@ -68,7 +69,7 @@ def domain_problem(exc: k.DomainError) -> JSONResponse:
     """The problem for a domain error: its slug and its structured fields (`exc.extra`), from
     which the apps word the message in the user's language."""
     response = problem(status_for(exc), exc.slug, exc.detail, **exc.extra)
-    if isinstance(exc, k.TooManyAttempts):
+    if isinstance(exc, k.TooManyAttempts | k.ServiceUnavailable):
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 

@@ -18,7 +18,7 @@ from dispatch.addresses import ON_THE_JOB
 from dispatch.models import Customer, Order, Technician
 from kit import ratelimit
 from kit.config import get_settings
-from kit.errors import NotFound
+from kit.errors import NotFound, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +76,11 @@ async def call_customer(session: AsyncSession, redis: Redis, order_id: uuid.UUID
                          detail="too many calls for this job; try again later")
     customer = await session.get(Customer, order.customer_id)
     assert customer is not None
-    await _relay.connect(CallRequest(order_id=order.id, caller_role="technician", caller_phone=technician.phone,
-                                     callee_role="customer", callee_phone=customer.phone))
+    call = CallRequest(order_id=order.id, caller_role="technician", caller_phone=technician.phone,
+                       callee_role="customer", callee_phone=customer.phone)
+    try:
+        await _relay.connect(call)
+    except Exception as exc:  # the utility's telephony is a provider: down is a 503 to retry, not a 500
+        log.warning("contact.relay_failed", order_id=str(order.id), relay=_relay.name, error=type(exc).__name__)
+        raise ServiceUnavailable("contact-relay") from exc
     return _relay.name

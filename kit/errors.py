@@ -67,3 +67,15 @@ class NotReady(DomainError):
         super().__init__(detail)
         self.retry_after_s = retry_after_s
         self.extra = {"retry_after_s": math.ceil(retry_after_s)}
+
+
+class ServiceUnavailable(DomainError):
+    """A provider this request needs is not answering; try again shortly."""
+
+    slug = "service-unavailable"
+    fields = ("service", "retry_after_s")
+
+    def __init__(self, service: str, detail: str = "", retry_after_s: int = 30) -> None:
+        super().__init__(detail or f"{service} unavailable; try again shortly")
+        self.retry_after_s = retry_after_s
+        self.extra = {"service": service, "retry_after_s": retry_after_s}

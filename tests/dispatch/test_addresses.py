@@ -218,6 +218,26 @@ async def test_contact_is_rate_limited_per_job(client: AsyncClient, session: Asy
     assert len(recorder.calls) == 3
 
 
+async def test_a_relay_that_fails_answers_503_to_retry_not_500(client: AsyncClient, session: AsyncSession) -> None:
+    class Down:
+        name = "down"
+
+        async def connect(self, call: contact.CallRequest) -> None:
+            raise ConnectionError("the telephony provider refused the connection")
+
+    before = contact.relay()
+    contact.use_relay(Down())
+    try:
+        _, technician, order = await _order(session, "start_matching", "offer", "accept")
+        response = await client.post(f"/v1/jobs/{order.id}/contact", headers=technician.headers)
+    finally:
+        contact.use_relay(before)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert (body["type"], body["service"]) == ("/problems/service-unavailable", "contact-relay")
+
+
 async def test_the_default_relay_logs_the_request_with_numbers_masked(caplog: pytest.LogCaptureFixture) -> None:
     call = contact.CallRequest(order_id=uuid.uuid4(), caller_role="technician", caller_phone="+86 13800001234",
                                callee_role="customer", callee_phone="+86 13900005678")
