@@ -255,8 +255,11 @@ async def day_windows(session: AsyncSession, *, address: Address, kind: str, day
 
 
 async def available_slots(session: AsyncSession, *, customer_id: uuid.UUID, address_id: uuid.UUID, kind: str,
-                          day: date, now: datetime) -> DayPlan:
+                          day: date | None, now: datetime) -> DayPlan:
+    """`day` None: today on the city's calendar (a phone abroad does not know which day that is)."""
     address = await _own_address(session, address_id, customer_id)
+    if day is None:
+        day = _today(now, await city_timezone(session, await city_at(session, address.location)))
     return await _plan(session, address=address, kind=kind, day=day, now=now, field="date")
 
 

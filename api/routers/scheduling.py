@@ -71,9 +71,10 @@ async def put_technician_shifts(technician_id: uuid.UUID, body: ScheduleIn, prin
                          "outside today .. 30 days ahead"}})
 async def slots(principal: CustomerPrincipal, session: SessionDep, address_id: uuid.UUID,
                 kind: Annotated[str, Query(min_length=1, max_length=40)],
-                day: Annotated[date, Query(alias="date")]) -> SlotsPublic:
-    """The 2-hour arrival windows of a local day that some certified technician covering the
-    address can still serve, with how many visits each can still take."""
+                day: Annotated[date | None, Query(alias="date")] = None) -> SlotsPublic:
+    """The 2-hour arrival windows of a local day (without `date`: the city's today, named in the
+    answer's `date`) that some certified technician covering the address can still serve, with
+    how many visits each can still take."""
     customer = await customer_for_account(session, principal.account_id)
     plan = await service.available_slots(session, customer_id=customer.id, address_id=address_id, kind=kind,
                                          day=day, now=await database_now(session))

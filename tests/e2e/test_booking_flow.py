@@ -36,6 +36,13 @@ def tomorrow():  # noqa: ANN201
     return datetime.now(timezone.utc).astimezone(TZ).date() + timedelta(days=1)
 
 
+def away_zone() -> str:
+    """A phone's zone where it is another day than in the city now (one of these two always is)."""
+    now = datetime.now(timezone.utc)
+    return next(z for z in ("Etc/GMT+12", "Pacific/Kiritimati")
+                if now.astimezone(ZoneInfo(z)).date() != now.astimezone(TZ).date())
+
+
 def clock(at: datetime) -> str:
     return f"{at.astimezone(TZ):%H:%M}"
 
@@ -115,11 +122,15 @@ async def test_a_booked_visit_from_the_customers_phone_to_the_technicians_day(
     listed = customer.locator(f"li:has(a[href='#order/{order_id}'])")
     await expect(listed).to_contain_text("已预约")
     await expect(listed.locator(".order-window")).to_contain_text("12:00–14:00")
-    # Away from home, the phone's clock is New York's: the visit still reads on the city's clock.
-    travelling = await (await new_context(**{**PHONE_OPTIONS, "timezone_id": "America/New_York"})).new_page()
+    # Away from home, on a phone where it is another day: the days offered are the city's, and the
+    # visit reads on the city's clock and moves from its own day.
+    travelling = await (await new_context(**{**PHONE_OPTIONS, "timezone_id": away_zone()})).new_page()
     await sign_in(travelling, base, "customer", people["customer"])
+    await expect(travelling.locator("#booking-day option").first).to_have_attribute("value", (day - timedelta(days=1)).isoformat())
     await travelling.goto(f"{base}/app/customer/#order/{order_id}")
     await expect(travelling.locator("#order-window")).to_contain_text("12:00–14:00")
+    await travelling.click("#move-booking")
+    await expect(travelling.locator("#move-day")).to_have_value(day.isoformat())
 
     async with committed_sessions() as session:
         order = await session.get(Order, order_id)

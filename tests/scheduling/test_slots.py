@@ -133,6 +133,16 @@ async def test_a_date_outside_the_booking_horizon_is_refused(client: AsyncClient
     assert (response.json()["type"], response.json()["field"]) == ("/problems/booking-invalid", "date")
 
 
+async def test_without_a_date_the_slots_are_the_citys_today_whatever_the_phones_day(
+        client: AsyncClient, session: AsyncSession) -> None:
+    """The app asks this first: a phone abroad cannot know which day it is in the city."""
+    customer = await make_customer(session)
+    response = await client.get("/v1/slots", headers=customer.headers, params={
+        "address_id": str(customer.address.id), "kind": "repair"})
+    assert response.status_code == 200, response.text
+    assert (response.json()["date"], response.json()["timezone"]) == (day_ahead(0).isoformat(), TZ.key)
+
+
 async def test_another_customers_address_is_not_found(client: AsyncClient, session: AsyncSession) -> None:
     owner, stranger = await make_customer(session), await make_customer(session)
     response = await client.get("/v1/slots", headers=stranger.headers, params={

@@ -9,7 +9,7 @@ import { renderHistory } from "./history.js";
 import { renderTechnicianProfile } from "./technician.js";
 import { jobPhotoThumbs } from "../shared/photos.js";
 import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
-import { act, errorText, field, fill, h, isoDay, kindText, money, reasonText, statusText, toast, UserError, when, windowText } from "../shared/ui.js";
+import { act, dayIn, errorText, field, fill, h, kindText, money, reasonText, statusText, toast, UserError, when, windowText } from "../shared/ui.js";
 
 const STEPS = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service", "completed", "reviewed", "settled"];
 const ON_JOB = ["accepted", "en_route", "arrived", "in_service"];
@@ -292,17 +292,22 @@ function bookingForm() {
 }
 
 /** A day and, as buttons, that day's windows with room for `params()` ({addressId, kind}), in the
- * city's own time: {element, chosen(), load()}. `firstDay` opens another day than today. */
+ * city's own time: {element, chosen(), load()}. The days are the city's: the first answer (asked
+ * without a date) names its today, which a phone in another zone would get wrong. `firstDay` (the
+ * city's "2026-12-02") opens another day than today. */
 function slotPicker(prefix, params, firstDay = null) {
-  const days = Array.from({ length: BOOKING_DAYS }, (_, i) => {
-    const date = new Date();
-    date.setDate(date.getDate() + i);
-    return date;
-  });
-  const dayName = new Intl.DateTimeFormat(document.documentElement.lang, { month: "short", day: "numeric", weekday: "short" });
-  const day = h("select", {}, days.map((date, i) => new Option(
-    i < 2 ? `${t(i ? "booking.tomorrow" : "booking.today")} · ${dayName.format(date)}` : dayName.format(date), isoDay(date))));
-  if (firstDay && days.some((date) => isoDay(date) === firstDay)) day.value = firstDay;
+  const day = h("select", {});
+  let today = null;
+  function listDays() {
+    const dayName = new Intl.DateTimeFormat(document.documentElement.lang, { timeZone: "UTC", month: "short", day: "numeric", weekday: "short" });
+    fill(day, Array.from({ length: BOOKING_DAYS }, (_, i) => {
+      const date = new Date(`${today}T12:00:00Z`);  // noon UTC: the same calendar day in the label
+      date.setUTCDate(date.getUTCDate() + i);
+      const value = date.toISOString().slice(0, 10);
+      return new Option(i < 2 ? `${t(i ? "booking.tomorrow" : "booking.today")} · ${dayName.format(date)}` : dayName.format(date), value);
+    }));
+    if (firstDay && [...day.options].some((option) => option.value === firstDay)) day.value = firstDay;
+  }
   const list = h("div", { class: "slot-list", id: `${prefix}-slots`, role: "group", "aria-labelledby": `${prefix}-slots-h` });
   const status = h("p", { class: "muted", id: `${prefix}-slots-status`, "aria-live": "polite" });
   let chosen = null;
@@ -316,8 +321,14 @@ function slotPicker(prefix, params, firstDay = null) {
     status.className = "muted";
     status.textContent = t("booking.loading");
     try {
-      const found = await api.get(`/v1/slots?address_id=${encodeURIComponent(addressId)}&kind=${encodeURIComponent(kind)}&date=${day.value}`);
+      const query = `/v1/slots?address_id=${encodeURIComponent(addressId)}&kind=${encodeURIComponent(kind)}`;
+      const found = await api.get(today ? `${query}&date=${day.value}` : query);
       if (mine !== seq) return;
+      if (!today) {
+        today = found.date;
+        listDays();
+        if (day.value !== today) return load();
+      }
       status.textContent = found.data.length ? "" : t("booking.noWindows");
       fill(list, found.data.map((slot) => {
         const button = h("button", { type: "button", "aria-pressed": "false" },
@@ -769,7 +780,7 @@ function openMoveDialog(order, refresh) {
   document.getElementById("move-dialog")?.close();
   const dialog = h("dialog", { class: "card", id: "move-dialog", "aria-labelledby": "move-dialog-h" });
   dialog.addEventListener("close", () => dialog.remove());
-  const picker = slotPicker("move", () => ({ addressId: order.address_id, kind: order.kind }), isoDay(new Date(order.window_start)));
+  const picker = slotPicker("move", () => ({ addressId: order.address_id, kind: order.kind }), dayIn(order.window_start, order.timezone));
   const error = h("p", { class: "error", role: "alert" });
   const confirm = h("button", { type: "button", class: "primary", id: "move-confirm" }, t("booking.moveConfirm"));
   const keep = h("button", { type: "button", id: "move-keep" }, t("booking.keep"));

@@ -52,6 +52,11 @@ export function isoDay(date) {
   return [date.getFullYear(), String(date.getMonth() + 1).padStart(2, "0"), String(date.getDate()).padStart(2, "0")].join("-");
 }
 
+/** The calendar day of an instant in a zone ("2026-12-02"): an appointment's day in its city. */
+export function dayIn(iso, timeZone) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date(iso));
+}
+
 /** A time of day in a zone's wall clock ("08:40"): an appointment's city, the browser's without one. */
 export function clockTime(iso, timeZone) {
   return new Intl.DateTimeFormat(currentLang(), { timeZone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(iso));
