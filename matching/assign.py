@@ -107,8 +107,9 @@ def first_arrival(
     def arrival(t: TechnicianView) -> float:
         eta = eta_s(haversine_m(t.lon, t.lat, order.lon, order.lat), config)
         return eta + plan_cost(order, t, now, config, eta)
-    return min(_eligible(order, candidates, now, config), default=None,
-               key=lambda t: (arrival(t), cost(order, t, now, config), t.id))
+    options = [(arrival(t), t) for t in _eligible(order, candidates, now, config)]
+    first = min((a for a, _ in options), default=None)
+    return min((t for a, t in options if a == first), default=None, key=lambda t: (cost(order, t, now, config), t.id))
 
 
 def uncontended(
