@@ -39,6 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.events import OrderStatusChanged
 from dispatch import queries
+from dispatch.cities import timezone_of
 from dispatch.models import Order
 from kit.config import get_settings
 from kit.db import session_scope
@@ -208,15 +209,8 @@ def _departure_fix(track: list[TrackPoint], departed_at: datetime) -> TrackPoint
     return next((point for point in track if point.received_at <= by), None)
 
 
-_zones: dict[str, ZoneInfo] = {}
-
-
 async def city_zone(session: AsyncSession, city_id: str) -> ZoneInfo:
-    """A city's time zone, remembered: cities do not move."""
-    if city_id not in _zones:
-        city = await queries.find_city(session, city_id)
-        _zones[city_id] = ZoneInfo(city.timezone if city else "Asia/Shanghai")
-    return _zones[city_id]
+    return ZoneInfo(await timezone_of(session, city_id))
 
 
 async def _record_departure(session: AsyncSession, order: Order, technician_id: uuid.UUID) -> None:
