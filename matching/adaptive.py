@@ -54,8 +54,8 @@ def split(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[Technic
         return Split(list(orders), [], 0.0)
     alone = set(uncontended(orders, candidates, now, config))
     window = window_s(len(orders), free)
-    offer = [o for o in orders if o.id in alone or (now - o.created_at).total_seconds() >= window]
-    return Split(offer, [o for o in orders if o not in offer], window, frozenset(alone))
+    due = {o.id for o in orders if o.id in alone or (now - o.created_at).total_seconds() >= window}
+    return Split([o for o in orders if o.id in due], [o for o in orders if o.id not in due], window, frozenset(alone))
 
 
 def assign_round(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[TechnicianView]], now: datetime,
