@@ -5,7 +5,7 @@ A batch only pays when orders compete for the same technicians; without contenti
 is pure delay. So, per round: while the free slots around the waiting orders are at least
 AMPLE_SUPPLY per order, an order none of whose best technicians another order wants
 (`assign.uncontended`) goes at once to the free technician who gets there first
-(`assign.first_arrival`: greedy's choice, but for what it would cost his booked visits); a
+(`assign.by_arrival`: greedy's choice, but for what it would cost his booked visits); a
 contended one waits until it is `window_s` old,
 the window growing with the measured contention up to MAX_WINDOW_S. When supply is not ample
 every order is batched in every round: the orders outnumber the technicians anyway, and the
@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from matching.assign import assignment, batch, first_arrival, uncontended
+from matching.assign import assignment, batch, by_arrival, uncontended
 from matching.model import Assignment, MatchingConfig, OrderView, TechnicianView
 
 if TYPE_CHECKING:
@@ -66,8 +66,10 @@ def assign_round(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[
     part = split(orders, candidates, now, config)
     taken: Counter[str] = Counter()
     out = []
-    for order in (o for o in part.now if o.id in part.alone):
-        tech = first_arrival(order, [t for t in candidates.get(order.id, ()) if t.free_slots > taken[t.id]], now, config)
+    alone = [o for o in part.now if o.id in part.alone]
+    ranked = by_arrival(alone, candidates, now, config)
+    for order in alone:
+        tech = next((t for t in ranked[order.id] if t.free_slots > taken[t.id]), None)
         if tech is not None:
             taken[tech.id] += 1
             out.append(assignment(order, tech, now, config))

@@ -95,21 +95,30 @@ def soon_free_first(order: OrderView, ranked: Sequence[Assignment], finishing: S
     return bool(arrivals) and min(arrivals) < best_free
 
 
-def first_arrival(
-    order: OrderView, candidates: Sequence[TechnicianView], now: datetime, config: MatchingConfig,
-) -> TechnicianView | None:
-    """The eligible free technician who gets there first, his planned visits' loss counted
-    (`plan_cost`: other customers' booked windows) and the cost breaking ties. Reputation and
-    fairness do not count here: where supply is ample they would send someone who arrives later
-    for an order nobody competes for. Nor do technicians finishing a job: a free one is sure, the
-    end of a job is a guess (keeping orders for them there made waits longer than greedy's in
-    bench/matching_assign.py)."""
-    def arrival(t: TechnicianView) -> float:
-        eta = eta_s(haversine_m(t.lon, t.lat, order.lon, order.lat), config)
-        return eta + plan_cost(order, t, now, config, eta)
-    options = [(arrival(t), t) for t in _eligible(order, candidates, now, config)]
-    first = min((a for a, _ in options), default=None)
-    return min((t for a, t in options if a == first), default=None, key=lambda t: (cost(order, t, now, config), t.id))
+def by_arrival(
+    orders: Sequence[OrderView], candidates_by_order: Candidates, now: datetime, config: MatchingConfig,
+) -> dict[str, list[TechnicianView]]:
+    """Each order's eligible free technicians, who gets there first first: the drive plus what the
+    order would cost his booked visits (`plan_cost`: other customers' windows), the cost breaking
+    ties. Reputation and fairness do not count: where supply is ample they would send someone who
+    arrives later for an order nobody competes for. Nor do technicians finishing a job: a free one
+    is sure, the end of a job is a guess (keeping orders for them there made waits longer than
+    greedy's in bench/matching_assign.py). Vectorised like `uncontended`."""
+    out: dict[str, list[TechnicianView]] = {o.id: [] for o in orders}
+    if not orders:
+        return out
+    oi, ti, distance, techs = _eligible_pairs(orders, candidates_by_order, now, config)
+    free = np.array([t.free_in_s <= 0 for t in techs], dtype=bool)
+    keep = free[ti] if len(techs) else np.zeros(0, dtype=bool)
+    oi, ti, distance = oi[keep], ti[keep], distance[keep]
+    pair_cost = costs_np(list(orders), techs, oi, ti, distance, now, config)
+    arrival = distance * config.detour_factor / (config.speed_kmh / 3.6)
+    for k in np.flatnonzero([bool(techs[j].planned) for j in ti]) if any(t.planned for t in techs) else ():
+        arrival[k] += plan_cost(orders[oi[k]], techs[ti[k]], now, config, float(arrival[k]))
+    rank_of_id = np.argsort(np.argsort(np.array([t.id for t in techs])))
+    for k in np.lexsort((rank_of_id[ti], pair_cost, arrival, oi)):
+        out[orders[oi[k]].id].append(techs[ti[k]])
+    return out
 
 
 def uncontended(
