@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from matching.assign import assignment, batch, by_arrival, uncontended
+from matching.assign import Pairs, assignment, batch, by_arrival, eligible_pairs, uncontended
 from matching.model import Assignment, MatchingConfig, OrderView, TechnicianView
 
 if TYPE_CHECKING:
@@ -46,13 +46,13 @@ def window_s(waiting: int, free_slots: int) -> float:
 
 
 def split(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[TechnicianView]], now: datetime,
-          config: MatchingConfig) -> Split:
+          config: MatchingConfig, pairs: Pairs | None = None) -> Split:
     """`candidates`: each order's technicians as the round would assign them (reserves held back)."""
     found = {t.id: t for group in candidates.values() for t in group}.values()
     free = sum(t.free_slots for t in found if t.status == "online" and not t.reserved and t.free_in_s <= 0)
     if free < AMPLE_SUPPLY * len(orders):
         return Split(list(orders), [], 0.0)
-    alone = set(uncontended(orders, candidates, now, config))
+    alone = set(uncontended(orders, candidates, now, config, pairs=pairs))
     window = window_s(len(orders), free)
     due = {o.id for o in orders if o.id in alone or (now - o.created_at).total_seconds() >= window}
     return Split([o for o in orders if o.id in due], [o for o in orders if o.id not in due], window, frozenset(alone))
@@ -63,17 +63,20 @@ def assign_round(orders: Sequence[OrderView], candidates: Mapping[str, Sequence[
     """A round's offers: the uncontended orders of an ample moment to whoever free arrives first,
     the other offered orders through the batch (which may keep one for a technician finishing a
     job), on what the first ones left."""
-    part = split(orders, candidates, now, config)
+    if not orders:
+        return [], Split([], [], 0.0)
+    pairs = eligible_pairs(orders, candidates, now, config)
+    part = split(orders, candidates, now, config, pairs)
+    position = {o.id: i for i, o in enumerate(orders)}
     taken: Counter[str] = Counter()
     out = []
     alone = [o for o in part.now if o.id in part.alone]
-    ranked = by_arrival(alone, candidates, now, config)
+    ranked = by_arrival(alone, candidates, now, config, pairs.of([position[o.id] for o in alone]))
     for order in alone:
         tech = next((t for t in ranked[order.id] if t.free_slots > taken[t.id]), None)
         if tech is not None:
             taken[tech.id] += 1
             out.append(assignment(order, tech, now, config))
-    left = {oid: [replace(t, active_jobs=t.active_jobs + taken[t.id]) if taken[t.id] else t for t in group]
-            for oid, group in candidates.items()}
-    out += batch([o for o in part.now if o.id not in part.alone], left, now, config, values)
+    rest = [o for o in part.now if o.id not in part.alone]
+    out += batch(rest, candidates, now, config, values, pairs.of([position[o.id] for o in rest]).less(taken))
     return out, part

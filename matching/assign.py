@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -97,6 +98,7 @@ def soon_free_first(order: OrderView, ranked: Sequence[Assignment], finishing: S
 
 def by_arrival(
     orders: Sequence[OrderView], candidates_by_order: Candidates, now: datetime, config: MatchingConfig,
+    pairs: Pairs | None = None,
 ) -> dict[str, list[TechnicianView]]:
     """Each order's eligible free technicians, who gets there first first: the drive plus what the
     order would cost his booked visits (`plan_cost`: other customers' windows), the cost breaking
@@ -107,7 +109,8 @@ def by_arrival(
     out: dict[str, list[TechnicianView]] = {o.id: [] for o in orders}
     if not orders:
         return out
-    oi, ti, distance, techs = _eligible_pairs(orders, candidates_by_order, now, config)
+    pairs = pairs or eligible_pairs(orders, candidates_by_order, now, config)
+    oi, ti, distance, techs = pairs.oi, pairs.ti, pairs.distance, pairs.techs
     free = np.array([t.free_in_s <= 0 for t in techs], dtype=bool)
     keep = free[ti] if len(techs) else np.zeros(0, dtype=bool)
     oi, ti, distance = oi[keep], ti[keep], distance[keep]
@@ -127,6 +130,7 @@ def uncontended(
     now: datetime,
     config: MatchingConfig,
     depth: int = 2,
+    pairs: Pairs | None = None,
 ) -> list[str]:
     """The orders no other order competes with: none of their `depth` best eligible free
     technicians (by cost, then id, as `best_candidates` ranks them) is among another order's
@@ -135,7 +139,8 @@ def uncontended(
     thousands of orders."""
     if not orders:
         return []
-    oi, ti, distance, techs = _eligible_pairs(orders, candidates_by_order, now, config)
+    pairs = pairs or eligible_pairs(orders, candidates_by_order, now, config)
+    oi, ti, distance, techs = pairs.oi, pairs.ti, pairs.distance, pairs.techs
     free = np.array([t.free_in_s <= 0 for t in techs], dtype=bool)
     if not free.any():
         return []
@@ -191,13 +196,40 @@ def order_boost_s(order: OrderView, now: datetime, config: MatchingConfig) -> fl
     return boost
 
 
-def _eligible_pairs(
+@dataclass(frozen=True)
+class Pairs:
+    """Every eligible (order, technician) pair of a round: `oi` indexes its orders, `ti` `techs`.
+    Built once per round (`eligible_pairs`: a city's round has tens of thousands) and shared by
+    the adaptive split, the first-arrival offers and the batch."""
+
+    oi: np.ndarray
+    ti: np.ndarray
+    distance: np.ndarray
+    techs: list[TechnicianView]
+    orders: int
+
+    def of(self, picked: Sequence[int]) -> Pairs:
+        """The pairs of the orders at these indices, renumbered in the order given."""
+        renumber = np.full(self.orders, -1, dtype=np.intp)
+        renumber[np.asarray(picked, dtype=np.intp)] = np.arange(len(picked))
+        keep = renumber[self.oi] >= 0
+        return Pairs(renumber[self.oi[keep]], self.ti[keep], self.distance[keep], self.techs, len(picked))
+
+    def less(self, taken: Mapping[str, int]) -> Pairs:
+        """Without the slots `taken` by earlier offers of the round: a full technician drops out."""
+        techs = [replace(t, active_jobs=t.active_jobs + taken[t.id]) if taken.get(t.id) else t for t in self.techs]
+        open_ = np.array([t.free_slots > 0 for t in techs], dtype=bool)
+        keep = open_[self.ti] if techs else np.zeros(0, dtype=bool)
+        return Pairs(self.oi[keep], self.ti[keep], self.distance[keep], techs, self.orders)
+
+
+def eligible_pairs(
     orders: Sequence[OrderView], candidates_by_order: Candidates, now: datetime,
     config: MatchingConfig,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[TechnicianView]]:
+) -> Pairs:
     """Every eligible (order index, technician index) pair with its distance, and the
     technicians indexed. Same rules as `is_eligible`, with the order-independent checks done
-    once per technician and the range check vectorised: a batch has tens of thousands of pairs.
+    once per technician and the range check vectorised.
     """
     techs: list[TechnicianView] = []
     index: dict[str, int] = {}
@@ -228,7 +260,7 @@ def _eligible_pairs(
                       np.where(np.isnan(tradius[ti]), config.default_radius_m, tradius[ti]),
                       oradius[oi])
     keep = distance <= radius
-    return oi[keep], ti[keep], distance[keep], techs
+    return Pairs(oi[keep], ti[keep], distance[keep], techs, len(orders))
 
 
 def batch(
@@ -237,6 +269,7 @@ def batch(
     now: datetime,
     config: MatchingConfig,
     values: ValueTable | None = None,
+    pairs: Pairs | None = None,
 ) -> list[Assignment]:
     """Minimum-cost assignment over the sparse order x technician-slot graph.
 
@@ -251,7 +284,8 @@ def batch(
     """
     if not orders:
         return []
-    oi, ti, distance, techs = _eligible_pairs(orders, candidates_by_order, now, config)
+    pairs = pairs or eligible_pairs(orders, candidates_by_order, now, config)
+    oi, ti, distance, techs = pairs.oi, pairs.ti, pairs.distance, pairs.techs
     pair_cost = costs_np(list(orders), techs, oi, ti, distance, now, config)
     # A technician cannot use more slots than orders list him.
     degree = np.bincount(ti, minlength=len(techs))
