@@ -337,14 +337,16 @@ async def planned_visits(session: AsyncSession, *, city_id: str, day: date,
             and visits[s.order_id].window_start.astimezone(tz).date() == day]
 
 
-async def technician_day(session: AsyncSession, technician_id: uuid.UUID,
-                         day: date) -> tuple[str, list[PlannedVisit]]:
-    """His own stops of his local day, in order, and his city's zone."""
+async def technician_day(session: AsyncSession, technician_id: uuid.UUID, day: date | None,
+                         now: datetime) -> tuple[str, date, list[PlannedVisit]]:
+    """His own stops of his local day (None: today on his city's calendar), in order, with his
+    city's zone and the day."""
     city_id = await queries.technician_city(session, technician_id)
     if city_id is None:
         raise NotFound("no such technician")
     tz = await city_timezone(session, city_id)
-    return tz.key, await planned_visits(session, city_id=city_id, day=day, technician_id=technician_id)
+    day = day or now.astimezone(tz).date()
+    return tz.key, day, await planned_visits(session, city_id=city_id, day=day, technician_id=technician_id)
 
 
 async def city_day(session: AsyncSession, city_id: str, day: date) -> tuple[str, list[PlannedVisit]]:

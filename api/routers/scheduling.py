@@ -132,9 +132,10 @@ def _day_plan(city_id: str, day: date, tz: str, visits: list[planner.PlannedVisi
 
 @router.get("/v1/technicians/me/day")
 async def my_day(technician: CurrentTechnician, session: SessionDep,
-                 day: Annotated[date, Query(alias="date")]) -> DayPlanPublic:
-    """His own planned stops of a local day, in order (empty until the day is planned)."""
-    tz, visits = await planner.technician_day(session, technician.id, day)
+                 day: Annotated[date | None, Query(alias="date")] = None) -> DayPlanPublic:
+    """His own planned stops of a local day (without `date`: his city's today, named in the
+    answer's `date`), in order (empty until the day is planned)."""
+    tz, day, visits = await planner.technician_day(session, technician.id, day, await database_now(session))
     return _day_plan(technician.city_id, day, tz, visits)
 
 

@@ -141,7 +141,8 @@ async def test_a_booked_visit_from_the_customers_phone_to_the_technicians_day(
     assert planned.unplanned == []
     assert [s.order_id for s in sorted(planned.stops, key=lambda s: s.sequence)] == [taken.id, order_id]
 
-    phone = await new_context(**PHONE_OPTIONS)
+    # His phone is set to a zone where it is another day: his day is still the city's.
+    phone = await new_context(**{**PHONE_OPTIONS, "timezone_id": away_zone()})
     await phone.grant_permissions(["geolocation"], origin=base)
     await phone.set_geolocation({"longitude": CENTER[0], "latitude": CENTER[1], "accuracy": 8})
     tech = await phone.new_page()

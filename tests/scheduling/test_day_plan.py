@@ -162,6 +162,9 @@ async def test_a_technician_reads_only_his_own_stops_in_order(client: AsyncClien
     stranger = await make_technician(session)
     response = await client.get("/v1/technicians/me/day", headers=stranger.headers, params={"date": day.isoformat()})
     assert response.status_code == 200 and response.json()["data"] == []
+    # Without a date: his city's today (his phone may be set to another zone).
+    today = await client.get("/v1/technicians/me/day", headers=fitter.headers)
+    assert today.status_code == 200 and today.json()["date"] == day_ahead(0).isoformat()
 
     city_id = (await session.get(Order, inspection)).city_id
     _, auditor = await make_staff(session, "auditor")

@@ -924,11 +924,14 @@ function renderDone() {
 // -- his day: the booked visits of a local day as planned, in order, listed and on a map ---------
 
 // His city's next day is planned the evening before (the worker's day-plan job); a day not yet
-// planned is empty. `date` starts as the phone's today; the plan says in which zone its times are.
-const day = { date: isoDay(new Date()), plan: null, error: null, seq: 0 };
+// planned is empty. `date` and `today` stay null until the first answer (asked without a date)
+// names his city's today: a phone set to another zone would pick the wrong day. The plan says in
+// which zone its times are.
+const day = { date: null, today: null, plan: null, error: null, seq: 0 };
 let dayMap = null;  // {map, layer, element}: made once, kept across redraws (Leaflet owns its element)
 
 function shiftDay(iso, days) {
+  if (!iso) return null;
   const date = new Date(`${iso}T12:00:00`);
   date.setDate(date.getDate() + days);
   return isoDay(date);
@@ -936,10 +939,11 @@ function shiftDay(iso, days) {
 
 async function loadDay() {
   const mine = ++day.seq;  // a reply for a day he has left must not draw over the one he picked
-  const date = day.date;
   try {
-    const plan = await api.get(`/v1/technicians/me/day?date=${date}`);
+    const plan = await api.get(day.date ? `/v1/technicians/me/day?date=${day.date}` : "/v1/technicians/me/day");
     if (mine !== day.seq) return;
+    day.today ??= plan.date;
+    day.date ??= plan.date;
     Object.assign(day, { plan, error: null });
   } catch (error) {
     if (mine !== day.seq) return;
@@ -964,7 +968,7 @@ function renderDay() {
   if (!section) return;
   const plan = day.plan?.date === day.date ? day.plan : null;
   const stops = plan?.data ?? [];
-  const input = h("input", { type: "date", value: day.date, required: true });
+  const input = h("input", { type: "date", value: day.date ?? "", required: true });
   input.addEventListener("change", () => pickDay(input.value));
   const previous = h("button", { type: "button", id: "day-previous", "aria-label": t("day.previous") }, "‹");
   const next = h("button", { type: "button", id: "day-next", "aria-label": t("day.next") }, "›");
@@ -975,7 +979,7 @@ function renderDay() {
   const summary = day.error ? h("p", { class: "error", role: "alert" }, errorText(day.error))
     : !plan ? h("p", { class: "muted" }, t("day.loading"))
       : h("p", { class: "muted", id: "day-summary" }, stops.length ? t("day.count", { n: stops.length }) : t("day.none"));
-  fill(section, h("h2", { id: "my-day-h" }, t(day.date === isoDay(new Date()) ? "day.today" : "day.title")),
+  fill(section, h("h2", { id: "my-day-h" }, t(day.date === day.today ? "day.today" : "day.title")),
     h("div", { class: "day-nav" }, previous, h("div", {}, field("day-date", "day.date", input)), next),
     summary,
     stops.length ? h("ol", { class: "stops", id: "day-stops" }, stops.map((stop) => h("li", { dataset: { order: stop.order_id } },
