@@ -2,6 +2,7 @@
 hazards for operations and station KPIs. The logic lives in dispatch.field."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -242,7 +243,7 @@ _IDEMPOTENT = {409: {"description": "Idempotency-Key reused with another request
 
 
 async def _step(session: AsyncSession, principal: Principal, key: str | None, order_id: uuid.UUID, step: str,
-                run: Any) -> Any:
+                run: Callable[[datetime], Awaitable[Order]]) -> Any:
     route = f"POST /v1/jobs/{order_id}/{step}"
     request_hash, replay = await replay_idempotent(session, principal, key, route, {})
     if replay is not None:
