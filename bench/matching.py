@@ -9,7 +9,8 @@ itself does with the same data in the same run.
    query by query (`raw_geosearch_p99_ms`). Target: knn p99 <= 2 x raw.
 2. One batch round for 2,000 open orders against 20,000 technicians, median: live
    (`batch_live_ms`: matching.service.supply_near, i.e. one read of the city's supply from
-   Redis, then the k-d tree search, the technician views and matching.assign.batch) against
+   Redis, then the k-d tree search, the technician views and the live round's assignment,
+   matching.adaptive.assign_round: adaptive split, first-arrival offers, the batch) against
    the pure core (`batch_pure_ms`: the same search and assignment on a supply already in
    memory). Target: live <= 1.5 x pure. (Technician views come from the Redis states with
    verified certifications; the PostgreSQL lookups of the live engine are in neither figure.)
@@ -43,7 +44,7 @@ from rich.table import Table
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not this folder's namesakes
 
 from bench.matching_assign import machine  # noqa: E402
-from matching.assign import batch  # noqa: E402
+from matching import adaptive  # noqa: E402
 from matching.index import SEARCH_RADII_M, GeoIndex, geo_key, live_key  # noqa: E402
 from matching.service import nearest_in, supply_near  # noqa: E402
 from matching.model import CertificationView, MatchingConfig, OrderView, TechnicianView  # noqa: E402
@@ -111,7 +112,7 @@ def _assign(orders: list[OrderView], live: list, now: datetime, config: Matching
             if t.id not in views:
                 views[t.id] = TechnicianView(t.id, t.lon, t.lat, "online", cert, t.active_jobs, t.max_jobs, 4.5, t.seen_at)
         candidates[order.id] = [views[t.id] for t in group]
-    return len(batch(orders, candidates, now, config))
+    return len(adaptive.assign_round(orders, candidates, now, config)[0])
 
 
 async def batch_rounds(index: GeoIndex, runs: int, rng: np.random.Generator, now: datetime,
