@@ -6,10 +6,10 @@ is pure delay. So, per round: while the free slots around the waiting orders are
 AMPLE_SUPPLY per order, an order none of whose best technicians another order wants
 (`assign.uncontended`) goes at once to the free technician who gets there first
 (`assign.by_arrival`: greedy's choice, but for what it would cost his booked visits); a
-contended one waits until it is `window_s` old,
-the window growing with the measured contention up to MAX_WINDOW_S. When supply is not ample
-every order is batched in every round: the orders outnumber the technicians anyway, and the
-round's cadence is the only window. Offered orders other than those go through the batch.
+contended one waits until it is `window_s` old, the window growing with the measured contention
+up to MAX_WINDOW_S, then goes through the batch. When supply is not ample every order is
+batched in every round: the orders outnumber the technicians anyway, and the round's cadence is
+the only window.
 """
 
 from __future__ import annotations
