@@ -96,6 +96,22 @@ def soon_free_first(order: OrderView, ranked: Sequence[Assignment], finishing: S
     return bool(arrivals) and min(arrivals) < best_free
 
 
+def _free_pairs(
+    orders: Sequence[OrderView], candidates_by_order: Candidates, now: datetime, config: MatchingConfig,
+    pairs: Pairs | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[TechnicianView], np.ndarray, np.ndarray]:
+    """The eligible pairs with a free technician (none finishing a job), their costs, and each
+    technician's rank by id (the last tie-break, as `best_candidates` has it)."""
+    pairs = pairs or eligible_pairs(orders, candidates_by_order, now, config)
+    techs = pairs.techs
+    free = np.array([t.free_in_s <= 0 for t in techs], dtype=bool)
+    keep = free[pairs.ti] if techs else np.zeros(0, dtype=bool)
+    oi, ti, distance = pairs.oi[keep], pairs.ti[keep], pairs.distance[keep]
+    pair_cost = costs_np(list(orders), techs, oi, ti, distance, now, config)
+    id_rank = np.argsort(np.argsort(np.array([t.id for t in techs])))
+    return oi, ti, distance, techs, pair_cost, id_rank
+
+
 def by_arrival(
     orders: Sequence[OrderView], candidates_by_order: Candidates, now: datetime, config: MatchingConfig,
     pairs: Pairs | None = None,
@@ -109,17 +125,11 @@ def by_arrival(
     out: dict[str, list[TechnicianView]] = {o.id: [] for o in orders}
     if not orders:
         return out
-    pairs = pairs or eligible_pairs(orders, candidates_by_order, now, config)
-    oi, ti, distance, techs = pairs.oi, pairs.ti, pairs.distance, pairs.techs
-    free = np.array([t.free_in_s <= 0 for t in techs], dtype=bool)
-    keep = free[ti] if len(techs) else np.zeros(0, dtype=bool)
-    oi, ti, distance = oi[keep], ti[keep], distance[keep]
-    pair_cost = costs_np(list(orders), techs, oi, ti, distance, now, config)
+    oi, ti, distance, techs, pair_cost, id_rank = _free_pairs(orders, candidates_by_order, now, config, pairs)
     arrival = distance * config.detour_factor / (config.speed_kmh / 3.6)
     for k in np.flatnonzero([bool(techs[j].planned) for j in ti]) if any(t.planned for t in techs) else ():
         arrival[k] += plan_cost(orders[oi[k]], techs[ti[k]], now, config, float(arrival[k]))
-    rank_of_id = np.argsort(np.argsort(np.array([t.id for t in techs])))
-    for k in np.lexsort((rank_of_id[ti], pair_cost, arrival, oi)):
+    for k in np.lexsort((id_rank[ti], pair_cost, arrival, oi)):
         out[orders[oi[k]].id].append(techs[ti[k]])
     return out
 
@@ -139,16 +149,8 @@ def uncontended(
     thousands of orders."""
     if not orders:
         return []
-    pairs = pairs or eligible_pairs(orders, candidates_by_order, now, config)
-    oi, ti, distance, techs = pairs.oi, pairs.ti, pairs.distance, pairs.techs
-    free = np.array([t.free_in_s <= 0 for t in techs], dtype=bool)
-    if not free.any():
-        return []
-    keep = free[ti]
-    oi, ti, distance = oi[keep], ti[keep], distance[keep]
-    pair_cost = costs_np(list(orders), techs, oi, ti, distance, now, config)
-    rank_of_id = np.argsort(np.argsort(np.array([t.id for t in techs])))
-    by_rank = np.lexsort((rank_of_id[ti], pair_cost, oi))
+    oi, ti, _, techs, pair_cost, id_rank = _free_pairs(orders, candidates_by_order, now, config, pairs)
+    by_rank = np.lexsort((id_rank[ti], pair_cost, oi))
     oi, ti = oi[by_rank], ti[by_rank]
     top = np.arange(oi.size) - np.searchsorted(oi, oi) < depth
     wanted = np.bincount(ti[top], minlength=len(techs))
