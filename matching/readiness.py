@@ -76,9 +76,10 @@ def hold_reserve(techs: Sequence[TechnicianView], keep: set[str]) -> list[Techni
 
 
 async def hint_repositioning(session: AsyncSession, zones: Sequence[Area], techs: Sequence[TechnicianView],
-                             now: datetime, config: MatchingConfig) -> int:
+                             now: datetime, config: MatchingConfig) -> set[str]:
     """Idle emergency technicians in areas above their floor (or outside every area) are told,
-    after the commit, to move towards an area below its floor: a hint, not an offer."""
+    after the commit, to move towards an area below its floor: a hint, not an offer. Returns
+    the technicians hinted."""
     free = _free_emergency(techs, now, config)
     homes = [(t, area_of(zones, t.lon, t.lat)) for t in free]
     counts: dict[str, int] = {}
@@ -92,7 +93,7 @@ async def hint_repositioning(session: AsyncSession, zones: Sequence[Area], techs
         technician = await queries.find_technician(session, uuid.UUID(tech_id))
         target = by_id[station_id]
         if technician is not None:
-            push_after_commit(session, account_channel(technician.account_id), "reposition", station_id=station_id,
-                              station_name=target.name,
+            push_after_commit(session, account_channel(technician.account_id), "reposition", reason="emergency_cover",
+                              station_id=station_id, station_name=target.name,
                               area={"type": "Point", "coordinates": [round(target.centre[0], 4), round(target.centre[1], 4)]})
-    return len(hints)
+    return {tech_id for tech_id, _ in hints}

@@ -42,7 +42,7 @@ from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching.events import OfferCreated, OfferWithdrawn
 from matching import adaptive, eta, readiness
-from matching.values import current_values
+from matching.values import current_values, demand_hints
 from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, Supply, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, PlannedVisit, TechnicianView
 from matching.models import Offer
@@ -489,18 +489,29 @@ async def _soon_free(session: AsyncSession, views: list[TechnicianView], now: da
 async def _hint_repositioning(session: AsyncSession, index: GeoIndex, city: str, zones: list[readiness.Area],
                               now: datetime, config: MatchingConfig) -> int:
     """At most once per period across workers: idle emergency technicians towards areas below
-    their floor."""
-    if not any(z.floor for z in zones):
+    their floor, then the other idle technicians towards the cells the city's look-ahead values
+    rate higher. Hints, not offers: following one is the technician's choice."""
+    covering = any(z.floor for z in zones)
+    table = await current_values(session, city)
+    if not covering and table is None:
         return 0
     settings = get_settings()
     if not await index.redis.set(reposition_key(city), "1", nx=True, ex=settings.reposition_hint_every_s):
         return 0
-    west, south, east, north = zones[0].polygon.bounds
-    for zone in zones[1:]:
-        w, s, e, n = zone.polygon.bounds
-        west, south, east, north = min(west, w), min(south, s), max(east, e), max(north, n)
-    supply = await technician_views(session, await index.snapshot(city, west, south, east, north), now)
-    return await readiness.hint_repositioning(session, zones, supply, now, config)
+    supply = await index.supply(city)
+    views = await technician_views(session, [supply.technician(i) for i in range(len(supply))], now)
+    hinted = await readiness.hint_repositioning(session, zones, views, now, config) if covering else set()
+    if table is None:
+        return len(hinted)
+    views = readiness.hold_reserve([v for v in views if v.id not in hinted], readiness.reserved(zones, views, now, config))
+    demand = demand_hints(table, views, now, config)
+    accounts = await queries.technician_accounts(session, [uuid.UUID(h.technician_id) for h in demand])
+    for hint in demand:
+        push_after_commit(session, account_channel(accounts[uuid.UUID(hint.technician_id)]), "reposition", reason="demand",
+                          cell=hint.cell, distance_m=round(hint.distance_m),
+                          area={"type": "Point", "coordinates": [round(hint.lon, 4), round(hint.lat, 4)]})
+    log.info("matching.reposition_hints", city=city, emergency_cover=len(hinted), demand=len(demand))
+    return len(hinted) + len(demand)
 
 
 async def raise_due_alerts(session: AsyncSession, now: datetime | None = None, city_id: str | None = None) -> int:

@@ -39,7 +39,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dispatch import queries
 from kit.config import get_settings
 from kit.geo import lonlat
-from matching.model import MatchingConfig
+from matching.eligibility import technician_reason
+from matching.model import MatchingConfig, TechnicianView
 from matching.models import CellValue, ValueVersion
 from matching.scoring import eta_s, haversine_m
 
@@ -48,6 +49,9 @@ SLOT_S = 3600  # slots of one hour of the local day
 DISCOUNT_PER_S = 0.9 ** (1 / 600)  # the paper's 0.9 per 10-minute step
 NEXT_JOB_WINDOW_S = 3600  # a technician's next job came at most this long before or after he was free
 DAY_S = 86_400
+# A demand hint promises at least this much less time lost ahead: below it the values' noise
+# would send technicians to and fro.
+HINT_MIN_GAIN_S = 120.0
 
 
 class ValuesInputError(ValueError):
@@ -136,6 +140,51 @@ class ValueTable:
         by_order = by_order.reshape(-1, unique.size)
         there = by_order[order_idx, which] if order_idx.size else np.zeros(0)
         return self.discount_per_s ** travel_s * there - here[tech_idx]
+
+
+@dataclass(frozen=True, slots=True)
+class DemandHint:
+    """Move to (lon, lat), the centre of `cell`, `distance_m` away: `gain_s` less time lost ahead."""
+
+    technician_id: str
+    cell: str
+    lon: float
+    lat: float
+    distance_m: float
+    gain_s: float
+
+
+def demand_hints(table: ValueTable, techs: Sequence[TechnicianView], at: datetime, config: MatchingConfig,
+                 min_gain_s: float = HINT_MIN_GAIN_S) -> list[DemandHint]:
+    """Idle technicians towards a neighbouring cell worth more: his value there when he would
+    arrive, discounted, less the drive, against his value where he stands (the paper's
+    repositioning, a move that earns nothing). Only the free and idle (no job, no booked visit
+    ahead, not held in an emergency reserve); each cell is hinted to one technician, the largest
+    gain first, so a busy corner does not draw the whole district."""
+    options = []
+    for tech in techs:
+        if tech.active_jobs or tech.planned or tech.reserved or technician_reason(tech, at, config) is not None:
+            continue
+        here = table.cell(tech.lon, tech.lat)
+        stay = table.cell_value(here, table.slot(at))
+        for cell in h3.grid_disk(here, 1):
+            if cell == here:
+                continue
+            lat, lon = h3.cell_to_latlng(cell)
+            distance = haversine_m(tech.lon, tech.lat, lon, lat)
+            drive = eta_s(distance, config)
+            there = table.cell_value(cell, table.slot(at + timedelta(seconds=drive)))
+            gain = table.discount_per_s ** drive * there - drive - stay
+            if gain >= min_gain_s:
+                options.append((-gain, tech.id, cell, lon, lat, distance))
+    hints, hinted, taken = [], set(), set()
+    for negative_gain, tech_id, cell, lon, lat, distance in sorted(options):
+        if tech_id in hinted or cell in taken:
+            continue
+        hinted.add(tech_id)
+        taken.add(cell)
+        hints.append(DemandHint(tech_id, cell, lon, lat, distance, -negative_gain))
+    return hints
 
 
 def next_jobs(jobs: Sequence[Job], config: MatchingConfig) -> list[Trip]:

@@ -5,9 +5,10 @@ or `error` carrying the same `id`. A socket opened without an Authorization head
 an `auth` message carrying the access token (never put in the URL). Server pushes: `offer` (its
 summary, with the order's `sla_deadline`), `offer_withdrawn`, `job_updated`,
 `order_cancelled`, `notification`, `status`, `position`, `eta` (the arrival range, on the order
-socket and the technician's), `price_change`, `reposition` (a hint to an idle emergency
-technician: move towards an area below its reserve; `station_id`, `station_name` and `area`, the
-GeoJSON centre of its service area), `plan_changed` (the technician's day plan of `day` was
+socket and the technician's), `price_change`, `reposition` (a hint to an idle
+technician, `area` the GeoJSON point to move towards: `reason` `emergency_cover`, an area below
+its emergency reserve, with `station_id` and `station_name`; or `demand`, a neighbouring cell
+the look-ahead values rate higher, with `cell` and `distance_m`), `plan_changed` (the technician's day plan of `day` was
 planned again: reload it), `pong`, `resync`; on the operations socket
 `alert`, `alert_acknowledged`, `order_status`, `certification_queue` (reload the queue) and `hazards` (reload
 the open hazards).

@@ -51,14 +51,24 @@ async def test_the_technicians_phone_shows_hints_deadlines_messages_and_notices(
 
     # A repositioning hint, published as matching/readiness.py publishes it.
     station = people["station"]
-    await push_now(redis, account_channel(technician.account.id), "reposition", station_id=str(station.id),
-                   station_name=STATION, area={"type": "Point", "coordinates": [CENTER[0], CENTER[1]]})
+    await push_now(redis, account_channel(technician.account.id), "reposition", reason="emergency_cover",
+                   station_id=str(station.id), station_name=STATION,
+                   area={"type": "Point", "coordinates": [CENTER[0], CENTER[1]]})
     banner = phone.locator("#reposition")
     await expect(banner).to_be_visible()
     await expect(banner.locator("#reposition-text")).to_have_text(f"{STATION}附近抢险力量不足，空闲期间请向该区域移动。")
     await expect(banner.locator("#reposition-navigate")).to_have_attribute(
         "href", f"geo:{CENTER[1]},{CENTER[0]}?q={CENTER[1]},{CENTER[0]}")
     await shot(phone, artifacts, "technician-01-reposition")
+    await banner.locator("#reposition-dismiss").click()
+    await expect(banner).to_be_hidden()
+    # One towards more work, as matching/service.py pushes it from the look-ahead values.
+    await push_now(redis, account_channel(technician.account.id), "reposition", reason="demand", cell="8730e1ca9ffffff",
+                   distance_m=2140, area={"type": "Point", "coordinates": [CENTER[0] + 0.02, CENTER[1]]})
+    await expect(banner.locator("#reposition-text")).to_have_text(
+        "根据往常的订单，接下来约一小时，2.1 公里外的相邻区域订单更多。空闲时可前往等单（自愿）。")
+    await expect(banner).to_have_attribute("data-reason", "demand")
+    await shot(phone, artifacts, "technician-01b-reposition-demand")
     await banner.locator("#reposition-dismiss").click()
     await expect(banner).to_be_hidden()
 

@@ -1,13 +1,17 @@
 """The live batch round adds the city's stored look-ahead values (issue 17, item 2): of two
 technicians about as near, it sends the one standing where little work comes. Values weigh in
-the batch, where supply is not ample (where it is, the first to arrive goes: test_adaptive)."""
+the batch, where supply is not ample (where it is, the first to arrive goes: test_adaptive). An
+idle technician where little work comes is hinted towards a neighbouring cell where more does."""
 
+import json
 from datetime import datetime, timezone
 
 import h3
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from kit import after_commit
+from kit.fanout import account_channel
 from matching import service as engine
 from matching.models import CellValue, ValueVersion
 from matching.values import RESOLUTION, SLOT_S
@@ -48,3 +52,36 @@ async def test_a_round_sends_the_technician_from_the_dead_corner_once_values_are
     await engine.run_batch(session, index)
     expected = dead if trained else busy  # untrained: simply the nearer one
     assert (await open_offer(session, order.id)).technician_id == expected.technician.id
+
+
+async def test_an_idle_technician_in_a_dead_corner_is_hinted_towards_the_neighbouring_cell_where_work_comes(
+        session: AsyncSession, index, redis) -> None:  # noqa: ANN001
+    """The hint as the round pushes it (once per period), what the technician app shows."""
+    tech = await online_technician(session, index, *DEAD)
+    here = h3.latlng_to_cell(DEAD[1], DEAD[0], RESOLUTION)
+    busy, *others = [c for c in h3.grid_disk(here, 1) if c != here]
+    now = datetime.now(timezone.utc)
+    version = ValueVersion(city_id=tech.technician.city_id, period_start=now, period_end=now, orders=100,
+                           resolution=RESOLUTION, slot_s=SLOT_S, discount_per_s=0.9 ** (1 / 600))
+    session.add(version)
+    await session.flush()
+    session.add_all([CellValue(version_id=version.id, cell=cell, slot=s, value_s=-100.0 if cell == busy else -3000.0)
+                     for cell in (here, busy, *others) for s in range(86_400 // SLOT_S)])
+    await session.flush()
+    listener = redis.pubsub()
+    await listener.subscribe(account_channel(tech.account.id))
+    hints = []
+    for _ in range(2):  # the second round falls in the same period: no second hint
+        after_commit.discard(session)
+        await engine.run_batch(session, index)
+        await session.commit()
+        await after_commit.run(session)
+        while (message := await listener.get_message(ignore_subscribe_messages=True, timeout=0.3)) is not None:
+            if json.loads(message["data"])["type"] == "reposition":
+                hints.append(json.loads(message["data"]))
+    await listener.aclose()
+    [hint] = hints
+    lat, lon = h3.cell_to_latlng(busy)
+    assert hint["reason"] == "demand" and hint["cell"] == busy
+    assert hint["area"] == {"type": "Point", "coordinates": [round(lon, 4), round(lat, 4)]}
+    assert 0 < hint["distance_m"] < 4000

@@ -6,19 +6,22 @@ import asyncio
 import math
 import os
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import h3
 import pytest
 from sqlmodel import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dispatch.service import Actor, create_order, transition
-from matching.model import MatchingConfig
+from matching.model import MatchingConfig, PlannedVisit, TechnicianView
 from matching.models import CellValue, ValueVersion
 from matching.scoring import eta_s, haversine_m
 from matching.values import (
-    Job, Trip, ValuesInputError, ValueTable, current_values, next_jobs, train, train_and_store,
+    DISCOUNT_PER_S, HINT_MIN_GAIN_S, RESOLUTION, Job, Trip, ValuesInputError, ValueTable, current_values, demand_hints,
+    next_jobs, train, train_and_store,
 )
 from tests.factories import make_customer, make_technician
 
@@ -92,6 +95,43 @@ def test_bonus_is_positive_for_leaving_a_quiet_cell_for_a_busy_one_and_negative_
     assert to_busy == pytest.approx(0.5 ** (1 / 6) * -100 + 1000)
     assert to_quiet == pytest.approx(0.5 ** (1 / 6) * -1000 + 100)
     assert to_busy > 0 > to_quiet
+
+
+def idle(tech_id: str, lon: float, lat: float, now: datetime, **kw) -> TechnicianView:  # noqa: ANN003
+    return TechnicianView(id=tech_id, lon=lon, lat=lat, status=kw.pop("status", "online"), certifications=(),
+                          active_jobs=0, max_jobs=1, rating=0.0, last_seen_at=kw.pop("seen", now), **kw)
+
+
+def test_idle_technicians_are_hinted_to_a_neighbouring_cell_only_where_the_move_pays():
+    config, now = MatchingConfig(), at(10)
+    here = h3.latlng_to_cell(A[1], A[0], RESOLUTION)
+    busy, *others = [c for c in h3.grid_disk(here, 1) if c != here]
+    quiet = {(cell, slot): -2000.0 for cell in (here, *others) for slot in range(24)}
+    table = ValueTable(quiet | {(busy, slot): -200.0 for slot in range(24)})
+    lat, lon = h3.cell_to_latlng(here)
+    target_lat, target_lon = h3.cell_to_latlng(busy)
+    distance = haversine_m(lon, lat, target_lon, target_lat)
+    drive = eta_s(distance, config)
+    first, second = idle("first", lon, lat, now), idle("second", lon + 0.0001, lat, now)
+    # One hint: the second in the same cell is not sent to the same corner, and staying beats
+    # the other neighbours.
+    [hint] = demand_hints(table, [first, second], now, config)
+    assert hint.technician_id == "first" and hint.cell == busy
+    assert (hint.lon, hint.lat) == (target_lon, target_lat)
+    assert hint.distance_m == pytest.approx(distance)
+    # The move earns nothing: minus the drive, then the busy cell's value discounted by it.
+    assert hint.gain_s == pytest.approx(DISCOUNT_PER_S ** drive * -200.0 - drive + 2000.0)
+    # Not idle, or not free to go: nobody moves them.
+    planned = PlannedVisit(lon, lat, arrival=now + timedelta(hours=1), latest=now + timedelta(hours=3))
+    held = [replace(first, active_jobs=1, status="busy"), replace(first, reserved=True),
+            replace(first, planned=(planned,)), replace(first, last_seen_at=now - timedelta(hours=1)),
+            replace(first, status="offline")]
+    assert all(demand_hints(table, [tech], now, config) == [] for tech in held)
+    # Standing in the busy cell, or with a neighbour only a little better: no hint.
+    assert demand_hints(table, [idle("there", target_lon, target_lat, now)], now, config) == []
+    small = drive + HINT_MIN_GAIN_S / 2
+    near_even = ValueTable(quiet | {(busy, slot): (-2000.0 + small) / DISCOUNT_PER_S ** drive for slot in range(24)})
+    assert demand_hints(near_even, [first], now, config) == []
 
 
 # Stored per city, versioned ------------------------------------------------------------------

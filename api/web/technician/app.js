@@ -699,8 +699,9 @@ function tickSla() {
   for (const el of document.querySelectorAll("[data-sla]")) showSla(el, now);
 }
 
-// A hint to move towards an area short of emergency cover: the station by name (the push carries
-// it) and a link to the phone's map app for the area's centre, as the page has no map of its own.
+// A hint to move while free: towards an area short of emergency cover (the station by name, the
+// push carries it) or towards a nearby cell where more work is expected; a link to the phone's map
+// app for the point, as the page has no map of its own.
 function renderReposition() {
   const section = document.getElementById("reposition");
   if (!section) return;
@@ -709,9 +710,13 @@ function renderReposition() {
   const [lon, lat] = reposition.area.coordinates;
   const dismiss = h("button", { type: "button", id: "reposition-dismiss" }, t("reposition.dismiss"));
   dismiss.addEventListener("click", () => { reposition = null; renderReposition(); });
-  section.dataset.station = reposition.station_id;
-  fill(section, h("strong", {}, t("reposition.title")),
-    h("p", { id: "reposition-text" }, t("reposition.text", { station: reposition.station_name })),
+  const demand = reposition.reason === "demand";
+  section.dataset.reason = demand ? "demand" : "emergency_cover";
+  if (demand) delete section.dataset.station; else section.dataset.station = reposition.station_id;
+  fill(section, h("strong", {}, t(demand ? "reposition.demandTitle" : "reposition.title")),
+    h("p", { id: "reposition-text" }, demand
+      ? t("reposition.demandText", { km: (reposition.distance_m / 1000).toFixed(1) })
+      : t("reposition.text", { station: reposition.station_name })),
     h("div", { class: "actions" }, h("a", { class: "button", id: "reposition-navigate", href: `geo:${lat},${lon}?q=${lat},${lon}` },
       t("reposition.navigate")), dismiss));
 }

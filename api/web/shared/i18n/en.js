@@ -768,6 +768,8 @@ export default {
   "reposition.text": "Emergency cover is short around {station}. While you are free, please move towards it.",
   "reposition.navigate": "Navigate there",
   "reposition.dismiss": "Got it",
+  "reposition.demandTitle": "More work is likely nearby",
+  "reposition.demandText": "From past orders, more work is expected in the next hour or so in the neighbouring area {km} km away. While you are free you may wait there (your choice).",
   "technician.slaLeft": "{min} min left to the deadline",
   "technician.slaLeftHours": "over {h} h left to the deadline",
   "technician.slaOver": "{min} min past the deadline",

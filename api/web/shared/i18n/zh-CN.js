@@ -768,6 +768,8 @@ export default {
   "reposition.text": "{station}附近抢险力量不足，空闲期间请向该区域移动。",
   "reposition.navigate": "导航前往",
   "reposition.dismiss": "知道了",
+  "reposition.demandTitle": "附近可能有更多订单",
+  "reposition.demandText": "根据往常的订单，接下来约一小时，{km} 公里外的相邻区域订单更多。空闲时可前往等单（自愿）。",
   "technician.slaLeft": "距服务时限还剩 {min} 分钟",
   "technician.slaLeftHours": "距服务时限还剩 {h} 小时以上",
   "technician.slaOver": "已超出服务时限 {min} 分钟",
