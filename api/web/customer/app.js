@@ -9,7 +9,7 @@ import { renderHistory } from "./history.js";
 import { renderTechnicianProfile } from "./technician.js";
 import { jobPhotoThumbs } from "../shared/photos.js";
 import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
-import { act, dayIn, errorText, field, fill, h, kindText, money, reasonText, statusText, toast, UserError, when, windowText } from "../shared/ui.js";
+import { act, dayIn, errorText, field, fill, h, kindText, money, oneAtATime, reasonText, statusText, toast, UserError, when, windowText } from "../shared/ui.js";
 
 const STEPS = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service", "completed", "reviewed", "settled"];
 const ON_JOB = ["accepted", "en_route", "arrived", "in_service"];
@@ -403,7 +403,9 @@ async function openOrder(orderId) {
     arrival.textContent = eta ? t("eta.range", { from: clock(eta.earliest), to: clock(eta.latest) }) : "";
   }
 
-  async function refresh() {
+  const refresh = oneAtATime(load);  // pushes in quick succession must not draw an older state last
+
+  async function load() {
     order = await api.get(`/v1/orders/${orderId}`);
     showEta(order.eta);
     const [events, visit] = await Promise.all([api.get(`/v1/orders/${orderId}/events`),

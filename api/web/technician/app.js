@@ -14,7 +14,7 @@ import { LiveSocket } from "../shared/socket.js";
 import { createOutbox } from "../shared/outbox.js";
 import { photoForUpload } from "../shared/photos.js";
 import { loadOnboarding, renderOnboarding } from "./onboarding.js";
-import { UserError, act, clockTime, errorText, field, fill, geolocationText, h, isoDay, kindText, minor, money, reasonText, statusText, toast, when, windowText } from "../shared/ui.js";
+import { UserError, act, clockTime, errorText, field, fill, geolocationText, h, isoDay, kindText, minor, money, oneAtATime, reasonText, statusText, toast, when, windowText } from "../shared/ui.js";
 
 const ACTIVE = ["accepted", "en_route", "arrived", "in_service"];
 const DONE = ["completed", "reviewed", "settled"];
@@ -146,7 +146,8 @@ function onMessage(message) {
   }
 }
 
-async function loadJobs() {
+// Job updates in quick succession must not draw an older list last.
+const loadJobs = oneAtATime(async () => {
   const [orders, me] = await Promise.all([remembered("orders", () => api.get("/v1/orders?limit=50")),
     remembered("me", () => api.get("/v1/technicians/me"))]);
   state.me = me;
@@ -156,7 +157,7 @@ async function loadJobs() {
     for (const id of drafts.keys()) if (!state.jobs.some((o) => o.id === id) && !queuedFor(id).length) dropDraft(id);
   }
   render();
-}
+});
 
 // -- in the field without a connection -----------------------------------------------------------
 
