@@ -82,6 +82,7 @@ class Figures:
     ack_window_s: float = 0.0
     offers: dict[str, float] = field(default_factory=dict)  # offer_id -> received (unix s)
     probes: list[float] = field(default_factory=list)  # baseline: PUBLISH -> on the socket, ms
+    client_lag: list[float] = field(default_factory=list)  # this process's event loop, late by, ms
     accepts: dict[str, int] = field(default_factory=dict)  # emergency offers: won / lost to another technician
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -297,6 +298,15 @@ class Technician:
             await asyncio.sleep(self.interval_s)
 
 
+async def watch_client_lag(figures: Figures, until: float, every_s: float = 0.05) -> None:
+    """How late this process's own event loop runs: a frame it reads late was on the socket
+    earlier, so the latencies measured here include this much of the client's own queueing."""
+    while time.monotonic() < until:
+        start = time.monotonic()
+        await asyncio.sleep(every_s)
+        figures.client_lag.append((time.monotonic() - start - every_s) * 1000)
+
+
 async def connect_all(technicians: list[Technician], figures: Figures, progress: Progress, label: str) -> float:
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     task = progress.add_task(label, total=len(technicians))
@@ -421,6 +431,7 @@ async def app_phase(args: argparse.Namespace, people: dict, completed: list[payo
                 asyncio.create_task(place_orders(bases, emergency, EMERGENCY_KIND, args.emergencies_per_s, until,
                                                  figures, placed)),
                 asyncio.create_task(payouts.finalize_reviews(completed, 0.8 * args.duration_s)),
+                asyncio.create_task(watch_client_lag(figures, until)),
             ]
             run_task = progress.add_task("positions, orders, emergencies and payouts", total=args.duration_s)
             for t in open_sockets:
@@ -478,6 +489,7 @@ async def app_phase(args: argparse.Namespace, people: dict, completed: list[payo
         # In the order the emergencies were placed: a slow first round (a cold worker) shows here.
         "emergency_offer_ms_in_order": [round(v) for v in by_kind[EMERGENCY_KIND]],
         "offer_delivery_ms": spread(delivery),
+        "client_loop_lag_ms": spread(figures.client_lag),
         "order_to_offer_ms": spread(by_kind["repair"]),
         "unanswered_messages": unanswered,
         "errors": figures.errors,
@@ -626,6 +638,7 @@ def report(result: dict, console: Console) -> None:
            f"accepts {result['emergency_accepts']}"),
         *((f"  {leg.replace('_', ' ')}", _ms(figure)) for leg, figure in result["emergency_legs_ms"].items()),
         ("offer delivery (offer committed -> on socket)", _ms(result["offer_delivery_ms"])),
+        ("the bench client's own event loop, late by", _ms(result["client_loop_lag_ms"])),
         ("routine: order committed -> first offer on socket", _ms(result["order_to_offer_ms"])
          + f" ({result['orders_placed']} orders, batch window included)"),
         ("payouts during the run", f"{pay['reviews_finalized']} reviews finalized, {pay['transferred_in_window']} "
