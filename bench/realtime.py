@@ -178,7 +178,7 @@ def start_workers(count: int, fd_limit: int, log_dir: Path, embedded: bool,
             [sys.executable, "-c", f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({fd_limit}, "
              f"resource.getrlimit(resource.RLIMIT_NOFILE)[1])); import uvicorn; uvicorn.main()",
              "app.asgi:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning", "--ws-ping-interval", "60"],
+             "--log-level", "warning", "--ws-ping-interval", "60", "--ws-per-message-deflate", "false"],
             cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT)
         started.append((process, f"http://127.0.0.1:{port}"))
     for process, base in started:

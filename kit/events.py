@@ -27,7 +27,7 @@ import structlog
 from pgqueuer.errors import RetryRequested
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, PlainSerializer
-from sqlalchemy import exists, func, insert
+from sqlalchemy import bindparam, exists, func, insert
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -314,18 +314,23 @@ def _dead(delivery: Delivery, now: datetime) -> None:
 
 # Worker side --------------------------------------------------------------------------------
 
+@functools.cache
+def _delivery_row() -> Any:
+    """The delivery, its event, the clock and its order's earlier deliveries in one round trip
+    (an emergency's offer round waits behind it), built once: building the aliased subquery
+    cost a sixth of a busy worker's CPU."""
+    return (select(Delivery, OutboxMessage.payload, func.clock_timestamp(),
+                   _earlier_pending_of(Delivery.subscriber, Delivery.order_key, Delivery.event_id))
+            .outerjoin(OutboxMessage, col(OutboxMessage.id) == Delivery.event_id)
+            .where(Delivery.id == bindparam("delivery_id")).with_for_update(of=Delivery))
+
+
 async def deliver(delivery_id: int) -> None:
     """The `events.deliver` job: one delivery in its own transaction. A retry is asked of the
     engine after the commit, so the recorded attempt stands."""
     retry: timedelta | None = None
     async with session_scope() as session:
-        # The delivery, its event, the clock and its order's earlier deliveries in one round
-        # trip: an emergency's offer round waits behind this.
-        row = (await session.exec(
-            select(Delivery, OutboxMessage.payload, func.clock_timestamp(),
-                   _earlier_pending_of(Delivery.subscriber, Delivery.order_key, Delivery.event_id))
-            .outerjoin(OutboxMessage, col(OutboxMessage.id) == Delivery.event_id)
-            .where(Delivery.id == delivery_id).with_for_update(of=Delivery))).first()
+        row = (await session.exec(_delivery_row(), params={"delivery_id": delivery_id})).first()
         if row is None or row[0].state != "pending":
             return
         delivery, payload, now, waits = row

@@ -157,7 +157,8 @@ def api_worker(tmp_path: Path) -> Iterator[Callable[..., str]]:
         log = open(tmp_path / f"worker-{port}.log", "w")
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.asgi:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--ws-max-size", str(get_settings().ws_max_message_bytes)],
+             "--port", str(port), "--log-level", "warning", "--ws-max-size", str(get_settings().ws_max_message_bytes),
+             "--ws-per-message-deflate", "false"],
             cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT))
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90  # a loaded 2-core machine takes ~20 s to import the app

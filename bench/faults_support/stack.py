@@ -309,7 +309,7 @@ class Stack:
             port = free_port()
             self.api.append(Proc(f"api-{i}", [sys.executable, "-m", "uvicorn", "app.asgi:create_app", "--factory",
                                               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-                                              "--ws-max-size", "65536"],
+                                              "--ws-max-size", "65536", "--ws-per-message-deflate", "false"],
                                  env, self.base / "logs" / f"api-{i}.log", port))
         for i in range(self.workers):
             self.worker_procs.append(Proc(f"worker-{i}", [sys.executable, "-m", "app", "worker"], env,
