@@ -23,6 +23,7 @@ from api.routers import job_address
 from api.ws import customer as customer_ws
 from api.ws import technician as technician_ws
 from kit.config import get_settings
+from kit import heap
 from kit.db import get_engine
 from kit.logs import configure_logging
 from kit.preflight import check_connections
@@ -38,6 +39,7 @@ def build_app(background: Background | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_connections()  # a process that cannot reach them never reports itself live
+        heap.settle()
         if background is None:
             yield
         else:

@@ -42,7 +42,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.wiring import register_handlers
 from dispatch.field import campaigns
-from kit import events, jobs
+from kit import events, heap, jobs
 from kit.config import get_settings
 from kit.db import database_now, session_scope
 from kit.models import Delivery
@@ -457,6 +457,7 @@ async def run_forever(stop: asyncio.Event | None = None, roles: Sequence[str] = 
     process of its own for `urgent` keeps emergencies off the event loop of routine work."""
     register_handlers()
     if stop is None:
+        heap.settle()  # standalone; the API's start-up does it for the embedded worker
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)

@@ -74,6 +74,7 @@ CENTER = (120.155, 30.274)
 SPREAD_DEG = 0.05  # technicians over ~10 x 10 km
 CONNECT_CONCURRENCY = 100
 EMERGENCY_KIND = "emergency_leak"
+METRICS_TOKEN = uuid.uuid4().hex  # this run's API processes expose /metrics to it
 
 
 @dataclass
@@ -327,6 +328,24 @@ async def connect_all(technicians: list[Technician], figures: Figures, progress:
     return elapsed
 
 
+async def gc_pauses(base: str) -> dict:
+    """An API process's garbage-collector pauses so far (kit/heap.py), from its /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        text = (await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})).text
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "gasdispatch_gc_pause_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0) + sample.value
+    total = buckets.get(float("inf"), 0)
+    return {"collections": int(total), **{f"over_{int(b * 1000)}_ms": int(total - buckets.get(b, 0))
+                                           for b in (0.05, 0.1, 0.5)}}
+
+
 def still_open(technicians: list[Technician]) -> list[Technician]:
     """Opened and still open: a worker may accept the handshake and then fail the socket."""
     return [t for t in technicians if t.ws is not None and t.ws.state is websockets.State.OPEN]
@@ -449,6 +468,7 @@ async def app_phase(args: argparse.Namespace, people: dict, completed: list[payo
             result["rss_mib_end"] = [round(_rss_kib(p.pid) / 1024, 1) for p, _ in workers]
             unanswered = sum(len(t.sent) for t in open_sockets)
             result["payouts"] = {**await payouts.figures((window[0], window[1])), "reviews_finalized": len(completed)}
+            result["api_gc_pauses"] = [await gc_pauses(base) for base in bases]
     finally:
         await close_all(technicians)
         _stop(processes)
@@ -579,7 +599,7 @@ async def main(args: argparse.Namespace, console: Console) -> dict:
     get_settings.cache_clear()
     configure_logging(logging.WARNING)  # the set-up's own event handlers log every step at info
     provider, proxy_url = start_slow_provider(args.stripe_base, args.provider_delay_s, log_dir)
-    env = {**os.environ, "GASDISPATCH_STRIPE_API_BASE": proxy_url}
+    env = {**os.environ, "GASDISPATCH_STRIPE_API_BASE": proxy_url, "GASDISPATCH_METRICS_TOKEN": METRICS_TOKEN}
     if args.payout_concurrency:
         env["GASDISPATCH_PAYOUT_CONCURRENCY"] = str(args.payout_concurrency)
     people: dict = {}
@@ -639,6 +659,7 @@ def report(result: dict, console: Console) -> None:
         *((f"  {leg.replace('_', ' ')}", _ms(figure)) for leg, figure in result["emergency_legs_ms"].items()),
         ("offer delivery (offer committed -> on socket)", _ms(result["offer_delivery_ms"])),
         ("the bench client's own event loop, late by", _ms(result["client_loop_lag_ms"])),
+        ("API processes' garbage-collector pauses", json.dumps(result["api_gc_pauses"])),
         ("routine: order committed -> first offer on socket", _ms(result["order_to_offer_ms"])
          + f" ({result['orders_placed']} orders, batch window included)"),
         ("payouts during the run", f"{pay['reviews_finalized']} reviews finalized, {pay['transferred_in_window']} "

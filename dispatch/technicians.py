@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, literal_column
+from sqlalchemy import bindparam, func, literal_column, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,7 +17,6 @@ from kit.errors import Conflict, NotFound
 from dispatch.errors import IllegalTransition
 from dispatch.events import CERTIFICATION_DECIDED
 from kit.events import publish_event
-from kit.geo import point
 from dispatch.models import Certification, Order, Technician, TrainingRecord
 from dispatch.states import ACTIVE_JOB_STATES
 
@@ -179,14 +178,27 @@ async def record_training(
     return record
 
 
-async def record_last_position(session: AsyncSession, technician_id: uuid.UUID, *, lon: float, lat: float,
-                               at: datetime) -> None:
-    """The durable copy of a technician's position, written at a lower rate than Redis gets it."""
-    technician = await get_technician(session, technician_id)
-    technician.last_location = point(lon, lat)
-    technician.last_seen_at = at
-    session.add(technician)
-    await session.flush()
+@dataclass(frozen=True, slots=True)
+class PositionCopy:
+    technician_id: uuid.UUID
+    lon: float
+    lat: float
+    at: datetime
+
+
+async def record_last_positions(session: AsyncSession, copies: Sequence[PositionCopy]) -> None:
+    """The durable copies of technicians' positions, written at a lower rate than Redis gets
+    them: many in one statement (the socket's fixes of one loop iteration), no row loaded; a
+    copy never goes back in time."""
+    if not copies:
+        return
+    table = Technician.__table__
+    await session.execute(
+        update(table).where(table.c.id == bindparam("technician_id"),
+                            or_(table.c.last_seen_at.is_(None), table.c.last_seen_at <= bindparam("seen_at")))
+        .values(last_location=func.ST_SetSRID(func.ST_MakePoint(bindparam("lon"), bindparam("lat")), 4326),
+                last_seen_at=bindparam("seen_at")),
+        [{"technician_id": c.technician_id, "lon": c.lon, "lat": c.lat, "seen_at": c.at} for c in copies])
 
 
 # Availability: other packages (matching) change a technician's status through these, never by

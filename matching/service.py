@@ -15,6 +15,7 @@ import numpy as np
 import structlog
 from redis.asyncio import Redis
 from sqlalchemy import func, literal, null, text, union_all, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,14 +28,14 @@ from kit.events import handles, publish_event, published_together, subscribe
 from kit.jobs import enqueue_many
 from kit.fanout import account_channel, presence_key, push_after_commit
 from dispatch.handlers import offer_summary
-from kit.geo import lonlat
+from kit.geo import lonlat, point
 from dispatch.models import Order, Technician
 from kit.redis import get_redis
 from dispatch.service import Actor, record_step, transition
 from dispatch.states import ACTIVE_JOB_STATES
 from dispatch import queries, reasons, technicians
 from dispatch.events import OrderCreated, OrderStatusChanged
-from dispatch.technicians import certifications_of, record_last_position, usable_kinds
+from dispatch.technicians import PositionCopy, certifications_of, record_last_positions, usable_kinds
 from dispatch.alerts import raise_alert
 from matching.assign import best_candidate, best_candidates, free_in_time, soon_free_first
 from matching.candidates import OfferCandidate, candidate_rows, record_candidates
@@ -800,7 +801,10 @@ async def record_position(session: AsyncSession, index: GeoIndex, technician: Te
     fix = await record_fix(index, technician.id, lon=lon, lat=lat, at=at, now=now, city=technician.city_id,
                            status=technician.status, session=session)
     if fix.persist:
-        await record_last_position(session, technician.id, lon=lon, lat=lat, at=at)
+        await record_last_positions(session, [PositionCopy(technician.id, lon, lat, at)])
+        # What the row now says, without reloading it.
+        set_committed_value(technician, "last_location", point(lon, lat))
+        set_committed_value(technician, "last_seen_at", at)
     return fix.outcome
 
 

@@ -44,7 +44,7 @@ from dispatch.field import reports, visits
 from dispatch.handlers import offer_summary
 from dispatch.models import Order, OrderEvent
 from dispatch.states import ACTIVE_JOB_STATES
-from dispatch.technicians import record_last_position
+from dispatch.technicians import PositionCopy, record_last_positions
 from kit.coalesce import Coalesced
 from kit.config import get_settings
 from kit.db import database_now, session_scope
@@ -97,8 +97,7 @@ async def _locate(message: protocol.Location, technician_id: uuid.UUID, city: st
     city = city or await matching.city_of_technician(index, technician_id)
     fix = await matching.record_fix(index, technician_id, lon=message.lon, lat=message.lat, at=at, city=city)
     if fix.persist:
-        async with session_scope() as session:
-            await record_last_position(session, technician_id, lon=message.lon, lat=message.lat, at=at)
+        await _persist(PositionCopy(technician_id, message.lon, message.lat, at))
     if fix.outcome == "accepted" and order_ids:
         await publish_position(redis, technician_id, message.lon, message.lat, at.isoformat(), order_ids)
         await eta.refresh_after_fix(redis, index, technician_id, order_ids=order_ids)
@@ -231,6 +230,16 @@ async def _fix_contexts(technician_ids: Sequence[uuid.UUID]) -> list[tuple[str |
 
 
 _fix_context = Coalesced(_fix_contexts)
+
+
+async def _persist_positions(copies: Sequence[PositionCopy]) -> list[None]:
+    """The PostgreSQL copies due among the fixes of one loop iteration, in one transaction."""
+    async with session_scope() as session:
+        await record_last_positions(session, copies)
+    return [None] * len(copies)
+
+
+_persist = Coalesced(_persist_positions)
 
 
 async def _handle_fix(message: protocol.Location, technician_id: uuid.UUID) -> dict[str, Any]:

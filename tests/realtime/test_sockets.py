@@ -11,6 +11,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from dispatch.models import Order
+from dispatch.technicians import PositionCopy, record_last_positions
 from dispatch.service import Actor, transition
 from tests.factories import make_customer, make_technician
 from tests.support.sockets import recv_until
@@ -211,3 +212,40 @@ async def test_customer_sees_positions_only_between_acceptance_and_completion(ap
             await request(tech_ws, fix(CENTER[0] + 0.00197, CENTER[1]))
             with pytest.raises(TimeoutError):
                 await recv_until(order_ws, lambda m: m["type"] == "position", timeout=1.5)
+
+
+async def test_socket_fixes_reach_postgresql_at_the_lower_rate_and_never_go_back_in_time(
+    api_worker, people, committed_sessions,  # noqa: ANN001
+) -> None:
+    """The durable copy (what the index is rebuilt from after Redis lost its data): the first fix,
+    then none until `position_persist_every_s` has passed by the fixes' own clock."""
+    from datetime import timedelta
+
+    from geoalchemy2.shape import to_shape
+
+    _, technician = people
+    worker = api_worker(GASDISPATCH_POSITION_PERSIST_EVERY_S="30")
+    start = datetime.now(timezone.utc) - timedelta(seconds=60)
+
+    def at(lon: float, seconds: float) -> dict:
+        return {**fix(lon, CENTER[1]), "ts": (start + timedelta(seconds=seconds)).isoformat()}
+
+    async def stored() -> tuple[float, datetime]:
+        async with committed_sessions() as session:
+            row = await session.get(type(technician.technician), technician.technician.id, populate_existing=True)
+            return to_shape(row.last_location).x, row.last_seen_at
+
+    async with connect(worker, "/v1/ws/technician", token_of(technician.headers)) as ws:
+        assert (await request(ws, {"type": "go_online", "id": "on-1"}))["status"] == "online"
+        assert (await request(ws, at(CENTER[0] + 0.001, 0)))["outcome"] == "accepted"
+        assert (await stored()) == (pytest.approx(CENTER[0] + 0.001), start)
+        assert (await request(ws, at(CENTER[0] + 0.002, 10)))["outcome"] == "accepted"  # in Redis only
+        assert (await stored())[0] == pytest.approx(CENTER[0] + 0.001)
+        assert (await request(ws, at(CENTER[0] + 0.003, 31)))["outcome"] == "accepted"
+        assert (await stored()) == (pytest.approx(CENTER[0] + 0.003), start + timedelta(seconds=31))
+    # A copy older than the row's (another API process's batch landing late) changes nothing.
+    async with committed_sessions() as session:
+        await record_last_positions(session, [PositionCopy(technician.technician.id, CENTER[0], CENTER[1],
+                                                           start + timedelta(seconds=20))])
+        await session.commit()
+    assert (await stored()) == (pytest.approx(CENTER[0] + 0.003), start + timedelta(seconds=31))
