@@ -43,7 +43,7 @@ from matching.eligibility import ineligibility_reason
 from matching.escalation import FLAT, Ladder, due_alerts, may_reoffer
 from matching.events import OfferCreated, OfferWithdrawn
 from matching import adaptive, eta, readiness
-from matching.values import current_values, demand_hints
+from matching.values import ValueTable, current_values, demand_hints
 from matching.index import TECHNICIAN_CITY_TTL_S, Fix, GeoIndex, LiveTechnician, Supply, reposition_key, technician_city_key
 from matching.model import Assignment, CertificationView, MatchingConfig, OrderView, PlannedVisit, TechnicianView
 from matching.models import Offer
@@ -433,7 +433,8 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     await ensure_index(session, index, city)
     await raise_due_alerts(session, now, city)
     zones = await readiness.areas(session, now, city) if get_settings().escalation_enabled else []
-    await _hint_repositioning(session, index, city, zones, now, config)
+    values = await current_values(session, city)
+    await _hint_repositioning(session, index, city, zones, values, now, config)
     # Locked for the round, skipping orders another transaction holds (a cancel, an assign): those
     # wait for the next round instead of failing this one.
     waiting = await queries.waiting_orders(session, city)
@@ -454,7 +455,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     candidates = {v.id: [tech_views[t.id] for t in group if t.id in tech_views] for v, group in zip(views, live)}
     by_id = {str(o.id): o for o in pooled}
     view_of = {v.id: v for v in views}
-    chosen, _ = adaptive.assign_round(views, candidates, now, config, await current_values(session, city))
+    chosen, _ = adaptive.assign_round(views, candidates, now, config, values)
     for assignment in chosen:
         order = by_id[assignment.order_id]
         await record_candidates(session, order.id, None, candidate_rows(view_of[assignment.order_id], candidates[assignment.order_id], [assignment.technician_id], now, config))
@@ -488,12 +489,11 @@ async def _soon_free(session: AsyncSession, views: list[TechnicianView], now: da
 
 
 async def _hint_repositioning(session: AsyncSession, index: GeoIndex, city: str, zones: list[readiness.Area],
-                              now: datetime, config: MatchingConfig) -> int:
+                              table: ValueTable | None, now: datetime, config: MatchingConfig) -> int:
     """At most once per period across workers: idle emergency technicians towards areas below
     their floor, then the other idle technicians towards the cells the city's look-ahead values
     rate higher. Hints, not offers: following one is the technician's choice."""
     covering = any(z.floor for z in zones)
-    table = await current_values(session, city)
     if not covering and table is None:
         return 0
     settings = get_settings()

@@ -2,7 +2,6 @@
 import { NetworkError } from "./api.js";
 import { currentLang, hasText, t } from "./i18n.js";
 
-/** h("button", {class: "primary", onclick}, "text", child…) */
 /** `load` run one at a time, once more after the calls that came while it ran: two loads side
  * by side could finish out of order and leave the older state on the page. Every caller's promise
  * settles when a load that started after its call has finished. */
@@ -19,6 +18,7 @@ export function oneAtATime(load) {
   };
 }
 
+/** h("button", {class: "primary", onclick}, "text", child…) */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
