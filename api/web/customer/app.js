@@ -9,7 +9,7 @@ import { renderHistory } from "./history.js";
 import { renderTechnicianProfile } from "./technician.js";
 import { jobPhotoThumbs } from "../shared/photos.js";
 import { gasLeakAdvice, hotlineLinks, openSmellGas, safetyCard, smellGasButton, stepsList } from "../shared/smellgas.js";
-import { act, dayIn, errorText, field, fill, h, kindText, money, oneAtATime, reasonText, statusText, toast, UserError, when, windowText } from "../shared/ui.js";
+import { act, dayIn, errorText, field, fill, h, kindText, money, oneAtATime, problemSlug, reasonText, statusText, toast, UserError, when, windowText } from "../shared/ui.js";
 
 const STEPS = ["created", "matching", "offered", "accepted", "en_route", "arrived", "in_service", "completed", "reviewed", "settled"];
 const ON_JOB = ["accepted", "en_route", "arrived", "in_service"];
@@ -404,6 +404,8 @@ async function openOrder(orderId) {
   }
 
   const refresh = oneAtATime(load);  // pushes in quick succession must not draw an older state last
+  // After the first load (whose failure the shell shows), a redraw that fails says why in a toast.
+  const redraw = () => refresh().catch((error) => toast(errorText(error)));
 
   async function load() {
     order = await api.get(`/v1/orders/${orderId}`);
@@ -425,21 +427,21 @@ async function openOrder(orderId) {
       fill(sections.identity, h("h2", {}, t("customer.technician")),
         h("p", { class: "muted" }, t(order.status === "scheduled" ? "booking.waiting" : "customer.waitingMatch")));
     }
-    renderPriceChange(sections.price, order, visit, refresh);
-    renderFollowup(sections.consent, order, visit, refresh);
-    renderPaymentAttention(sections.payment, order, refresh);
+    renderPriceChange(sections.price, order, visit, redraw);
+    renderFollowup(sections.consent, order, visit, redraw);
+    renderPaymentAttention(sections.payment, order, redraw);
     renderReport(sections.report, visit);
     await renderTechnicianProfile(sections.profile, api, order);
     await renderCharges(sections.charges, order);
-    await renderManage(sections.manage, order, refresh);
-    await renderReview(sections.review, order, refresh);
+    await renderManage(sections.manage, order, redraw);
+    await renderReview(sections.review, order, redraw);
     if (!ON_JOB.includes(order.status)) { techDot?.remove(); route?.remove(); }
   }
 
   await refresh();
   const socket = new LiveSocket(() => api.socketUrl(`/v1/ws/orders/${orderId}`), {
     onMessage: (message) => {
-      if (message.type === "status" || message.type === "price_change") refresh().catch((error) => toast(errorText(error)));
+      if (message.type === "status" || message.type === "price_change") redraw();
       if (message.type === "position") showTechnician(message.position);
       if (message.type === "eta") showEta(message.eta);
       if (message.type === "notification" && message.notification.kind === "message") {
@@ -540,7 +542,15 @@ function renderStatus(section, order, events) {
 }
 
 async function renderIdentity(section, order) {
-  const card = await api.get(`/v1/orders/${order.id}/technician`);
+  let card;
+  try {
+    card = await api.get(`/v1/orders/${order.id}/technician`);
+  } catch (error) {
+    // The job ended between the order's read and this one: the status push redraws the page.
+    if (problemSlug(error) !== "no-visit-in-progress") throw error;
+    section.classList.add("hidden");
+    return;
+  }
   const verified = card.verification;
   fill(section, 
     h("h2", {}, t("customer.atTheDoor")),

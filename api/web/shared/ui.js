@@ -123,6 +123,9 @@ function problemOf(error) {
   return null;
 }
 
+/** The problem slug of a failed call ("no-visit-in-progress"), or undefined. */
+export const problemSlug = (error) => problemOf(error)?.slug;
+
 // Where a 422's `loc` says the value was (the JSON body, the URL's query or path): not a field.
 const REQUEST_PARTS = new Set(["body", "query", "path", "header", "cookie"]);
 
