@@ -269,6 +269,12 @@ def blocked_technicians_query(customer_id: uuid.UUID) -> Select[Any]:
     return select(CustomerBlock.technician_id).where(CustomerBlock.customer_id == customer_id)
 
 
+def blocks_of_query(customer_ids: Sequence[uuid.UUID]) -> Select[Any]:
+    """(customer id, technician id) of every block these customers made, to unite likewise."""
+    return select(CustomerBlock.customer_id, CustomerBlock.technician_id).where(
+        col(CustomerBlock.customer_id).in_(customer_ids))
+
+
 # Stations ----------------------------------------------------------------------------------
 
 

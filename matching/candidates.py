@@ -97,9 +97,10 @@ async def record_candidates(session: AsyncSession, order_id: uuid.UUID, round: i
             "blocked": bool(item.get("blocked", False)),
             "details": {k: v for k, v in item.items() if k not in _COLUMNS},
         })
-    # Parameters apart from the statement: compiled once, not once per number of candidates.
+    # Parameters apart from the statement: compiled once, not once per number of candidates;
+    # render_nulls keeps rows with and without a reason in one statement (one round trip).
     await session.execute(insert(OfferCandidate).on_conflict_do_nothing(
-        index_elements=["order_id", "round", "technician_id"]), values)
+        index_elements=["order_id", "round", "technician_id"]), values, execution_options={"render_nulls": True})
     return round
 
 

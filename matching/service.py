@@ -223,27 +223,42 @@ async def technician_views(
     return views
 
 
-async def _excluded(session: AsyncSession, order: Order, now: datetime) -> frozenset[str]:
-    """Technicians the customer blocked, those who declined this order or hold its offer now,
-    and those who let its offer lapse within the ladder's cooldown."""
-    blocked = queries.blocked_technicians_query(order.customer_id).add_columns(literal("blocked"), null())
-    tried = select(Offer.technician_id, Offer.status, Offer.decided_at).where(
-        Offer.order_id == order.id, col(Offer.status).in_(("declined", "expired", "offered")))
-    ladder = ladder_for(order.priority)
-    out = []
-    for technician_id, status, decided_at in (await session.exec(union_all(blocked, tried))).all():
-        if status != "expired" or decided_at is None or not may_reoffer(ladder, decided_at, now):
-            out.append(str(technician_id))
-    return frozenset(out)
+async def _excluded(session: AsyncSession, orders: Sequence[Order], now: datetime) -> dict[uuid.UUID, frozenset[str]]:
+    """Per order, the technicians its customer blocked, those who declined it or hold its offer
+    now, and those who let its offer lapse within the ladder's cooldown: one query for a round's
+    orders."""
+    blocked = queries.blocks_of_query(list({o.customer_id for o in orders})).add_columns(
+        literal("blocked"), null(), literal(True))
+    tried = select(Offer.order_id, Offer.technician_id, Offer.status, Offer.decided_at, literal(False)).where(
+        col(Offer.order_id).in_([o.id for o in orders]), col(Offer.status).in_(("declined", "expired", "offered")))
+    by_customer: dict[uuid.UUID, set[str]] = {}
+    by_order: dict[uuid.UUID, set[str]] = {}
+    priority = {o.id: o.priority for o in orders}
+    for key, technician_id, status, decided_at, is_block in (await session.exec(union_all(blocked, tried))).all():
+        if is_block:
+            by_customer.setdefault(key, set()).add(str(technician_id))
+        elif status != "expired" or decided_at is None or not may_reoffer(ladder_for(priority[key]), decided_at, now):
+            by_order.setdefault(key, set()).add(str(technician_id))
+    return {o.id: frozenset(by_customer.get(o.customer_id, set()) | by_order.get(o.id, set())) for o in orders}
+
+
+async def order_views(session: AsyncSession, orders: Sequence[Order], now: datetime) -> list[OrderView]:
+    if not orders:
+        return []
+    excluded = await _excluded(session, orders, now)
+    views = []
+    for order in orders:
+        lon, lat = lonlat(order.location) or (0.0, 0.0)
+        views.append(OrderView(
+            id=str(order.id), lon=lon, lat=lat, skill=order.required_certification, priority=order.priority,  # type: ignore[arg-type]
+            created_at=order.created_at, sla_deadline=order.sla_deadline, service_s=await _service_s(session, order.kind),
+            excluded_technicians=excluded[order.id],
+        ))
+    return views
 
 
 async def order_view(session: AsyncSession, order: Order, now: datetime | None = None) -> OrderView:
-    lon, lat = lonlat(order.location) or (0.0, 0.0)
-    return OrderView(
-        id=str(order.id), lon=lon, lat=lat, skill=order.required_certification, priority=order.priority,  # type: ignore[arg-type]
-        created_at=order.created_at, sla_deadline=order.sla_deadline, service_s=await _service_s(session, order.kind),
-        excluded_technicians=await _excluded(session, order, now or await database_now(session)),
-    )
+    return (await order_views(session, [order], now or await database_now(session)))[0]
 
 
 async def warm_up(session: AsyncSession, index: GeoIndex, city: str) -> None:
@@ -446,7 +461,7 @@ async def run_batch(session: AsyncSession, index: GeoIndex, now: datetime | None
     pooled = [o for o in waiting if o.priority != "emergency" and o.preferred_technician_id is None]
     if not pooled:
         return offers
-    views = [await order_view(session, o, now) for o in pooled]
+    views = await order_views(session, pooled, now)
     live = await supply_near(index, city, views, config)
     unique = {t.id: t for group in live for t in group}
     supply = await technician_views(session, list(unique.values()), now)
