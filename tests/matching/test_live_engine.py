@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kit import after_commit
 from kit.events import drain
-from dispatch.models import Order
+from dispatch.models import CustomerBlock, Order
 from dispatch.service import Actor, create_order, order_events, transition
 from matching import service as engine
 from matching.models import Offer
@@ -138,6 +138,23 @@ async def test_customer_blocked_technician_is_skipped(client: AsyncClient, sessi
     await drain(session)
     await engine.run_batch(session, index)
     assert (await open_offer(session, uuid.UUID(created.json()["id"]))).technician_id == other.technician.id
+
+
+async def test_a_rounds_exclusions_are_each_orders_own(session: AsyncSession, index) -> None:  # noqa: ANN001
+    """The round reads every waiting order's exclusions in one query: a customer's block and a
+    decline keep the technician from that order only."""
+    near = await online_technician(session, index, CENTER[0] + 0.001, CENTER[1], max_jobs=3)
+    far = await online_technician(session, index, CENTER[0] + 0.03, CENTER[1], max_jobs=3)
+    blocked, declined, free = [await new_order(session) for _ in range(3)]
+    now = datetime.now(timezone.utc)
+    session.add(CustomerBlock(customer_id=blocked.customer_id, technician_id=near.technician.id))
+    session.add(Offer(order_id=declined.id, technician_id=near.technician.id, city_id=declined.city_id,
+                      status="declined", policy="batch", attempt=1, distance_m=100.0, eta_s=12.0, created_at=now,
+                      expires_at=now, decided_at=now))
+    await session.flush()
+    later = now + timedelta(seconds=30)  # past adaptive batching's window for contended orders
+    offered = {o.order_id: o.technician_id for o in await engine.run_batch(session, index, later)}
+    assert offered == {blocked.id: far.technician.id, declined.id: far.technician.id, free.id: near.technician.id}
 
 
 async def test_customer_pick_becomes_a_direct_offer_and_falls_back_when_declined(client: AsyncClient, session: AsyncSession, index) -> None:  # noqa: ANN001

@@ -130,11 +130,11 @@ function onMessage(message) {
   } else if (message.type === "plan_changed") {
     if (message.day === day.date) loadDay();  // his stops of that day re-planned: new order or times
   } else if (message.type === "resync") {
-    loadJobs();
+    reloadJobs();
     loadDay();
   } else if (message.type === "job_updated" || message.type === "order_cancelled") {
     if (message.type === "order_cancelled") toast(t("technician.cancelled"));
-    loadJobs();
+    reloadJobs();
     loadDay();
   } else if (message.type === "notification" && message.notification?.title) {
     loadDay();  // a booking cancelled, moved or given to him
@@ -158,6 +158,9 @@ const loadJobs = oneAtATime(async () => {
   }
   render();
 });
+
+// After the first load (whose failure the shell shows): a reload that fails says why in a toast.
+const reloadJobs = () => loadJobs().catch((error) => toast(errorText(error)));
 
 // -- in the field without a connection -----------------------------------------------------------
 
@@ -215,7 +218,7 @@ function renderQueue(entries) {
 async function reconnected() {
   await outbox.flush();
   if (!state.savedAt) return;
-  await loadJobs().catch((error) => toast(errorText(error)));
+  await reloadJobs();
   loadDay();
   loadNotices();
   loadCerts().catch(() => {});
@@ -238,12 +241,12 @@ function replayed(entry, reply) {
 function replayFailed(entry, error) {
   state.replayFailures.push({ step: entry.meta.step, error });  // worded when drawn: in the language of the moment
   renderOffline();
-  loadJobs().catch((e) => toast(errorText(e)));  // the job as the server has it (cancelled, given to another)
+  reloadJobs();  // the job as the server has it (cancelled, given to another)
 }
 
 function drained(sent) {
   toast(t("offline.sent", { n: sent }));
-  loadJobs().catch((error) => toast(errorText(error)));
+  reloadJobs();
 }
 
 function renderOffline() {
@@ -475,7 +478,7 @@ function renderOffers() {
     const decline = h("button", { type: "button", id: `decline-${offer.offer_id}` }, t("technician.decline"));
     accept.addEventListener("click", async () => {
       const reply = await act(accept, error, () => socket.request({ type: "accept_offer", offer_id: offer.offer_id }));
-      if (reply) { state.offers.delete(offer.offer_id); toast(t("technician.accepted")); loadJobs(); }
+      if (reply) { state.offers.delete(offer.offer_id); toast(t("technician.accepted")); reloadJobs(); }
     });
     decline.addEventListener("click", async () => {
       const reply = await act(decline, error, () => socket.request({ type: "decline_offer", offer_id: offer.offer_id }));
@@ -626,7 +629,7 @@ function jobCard(order) {
     button.addEventListener("click", async () => {
       const reply = await act(button, error, () => outbox.send(`/v1/jobs/${order.id}/${path}`, {}, { order: order.id, step: path }));
       if (reply?.queued) toast(t("offline.queued"));
-      if (reply) loadJobs();
+      if (reply) reloadJobs();
     });
     return button;
   };
@@ -870,7 +873,7 @@ function reportForm(order) {
     } else {
       dropDraft(order.id);
       toast(t("technician.completedToast"));
-      loadJobs();
+      reloadJobs();
     }
   });
   return form;
