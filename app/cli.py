@@ -114,7 +114,7 @@ def worker(roles: str = typer.Option(
     """Run the periodic work (events, matching, review finalization, payouts) without serving."""
     import uvloop  # with uvicorn[standard]; the API's loop is uvloop too
 
-    from app.worker import ROLES, run_forever
+    from app.worker import ROLES, prioritise, run_forever
 
     chosen = [role.strip() for role in roles.split(",") if role.strip()]
     unknown = sorted(set(chosen) - set(ROLES))
@@ -122,6 +122,7 @@ def worker(roles: str = typer.Option(
         console.print(f"[red]unknown roles: {', '.join(unknown) or '(none given)'}; choose from {', '.join(ROLES)}[/]")
         raise typer.Exit(2)
     _check_connections()
+    prioritise(chosen)
     uvloop.run(run_forever(roles=chosen))
 
 

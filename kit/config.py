@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     ws_burst: int = 30
     # Run the periodic work inside the API process (the demo); otherwise run `gasdispatch worker`.
     embedded_worker: bool = True
+    # The CPU priority (nice value) a `worker --roles urgent` process gives itself, so that an
+    # emergency's round does not queue for a core behind routine work on a busy machine; it uses
+    # little CPU, so it cannot starve the rest. Needs root or CAP_SYS_NICE (systemd: Nice=);
+    # without them the worker logs `worker.priority_not_raised` and runs as it is. 0: leave it.
+    urgent_worker_nice: int = Field(-5, ge=-20, le=0)
     # Start-up: how long `serve`/`worker` wait for PostgreSQL and Redis before exiting non-zero.
     startup_timeout_s: float = Field(5.0, gt=0)
     # Readiness (/v1/health): workers whose heartbeat must be fresh (0: none expected), and the
