@@ -508,6 +508,7 @@ async def app_phase(args: argparse.Namespace, people: dict, completed: list[payo
         "emergency_legs_ms": {leg: spread(values) for leg, values in legs.items()},
         # In the order the emergencies were placed: a slow first round (a cold worker) shows here.
         "emergency_offer_ms_in_order": [round(v) for v in by_kind[EMERGENCY_KIND]],
+        "emergency_legs_ms_in_order": [[round(leg) for leg in legs_of_one] for legs_of_one in zip(*legs.values())],
         "offer_delivery_ms": spread(delivery),
         "client_loop_lag_ms": spread(figures.client_lag),
         "order_to_offer_ms": spread(by_kind["repair"]),
