@@ -15,7 +15,7 @@ PROBE = ("import os, sys; from app.worker import prioritise; "
          "print(prioritise(sys.argv[1].split(',')), os.getpriority(os.PRIO_PROCESS, 0))")
 
 
-def _probe(roles: str, **env: str) -> str:
+def _probe(roles: str, **env: str) -> list[str]:
     """`prioritise` in a process of its own: the test runner's priority stays as it is."""
     return subprocess.run([sys.executable, "-c", PROBE, roles], cwd=ROOT, env={**os.environ, **env},
                           capture_output=True, text=True, check=True).stdout.split()

@@ -15,7 +15,7 @@ async def _backend_pid() -> int:
 
 
 async def test_a_pooled_connection_whose_backend_was_terminated_is_replaced(engine: AsyncEngine) -> None:
-    await engine.dispose()  # a pool of one connection: the next two scopes share it
+    await engine.dispose()  # an empty pool: the next two scopes take turns on one connection
     first = await _backend_pid()
     assert await _backend_pid() == first
     outside = create_async_engine(engine.url, poolclass=NullPool)  # not the pool's own connection
