@@ -24,4 +24,3 @@ async def test_a_pooled_connection_whose_backend_was_terminated_is_replaced(engi
     await outside.dispose()
     await asyncio.sleep(0.2)  # the server's close reaches the idle connection's socket
     assert await _backend_pid() != first  # no error: the pool swapped the dead connection out
-
