@@ -71,6 +71,7 @@ EXPIRE_OFFER = "matching.expire_offer"
 TRANSFER = "settlement.transfer"
 MAX_BACKOFF_S = 30.0
 HEARTBEAT_EVERY_S = 5.0
+NO_DELIVERY = 0  # delivery ids start at 1
 # Advisory lock key spaces: the city's matcher (held on its own connection), and the batch's
 # transaction (so a stale holder's last batch never overlaps the new holder's first).
 MATCHER_LOCK = 0x6764_0001
@@ -500,12 +501,17 @@ def prioritise(roles: Sequence[str]) -> int | None:
 
 
 async def _warm_up() -> None:
-    """The emergency round's reads once before the first emergency; a failure here (the
-    database or Redis still starting) only leaves the first round cold."""
+    """The urgent lane's path once before the first emergency, so that it does not pay for
+    statement compilation, prepared statements and backend caches: the round's reads, and a
+    delivery job for no delivery (enqueued as the round enqueues its own, and run by the lane
+    once it starts: dequeued, read, found absent, done). A failure here (the database or Redis
+    still starting) only leaves the first emergency cold."""
     try:
         async with session_scope() as session:
             await matching.warm_up(session, matching.geo_index(get_redis()), get_settings().city)
             await session.rollback()
+        async with session_scope() as session:
+            await jobs.enqueue(session, jobs.DELIVER_URGENT, {"delivery_id": NO_DELIVERY})
     except Exception as exc:  # noqa: BLE001 (a cold start is slower, not broken)
         log.warning("worker.warm_up_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 

@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import structlog
 from pgqueuer import AsyncpgDriver, DatabaseRetryEntrypointExecutor, Job, Queries, QueueManager, SchedulerManager
+from pgqueuer.core import listeners
 from pgqueuer.errors import RetryRequested
 from pgqueuer.executors import EntrypointExecutorParameters
 from prometheus_client import Counter
@@ -127,6 +128,33 @@ class JobSpec:
     max_delay: timedelta = timedelta(minutes=5)
 
 
+class WakeUps(listeners.PGNoticeEventListener):
+    """A queue manager's wake-ups. Every change to the job table (any lane's insert or delete)
+    notifies every lane, and pgqueuer wakes once per notice: a dequeue and two or three probes
+    each. One wake-up covers every notice already received (the dequeue that follows sees all
+    their changes), so the rest are dropped when it is taken. Notices that arrive later stay."""
+
+    async def get(self) -> Any:
+        event = await super().get()
+        while not self.empty():
+            self.get_nowait()
+        return event
+
+
+# pgqueuer builds its notice queue from this name inside QueueManager.run (pinned <2).
+listeners.PGNoticeEventListener = WakeUps
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset statement (`RESET ALL; UNLISTEN *; ...`), a round trip
+    after each of the engine's statements: it keeps no session state on these connections, and
+    asyncpg still rolls back a transaction left open."""
+
+
+async def lane_pool(size: int) -> asyncpg.Pool:
+    return await asyncpg.create_pool(asyncpg_dsn(), min_size=1, max_size=size, timeout=10, reset=_keep_session)
+
+
 def _executor(spec: JobSpec) -> DatabaseRetryEntrypointExecutor:
     async def run(job: Job) -> None:
         payload = json.loads(job.payload) if job.payload else {}
@@ -157,7 +185,7 @@ async def run_lane(specs: list[JobSpec], stop: asyncio.Event, *, batch_size: int
     """Run these entrypoints until `stop`; database errors propagate to the caller's supervisor.
     A worker holds at most twice a batch at once (pgqueuer's floor): more would only queue on its
     few connections while other workers could have taken them."""
-    pool = await asyncpg.create_pool(asyncpg_dsn(), min_size=1, max_size=pool_size, timeout=10)
+    pool = await lane_pool(pool_size)
     try:
         manager = QueueManager(Queries.from_asyncpg_pool(pool))
         for spec in specs:

@@ -6,6 +6,7 @@ Services flush, never commit; the caller (request or worker tick) commits.
 
 import math
 import uuid
+from contextlib import suppress
 from dataclasses import replace
 from functools import lru_cache
 from collections.abc import Awaitable, Callable, Sequence
@@ -263,7 +264,10 @@ async def order_view(session: AsyncSession, order: Order, now: datetime | None =
 
 async def warm_up(session: AsyncSession, index: GeoIndex, city: str) -> None:
     """Run the reads of an emergency's round once, on nobody, so that the first real one after
-    a worker starts does not pay for connections, statement compilation and script loading."""
+    a worker starts does not pay for connections, statement compilation and script loading
+    (and, for the order's read, PostgreSQL loading PostGIS into the backend)."""
+    with suppress(NotFound):
+        await transition(session, uuid.uuid4(), "start_matching", MATCHER, expected_status="created")
     now = await database_now(session)
     nobody = LiveTechnician(id=str(uuid.uuid4()), lon=0.0, lat=0.0, seen_at=now, status="online",
                             active_jobs=0, max_jobs=1, distance_m=0.0)

@@ -2,8 +2,10 @@
 worker runs on connections (and, deployed so, in a process) of its own."""
 
 import asyncio
+import json
 from datetime import datetime, timezone
 
+from sqlalchemy import func, text
 from sqlmodel import select
 
 from app import worker
@@ -62,3 +64,33 @@ async def test_a_worker_of_the_urgent_role_only_takes_no_share_of_the_cities(red
                     ex=jobs.HEARTBEAT_TTL_S)
     assert await jobs.live_workers() == 2
     assert await jobs.live_workers(matchers_only=True) == 1
+
+
+async def test_the_urgent_warm_up_runs_the_lane_once_on_no_delivery_and_writes_nothing(
+        committed_sessions, redis, empty_queue) -> None:  # noqa: ANN001
+    async with committed_sessions() as session:
+        deliveries_before = (await session.exec(select(func.count()).select_from(Delivery))).one()
+    await worker._warm_up()
+    async with committed_sessions() as session:
+        queued = (await session.exec(text("SELECT entrypoint, convert_from(payload, 'UTF8') FROM pgqueuer"))).all()
+    assert [(entrypoint, json.loads(payload)) for entrypoint, payload in queued] == [
+        (jobs.DELIVER_URGENT, {"delivery_id": worker.NO_DELIVERY})]
+
+    stop = asyncio.Event()
+    urgent = asyncio.create_task(jobs.run_lane(worker.lanes()["urgent"], stop))
+    try:
+        for _ in range(100):
+            async with committed_sessions() as session:
+                left = (await session.exec(text("SELECT count(*) FROM pgqueuer"))).one()[0]
+            if not left:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await urgent
+    assert left == 0
+    async with committed_sessions() as session:
+        statuses = (await session.exec(text("SELECT status FROM pgqueuer_log WHERE entrypoint = :e "
+                                            "AND status NOT IN ('queued', 'picked')").bindparams(e=jobs.DELIVER_URGENT))).all()
+        assert [s for (s,) in statuses] == ["successful"]
+        assert (await session.exec(select(func.count()).select_from(Delivery))).one() == deliveries_before
