@@ -9,9 +9,9 @@ day (40 technicians, 400 orders in 12 hours), the same demand with ample supply 
 scarce day with one earlier day as history through greedy, the batch before issue #17
 (batch-v1) and v2 (adaptive batching with look-ahead values) for 20 seeds (with 5, one day's
 chance decided the ample comparison either way), with the escalation ladder and readiness off;
-then the first two families again with both on, as the live engine runs. Part 3 runs
-the same days through batch-v1 for emergencies: the escalation ladder on and off when
-technicians accept 70 % of offers, and emergency readiness (reserve, pre-emption,
+then the first two families again with both on, as the live engine runs (whole day and second
+half). Part 3 runs the same days through batch-v1 for emergencies: the escalation ladder on and
+off when technicians accept 70 % of offers, and emergency readiness (reserve, pre-emption,
 repositioning) before and after when they accept every offer.
 """
 
@@ -183,27 +183,34 @@ def bench_simulator(seeds: int) -> None:
 
 def bench_live_configuration(seeds: int) -> None:
     """The same days as part 2 with the escalation ladder and emergency readiness on, as the live
-    engine runs by default: the v2 figures of part 2 must hold there too."""
+    engine runs by default: the v2 figures of part 2 must hold there too, over the whole day and
+    over the second half (where the first half's values apply)."""
     table = Table(title=f"live configuration: ladder and readiness on (seeds 1-{seeds}; means, sums)")
-    for col in ("family", *(f"{p} mean / p90 / SLA / emerg." for p in POLICIES), "v2 mean vs v1", "v2 vs greedy"):
+    for col in ("family", "part", *(f"{p} mean / p90 / SLA / emerg." for p in POLICIES), "v2 mean vs v1", "v2 vs greedy"):
         table.add_column(col, justify="right")
+    parts = ("whole day", "second half")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("simulating, live configuration", total=2 * len(POLICIES) * seeds)
         for family, technicians, history_days in FAMILIES:
             if history_days:
                 continue
-            results: dict[str, list[tuple]] = {p: [] for p in POLICIES}
+            results: dict[tuple[str, str], list[tuple]] = {(p, part): [] for p in POLICIES for part in parts}
             for seed in range(1, seeds + 1):
                 day = generate(technicians, 400, 12, seed)
                 for policy in POLICIES:
-                    results[policy].append(_figures(simulate(day, policy, window_s=60)))
+                    r = simulate(day, policy, window_s=60)
+                    results[(policy, "whole day")].append(_figures(r))
+                    results[(policy, "second half")].append(_figures(r["second_half"]))
                     progress.advance(task)
-            cells = [f"{statistics.mean(x[0] for x in rows):.2f} / {statistics.mean(x[1] for x in rows):.2f}"
-                     f" / {sum(x[2] for x in rows)} / {sum(x[3] for x in rows)}" for rows in results.values()]
-            v1, v2, g = results["batch-v1"], results["batch"], results["greedy"]
-            vs_v1 = statistics.mean(b[0] / a[0] - 1 for a, b in zip(v1, v2))
-            vs_g = [statistics.mean(b[k] for b in v2) / statistics.mean(a[k] for a in g) - 1 for k in (0, 1)]
-            table.add_row(family, *cells, f"{100 * vs_v1:+.1f} %", f"mean {100 * vs_g[0]:+.1f} %, p90 {100 * vs_g[1]:+.1f} %")
+            for part in parts:
+                rows_of = {p: results[(p, part)] for p in POLICIES}
+                cells = [f"{statistics.mean(x[0] for x in rows):.2f} / {statistics.mean(x[1] for x in rows):.2f}"
+                         f" / {sum(x[2] for x in rows)} / {sum(x[3] for x in rows)}" for rows in rows_of.values()]
+                v1, v2, g = rows_of["batch-v1"], rows_of["batch"], rows_of["greedy"]
+                vs_v1 = statistics.mean(b[0] / a[0] - 1 for a, b in zip(v1, v2))
+                vs_g = [statistics.mean(b[k] for b in v2) / statistics.mean(a[k] for a in g) - 1 for k in (0, 1)]
+                table.add_row(family, part, *cells, f"{100 * vs_v1:+.1f} %",
+                              f"mean {100 * vs_g[0]:+.1f} %, p90 {100 * vs_g[1]:+.1f} %")
     console.print(table)
 
 
