@@ -62,9 +62,14 @@ async def signed_in(context, base: str, app: str, email: str) -> tuple[Page, lis
 
 
 async def hover_shows_text(page: Page, target, text: str, **hover) -> None:  # noqa: ANN001, ANN003
-    await target.hover(**hover)
-    await expect(target).to_have_attribute("aria-describedby", re.compile(r"^leaflet-tooltip-\d+$"))
-    tooltip = page.locator(f"#{await target.get_attribute('aria-describedby')}")  # the tooltip Leaflet opened
+    # The map redraws its layers on each refresh, which closes an open tooltip: hover again then.
+    for _ in range(3):
+        await target.hover(**hover)
+        await expect(target).to_have_attribute("aria-describedby", re.compile(r"^leaflet-tooltip-\d+$"))
+        tooltip_id = await target.get_attribute("aria-describedby")
+        if tooltip_id is not None:
+            break
+    tooltip = page.locator(f"#{tooltip_id}")  # the tooltip Leaflet opened
     await expect(tooltip).to_have_text(text)
     assert await tooltip.evaluate("el => el.children.length") == 0, await tooltip.inner_html()
     await page.mouse.move(0, 0)
