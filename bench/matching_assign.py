@@ -131,6 +131,17 @@ def _figures(r: dict) -> tuple[float, float, int, int]:
     return r["mean_wait_min"], r["p90_wait_min"], r["served_within_sla"], r["emergency_within_sla"]
 
 
+def _comparison(rows_of: dict[str, list[tuple]]) -> list[str]:
+    """A summary row's cells from each policy's days (`_figures`): means of mean and p90 wait,
+    sums within SLA; v2 against v1 as the mean of per-day changes; v2 against greedy."""
+    cells = [f"{statistics.mean(x[0] for x in rows):.2f} / {statistics.mean(x[1] for x in rows):.2f}"
+             f" / {sum(x[2] for x in rows)} / {sum(x[3] for x in rows)}" for rows in (rows_of[p] for p in POLICIES)]
+    v1, v2, g = rows_of["batch-v1"], rows_of["batch"], rows_of["greedy"]
+    vs_v1 = statistics.mean(b[0] / a[0] - 1 for a, b in zip(v1, v2))
+    vs_g = [statistics.mean(b[k] for b in v2) / statistics.mean(a[k] for a in g) - 1 for k in (0, 1)]
+    return [*cells, f"{100 * vs_v1:+.1f} %", f"mean {100 * vs_g[0]:+.1f} %, p90 {100 * vs_g[1]:+.1f} %"]
+
+
 def bench_simulator(seeds: int) -> None:
     """Greedy, the batch before issue #17 (batch-v1) and v2 on the same days, per family:
     scarce (40 technicians) and ample (80) supply without history, where the first half of
@@ -165,17 +176,7 @@ def bench_simulator(seeds: int) -> None:
         for col in ("part", *(f"{p} mean / p90 / SLA / emerg." for p in POLICIES), "v2 mean vs v1", "v2 vs greedy"):
             summary.add_column(col, justify="right")
         for part in parts:
-            cells = []
-            for policy in POLICIES:
-                rows = results[(policy, part)]
-                cells.append(f"{statistics.mean(x[0] for x in rows):.2f} / {statistics.mean(x[1] for x in rows):.2f}"
-                             f" / {sum(x[2] for x in rows)} / {sum(x[3] for x in rows)}")
-            v1, v2, g = (results[(p, part)] for p in ("batch-v1", "batch", "greedy"))
-            vs_v1 = statistics.mean(b[0] / a[0] - 1 for a, b in zip(v1, v2))  # the mean of per-day changes
-            vs_g = (statistics.mean(b[0] for b in v2) / statistics.mean(a[0] for a in g) - 1,
-                    statistics.mean(b[1] for b in v2) / statistics.mean(a[1] for a in g) - 1)
-            summary.add_row(part, *cells, f"{100 * vs_v1:+.1f} %",
-                            f"mean {100 * vs_g[0]:+.1f} %, p90 {100 * vs_g[1]:+.1f} %")
+            summary.add_row(part, *_comparison({p: results[(p, part)] for p in POLICIES}))
         console.print(summary)
     console.print("targets: ample, v2 <= greedy on mean and p90; scarce, v2 mean >= 8 % below batch-v1 "
                   "on average at equal or more within SLA")
@@ -203,14 +204,7 @@ def bench_live_configuration(seeds: int) -> None:
                     results[(policy, "second half")].append(_figures(r["second_half"]))
                     progress.advance(task)
             for part in parts:
-                rows_of = {p: results[(p, part)] for p in POLICIES}
-                cells = [f"{statistics.mean(x[0] for x in rows):.2f} / {statistics.mean(x[1] for x in rows):.2f}"
-                         f" / {sum(x[2] for x in rows)} / {sum(x[3] for x in rows)}" for rows in rows_of.values()]
-                v1, v2, g = rows_of["batch-v1"], rows_of["batch"], rows_of["greedy"]
-                vs_v1 = statistics.mean(b[0] / a[0] - 1 for a, b in zip(v1, v2))
-                vs_g = [statistics.mean(b[k] for b in v2) / statistics.mean(a[k] for a in g) - 1 for k in (0, 1)]
-                table.add_row(family, part, *cells, f"{100 * vs_v1:+.1f} %",
-                              f"mean {100 * vs_g[0]:+.1f} %, p90 {100 * vs_g[1]:+.1f} %")
+                table.add_row(family, part, *_comparison({p: results[(p, part)] for p in POLICIES}))
     console.print(table)
 
 

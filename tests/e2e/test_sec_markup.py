@@ -69,6 +69,7 @@ async def hover_shows_text(page: Page, target, text: str, **hover) -> None:  # n
         tooltip_id = await target.get_attribute("aria-describedby")
         if tooltip_id is not None:
             break
+    assert tooltip_id is not None, "every hover's tooltip was closed by a map refresh"
     tooltip = page.locator(f"#{tooltip_id}")  # the tooltip Leaflet opened
     await expect(tooltip).to_have_text(text)
     assert await tooltip.evaluate("el => el.children.length") == 0, await tooltip.inner_html()
