@@ -62,15 +62,9 @@ async def signed_in(context, base: str, app: str, email: str) -> tuple[Page, lis
 
 
 async def hover_shows_text(page: Page, target, text: str, **hover) -> None:  # noqa: ANN001, ANN003
-    # The map redraws its layers on each refresh, which closes an open tooltip: hover again then.
-    for _ in range(3):
-        await target.hover(**hover)
-        await expect(target).to_have_attribute("aria-describedby", re.compile(r"^leaflet-tooltip-\d+$"))
-        tooltip_id = await target.get_attribute("aria-describedby")
-        if tooltip_id is not None:
-            break
-    assert tooltip_id is not None, "every hover's tooltip was closed by a map refresh"
-    tooltip = page.locator(f"#{tooltip_id}")  # the tooltip Leaflet opened
+    await target.hover(**hover)
+    await expect(target).to_have_attribute("aria-describedby", re.compile(r"^leaflet-tooltip-\d+$"))
+    tooltip = page.locator(f"#{await target.get_attribute('aria-describedby')}")  # the tooltip Leaflet opened
     await expect(tooltip).to_have_text(text)
     assert await tooltip.evaluate("el => el.children.length") == 0, await tooltip.inner_html()
     await page.mouse.move(0, 0)
@@ -110,3 +104,31 @@ async def test_names_stored_with_markup_show_as_text_in_map_tooltips(
     await assert_untouched(customer, customer_url, customer_navigations)
 
     assert offline.blocked == [], f"pages reached outside the machine: {offline.blocked}"
+
+
+async def test_a_tooltip_open_on_the_ops_map_stays_open_when_an_order_redraws_the_map(
+    api_worker, people, committed_sessions, new_context, offline,  # noqa: ANN001
+) -> None:
+    async with committed_sessions() as session:  # a customer ~1 km west: his order's dot is far from the hover
+        far = await make_customer(session, CENTER[0] - 0.01, CENTER[1])
+        await session.commit()
+    base = api_worker(GASDISPATCH_EMBEDDED_WORKER="true", GASDISPATCH_BATCH_WINDOW_S="0.3")  # status pushes
+    put_technician_on_duty(base, people["technician_headers"])
+    ops, _ = await signed_in(await new_context(viewport=DESKTOP), base, "ops", people["admin"])
+    await expect(ops.locator("#ops-connection.ok")).to_be_visible()  # its first refresh has drawn the map
+    ops_map = ops.locator("#ops-map")
+    technician = ops_map.locator(f"path.leaflet-interactive[fill='{TECHNICIAN_GREEN}']")
+    await technician.hover()
+    await expect(technician).to_have_attribute("aria-describedby", re.compile(r"^leaflet-tooltip-\d+$"))
+    tooltip = ops.locator(f"#{await technician.get_attribute('aria-describedby')}")
+    await expect(tooltip).to_have_text(f"{TECH_NAME} · 在线")
+
+    placed = httpx.post(f"{base}/v1/orders", headers=far.headers,
+                        json={"kind": "repair", "address_id": str(far.address.id)})
+    assert placed.status_code == 201, placed.text
+    # The order comes over the ops socket and the map is drawn again with its dot...
+    await expect(ops_map.locator("path.leaflet-interactive[stroke='#fff']")).to_have_count(2)
+    # ...and the operator's tooltip is still the one open, on the same marker.
+    await expect(tooltip).to_be_visible()
+    await expect(tooltip).to_have_text(f"{TECH_NAME} · 在线")
+    assert await technician.get_attribute("aria-describedby") == await tooltip.get_attribute("id")

@@ -6,7 +6,7 @@
 // polling; the event engine's health and its dead letters (retry, discard) are polled, as no push
 // carries them.
 import { t } from "../shared/i18n.js";
-import { COLORS, L, createMap, dot, fit, line, stationLayer } from "../shared/map.js";
+import { COLORS, L, createMap, dot, fit, latLng, line, redot, stationLayer } from "../shared/map.js";
 import { startApp } from "../shared/shell.js";
 import { LiveSocket } from "../shared/socket.js";
 import { jobPhotoThumbs } from "../shared/photos.js";
@@ -64,6 +64,7 @@ function render() {
   const stations = stationLayer(state.stations).addTo(map);
   orderLayer = L.layerGroup().addTo(map);
   techLayer = L.layerGroup().addTo(map);
+  marks.clear();  // a new map: its layers start empty
   fit(map, [stations], 13);
 }
 
@@ -291,20 +292,37 @@ function draw() {
   drawHazards();
 }
 
+// The map's layers by what they show, kept across refreshes and moved in place, so a tooltip an
+// operator has open survives the refresh every few seconds.
+const marks = new Map();
+
 function drawMap() {
   if (!orderLayer) return;
-  orderLayer.clearLayers();
-  techLayer.clearLayers();
+  const seen = new Set();
+  const place = (key, layer, point, style) => {
+    seen.add(key);
+    if (marks.has(key)) redot(marks.get(key), point, style);
+    else marks.set(key, dot(point, style).addTo(layer));
+  };
   for (const tech of state.onDuty) {
-    if (tech.position) dot(tech.position, { color: COLORS.technician, radius: 5, label: `${tech.name} · ${t(`tech.${tech.status}`)}` }).addTo(techLayer);
+    if (tech.position) place(`tech:${tech.id}`, techLayer, tech.position,
+      { color: COLORS.technician, radius: 5, label: `${tech.name} · ${t(`tech.${tech.status}`)}` });
   }
   for (const o of state.open) {
-    dot(o.location, { color: COLORS[o.priority], radius: o.priority === "emergency" ? 11 : 8,
-      label: `${t(`priority.${o.priority}`)} · ${kindText(o.kind)} · ${statusText(o.status)}` }).addTo(orderLayer);
+    place(`order:${o.id}`, orderLayer, o.location, { color: COLORS[o.priority], radius: o.priority === "emergency" ? 11 : 8,
+      label: `${t(`priority.${o.priority}`)} · ${kindText(o.kind)} · ${statusText(o.status)}` });
     const position = state.positions.get(o.id);
     if (position) {
-      dot(position, { color: COLORS.technician, radius: 7, label: t("ops.technicianOn", { kind: kindText(o.kind) }) }).addTo(techLayer);
-      line([position, o.location]).addTo(techLayer);
+      place(`on:${o.id}`, techLayer, position, { color: COLORS.technician, radius: 7, label: t("ops.technicianOn", { kind: kindText(o.kind) }) });
+      seen.add(`route:${o.id}`);
+      if (marks.has(`route:${o.id}`)) marks.get(`route:${o.id}`).setLatLngs([position, o.location].map(latLng));
+      else marks.set(`route:${o.id}`, line([position, o.location]).addTo(techLayer));
+    }
+  }
+  for (const [key, layer] of marks) {
+    if (!seen.has(key)) {
+      layer.remove();
+      marks.delete(key);
     }
   }
 }

@@ -134,6 +134,15 @@ export function line(points, color = COLORS.route) {
   return L.polyline(points.map(latLng), { color, weight: 3, dashArray: "6 6" });
 }
 
+/** A `dot` moved and restyled in place: a tooltip open on it stays open (redrawing would close it). */
+export function redot(marker, point, { color = COLORS.address, radius = 8, label } = {}) {
+  marker.setLatLng(latLng(point));
+  marker.setStyle({ fillColor: color });
+  marker.setRadius(radius);
+  if (label) marker.setTooltipContent(asText(label));
+  return marker;
+}
+
 /** A numbered stop of a route: its number on a disc (a div icon, no image to fetch). Not focusable:
  * the list beside the map is the way through the stops by keyboard. */
 export function numbered(point, n, { color = COLORS.route, label } = {}) {
