@@ -299,11 +299,12 @@ const marks = new Map();
 function drawMap() {
   if (!orderLayer) return;
   const seen = new Set();
-  const place = (key, layer, point, style) => {
+  const keep = (key, update, create) => {
     seen.add(key);
-    if (marks.has(key)) redot(marks.get(key), point, style);
-    else marks.set(key, dot(point, style).addTo(layer));
+    if (marks.has(key)) update(marks.get(key));
+    else marks.set(key, create());
   };
+  const place = (key, layer, point, style) => keep(key, (m) => redot(m, point, style), () => dot(point, style).addTo(layer));
   for (const tech of state.onDuty) {
     if (tech.position) place(`tech:${tech.id}`, techLayer, tech.position,
       { color: COLORS.technician, radius: 5, label: `${tech.name} · ${t(`tech.${tech.status}`)}` });
@@ -314,9 +315,8 @@ function drawMap() {
     const position = state.positions.get(o.id);
     if (position) {
       place(`on:${o.id}`, techLayer, position, { color: COLORS.technician, radius: 7, label: t("ops.technicianOn", { kind: kindText(o.kind) }) });
-      seen.add(`route:${o.id}`);
-      if (marks.has(`route:${o.id}`)) marks.get(`route:${o.id}`).setLatLngs([position, o.location].map(latLng));
-      else marks.set(`route:${o.id}`, line([position, o.location]).addTo(techLayer));
+      keep(`route:${o.id}`, (route) => route.setLatLngs([position, o.location].map(latLng)),
+        () => line([position, o.location]).addTo(techLayer));
     }
   }
   for (const [key, layer] of marks) {
