@@ -24,11 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pyvrp import Client, Depot, Location, ProblemData, Route, Solution, SolveParams, VehicleType, solve
+from pyvrp import (
+    Client,
+    Depot,
+    IteratedLocalSearch,
+    Location,
+    PenaltyManager,
+    PenaltyParams,
+    ProblemData,
+    RandomNumberGenerator,
+    Route,
+    Solution,
+    VehicleType,
+)
 from pyvrp.constants import MAX_VALUE
 from pyvrp.exceptions import PenaltyBoundWarning
-from pyvrp.search import PerturbationParams
-from pyvrp.stop import FirstFeasible
+from pyvrp.search import OPERATORS, LocalSearch, PerturbationManager, PerturbationParams, compute_neighbours
+from pyvrp.stop import FirstFeasible, StoppingCriterion
 
 from matching.planning.problem import JobId, Plan, Problem, Vehicle, VehicleId, evaluate
 
@@ -54,7 +66,21 @@ LONG_ROUTES = 20
 # did not (0.36 % against 0.39 %).
 KICK_DEFAULT = 25
 KICK_LARGE = 40
-SMALL_PROBLEM = 100  # jobs: up to this many, every search takes the large kicks
+# Up to SMALL_PROBLEM jobs every search takes the large kicks and none descends: with them the
+# real fleet alone reaches the minimum. Solomon R1, RC1 and C1 at 10 s, two searches, best of the
+# two: 0.05 and 0.09 % (seeds 1-2, 3-4), every single search feasible, against 0.07 and 0.41 %
+# with the first search descending (7 and 8 of 58 single searches short of the fleet, R104
+# unsolved by either on seeds 3-4).
+SMALL_PROBLEM = 100
+# PyVRP starts its penalties in the middle of their range (time warp 50,000 times the price of
+# travel) and revises them every 500 candidates; bringing them down takes some 40,000 candidates,
+# and a 10 s search on 100 jobs makes 5,000 to 15,000. Where routes are long, starting at par
+# and revising every 100 lets the search cross late plans on its way to shorter ones. Solomon R2
+# and RC2 at 10 s, two searches, best of the two, seeds 1-2 and 3-4: 0.21 and 0.14 % against
+# 0.32 and 0.27 % (starting at 3: 0.14 and 0.26; 0.3: 0.26). On tight fleets (Solomon R1, RC1,
+# C1) it lost, 0.21 % against 0.07 % with R104 unsolved: there the penalties must be high.
+GENTLE_PENALTY = 1.0
+GENTLE_PENALTY_UPDATES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,19 +219,46 @@ def _drop_routes(data: ProblemData, solution: Solution, counts: list[int]) -> So
     return Solution(data, kept)
 
 
-def search_once(data: ProblemData, deadline: float, seed: int, descend: bool, kick: int = KICK_DEFAULT) -> Solution:
+def search_once(data: ProblemData, deadline: float, seed: int, descend: bool, kick: int, long_routes: bool) -> Solution:
     """One seeded search, ending at `deadline` (epoch seconds): down from a relaxed fleet, or
     on the real fleet from the start; each perturbation removes up to `kick` jobs."""
-    params = SolveParams(perturbation=PerturbationParams(max_perturbations=kick))
     with warnings.catch_warnings():
         # A tight fleet drives the penalties to their bound; that is expected, not news.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
         if descend:
-            return _descend(data, deadline, seed, params)
-        return solve(data, stop=_Deadline(deadline), seed=seed, collect_stats=False, params=params).best
+            return _descend(data, deadline, seed, kick)
+        return _search(data, _Deadline(deadline), seed, kick, gentle_penalties=long_routes)
 
 
-def _descend(data: ProblemData, deadline: float, seed: int, params: SolveParams) -> Solution:
+def _search(
+    data: ProblemData,
+    stop: StoppingCriterion,
+    seed: int,
+    kick: int,
+    gentle_penalties: bool = False,
+    initial_solution: Solution | None = None,
+) -> Solution:
+    """PyVRP's `solve` (its iterated local search), with our perturbation size and, where
+    `gentle_penalties`, the penalties of GENTLE_PENALTY."""
+    rng = RandomNumberGenerator(seed=seed)
+    perturbation = PerturbationManager(PerturbationParams(max_perturbations=kick))
+    search = LocalSearch(data, rng, compute_neighbours(data), perturbation)
+    for operator in OPERATORS:
+        if operator.supports(data):
+            search.add_operator(operator(data))
+    if gentle_penalties:
+        params = PenaltyParams(solutions_between_updates=GENTLE_PENALTY_UPDATES)
+        start = ([GENTLE_PENALTY] * data.num_load_dimensions, GENTLE_PENALTY, GENTLE_PENALTY)
+    else:
+        params = PenaltyParams()
+        start = params.midpoint_penalties(data)
+    penalties = PenaltyManager(start, params)
+    if initial_solution is None:
+        initial_solution = search(Solution.make_random(data, rng), penalties.max_cost_evaluator(), exhaustive=True)
+    return IteratedLocalSearch(data, penalties, search, initial_solution).run(stop, collect_stats=False).best
+
+
+def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Solution:
     """Relax the fleet, then take vehicles away one at a time down to the real fleet.
 
     A search confined to a tight fleet from the start spends its time repairing time warp
@@ -220,13 +273,12 @@ def _descend(data: ProblemData, deadline: float, seed: int, params: SolveParams)
     caps = [vt.num_available for vt in data.vehicle_types()]
     relaxed = [min(data.num_clients, RELAXED_FLEET * cap) for cap in caps]
     edge = max(int(m[m < MAX_VALUE].max()) for m in data.distance_matrices())
-    best = solve(
+    best = _search(
         _with_fleet(data, relaxed, fixed_cost=RELAXED_VEHICLE_COST * edge),
-        stop=_Deadline(began + RELAXED_SHARE * (deadline - began)),
-        seed=seed,
-        collect_stats=False,
-        params=params,
-    ).best
+        _Deadline(began + RELAXED_SHARE * (deadline - began)),
+        seed,
+        kick,
+    )
     while True:
         usage = _usage(best, len(caps))
         over = [t for t, (used, cap) in enumerate(zip(usage, caps)) if used > cap]
@@ -238,34 +290,26 @@ def _descend(data: ProblemData, deadline: float, seed: int, params: SolveParams)
             break
         step = _with_fleet(data, counts)
         halfway = time.time() + (deadline - time.time()) / 2
-        found = solve(
+        found = _search(
             step,
-            stop=_Deadline(halfway, first_feasible=True),
-            seed=seed,
-            collect_stats=False,
-            params=params,
+            _Deadline(halfway, first_feasible=True),
+            seed,
+            kick,
             initial_solution=_drop_routes(step, best, counts),
-        ).best
+        )
         if not found.is_feasible():
             break
         best = found
-    return solve(
-        data,
-        stop=_Deadline(deadline),
-        seed=seed,
-        collect_stats=False,
-        params=params,
-        initial_solution=_drop_routes(data, best, caps),
-    ).best
+    return _search(data, _Deadline(deadline), seed, kick, initial_solution=_drop_routes(data, best, caps))
 
 
 def _start_worker(
-    folder: Path, data: ProblemData, deadline: float, seed: int, descend: bool, kick: int
+    folder: Path, data: ProblemData, deadline: float, seed: int, descend: bool, kick: int, long_routes: bool
 ) -> subprocess.Popen:
     """Another search in a fresh interpreter: unlike fork it is safe in a threaded caller,
     and unlike multiprocessing's spawn it never re-imports the caller's __main__."""
     job = folder / f"seed-{seed}.pickle"
-    job.write_bytes(pickle.dumps((data, deadline, seed, descend, kick)))
+    job.write_bytes(pickle.dumps((data, deadline, seed, descend, kick, long_routes)))
     return subprocess.Popen(
         [sys.executable, "-m", "matching.planning.worker", str(job)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -297,7 +341,8 @@ def plan_routes(
     first, third, ... descend from a relaxed fleet (best where windows are tight and the fleet
     is near its minimum); the second, fourth, ... search the real fleet from the start (best
     with wide windows and few long routes, as in Solomon's R2), and so do all of them where
-    routes are long (LONG_ROUTES jobs per vehicle or more). A
+    routes are long (LONG_ROUTES jobs per vehicle or more) or the problem is small
+    (SMALL_PROBLEM jobs or fewer: there the large kicks reach the minimum fleet alone). A
     problem with no feasible plan within the limit yields the least-bad plan found, marked
     infeasible.
     """
@@ -307,14 +352,16 @@ def plan_routes(
         return evaluate(problem, {}, seconds=time.perf_counter() - began)
     model = build_model(problem)
     long_routes = len(problem.jobs) >= LONG_ROUTES * len(problem.vehicles)
-    kick = KICK_LARGE if long_routes or len(problem.jobs) <= SMALL_PROBLEM else KICK_DEFAULT
+    small = len(problem.jobs) <= SMALL_PROBLEM
+    kick = KICK_LARGE if long_routes or small else KICK_DEFAULT
+    descend = not long_routes and not small
     with tempfile.TemporaryDirectory(prefix="gasdispatch-plan-") as folder:
         others = [
-            _start_worker(Path(folder), model.data, deadline, seed + k, descend=k % 2 == 0 and not long_routes,
-                          kick=kick)
+            _start_worker(Path(folder), model.data, deadline, seed + k, descend=descend and k % 2 == 0,
+                          kick=kick, long_routes=long_routes)
             for k in range(1, workers)
         ]
-        solutions = [search_once(model.data, deadline, seed, descend=not long_routes, kick=kick)]
+        solutions = [search_once(model.data, deadline, seed, descend=descend, kick=kick, long_routes=long_routes)]
         solutions += [_collect(worker) for worker in others]
     plans = [evaluate(problem, _assignment(model, solution)) for solution in solutions]
     best = min(plans, key=_rank)
