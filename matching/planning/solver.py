@@ -221,7 +221,8 @@ def _drop_routes(data: ProblemData, solution: Solution, counts: list[int]) -> So
 
 def search_once(data: ProblemData, deadline: float, seed: int, descend: bool, kick: int, long_routes: bool) -> Solution:
     """One seeded search, ending at `deadline` (epoch seconds): down from a relaxed fleet, or
-    on the real fleet from the start; each perturbation removes up to `kick` jobs."""
+    on the real fleet from the start; each perturbation removes up to `kick` jobs, and where
+    `long_routes` the real-fleet search starts with gentle penalties (GENTLE_PENALTY)."""
     with warnings.catch_warnings():
         # A tight fleet drives the penalties to their bound; that is expected, not news.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
