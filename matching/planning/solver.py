@@ -263,7 +263,8 @@ def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Soluti
     """Relax the fleet, then take vehicles away one at a time down to the real fleet.
 
     A search confined to a tight fleet from the start spends its time repairing time warp
-    (stock PyVRP finds no feasible plan for Solomon C101 with 10 vehicles in 10 s); with spare
+    (stock PyVRP, kicks of 25, finds no feasible plan for Solomon C101 with 10 vehicles in 10 s;
+    with the large kicks a small problem gets, it does, so small problems skip this); with spare
     vehicles it finds short routes fast, and removing the emptiest route and re-inserting its
     jobs is a small step each time. The spare vehicles carry a fixed cost, so the relaxed search
     already works the fleet down (on Gehring-Homberger R1/RC1 it ends a few routes nearer the
