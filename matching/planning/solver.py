@@ -40,7 +40,7 @@ from pyvrp import (
 from pyvrp.constants import MAX_VALUE
 from pyvrp.exceptions import PenaltyBoundWarning
 from pyvrp.search import OPERATORS, LocalSearch, PerturbationManager, PerturbationParams, compute_neighbours
-from pyvrp.stop import FirstFeasible
+from pyvrp.stop import FirstFeasible, StoppingCriterion
 
 from matching.planning.problem import JobId, Plan, Problem, Vehicle, VehicleId, evaluate
 
@@ -81,19 +81,6 @@ SMALL_PROBLEM = 100
 # C1) it lost, 0.21 % against 0.07 % with R104 unsolved: there the penalties must be high.
 GENTLE_PENALTY = 1.0
 GENTLE_PENALTY_UPDATES = 100
-# Up to SMALL_PROBLEM jobs each search accepts a worse plan with the probability of simulated
-# annealing, its temperature falling from ANNEAL_START to ANNEAL_END (in mean travel per job of
-# its first plan) as its time runs out. PyVRP's late acceptance knows no deadline and settles
-# early (on R210 one 30 s search found its best at 2.8 s). Solomon at 10 s, single searches, seeds
-# 1-6, mean gap against late acceptance: R203, R208, R210, R211, RC203, RC206, RC207 0.57 %
-# against 0.87 % (best of two: 0.22 against 0.61 %; 3 to 0.3: 0.49 %; 1 to 0.03: 0.67 %; 10 to
-# 0.3: 0.76 %); R101, R104, R107, R109-R112, RC103, RC107, C104 0.72 against 0.70 %, best of two
-# 0.26 against 0.70 % (0.3 to 0.03: best of two 0.80 %), 4 single searches short of the fleet
-# against 7. Above SMALL_PROBLEM it lost: Gehring-Homberger r1_2_1-3 and rc1_2_1-3 at 30 s, two
-# searches, 1.75 % against 1.32 % (r2_2_1-3 and rc2_2_1-3: 0.21 against 0.31 %, too few to change
-# a tuned class).
-ANNEAL_START = 3.0
-ANNEAL_END = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,32 +222,25 @@ def _drop_routes(data: ProblemData, solution: Solution, counts: list[int]) -> So
 def search_once(data: ProblemData, deadline: float, seed: int, descend: bool, kick: int, long_routes: bool) -> Solution:
     """One seeded search, ending at `deadline` (epoch seconds): down from a relaxed fleet, or
     on the real fleet from the start; each perturbation removes up to `kick` jobs, and where
-    `long_routes` the real-fleet search starts with gentle penalties (GENTLE_PENALTY). Up to
-    SMALL_PROBLEM jobs it anneals (ANNEAL_START)."""
+    `long_routes` the real-fleet search starts with gentle penalties (GENTLE_PENALTY)."""
     with warnings.catch_warnings():
         # A tight fleet drives the penalties to their bound; that is expected, not news.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
         if descend:
             return _descend(data, deadline, seed, kick)
-        anneal = data.num_clients <= SMALL_PROBLEM
-        return _search(data, deadline, seed, kick, gentle_penalties=long_routes, anneal=anneal)
+        return _search(data, _Deadline(deadline), seed, kick, gentle_penalties=long_routes)
 
 
 def _search(
     data: ProblemData,
-    deadline: float,
+    stop: StoppingCriterion,
     seed: int,
     kick: int,
     gentle_penalties: bool = False,
     initial_solution: Solution | None = None,
-    first_feasible: bool = False,
-    anneal: bool = False,
 ) -> Solution:
-    """PyVRP's iterated local search with our perturbation size and, where `gentle_penalties`,
-    the penalties of GENTLE_PENALTY; if `anneal`, with simulated annealing in place of its late
-    acceptance. Ends at `deadline` (epoch seconds), or (without `anneal`) at the first feasible
-    plan if `first_feasible`."""
-    began = time.time()
+    """PyVRP's `solve` (its iterated local search), with our perturbation size and, where
+    `gentle_penalties`, the penalties of GENTLE_PENALTY."""
     rng = RandomNumberGenerator(seed=seed)
     perturbation = PerturbationManager(PerturbationParams(max_perturbations=kick))
     search = LocalSearch(data, rng, compute_neighbours(data), perturbation)
@@ -276,39 +256,7 @@ def _search(
     penalties = PenaltyManager(start, params)
     if initial_solution is None:
         initial_solution = search(Solution.make_random(data, rng), penalties.max_cost_evaluator(), exhaustive=True)
-    if not anneal:
-        stop = _Deadline(deadline, first_feasible)
-        return IteratedLocalSearch(data, penalties, search, initial_solution).run(stop, collect_stats=False).best
-    return _anneal(search, penalties, rng, initial_solution, began, deadline)
-
-
-def _anneal(
-    search: LocalSearch,
-    penalties: PenaltyManager,
-    rng: RandomNumberGenerator,
-    current: Solution,
-    began: float,
-    deadline: float,
-) -> Solution:
-    """PyVRP's iterated local search loop, each candidate accepted as simulated annealing
-    would, the temperature falling from ANNEAL_START to ANNEAL_END by `deadline`."""
-    best = current
-    hottest = ANNEAL_START * current.distance() / max(current.num_clients(), 1)
-    span = max(deadline - began, 1e-3)
-    while (now := time.time()) < deadline:
-        costs = penalties.cost_evaluator()
-        candidate = search(current, costs, exhaustive=False)
-        penalties.register(candidate)
-        if costs.cost(candidate) < costs.cost(best):
-            best = candidate
-            polished = search(candidate, costs, exhaustive=True)
-            if polished.is_feasible():
-                best = polished
-        temperature = hottest * (ANNEAL_END / ANNEAL_START) ** ((now - began) / span)
-        # Accept a worse candidate with probability exp(-worsening / temperature).
-        if costs.penalised_cost(candidate) <= costs.penalised_cost(current) - temperature * math.log(1 - rng.rand()):
-            current = candidate
-    return best
+    return IteratedLocalSearch(data, penalties, search, initial_solution).run(stop, collect_stats=False).best
 
 
 def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Solution:
@@ -329,7 +277,7 @@ def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Soluti
     edge = max(int(m[m < MAX_VALUE].max()) for m in data.distance_matrices())
     best = _search(
         _with_fleet(data, relaxed, fixed_cost=RELAXED_VEHICLE_COST * edge),
-        began + RELAXED_SHARE * (deadline - began),
+        _Deadline(began + RELAXED_SHARE * (deadline - began)),
         seed,
         kick,
     )
@@ -346,16 +294,15 @@ def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Soluti
         halfway = time.time() + (deadline - time.time()) / 2
         found = _search(
             step,
-            halfway,
+            _Deadline(halfway, first_feasible=True),
             seed,
             kick,
             initial_solution=_drop_routes(step, best, counts),
-            first_feasible=True,
         )
         if not found.is_feasible():
             break
         best = found
-    return _search(data, deadline, seed, kick, initial_solution=_drop_routes(data, best, caps))
+    return _search(data, _Deadline(deadline), seed, kick, initial_solution=_drop_routes(data, best, caps))
 
 
 def _start_worker(
