@@ -1,11 +1,13 @@
-"""Solve a planning problem with PyVRP (the only module that imports it).
+"""Solve a planning problem with PyVRP (with `genetic`, the only modules that import it).
 
 PyVRP works in integers, so times are scaled by SCALE and travel times rounded *up*: a plan
 that keeps every window in integers keeps it in double precision too. The cost it minimises is
 the travel rounded to the nearest unit, and the plan returned is re-scored by `evaluate` in
 double precision from the routes alone.
 
-Several searches run side by side, each with its own seed; the best plan wins. Vehicles that
+Several searches run side by side, each with its own seed; the best plan wins. A search is
+PyVRP's iterated local search, set up here, or on problems of up to 100 jobs the hybrid genetic
+search of `matching.planning.genetic` over PyVRP's local search. Vehicles that
 differ in nothing but their id become one PyVRP vehicle type with that many available, which is
 what lets the search move jobs freely between them. Skills become routing profiles: a profile's
 matrices make the jobs its vehicles may not do unreachable.
@@ -42,6 +44,7 @@ from pyvrp.exceptions import PenaltyBoundWarning
 from pyvrp.search import OPERATORS, LocalSearch, PerturbationManager, PerturbationParams, compute_neighbours
 from pyvrp.stop import FirstFeasible, StoppingCriterion
 
+from matching.planning.genetic import genetic_search
 from matching.planning.problem import JobId, Plan, Problem, Vehicle, VehicleId, evaluate
 
 SCALE = 1000  # integer units per time unit: milli-units of a Solomon file, ms of a day in s
@@ -81,6 +84,9 @@ SMALL_PROBLEM = 100
 # C1) it lost, 0.21 % against 0.07 % with R104 unsolved: there the penalties must be high.
 GENTLE_PENALTY = 1.0
 GENTLE_PENALTY_UPDATES = 100
+
+# The searches `search_once` runs.
+GENETIC, DESCEND, GENTLE, REAL_FLEET = "genetic", "descend", "gentle", "real-fleet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,16 +225,19 @@ def _drop_routes(data: ProblemData, solution: Solution, counts: list[int]) -> So
     return Solution(data, kept)
 
 
-def search_once(data: ProblemData, deadline: float, seed: int, descend: bool, kick: int, long_routes: bool) -> Solution:
-    """One seeded search, ending at `deadline` (epoch seconds): down from a relaxed fleet, or
-    on the real fleet from the start; each perturbation removes up to `kick` jobs, and where
-    `long_routes` the real-fleet search starts with gentle penalties (GENTLE_PENALTY)."""
+def search_once(data: ProblemData, deadline: float, seed: int, method: str, kick: int) -> Solution:
+    """One seeded search, ending at `deadline` (epoch seconds). `method`: GENETIC (the hybrid
+    genetic search), DESCEND (iterated local search down from a relaxed fleet), GENTLE (on the
+    real fleet, penalties starting at GENTLE_PENALTY) or REAL_FLEET (on the real fleet, PyVRP's
+    penalties); the iterated searches' perturbations remove up to `kick` jobs."""
     with warnings.catch_warnings():
         # A tight fleet drives the penalties to their bound; that is expected, not news.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
-        if descend:
+        if method == GENETIC:
+            return genetic_search(data, deadline, seed)
+        if method == DESCEND:
             return _descend(data, deadline, seed, kick)
-        return _search(data, _Deadline(deadline), seed, kick, gentle_penalties=long_routes)
+        return _search(data, _Deadline(deadline), seed, kick, gentle_penalties=method == GENTLE)
 
 
 def _search(
@@ -306,12 +315,12 @@ def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Soluti
 
 
 def _start_worker(
-    folder: Path, data: ProblemData, deadline: float, seed: int, descend: bool, kick: int, long_routes: bool
+    folder: Path, data: ProblemData, deadline: float, seed: int, method: str, kick: int
 ) -> subprocess.Popen:
     """Another search in a fresh interpreter: unlike fork it is safe in a threaded caller,
     and unlike multiprocessing's spawn it never re-imports the caller's __main__."""
     job = folder / f"seed-{seed}.pickle"
-    job.write_bytes(pickle.dumps((data, deadline, seed, descend, kick, long_routes)))
+    job.write_bytes(pickle.dumps((data, deadline, seed, method, kick)))
     return subprocess.Popen(
         [sys.executable, "-m", "matching.planning.worker", str(job)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -329,6 +338,34 @@ def _rank(plan: Plan) -> tuple:
     return (not plan.feasible, len(plan.unassigned), plan.travel)
 
 
+def _methods(problem: Problem, workers: int) -> list[str]:
+    """The search each of `workers` runs.
+
+    Up to SMALL_PROBLEM jobs on two vehicles or more, the genetic search, which is the better
+    one there, except on tight fleets: on Solomon's R103 and RC105 no genetic search of 10 s
+    (seeds 1-4) found a plan on the best-known fleet, where the iterated local search did
+    (seeds 1-2). So
+    where routes are short the first, third, ... search runs the latter on the real fleet and
+    the others the genetic search; where routes are long (LONG_ROUTES jobs per vehicle or more)
+    all run the genetic search.
+
+    Larger problems: where routes are long every search runs the iterated local search on the
+    real fleet with gentle penalties; where they are short, the first, third, ... descend from a
+    relaxed fleet (best where windows are tight and the fleet near its minimum) and the others
+    search the real fleet from the start (best with wide windows, as in Solomon's R2).
+    """
+    long_routes = len(problem.jobs) >= LONG_ROUTES * len(problem.vehicles)
+    if len(problem.jobs) <= SMALL_PROBLEM:
+        if len(problem.vehicles) < 2:  # crossing routes needs routes
+            return [GENTLE if long_routes else REAL_FLEET] * workers
+        if long_routes:
+            return [GENETIC] * workers
+        return [REAL_FLEET if k % 2 == 0 else GENETIC for k in range(workers)]
+    if long_routes:
+        return [GENTLE] * workers
+    return [DESCEND if k % 2 == 0 else REAL_FLEET for k in range(workers)]
+
+
 def plan_routes(
     problem: Problem,
     time_limit: float,
@@ -339,14 +376,9 @@ def plan_routes(
     """Plan routes serving every job, with at most the problem's vehicles, minimising travel.
 
     `workers` searches run side by side (this process and workers-1 others, seeds seed,
-    seed+1, ...) until `time_limit` seconds after the call; the best plan is returned. The
-    first, third, ... descend from a relaxed fleet (best where windows are tight and the fleet
-    is near its minimum); the second, fourth, ... search the real fleet from the start (best
-    with wide windows and few long routes, as in Solomon's R2), and so do all of them where
-    routes are long (LONG_ROUTES jobs per vehicle or more) or the problem is small
-    (SMALL_PROBLEM jobs or fewer: there the large kicks reach the minimum fleet alone). A
-    problem with no feasible plan within the limit yields the least-bad plan found, marked
-    infeasible.
+    seed+1, ...) until `time_limit` seconds after the call; the best plan is returned (see
+    `_methods` for which search each runs). A problem with no feasible plan within the limit
+    yields the least-bad plan found, marked infeasible.
     """
     began = time.perf_counter()
     deadline = time.time() + time_limit
@@ -356,14 +388,12 @@ def plan_routes(
     long_routes = len(problem.jobs) >= LONG_ROUTES * len(problem.vehicles)
     small = len(problem.jobs) <= SMALL_PROBLEM
     kick = KICK_LARGE if long_routes or small else KICK_DEFAULT
-    descend = not long_routes and not small
+    methods = _methods(problem, workers)
     with tempfile.TemporaryDirectory(prefix="gasdispatch-plan-") as folder:
         others = [
-            _start_worker(Path(folder), model.data, deadline, seed + k, descend=descend and k % 2 == 0,
-                          kick=kick, long_routes=long_routes)
-            for k in range(1, workers)
+            _start_worker(Path(folder), model.data, deadline, seed + k, methods[k], kick) for k in range(1, workers)
         ]
-        solutions = [search_once(model.data, deadline, seed, descend=descend, kick=kick, long_routes=long_routes)]
+        solutions = [search_once(model.data, deadline, seed, methods[0], kick)]
         solutions += [_collect(worker) for worker in others]
     plans = [evaluate(problem, _assignment(model, solution)) for solution in solutions]
     best = min(plans, key=_rank)

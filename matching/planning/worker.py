@@ -1,5 +1,5 @@
 """One extra search of `plan_routes`, in its own interpreter: `python -m matching.planning.worker
-JOB` reads (data, deadline, seed, descend, kick, long_routes) pickled by the parent and prints the solution pickled."""
+JOB` reads (data, deadline, seed, method, kick) pickled by the parent and prints the solution pickled."""
 
 import pickle
 import sys
@@ -8,5 +8,5 @@ from pathlib import Path
 from matching.planning.solver import search_once
 
 if __name__ == "__main__":
-    data, deadline, seed, descend, kick, long_routes = pickle.loads(Path(sys.argv[1]).read_bytes())
-    sys.stdout.buffer.write(pickle.dumps(search_once(data, deadline, seed, descend, kick, long_routes)))
+    data, deadline, seed, method, kick = pickle.loads(Path(sys.argv[1]).read_bytes())
+    sys.stdout.buffer.write(pickle.dumps(search_once(data, deadline, seed, method, kick)))

@@ -1,6 +1,9 @@
 import json
 import math
+import time
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import typer
@@ -8,7 +11,11 @@ from typer.testing import CliRunner
 
 from matching.cli import plan
 from matching.planning import Job, PlanningError, Problem, Vehicle, evaluate, plan_routes
+from matching.planning.genetic import _planar
 from matching.planning.solomon import SolomonFormatError, parse, read
+from matching.planning.solver import (
+    GENETIC, GENTLE, KICK_LARGE, REAL_FLEET, _assignment, _methods, build_model, search_once,
+)
 
 DATA = Path(__file__).parent / "data" / "vrptw"
 C101 = DATA / "solomon" / "C101.txt"
@@ -186,3 +193,58 @@ def test_jobs_needing_a_skill_go_to_the_vehicle_that_has_it():
 def test_a_problem_with_a_window_that_ends_before_it_starts_is_refused():
     with pytest.raises(PlanningError):
         Problem("bad", Problem.euclidean([(0, 0), (1, 1)]), (Job(id=1, location=1, earliest=5, latest=4),), ())
+
+
+def test_the_genetic_search_alone_reaches_the_optimum_of_c101_25_on_its_fleet():
+    problem = parse(C101_25, vehicles=3)
+    model = build_model(problem)
+    solution = search_once(model.data, time.time() + 2.0, 7, GENETIC, KICK_LARGE)
+    result = evaluate(problem, _assignment(model, solution))
+    assert result.feasible and len(result.routes) == 3
+    distance, feasible = check_independently(C101_25, [[stop.job for stop in r.stops] for r in result.routes])
+    assert feasible and distance < 191.82
+
+
+def test_the_genetic_search_keeps_jobs_off_vehicles_without_their_skill():
+    travel = Problem.euclidean([(0, 0), (10, 0), (-10, 0), *[(x, y) for x in (-8, -4, 4, 8) for y in (-3, 3)]])
+    # Jobs 0-3 sit west, 4-7 east; the eastern vehicle alone may do the western meter jobs.
+    jobs = tuple(
+        Job(id=k, location=3 + k, skills=frozenset({"meter"}) if k < 2 else frozenset()) for k in range(8)
+    )
+    vehicles = (
+        Vehicle(id="west", start=2, end=2),
+        Vehicle(id="east", start=1, end=1, skills=frozenset({"meter"})),
+    )
+    problem = Problem("skills", travel, jobs, vehicles)
+    model = build_model(problem)
+    result = evaluate(problem, _assignment(model, search_once(model.data, time.time() + 1.0, 1, GENETIC, KICK_LARGE)))
+    assert result.feasible
+    served_by = {stop.job: route.vehicle for route in result.routes for stop in route.stops}
+    assert served_by[0] == served_by[1] == "east"
+
+
+def test_planar_points_reproduce_a_euclidean_travel_matrix():
+    points = [(0, 0), (3, 4), (-7, 2), (10, -5), (6, 6)]
+    problem = Problem("points", Problem.euclidean(points), tuple(Job(id=k, location=k) for k in range(1, 5)),
+                      (Vehicle(id="v", start=0, end=0),))
+    planar = _planar(build_model(problem).data)
+    recovered = np.linalg.norm(planar[:, None, :] - planar[None, :, :], axis=-1)
+    assert recovered == pytest.approx(problem.travel * 1000, abs=1.0)  # PyVRP's matrix is in milli-units
+
+
+@pytest.mark.parametrize(
+    ("jobs", "vehicles", "expected"),
+    [
+        (100, 25, [REAL_FLEET, GENETIC]),  # short routes: one search of each, the first reaches tight fleets
+        (100, 3, [GENETIC, GENETIC]),  # long routes
+        (15, 1, [REAL_FLEET, REAL_FLEET]),  # one route: nothing to cross
+        (40, 1, [GENTLE, GENTLE]),
+    ],
+)
+def test_small_problems_run_the_genetic_search_where_it_wins(jobs, vehicles, expected):
+    travel = Problem.euclidean([(k, 0) for k in range(jobs + 1)])
+    problem = Problem(
+        "line", travel, tuple(Job(id=k, location=k + 1) for k in range(jobs)),
+        tuple(Vehicle(id=v, start=0, end=0) for v in range(vehicles)),
+    )
+    assert _methods(problem, 2) == expected
