@@ -59,6 +59,20 @@ PENALTIES = PenaltyParams(
 )
 
 
+def local_search(
+    data: ProblemData,
+    rng: RandomNumberGenerator,
+    perturbation: PerturbationManager,
+    neighbourhood: NeighbourhoodParams = NeighbourhoodParams(),
+) -> LocalSearch:
+    """PyVRP's local search with every operator that applies to `data` (both searches use it)."""
+    search = LocalSearch(data, rng, compute_neighbours(data, neighbourhood), perturbation)
+    for operator in OPERATORS:
+        if operator.supports(data):
+            search.add_operator(operator(data))
+    return search
+
+
 def _planar(data: ProblemData) -> np.ndarray:
     """A point per location reproducing the travel matrix as well as two dimensions can
     (classical scaling): SREX orders routes by their angle around the jobs' centre, and a
@@ -231,10 +245,7 @@ def genetic_search(data: ProblemData, deadline: float, seed: int) -> Solution:
     rng = RandomNumberGenerator(seed=seed)
     # No perturbation: the crossover is what moves the search.
     no_kicks = PerturbationManager(PerturbationParams(min_perturbations=0, max_perturbations=0))
-    search = LocalSearch(data, rng, compute_neighbours(data, NeighbourhoodParams(num_neighbours=NEIGHBOURS)), no_kicks)
-    for operator in OPERATORS:
-        if operator.supports(data):
-            search.add_operator(operator(data))
+    search = local_search(data, rng, no_kicks, NeighbourhoodParams(num_neighbours=NEIGHBOURS))
     penalties = PenaltyManager(([1.0] * data.num_load_dimensions, 1.0, 1.0), PENALTIES)
 
     points = _planar(data)

@@ -41,10 +41,10 @@ from pyvrp import (
 )
 from pyvrp.constants import MAX_VALUE
 from pyvrp.exceptions import PenaltyBoundWarning
-from pyvrp.search import OPERATORS, LocalSearch, PerturbationManager, PerturbationParams, compute_neighbours
+from pyvrp.search import PerturbationManager, PerturbationParams
 from pyvrp.stop import FirstFeasible, StoppingCriterion
 
-from matching.planning.genetic import genetic_search
+from matching.planning.genetic import genetic_search, local_search
 from matching.planning.problem import JobId, Plan, Problem, Vehicle, VehicleId, evaluate
 
 SCALE = 1000  # integer units per time unit: milli-units of a Solomon file, ms of a day in s
@@ -252,10 +252,7 @@ def _search(
     `gentle_penalties`, the penalties of GENTLE_PENALTY."""
     rng = RandomNumberGenerator(seed=seed)
     perturbation = PerturbationManager(PerturbationParams(max_perturbations=kick))
-    search = LocalSearch(data, rng, compute_neighbours(data), perturbation)
-    for operator in OPERATORS:
-        if operator.supports(data):
-            search.add_operator(operator(data))
+    search = local_search(data, rng, perturbation)
     if gentle_penalties:
         params = PenaltyParams(solutions_between_updates=GENTLE_PENALTY_UPDATES)
         start = ([GENTLE_PENALTY] * data.num_load_dimensions, GENTLE_PENALTY, GENTLE_PENALTY)
@@ -338,23 +335,26 @@ def _rank(plan: Plan) -> tuple:
     return (not plan.feasible, len(plan.unassigned), plan.travel)
 
 
+def _long_routes(problem: Problem) -> bool:
+    return len(problem.jobs) >= LONG_ROUTES * len(problem.vehicles)
+
+
 def _methods(problem: Problem, workers: int) -> list[str]:
     """The search each of `workers` runs.
 
     Up to SMALL_PROBLEM jobs on two vehicles or more, the genetic search, which is the better
     one there, except on tight fleets: on Solomon's R103 and RC105 no genetic search of 10 s
     (seeds 1-4) found a plan on the best-known fleet, where the iterated local search did
-    (seeds 1-2). So
-    where routes are short the first, third, ... search runs the latter on the real fleet and
-    the others the genetic search; where routes are long (LONG_ROUTES jobs per vehicle or more)
-    all run the genetic search.
+    (seeds 1-2). So where routes are short the first, third, ... search runs the latter on the
+    real fleet and the others the genetic search; where routes are long (LONG_ROUTES jobs per
+    vehicle or more) all run the genetic search.
 
     Larger problems: where routes are long every search runs the iterated local search on the
     real fleet with gentle penalties; where they are short, the first, third, ... descend from a
     relaxed fleet (best where windows are tight and the fleet near its minimum) and the others
     search the real fleet from the start (best with wide windows, as in Solomon's R2).
     """
-    long_routes = len(problem.jobs) >= LONG_ROUTES * len(problem.vehicles)
+    long_routes = _long_routes(problem)
     if len(problem.jobs) <= SMALL_PROBLEM:
         if len(problem.vehicles) < 2:  # crossing routes needs routes
             return [GENTLE if long_routes else REAL_FLEET] * workers
@@ -385,9 +385,7 @@ def plan_routes(
     if not problem.jobs or not problem.vehicles:
         return evaluate(problem, {}, seconds=time.perf_counter() - began)
     model = build_model(problem)
-    long_routes = len(problem.jobs) >= LONG_ROUTES * len(problem.vehicles)
-    small = len(problem.jobs) <= SMALL_PROBLEM
-    kick = KICK_LARGE if long_routes or small else KICK_DEFAULT
+    kick = KICK_LARGE if _long_routes(problem) or len(problem.jobs) <= SMALL_PROBLEM else KICK_DEFAULT
     methods = _methods(problem, workers)
     with tempfile.TemporaryDirectory(prefix="gasdispatch-plan-") as folder:
         others = [

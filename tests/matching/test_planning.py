@@ -4,7 +4,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 import typer
 from typer.testing import CliRunner
