@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 import time
 
 import numpy as np
@@ -89,24 +90,41 @@ def _planar(data: ProblemData) -> np.ndarray:
     return vectors[:, top] * np.sqrt(np.maximum(values[top], 0))
 
 
+def _visits(route: Route) -> list[int]:
+    """A route's client indices. PyVRP prints a route as "C12 C7 ..." (clients) and "D0"
+    (depots): reading that is some forty times faster than walking its scheduled activities,
+    and the genetic loop reads every child (tests pin the format)."""
+    return [int(token[1:]) for token in str(route).split() if token[0] == "C"]
+
+
 class _Member:
-    __slots__ = ("solution", "routes", "edges", "num_edges", "closest", "fitness")
+    __slots__ = ("solution", "routes", "edges", "num_edges", "closest", "diversity", "fitness", "cost", "by_angle")
 
     def __init__(self, solution: Solution, num_clients: int):
         self.solution = solution
         # (client indices, vehicle type) per route
-        self.routes = [([a.idx for a in r if a.is_client()], r.vehicle_type()) for r in solution.routes()]
+        self.routes = [(_visits(r), r.vehicle_type()) for r in solution.routes()]
         # Each undirected edge one bit (the depot is 0, client c is c + 1): counting shared
         # edges is then an AND and a popcount, the survivor selection's inner loop.
         width = num_clients + 1
-        self.edges = 0
+        bits = bytearray((width * width + 7) // 8)
         for visits, _ in self.routes:
             stops = [0, *(c + 1 for c in visits), 0]
             for a, b in zip(stops, stops[1:]):
-                self.edges |= 1 << (min(a, b) * width + max(a, b))
+                edge = a * width + b if a < b else b * width + a
+                bits[edge >> 3] |= 1 << (edge & 7)
+        self.edges = int.from_bytes(bits, "little")
         self.num_edges = self.edges.bit_count()
         self.closest: list[tuple[float, _Member]] = []  # (distance, member), nearest first
+        self.diversity: float | None = None  # mean distance to the CLOSEST nearest; None: stale
         self.fitness = 0.0
+        self.cost: tuple[tuple, int] | None = None  # (penalties, penalised cost) last computed
+        self.by_angle: list[tuple[list[int], int]] | None = None  # routes, as SREX orders them
+
+    def penalised_cost(self, costs: CostEvaluator, penalties: tuple) -> int:
+        if self.cost is None or self.cost[0] != penalties:
+            self.cost = (penalties, costs.penalised_cost(self.solution))
+        return self.cost[1]
 
 
 def _distance(first: _Member, second: _Member, num_clients: int) -> float:
@@ -114,54 +132,79 @@ def _distance(first: _Member, second: _Member, num_clients: int) -> float:
     return (first.num_edges - (first.edges & second.edges).bit_count()) / max(num_clients, 1)
 
 
-def _by_distance(pair: tuple[float, _Member]) -> float:
-    return pair[0]
+_by_distance = operator.itemgetter(0)  # of a (distance, member) pair
 
 
 class _Subpopulation:
     def __init__(self, num_clients: int):
         self.members: list[_Member] = []
         self._num_clients = num_clients
+        self._ranked_under: tuple | None = None  # penalties the fitness is for; None: stale
 
-    def add(self, member: _Member, costs: CostEvaluator) -> None:
+    def add(self, member: _Member, costs: CostEvaluator, penalties: tuple) -> None:
         for other in self.members:
             distance = _distance(member, other, self._num_clients)
-            bisect.insort(other.closest, (distance, member), key=_by_distance)
+            index = bisect.bisect_right(other.closest, distance, key=_by_distance)
+            other.closest.insert(index, (distance, member))
+            if index < CLOSEST:
+                other.diversity = None
             member.closest.append((distance, other))
         member.closest.sort(key=_by_distance)
         self.members.append(member)
+        self._ranked_under = None
         if len(self.members) > MIN_POPULATION + GENERATION:
-            self._select_survivors(costs)
+            self._select_survivors(costs, penalties)
+
+    def clear(self) -> None:
+        self.members.clear()
+        self._ranked_under = None
 
     def _remove(self, member: _Member) -> None:
         self.members.remove(member)
-        for other in self.members:
-            other.closest = [pair for pair in other.closest if pair[1] is not member]
+        self._ranked_under = None
+        for distance, other in member.closest:  # in `other.closest` at the same distance
+            near = other.closest
+            index = bisect.bisect_left(near, distance, key=_by_distance)
+            while near[index][1] is not member:
+                index += 1
+            del near[index]
+            if index < CLOSEST:
+                other.diversity = None
 
-    def _select_survivors(self, costs: CostEvaluator) -> None:
+    def _select_survivors(self, costs: CostEvaluator, penalties: tuple) -> None:
         while len(self.members) > MIN_POPULATION:
             clone = next((m for m in self.members if m.closest and m.closest[0][1].solution == m.solution), None)
             if clone is None:
                 break
             self._remove(clone)
         while len(self.members) > MIN_POPULATION:
-            self.update_fitness(costs)
+            self.update_fitness(costs, penalties)
             self._remove(max(self.members, key=lambda m: m.fitness))
 
-    def update_fitness(self, costs: CostEvaluator) -> None:
+    def update_fitness(self, costs: CostEvaluator, penalties: tuple) -> None:
+        """Rank the members; a no-op while neither they nor the penalties have changed."""
         size = len(self.members)
-        if not size:
+        if not size or self._ranked_under == penalties:
             return
-        by_cost = sorted(self.members, key=lambda m: costs.penalised_cost(m.solution))
+        by_cost = sorted(self.members, key=lambda m: m.penalised_cost(costs, penalties))
 
         def diversity(member: _Member) -> float:
-            near = member.closest[:CLOSEST]
-            return sum(distance for distance, _ in near) / max(len(near), 1)
+            if member.diversity is None:
+                near = member.closest[:CLOSEST]
+                member.diversity = sum(distance for distance, _ in near) / max(len(near), 1)
+            return member.diversity
 
         by_diversity = sorted(range(size), key=lambda rank: -diversity(by_cost[rank]))
         weight = 1 - min(ELITE, size) / size
         for diversity_rank, cost_rank in enumerate(by_diversity):
             by_cost[cost_rank].fitness = (cost_rank + weight * diversity_rank) / (2 * size)
+        self._ranked_under = penalties
+
+
+def _by_angle(member: _Member, angle_of) -> list[tuple[list[int], int]]:
+    if member.by_angle is None:
+        member.by_angle = sorted(member.routes, key=lambda route: angle_of(route[0]))
+    return member.by_angle
 
 
 def _srex(
@@ -177,8 +220,8 @@ def _srex(
     runs slid to overlap most; jobs left out are for the local search to insert."""
     if not first.routes or not second.routes:
         return (first if first.routes else second).solution
-    routes_a = sorted(first.routes, key=lambda route: angle_of(route[0]))
-    routes_b = sorted((visits for visits, _ in second.routes), key=angle_of)
+    routes_a = _by_angle(first, angle_of)
+    routes_b = [visits for visits, _ in _by_angle(second, angle_of)]
     count_a, count_b = len(routes_a), len(routes_b)
     start_a = rng.randint(count_a)
     start_b = start_a if start_a < count_b else 0
@@ -239,6 +282,11 @@ def _srex(
     return min(children, key=costs.penalised_cost)
 
 
+def _key(penalties: PenaltyManager) -> tuple:
+    load, warp, excess = penalties.penalties()
+    return (*load, warp, excess)
+
+
 def genetic_search(data: ProblemData, deadline: float, seed: int) -> Solution:
     """The best plan found by `deadline` (epoch seconds): the cheapest feasible one, else the
     least penalised."""
@@ -249,11 +297,10 @@ def genetic_search(data: ProblemData, deadline: float, seed: int) -> Solution:
     penalties = PenaltyManager(([1.0] * data.num_load_dimensions, 1.0, 1.0), PENALTIES)
 
     points = _planar(data)
-    centre = points[data.num_depots :].mean(axis=0)
+    xs, ys = (points[data.num_depots :] - points[data.num_depots :].mean(axis=0)).T.tolist()
 
-    def angle_of(visits: list[int]) -> float:
-        x, y = points[[data.num_depots + c for c in visits]].mean(axis=0) - centre
-        return math.atan2(y, x)
+    def angle_of(visits: list[int]) -> float:  # of the route's centre around the jobs' centre
+        return math.atan2(sum(ys[c] for c in visits), sum(xs[c] for c in visits))
 
     feasible, infeasible = _Subpopulation(data.num_clients), _Subpopulation(data.num_clients)
     best: Solution | None = None
@@ -270,7 +317,7 @@ def genetic_search(data: ProblemData, deadline: float, seed: int) -> Solution:
         nonlocal best
         penalties.register(solution)
         side = feasible if solution.is_feasible() else infeasible
-        side.add(_Member(solution, data.num_clients), penalties.cost_evaluator())
+        side.add(_Member(solution, data.num_clients), penalties.cost_evaluator(), _key(penalties))
         if better(solution):
             best = solution
             return True
@@ -286,14 +333,14 @@ def genetic_search(data: ProblemData, deadline: float, seed: int) -> Solution:
     stale = 0
     while time.time() < deadline:
         if stale >= RESTART_AFTER:
-            feasible.members.clear()
-            infeasible.members.clear()
+            feasible.clear()
+            infeasible.clear()
             stale = 0
             populate()
             continue
         costs = penalties.cost_evaluator()
-        feasible.update_fitness(costs)
-        infeasible.update_fitness(costs)
+        feasible.update_fitness(costs, _key(penalties))
+        infeasible.update_fitness(costs, _key(penalties))
         members = feasible.members + infeasible.members
 
         def tournament() -> _Member:

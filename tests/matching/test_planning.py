@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from matching.cli import plan
 from matching.planning import Job, PlanningError, Problem, Vehicle, evaluate, plan_routes
-from matching.planning.genetic import _planar
+from pyvrp import CostEvaluator, RandomNumberGenerator, Solution
+
+from matching.planning.genetic import _distance, _Member, _planar, _Subpopulation, _visits
 from matching.planning.solomon import SolomonFormatError, parse, read
 from matching.planning.solver import (
     GENETIC, GENTLE, KICK_LARGE, REAL_FLEET, _assignment, _methods, build_model, search_once,
@@ -220,6 +222,37 @@ def test_the_genetic_search_keeps_jobs_off_vehicles_without_their_skill():
     assert result.feasible
     served_by = {stop.job: route.vehicle for route in result.routes for stop in route.stops}
     assert served_by[0] == served_by[1] == "east"
+
+
+def test_routes_are_read_as_pyvrps_scheduled_activities_say():
+    data = build_model(read(C101, vehicles=25)).data
+    solution = Solution.make_random(data, RandomNumberGenerator(seed=3))
+    assert solution.routes()
+    for route in solution.routes():  # the fast reading of the printed route, against the slow one
+        assert _visits(route) == [activity.idx for activity in route if activity.is_client()]
+
+
+def test_the_population_keeps_each_members_neighbours_sorted_and_only_living():
+    data = build_model(read(C101, vehicles=25)).data
+    rng = RandomNumberGenerator(seed=5)
+    members = [_Member(Solution.make_random(data, rng), data.num_clients) for _ in range(12)]
+    same = _Member(members[0].solution, data.num_clients)
+    assert _distance(members[0], same, data.num_clients) == 0
+    assert _distance(members[0], members[1], data.num_clients) > 0
+    subpopulation = _Subpopulation(data.num_clients)
+    costs = CostEvaluator([1], 1, 1)
+    for member in members:
+        subpopulation.add(member, costs, (1, 1, 1))
+    for member in members[:4]:
+        subpopulation._remove(member)
+    subpopulation.update_fitness(costs, (1, 1, 1))
+    living = subpopulation.members
+    for member in living:
+        others = [m for m in living if m is not member]
+        assert {id(near) for _, near in member.closest} == {id(m) for m in others}
+        distances = sorted(_distance(member, m, data.num_clients) for m in others)
+        assert [d for d, _ in member.closest] == distances
+        assert member.diversity == pytest.approx(sum(distances[:5]) / 5)  # cached, yet current
 
 
 def test_planar_points_reproduce_a_euclidean_travel_matrix():
