@@ -42,6 +42,8 @@ from pyvrp.search import (
     compute_neighbours,
 )
 
+from matching.planning.exchange import Exchange
+
 # Per subpopulation, after survivor selection. PyVRP's 25 gave, on the seven instances above,
 # 0.47 % (10: 1.49 %, 60: 0.37 %), and on ten tight-fleet ones (R101, R104, R107, R109-R112,
 # RC103, RC107, C104) 0.56 % with 3 of 40 searches short of the fleet, against 0.28 % and none.
@@ -54,6 +56,7 @@ REPAIR_PROBABILITY = 0.8
 REPAIR_BOOSTER = 12  # penalties times this when repairing an infeasible child
 RESTART_AFTER = 20_000  # generations without a better plan before a fresh population
 NEIGHBOURS = 40
+START_PENALTY = 1.0
 # Penalties start at the price of travel and are revised every 50 children toward 43 % feasible.
 PENALTIES = PenaltyParams(
     solutions_between_updates=50, penalty_increase=1.34, penalty_decrease=0.32, target_feasible=0.43
@@ -287,14 +290,15 @@ def _key(penalties: PenaltyManager) -> tuple:
     return (*load, warp, excess)
 
 
-def genetic_search(data: ProblemData, deadline: float, seed: int) -> Solution:
+def genetic_search(data: ProblemData, deadline: float, seed: int, exchange: Exchange | None = None) -> Solution:
     """The best plan found by `deadline` (epoch seconds): the cheapest feasible one, else the
-    least penalised."""
+    least penalised. With `exchange`, the plans the searches beside it publish join the
+    population as they come."""
     rng = RandomNumberGenerator(seed=seed)
     # No perturbation: the crossover is what moves the search.
     no_kicks = PerturbationManager(PerturbationParams(min_perturbations=0, max_perturbations=0))
     search = local_search(data, rng, no_kicks, NeighbourhoodParams(num_neighbours=NEIGHBOURS))
-    penalties = PenaltyManager(([1.0] * data.num_load_dimensions, 1.0, 1.0), PENALTIES)
+    penalties = PenaltyManager(([START_PENALTY] * data.num_load_dimensions, START_PENALTY, START_PENALTY), PENALTIES)
 
     points = _planar(data)
     xs, ys = (points[data.num_depots :] - points[data.num_depots :].mean(axis=0)).T.tolist()
@@ -338,6 +342,9 @@ def genetic_search(data: ProblemData, deadline: float, seed: int) -> Solution:
             stale = 0
             populate()
             continue
+        if exchange is not None:
+            for plan in exchange.arrivals():
+                admit(plan)
         costs = penalties.cost_evaluator()
         feasible.update_fitness(costs, _key(penalties))
         infeasible.update_fitness(costs, _key(penalties))

@@ -30,6 +30,8 @@ from pyvrp import (
     Client,
     Depot,
     IteratedLocalSearch,
+    IteratedLocalSearchCallbacks,
+    IteratedLocalSearchParams,
     Location,
     PenaltyManager,
     PenaltyParams,
@@ -44,6 +46,7 @@ from pyvrp.exceptions import PenaltyBoundWarning
 from pyvrp.search import PerturbationManager, PerturbationParams
 from pyvrp.stop import FirstFeasible, StoppingCriterion
 
+from matching.planning.exchange import Exchange
 from matching.planning.genetic import genetic_search, local_search
 from matching.planning.problem import JobId, Plan, Problem, Vehicle, VehicleId, evaluate
 
@@ -225,19 +228,24 @@ def _drop_routes(data: ProblemData, solution: Solution, counts: list[int]) -> So
     return Solution(data, kept)
 
 
-def search_once(data: ProblemData, deadline: float, seed: int, method: str, kick: int) -> Solution:
+def search_once(
+    data: ProblemData, deadline: float, seed: int, method: str, kick: int, exchange: Path | None = None
+) -> Solution:
     """One seeded search, ending at `deadline` (epoch seconds). `method`: GENETIC (the hybrid
     genetic search), DESCEND (iterated local search down from a relaxed fleet), GENTLE (on the
     real fleet, penalties starting at GENTLE_PENALTY) or REAL_FLEET (on the real fleet, PyVRP's
-    penalties); the iterated searches' perturbations remove up to `kick` jobs."""
+    penalties); the iterated searches' perturbations remove up to `kick` jobs. With an
+    `exchange` folder, the iterated searches on the real fleet publish their best plans there
+    and the genetic search takes them in (see `matching.planning.exchange`)."""
     with warnings.catch_warnings():
         # A tight fleet drives the penalties to their bound; that is expected, not news.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
+        shared = None if exchange is None else Exchange(exchange, seed)
         if method == GENETIC:
-            return genetic_search(data, deadline, seed)
+            return genetic_search(data, deadline, seed, shared)
         if method == DESCEND:
             return _descend(data, deadline, seed, kick)
-        return _search(data, _Deadline(deadline), seed, kick, gentle_penalties=method == GENTLE)
+        return _search(data, _Deadline(deadline), seed, kick, gentle_penalties=method == GENTLE, exchange=shared)
 
 
 def _search(
@@ -247,9 +255,10 @@ def _search(
     kick: int,
     gentle_penalties: bool = False,
     initial_solution: Solution | None = None,
+    exchange: Exchange | None = None,
 ) -> Solution:
     """PyVRP's `solve` (its iterated local search), with our perturbation size and, where
-    `gentle_penalties`, the penalties of GENTLE_PENALTY."""
+    `gentle_penalties`, the penalties of GENTLE_PENALTY; its best plans go to `exchange`."""
     rng = RandomNumberGenerator(seed=seed)
     perturbation = PerturbationManager(PerturbationParams(max_perturbations=kick))
     search = local_search(data, rng, perturbation)
@@ -262,7 +271,17 @@ def _search(
     penalties = PenaltyManager(start, params)
     if initial_solution is None:
         initial_solution = search(Solution.make_random(data, rng), penalties.max_cost_evaluator(), exhaustive=True)
-    return IteratedLocalSearch(data, penalties, search, initial_solution).run(stop, collect_stats=False).best
+    params = IteratedLocalSearchParams(callbacks=_Publish(exchange)) if exchange else IteratedLocalSearchParams()
+    ils = IteratedLocalSearch(data, penalties, search, initial_solution, params)
+    return ils.run(stop, collect_stats=False).best
+
+
+class _Publish(IteratedLocalSearchCallbacks):
+    def __init__(self, exchange: Exchange):
+        self._exchange = exchange
+
+    def on_best(self, best: Solution) -> None:
+        self._exchange.publish(best)
 
 
 def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Solution:
@@ -312,12 +331,13 @@ def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Soluti
 
 
 def _start_worker(
-    folder: Path, data: ProblemData, deadline: float, seed: int, method: str, kick: int
+    data: ProblemData, deadline: float, seed: int, method: str, kick: int, folder: Path, exchange: Path | None
 ) -> subprocess.Popen:
-    """Another search in a fresh interpreter: unlike fork it is safe in a threaded caller,
-    and unlike multiprocessing's spawn it never re-imports the caller's __main__."""
+    """Another search in a fresh interpreter (its job written to `folder`): unlike fork it is
+    safe in a threaded caller, and unlike multiprocessing's spawn it never re-imports the
+    caller's __main__."""
     job = folder / f"seed-{seed}.pickle"
-    job.write_bytes(pickle.dumps((data, deadline, seed, method, kick)))
+    job.write_bytes(pickle.dumps((data, deadline, seed, method, kick, exchange)))
     return subprocess.Popen(
         [sys.executable, "-m", "matching.planning.worker", str(job)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -388,10 +408,13 @@ def plan_routes(
     kick = KICK_LARGE if _long_routes(problem) or len(problem.jobs) <= SMALL_PROBLEM else KICK_DEFAULT
     methods = _methods(problem, workers)
     with tempfile.TemporaryDirectory(prefix="gasdispatch-plan-") as folder:
+        # Only the genetic search reads the others' plans, and only the iterated ones publish.
+        shared = Path(folder) if GENETIC in methods and set(methods) != {GENETIC} else None
         others = [
-            _start_worker(Path(folder), model.data, deadline, seed + k, methods[k], kick) for k in range(1, workers)
+            _start_worker(model.data, deadline, seed + k, methods[k], kick, Path(folder), shared)
+            for k in range(1, workers)
         ]
-        solutions = [search_once(model.data, deadline, seed, methods[0], kick)]
+        solutions = [search_once(model.data, deadline, seed, methods[0], kick, shared)]
         solutions += [_collect(worker) for worker in others]
     plans = [evaluate(problem, _assignment(model, solution)) for solution in solutions]
     best = min(plans, key=_rank)

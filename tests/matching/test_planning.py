@@ -10,12 +10,14 @@ from typer.testing import CliRunner
 
 from matching.cli import plan
 from matching.planning import Job, PlanningError, Problem, Vehicle, evaluate, plan_routes
-from pyvrp import CostEvaluator, RandomNumberGenerator, Solution
+from pyvrp import CostEvaluator, RandomNumberGenerator, Route, Solution
 
-from matching.planning.genetic import _distance, _Member, _planar, _Subpopulation, _visits
+from matching.planning import exchange
+from matching.planning.exchange import Exchange
+from matching.planning.genetic import _distance, _Member, _planar, _Subpopulation, _visits, genetic_search
 from matching.planning.solomon import SolomonFormatError, parse, read
 from matching.planning.solver import (
-    GENETIC, GENTLE, KICK_LARGE, REAL_FLEET, _assignment, _methods, build_model, search_once,
+    GENETIC, GENTLE, KICK_LARGE, REAL_FLEET, _assignment, _Deadline, _methods, _search, build_model, search_once,
 )
 
 DATA = Path(__file__).parent / "data" / "vrptw"
@@ -253,6 +255,44 @@ def test_the_population_keeps_each_members_neighbours_sorted_and_only_living():
         distances = sorted(_distance(member, m, data.num_clients) for m in others)
         assert [d for d, _ in member.closest] == distances
         assert member.diversity == pytest.approx(sum(distances[:5]) / 5)  # cached, yet current
+
+
+def test_an_exchange_passes_on_feasible_plans_that_improve_once_each(tmp_path, monkeypatch):
+    monkeypatch.setattr(exchange, "CHECK_EVERY", 0)  # look at every call
+    travel = Problem.euclidean([(0, 0), (5, 0), (10, 0), (0, 10), (-10, 0)])
+    jobs = (Job(id=0, location=1, latest=6), *(Job(id=k, location=k + 1) for k in range(1, 4)))
+    problem = Problem("line", travel, jobs, tuple(Vehicle(id=v, start=0, end=0) for v in range(2)))
+    data = build_model(problem).data
+
+    def plan(*routes: list[int]) -> Solution:
+        return Solution(data, [Route(data, visits, 0) for visits in routes])
+
+    feasible = [plan([0, 1], [2, 3]), plan([0, 2], [1, 3])]  # shorter first
+    infeasible = plan([1, 0], [2, 3])  # job 0 reached at 15, due by 6
+    assert feasible[0].distance() < feasible[1].distance()
+    assert all(p.is_feasible() for p in feasible) and not infeasible.is_feasible()
+    writer, reader = Exchange(tmp_path, seed=1), Exchange(tmp_path, seed=2)
+    writer.publish(infeasible)
+    assert reader.arrivals() == []
+    writer.publish(feasible[-1])
+    assert reader.arrivals() == [feasible[-1]]
+    assert reader.arrivals() == []  # read already
+    writer.publish(feasible[-1])  # no shorter: not written again
+    writer.publish(feasible[0])
+    assert reader.arrivals() == [feasible[0]]
+    assert writer.arrivals() == []  # a search never reads its own
+
+
+def test_the_genetic_search_takes_in_the_iterated_searchs_plan_on_a_tight_fleet(tmp_path):
+    # R103 on 13 vehicles: no genetic search alone found a plan in 10 s (seeds 1-2); the
+    # iterated search does in a second or so, and the genetic search then starts from it.
+    problem = read(DATA / "solomon" / "R103.txt", vehicles=13)
+    data = build_model(problem).data
+    found = _search(data, _Deadline(time.time() + 20, first_feasible=True), 2, KICK_LARGE)
+    assert found.is_feasible()
+    Exchange(tmp_path, seed=2).publish(found)
+    plan = genetic_search(data, time.time() + 3.0, 1, Exchange(tmp_path, seed=1))
+    assert plan.is_feasible() and plan.distance() <= found.distance()
 
 
 def test_planar_points_reproduce_a_euclidean_travel_matrix():
