@@ -346,9 +346,9 @@ def genetic_search(data: ProblemData, deadline: float, seed: int, exchange: Exch
         if exchange is not None:
             for plan in exchange.arrivals():
                 admit(plan)
-        costs = penalties.cost_evaluator()
-        feasible.update_fitness(costs, _key(penalties))
-        infeasible.update_fitness(costs, _key(penalties))
+        costs, ranked_under = penalties.cost_evaluator(), _key(penalties)
+        feasible.update_fitness(costs, ranked_under)
+        infeasible.update_fitness(costs, ranked_under)
         members = feasible.members + infeasible.members
 
         def tournament() -> _Member:
