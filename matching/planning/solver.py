@@ -6,8 +6,8 @@ the travel rounded to the nearest unit, and the plan returned is re-scored by `e
 double precision from the routes alone.
 
 Several searches run side by side, each with its own seed; the best plan wins. A search is
-PyVRP's iterated local search, set up here, or on problems of up to 100 jobs the hybrid genetic
-search of `matching.planning.genetic` over PyVRP's local search. Vehicles that
+PyVRP's iterated local search, set up here, or the hybrid genetic search of
+`matching.planning.genetic` over PyVRP's local search (see `_methods`). Vehicles that
 differ in nothing but their id become one PyVRP vehicle type with that many available, which is
 what lets the search move jobs freely between them. Skills become routing profiles: a profile's
 matrices make the jobs its vehicles may not do unreachable.
@@ -37,14 +37,13 @@ from pyvrp import (
     PenaltyParams,
     ProblemData,
     RandomNumberGenerator,
-    Route,
     Solution,
     VehicleType,
 )
 from pyvrp.constants import MAX_VALUE
 from pyvrp.exceptions import PenaltyBoundWarning
 from pyvrp.search import PerturbationManager, PerturbationParams
-from pyvrp.stop import FirstFeasible, StoppingCriterion
+from pyvrp.stop import StoppingCriterion
 
 from matching.planning.exchange import Exchange
 from matching.planning.genetic import genetic_search, local_search
@@ -52,32 +51,18 @@ from matching.planning.problem import JobId, Plan, Problem, Vehicle, VehicleId, 
 
 SCALE = 1000  # integer units per time unit: milli-units of a Solomon file, ms of a day in s
 _ROUNDING_SLACK = 1e-6  # so 5.000000000000001 scales to 5000, not 5001
-RELAXED_FLEET = 3  # the first phase may use this many times each vehicle type's count
-RELAXED_SHARE = 0.25  # of the time limit, spent with the relaxed fleet
-# What each vehicle of the relaxed fleet costs, in longest edges of the problem: enough that the
-# relaxed search itself trades travel for fewer routes (the fleet's minimum is the hard part).
-RELAXED_VEHICLE_COST = 4
 # Jobs per vehicle from which a problem's routes are long and few (Solomon's and
 # Gehring-Homberger's R2, RC2 and C2: 25 to 50 a route; their R1, RC1, C1 and a technician's day:
-# about 10). There the relaxed start only loses time: at 30 s on six such 200-customer instances
-# it lost to a search on the real fleet throughout on five (by 0.6 to 14 points of gap) and tied
-# on one, so every search works on the real fleet.
+# about 10).
 LONG_ROUTES = 20
-# Each perturbation of PyVRP's search removes up to so many jobs (its default: 25). Routes of
-# 25-50 jobs, and small problems on their minimum fleet, need bigger kicks to leave a local
-# optimum. Solomon (100 customers) at 10 s, two searches: R2 and RC2 0.71 % (seed 1) and 0.65 %
-# (seed 2) with 25, 0.32 and 0.33 % with 40 (10: 2.7 %, 60: 0.54 %); R103 and R104 feasible on
-# their best-known fleet with 40 (seeds 1 and 2), not with 25. Gehring-Homberger's 200-customer
-# R1, RC1 and C1 at 30 s lost with 40 (2.43 % against 1.88 % on RC1), their long-route classes
-# did not (0.36 % against 0.39 %).
-KICK_DEFAULT = 25
-KICK_LARGE = 40
-# Up to SMALL_PROBLEM jobs every search takes the large kicks and none descends: with them the
-# real fleet alone reaches the minimum. Solomon R1, RC1 and C1 at 10 s, two searches, best of the
-# two: 0.05 and 0.09 % (seeds 1-2, 3-4), every single search feasible, against 0.07 and 0.41 %
-# with the first search descending (7 and 8 of 58 single searches short of the fleet, R104
-# unsolved by either on seeds 3-4).
-SMALL_PROBLEM = 100
+# Each perturbation of PyVRP's iterated search removes up to so many jobs (its default: 25).
+# Routes of 25-50 jobs, and small problems on their minimum fleet, need bigger kicks to leave a
+# local optimum. Solomon (100 customers) at 10 s, two searches: R2 and RC2 0.71 % (seed 1) and
+# 0.65 % (seed 2) with 25, 0.32 and 0.33 % with 40 (10: 2.7 %, 60: 0.54 %); R103 and R104
+# feasible on their best-known fleet with 40 (seeds 1 and 2), not with 25. Where routes are short
+# and the problem large, no iterated search runs (see `_methods`).
+KICK = 40
+SMALL_PROBLEM = 100  # jobs; which searches run depends on it (see `_methods`)
 # PyVRP starts its penalties in the middle of their range (time warp 50,000 times the price of
 # travel) and revises them every 500 candidates; bringing them down takes some 40,000 candidates,
 # and a 10 s search on 100 jobs makes 5,000 to 15,000. Where routes are long, starting at par
@@ -89,7 +74,7 @@ GENTLE_PENALTY = 1.0
 GENTLE_PENALTY_UPDATES = 100
 
 # The searches `search_once` runs.
-GENETIC, DESCEND, GENTLE, REAL_FLEET = "genetic", "descend", "gentle", "real-fleet"
+GENETIC, GENTLE, REAL_FLEET = "genetic", "gentle", "real-fleet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,74 +178,39 @@ class _Deadline:
     """PyVRP stopping criterion on the wall clock, so process start-up and PyVRP's own
     initial descent count against the caller's time limit."""
 
-    def __init__(self, deadline: float, first_feasible: bool = False):
+    def __init__(self, deadline: float):
         self._deadline = deadline
-        self._first_feasible = FirstFeasible() if first_feasible else None
 
     def __call__(self, best_cost: int) -> bool:
-        if self._first_feasible is not None and self._first_feasible(best_cost):
-            return True
         return time.time() >= self._deadline
 
 
-def _with_fleet(data: ProblemData, counts: list[int], fixed_cost: int = 0) -> ProblemData:
-    types = [vt.replace(num_available=n, fixed_cost=fixed_cost) for vt, n in zip(data.vehicle_types(), counts)]
-    return data.replace(vehicle_types=types)
-
-
-def _usage(solution: Solution, num_types: int) -> list[int]:
-    usage = [0] * num_types
-    for route in solution.routes():
-        usage[route.vehicle_type()] += 1
-    return usage
-
-
-def _drop_routes(data: ProblemData, solution: Solution, counts: list[int]) -> Solution:
-    """`solution` within `counts` vehicles per type: the routes with the fewest jobs go, and
-    their jobs are left for the search to re-insert."""
-    kept, used = [], [0] * len(counts)
-    for route in sorted(solution.routes(), key=lambda r: -r.num_clients()):
-        vehicle_type = route.vehicle_type()
-        if used[vehicle_type] < counts[vehicle_type]:
-            used[vehicle_type] += 1
-            visits = [act.idx for act in route if act.is_client()]
-            kept.append(Route(data, visits, vehicle_type))
-    return Solution(data, kept)
-
-
-def search_once(
-    data: ProblemData, deadline: float, seed: int, method: str, kick: int, exchange: Path | None = None
-) -> Solution:
+def search_once(data: ProblemData, deadline: float, seed: int, method: str, exchange: Path | None = None) -> Solution:
     """One seeded search, ending at `deadline` (epoch seconds). `method`: GENETIC (the hybrid
-    genetic search), DESCEND (iterated local search down from a relaxed fleet), GENTLE (on the
-    real fleet, penalties starting at GENTLE_PENALTY) or REAL_FLEET (on the real fleet, PyVRP's
-    penalties); the iterated searches' perturbations remove up to `kick` jobs. With an
-    `exchange` folder, the iterated searches on the real fleet publish their best plans there
-    and the genetic search takes them in (see `matching.planning.exchange`)."""
+    genetic search), GENTLE (iterated local search, penalties starting at GENTLE_PENALTY) or
+    REAL_FLEET (iterated local search, PyVRP's penalties). With an `exchange` folder, the
+    iterated searches publish their best plans there and the genetic search takes them in
+    (see `matching.planning.exchange`)."""
     with warnings.catch_warnings():
         # A tight fleet drives the penalties to their bound; that is expected, not news.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
         shared = None if exchange is None else Exchange(exchange, seed)
         if method == GENETIC:
             return genetic_search(data, deadline, seed, shared)
-        if method == DESCEND:
-            return _descend(data, deadline, seed, kick)
-        return _search(data, _Deadline(deadline), seed, kick, gentle_penalties=method == GENTLE, exchange=shared)
+        return _search(data, _Deadline(deadline), seed, gentle_penalties=method == GENTLE, exchange=shared)
 
 
 def _search(
     data: ProblemData,
     stop: StoppingCriterion,
     seed: int,
-    kick: int,
     gentle_penalties: bool = False,
-    initial_solution: Solution | None = None,
     exchange: Exchange | None = None,
 ) -> Solution:
     """PyVRP's `solve` (its iterated local search), with our perturbation size and, where
     `gentle_penalties`, the penalties of GENTLE_PENALTY; its best plans go to `exchange`."""
     rng = RandomNumberGenerator(seed=seed)
-    perturbation = PerturbationManager(PerturbationParams(max_perturbations=kick))
+    perturbation = PerturbationManager(PerturbationParams(max_perturbations=KICK))
     search = local_search(data, rng, perturbation)
     if gentle_penalties:
         params = PenaltyParams(solutions_between_updates=GENTLE_PENALTY_UPDATES)
@@ -269,8 +219,7 @@ def _search(
         params = PenaltyParams()
         start = params.midpoint_penalties(data)
     penalties = PenaltyManager(start, params)
-    if initial_solution is None:
-        initial_solution = search(Solution.make_random(data, rng), penalties.max_cost_evaluator(), exhaustive=True)
+    initial_solution = search(Solution.make_random(data, rng), penalties.max_cost_evaluator(), exhaustive=True)
     params = IteratedLocalSearchParams(callbacks=_Publish(exchange)) if exchange else IteratedLocalSearchParams()
     ils = IteratedLocalSearch(data, penalties, search, initial_solution, params)
     return ils.run(stop, collect_stats=False).best
@@ -284,60 +233,14 @@ class _Publish(IteratedLocalSearchCallbacks):
         self._exchange.publish(best)
 
 
-def _descend(data: ProblemData, deadline: float, seed: int, kick: int) -> Solution:
-    """Relax the fleet, then take vehicles away one at a time down to the real fleet.
-
-    A search confined to a tight fleet from the start spends its time repairing time warp
-    (stock PyVRP, kicks of 25, finds no feasible plan for Solomon C101 with 10 vehicles in 10 s;
-    with the large kicks a small problem gets, it does, so small problems skip this); with spare
-    vehicles it finds short routes fast, and removing the emptiest route and re-inserting its
-    jobs is a small step each time. The spare vehicles carry a fixed cost, so the relaxed search
-    already works the fleet down (on Gehring-Homberger R1/RC1 it ends a few routes nearer the
-    real fleet, and the steps that follow start from plans built for it). The last step runs on
-    the real fleet until the deadline.
-    """
-    began = time.time()
-    caps = [vt.num_available for vt in data.vehicle_types()]
-    relaxed = [min(data.num_clients, RELAXED_FLEET * cap) for cap in caps]
-    edge = max(int(m[m < MAX_VALUE].max()) for m in data.distance_matrices())
-    best = _search(
-        _with_fleet(data, relaxed, fixed_cost=RELAXED_VEHICLE_COST * edge),
-        _Deadline(began + RELAXED_SHARE * (deadline - began)),
-        seed,
-        kick,
-    )
-    while True:
-        usage = _usage(best, len(caps))
-        over = [t for t, (used, cap) in enumerate(zip(usage, caps)) if used > cap]
-        if not best.is_feasible() or not over:
-            break
-        counts = [max(used, cap) for used, cap in zip(usage, caps)]
-        counts[over[0]] -= 1
-        if counts == caps:
-            break
-        step = _with_fleet(data, counts)
-        halfway = time.time() + (deadline - time.time()) / 2
-        found = _search(
-            step,
-            _Deadline(halfway, first_feasible=True),
-            seed,
-            kick,
-            initial_solution=_drop_routes(step, best, counts),
-        )
-        if not found.is_feasible():
-            break
-        best = found
-    return _search(data, _Deadline(deadline), seed, kick, initial_solution=_drop_routes(data, best, caps))
-
-
 def _start_worker(
-    data: ProblemData, deadline: float, seed: int, method: str, kick: int, folder: Path, exchange: Path | None
+    data: ProblemData, deadline: float, seed: int, method: str, folder: Path, exchange: Path | None
 ) -> subprocess.Popen:
     """Another search in a fresh interpreter (its job written to `folder`): unlike fork it is
     safe in a threaded caller, and unlike multiprocessing's spawn it never re-imports the
     caller's __main__."""
     job = folder / f"seed-{seed}.pickle"
-    job.write_bytes(pickle.dumps((data, deadline, seed, method, kick, exchange)))
+    job.write_bytes(pickle.dumps((data, deadline, seed, method, exchange)))
     return subprocess.Popen(
         [sys.executable, "-m", "matching.planning.worker", str(job)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -362,28 +265,28 @@ def _long_routes(problem: Problem) -> bool:
 def _methods(problem: Problem, workers: int) -> list[str]:
     """The search each of `workers` runs.
 
-    Up to SMALL_PROBLEM jobs on two vehicles or more, the genetic search, which is the better
-    one there, except on tight fleets: on Solomon's R103 and RC105 no genetic search of 10 s
-    (seeds 1-4) found a plan on the best-known fleet, where the iterated local search did
-    (seeds 1-2). So where routes are short the first, third, ... search runs the latter on the
-    real fleet and the others the genetic search; where routes are long (LONG_ROUTES jobs per
-    vehicle or more) all run the genetic search.
+    On one vehicle (nothing to cross) every search is the iterated local search, with gentle
+    penalties where the route is long. Otherwise the genetic search, which is the better one,
+    beside an iterated search whose plans it takes in where that one helps:
 
-    Larger problems: where routes are long every search runs the iterated local search on the
-    real fleet with gentle penalties; where they are short, the first, third, ... descend from a
-    relaxed fleet (best where windows are tight and the fleet near its minimum) and the others
-    search the real fleet from the start (best with wide windows, as in Solomon's R2).
+    - up to SMALL_PROBLEM jobs with short routes, the first, third, ... search is the iterated
+      search on PyVRP's penalties: on Solomon's R103 and RC105 no genetic search of 10 s (seeds
+      1-4) found a plan on the best-known fleet, where it did (seeds 1-2);
+    - larger problems with long routes (LONG_ROUTES jobs per vehicle or more), the first,
+      third, ... is the iterated search with gentle penalties: on six Gehring-Homberger R2, RC2
+      and C2 instances at 30 s (seed 1) each search won on three;
+    - otherwise every search is the genetic search. Gehring-Homberger R1, RC1 and C1 at 30 s,
+      single searches on their six hardest instances: 2.48 % (seed 1) against 7.8 % for the
+      iterated search on the real fleet and 8.3 % for one descending from a relaxed fleet.
     """
     long_routes = _long_routes(problem)
-    if len(problem.jobs) <= SMALL_PROBLEM:
-        if len(problem.vehicles) < 2:  # crossing routes needs routes
-            return [GENTLE if long_routes else REAL_FLEET] * workers
-        if long_routes:
-            return [GENETIC] * workers
+    if len(problem.vehicles) < 2:
+        return [GENTLE if long_routes else REAL_FLEET] * workers
+    if long_routes and len(problem.jobs) > SMALL_PROBLEM:
+        return [GENTLE if k % 2 == 0 else GENETIC for k in range(workers)]
+    if not long_routes and len(problem.jobs) <= SMALL_PROBLEM:
         return [REAL_FLEET if k % 2 == 0 else GENETIC for k in range(workers)]
-    if long_routes:
-        return [GENTLE] * workers
-    return [DESCEND if k % 2 == 0 else REAL_FLEET for k in range(workers)]
+    return [GENETIC] * workers
 
 
 def plan_routes(
@@ -405,16 +308,15 @@ def plan_routes(
     if not problem.jobs or not problem.vehicles:
         return evaluate(problem, {}, seconds=time.perf_counter() - began)
     model = build_model(problem)
-    kick = KICK_LARGE if _long_routes(problem) or len(problem.jobs) <= SMALL_PROBLEM else KICK_DEFAULT
     methods = _methods(problem, workers)
     with tempfile.TemporaryDirectory(prefix="gasdispatch-plan-") as folder:
         # Only the genetic search reads the others' plans, and only the iterated ones publish.
         shared = Path(folder) if GENETIC in methods and set(methods) != {GENETIC} else None
         others = [
-            _start_worker(model.data, deadline, seed + k, methods[k], kick, Path(folder), shared)
+            _start_worker(model.data, deadline, seed + k, methods[k], Path(folder), shared)
             for k in range(1, workers)
         ]
-        solutions = [search_once(model.data, deadline, seed, methods[0], kick, shared)]
+        solutions = [search_once(model.data, deadline, seed, methods[0], shared)]
         solutions += [_collect(worker) for worker in others]
     plans = [evaluate(problem, _assignment(model, solution)) for solution in solutions]
     best = min(plans, key=_rank)

@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 from matching.cli import plan
 from matching.planning import Job, PlanningError, Problem, Vehicle, evaluate, plan_routes
 from pyvrp import CostEvaluator, RandomNumberGenerator, Route, Solution
+from pyvrp.stop import FirstFeasible, MaxRuntime, MultipleCriteria
 
 from matching.planning import exchange
 from matching.planning.exchange import Exchange
 from matching.planning.genetic import _distance, _Member, _planar, _Subpopulation, _visits, genetic_search
 from matching.planning.solomon import SolomonFormatError, parse, read
 from matching.planning.solver import (
-    GENETIC, GENTLE, KICK_LARGE, REAL_FLEET, _assignment, _Deadline, _methods, _search, build_model, search_once,
+    GENETIC, GENTLE, REAL_FLEET, _assignment, _methods, _search, build_model, search_once,
 )
 
 DATA = Path(__file__).parent / "data" / "vrptw"
@@ -201,7 +202,7 @@ def test_a_problem_with_a_window_that_ends_before_it_starts_is_refused():
 def test_the_genetic_search_alone_reaches_the_optimum_of_c101_25_on_its_fleet():
     problem = parse(C101_25, vehicles=3)
     model = build_model(problem)
-    solution = search_once(model.data, time.time() + 2.0, 7, GENETIC, KICK_LARGE)
+    solution = search_once(model.data, time.time() + 2.0, 7, GENETIC)
     result = evaluate(problem, _assignment(model, solution))
     assert result.feasible and len(result.routes) == 3
     distance, feasible = check_independently(C101_25, [[stop.job for stop in r.stops] for r in result.routes])
@@ -220,7 +221,7 @@ def test_the_genetic_search_keeps_jobs_off_vehicles_without_their_skill():
     )
     problem = Problem("skills", travel, jobs, vehicles)
     model = build_model(problem)
-    result = evaluate(problem, _assignment(model, search_once(model.data, time.time() + 1.0, 1, GENETIC, KICK_LARGE)))
+    result = evaluate(problem, _assignment(model, search_once(model.data, time.time() + 1.0, 1, GENETIC)))
     assert result.feasible
     served_by = {stop.job: route.vehicle for route in result.routes for stop in route.stops}
     assert served_by[0] == served_by[1] == "east"
@@ -288,7 +289,7 @@ def test_the_genetic_search_takes_in_the_iterated_searchs_plan_on_a_tight_fleet(
     # iterated search does in a second or so, and the genetic search then starts from it.
     problem = read(DATA / "solomon" / "R103.txt", vehicles=13)
     data = build_model(problem).data
-    found = _search(data, _Deadline(time.time() + 20, first_feasible=True), 2, KICK_LARGE)
+    found = _search(data, MultipleCriteria([FirstFeasible(), MaxRuntime(20)]), 2)
     assert found.is_feasible()
     Exchange(tmp_path, seed=2).publish(found)
     plan = genetic_search(data, time.time() + 3.0, 1, Exchange(tmp_path, seed=1))
@@ -311,9 +312,12 @@ def test_planar_points_reproduce_a_euclidean_travel_matrix():
         (100, 3, [GENETIC, GENETIC]),  # long routes
         (15, 1, [REAL_FLEET, REAL_FLEET]),  # one route: nothing to cross
         (40, 1, [GENTLE, GENTLE]),
+        (200, 20, [GENETIC, GENETIC]),  # larger, short routes: the iterated search lost throughout
+        (200, 4, [GENTLE, GENETIC]),  # larger, long routes: each won half
+        (150, 1, [GENTLE, GENTLE]),
     ],
 )
-def test_small_problems_run_the_genetic_search_where_it_wins(jobs, vehicles, expected):
+def test_each_search_runs_where_it_wins(jobs, vehicles, expected):
     travel = Problem.euclidean([(k, 0) for k in range(jobs + 1)])
     problem = Problem(
         "line", travel, tuple(Job(id=k, location=k + 1) for k in range(jobs)),
