@@ -5,12 +5,13 @@ that keeps every window in integers keeps it in double precision too. The cost i
 the travel rounded to the nearest unit, and the plan returned is re-scored by `evaluate` in
 double precision from the routes alone.
 
-Several searches run side by side, each with its own seed; the best plan wins. A search is
-PyVRP's iterated local search, set up here, or the hybrid genetic search of
-`matching.planning.genetic` over PyVRP's local search (see `_methods`). Vehicles that
-differ in nothing but their id become one PyVRP vehicle type with that many available, which is
-what lets the search move jobs freely between them. Skills become routing profiles: a profile's
-matrices make the jobs its vehicles may not do unreachable.
+Where there are routes to cross, the hybrid genetic search of `matching.planning.genetic` runs
+over PyVRP's local search, one population educating a child per core; on small problems with
+short routes PyVRP's iterated local search takes one core and hands the genetic search its
+plans. On one vehicle the iterated search alone runs, a seed per core, and the best plan wins
+(see `_searches`). Vehicles that differ in nothing but their id become one PyVRP vehicle type
+with that many available, which is what lets the search move jobs freely between them. Skills
+become routing profiles: a profile's matrices make the jobs its vehicles may not do unreachable.
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ LONG_ROUTES = 20
 # Routes of 25-50 jobs, and small problems on their minimum fleet, need bigger kicks to leave a
 # local optimum. Solomon (100 customers) at 10 s, two searches: R2 and RC2 0.71 % (seed 1) and
 # 0.65 % (seed 2) with 25, 0.32 and 0.33 % with 40 (10: 2.7 %, 60: 0.54 %); R103 and R104
-# feasible on their best-known fleet with 40 (seeds 1 and 2), not with 25. Where routes are short
-# and the problem large, no iterated search runs (see `_methods`).
+# feasible on their best-known fleet with 40 (seeds 1 and 2), not with 25. Where the iterated
+# search runs: see `_searches`.
 KICK = 40
-SMALL_PROBLEM = 100  # jobs; which searches run depends on it (see `_methods`)
+SMALL_PROBLEM = 100  # jobs; which searches run depends on it (see `_searches`)
 # PyVRP starts its penalties in the middle of their range (time warp 50,000 times the price of
 # travel) and revises them every 500 candidates; bringing them down takes some 40,000 candidates,
 # and a 10 s search on 100 jobs makes 5,000 to 15,000. Where routes are long, starting at par
@@ -185,18 +186,20 @@ class _Deadline:
         return time.time() >= self._deadline
 
 
-def search_once(data: ProblemData, deadline: float, seed: int, method: str, exchange: Path | None = None) -> Solution:
+def search_once(
+    data: ProblemData, deadline: float, seed: int, method: str, exchange: Path | None = None, threads: int = 1
+) -> Solution:
     """One seeded search, ending at `deadline` (epoch seconds). `method`: GENETIC (the hybrid
-    genetic search), GENTLE (iterated local search, penalties starting at GENTLE_PENALTY) or
-    REAL_FLEET (iterated local search, PyVRP's penalties). With an `exchange` folder, the
-    iterated searches publish their best plans there and the genetic search takes them in
-    (see `matching.planning.exchange`)."""
+    genetic search, educating on `threads` threads), GENTLE (iterated local search, penalties
+    starting at GENTLE_PENALTY) or REAL_FLEET (iterated local search, PyVRP's penalties). With
+    an `exchange` folder, the iterated searches publish their best plans there and the genetic
+    search takes them in (see `matching.planning.exchange`)."""
     with warnings.catch_warnings():
         # A tight fleet drives the penalties to their bound; that is expected, not news.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
         shared = None if exchange is None else Exchange(exchange, seed)
         if method == GENETIC:
-            return genetic_search(data, deadline, seed, shared)
+            return genetic_search(data, deadline, seed, shared, threads)
         return _search(data, _Deadline(deadline), seed, gentle_penalties=method == GENTLE, exchange=shared)
 
 
@@ -262,31 +265,29 @@ def _long_routes(problem: Problem) -> bool:
     return len(problem.jobs) >= LONG_ROUTES * len(problem.vehicles)
 
 
-def _methods(problem: Problem, workers: int) -> list[str]:
-    """The search each of `workers` runs.
+def _searches(problem: Problem, workers: int) -> tuple[str, int, list[str]]:
+    """(the search this process runs, its threads, the searches of other processes).
 
-    On one vehicle (nothing to cross) every search is the iterated local search, with gentle
-    penalties where the route is long. Otherwise the genetic search, which is the better one,
-    beside an iterated search whose plans it takes in where that one helps:
-
-    - up to SMALL_PROBLEM jobs with short routes, the first, third, ... search is the iterated
-      search on PyVRP's penalties: on Solomon's R103 and RC105 no genetic search of 10 s (seeds
-      1-4) found a plan on the best-known fleet, where it did (seeds 1-2);
-    - larger problems with long routes (LONG_ROUTES jobs per vehicle or more), the first,
-      third, ... is the iterated search with gentle penalties: on six Gehring-Homberger R2, RC2
-      and C2 instances at 30 s (seed 1) each search won on three;
-    - otherwise every search is the genetic search. Gehring-Homberger R1, RC1 and C1 at 30 s,
-      single searches on their six hardest instances: 2.48 % (seed 1) against 7.8 % for the
-      iterated search on the real fleet and 8.3 % for one descending from a relaxed fleet.
+    - On one vehicle (nothing to cross), `workers` iterated searches, with gentle penalties
+      where the route is long, the best plan kept.
+    - Up to SMALL_PROBLEM jobs with short routes, the iterated search on PyVRP's penalties on
+      one core (alone if there is one: a technician's day is such a problem) and the genetic
+      search on the others, taking in its plans: on Solomon's R103 and RC105 no genetic search
+      of 10 s (seeds 1-4) found a plan on the best-known fleet, the iterated search did (seeds
+      1-2). Stopping the iterated search at its first plan, the genetic search then taking its
+      core, left R104 and RC106 short of the fleet on seed 1.
+    - Otherwise the genetic search on `workers` threads. One population on two cores against
+      two searches of one core each (best kept), 30 s, seed 1, the six hardest
+      Gehring-Homberger R1 and RC1 instances: 1.08 % against 2.45 %; RC2: 0.36 % against
+      0.36 % for the genetic search beside the iterated one with gentle penalties.
     """
     long_routes = _long_routes(problem)
     if len(problem.vehicles) < 2:
-        return [GENTLE if long_routes else REAL_FLEET] * workers
-    if long_routes and len(problem.jobs) > SMALL_PROBLEM:
-        return [GENTLE if k % 2 == 0 else GENETIC for k in range(workers)]
+        method = GENTLE if long_routes else REAL_FLEET
+        return method, 1, [method] * (workers - 1)
     if not long_routes and len(problem.jobs) <= SMALL_PROBLEM:
-        return [REAL_FLEET if k % 2 == 0 else GENETIC for k in range(workers)]
-    return [GENETIC] * workers
+        return (REAL_FLEET, 1, []) if workers == 1 else (GENETIC, workers - 1, [REAL_FLEET])
+    return GENETIC, workers, []
 
 
 def plan_routes(
@@ -298,25 +299,23 @@ def plan_routes(
 ) -> Plan:
     """Plan routes serving every job, with at most the problem's vehicles, minimising travel.
 
-    `workers` searches run side by side (this process and workers-1 others, seeds seed,
-    seed+1, ...) until `time_limit` seconds after the call; the best plan is returned (see
-    `_methods` for which search each runs). A problem with no feasible plan within the limit
-    yields the least-bad plan found, marked infeasible.
+    The searches (see `_searches`) use `workers` cores, seeds seed, seed+1, ..., until
+    `time_limit` seconds after the call; the best plan is returned. A problem with no feasible
+    plan within the limit yields the least-bad plan found, marked infeasible.
     """
     began = time.perf_counter()
     deadline = time.time() + time_limit
     if not problem.jobs or not problem.vehicles:
         return evaluate(problem, {}, seconds=time.perf_counter() - began)
     model = build_model(problem)
-    methods = _methods(problem, workers)
+    method, threads, other_methods = _searches(problem, workers)
     with tempfile.TemporaryDirectory(prefix="gasdispatch-plan-") as folder:
-        # Only the genetic search reads the others' plans, and only the iterated ones publish.
-        shared = Path(folder) if GENETIC in methods and set(methods) != {GENETIC} else None
+        shared = Path(folder) if method == GENETIC and other_methods else None
         others = [
-            _start_worker(model.data, deadline, seed + k, methods[k], Path(folder), shared)
-            for k in range(1, workers)
+            _start_worker(model.data, deadline, seed + k, other, Path(folder), shared)
+            for k, other in enumerate(other_methods, start=1)
         ]
-        solutions = [search_once(model.data, deadline, seed, methods[0], shared)]
+        solutions = [search_once(model.data, deadline, seed, method, shared, threads)]
         solutions += [_collect(worker) for worker in others]
     plans = [evaluate(problem, _assignment(model, solution)) for solution in solutions]
     best = min(plans, key=_rank)

@@ -18,7 +18,7 @@ from matching.planning.exchange import Exchange
 from matching.planning.genetic import _distance, _Member, _planar, _Subpopulation, _visits, genetic_search
 from matching.planning.solomon import SolomonFormatError, parse, read
 from matching.planning.solver import (
-    GENETIC, GENTLE, REAL_FLEET, _assignment, _methods, _search, build_model, search_once,
+    GENETIC, GENTLE, REAL_FLEET, _assignment, _search, _searches, build_model, search_once,
 )
 
 DATA = Path(__file__).parent / "data" / "vrptw"
@@ -296,6 +296,14 @@ def test_the_genetic_search_takes_in_the_iterated_searchs_plan_on_a_tight_fleet(
     assert plan.is_feasible() and plan.distance() <= found.distance()
 
 
+def test_the_genetic_search_on_two_threads_reaches_the_optimum_of_c101_25():
+    problem = parse(C101_25, vehicles=3)
+    model = build_model(problem)
+    solution = search_once(model.data, time.time() + 2.0, 7, GENETIC, threads=2)
+    result = evaluate(problem, _assignment(model, solution))
+    assert result.feasible and len(result.routes) == 3 and result.travel < 191.82
+
+
 def test_planar_points_reproduce_a_euclidean_travel_matrix():
     points = [(0, 0), (3, 4), (-7, 2), (10, -5), (6, 6)]
     problem = Problem("points", Problem.euclidean(points), tuple(Job(id=k, location=k) for k in range(1, 5)),
@@ -306,21 +314,24 @@ def test_planar_points_reproduce_a_euclidean_travel_matrix():
 
 
 @pytest.mark.parametrize(
-    ("jobs", "vehicles", "expected"),
+    ("jobs", "vehicles", "workers", "expected"),
     [
-        (100, 25, [REAL_FLEET, GENETIC]),  # short routes: one search of each, the first reaches tight fleets
-        (100, 3, [GENETIC, GENETIC]),  # long routes
-        (15, 1, [REAL_FLEET, REAL_FLEET]),  # one route: nothing to cross
-        (40, 1, [GENTLE, GENTLE]),
-        (200, 20, [GENETIC, GENETIC]),  # larger, short routes: the iterated search lost throughout
-        (200, 4, [GENTLE, GENETIC]),  # larger, long routes: each won half
-        (150, 1, [GENTLE, GENTLE]),
+        # short routes: the iterated search, which reaches tight fleets, beside the genetic one
+        (100, 25, 2, (GENETIC, 1, [REAL_FLEET])),
+        (100, 25, 3, (GENETIC, 2, [REAL_FLEET])),
+        (100, 25, 1, (REAL_FLEET, 1, [])),  # one core: that one
+        (100, 3, 2, (GENETIC, 2, [])),  # long routes
+        (15, 1, 2, (REAL_FLEET, 1, [REAL_FLEET])),  # one route: nothing to cross
+        (40, 1, 2, (GENTLE, 1, [GENTLE])),
+        (200, 20, 2, (GENETIC, 2, [])),  # larger: one population on both cores
+        (200, 4, 1, (GENETIC, 1, [])),
+        (150, 1, 3, (GENTLE, 1, [GENTLE, GENTLE])),
     ],
 )
-def test_each_search_runs_where_it_wins(jobs, vehicles, expected):
+def test_each_search_runs_where_it_wins(jobs, vehicles, workers, expected):
     travel = Problem.euclidean([(k, 0) for k in range(jobs + 1)])
     problem = Problem(
         "line", travel, tuple(Job(id=k, location=k + 1) for k in range(jobs)),
         tuple(Vehicle(id=v, start=0, end=0) for v in range(vehicles)),
     )
-    assert _methods(problem, 2) == expected
+    assert _searches(problem, workers) == expected
