@@ -349,7 +349,7 @@ def genetic_search(
         search = idle_searches.get()
         try:
             child = search(solution, costs, exhaustive=True)
-            repaired = search(child, repair, exhaustive=True) if repair and not child.is_feasible() else None
+            repaired = search(child, repair, exhaustive=True) if repair is not None and not child.is_feasible() else None
         finally:
             idle_searches.put(search)
         return child, repaired

@@ -278,8 +278,10 @@ def _searches(problem: Problem, workers: int) -> tuple[str, int, list[str]]:
       core, left R104 and RC106 short of the fleet on seed 1.
     - Otherwise the genetic search on `workers` threads. One population on two cores against
       two searches of one core each (best kept), 30 s, seed 1, the six hardest
-      Gehring-Homberger R1 and RC1 instances: 1.08 % against 2.45 %; RC2: 0.36 % against
-      0.36 % for the genetic search beside the iterated one with gentle penalties.
+      Gehring-Homberger R1 and RC1 instances: 1.08 % against 2.45 %. On 200-job long routes
+      it lost to the pair it replaced (the iterated search with gentle penalties beside a
+      genetic search): whole R2 and RC2 runs, seed 1, 0.91 and 0.84 % against 0.46 and 0.50 %
+      (a ten-instance RC2 probe had shown 0.36 % both), so that case is to go back to the pair.
     """
     long_routes = _long_routes(problem)
     if len(problem.vehicles) < 2:
