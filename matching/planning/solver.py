@@ -276,19 +276,23 @@ def _searches(problem: Problem, workers: int) -> tuple[str, int, list[str]]:
       of 10 s (seeds 1-4) found a plan on the best-known fleet, the iterated search did (seeds
       1-2). Stopping the iterated search at its first plan, the genetic search then taking its
       core, left R104 and RC106 short of the fleet on seed 1.
+    - Larger problems with long routes (LONG_ROUTES jobs per vehicle or more), the iterated
+      search with gentle penalties on one core and the genetic search on the others, taking in
+      its plans: whole Gehring-Homberger R2 and RC2 runs at 30 s, seed 1, 0.46 and 0.50 %
+      against 0.91 and 0.84 % for one population on both cores.
     - Otherwise the genetic search on `workers` threads. One population on two cores against
       two searches of one core each (best kept), 30 s, seed 1, the six hardest
-      Gehring-Homberger R1 and RC1 instances: 1.08 % against 2.45 %. On 200-job long routes
-      it lost to the pair it replaced (the iterated search with gentle penalties beside a
-      genetic search): whole R2 and RC2 runs, seed 1, 0.91 and 0.84 % against 0.46 and 0.50 %
-      (a ten-instance RC2 probe had shown 0.36 % both), so that case is to go back to the pair.
+      Gehring-Homberger R1 and RC1 instances: 1.08 % against 2.45 %.
     """
     long_routes = _long_routes(problem)
     if len(problem.vehicles) < 2:
         method = GENTLE if long_routes else REAL_FLEET
         return method, 1, [method] * (workers - 1)
-    if not long_routes and len(problem.jobs) <= SMALL_PROBLEM:
-        return (REAL_FLEET, 1, []) if workers == 1 else (GENETIC, workers - 1, [REAL_FLEET])
+    small = len(problem.jobs) <= SMALL_PROBLEM
+    if workers > 1 and long_routes != small:
+        return GENETIC, workers - 1, [GENTLE if long_routes else REAL_FLEET]
+    if workers == 1 and small and not long_routes:
+        return REAL_FLEET, 1, []
     return GENETIC, workers, []
 
 

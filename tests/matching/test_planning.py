@@ -324,6 +324,7 @@ def test_planar_points_reproduce_a_euclidean_travel_matrix():
         (15, 1, 2, (REAL_FLEET, 1, [REAL_FLEET])),  # one route: nothing to cross
         (40, 1, 2, (GENTLE, 1, [GENTLE])),
         (200, 20, 2, (GENETIC, 2, [])),  # larger: one population on both cores
+        (200, 4, 2, (GENETIC, 1, [GENTLE])),  # larger, long routes: gentle penalties beside
         (200, 4, 1, (GENETIC, 1, [])),
         (150, 1, 3, (GENTLE, 1, [GENTLE, GENTLE])),
     ],
