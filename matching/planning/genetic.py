@@ -302,7 +302,7 @@ def _key(penalties: PenaltyManager) -> tuple:
 def genetic_search(
     data: ProblemData, deadline: float, seed: int, exchange: Exchange | None = None, threads: int = 1
 ) -> Solution:
-    """The best plan found by `deadline` (epoch seconds): the cheapest feasible one, else the
+    """The best plan found by `deadline` (`time.monotonic()` seconds): the cheapest feasible one, else the
     least penalised. `threads` children are educated at once (PyVRP's local search releases
     the GIL), so one population gets the work of that many cores. With `exchange`, the plans
     the searches beside it publish join the population as they come."""
@@ -380,7 +380,7 @@ def genetic_search(
     pending: dict[Future, bool] = {}  # educations under way -> whether a crossover child
     to_populate, stale = MIN_POPULATION, 0
     try:
-        while best is None or time.time() < deadline:
+        while best is None or time.monotonic() < deadline:
             if stale >= RESTART_AFTER:
                 feasible.clear()
                 infeasible.clear()
@@ -396,7 +396,7 @@ def genetic_search(
                     pending[pool.submit(educate, *crossover())] = True
                 else:  # the first plans are still being educated
                     break
-            timeout = None if best is None else max(deadline - time.time(), 0)
+            timeout = None if best is None else max(deadline - time.monotonic(), 0)
             done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 is_child = pending.pop(future)

@@ -176,24 +176,26 @@ def _assignment(model: _Model, solution: Solution) -> dict[VehicleId, list[JobId
 
 
 class _Deadline:
-    """PyVRP stopping criterion on the wall clock, so process start-up and PyVRP's own
+    """PyVRP stopping criterion on the monotonic clock, so process start-up and PyVRP's own
     initial descent count against the caller's time limit."""
 
     def __init__(self, deadline: float):
         self._deadline = deadline
 
     def __call__(self, best_cost: int) -> bool:
-        return time.time() >= self._deadline
+        return time.monotonic() >= self._deadline
 
 
 def search_once(
     data: ProblemData, deadline: float, seed: int, method: str, exchange: Path | None = None, threads: int = 1
 ) -> Solution:
-    """One seeded search, ending at `deadline` (epoch seconds). `method`: GENETIC (the hybrid
-    genetic search, educating on `threads` threads), GENTLE (iterated local search, penalties
-    starting at GENTLE_PENALTY) or REAL_FLEET (iterated local search, PyVRP's penalties). With
-    an `exchange` folder, the iterated searches publish their best plans there and the genetic
-    search takes them in (see `matching.planning.exchange`)."""
+    """One seeded search, ending at `deadline` (`time.monotonic()` seconds: Linux's monotonic
+    clock is the same in every process of the machine, and a step of the wall clock must not
+    cut a search short or stretch it). `method`: GENETIC (the hybrid genetic search, educating
+    on `threads` threads), GENTLE (iterated local search, penalties starting at GENTLE_PENALTY)
+    or REAL_FLEET (iterated local search, PyVRP's penalties). With an `exchange` folder, the
+    iterated searches publish their best plans there and the genetic search takes them in (see
+    `matching.planning.exchange`)."""
     with warnings.catch_warnings():
         # A tight fleet drives the penalties to their bound; that is expected, not news.
         warnings.simplefilter("ignore", PenaltyBoundWarning)
@@ -310,7 +312,7 @@ def plan_routes(
     plan within the limit yields the least-bad plan found, marked infeasible.
     """
     began = time.perf_counter()
-    deadline = time.time() + time_limit
+    deadline = time.monotonic() + time_limit
     if not problem.jobs or not problem.vehicles:
         return evaluate(problem, {}, seconds=time.perf_counter() - began)
     model = build_model(problem)
