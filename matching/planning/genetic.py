@@ -303,9 +303,9 @@ def genetic_search(
     data: ProblemData, deadline: float, seed: int, exchange: Exchange | None = None, threads: int = 1
 ) -> Solution:
     """The best plan found by `deadline` (`time.monotonic()` seconds): the cheapest feasible
-    one, else the least penalised. `threads` children are educated at once (PyVRP's local search releases
-    the GIL), so one population gets the work of that many cores. With `exchange`, the plans
-    the searches beside it publish join the population as they come."""
+    one, else the least penalised. `threads` children are educated at once (PyVRP's local
+    search releases the GIL), so one population gets the work of that many cores. With
+    `exchange`, the plans the searches beside it publish join the population as they come."""
     rng = RandomNumberGenerator(seed=seed)
     neighbours = compute_neighbours(data, NeighbourhoodParams(num_neighbours=NEIGHBOURS))
     # A local search (and its generator) per thread: each keeps state while it runs.
